@@ -1,0 +1,162 @@
+"""The attribute schema: the condition contract shared by datasets, checkpoints and packs.
+
+A schema is an ordered tuple of categorical attributes, each an ordered tuple of values.
+A *condition* is one value per attribute; on the wire (ONNX inputs, recipes) it is the
+tuple of value indices in schema order. Pure Python: importable without numpy or torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["Attribute", "Schema", "SchemaError"]
+
+
+class SchemaError(ValueError):
+    """A condition or schema document that does not fit the schema; the message names what."""
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    values: tuple[str, ...]
+    default: str | None = None  # None: random when unset
+    labels: tuple[str, ...] = ()  # display labels, same order as values; empty = values
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").isalnum():
+            raise SchemaError(f"attribute name {self.name!r} must be a non-empty identifier")
+        if len(self.values) < 1:
+            raise SchemaError(f"attribute {self.name!r} has no values")
+        if len(set(self.values)) != len(self.values):
+            raise SchemaError(f"attribute {self.name!r} has duplicate values")
+        if self.default is not None and self.default not in self.values:
+            raise SchemaError(f"default {self.default!r} of {self.name!r} is not one of its values")
+        if self.labels and len(self.labels) != len(self.values):
+            raise SchemaError(f"attribute {self.name!r}: labels and values differ in length")
+
+    @property
+    def cardinality(self) -> int:
+        return len(self.values)
+
+    def label(self, value: str) -> str:
+        return self.labels[self.index(value)] if self.labels else value
+
+    def index(self, value: str) -> int:
+        try:
+            return self.values.index(value)
+        except ValueError:
+            shown = ", ".join(self.values[:12]) + (", ..." if len(self.values) > 12 else "")
+            raise SchemaError(f"unknown {self.name} {value!r}; choose one of: {shown}") from None
+
+
+@dataclass(frozen=True)
+class Schema:
+    attributes: tuple[Attribute, ...]
+    name: str = ""
+    attributes_by_name: dict[str, Attribute] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        names = [a.name for a in self.attributes]
+        if not names:
+            raise SchemaError("a schema needs at least one attribute")
+        if len(set(names)) != len(names):
+            raise SchemaError(f"duplicate attribute names in {names}")
+        object.__setattr__(self, "attributes_by_name", {a.name: a for a in self.attributes})
+
+    # -- shape --------------------------------------------------------------------------
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.attributes)
+
+    @property
+    def cardinalities(self) -> tuple[int, ...]:
+        return tuple(a.cardinality for a in self.attributes)
+
+    def __len__(self) -> int:
+        return len(self.attributes)
+
+    def __getitem__(self, name: str) -> Attribute:
+        try:
+            return self.attributes_by_name[name]
+        except KeyError:
+            raise SchemaError(f"unknown attribute {name!r}; known: {', '.join(self.names)}") from None
+
+    # -- conditions -----------------------------------------------------------------------
+    def encode(self, condition: Mapping[str, str]) -> tuple[int, ...]:
+        """Complete condition {name: value} -> indices in schema order."""
+        unknown = set(condition) - set(self.names)
+        if unknown:
+            self[sorted(unknown)[0]]  # raises with the list of known attributes
+        missing = [n for n in self.names if n not in condition]
+        if missing:
+            raise SchemaError(f"condition is missing {', '.join(missing)}")
+        return tuple(self[n].index(condition[n]) for n in self.names)
+
+    def decode(self, indices: Sequence[int]) -> dict[str, str]:
+        """Indices in schema order -> {name: value}; out-of-range indices are a SchemaError."""
+        if len(indices) != len(self.attributes):
+            raise SchemaError(f"expected {len(self.attributes)} condition indices, got {len(indices)}")
+        out = {}
+        for a, i in zip(self.attributes, indices):
+            if not 0 <= int(i) < a.cardinality:
+                raise SchemaError(f"index {i} out of range for {a.name} ({a.cardinality} values)")
+            out[a.name] = a.values[int(i)]
+        return out
+
+    def complete(self, partial: Mapping[str, str | None], rng_index) -> dict[str, str]:
+        """Fill unset attributes: the default if there is one, else a value chosen by
+        `rng_index(attribute) -> int` (the caller's seeded randomness)."""
+        for name in partial:
+            self[name]
+        out = {}
+        for a in self.attributes:
+            v = partial.get(a.name)
+            if v is None:
+                v = a.default if a.default is not None else a.values[rng_index(a) % a.cardinality]
+            a.index(v)
+            out[a.name] = v
+        return out
+
+    # -- documents ------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "attributes": [
+                {
+                    "name": a.name,
+                    "values": list(a.values),
+                    "default": a.default,
+                    "labels": list(a.labels) if a.labels else list(a.values),
+                    "description": a.description,
+                }
+                for a in self.attributes
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Mapping) -> Schema:
+        try:
+            attrs = tuple(
+                Attribute(
+                    name=str(a["name"]),
+                    values=tuple(str(v) for v in a["values"]),
+                    default=a.get("default"),
+                    labels=tuple(str(v) for v in a.get("labels") or ()),
+                    description=str(a.get("description", "")),
+                )
+                for a in doc["attributes"]
+            )
+        except (KeyError, TypeError) as e:
+            raise SchemaError(f"malformed schema document: {e!r}") from None
+        return cls(attributes=attrs, name=str(doc.get("name", "")))
+
+    def fingerprint(self) -> str:
+        """Stable hash of names and ordered values (labels/defaults excluded): two schemas
+        with the same fingerprint index conditions identically."""
+        core = [[a.name, list(a.values)] for a in self.attributes]
+        return hashlib.sha256(json.dumps(core, separators=(",", ":")).encode()).hexdigest()[:16]

@@ -1,0 +1,9 @@
+"""`moe` sub-commands owned by the export package (filled in by its issue)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this package's commands to the top-level `moe` app."""

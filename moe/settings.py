@@ -1,0 +1,45 @@
+"""Service settings: one class, read from the environment (prefix MOE_) and `.env`.
+
+Built once in `main()` and passed down; tests construct it directly. Every field is
+mirrored, with a one-line comment, in `.env.example`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "BUNDLED_PACKS_DIR"]
+
+BUNDLED_PACKS_DIR = Path(__file__).resolve().parent.parent / "engine" / "packs"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MOE_", env_file=".env", extra="ignore")
+
+    # Discord
+    discord_token: SecretStr | None = Field(None, description="bot token from the Discord developer portal")
+    dev_guild_id: int | None = Field(None, description="sync slash commands to this guild only (instant, for development)")
+
+    # Packs and engine
+    packs_dir: Path = Field(Path("packs"), description="folder of extra model packs, watched for hot reload")
+    default_pack: str = Field("moe-default", description="pack used when a server has not chosen one")
+    providers: str = Field("auto", description="onnxruntime providers: auto, cpu or cuda")
+    max_batch: int = Field(64, ge=1, le=1024, description="largest micro-batch per model")
+    max_wait_ms: float = Field(0.0, ge=0, le=100, description="how long a batch waits for more requests")
+    queue_size: int = Field(1024, ge=1, description="requests queued per model before answering busy")
+    request_timeout_s: float = Field(20.0, gt=0, description="per-request deadline inside the engine")
+
+    # Storage and limits
+    database_path: Path = Field(Path("moe-avatar.sqlite3"), description="SQLite file for saved avatars and server settings")
+    cooldown_s: float = Field(3.0, ge=0, description="default per-member cooldown between generations (admins can change it per server)")
+    daily_quota: int = Field(200, ge=0, description="default generations per member per day, 0 = unlimited")
+    max_upload_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest picture accepted by /avatar remix")
+
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+
+    def pack_dirs(self) -> list[Path]:
+        """Where packs are looked for: the bundled ones, then the admin's folder."""
+        return [BUNDLED_PACKS_DIR, self.packs_dir]
