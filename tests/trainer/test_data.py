@@ -1,0 +1,129 @@
+"""Admin folders: every problem is a clear DatasetError naming the file/row; fixable ones are fixed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trainer.data import Dataset, DatasetError, load_dataset
+
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
+
+
+def _img(path: Path, color=(200, 120, 90), size=(32, 32), mode="RGB") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, color).convert(mode).save(path)
+
+
+def _csv_set(root: Path, rows: list[str], header: str = "file,style,eyes") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "labels.csv").write_text("\n".join([header, *rows]) + "\n")
+    return root
+
+
+@pytest.fixture
+def good(tmp_path: Path) -> Path:
+    for i, (s, e) in enumerate([("cat", "big"), ("dog", "big"), ("cat", "dot"), ("dog", "dot")]):
+        _img(tmp_path / "img" / f"{i}.png", color=(40 * i, 100, 200))
+    return _csv_set(tmp_path, ["img/0.png,cat,big", "img/1.png,dog,big", "img/2.png,cat,dot", "img/3.png,dog,dot"])
+
+
+def test_csv_folder_loads(good: Path) -> None:
+    ds = load_dataset(str(good), 16)
+    assert isinstance(ds, Dataset)
+    assert ds.images.shape == (4, 16, 16, 3) and ds.images.dtype == np.uint8
+    assert ds.schema.names == ("style", "eyes")
+    assert ds.schema["style"].values == ("cat", "dog")
+    assert ds.labels.tolist() == [[0, 0], [1, 0], [0, 1], [1, 1]]
+    assert ds.images[0, 8, 8].tolist() == [0, 100, 200]  # pixels survive the resize
+    assert len(ds.fingerprint) == 16 and ds.fingerprint == load_dataset(str(good), 16).fingerprint
+
+
+def test_subfolders_are_one_attribute(tmp_path: Path) -> None:
+    for v in ("bear", "frog"):
+        for i in range(2):
+            _img(tmp_path / v / f"{i}.png")
+    ds = load_dataset(str(tmp_path), 16)
+    assert ds.schema.names == ("style",) and ds.schema["style"].values == ("bear", "frog")
+    assert ds.labels[:, 0].tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (["img/0.png,cat,big", "img/9.png,dog,dot"], "row 3: missing file 'img/9.png'"),
+        (["img/0.png,cat,big", "img/1.png,,dot"], "row 3: empty 'style' label"),
+        (["img/0.png,cat,big", "notes.txt,dog,dot"], "row 3: 'notes.txt' is not an image"),
+        (["img/0.png,cat,big", "broken.png,dog,dot"], "row 3: 'broken.png' is unreadable"),
+        (["img/0.png,cat,big", "img/1.png,Cat ,dot"], "differ only in case/spacing"),
+        (["img/0.png,cat,big", "../outside.png,dog,dot"], "points outside the dataset folder"),
+        (["img/0.png,cat,big", "img/1.png,dog,dot,extra"], "row 3: more cells than columns"),
+        (["img/0.png,cat,big", "img/1.png,cat,dot"], "attribute 'style' has a single value"),
+    ],
+)
+def test_csv_errors_name_the_row(tmp_path: Path, rows: list[str], message: str) -> None:
+    root = tmp_path / "set"
+    _img(root / "img" / "0.png")
+    _img(root / "img" / "1.png")
+    _img(tmp_path / "outside.png")
+    (root / "notes.txt").write_text("hello")
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    _csv_set(root, rows)
+    with pytest.raises(DatasetError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        load_dataset(str(root), 16)
+
+
+def test_structural_errors(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="not a folder"):
+        load_dataset(str(tmp_path / "nope"), 16)
+    _csv_set(tmp_path / "a", ["x.png,cat"], header="image,style")
+    with pytest.raises(DatasetError, match="needs a 'file' column"):
+        load_dataset(str(tmp_path / "a"), 16)
+    (tmp_path / "b" / "cat").mkdir(parents=True)
+    _img(tmp_path / "b" / "dog" / "0.png")
+    with pytest.raises(DatasetError, match="empty sub-folder"):
+        load_dataset(str(tmp_path / "b"), 16)
+    with pytest.raises(DatasetError, match="power of two"):
+        load_dataset(str(tmp_path / "b"), 48)
+
+
+def test_too_few_images_per_value(good: Path) -> None:
+    with pytest.raises(DatasetError, match="fewer than 3 images"):
+        load_dataset(str(good), 16, min_per_value=3)
+
+
+def test_mixed_sizes_and_modes_are_converted_with_notes(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    _img(root / "a.png", size=(64, 48))  # non-square: centre crop
+    _img(root / "b.png", size=(32, 32), mode="L")
+    rgba = Image.new("RGBA", (32, 32), (255, 0, 0, 0))  # fully transparent red → white background
+    rgba.save(root / "c.png")
+    Image.new("P", (32, 32), 3).save(root / "d.gif")
+    _csv_set(root, ["a.png,cat,big", "b.png,dog,big", "c.png,cat,dot", "d.gif,dog,dot"])
+    ds = load_dataset(str(root), 16)
+    assert ds.images.shape == (4, 16, 16, 3)
+    assert ds.images[2].min() == 255  # composited on white, not red or black
+    notes = " | ".join(ds.notes)
+    assert "resized/centre-cropped" in notes and "64x48" in notes
+    assert "greyscale" in notes and "transparency" in notes
+
+
+def test_huge_image_is_refused_without_decoding(tmp_path: Path) -> None:
+    root = tmp_path / "set"
+    _img(root / "a.png")
+    Image.new("L", (5000, 4000)).save(root / "big.png")  # 20 MP, compresses to a few KB
+    _csv_set(root, ["a.png,cat,big", "big.png,dog,dot"])
+    with pytest.raises(DatasetError, match="big.png.*5000x4000"):
+        load_dataset(str(root), 16)
+
+
+@pytest.mark.skipif(not (SHARED / "lorelei-100").is_dir(), reason="../shared/datasets not present")
+def test_lorelei_few_shot_folder() -> None:
+    ds = load_dataset(str(SHARED / "lorelei-100"), 64)
+    assert len(ds) == 100 and ds.schema.names == ("eyes", "mouth", "hair", "glasses")
+    assert ds.schema["glasses"].values[0] == "none"
+    assert "CC0" in ds.license
+    assert any("fewer than" in n for n in ds.notes)  # few-shot values are flagged, not refused
