@@ -1,0 +1,94 @@
+"""Validate pictures uploaded to `/avatar remix` before anything decodes them fully.
+
+Checks, in order, each failing with a `BadUpload` the member can act on:
+size in bytes (from the attachment's metadata, before downloading, and again on the
+bytes), the declared content type, the file's magic bytes (PNG, JPEG, GIF, WebP only),
+the pixel count from the header (decompression bombs: Pillow's own `DecompressionBombError`
+/ warning is caught too), then a full decode of the first frame. Transparency is flattened
+onto white, because the packs were trained on flat backgrounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import warnings
+
+import discord
+from PIL import Image
+
+from bot.errors import BadUpload
+
+__all__ = ["MAX_PIXELS", "load_upload", "read_attachment", "sniff"]
+
+MAX_PIXELS = 4096 * 4096  # 16.7 megapixels: any real photo, no bombs
+_FORMATS = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "webp": "WEBP"}
+_CONTENT_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/gif", "image/webp"}
+_ACCEPTED = "a PNG, JPEG, GIF or WebP picture"
+
+
+def sniff(data: bytes) -> str | None:
+    """The image kind from magic bytes ("png", "jpeg", "gif", "webp"), or None."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if data[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
+def check_declared(content_type: str | None, size: int, max_bytes: int) -> None:
+    """What can be checked from the attachment's metadata alone, before downloading."""
+    if size > max_bytes:
+        raise BadUpload(f"That file is {_mib(size)}; the limit is {_mib(max_bytes)}. Try a smaller picture.")
+    if content_type is not None and content_type.split(";")[0].strip().lower() not in _CONTENT_TYPES:
+        raise BadUpload(f"That file is `{content_type.split(';')[0]}`; send {_ACCEPTED}.")
+
+
+def load_upload(data: bytes, *, content_type: str | None, max_bytes: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Validate and decode an upload to an RGB image (first frame of animations)."""
+    check_declared(content_type, len(data), max_bytes)
+    kind = sniff(data)
+    if kind is None:
+        raise BadUpload(f"That file is not {_ACCEPTED} (its contents do not look like one).")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=[_FORMATS[kind]])
+            width, height = im.size  # from the header: nothing decoded yet
+            if width * height > max_pixels:
+                raise BadUpload(
+                    f"That picture is {width}x{height} pixels; the limit is {max_pixels / 1e6:.0f} megapixels."
+                )
+            im.seek(0)  # animated GIF/WebP/APNG: the first frame
+            im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise BadUpload(f"That picture is too large to open safely; the limit is {max_pixels / 1e6:.0f} megapixels.") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:  # Pillow's ways of saying "broken file"
+        raise BadUpload(f"That {kind.upper()} file could not be read ({type(e).__name__}); is it complete?") from None
+    return _flatten(im)
+
+
+def _flatten(im: Image.Image) -> Image.Image:
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im.convert("RGB")
+
+
+async def read_attachment(attachment: discord.Attachment, *, max_bytes: int) -> Image.Image:
+    """Check the metadata, download, validate and decode (off the event loop)."""
+    check_declared(attachment.content_type, attachment.size, max_bytes)
+    try:
+        data = await attachment.read()
+    except discord.HTTPException as e:
+        raise BadUpload(f"Could not download that file from Discord ({e.status}); try again.") from None
+    return await asyncio.to_thread(load_upload, data, content_type=attachment.content_type, max_bytes=max_bytes)

@@ -1,0 +1,90 @@
+"""bot.uploads: what /avatar remix accepts and how it refuses."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bot.errors import BadUpload, UserError
+from bot.uploads import load_upload, sniff
+
+MAX = 1024 * 1024
+
+
+def encode(im: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height (a decompression bomb's shape)."""
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("fmt,ctype", [("PNG", "image/png"), ("JPEG", "image/jpeg"), ("WEBP", "image/webp"), ("GIF", "image/gif")])
+def test_accepts_common_formats(fmt, ctype):
+    im = Image.new("RGB", (40, 30), (200, 20, 20))
+    out = load_upload(encode(im, fmt), content_type=ctype, max_bytes=MAX)
+    assert out.mode == "RGB" and out.size == (40, 30)
+    r, g, b = out.getpixel((20, 15))
+    assert r > 150 and g < 80 and b < 80
+
+
+def test_rgba_is_flattened_on_white():
+    im = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
+    im.putpixel((0, 0), (0, 0, 255, 255))
+    out = load_upload(encode(im, "PNG"), content_type="image/png", max_bytes=MAX)
+    assert out.mode == "RGB"
+    assert out.getpixel((0, 0)) == (0, 0, 255) and out.getpixel((5, 5)) == (255, 255, 255)
+
+
+def test_animated_gif_gives_first_frame():
+    frames = [Image.new("RGB", (16, 16), c) for c in [(255, 0, 0), (0, 255, 0), (0, 0, 255)]]
+    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    assert Image.open(io.BytesIO(data)).n_frames == 3
+    out = load_upload(data, content_type="image/gif", max_bytes=MAX)
+    r, g, b = out.getpixel((8, 8))
+    assert r > 200 and g < 50 and b < 50
+
+
+def test_bad_content_type_is_refused():
+    data = encode(Image.new("RGB", (4, 4)), "PNG")
+    with pytest.raises(BadUpload, match="application/pdf.*PNG, JPEG, GIF or WebP"):
+        load_upload(data, content_type="application/pdf", max_bytes=MAX)
+
+
+def test_wrong_magic_bytes_are_refused():
+    with pytest.raises(BadUpload, match="do not look like one"):
+        load_upload(b"%PDF-1.7 pretending to be a png", content_type="image/png", max_bytes=MAX)
+    assert sniff(b"GIF89a....") == "gif" and sniff(b"RIFF\0\0\0\0WEBPVP8 ") == "webp" and sniff(b"hello") is None
+
+
+def test_too_many_bytes_is_refused_with_sizes():
+    data = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (300, 300, 3), dtype=np.uint8)), "PNG")
+    with pytest.raises(BadUpload, match=r"limit is 0\.1 MiB"):
+        load_upload(data, content_type="image/png", max_bytes=100 * 1024)
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    bomb = png_header_only(50_000, 50_000)  # 2.5 gigapixels in a few bytes
+    assert len(bomb) < 200
+    with pytest.raises(BadUpload, match="megapixels"):
+        load_upload(bomb, content_type="image/png", max_bytes=MAX)
+    with pytest.raises(BadUpload, match="5000x5000"):  # over our own limit, under Pillow's
+        load_upload(png_header_only(5000, 5000), content_type="image/png", max_bytes=MAX)
+
+
+def test_truncated_file_is_a_clear_error():
+    data = encode(Image.new("RGB", (64, 64), (1, 2, 3)), "JPEG")
+    with pytest.raises(BadUpload, match="could not be read") as e:
+        load_upload(data[: len(data) // 3], content_type="image/jpeg", max_bytes=MAX)
+    assert isinstance(e.value, UserError)
