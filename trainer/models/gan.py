@@ -1,0 +1,222 @@
+"""Conditional GAN: a BigGAN-style generator and a projection discriminator.
+
+Generator: each schema attribute has an embedding; `embed(c)` looks them up and joins
+them (concatenation), so blending two conditions mixes embeddings linearly. A small
+mapping network (StyleGAN, Karras et al. 2019) turns (z, embedding) into w; w gives the
+4x4 start and the gains/biases of every conditional BatchNorm (BigGAN, Brock et al. 2019).
+
+Discriminator: residual downsampling blocks with spectral norm (Miyato et al. 2018) and
+one projection term per attribute (Miyato & Koyama 2018): score = psi(h) + sum_a <E_a[c_a], h>.
+
+Both accept 16, 32, 64 and 128 px (64 and 128 are the supported ones; the smaller sizes
+keep tests fast). `forward` has no data-dependent Python control flow (ONNX export).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
+
+__all__ = ["GeneratorConfig", "DiscriminatorConfig", "Generator", "Discriminator", "channels_at", "config_from_dict",
+           "without_spectral_norm"]
+
+RESOLUTIONS = (16, 32, 64, 128)
+
+
+def channels_at(r: int, res: int, width: int, max_mult: int = 8) -> int:
+    """Channels of the feature map at r x r in a res-px network: width at full res,
+    doubling per halving, capped at width * max_mult."""
+    return min(width * max_mult, width * res // r)
+
+
+def _check_res(res: int) -> None:
+    if res not in RESOLUTIONS:
+        raise ValueError(f"resolution {res} is not supported; use one of {RESOLUTIONS}")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    cardinalities: tuple[int, ...]  # values per attribute, schema order
+    res: int = 64
+    z_dim: int = 128
+    width: int = 32  # channels at full resolution
+    embed_dim: int = 32  # per attribute; E = len(cardinalities) * embed_dim
+    w_dim: int = 256
+    mapping_layers: int = 2
+
+    def __post_init__(self) -> None:
+        _check_res(self.res)
+        object.__setattr__(self, "cardinalities", tuple(int(n) for n in self.cardinalities))
+        if not self.cardinalities or min(self.cardinalities) < 1:
+            raise ValueError(f"bad cardinalities {self.cardinalities}")
+
+    @property
+    def e_dim(self) -> int:
+        return len(self.cardinalities) * self.embed_dim
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    cardinalities: tuple[int, ...]
+    res: int = 64
+    width: int = 32
+
+    def __post_init__(self) -> None:
+        _check_res(self.res)
+        object.__setattr__(self, "cardinalities", tuple(int(n) for n in self.cardinalities))
+
+
+def config_from_dict(cls, doc: dict):
+    """Rebuild a frozen config from `dataclasses.asdict` output (JSON lists -> tuples)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in doc.items() if k in names})
+
+
+# -- generator blocks --------------------------------------------------------------------
+class ConditionalBatchNorm(nn.Module):
+    """BatchNorm without affine; gain (1 + g(w)) and bias b(w) come from the conditioning."""
+
+    def __init__(self, channels: int, w_dim: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.gain = nn.Linear(w_dim, channels)
+        self.bias = nn.Linear(w_dim, channels)
+        for lin in (self.gain, self.bias):
+            nn.init.zeros_(lin.weight)
+            nn.init.zeros_(lin.bias)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        g = (1 + self.gain(w))[:, :, None, None]  # (B, C, 1, 1)
+        b = self.bias(w)[:, :, None, None]
+        return self.bn(x) * g + b
+
+
+class UpBlock(nn.Module):
+    """BigGAN residual up block: cBN-ReLU-up-conv-cBN-ReLU-conv + up-conv1x1 skip."""
+
+    def __init__(self, cin: int, cout: int, w_dim: int):
+        super().__init__()
+        self.bn1 = ConditionalBatchNorm(cin, w_dim)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.bn2 = ConditionalBatchNorm(cout, w_dim)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        h = F.interpolate(F.relu(self.bn1(x, w)), scale_factor=2.0, mode="nearest")  # (B, Cin, 2H, 2W)
+        h = self.conv2(F.relu(self.bn2(self.conv1(h), w)))  # (B, Cout, 2H, 2W)
+        return h + self.skip(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Generator(nn.Module):
+    def __init__(self, cfg: GeneratorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embeddings = nn.ModuleList(nn.Embedding(n, cfg.embed_dim) for n in cfg.cardinalities)
+        layers: list[nn.Module] = []
+        d = cfg.z_dim + cfg.e_dim
+        for _ in range(cfg.mapping_layers):
+            layers += [nn.Linear(d, cfg.w_dim), nn.LeakyReLU(0.2)]
+            d = cfg.w_dim
+        self.mapping = nn.Sequential(*layers)
+        c4 = channels_at(4, cfg.res, cfg.width)
+        self.start = nn.Linear(cfg.w_dim, c4 * 16)
+        self.start_shape = (c4, 4, 4)
+        self.blocks = nn.ModuleList()
+        r = 4
+        while r < cfg.res:
+            self.blocks.append(UpBlock(channels_at(r, cfg.res, cfg.width), channels_at(2 * r, cfg.res, cfg.width), cfg.w_dim))
+            r *= 2
+        self.out_bn = nn.BatchNorm2d(cfg.width)
+        self.cond_weight = 1.0  # < 1 fades the condition out in forward (conditioning ramp); not saved
+        self.to_rgb = nn.Conv2d(cfg.width, 3, 3, padding=1)
+
+    def embed(self, c: torch.Tensor) -> torch.Tensor:
+        """(B, A) int64 condition indices -> (B, E) joined attribute embeddings."""
+        if c.dim() != 2 or c.shape[1] != len(self.embeddings):
+            raise ValueError(f"condition must be (B, {len(self.embeddings)}), got {tuple(c.shape)}")
+        return torch.cat([emb(c[:, i]) for i, emb in enumerate(self.embeddings)], dim=1)
+
+    def synthesize(self, z: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        """z (B, Z), embedding (B, E) -> image (B, 3, res, res) in [-1, 1]."""
+        if z.shape[1:] != (self.cfg.z_dim,) or e.shape[1:] != (self.cfg.e_dim,):
+            raise ValueError(f"expected z (B, {self.cfg.z_dim}) and e (B, {self.cfg.e_dim}), "
+                             f"got {tuple(z.shape)} and {tuple(e.shape)}")
+        z = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)  # pixel norm (StyleGAN)
+        w = self.mapping(torch.cat([z, e], dim=1))  # (B, W)
+        x = self.start(w).unflatten(1, self.start_shape)  # (B, C4, 4, 4)
+        for block in self.blocks:
+            x = block(x, w)  # (B, C, 2H, 2W)
+        return torch.tanh(self.to_rgb(F.relu(self.out_bn(x))))  # (B, 3, res, res)
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.synthesize(z, self.embed(c) * self.cond_weight)
+
+
+# -- discriminator blocks ----------------------------------------------------------------
+class DownBlock(nn.Module):
+    """Residual down block (BigGAN D): ReLU-conv-ReLU-conv-avgpool + conv1x1-avgpool skip."""
+
+    def __init__(self, cin: int, cout: int, first: bool = False, sn=spectral_norm):
+        super().__init__()
+        self.first = first  # no activation on the raw image
+        self.conv1 = sn(nn.Conv2d(cin, cout, 3, padding=1))
+        self.conv2 = sn(nn.Conv2d(cout, cout, 3, padding=1))
+        self.skip = sn(nn.Conv2d(cin, cout, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x if self.first else F.relu(x)
+        h = F.avg_pool2d(self.conv2(F.relu(self.conv1(h))), 2)  # (B, Cout, H/2, W/2)
+        return h + self.skip(F.avg_pool2d(x, 2))
+
+
+def down_stack(res: int, width: int, sn=spectral_norm) -> tuple[nn.ModuleList, int]:
+    """Blocks from res x res RGB down to 4x4; returns (blocks, channels at 4x4)."""
+    blocks = nn.ModuleList()
+    cin, r = 3, res
+    while r > 4:
+        cout = channels_at(r // 2, res, width)
+        blocks.append(DownBlock(cin, cout, first=not blocks, sn=sn))
+        cin, r = cout, r // 2
+    return blocks, cin
+
+
+class Discriminator(nn.Module):
+    def __init__(self, cfg: DiscriminatorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.blocks, c = down_stack(cfg.res, cfg.width)
+        self.psi = spectral_norm(nn.Linear(c, 1))
+        self.projections = nn.ModuleList(spectral_norm(nn.Embedding(n, c)) for n in cfg.cardinalities)
+        self.cond_weight = 1.0  # < 1 fades the projection terms out (conditioning ramp); not saved
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """x (B, 3, res, res) in [-1, 1], c (B, A) int64 -> (B,) raw realness score."""
+        if x.shape[1:] != (3, self.cfg.res, self.cfg.res):
+            raise ValueError(f"expected images (B, 3, {self.cfg.res}, {self.cfg.res}), got {tuple(x.shape)}")
+        h = x
+        for block in self.blocks:
+            h = block(h)  # (B, C, H/2, W/2)
+        h = F.relu(h).sum(dim=(2, 3))  # (B, C) global sum pooling
+        score = self.psi(h).squeeze(1)  # (B,)
+        proj = sum((emb(c[:, i]) * h).sum(dim=1) for i, emb in enumerate(self.projections))  # (B,)
+        return score + self.cond_weight * proj
+
+
+def without_spectral_norm(model: nn.Module) -> nn.Module:
+    """An eval-mode copy with every spectral-norm parametrisation folded into plain weights
+    (W / sigma with the stored power-iteration vectors): same outputs, exportable to ONNX
+    (the parametrisation's `vdot` has no ONNX op)."""
+    folded = type(model)(model.cfg)
+    folded.load_state_dict(model.state_dict())
+    folded.cond_weight = getattr(model, "cond_weight", 1.0)
+    folded.eval()
+    for module in [m for m in folded.modules() if parametrize.is_parametrized(m, "weight")]:
+        parametrize.remove_parametrizations(module, "weight", leave_parametrized=True)
+    return folded
