@@ -1,0 +1,467 @@
+"""The built-in moe style set: labelled chibi avatars drawn procedurally with Pillow.
+
+This is the default training data (`--data builtin`). Each picture is drawn at
+`_SS` times its size and box-downsampled, so edges are anti-aliased. Five labelled
+attributes (see `SCHEMA`); everything else is *unlabelled* seeded variation that the
+models learn as latent noise: blush intensity and shape, the flat pastel background,
+head size/position, ear angles, eye spacing, tilt, accessory placement and colours of
+sparkle irises and bows.
+
+The background is always one flat colour that also fills the corners, so the engine can
+cut it out for transparent PNGs.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import logging
+import math
+import os
+import random
+from multiprocessing import get_context, shared_memory
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from engine.schema import Attribute, Schema
+
+__all__ = ["SCHEMA", "render", "render_dataset", "sample_labels"]
+
+log = logging.getLogger(__name__)
+
+SCHEMA = Schema(
+    name="moe-styles",
+    attributes=(
+        Attribute("style", ("cat", "dog", "bunny", "bear", "panda", "fox", "frog", "chick"),
+                  labels=("Cat", "Dog", "Bunny", "Bear", "Panda", "Fox", "Frog", "Chick"),
+                  description="Which little animal the avatar is"),
+        Attribute("eyes", ("big", "dot", "sleepy", "sparkle", "wink", "happy"),
+                  labels=("Big", "Dot", "Sleepy", "Sparkle", "Wink", "Happy"),
+                  description="Eye shape; happy is closed ^^ arcs"),
+        Attribute("mouth", ("smile", "open", "cat", "tongue"),
+                  labels=("Smile", "Open", "Cat", "Tongue"),
+                  description="Mouth shape; cat is the little ω"),
+        Attribute("accessory", ("none", "bow", "flower", "hat", "glasses"),
+                  labels=("None", "Bow", "Flower", "Hat", "Glasses"),
+                  description="What the avatar wears"),
+        Attribute("color", ("cream", "pink", "caramel", "grey", "mint", "lavender"),
+                  labels=("Cream", "Pink", "Caramel", "Grey", "Mint", "Lavender"),
+                  description="Main fur or skin colour"),
+    ),
+)
+
+_SS = 3  # supersampling factor: draw at 3x, then box-downsample
+_INK = (92, 58, 52)  # soft dark brown outline
+_EYE = (58, 38, 46)
+_WHITE = (255, 253, 250)
+_PINK = (255, 150, 170)
+_PALETTES = {
+    "cream": (255, 240, 210),
+    "pink": (255, 190, 212),
+    "caramel": (226, 170, 118),
+    "grey": (192, 194, 206),
+    "mint": (184, 232, 202),
+    "lavender": (212, 194, 244),
+}
+_IRIS = ((132, 92, 214), (70, 140, 230), (236, 96, 150), (40, 170, 160))
+_BOWS = ((240, 92, 124), (96, 150, 240), (250, 120, 170))
+_PETALS = ((255, 255, 255), (255, 176, 200), (255, 226, 120))
+
+Color = tuple[int, int, int]
+
+
+def _mix(a: Color, b: Color, t: float) -> Color:
+    return tuple(round(x + (y - x) * t) for x, y in zip(a, b))  # type: ignore[return-value]
+
+
+class _Pen:
+    """Draws in a 128-unit, head-centred frame: unit (x, y) -> canvas pixels, scaled by k,
+    tilted by `tilt` degrees about the head centre (cx, cy). Every shape is a polygon, so
+    the tilt costs nothing (no image rotation)."""
+
+    def __init__(self, draw: ImageDraw.ImageDraw, cx: float, cy: float, k: float, s: float,
+                 tilt: float = 0.0):
+        self.d, self.cx, self.cy, self.k, self.s = draw, cx, cy, k, s
+        self.cos, self.sin = math.cos(math.radians(tilt)), math.sin(math.radians(tilt))
+        self.lw = 2.2  # outline width in units
+
+    def p(self, x: float, y: float) -> tuple[float, float]:
+        x, y = self.k * x, self.k * y
+        return ((self.cx + x * self.cos - y * self.sin) * self.s,
+                (self.cy + x * self.sin + y * self.cos) * self.s)
+
+    def u(self, v: float) -> float:
+        return v * self.k * self.s
+
+    def ellipse(self, x, y, rx, ry, fill, ink=True, angle=0.0, grow=0.0):
+        """Filled ellipse; `ink` draws the outline; `grow` widens it (outline-only passes)."""
+        if ink:
+            self._fill(self._arc(x, y, rx + self.lw / 2 + grow, ry + self.lw / 2 + grow, angle), _INK)
+        if fill is not None:
+            d = self.lw / 2 if ink else 0.0
+            self._fill(self._arc(x, y, rx - d, ry - d, angle), fill)
+
+    def half(self, x, y, rx, ry, fill, ink=0.0):
+        """Lower half of an ellipse (a D lying flat side up), with an optional outline width."""
+        if ink:
+            self._fill(self._arc(x, y, rx + ink, ry + ink, 0.0, half=True, dy=-ink), _INK)
+        self._fill(self._arc(x, y, rx, ry, 0.0, half=True), fill)
+
+    def ring(self, x, y, r, width, color):
+        pts = self._arc(x, y, r, r, 0.0)
+        self.d.line([self.p(px, py) for px, py in pts + pts[:2]], fill=color,
+                    width=max(1, round(self.u(width))), joint="curve")
+
+    def _arc(self, x, y, rx, ry, angle, half=False, dy=0.0):
+        """Outline points (in units) of a rotated ellipse, or of its lower half."""
+        n = max(12, min(72, int(6 * math.sqrt(self.u(max(rx, ry))))))
+        ca, sa = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+        pts = [] if not half else [(x - rx, y + dy), (x + rx, y + dy)]
+        for i in range(n + 1 if half else n):
+            t = math.pi * i / n if half else 2 * math.pi * i / n
+            ex, ey = rx * math.cos(t), max(ry * math.sin(t), 0.0) if half else ry * math.sin(t)
+            pts.append((x + ex * ca - ey * sa, y + ex * sa + ey * ca))
+        return pts
+
+    def _fill(self, pts, fill):
+        self.d.polygon([self.p(px, py) for px, py in pts], fill=fill)
+
+    def poly(self, pts, fill, ink=True):
+        self._fill(pts, fill)
+        if ink:
+            self.line(pts + [pts[0]], self.lw, _INK)
+
+    def line(self, pts, width, color):
+        xy = [self.p(x, y) for x, y in pts]
+        w = max(1, round(self.u(width)))
+        self.d.line(xy, fill=color, width=w, joint="curve")
+        r = self.u(width) / 2
+        for px, py in (xy[0], xy[-1]):  # round caps
+            self.d.ellipse((px - r, py - r, px + r, py + r), fill=color)
+
+    def curve(self, x, y, w, h, width, color, n=9):
+        """A parabola from (x-w, y) through (x, y+h) to (x+w, y); h<0 bends up (^)."""
+        pts = [(x + w * t, y + h * (1 - t * t)) for t in (2 * i / (n - 1) - 1 for i in range(n))]
+        self.line(pts, width, color)
+
+
+def _rot(pts, ox, oy, deg):
+    c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
+    return [(ox + (x - ox) * c - (y - oy) * s, oy + (x - ox) * s + (y - oy) * c) for x, y in pts]
+
+
+def _pastel(rng: random.Random) -> Color:
+    r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.12, 0.32), rng.uniform(0.92, 1.0))
+    return (round(r * 255), round(g * 255), round(b * 255))
+
+
+# -- parts --------------------------------------------------------------------------------
+
+
+def _ears_back(pen: _Pen, style: str, fur: Color, dark: Color, rng: random.Random) -> None:
+    """Ears and tufts behind the head."""
+    a = rng.uniform(-7, 7)  # ear angle jitter
+    inner = _mix(fur, _PINK, 0.55)
+    for side in (-1, 1):
+        if style in ("cat", "fox"):
+            tall = 58 if style == "fox" else 50
+            base = [(side * 40, -14), (side * 12, -36)]
+            tip = (side * 36, -tall)
+            ear = _rot([base[0], tip, base[1]], side * 26, -25, side * a)
+            pen.poly(ear, dark if style == "fox" else fur)
+            mid = ((ear[0][0] + ear[2][0]) / 2, (ear[0][1] + ear[2][1]) / 2)
+            inn = [(mid[0] + (px - mid[0]) * 0.55, mid[1] + (py - mid[1]) * 0.55 + 2) for px, py in ear]
+            pen.poly(inn, _WHITE if style == "fox" else inner, ink=False)
+        elif style == "bunny":
+            pen.ellipse(side * 15, -46, 9, 22, fur, angle=side * (10 + a))
+            pen.ellipse(side * 15, -44, 4.5, 15.5, inner, ink=False, angle=side * (10 + a))
+        elif style in ("bear", "panda"):
+            ex, ey = side * (31 + a / 3), -30
+            pen.ellipse(ex, ey, 12, 12, dark if style == "panda" else fur)
+            pen.ellipse(ex, ey + 1, 6.5, 6.5, dark if style == "panda" else _mix(fur, dark, 0.7),
+                        ink=False)
+        elif style == "chick" and side == 1:
+            for dx, ang in ((-5, -25), (0, 0), (5, 25)):
+                pen.ellipse(dx * 1.4 + a / 4, -44, 4.5, 12, fur, angle=ang * 1.2 + a)
+
+
+def _head(pen: _Pen, style: str, fur: Color) -> None:
+    if style == "frog":  # eye bumps merged with a wide face: outlines first, then fills
+        shapes = [(0, 0, 50, 36), (-22, -26, 15, 15), (22, -26, 15, 15)]
+        for x, y, rx, ry in shapes:
+            pen.ellipse(x, y, rx, ry, None)
+        for x, y, rx, ry in shapes:
+            pen.ellipse(x, y, rx - pen.lw / 2, ry - pen.lw / 2, fur, ink=False)
+    else:
+        pen.ellipse(0, 0, 46, 40, fur)
+
+
+def _ears_front(pen: _Pen, style: str, fur: Color, dark: Color, rng: random.Random) -> None:
+    """Face markings and ears that hang in front of the head."""
+    if style == "dog":
+        a = rng.uniform(-8, 8)
+        for side in (-1, 1):
+            pen.ellipse(side * 42, -8, 10, 21, dark, angle=side * (22 + a))
+    elif style == "fox":
+        for side in (-1, 1):
+            pen.ellipse(side * 15, 18, 19, 14, _mix(_WHITE, fur, 0.08), ink=False, angle=side * -12)
+    elif style == "cat":
+        for side in (-1, 1):
+            for dy, tilt in ((9, -2), (15, 3)):
+                pen.line([(side * 33, dy), (side * 44, dy + tilt)], 1.6, _INK)
+
+
+def _eyes(pen, kind, ex, ey, rng, panda: Color | None):
+    if panda is not None:
+        for side in (-1, 1):
+            pen.ellipse(side * ex, ey + 1, 11, 13, panda, ink=False, angle=side * -32)
+    iris = rng.choice(_IRIS)
+    for side in (-1, 1):
+        x = side * ex
+        k = "happy" if kind == "wink" and side == 1 else ("big" if kind == "wink" else kind)
+        hl = _WHITE
+        if k == "big":
+            pen.ellipse(x, ey, 7.5, 9.5, _EYE, ink=False)
+            pen.ellipse(x, ey + 4, 5.5, 4.5, _mix(_EYE, (150, 100, 110), 0.6), ink=False)
+            pen.ellipse(x - 2.6, ey - 3.6, 3.2, 3.4, hl, ink=False)
+            pen.ellipse(x + 2.8, ey + 3.4, 1.4, 1.4, hl, ink=False)
+        elif k == "dot":
+            pen.ellipse(x, ey + 1, 3.6, 4.0, _EYE, ink=False)
+            pen.ellipse(x - 1.1, ey - 0.4, 1.2, 1.2, hl, ink=False)
+        elif k == "sleepy":
+            pen.half(x, ey + 1, 7, 6, _EYE)
+            pen.line([(x - 8.5, ey + 1.5), (x - 6, ey + 0.6), (x + 6, ey + 0.6), (x + 8.5, ey + 1.5)],
+                     2.4, _EYE)
+        elif k == "sparkle":
+            pen.ellipse(x, ey, 8.2, 10, _EYE, ink=False)
+            pen.ellipse(x, ey + 2, 6.4, 7.2, iris, ink=False)
+            pen.ellipse(x, ey + 4.5, 4.5, 3.6, _mix(iris, _WHITE, 0.45), ink=False)
+            sx, sy, r = x - 2.2, ey - 3.2, 4.6
+            star = [(sx, sy - r), (sx + 1.2, sy - 1.2), (sx + r, sy), (sx + 1.2, sy + 1.2),
+                    (sx, sy + r), (sx - 1.2, sy + 1.2), (sx - r, sy), (sx - 1.2, sy - 1.2)]
+            pen.poly(star, hl, ink=False)
+            pen.ellipse(x + 3.2, ey + 3.6, 1.5, 1.5, hl, ink=False)
+            pen.ellipse(x + 3.6, ey - 4.6, 0.9, 0.9, hl, ink=False)
+        else:  # happy: closed ^ arc
+            pen.curve(x, ey + 2, 6.8, -6.5, 2.8, _EYE)
+
+
+def _nose(pen: _Pen, style: str, ny: float) -> None:
+    if style in ("cat", "bunny"):
+        pen.poly([(-2.8, ny - 1.5), (2.8, ny - 1.5), (0, ny + 1.6)], _mix(_PINK, _INK, 0.1), ink=False)
+    elif style == "frog":
+        for side in (-1, 1):
+            pen.ellipse(side * 3.5, ny, 1, 0.8, _INK, ink=False)
+    elif style == "chick":
+        beak = (255, 172, 72)
+        pen.poly([(-5.5, ny - 1), (5.5, ny - 1), (0, ny + 4.5)], beak)
+        pen.poly([(-5.5, ny - 1), (0, ny - 5), (5.5, ny - 1)], _mix(beak, (255, 230, 120), 0.4))
+    else:
+        pen.ellipse(0, ny, 3.8, 2.7, _INK, ink=False)
+        pen.ellipse(-1.2, ny - 1, 1.2, 0.8, (190, 160, 150), ink=False)
+
+
+def _mouth(pen: _Pen, kind: str, my: float) -> None:
+    if kind == "smile":
+        pen.curve(0, my, 7, 4.5, 2.3, _INK)
+    elif kind == "open":
+        pen.half(0, my + 1.5, 8, 8.5, (168, 62, 78), ink=2.2)
+        pen.ellipse(0, my + 7, 4.8, 2.4, (255, 138, 150), ink=False)
+    elif kind == "cat":
+        for side in (-1, 1):
+            pen.curve(side * 4.6, my, 4.6, 4.2, 2.3, _INK)
+    else:  # tongue out under a smile
+        pen.ellipse(1.5, my + 6, 4.6, 5.6, (255, 128, 146))
+        pen.line([(1.5, my + 4), (1.5, my + 8)], 1.2, (220, 90, 110))
+        pen.curve(0, my, 7.5, 4.0, 2.3, _INK)
+
+
+def _blush(pen: _Pen, bx: float, by: float, under: Color, rng: random.Random) -> None:
+    shape = rng.randrange(4)
+    if shape == 3:
+        return  # no blush this time
+    color = _mix(under, (255, 120, 140), rng.uniform(0.3, 0.7))
+    for side in (-1, 1):
+        x = side * bx
+        if shape == 0:
+            pen.ellipse(x, by, 7, 4, color, ink=False)
+        elif shape == 1:
+            pen.ellipse(x, by, 5, 5, color, ink=False)
+        else:  # hatched ///
+            for dx in (-3.5, 0, 3.5):
+                pen.line([(x + dx + 1.5, by - 2.5), (x + dx - 1.5, by + 2.5)], 1.3, color)
+
+
+def _accessory(pen: _Pen, kind: str, style: str, ex: float, ey: float, rng: random.Random) -> None:
+    j = rng.uniform(-1, 1)
+    if kind == "bow":
+        bx, by, a = 27 + 3 * j, -31 + 2 * j, rng.uniform(-18, 18)
+        col = rng.choice(_BOWS)
+        for side in (-1, 1):
+            lobe = _rot([(bx, by), (bx + side * 14, by - 9), (bx + side * 14, by + 9)], bx, by, a)
+            pen.poly(lobe, col)
+        pen.ellipse(bx, by, 4.4, 4.4, _mix(col, _WHITE, 0.25))
+    elif kind == "flower":
+        fx, fy, a = -29 + 3 * j, -31 + 2 * j, rng.uniform(0, 72)
+        col = rng.choice(_PETALS)
+        for i in range(5):
+            t = math.radians(a + 72 * i)
+            pen.ellipse(fx + 7.5 * math.cos(t), fy + 7.5 * math.sin(t), 6, 6, col)
+        for i in range(5):  # refill the petals so only the outer outline remains
+            t = math.radians(a + 72 * i)
+            pen.ellipse(fx + 7.5 * math.cos(t), fy + 7.5 * math.sin(t), 4.9, 4.9, col, ink=False)
+        pen.ellipse(fx, fy, 4.6, 4.6, (255, 196, 60))
+    elif kind == "hat":
+        a = rng.uniform(-12, 12)
+        top = -41 if style != "frog" else -43
+        hx = 2 * j
+        crown = _rot([(hx - 15, top + 3), (hx - 13, top - 23), (hx + 13, top - 23), (hx + 15, top + 3)],
+                     hx, top, a)
+        brim = _rot([(hx - 25, top + 1), (hx + 25, top + 1), (hx + 25, top + 7), (hx - 25, top + 7)],
+                    hx, top, a)
+        navy = (78, 70, 112)
+        pen.poly(brim, navy)
+        pen.poly(crown, navy)
+        band = _rot([(hx - 14.3, top - 1), (hx + 14.3, top - 1), (hx + 13.8, top - 7),
+                     (hx - 13.8, top - 7)], hx, top, a)
+        pen.poly(band, (248, 140, 170), ink=False)
+    elif kind == "glasses":
+        r = 11.5 if style != "frog" else 12.5
+        for side in (-1, 1):
+            pen.ring(side * ex, ey + 0.5, r, 2.4, _INK)
+        pen.curve(0, ey - 1, ex - r, -2.5, 2.2, _INK, n=5)
+
+
+# -- public --------------------------------------------------------------------------------
+
+
+def _streams(seed: int, n: int) -> list[random.Random]:
+    root = random.Random(seed)
+    return [random.Random(root.getrandbits(64)) for _ in range(n)]
+
+
+def render(condition: dict[str, str], seed: int, size: int = 128) -> Image.Image:
+    """Draw one avatar for a complete condition; deterministic per (condition, seed)."""
+    SCHEMA.encode(condition)  # raises SchemaError on unknown/missing values
+    if size < 16:
+        raise ValueError(f"size must be at least 16 pixels, got {size}")
+    # one random stream per part, so changing one attribute leaves the other parts' jitter alone
+    part = _streams(int(seed), 5)
+    style, fur = condition["style"], _PALETTES[condition["color"]]
+    dark = _mix(fur, (70, 50, 60), 0.72 if style == "panda" else 0.28)
+    rng = part[0]
+    bg = _pastel(rng)
+    s = size * _SS / 128
+    img = Image.new("RGB", (size * _SS, size * _SS), bg)
+    draw = ImageDraw.Draw(img)
+    # head size, position and tilt jitter (a few percent / degrees)
+    k = rng.uniform(0.95, 1.04)
+    cx, cy = 64 + rng.uniform(-3, 3), 75 + rng.uniform(-2.5, 2.5)
+    pen = _Pen(draw, cx, cy, k, s, tilt=rng.uniform(-6, 6))
+    spread = rng.uniform(-1, 1)  # eye spacing
+    pen.ellipse(0, 60, 36, 30, fur)  # shoulders peeking at the bottom
+    _ears_back(pen, style, fur, dark, part[1])
+    _head(pen, style, fur)
+    _ears_front(pen, style, fur, dark, part[1])
+    if style == "frog":
+        ex, ey, ny, my, bx, by = 22 + spread, -26, 3, 10, 32, 7
+    else:
+        ex, ey, ny, my, bx, by = 17 + 1.5 * spread, 3, 11, 17, 29, 13
+    under = _WHITE if style == "fox" else fur
+    _blush(pen, bx, by, under, part[2])
+    _eyes(pen, condition["eyes"], ex, ey, part[3], dark if style == "panda" else None)
+    _nose(pen, style, ny)
+    _mouth(pen, condition["mouth"], my)
+    _accessory(pen, condition["accessory"], style, ex, ey, part[4])
+    return img.reduce(_SS)
+
+
+def sample_labels(n: int, seed: int) -> np.ndarray:
+    """Uniformly random condition indices, int64 (n, A), deterministic per seed."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    rng = np.random.default_rng([int(seed), 0x1AB])
+    cols = [rng.integers(0, c, size=n, dtype=np.int64) for c in SCHEMA.cardinalities]
+    return np.stack(cols, axis=1) if n else np.zeros((0, len(SCHEMA)), np.int64)
+
+
+def _image_seed(seed: int, i: int) -> int:
+    return int(np.random.SeedSequence([int(seed), int(i), 0x5EED]).generate_state(1)[0])
+
+
+def _render_into(images: np.ndarray, labels: np.ndarray, seed: int, start: int) -> None:
+    """Render rows start..start+len(labels) of `images`; `labels` holds just those rows."""
+    size = images.shape[1]
+    for j, row in enumerate(labels.tolist()):
+        i = start + j
+        images[i] = np.asarray(render(SCHEMA.decode(row), _image_seed(seed, i), size))
+
+
+def _worker(args: tuple) -> int:
+    shm_name, n, size, labels, seed, start = args
+    shm = shared_memory.SharedMemory(name=shm_name)
+    try:
+        images = np.ndarray((n, size, size, 3), np.uint8, buffer=shm.buf)
+        _render_into(images, labels, seed, start)
+        del images
+    finally:
+        shm.close()
+    return len(labels)
+
+
+def render_dataset(n: int, seed: int = 0, size: int = 128, workers: int | None = None,
+                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Render `n` labelled avatars: images uint8 (n, size, size, 3), labels int64 (n, A).
+
+    Image i is `render(decode(labels[i]), seed_i)` with seed_i derived from (seed, i), so the
+    result does not depend on `workers` (default: all CPUs; 1 renders in this process).
+    """
+    labels = sample_labels(n, seed)
+    if size < 16:
+        raise ValueError(f"size must be at least 16 pixels, got {size}")
+    workers = max(1, workers if workers is not None else os.cpu_count() or 1)
+    chunk = max(8, min(256, -(-n // (4 * workers))))  # >= 4 chunks per worker, for balance
+    bounds = [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
+    workers = min(workers, len(bounds))
+    with _progress(progress, n) as advance:
+        if workers <= 1:
+            images = np.empty((n, size, size, 3), np.uint8)
+            for a, b in bounds:
+                _render_into(images, labels[a:b], seed, a)
+                advance(b - a)
+            return images, labels
+        shm = shared_memory.SharedMemory(create=True, size=max(1, n * size * size * 3))
+        try:
+            view = np.ndarray((n, size, size, 3), np.uint8, buffer=shm.buf)
+            jobs = [(shm.name, n, size, labels[a:b], seed, a) for a, b in bounds]
+            with get_context("spawn").Pool(workers) as pool:
+                for done in pool.imap_unordered(_worker, jobs):
+                    advance(done)
+            images = view.copy()
+            del view
+        finally:
+            shm.close()
+            shm.unlink()
+    log.info("rendered %d style-set images at %dpx with %d workers", n, size, workers)
+    return images, labels
+
+
+class _progress:
+    """Context manager yielding `advance(k)`: a rich progress bar, or a no-op."""
+
+    def __init__(self, enabled: bool, total: int):
+        self.enabled, self.total, self.bar = enabled, total, None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda k: None
+        from rich.progress import Progress
+
+        self.bar = Progress()
+        self.bar.start()
+        task = self.bar.add_task("rendering moe style set", total=self.total)
+        return lambda k: self.bar.advance(task, k)
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
