@@ -1,0 +1,96 @@
+"""`BotProcess`: the real bot (`python -m moe bot`, or any script) in a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from .driver import REPO_ROOT, FakeDiscord
+
+__all__ = ["BotProcess"]
+
+
+class BotProcess:
+    """Start, kill -9 and restart a bot subprocess wired to a FakeDiscord.
+
+    `env` is added to a copy of os.environ, after `fake.env()`. Output goes to `log_path`
+    (a temp file by default); `log_tail()` shows it when something fails.
+    """
+
+    def __init__(self, fake: FakeDiscord, env: dict[str, str] | None = None, *,
+                 args: tuple[str, ...] = ("-m", "moe", "bot"), cwd: Path = REPO_ROOT,
+                 log_path: Path | None = None) -> None:
+        self.fake = fake
+        self.env = {**os.environ, **fake.env(), **(env or {})}
+        self.args = args
+        self.cwd = cwd
+        self.log_path = log_path or Path(tempfile.mkstemp(prefix="fake-discord-bot-", suffix=".log")[1])
+        self.proc: asyncio.subprocess.Process | None = None
+        self.starts = 0
+
+    async def __aenter__(self) -> BotProcess:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.returncode is None
+
+    async def start(self, *, wait_ready: bool = True, timeout: float = 60.0) -> None:
+        """Spawn the bot; by default wait until it identified and its commands are synced."""
+        if self.running:
+            raise RuntimeError("bot already running")
+        mark = self.fake.server.ready_count
+        with open(self.log_path, "ab") as log:
+            log.write(f"--- start {self.starts + 1}: {sys.executable} -u {' '.join(self.args)}\n".encode())
+            log.flush()
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-u", *self.args, cwd=self.cwd, env=self.env,
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT)
+        self.starts += 1
+        if not wait_ready:
+            return
+        ready = asyncio.ensure_future(self.fake.wait_ready(timeout, after=mark))
+        exited = asyncio.ensure_future(self.proc.wait())
+        done, _ = await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
+        if ready in done:
+            exited.cancel()
+            ready.result()
+            return
+        ready.cancel()
+        raise RuntimeError(f"bot exited with {self.proc.returncode} before it was ready:\n{self.log_tail()}")
+
+    async def kill(self) -> None:
+        """kill -9, as a crash would; waits until the fake saw the gateway connection drop."""
+        if self.running:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            await self.proc.wait()
+            await self.fake.wait_disconnected()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `timeout` seconds."""
+        if not self.running:
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(self.proc.wait(), timeout)
+        except asyncio.TimeoutError:
+            await self.kill()
+
+    async def restart(self, *, wait_ready: bool = True, timeout: float = 60.0) -> None:
+        """kill -9 and start again (a crash and a restart, as in production)."""
+        await self.kill()
+        await self.start(wait_ready=wait_ready, timeout=timeout)
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])

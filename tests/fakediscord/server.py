@@ -1,0 +1,532 @@
+"""The fake Discord's network side: REST under /api/v10, the gateway websocket, a tiny CDN.
+
+Implements what discord.py 2.x uses for an app-command bot. Anything else is answered
+with a 404 JSON body and logged in `FakeServer.unhandled`, so gaps show up in test output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from .interaction import Interaction, ResponseType
+from .state import EPHEMERAL, Attachment, Message, World, iso_now, snowflake
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FakeServer", "TOKEN"]
+
+TOKEN = "fake-token"
+LOADING = 1 << 7  # message flag: "bot is thinking"
+_File = tuple[str, bytes, str]  # (filename, data, content type)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    # discord.py parses JSON only when content-type is exactly "application/json" (no charset).
+    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})
+
+
+def _error(status: int, code: int, message: str) -> web.Response:
+    return _json({"message": message, "code": code}, status=status)
+
+
+@dataclass
+class _Session:
+    id: str
+    ws: web.WebSocketResponse | None
+    seq: int = 0
+    number: int = 0  # 1 for the first READY of this server, 2 for the next...
+
+
+class FakeServer:
+    def __init__(self, world: World, *, deadline_s: float = 3.0, token_life_s: float = 900.0,
+                 heartbeat_ms: int = 41250) -> None:
+        self.world = world
+        self.deadline_s = deadline_s
+        self.token_life_s = token_life_s
+        self.heartbeat_ms = heartbeat_ms
+        self.port = 0
+        self.interactions: dict[int, Interaction] = {}
+        self._by_token: dict[str, Interaction] = {}
+        self.unhandled: list[str] = []
+        self.session: _Session | None = None  # the connected, identified bot
+        self._sessions: dict[str, _Session] = {}
+        self.ready_count = 0
+        self.sync_count = 0
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self._sends = asyncio.Lock()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    async def start(self) -> None:
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        r = app.router
+        api = "/api/v10"
+        r.add_get("/gateway", self.gateway)
+        r.add_get("/cdn/attachments/{channel}/{attachment}/{filename}", self.cdn)
+        r.add_get(api + "/gateway", self.get_gateway)
+        r.add_get(api + "/gateway/bot", self.get_gateway)
+        r.add_get(api + "/users/@me", self.get_me)
+        r.add_get(api + "/oauth2/applications/@me", self.get_application)
+        r.add_get(api + "/applications/@me", self.get_application)
+        for path in ("/applications/{app}/commands", "/applications/{app}/guilds/{guild}/commands"):
+            r.add_route("*", api + path, self.commands)
+        r.add_post(api + "/interactions/{iid}/{token}/callback", self.callback)
+        r.add_post(api + "/webhooks/{app}/{token}", self.followup)
+        r.add_route("*", api + "/webhooks/{app}/{token}/messages/{mid}", self.webhook_message)
+        r.add_post(api + "/channels/{cid}/messages", self.channel_send)
+        r.add_route("*", api + "/channels/{cid}/messages/{mid}", self.channel_message)
+        r.add_get(api + "/channels/{cid}", self.get_channel)
+        r.add_get(api + "/guilds/{gid}", self.get_guild)
+        r.add_get(api + "/guilds/{gid}/members/{uid}", self.get_member)
+        r.add_get(api + "/users/{uid}", self.get_user)
+        r.add_route("*", "/{tail:.*}", self.not_implemented)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def close(self) -> None:
+        if self.session and self.session.ws is not None:
+            await self.session.ws.close()
+        if self._runner:
+            await self._runner.cleanup()
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_for(self, predicate, timeout: float) -> None:
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
+
+    # -- gateway ---------------------------------------------------------------------------
+
+    async def gateway(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
+        await ws.prepare(request)
+        await ws.send_json({"op": 10, "d": {"heartbeat_interval": self.heartbeat_ms}})
+        mine: _Session | None = None
+        async for frame in ws:
+            if frame.type != WSMsgType.TEXT:
+                continue
+            msg = json.loads(frame.data)
+            op, d = msg.get("op"), msg.get("d")
+            if op == 1:
+                await ws.send_json({"op": 11})
+            elif op == 2:
+                mine = await self._identify(ws, d)
+            elif op == 6:
+                mine = await self._resume(ws, d)
+            elif op == 8:
+                await self._member_chunk(d)
+        if self.session is mine and mine is not None:
+            mine.ws = None
+            self.session = None
+            await self._notify()
+        return ws
+
+    async def _identify(self, ws: web.WebSocketResponse, d: dict) -> _Session | None:
+        if d.get("token") != TOKEN:
+            await ws.close(code=4004, message=b"Authentication failed.")
+            return None
+        self.ready_count += 1
+        session = _Session(secrets.token_hex(16), ws, number=self.ready_count)
+        self._sessions[session.id] = session
+        self.session = session
+        w = self.world
+        ready = {
+            "v": 10, "user": {**w.bot.to_payload(), "verified": True, "mfa_enabled": False, "flags": 0},
+            "guilds": [{"id": str(g), "unavailable": True} for g in w.guilds],
+            "session_id": session.id, "resume_gateway_url": self.gateway_url,
+            "application": {"id": str(w.application_id), "flags": 0},
+            "private_channels": [], "relationships": [], "presences": [], "_trace": ["fake-discord"],
+        }
+        if d.get("shard"):
+            ready["shard"] = d["shard"]
+        await self.dispatch("READY", ready)
+        for guild in list(w.guilds.values()):
+            await self.dispatch("GUILD_CREATE", guild.to_payload(w.bot))
+        await self._notify()
+        return session
+
+    async def _resume(self, ws: web.WebSocketResponse, d: dict) -> _Session | None:
+        session = self._sessions.get(d.get("session_id", ""))
+        if session is None or d.get("token") != TOKEN:
+            await ws.send_json({"op": 9, "d": False})
+            return None
+        session.ws = ws
+        self.session = session
+        await self.dispatch("RESUMED", {"_trace": ["fake-discord"]})
+        await self._notify()
+        return session
+
+    async def _member_chunk(self, d: dict) -> None:
+        guild = self.world.guilds.get(int(d["guild_id"]))
+        if guild is None:
+            return
+        members = [m.to_payload() for m in guild.members.values()]
+        await self.dispatch("GUILD_MEMBERS_CHUNK", {"guild_id": str(guild.id), "members": members,
+                                                    "chunk_index": 0, "chunk_count": 1, "nonce": d.get("nonce")})
+
+    async def dispatch(self, event: str, data: dict) -> None:
+        """Send one event to the connected bot; raises if no bot is connected."""
+        s = self.session
+        if s is None or s.ws is None or s.ws.closed:
+            raise ConnectionError(f"no bot connected to the fake gateway (cannot send {event})")
+        async with self._sends:
+            s.seq += 1
+            await s.ws.send_str(json.dumps({"op": 0, "t": event, "s": s.seq, "d": data}))
+
+    async def send_interaction(self, itx: Interaction) -> None:
+        self.interactions[itx.id] = itx
+        self._by_token[itx.token] = itx
+        itx.dispatched_at = time.monotonic()
+        await self.dispatch("INTERACTION_CREATE", itx.payload)
+        asyncio.get_running_loop().call_later(self.deadline_s, self._check_answered, itx)
+
+    def _check_answered(self, itx: Interaction) -> None:
+        if itx.acked_at is None and itx.failure is None:
+            self.world.violate("no_response", f"{itx.describe()}: no answer within {self.deadline_s} s "
+                               "(members see 'The application did not respond')", itx.id)
+            itx.fail(f"no answer within {self.deadline_s} s")
+
+    # -- request helpers -------------------------------------------------------------------
+
+    async def _body(self, request: web.Request) -> tuple[dict, dict[str, _File]]:
+        """JSON body or multipart (payload_json + files[n]); files keyed by their index n."""
+        if not request.content_type.startswith("multipart/"):
+            raw = await request.read()
+            return (json.loads(raw) if raw else {}), {}
+        payload: dict = {}
+        files: dict[str, _File] = {}
+        reader = await request.multipart()
+        async for part in reader:
+            if part.name == "payload_json":
+                payload = json.loads(await part.text())
+            elif part.name and part.name.startswith("files["):
+                index = part.name[len("files["):-1]
+                files[index] = (part.filename or f"file{index}", bytes(await part.read()),
+                                part.headers.get("Content-Type", "application/octet-stream"))
+        return payload, files
+
+    def _attachment(self, channel_id: int, filename: str, data: bytes, content_type: str,
+                    description: str | None = None) -> Attachment:
+        aid = snowflake()
+        return Attachment(aid, filename, content_type, data,
+                          f"{self.base}/cdn/attachments/{channel_id}/{aid}/{filename}", description)
+
+    def _attachments(self, msg: Message, body: dict, files: dict[str, _File]) -> list[Attachment]:
+        """Attachments after a create or edit: kept ones by id, new ones from the uploaded files."""
+        meta = body.get("attachments")
+        if meta is None:
+            meta = [{"id": k} for k in files]
+            kept = list(msg.attachments)
+        else:
+            kept = []
+        existing = {str(a.id): a for a in msg.attachments}
+        for m in meta:
+            key = str(m.get("id"))
+            if key in files:
+                name, data, ctype = files[key]
+                kept.append(self._attachment(msg.channel_id, m.get("filename") or name, data, ctype,
+                                             m.get("description")))
+            elif key in existing:
+                kept.append(existing[key])
+        return kept
+
+    def _apply(self, msg: Message, body: dict, files: dict[str, _File], *, edit: bool) -> None:
+        for key in ("content", "embeds", "components"):
+            if key in body:
+                setattr(msg, key, body[key] if body[key] is not None else ("" if key == "content" else []))
+        msg.attachments = self._attachments(msg, body, files)
+        if edit:
+            msg.edits += 1
+            msg.flags &= ~LOADING
+
+    def _new_message(self, channel_id: int, guild_id: int | None, body: dict, files: dict[str, _File],
+                     itx: Interaction | None, flags: int = 0) -> Message:
+        msg = Message(snowflake(), channel_id, guild_id, self.world.bot, flags=flags,
+                      interaction_id=itx.id if itx else None)
+        self._apply(msg, body, files, edit=False)
+        self.world.messages[msg.id] = msg
+        return msg
+
+    def _rejected(self, body: dict, files: dict[str, _File], itx: Interaction | None) -> web.Response | None:
+        found = self.world.check_message(body, list(files.values()), itx.id if itx else None)
+        if not found:
+            return None
+        if any(v.kind == "file_too_large" for v in found):
+            return _error(413, 40005, "Request entity too large")
+        return _error(400, 50035, "Invalid Form Body: " + "; ".join(map(str, found)))
+
+    def _itx_channel(self, itx: Interaction) -> tuple[int, int | None]:
+        return int(itx.payload["channel_id"]), int(itx.payload["guild_id"]) if "guild_id" in itx.payload else None
+
+    # -- REST: identity and commands -------------------------------------------------------
+
+    async def get_gateway(self, request: web.Request) -> web.Response:
+        return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": {
+            "total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}})
+
+    async def get_me(self, request: web.Request) -> web.Response:
+        if request.headers.get("Authorization") != f"Bot {TOKEN}":
+            return _error(401, 0, "401: Unauthorized")
+        return _json({**self.world.bot.to_payload(), "verified": True, "mfa_enabled": False, "flags": 0})
+
+    async def get_application(self, request: web.Request) -> web.Response:
+        w = self.world
+        return _json({
+            "id": str(w.application_id), "name": w.bot.name, "description": "", "icon": None,
+            "bot_public": False, "bot_require_code_grant": False, "owner": w.bot.to_payload(),
+            "verify_key": "0" * 64, "flags": 0, "team": None, "summary": "", "bot": w.bot.to_payload(),
+        })
+
+    def _command_out(self, cmd: dict, guild: int | None, existing: list[dict]) -> dict:
+        old = next((c for c in existing if c["name"] == cmd["name"] and c.get("type", 1) == cmd.get("type", 1)), None)
+        out = {"type": 1, "description": "", "options": [], "default_member_permissions": None, "nsfw": False,
+               "contexts": None, "integration_types": [0], **cmd}
+        out.update(id=old["id"] if old else str(snowflake()), application_id=str(self.world.application_id),
+                   version=str(snowflake()))
+        if guild is not None:
+            out["guild_id"] = str(guild)
+        return out
+
+    async def commands(self, request: web.Request) -> web.Response:
+        guild = int(request.match_info["guild"]) if "guild" in request.match_info else None
+        stored = self.world.commands.get(guild, [])
+        if request.method == "GET":
+            return _json(stored)
+        body, _ = await self._body(request)
+        if request.method == "PUT":
+            new = body
+        elif request.method == "POST":
+            new = [c for c in stored if c["name"] != body["name"]] + [body]
+        else:
+            return await self.not_implemented(request)
+        problems = self.world.check_commands(new)
+        if problems:
+            return _error(400, 50035, "Invalid Form Body: " + "; ".join(map(str, problems)))
+        self.world.commands[guild] = [self._command_out(c, guild, stored) for c in new]
+        self.sync_count += 1
+        await self._notify()
+        out = self.world.commands[guild]
+        return _json(out if request.method == "PUT" else out[-1])
+
+    # -- REST: interactions ----------------------------------------------------------------
+
+    async def callback(self, request: web.Request) -> web.Response:
+        now = time.monotonic()
+        body, files = await self._body(request)
+        itx = self.interactions.get(int(request.match_info["iid"]))
+        if itx is None or itx.token != request.match_info["token"]:
+            return _error(404, 10062, "Unknown interaction")
+        w = self.world
+        if itx.acked_at is not None:
+            w.violate("double_response", f"{itx.describe()}: answered twice", itx.id)
+            return _error(400, 40060, "Interaction has already been acknowledged.")
+        if now - itx.dispatched_at > self.deadline_s:
+            w.violate("late_response", f"{itx.describe()}: first answer after {now - itx.dispatched_at:.3f} s "
+                      f"> {self.deadline_s} s", itx.id)
+            itx.fail(f"answered after the {self.deadline_s} s deadline")
+            return _error(404, 10062, "Unknown interaction")
+        rtype, data = body.get("type"), body.get("data") or {}
+        allowed = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}, 5: {4, 5, 6, 7}}[itx.type]
+        if rtype not in allowed:
+            w.violate("bad_callback_type", f"{itx.describe()}: callback type {rtype} for interaction type {itx.type}", itx.id)
+            return _error(400, 50035, f"Invalid Form Body: callback type {rtype} not allowed here")
+        if rtype in (4, 7) and (rejected := self._rejected(data, files, itx)):
+            return rejected
+        if rtype == ResponseType.AUTOCOMPLETE and (rejected := self._check_choices(itx, data)):
+            return rejected
+        if rtype == ResponseType.MODAL and (rejected := self._check_modal(itx, data)):
+            return rejected
+        channel, guild = self._itx_channel(itx)
+        msg: Message | None = None
+        if rtype == ResponseType.MESSAGE:
+            msg = itx.original = self._new_message(channel, guild, data, files, itx, data.get("flags", 0) & EPHEMERAL)
+        elif rtype == ResponseType.DEFERRED_MESSAGE:
+            msg = itx.original = self._new_message(channel, guild, {}, {}, itx,
+                                                   LOADING | (data.get("flags", 0) & EPHEMERAL))
+        elif rtype in (ResponseType.DEFERRED_UPDATE, ResponseType.UPDATE_MESSAGE):
+            if itx.source is None:
+                return _error(400, 50035, "Invalid Form Body: no message to update")
+            msg = itx.original = itx.source
+            if rtype == ResponseType.UPDATE_MESSAGE:
+                self._apply(msg, data, files, edit=True)
+        elif rtype == ResponseType.AUTOCOMPLETE:
+            itx.choices = data.get("choices", [])
+        else:
+            itx.modal = data
+        itx.ack(rtype, now)
+        if rtype not in (ResponseType.DEFERRED_MESSAGE, ResponseType.DEFERRED_UPDATE):
+            itx.finish(now, msg)
+        resource: dict[str, Any] = {"type": rtype}
+        if msg is not None:
+            resource["message"] = msg.to_payload()
+        return _json({"interaction": {
+            "id": str(itx.id), "type": itx.type, "response_message_id": str(msg.id) if msg else None,
+            "response_message_loading": rtype == ResponseType.DEFERRED_MESSAGE,
+            "response_message_ephemeral": bool(msg and msg.ephemeral)}, "resource": resource})
+
+    def _check_choices(self, itx: Interaction, data: dict) -> web.Response | None:
+        choices = data.get("choices") or []
+        bad = len(choices) > 25 or any(not 1 <= len(c.get("name", "")) <= 100 for c in choices)
+        if bad:
+            self.world.violate("bad_autocomplete", f"{itx.describe()}: {len(choices)} choices (max 25, names 1-100)", itx.id)
+            return _error(400, 50035, "Invalid Form Body: autocomplete choices")
+        return None
+
+    def _check_modal(self, itx: Interaction, data: dict) -> web.Response | None:
+        cid, rows = data.get("custom_id") or "", data.get("components") or []
+        if not 1 <= len(cid) <= 100 or not 1 <= len(data.get("title") or "") <= 45 or not 1 <= len(rows) <= 5:
+            self.world.violate("bad_modal", f"{itx.describe()}: custom_id {len(cid)} chars, "
+                               f"title {data.get('title')!r}, {len(rows)} rows", itx.id)
+            return _error(400, 50035, "Invalid Form Body: modal")
+        return None
+
+    def _webhook_itx(self, request: web.Request) -> tuple[Interaction | None, web.Response | None]:
+        itx = self._by_token.get(request.match_info["token"])
+        if itx is None or request.match_info["app"] != str(self.world.application_id):
+            return None, _error(404, 10015, "Unknown Webhook")
+        if time.monotonic() - itx.dispatched_at > self.token_life_s:
+            self.world.violate("token_expired", f"{itx.describe()}: webhook used after {self.token_life_s} s", itx.id)
+            return None, _error(401, 50027, "Invalid Webhook Token")
+        return itx, None
+
+    async def followup(self, request: web.Request) -> web.Response:
+        now = time.monotonic()
+        body, files = await self._body(request)
+        itx, err = self._webhook_itx(request)
+        if err:
+            return err
+        assert itx is not None
+        if itx.acked_at is None or itx.failure:
+            self.world.violate("followup_before_response", f"{itx.describe()}: followup without an initial answer", itx.id)
+            return _error(404, 10015, "Unknown Webhook")
+        if rejected := self._rejected(body, files, itx):
+            return rejected
+        orig = itx.original
+        if itx.response_type == ResponseType.DEFERRED_MESSAGE and orig is not None and orig.flags & LOADING:
+            self._apply(orig, body, files, edit=True)  # Discord: the first followup replaces "thinking..."
+            msg = orig
+        else:
+            channel, guild = self._itx_channel(itx)
+            msg = self._new_message(channel, guild, body, files, itx, body.get("flags", 0) & EPHEMERAL)
+        itx.finish(now, msg)
+        return _json(msg.to_payload())
+
+    async def webhook_message(self, request: web.Request) -> web.Response:
+        now = time.monotonic()
+        body, files = await self._body(request) if request.method == "PATCH" else ({}, {})
+        itx, err = self._webhook_itx(request)
+        if err:
+            return err
+        assert itx is not None
+        mid = request.match_info["mid"]
+        if mid == "@original":
+            msg = itx.original
+        else:
+            msg = self.world.messages.get(int(mid))
+            if msg is not None and msg.interaction_id != itx.id and msg is not itx.original:
+                msg = None
+        if msg is None or msg.deleted:
+            return _error(404, 10008, "Unknown Message")
+        if request.method == "GET":
+            return _json(msg.to_payload())
+        if request.method == "DELETE":
+            msg.deleted = True
+            return web.Response(status=204)
+        if request.method != "PATCH":
+            return await self.not_implemented(request)
+        if rejected := self._rejected(body, files, itx):
+            return rejected
+        self._apply(msg, body, files, edit=True)
+        itx.finish(now, msg)
+        return _json(msg.to_payload())
+
+    # -- REST: channels, guilds, users -----------------------------------------------------
+
+    async def channel_send(self, request: web.Request) -> web.Response:
+        body, files = await self._body(request)
+        channel = self.world.channels.get(int(request.match_info["cid"]))
+        if channel is None:
+            return _error(404, 10003, "Unknown Channel")
+        if rejected := self._rejected(body, files, None):
+            return rejected
+        return _json(self._new_message(channel.id, channel.guild_id, body, files, None).to_payload())
+
+    async def channel_message(self, request: web.Request) -> web.Response:
+        body, files = await self._body(request) if request.method == "PATCH" else ({}, {})
+        msg = self.world.messages.get(int(request.match_info["mid"]))
+        if msg is None or msg.deleted or str(msg.channel_id) != request.match_info["cid"] or msg.ephemeral:
+            return _error(404, 10008, "Unknown Message")
+        if request.method == "GET":
+            return _json(msg.to_payload())
+        if request.method == "DELETE":
+            msg.deleted = True
+            return web.Response(status=204)
+        if request.method != "PATCH":
+            return await self.not_implemented(request)
+        if rejected := self._rejected(body, files, None):
+            return rejected
+        self._apply(msg, body, files, edit=True)
+        return _json(msg.to_payload())
+
+    async def get_channel(self, request: web.Request) -> web.Response:
+        channel = self.world.channels.get(int(request.match_info["cid"]))
+        return _json(channel.to_payload()) if channel else _error(404, 10003, "Unknown Channel")
+
+    async def get_guild(self, request: web.Request) -> web.Response:
+        guild = self.world.guilds.get(int(request.match_info["gid"]))
+        return _json(guild.to_payload(self.world.bot)) if guild else _error(404, 10004, "Unknown Guild")
+
+    async def get_member(self, request: web.Request) -> web.Response:
+        guild = self.world.guilds.get(int(request.match_info["gid"]))
+        member = guild.members.get(int(request.match_info["uid"])) if guild else None
+        return _json(member.to_payload()) if member else _error(404, 10007, "Unknown Member")
+
+    async def get_user(self, request: web.Request) -> web.Response:
+        user = self.world.users.get(int(request.match_info["uid"]))
+        return _json(user.to_payload()) if user else _error(404, 10013, "Unknown User")
+
+    async def cdn(self, request: web.Request) -> web.Response:
+        aid = int(request.match_info["attachment"])
+        if aid in self.world.uploads:
+            att = self.world.uploads[aid]
+            return web.Response(body=att.data, headers={"Content-Type": att.content_type})
+        for msg in self.world.messages.values():
+            for att in msg.attachments:
+                if att.id == aid:
+                    return web.Response(body=att.data, headers={"Content-Type": att.content_type})
+        return web.Response(status=404, text="unknown attachment")
+
+    async def not_implemented(self, request: web.Request) -> web.Response:
+        line = f"{request.method} {request.path}"
+        self.unhandled.append(line)
+        log.warning("fake discord: not implemented: %s", line)
+        return _error(404, 0, f"fake discord does not implement {line}")
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"<FakeServer {self.base} session={self.session and self.session.id} at {iso_now()}>"

@@ -1,0 +1,54 @@
+"""Point an unmodified discord.py at the fake Discord (tests only).
+
+Python imports `sitecustomize` at start-up from sys.path, so a process started with this
+folder on PYTHONPATH and `FAKE_DISCORD_API` / `FAKE_DISCORD_GATEWAY` set talks to the
+fake: once `discord.http` / `discord.gateway` are imported (whenever the program imports
+them), `Route.BASE` and `DiscordWebSocket.DEFAULT_GATEWAY` are replaced. Without the
+variables this file does nothing.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+
+_API = os.environ.get("FAKE_DISCORD_API")
+_GATEWAY = os.environ.get("FAKE_DISCORD_GATEWAY")
+
+
+def _patch_http(module) -> None:
+    module.Route.BASE = _API
+
+
+def _patch_gateway(module) -> None:
+    import yarl
+
+    module.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(_GATEWAY)
+
+
+_PATCHES = {"discord.http": _patch_http, "discord.gateway": _patch_gateway}
+
+
+class _PatchAfterImport(importlib.abc.MetaPathFinder):
+    """Finds the target modules with the normal finders and patches them right after they run."""
+
+    def find_spec(self, name, path, target=None):
+        if name not in _PATCHES:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return None
+        run = spec.loader.exec_module
+
+        def exec_and_patch(module, _run=run, _patch=_PATCHES[name]):
+            _run(module)
+            _patch(module)
+
+        spec.loader.exec_module = exec_and_patch  # type: ignore[method-assign]
+        return spec
+
+
+if _API and _GATEWAY:
+    sys.meta_path.insert(0, _PatchAfterImport())

@@ -1,0 +1,353 @@
+"""What the fake Discord knows: guilds, members, messages, synced commands, violations.
+
+Plain data plus the Discord API v10 JSON shapes discord.py parses, and the limit checks
+Discord applies to what a bot sends (components, content, files, commands). Nothing here
+does I/O; `server.py` serves it and `driver.py` drives it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+__all__ = [
+    "Attachment", "Channel", "Guild", "Member", "Message", "User", "Violation", "World",
+    "EPHEMERAL", "MANAGE_GUILD", "ADMINISTRATOR", "DEFAULT_PERMISSIONS",
+]
+
+DISCORD_EPOCH_MS = 1_420_070_400_000
+EPHEMERAL = 1 << 6  # message flag
+ADMINISTRATOR = 1 << 3
+MANAGE_GUILD = 1 << 5
+# View channel, send messages, embed links, attach files, read history, use app commands.
+DEFAULT_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 14) | (1 << 15) | (1 << 16) | (1 << 31)
+ALL_PERMISSIONS = (1 << 51) - 1
+
+MAX_CONTENT = 2000
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_FILES = 10
+MAX_EMBEDS = 10
+MAX_ROWS = 5
+MAX_PER_ROW = 5
+MAX_CUSTOM_ID = 100
+MAX_CHOICES = 25
+MAX_OPTIONS = 25
+_NAME_RE = re.compile(r"^[-_\w]{1,32}$")
+_ids = itertools.count(1)
+
+
+def snowflake() -> int:
+    """A unique, time-ordered id shaped like Discord's."""
+    return ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | (next(_ids) & 0x3FFFFF)
+
+
+def iso_now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+@dataclass(frozen=True)
+class Violation:
+    """Something the bot did that real Discord rejects or users would see as broken."""
+
+    kind: str  # e.g. "late_response", "custom_id_too_long", "double_response"
+    detail: str
+    interaction_id: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+@dataclass
+class User:
+    id: int
+    name: str
+    bot: bool = False
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"id": str(self.id), "username": self.name, "global_name": self.name, "discriminator": "0",
+                "avatar": None, "bot": self.bot, "public_flags": 0}
+
+
+@dataclass
+class Channel:
+    id: int
+    guild_id: int
+    name: str
+
+    def to_payload(self) -> dict[str, Any]:
+        return {"id": str(self.id), "type": 0, "guild_id": str(self.guild_id), "name": self.name, "position": 0,
+                "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None,
+                "last_message_id": None, "rate_limit_per_user": 0, "flags": 0}
+
+
+@dataclass
+class Member:
+    user: User
+    guild: Guild
+    admin: bool = False  # holds a role with Manage Server
+    joined_at: str = field(default_factory=iso_now)
+
+    @property
+    def id(self) -> int:
+        return self.user.id
+
+    @property
+    def name(self) -> str:
+        return self.user.name
+
+    @property
+    def permissions(self) -> int:
+        return DEFAULT_PERMISSIONS | (MANAGE_GUILD if self.admin else 0)
+
+    def to_payload(self, *, with_user: bool = True, with_permissions: bool = False) -> dict[str, Any]:
+        roles = [str(self.guild.admin_role_id)] if self.admin else []
+        data: dict[str, Any] = {"roles": roles, "joined_at": self.joined_at, "nick": None, "avatar": None,
+                                "deaf": False, "mute": False, "flags": 0, "pending": False}
+        if with_user:
+            data["user"] = self.user.to_payload()
+        if with_permissions:
+            data["permissions"] = str(self.permissions)
+        return data
+
+
+@dataclass
+class Guild:
+    id: int
+    name: str
+    owner_id: int
+    admin_role_id: int
+    channels: list[Channel] = field(default_factory=list)
+    members: dict[int, Member] = field(default_factory=dict)
+
+    @property
+    def channel(self) -> Channel:
+        """The first (default) text channel."""
+        return self.channels[0]
+
+    def to_payload(self, bot: User) -> dict[str, Any]:
+        roles = [
+            {"id": str(self.id), "name": "@everyone", "permissions": str(DEFAULT_PERMISSIONS), "position": 0,
+             "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0},
+            {"id": str(self.admin_role_id), "name": "Admin", "permissions": str(DEFAULT_PERMISSIONS | MANAGE_GUILD),
+             "position": 1, "color": 0, "hoist": False, "managed": False, "mentionable": False, "flags": 0},
+        ]
+        bot_member = {"user": bot.to_payload(), "roles": [], "joined_at": iso_now(), "deaf": False, "mute": False,
+                      "flags": 0}
+        return {
+            "id": str(self.id), "name": self.name, "icon": None, "owner_id": str(self.owner_id),
+            "roles": roles, "emojis": [], "stickers": [], "features": [], "unavailable": False, "large": False,
+            "member_count": len(self.members) + 1, "members": [bot_member] + [m.to_payload() for m in self.members.values()],
+            "channels": [c.to_payload() for c in self.channels], "threads": [], "voice_states": [], "presences": [],
+            "stage_instances": [], "guild_scheduled_events": [], "joined_at": iso_now(), "preferred_locale": "en-US",
+            "verification_level": 0, "default_message_notifications": 0, "explicit_content_filter": 0,
+            "mfa_level": 0, "premium_tier": 0, "nsfw_level": 0, "system_channel_flags": 0,
+            "application_id": None, "afk_timeout": 300, "max_members": 500000,
+        }
+
+
+@dataclass
+class Attachment:
+    id: int
+    filename: str
+    content_type: str
+    data: bytes
+    url: str
+    description: str | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+    def to_payload(self) -> dict[str, Any]:
+        d = {"id": str(self.id), "filename": self.filename, "size": self.size, "url": self.url,
+             "proxy_url": self.url, "content_type": self.content_type}
+        if self.description:
+            d["description"] = self.description
+        return d
+
+
+@dataclass
+class Message:
+    """A message as Discord stores it; the driver reads these (files carry their bytes)."""
+
+    id: int
+    channel_id: int
+    guild_id: int | None
+    author: User
+    content: str = ""
+    embeds: list[dict] = field(default_factory=list)
+    components: list[dict] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    flags: int = 0
+    interaction_id: int | None = None  # the interaction that created it
+    deleted: bool = False
+    edits: int = 0
+    created: float = field(default_factory=time.monotonic)
+
+    @property
+    def ephemeral(self) -> bool:
+        return bool(self.flags & EPHEMERAL)
+
+    @property
+    def files(self) -> list[Attachment]:
+        return self.attachments
+
+    def iter_components(self):
+        """Every interactive component (buttons, selects), in reading order."""
+        for row in self.components:
+            yield from row.get("components", [])
+
+    @property
+    def buttons(self) -> list[dict]:
+        return [c for c in self.iter_components() if c.get("type") == 2]
+
+    @property
+    def selects(self) -> list[dict]:
+        return [c for c in self.iter_components() if c.get("type") in (3, 5, 6, 7, 8)]
+
+    def find_component(self, *, custom_id: str | None = None, label: str | None = None,
+                       emoji: str | None = None) -> dict:
+        """The one component matching all the given keys; `custom_id` may be a prefix ending in ':'."""
+        found = []
+        for c in self.iter_components():
+            cid = c.get("custom_id", "")
+            if custom_id is not None and cid != custom_id and not (custom_id.endswith(":") and cid.startswith(custom_id)):
+                continue
+            if label is not None and c.get("label") != label:
+                continue
+            if emoji is not None and (c.get("emoji") or {}).get("name") != emoji:
+                continue
+            found.append(c)
+        if len(found) != 1:
+            have = [(c.get("label"), (c.get("emoji") or {}).get("name"), c.get("custom_id")) for c in self.iter_components()]
+            raise LookupError(f"{len(found)} components match custom_id={custom_id!r} label={label!r} "
+                              f"emoji={emoji!r}; message {self.id} has (label, emoji, custom_id): {have}")
+        return found[0]
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "id": str(self.id), "channel_id": str(self.channel_id), "type": 0, "author": self.author.to_payload(),
+            "content": self.content, "embeds": self.embeds, "components": self.components,
+            "attachments": [a.to_payload() for a in self.attachments], "flags": self.flags,
+            "timestamp": iso_now(), "edited_timestamp": iso_now() if self.edits else None, "tts": False,
+            "mention_everyone": False, "mentions": [], "mention_roles": [], "pinned": False,
+            "webhook_id": None, "application_id": None,
+            **({"guild_id": str(self.guild_id)} if self.guild_id else {}),
+        }
+
+
+class World:
+    """All state of one fake Discord, plus the limit checks that record violations."""
+
+    def __init__(self) -> None:
+        self.bot = User(snowflake(), "moe-test-bot", bot=True)
+        self.application_id = snowflake()
+        self.guilds: dict[int, Guild] = {}
+        self.users: dict[int, User] = {self.bot.id: self.bot}
+        self.messages: dict[int, Message] = {}
+        self.channels: dict[int, Channel] = {}
+        self.uploads: dict[int, Attachment] = {}  # files members attached to commands
+        # Synced application commands: key None = global, else guild id -> list of command dicts.
+        self.commands: dict[int | None, list[dict]] = {}
+        self.violations: list[Violation] = []
+
+    def violate(self, kind: str, detail: str, interaction_id: int | None = None) -> Violation:
+        v = Violation(kind, detail, interaction_id)
+        self.violations.append(v)
+        return v
+
+    # -- checks on what the bot sends ------------------------------------------------------
+
+    def check_message(self, body: dict, files: list[tuple[str, bytes, str]], itx: int | None) -> list[Violation]:
+        """Discord's limits on a message body; returns the violations (already recorded)."""
+        found: list[Violation] = []
+
+        def bad(kind: str, detail: str) -> None:
+            found.append(self.violate(kind, detail, itx))
+
+        content = body.get("content") or ""
+        if len(content) > MAX_CONTENT:
+            bad("content_too_long", f"{len(content)} characters > {MAX_CONTENT}")
+        if len(body.get("embeds") or []) > MAX_EMBEDS:
+            bad("too_many_embeds", f"{len(body['embeds'])} embeds > {MAX_EMBEDS}")
+        if len(files) > MAX_FILES:
+            bad("too_many_files", f"{len(files)} files > {MAX_FILES}")
+        for name, data, _ in files:
+            if len(data) > MAX_FILE_BYTES:
+                bad("file_too_large", f"{name}: {len(data)} bytes > {MAX_FILE_BYTES}")
+        rows = body.get("components") or []
+        if len(rows) > MAX_ROWS:
+            bad("too_many_rows", f"{len(rows)} action rows > {MAX_ROWS}")
+        seen: set[str] = set()
+        for row in rows:
+            if row.get("type") != 1:
+                continue  # newer top-level layout components are not checked
+            items = row.get("components") or []
+            selects = [c for c in items if c.get("type") in (3, 5, 6, 7, 8)]
+            if len(items) > MAX_PER_ROW:
+                bad("too_many_in_row", f"{len(items)} components in one row > {MAX_PER_ROW}")
+            if selects and len(items) > 1:
+                bad("select_not_alone", "a select menu must be alone in its action row")
+            for c in items:
+                self._check_component(c, seen, bad)
+        return found
+
+    def _check_component(self, c: dict, seen: set[str], bad) -> None:
+        cid = c.get("custom_id")
+        if c.get("type") == 2 and c.get("style") == 5:
+            if not c.get("url") or cid:
+                bad("bad_link_button", "a link button needs a url and no custom_id")
+            return
+        if not cid:
+            bad("missing_custom_id", f"component {c!r} has no custom_id")
+            return
+        if len(cid) > MAX_CUSTOM_ID:
+            bad("custom_id_too_long", f"{len(cid)} characters > {MAX_CUSTOM_ID}: {cid!r}")
+        if cid in seen:
+            bad("duplicate_custom_id", cid)
+        seen.add(cid)
+        if len(c.get("label") or "") > 80:
+            bad("label_too_long", c["label"])
+        if c.get("type") == 3:
+            opts = c.get("options") or []
+            if not 1 <= len(opts) <= MAX_CHOICES:
+                bad("select_options", f"{len(opts)} options (1 to {MAX_CHOICES}) in {cid!r}")
+            if len({o.get('value') for o in opts}) != len(opts):
+                bad("select_options", f"duplicate option values in {cid!r}")
+
+    def check_commands(self, commands: list[dict]) -> list[Violation]:
+        found: list[Violation] = []
+
+        def walk(options: list[dict], where: str) -> None:
+            if len(options) > MAX_OPTIONS:
+                found.append(self.violate("too_many_options", f"{where}: {len(options)} > {MAX_OPTIONS}"))
+            required_done = False
+            for o in options:
+                name = o.get("name", "")
+                if not _NAME_RE.match(name) or name != name.lower():
+                    found.append(self.violate("bad_command_name", f"{where}: {name!r}"))
+                if not 1 <= len(o.get("description") or "") <= 100:
+                    found.append(self.violate("bad_description", f"{where} {name}: 1 to 100 characters"))
+                if o.get("type") in (1, 2):
+                    walk(o.get("options") or [], f"{where} {name}")
+                    continue
+                if len(o.get("choices") or []) > MAX_CHOICES:
+                    found.append(self.violate("too_many_choices", f"{where} {name}: {len(o['choices'])} > {MAX_CHOICES}"))
+                if o.get("choices") and o.get("autocomplete"):
+                    found.append(self.violate("choices_and_autocomplete", f"{where} {name}"))
+                if o.get("required") and required_done:
+                    found.append(self.violate("required_after_optional", f"{where} {name}"))
+                required_done = required_done or not o.get("required")
+
+        for cmd in commands:
+            name = cmd.get("name", "")
+            if not _NAME_RE.match(name) or (cmd.get("type", 1) == 1 and name != name.lower()):
+                found.append(self.violate("bad_command_name", repr(name)))
+            walk(cmd.get("options") or [], f"/{name}")
+        if len(commands) > 100:
+            found.append(self.violate("too_many_commands", f"{len(commands)} > 100"))
+        return found
