@@ -347,6 +347,7 @@ class FakeServer:
             w.violate("double_response", f"{itx.describe()}: answered twice", itx.id)
             return _error(400, 40060, "Interaction has already been acknowledged.")
         if now - itx.dispatched_at > self.deadline_s:
+            self._check_answered(itx)  # the watchdog may not have run yet on a busy loop
             w.violate("late_response", f"{itx.describe()}: first answer after {now - itx.dispatched_at:.3f} s "
                       f"> {self.deadline_s} s", itx.id)
             itx.fail(f"answered after the {self.deadline_s} s deadline")
