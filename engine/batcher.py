@@ -1,0 +1,172 @@
+"""A micro-batcher per model (after Ray Serve's `batching.py` and Triton's dynamic batcher).
+
+A request holds numpy inputs with a leading row axis (usually one row) and a future. One
+bounded asyncio queue per model; one collector task takes what is queued (up to
+`max_batch` rows, waiting at most `max_wait_s` for more, 0 by default), concatenates the
+inputs once, runs the model on a dedicated worker thread, checks the row count and
+resolves every future of the batch in one pass on the loop. A failing batch fails only
+its own requests; a full queue raises `Busy` at once; each request has a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from engine.errors import Busy, EngineError, RequestTimeout
+from engine.metrics import ModelMetrics
+
+__all__ = ["Batcher"]
+
+log = logging.getLogger(__name__)
+
+RunFn = Callable[[dict[str, np.ndarray]], Sequence[np.ndarray]]
+
+
+class _Request:
+    __slots__ = ("feeds", "rows", "future", "t0")
+
+    def __init__(self, feeds: dict[str, np.ndarray], rows: int, future: asyncio.Future, t0: float) -> None:
+        self.feeds, self.rows, self.future, self.t0 = feeds, rows, future, t0
+
+
+_STOP = object()
+
+
+def _expire(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_exception(RequestTimeout())
+
+
+class Batcher:
+    """`await submit(feeds)` -> list of output arrays (one per model output) for those rows."""
+
+    def __init__(self, name: str, run: RunFn, n_outputs: int, *, max_batch: int = 64, max_wait_s: float = 0.0,
+                 queue_size: int = 1024, timeout_s: float = 10.0, clock: Callable[[], float] = time.perf_counter,
+                 metrics: ModelMetrics | None = None):
+        if max_batch < 1 or queue_size < 1 or timeout_s <= 0 or max_wait_s < 0:
+            raise ValueError("max_batch and queue_size must be >= 1, timeout_s > 0, max_wait_s >= 0")
+        self.name = name
+        self.metrics = metrics if metrics is not None else ModelMetrics()
+        self._run_fn, self._n_outputs = run, n_outputs
+        self.max_batch, self.max_wait_s, self.timeout_s = max_batch, max_wait_s, timeout_s
+        self._clock = clock
+        self._queue: asyncio.Queue = asyncio.Queue(queue_size)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"moe-{name}")
+        self._task: asyncio.Task | None = None
+        self._closed = False
+        self._carry: _Request | None = None
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    def start(self) -> Batcher:
+        self._task = asyncio.get_running_loop().create_task(self._collect(), name=f"batcher-{self.name}")
+        return self
+
+    async def submit(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if self._closed:
+            raise EngineError(f"{self.name} is shutting down; try again")
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        rows = len(next(iter(feeds.values())))
+        try:
+            self._queue.put_nowait(_Request(feeds, rows, fut, self._clock()))
+        except asyncio.QueueFull:
+            self.metrics.busy += 1
+            raise Busy() from None
+        self.metrics.requests += 1
+        self.metrics.rows += rows
+        timer = loop.call_later(self.timeout_s, _expire, fut)
+        try:
+            return await fut
+        except RequestTimeout:
+            self.metrics.timeouts += 1
+            raise
+        finally:
+            timer.cancel()
+
+    async def close(self) -> None:
+        """Stop taking requests, finish every queued one, then stop the worker thread."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._task is not None:
+            await self._queue.put(_STOP)
+            await self._task
+        self._executor.shutdown(wait=True)
+
+    # -- collector ------------------------------------------------------------------------
+    async def _collect(self) -> None:
+        q = self._queue
+        stop = False
+        while not stop:
+            req = self._carry if self._carry is not None else await q.get()
+            self._carry = None
+            if req is _STOP:
+                break
+            batch, rows = [req], req.rows
+            deadline = None
+            while rows < self.max_batch:
+                try:
+                    nxt = q.get_nowait()
+                except asyncio.QueueEmpty:
+                    if self.max_wait_s <= 0:
+                        break
+                    deadline = deadline or time.monotonic() + self.max_wait_s
+                    try:
+                        nxt = await asyncio.wait_for(q.get(), max(0.0, deadline - time.monotonic()))
+                    except TimeoutError:
+                        break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                if rows + nxt.rows > self.max_batch:
+                    self._carry = nxt
+                    break
+                batch.append(nxt)
+                rows += nxt.rows
+            live = [r for r in batch if not r.future.done()]  # timed out or cancelled while queued
+            if live:
+                await self._run(live, sum(r.rows for r in live) if len(live) != len(batch) else rows)
+
+    async def _run(self, live: list[_Request], rows: int) -> None:
+        m = self.metrics
+        if len(live) == 1:
+            feeds = live[0].feeds
+        else:
+            feeds = {k: np.concatenate([r.feeds[k] for r in live]) for k in live[0].feeds}
+        t0 = self._clock()
+        try:
+            outs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_fn, feeds)
+            if len(outs) != self._n_outputs or any(len(o) != rows for o in outs):
+                got = [getattr(o, "shape", None) for o in outs]
+                raise EngineError(f"{self.name} returned {got} for {rows} rows")
+        except Exception as e:  # a failed batch fails only its own requests
+            log.error("%s: batch of %d rows failed: %r", self.name, rows, e, exc_info=e)
+            m.failed += len(live)
+            for r in live:
+                if not r.future.done():
+                    err = EngineError("the model failed on this request; please try again")
+                    err.__cause__ = e
+                    r.future.set_exception(err)
+            return
+        t1 = self._clock()
+        m.batches += 1
+        m.batch_rows.observe(rows)
+        m.run_ms.observe((t1 - t0) * 1e3)
+        lat = m.latency_ms
+        start = 0
+        for r in live:
+            if not r.future.done():
+                end = start + r.rows
+                r.future.set_result([o[start:end] for o in outs])
+                lat.observe((t1 - r.t0) * 1e3)
+                m.ok += 1
+            start += r.rows

@@ -1,0 +1,205 @@
+"""Model packs: read `manifest.json`, check it against the files and the schema, find packs.
+
+`load_pack(path)` is the one check used by the engine and by `moe packs verify` (the
+exporter calls it too, so there is one definition of a valid pack). A pack whose file
+hash, content hash or schema fingerprint does not match is refused with a `PackError`
+that names the file. Pure Python + hashlib: no onnxruntime, no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.errors import PackError
+from engine.recipe import pack_id_of
+from engine.schema import Schema, SchemaError
+
+__all__ = ["Pack", "ModelSpec", "load_pack", "find_packs", "sha256_file", "content_hash", "MODEL_IO"]
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+# The ONNX interface each model must have (names in order); see docs/architecture.md.
+MODEL_IO = {
+    "generator": (("z", "cond", "cond_b", "mix"), ("image",)),
+    "decoder": (("z", "cond", "cond_b", "mix"), ("image",)),
+    "discriminator": (("image", "cond"), ("score",)),
+    "encoder": (("image",), ("mu", "logvar")),
+}
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_hash(models: Mapping[str, Mapping]) -> str:
+    """The pack's content hash: sha256 of the models' fp32 file sha256 hex strings,
+    concatenated in sorted model-key order; first 16 hex characters."""
+    joined = "".join(str(models[k]["sha256"]) for k in sorted(models))
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    key: str
+    file: str
+    sha256: str
+    fp16_file: str | None = None
+    fp16_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Pack:
+    name: str
+    path: Path
+    manifest: dict = field(repr=False)
+    schema: Schema = field(repr=False)
+    z_dim: int
+    resolution: int
+    background: str | None
+    content_hash: str
+    models: dict[str, ModelSpec] = field(repr=False)
+
+    @property
+    def pack_id(self) -> int:
+        return pack_id_of(self.name)
+
+    @property
+    def has_vae(self) -> bool:
+        return "encoder" in self.models and "decoder" in self.models
+
+    @property
+    def has_discriminator(self) -> bool:
+        return "discriminator" in self.models
+
+    def model_path(self, key: str, fp16: bool = False) -> Path:
+        spec = self.models[key]
+        return self.path / (spec.fp16_file if fp16 and spec.fp16_file else spec.file)
+
+
+def _need(doc: Mapping, key: str, kind: type | tuple, where: str):
+    if key not in doc:
+        raise PackError(f"{where}: missing {key!r}")
+    value = doc[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise PackError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _check_file(root: Path, rel: str, expected: str, where: str) -> None:
+    path = root / rel
+    if Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise PackError(f"{where}: file name {rel!r} must stay inside the pack")
+    if not path.is_file():
+        raise PackError(f"{path}: missing (listed in {where})")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise PackError(f"{path}: sha256 {actual[:12]}... does not match the manifest ({str(expected)[:12]}...); "
+                        "the file was changed or damaged after export")
+
+
+def load_pack(path: Path | str, verify_hashes: bool = True) -> Pack:
+    """Read and check a pack folder; raises PackError naming the file on any mismatch."""
+    root = Path(path)
+    mpath = root / "manifest.json"
+    try:
+        doc = json.loads(mpath.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PackError(f"{mpath}: missing; {root} is not a model pack") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise PackError(f"{mpath}: cannot be read ({e})") from None
+    if not isinstance(doc, dict):
+        raise PackError(f"{mpath}: must hold a JSON object")
+    where = str(mpath)
+    if doc.get("format") != FORMAT:
+        raise PackError(f"{where}: format {doc.get('format')!r} is not supported (this engine reads format {FORMAT})")
+    name = _need(doc, "name", str, where)
+    if not NAME_RE.fullmatch(name):
+        raise PackError(f"{where}: pack name {name!r} must be 1-32 of a-z, 0-9, '-', '_'")
+    try:
+        schema = Schema.from_dict(_need(doc, "schema", dict, where))
+    except SchemaError as e:
+        raise PackError(f"{where}: bad schema: {e}") from None
+    if doc.get("schema_fingerprint") != schema.fingerprint():
+        raise PackError(f"{where}: schema fingerprint {doc.get('schema_fingerprint')!r} does not match its schema "
+                        f"({schema.fingerprint()}); the manifest was edited by hand or is damaged")
+    if max(schema.cardinalities) > 256:
+        raise PackError(f"{where}: attributes may have at most 256 values")
+    z_dim = _need(doc, "z_dim", int, where)
+    res = _need(doc, "resolution", int, where)
+    if not (1 <= z_dim <= 4096 and 8 <= res <= 1024):
+        raise PackError(f"{where}: z_dim {z_dim} or resolution {res} out of range")
+    background = doc.get("background")
+    models_doc = _need(doc, "models", dict, where)
+    unknown = set(models_doc) - set(MODEL_IO)
+    if unknown:
+        raise PackError(f"{where}: unknown model(s) {sorted(unknown)}; known: {sorted(MODEL_IO)}")
+    if "generator" not in models_doc:
+        raise PackError(f"{where}: a pack needs a generator")
+    if ("encoder" in models_doc) != ("decoder" in models_doc):
+        raise PackError(f"{where}: encoder and decoder come together (a VAE) or not at all")
+    models = {}
+    for key, m in models_doc.items():
+        mwhere = f"{where} models.{key}"
+        if not isinstance(m, dict):
+            raise PackError(f"{mwhere}: must be an object")
+        spec = ModelSpec(key, _need(m, "file", str, mwhere), _need(m, "sha256", str, mwhere),
+                         m.get("fp16_file"), m.get("fp16_sha256"))
+        _check_io(m, key, len(schema), z_dim, mwhere)
+        if verify_hashes:
+            _check_file(root, spec.file, spec.sha256, mwhere)
+            if spec.fp16_file:
+                if not spec.fp16_sha256:
+                    raise PackError(f"{mwhere}: fp16_file without fp16_sha256")
+                _check_file(root, spec.fp16_file, spec.fp16_sha256, mwhere)
+        models[key] = spec
+    chash = _need(doc, "content_hash", str, where)
+    if chash != content_hash(models_doc):
+        raise PackError(f"{where}: content_hash {chash!r} does not match the models' hashes "
+                        f"({content_hash(models_doc)})")
+    return Pack(name, root, doc, schema, z_dim, res, background, chash, models)
+
+
+def _check_io(m: Mapping, key: str, n_attr: int, z_dim: int, where: str) -> None:
+    """The manifest's declared inputs/outputs, when present, must fit the contract."""
+    want_in, want_out = MODEL_IO[key]
+    for side, want in (("inputs", want_in), ("outputs", want_out)):
+        specs = m.get(side)
+        if specs is None:
+            continue
+        names = tuple(s.get("name") for s in specs if isinstance(s, dict))
+        if names != want:
+            raise PackError(f"{where}: {side} {list(names)} do not match the contract {list(want)}")
+        for s in specs:
+            shape = s.get("shape") or []
+            if s["name"] in ("cond", "cond_b") and len(shape) == 2 and shape[1] != n_attr:
+                raise PackError(f"{where}: input {s['name']} has {shape[1]} attributes, the schema has {n_attr}")
+            if s["name"] == "z" and len(shape) == 2 and shape[1] != z_dim:
+                raise PackError(f"{where}: input z has size {shape[1]}, manifest z_dim is {z_dim}")
+
+
+def find_packs(dirs: Iterable[Path | str]) -> dict[str, Path]:
+    """{folder name: path} of every sub-folder with a manifest.json; later dirs override
+    earlier ones (an admin's pack replaces a bundled one of the same name)."""
+    found: dict[str, Path] = {}
+    for d in dirs:
+        d = Path(d)
+        if not d.is_dir():
+            continue
+        for sub in sorted(d.iterdir()):
+            if (sub / "manifest.json").is_file():
+                if sub.name in found:
+                    log.info("pack %s in %s overrides %s", sub.name, d, found[sub.name])
+                found[sub.name] = sub
+    return found

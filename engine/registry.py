@@ -1,0 +1,226 @@
+"""Installed packs with their sessions and batchers; hot reload without dropping requests.
+
+A `Loaded` pack is used under a small reference count (`acquire`/`release`). Reloading
+loads and checks the new pack off the loop (hashes, schema, sessions, one warm-up run per
+model), then swaps it in: new requests go to the new batchers, and the old ones drain the
+requests already in flight before their threads stop. A pack that fails any check is
+refused with its message and whatever was serving keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from engine.batcher import Batcher
+from engine.errors import PackError, UnknownPack
+from engine.metrics import ModelMetrics
+from engine.pack import MODEL_IO, Pack, find_packs, load_pack
+from engine.recipe import pack_id_of
+from engine.sessions import Runner, make_session
+
+__all__ = ["Loaded", "Registry"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchOptions:
+    max_batch: int = 64
+    max_wait_s: float = 0.0
+    queue_size: int = 1024
+    timeout_s: float = 10.0
+
+
+@dataclass(eq=False)
+class Loaded:
+    pack: Pack
+    runners: dict[str, Runner]
+    stamp: tuple
+    batchers: dict[str, Batcher] = field(default_factory=dict)
+    users: int = 0
+    retired: bool = False
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def release(self) -> None:
+        self.users -= 1
+        if self.retired and self.users == 0:
+            self.idle.set()
+
+
+def _stamp(folder: Path) -> tuple:
+    """What changes when any file of the pack is written: (name, mtime_ns, size) of each."""
+    out = []
+    for p in sorted(folder.iterdir()):
+        try:
+            st = p.stat()
+        except FileNotFoundError:  # removed while we looked
+            continue
+        out.append((p.name, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+def _dummy_feeds(pack: Pack, key: str) -> dict[str, np.ndarray]:
+    a, z, r = len(pack.schema), pack.z_dim, pack.resolution
+    cond = np.zeros((1, a), np.int64)
+    if key in ("generator", "decoder"):
+        return {"z": np.zeros((1, z), np.float32), "cond": cond, "cond_b": cond, "mix": np.zeros((1, 1), np.float32)}
+    image = np.zeros((1, r, r, 3), np.uint8)
+    return {"image": image, "cond": cond} if key == "discriminator" else {"image": image}
+
+
+def _expected_shapes(pack: Pack, key: str) -> list[tuple]:
+    r, z = pack.resolution, pack.z_dim
+    return {"generator": [(1, r, r, 3)], "decoder": [(1, r, r, 3)], "discriminator": [(1,)],
+            "encoder": [(1, z), (1, z)]}[key]
+
+
+def load_runners(path: Path, providers: list[str], threads: int | None) -> tuple[Pack, dict[str, Runner]]:
+    """Check a pack and open its models; each model must have the contract's inputs and
+    outputs and give the right shapes on a warm-up run. Blocking: call it in a thread."""
+    pack = load_pack(path)
+    runners = {}
+    for key in pack.models:
+        file = pack.model_path(key)
+        runner = Runner(make_session(file, providers, threads))
+        want_in, want_out = MODEL_IO[key]
+        if set(runner.input_names) != set(want_in) or runner.output_names != want_out:
+            raise PackError(f"{file}: inputs {list(runner.input_names)} / outputs {list(runner.output_names)} "
+                            f"do not match the contract {list(want_in)} / {list(want_out)}")
+        try:
+            outs = runner(_dummy_feeds(pack, key))
+        except Exception as e:  # onnxruntime's own error classes; the pack is refused with the reason
+            raise PackError(f"{file}: a test run failed: {e}") from None
+        shapes = [tuple(o.shape) for o in outs]
+        if shapes != _expected_shapes(pack, key) or (key in ("generator", "decoder") and outs[0].dtype != np.uint8):
+            raise PackError(f"{file}: a test run gave {shapes} {[str(o.dtype) for o in outs]}, "
+                            f"expected {_expected_shapes(pack, key)} (image outputs uint8)")
+        runners[key] = runner
+    return pack, runners
+
+
+class Registry:
+    def __init__(self, dirs: Iterable[Path | str], providers: list[str], threads: int | None,
+                 options: BatchOptions) -> None:
+        self.dirs = [Path(d) for d in dirs]
+        self.providers, self.threads, self.options = providers, threads, options
+        self.loaded: dict[str, Loaded] = {}
+        self.by_id: dict[int, str] = {}
+        self.refused: dict[str, str] = {}  # folder -> message
+        self.reloads = 0
+        self._folders: dict[str, tuple[str, tuple]] = {}  # folder path -> (pack name, stamp)
+        self._refused_stamps: dict[str, tuple] = {}
+        self._metrics: dict[tuple[str, str], ModelMetrics] = {}
+        self._lock = asyncio.Lock()
+        self._retiring: set[asyncio.Task] = set()
+
+    def get(self, name: str) -> Loaded:
+        try:
+            return self.loaded[name]
+        except KeyError:
+            known = ", ".join(sorted(self.loaded)) or "none installed"
+            raise UnknownPack(f"no pack named {name!r} (installed: {known})") from None
+
+    def acquire(self, name: str) -> Loaded:
+        lp = self.get(name)
+        lp.users += 1
+        return lp
+
+    async def reload(self) -> dict:
+        """Load new or changed packs, refuse broken ones, retire removed ones. Returns
+        {"loaded": [...], "refused": {folder: message}, "removed": [...], "unchanged": [...]}."""
+        async with self._lock:
+            report: dict = {"loaded": [], "refused": {}, "removed": [], "unchanged": []}
+            found = {str(p): p for p in find_packs(self.dirs).values()}
+            for key, folder in found.items():
+                try:
+                    stamp = _stamp(folder)
+                except OSError as e:
+                    report["refused"][key] = f"{folder}: cannot be read ({e})"
+                    continue
+                if self._folders.get(key, (None, None))[1] == stamp:
+                    report["unchanged"].append(self._folders[key][0])
+                    continue
+                if self._refused_stamps.get(key) == stamp:
+                    report["refused"][key] = self.refused[key]
+                    continue
+                try:
+                    name = await self._swap_in(key, folder, stamp)
+                except PackError as e:
+                    log.error("pack refused: %s", e)
+                    self.refused[key] = report["refused"][key] = str(e)
+                    self._refused_stamps[key] = stamp
+                    continue
+                self.refused.pop(key, None)
+                self._refused_stamps.pop(key, None)
+                report["loaded"].append(name)
+            for key in list(self._folders):
+                if key not in found:
+                    name, _ = self._folders.pop(key)
+                    if name in self.loaded and str(self.loaded[name].pack.path) == key:
+                        self._retire(self.loaded.pop(name))
+                        self.by_id.pop(pack_id_of(name), None)
+                        report["removed"].append(name)
+            self.reloads += 1
+            return report
+
+    async def _swap_in(self, key: str, folder: Path, stamp: tuple) -> str:
+        pack, runners = await asyncio.to_thread(load_runners, folder, self.providers, self.threads)
+        other = self.by_id.get(pack.pack_id)
+        if other is not None and other != pack.name:
+            raise PackError(f"{folder}: pack {pack.name!r} has the same short id as {other!r}; rename one")
+        old = self.loaded.get(pack.name)
+        if old is not None and str(old.pack.path) != key and key not in self._folders:
+            log.warning("pack %s in %s replaces the one in %s", pack.name, folder, old.pack.path)
+        lp = Loaded(pack, runners, stamp)
+        o = self.options
+        for model, runner in runners.items():
+            metrics = self._metrics.setdefault((pack.name, model), ModelMetrics())
+            lp.batchers[model] = Batcher(
+                f"{pack.name}/{model}", runner, len(runner.output_names), max_batch=o.max_batch,
+                max_wait_s=o.max_wait_s, queue_size=o.queue_size, timeout_s=o.timeout_s, metrics=metrics).start()
+        previous = self._folders.get(key, (None, None))[0]
+        if previous not in (None, pack.name) and previous in self.loaded:  # the folder's pack was renamed
+            self._retire(self.loaded.pop(previous))
+            self.by_id.pop(pack_id_of(previous), None)
+        self.loaded[pack.name] = lp
+        self.by_id[pack.pack_id] = pack.name
+        self._folders[key] = (pack.name, stamp)
+        if old is not None:
+            self._retire(old)
+        log.info("pack %s %s loaded from %s (content %s, models %s, providers %s)", pack.name,
+                 pack.manifest.get("version", "?"), folder, pack.content_hash, sorted(runners), self.providers)
+        return pack.name
+
+    def _retire(self, lp: Loaded) -> None:
+        lp.retired = True
+        if lp.users == 0:
+            lp.idle.set()
+
+        async def drain() -> None:
+            await lp.idle.wait()
+            for b in lp.batchers.values():
+                await b.close()
+
+        task = asyncio.get_running_loop().create_task(drain())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
+    async def close(self) -> None:
+        for name in list(self.loaded):
+            self._retire(self.loaded.pop(name))
+        self.by_id.clear()
+        self._folders.clear()
+        if self._retiring:
+            await asyncio.gather(*self._retiring)
+
+    def metrics(self) -> dict:
+        out: dict = {}
+        for name, lp in self.loaded.items():
+            out[name] = {m: b.metrics.to_dict(b.queue_depth) for m, b in lp.batchers.items()}
+        return out

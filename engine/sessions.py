@@ -1,0 +1,74 @@
+"""onnxruntime sessions: one per model, made by one function, providers listed with CPU last."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from engine.errors import PackError
+
+__all__ = ["make_session", "choose_providers", "Runner", "cpu_threads"]
+
+log = logging.getLogger(__name__)
+
+
+def cpu_threads() -> int:
+    """Cores this process may use (cgroup/affinity aware), for onnxruntime's intra-op pool."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def choose_providers(preference: str = "auto") -> list[str]:
+    """'auto': CUDA when onnxruntime-gpu sees a GPU, then CPU; 'cpu'; 'cuda' (error if absent)."""
+    available = ort.get_available_providers()
+    if preference not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"providers must be auto, cpu or cuda, got {preference!r}")
+    if preference == "cuda" and "CUDAExecutionProvider" not in available:
+        raise PackError(f"providers=cuda, but this onnxruntime has only {available} (install onnxruntime-gpu)")
+    if preference != "cpu" and "CUDAExecutionProvider" in available:
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def make_session(path: Path, providers: list[str], threads: int | None = None) -> ort.InferenceSession:
+    """The one place sessions are made. On CPU the intra-op pool uses every core we may use
+    and does not spin between runs (spinning steals the core the event loop needs)."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = threads or cpu_threads()
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as e:  # onnxruntime raises its own classes (Fail, InvalidGraph, InvalidProtobuf, ...)
+        raise PackError(f"{path}: onnxruntime cannot load it: {e}") from None
+
+
+class Runner:
+    """Runs one session on a dict of numpy inputs; IO binding when it runs on CUDA."""
+
+    def __init__(self, session: ort.InferenceSession) -> None:
+        self.session = session
+        self.input_names = tuple(i.name for i in session.get_inputs())
+        self.output_names = tuple(o.name for o in session.get_outputs())
+        self.provider = session.get_providers()[0]
+        self.io_binding = self.provider == "CUDAExecutionProvider"
+
+    def __call__(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        if not self.io_binding:
+            return self.session.run(self.output_names, feeds)
+        io = self.session.io_binding()
+        for name, arr in feeds.items():
+            io.bind_cpu_input(name, arr)
+        for name in self.output_names:
+            io.bind_output(name, "cuda")
+        self.session.run_with_iobinding(io)
+        return io.copy_outputs_to_cpu()
