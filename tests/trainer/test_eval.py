@@ -1,0 +1,212 @@
+"""Evaluation: metric functions on known cases, the judge on a separable toy set, and
+`evaluate` / `moe train eval` end to end on tiny random-init GAN and VAE runs."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from trainer.eval import (EvalError, choose_grouping, diversity, evaluate, fid, gaussian_blur, kid,
+                          nearest_distances)
+from trainer.judge import JudgeConfig, load_or_train_judge, split_indices, train_judge
+
+SHAPES, COLOURS = ("square", "disc"), ("red", "blue", "green")
+RGB = {"red": (220, 40, 40), "blue": (40, 60, 220), "green": (40, 200, 60)}
+
+
+# -- metrics ---------------------------------------------------------------------------------
+
+def test_kid_is_zero_for_one_distribution_and_grows_with_shift():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(600, 16)), rng.normal(size=(600, 16))
+    same = kid(a, b, subsets=20, subset_size=300)
+    near = kid(a, b + 0.3, subsets=20, subset_size=300)
+    far = kid(a, b + 1.0, subsets=20, subset_size=300)
+    assert abs(same["mean"]) < 3 * same["std"] + 1e-3  # unbiased: ~0, may be slightly negative
+    assert same["mean"] < near["mean"] < far["mean"]
+    assert near["mean"] > 10 * abs(same["mean"])
+    assert same["subset_size"] == 300 and same["subsets"] == 20
+
+
+def test_kid_rejects_mismatched_features():
+    with pytest.raises(ValueError, match="same D"):
+        kid(np.zeros((5, 3)), np.zeros((5, 4)))
+
+
+def test_fid_matches_the_closed_form():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(4000, 4))
+    assert fid(a, a) == pytest.approx(0.0, abs=1e-6)
+    # N(0, I) vs N(mu, 4 I) in d=4: |mu|^2 + tr(I + 4I - 2*2I) = |mu|^2 + 4
+    b = rng.normal(size=(4000, 4)) * 2 + np.array([1.0, 0, 0, 0])
+    assert fid(a, b) == pytest.approx(1.0 + 4.0, rel=0.1)
+
+
+def test_gaussian_blur_keeps_flat_images_and_smooths_edges():
+    flat = np.full((2, 16, 16, 3), 77, np.uint8)
+    assert np.array_equal(gaussian_blur(flat, 1.5), flat)
+    edge = np.zeros((1, 16, 16, 3), np.uint8)
+    edge[:, :, 8:] = 255
+    out = gaussian_blur(edge, 1.5)
+    assert out.dtype == np.uint8 and out.shape == edge.shape
+    assert 0 < out[0, 5, 7, 0] < 255 and out[0, 5, 0, 0] == 0 and out[0, 5, 15, 0] == 255
+
+
+def test_diversity_ratio_sees_collapse():
+    rng = np.random.default_rng(2)
+    keys = np.repeat(np.arange(10), 8)[:, None]
+    real = rng.normal(size=(80, 8)) + keys * 5.0
+    same = rng.normal(size=(80, 8)) + keys * 5.0
+    collapsed = 0.1 * rng.normal(size=(80, 8)) + keys * 5.0
+    assert diversity(same, keys, real, keys)["ratio"] == pytest.approx(1.0, abs=0.15)
+    d = diversity(collapsed, keys, real, keys)
+    assert d["ratio"] < 0.2 and d["groups"] == 10
+    assert diversity(real, keys, real, keys + 100)["ratio"] is None  # no shared groups
+
+
+def test_choose_grouping_drops_attributes_until_groups_exist():
+    rng = np.random.default_rng(3)
+    labels = np.stack([rng.integers(0, 10, 200), rng.permutation(200)], 1)  # attribute 1: unique ids
+    assert choose_grouping(labels) == (0,)
+    assert choose_grouping(labels[:, :1], labels[:50, :1]) == (0,)
+    assert choose_grouping(labels, min_groups=11) == ()  # only 10 values of attribute 0
+    assert choose_grouping(np.repeat(labels[:20], 2, axis=0)) == (0, 1)  # exact duplicates are enough
+
+
+def test_nearest_distances_finds_exact_copies():
+    rng = np.random.default_rng(4)
+    ref = rng.normal(size=(300, 5))
+    q = np.concatenate([ref[[7, 42]], ref[:1] + 10])
+    d, i = nearest_distances(q, ref, chunk=2)
+    assert list(i[:2]) == [7, 42] and np.allclose(d[:2], 0, atol=1e-6) and d[2] > 5
+
+
+# -- the judge -------------------------------------------------------------------------------
+
+def _toy(n: int, res: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Shape x colour on grey, with noise and jitter: trivially separable."""
+    rng = np.random.default_rng(seed)
+    labels = np.stack([rng.integers(0, 2, n), rng.integers(0, 3, n)], 1)
+    yy, xx = np.mgrid[:res, :res]
+    images = np.full((n, res, res, 3), 128, np.float64)
+    for k, (s, c) in enumerate(labels):
+        cx, cy, r = res / 2 + rng.uniform(-2, 2), res / 2 + rng.uniform(-2, 2), res * rng.uniform(0.25, 0.35)
+        mask = (np.abs(xx - cx) < r) & (np.abs(yy - cy) < r) if s == 0 else (xx - cx) ** 2 + (yy - cy) ** 2 < (r * 1.1) ** 2
+        images[k][mask] = RGB[COLOURS[c]]
+    images += rng.normal(0, 8, images.shape)
+    return images.clip(0, 255).astype(np.uint8), labels
+
+
+def test_split_is_fixed_and_disjoint():
+    cfg = JudgeConfig(seed=5)
+    tr, he = split_indices(1000, cfg)
+    tr2, he2 = split_indices(1000, cfg)
+    assert np.array_equal(he, he2) and len(he) == 100 and not set(tr) & set(he) and len(tr) + len(he) == 1000
+    with pytest.raises(ValueError, match="at least"):
+        split_indices(5, cfg)
+
+
+def test_judge_learns_a_separable_toy_set(tmp_path):
+    torch.manual_seed(0)
+    images, labels = _toy(400)
+    cfg = JudgeConfig(width=8, feat_dim=32, epochs=6, batch=32, lr=3e-3)
+    tj = load_or_train_judge(images, labels, (2, 3), "toy", cfg, cache_dir=tmp_path)
+    assert not tj.info["cached"] and min(tj.info["held_accuracy"]) >= 0.9
+    feats, pred = tj.model.embed(images[tj.held_idx])
+    assert feats.shape == (len(tj.held_idx), 32) and (pred == labels[tj.held_idx]).mean() >= 0.9
+    again = load_or_train_judge(images, labels, (2, 3), "toy", cfg, cache_dir=tmp_path)
+    assert again.info["cached"]
+    assert np.allclose(again.model.embed(images[:8])[0], tj.model.embed(images[:8])[0])
+
+
+def test_train_judge_checks_shapes():
+    with pytest.raises(ValueError, match="do not match"):
+        train_judge(np.zeros((4, 16, 16, 3), np.uint8), np.zeros((4, 3), np.int64), (2, 2))
+
+
+# -- end to end on tiny runs ---------------------------------------------------------------
+
+@pytest.fixture
+def toy_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "toy"
+    root.mkdir()
+    images, labels = _toy(240, res=16, seed=1)
+    with open(root / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "colour", "shape"])  # the folder loader sorts values; keep names sorted too
+        for k, (img, (s, c)) in enumerate(zip(images, labels)):
+            Image.fromarray(img).save(root / f"{k:04d}.png")
+            w.writerow([f"{k:04d}.png", COLOURS[c], SHAPES[s]])
+    return root
+
+
+def _tiny_run(run_dir, kind: str, data_dir) -> None:
+    from trainer.checkpoint import save_checkpoint
+    from trainer.data import load_dataset
+    from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+    from trainer.models.vae import Encoder, EncoderConfig
+
+    ds = load_dataset(str(data_dir), 16)
+    card = ds.schema.cardinalities
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(cardinalities=card, res=16, z_dim=8, width=8, embed_dim=4, w_dim=16))
+    models = ({"G_ema": g, "D": Discriminator(DiscriminatorConfig(cardinalities=card, res=16, width=8))}
+              if kind == "gan" else {"encoder": Encoder(EncoderConfig(res=16, z_dim=8, width=8)), "decoder": g})
+    meta = {"schema": ds.schema.to_dict(), "res": 16, "z_dim": 8, "step": 3, "kimg": 0.1,
+            "data": {"name": ds.name, "spec": ds.spec, "fingerprint": ds.fingerprint, "license": "", "attribution": ""}}
+    run_dir.mkdir()
+    save_checkpoint(run_dir, kind=kind, meta=meta, models={k: m.eval() for k, m in models.items()})
+
+
+@pytest.mark.parametrize("kind", ["gan", "vae"])
+def test_evaluate_tiny_run_writes_a_complete_finite_report(tmp_path, toy_folder, kind):
+    run = tmp_path / f"00001-{kind}"
+    _tiny_run(run, kind, toy_folder)
+    cfg = JudgeConfig(width=8, feat_dim=16, epochs=2, batch=32)
+    r = evaluate(run, samples=64, repeats=4, judge_config=cfg)
+    on_disk = json.loads((run / "eval.json").read_text())
+    assert on_disk == json.loads(json.dumps(r))
+    with Image.open(run / "eval.png") as png:
+        assert png.height == (6 if kind == "vae" else 3) * 64  # 2 generated + 1 nearest (+ 3 VAE) strips
+    assert r["kind"] == kind and r["generated"]["n"] == 64 and r["data"]["fingerprint_matches_run"] is True
+    assert set(r["generated"]["accuracy"]) == {"colour", "shape"}
+    s = r["summary"]
+    for key in ("kid", "kid_floor", "kid_blur", "fid", "fid_floor", "fid_blur", "nn_ratio", "frac_below_held_p1"):
+        assert np.isfinite(s[key]), key
+    assert r["generated"]["kid"]["subset_size"] == min(64, r["data"]["n_held"])
+    # random-init generator: far from real, judge accuracy at chance level at best
+    assert s["kid"] > s["kid_floor"]
+    if kind == "vae":
+        v = r["vae"]
+        assert v["n"] == r["data"]["n_held"] and v["reconstruction"]["psnr"] > 0 and 0 <= v["edit"]["success"] <= 1
+        assert set(v["edit"]["per_attribute"]) == {"colour", "shape"} and "edit_ratio_min>=0.9" in s["targets"]
+    # the judge was cached: a second evaluation does not retrain it
+    assert evaluate(run, samples=16, judge_config=cfg, write=False)["judge"]["cached"] is True
+
+
+def test_evaluate_refuses_a_folder_without_checkpoint(tmp_path):
+    with pytest.raises(EvalError, match="no checkpoint"):
+        evaluate(tmp_path)
+
+
+def test_cli_eval_prints_tables_and_json(tmp_path, toy_folder):
+    from typer.testing import CliRunner
+
+    from moe.cli import app
+
+    run = tmp_path / "00002-gan"
+    _tiny_run(run, "gan", toy_folder)
+    res = CliRunner().invoke(app, ["train", "eval", str(run), "--samples", "32", "--threads", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output[res.output.index("{"):])
+    assert doc["samples"] == 32 and (run / "eval.json").exists()
+    res = CliRunner().invoke(app, ["train", "eval", str(run), "--samples", "32"])
+    assert res.exit_code == 0 and "Conditional accuracy" in res.output and "blurred real" in res.output and "generated" in res.output
+    res = CliRunner().invoke(app, ["train", "eval", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and "no checkpoint" in res.output

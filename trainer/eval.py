@@ -1,0 +1,459 @@
+"""`moe train eval RUN`: how good is a run, measured against real held-out images.
+
+Everything is measured in the feature space of the judge (`trainer/judge.py`), a small
+classifier trained on the run's own labelled data, because no Inception weights can be
+downloaded. The report (`RUN/eval.json`, `RUN/eval.png`) holds:
+
+- conditional accuracy: the judge's accuracy on generated images for their intended
+  conditions, beside its accuracy on real held-out images, and the ratio;
+- KID (primary: unbiased polynomial-kernel MMD^2, Bińkowski et al. 2018, mean and std over
+  subsets) and FID (Heusel et al. 2017) against held-out, beside the same for real-train
+  images (the floor) and for blurred real-train images (the scale reference);
+- intra-condition diversity: mean pairwise feature distance within groups of images that
+  share a condition, generated / real; and a nearest-training-neighbour check;
+- for a VAE: reconstruction MSE/PSNR, edit success, and all of the above for prior samples.
+
+Generated images come from the EMA generator (GAN) or the decoder with z ~ N(0, I) (VAE);
+their conditions are rows of the data's labels (its joint label distribution), each used
+for `repeats` latents, with fixed seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from engine.schema import Schema
+from trainer.judge import JudgeConfig, TrainedJudge, load_or_train_judge, to_tensor
+
+__all__ = ["kid", "fid", "gaussian_blur", "choose_grouping", "diversity", "nearest_distances",
+           "evaluate", "print_report", "EvalError", "FORMAT"]
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+BLUR_SIGMA_64 = 1.5  # Gaussian sigma (px at 64 px, scaled with resolution) of the blurred reference
+MIN_GROUPS = 8  # diversity: fewest groups of >= 2 real images a grouping must give
+GROUP_CAP = 16  # diversity: images per group used for pairwise distances
+
+
+class EvalError(ValueError):
+    """A run that cannot be evaluated (no checkpoint, data that does not fit); the message says why."""
+
+
+# -- metrics (pure functions on feature arrays) ------------------------------------------
+
+def kid(a: np.ndarray, b: np.ndarray, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> dict:
+    """Kernel Inception Distance: unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3,
+    averaged over random subsets (Bińkowski et al. 2018). Returns {"mean", "std", ...}."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"feature arrays must be (N, D) with the same D, got {a.shape} and {b.shape}")
+    m = min(subset_size, len(a), len(b))
+    if m < 2:
+        raise ValueError(f"KID needs at least 2 samples per set, got {len(a)} and {len(b)}")
+    rng, d = np.random.default_rng(seed), a.shape[1]
+    vals = np.empty(subsets)
+    for s in range(subsets):
+        x = a[rng.choice(len(a), m, replace=False)]
+        y = b[rng.choice(len(b), m, replace=False)]
+        kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
+        off = m * (m - 1)
+        vals[s] = ((kxx.sum() - np.trace(kxx)) / off + (kyy.sum() - np.trace(kyy)) / off - 2 * kxy.mean())
+    return {"mean": float(vals.mean()), "std": float(vals.std()), "subset_size": m, "subsets": subsets}
+
+
+def fid(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 2017).
+    tr sqrt(S_a S_b) is computed as the sum of sqrt eigenvalues of sqrt(S_a) S_b sqrt(S_a),
+    a symmetric PSD matrix, so no complex square roots arise."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"feature arrays must be (N>=2, D) with the same D, got {a.shape} and {b.shape}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = np.linalg.eigh(s_a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ s_b @ root_a), 0, None)).sum()
+    return float(max(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * cross, 0.0))
+
+
+def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
+    """uint8 NHWC -> uint8 NHWC blurred with a separable Gaussian (edges replicated)."""
+    r = max(1, math.ceil(3 * sigma))
+    k = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * sigma**2))
+    k = (k / k.sum()).repeat(3, 1, 1)  # (3, 1, K)
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k[:, :, None, :], groups=3)  # along W
+    x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k[:, :, :, None], groups=3)  # along H
+    return x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+
+def _group_ids(labels: np.ndarray, attrs: tuple[int, ...]) -> np.ndarray:
+    if not attrs:
+        return np.zeros(len(labels), np.int64)
+    return np.unique(labels[:, list(attrs)], axis=0, return_inverse=True)[1].reshape(-1)
+
+
+def choose_grouping(*label_sets: np.ndarray, min_groups: int = MIN_GROUPS) -> tuple[int, ...]:
+    """The most specific set of attribute indices whose value combinations give at least
+    `min_groups` keys with >= 2 rows in every label set: all attributes when exact matches
+    are common enough, else drop, one at a time, the attribute whose removal gives the most
+    such keys (ties: the one with more values). May end at () = one group, the whole set."""
+    both = np.concatenate(label_sets)
+    bounds = np.cumsum([0] + [len(s) for s in label_sets])
+    card = both.max(0) + 1
+
+    def groups(at: tuple[int, ...]) -> int:
+        ids = _group_ids(both, at)
+        ok = np.ones(ids.max() + 1, bool)
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            ok &= np.bincount(ids[lo:hi], minlength=len(ok)) >= 2
+        return int(ok.sum())
+
+    attrs = tuple(range(both.shape[1]))
+    while attrs and groups(attrs) < min_groups:
+        attrs = max((tuple(x for x in attrs if x != a) for a in attrs),
+                    key=lambda at: (groups(at), card[[a for a in attrs if a not in at][0]]))
+    return attrs
+
+
+def _mean_pairwise(x: np.ndarray) -> float:
+    d2 = np.clip((x**2).sum(1)[:, None] + (x**2).sum(1)[None] - 2 * x @ x.T, 0, None)
+    n = len(x)
+    return float(np.sqrt(d2)[np.triu_indices(n, 1)].mean())
+
+
+def diversity(feats_a: np.ndarray, keys_a: np.ndarray, feats_b: np.ndarray, keys_b: np.ndarray,
+              cap: int = GROUP_CAP, seed: int = 0) -> dict:
+    """Mean pairwise distance within groups (rows sharing a key), for set a and set b, over
+    the keys that have >= 2 rows in both, each group weighted equally; ratio = a / b."""
+    rng = np.random.default_rng(seed)
+    per = {}
+    for name, feats, keys in (("a", feats_a, keys_a), ("b", feats_b, keys_b)):
+        groups: dict = {}
+        for i, k in enumerate(map(tuple, keys.reshape(len(keys), -1))):
+            groups.setdefault(k, []).append(i)
+        per[name] = {k: v for k, v in groups.items() if len(v) >= 2}
+    shared = sorted(set(per["a"]) & set(per["b"]))
+    if not shared:
+        return {"a": None, "b": None, "ratio": None, "groups": 0}
+    means = {}
+    for name, feats in (("a", feats_a), ("b", feats_b)):
+        vals = []
+        for k in shared:
+            idx = per[name][k]
+            idx = rng.choice(idx, cap, replace=False) if len(idx) > cap else np.asarray(idx)
+            vals.append(_mean_pairwise(feats[idx]))
+        means[name] = float(np.mean(vals))
+    ratio = means["a"] / means["b"] if means["b"] > 0 else None
+    return {"a": means["a"], "b": means["b"], "ratio": ratio, "groups": len(shared)}
+
+
+def nearest_distances(query: np.ndarray, ref: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """For each query row, (L2 distance to its nearest ref row, that row's index)."""
+    dist, arg = np.empty(len(query)), np.empty(len(query), np.int64)
+    r2 = (ref**2).sum(1)
+    for i in range(0, len(query), chunk):
+        q = query[i:i + chunk]
+        d2 = (q**2).sum(1)[:, None] + r2[None] - 2 * q @ ref.T
+        arg[i:i + chunk] = d2.argmin(1)
+        dist[i:i + chunk] = np.sqrt(np.clip(d2[np.arange(len(q)), arg[i:i + chunk]], 0, None))
+    return dist, arg
+
+
+# -- evaluation of a run ------------------------------------------------------------------
+
+def _to_uint8(x: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) in [-1, 1] -> uint8 NHWC."""
+    return ((x.float() + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+
+
+@torch.no_grad()
+def _decode(generator: torch.nn.Module, z: torch.Tensor, conds: np.ndarray, batch: int) -> np.ndarray:
+    c = torch.from_numpy(np.ascontiguousarray(conds, dtype=np.int64))
+    return np.concatenate([_to_uint8(generator(z[i:i + batch], c[i:i + batch])) for i in range(0, len(z), batch)])
+
+
+def _small(images: np.ndarray, size: int = 16) -> np.ndarray:
+    """Pixel-space features for a judge-free diversity check: images box-downsampled to 16x16."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255
+    return F.adaptive_avg_pool2d(x, size).flatten(1).double().numpy()
+
+
+def _accuracy(pred: np.ndarray, target: np.ndarray, real: np.ndarray, schema: Schema) -> dict:
+    acc = (pred == target).mean(0)
+    return {a.name: {"generated": float(g), "real": float(r), "ratio": float(g / r) if r > 0 else None}
+            for a, g, r in zip(schema.attributes, acc, real)}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return float(a / b) if a is not None and b not in (None, 0) else None
+
+
+class _Reference:
+    """The real side, computed once per evaluation: judge features of held-out images, of
+    all train-split images (nearest neighbours), a train subset (floor) and its blur."""
+
+    def __init__(self, tj: TrainedJudge, images: np.ndarray, labels: np.ndarray, n: int, seed: int, sigma: float):
+        judge = tj.model
+        self.held_images, self.held_labels = images[tj.held_idx], labels[tj.held_idx]
+        self.train_images = images[tj.train_idx]
+        self.held_feats, held_pred = judge.embed(self.held_images)
+        self.real_acc = (held_pred == self.held_labels).mean(0)
+        self.train_feats, _ = judge.embed(self.train_images)
+        sub = np.random.default_rng(seed).choice(len(tj.train_idx), min(n, len(tj.train_idx)), replace=False)
+        train_sub, blur_feats_pred = self.train_feats[sub], judge.embed(gaussian_blur(self.train_images[sub], sigma))
+        self.held_nn, _ = nearest_distances(self.held_feats, self.train_feats)
+        self.floor = {"kid": kid(train_sub, self.held_feats, seed=seed), "fid": fid(train_sub, self.held_feats),
+                      "n": len(sub)}
+        self.blur = {"kid": kid(blur_feats_pred[0], self.held_feats, seed=seed),
+                     "fid": fid(blur_feats_pred[0], self.held_feats), "sigma_px": sigma,
+                     "accuracy": [float(a) for a in (blur_feats_pred[1] == labels[tj.train_idx][sub]).mean(0)]}
+
+
+def _sample_report(gen: Callable[[torch.Tensor, np.ndarray], np.ndarray], ref: _Reference, judge, labels: np.ndarray,
+                   schema: Schema, z_dim: int, samples: int, repeats: int, seed: int) -> tuple[dict, dict]:
+    """Generate `samples` images (conditions: data label rows, each for `repeats` latents) and
+    score them against the reference. Returns (report section, images for the grid)."""
+    rng = np.random.default_rng(seed)
+    n_cond = max(1, samples // repeats)
+    conds = np.repeat(labels[rng.choice(len(labels), n_cond)], repeats, axis=0)[:samples]
+    z = torch.randn(len(conds), z_dim, generator=torch.Generator().manual_seed(seed))
+    images = gen(z, conds)
+    feats, pred = judge.embed(images)
+    grouping = choose_grouping(ref.held_labels, conds)
+    keys_g, keys_r = conds[:, list(grouping)], ref.held_labels[:, list(grouping)]
+    div = diversity(feats, keys_g, ref.held_feats, keys_r, seed=seed)
+    pix = diversity(_small(images), keys_g, _small(ref.held_images), keys_r, seed=seed)
+    nn_d, nn_i = nearest_distances(feats, ref.train_feats)
+    p1, held_med = float(np.percentile(ref.held_nn, 1)), float(np.median(ref.held_nn))
+    k = kid(feats, ref.held_feats, seed=seed)
+    section = {
+        "n": len(images), "conditions": n_cond, "repeats": repeats,
+        "accuracy": _accuracy(pred, conds, ref.real_acc, schema),
+        "kid": k, "fid": fid(feats, ref.held_feats),
+        "diversity": {"generated": div["a"], "real": div["b"], "ratio": div["ratio"], "groups": div["groups"],
+                      "grouping": [schema.attributes[i].name for i in grouping],
+                      "pixel_ratio": pix["ratio"]},
+        "memorisation": {"nn_generated_median": float(np.median(nn_d)), "nn_held_median": held_med,
+                         "ratio": _ratio(float(np.median(nn_d)), held_med), "held_p1": p1,
+                         "frac_below_held_p1": float((nn_d < p1).mean())},
+    }
+    closest = np.argsort(nn_d)[:8]
+    grid = {"generated": images[:32], "nearest": np.stack([x for i in closest
+                                                          for x in (images[i], ref.train_images[nn_i[i]])])}
+    return section, grid
+
+
+
+@torch.no_grad()
+def _vae_report(encoder, decoder, ref: _Reference, judge, schema: Schema, seed: int, batch: int) -> tuple[dict, dict]:
+    """Reconstruction (posterior mean) and edits of held-out images, scored by the judge."""
+    x, labels = ref.held_images, ref.held_labels
+    mu = torch.cat([encoder(to_tensor(x[i:i + batch]))[0] for i in range(0, len(x), batch)])
+    recon = _decode(decoder, mu, labels, batch)
+    mse = (((recon.astype(np.float64) - x) / 255) ** 2).reshape(len(x), -1).mean(1)  # per image, [0, 1] scale
+    psnr = 10 * np.log10(1 / np.maximum(mse, 1e-10))
+    _, recon_pred = judge.embed(recon)
+    # edit: one attribute (with > 1 value) per image, changed to a random other value
+    rng = np.random.default_rng(seed)
+    card = np.array(schema.cardinalities)
+    editable = np.flatnonzero(card > 1)
+    if len(editable) == 0:
+        raise EvalError("no attribute has more than one value; nothing to edit")
+    attr = editable[rng.integers(len(editable), size=len(x))]
+    new = labels.copy()
+    rows = np.arange(len(x))
+    new[rows, attr] = (labels[rows, attr] + rng.integers(1, card[attr])) % card[attr]
+    edited = _decode(decoder, mu, new, batch)
+    _, pred = judge.embed(edited)
+    hit = pred[rows, attr] == new[rows, attr]
+    others = np.ones_like(labels, bool)
+    others[rows, attr] = False
+    edit = {}
+    for a in editable:
+        m = attr == a
+        edit[schema.attributes[a].name] = {"success": float(hit[m].mean()) if m.any() else None,
+                                           "real": float(ref.real_acc[a]), "n": int(m.sum()),
+                                           "ratio": _ratio(float(hit[m].mean()), float(ref.real_acc[a])) if m.any() else None}
+    kept = float((pred == labels)[others].mean())
+    real_kept = float(np.broadcast_to(ref.real_acc, labels.shape)[others].mean())
+    section = {
+        "n": len(x),
+        "reconstruction": {"mse": float(mse.mean()), "psnr": float(psnr.mean()),
+                           "accuracy": _accuracy(recon_pred, labels, ref.real_acc, schema)},
+        "edit": {"success": float(hit.mean()), "per_attribute": edit,
+                 "kept": kept, "kept_real": real_kept, "kept_ratio": _ratio(kept, real_kept)},
+    }
+    return section, {"held": x[:16], "reconstruction": recon[:16], "edit": edited[:16]}
+
+
+def _run_data(run_dir: Path, meta: dict, override: str | None) -> tuple[str, str | None]:
+    """(data spec, recorded fingerprint) from checkpoint.json (or config.json), unless overridden."""
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    spec = override or data.get("spec") or meta.get("data_spec")
+    if spec is None and (run_dir / "config.json").is_file():
+        cfg = json.loads((run_dir / "config.json").read_text())
+        spec = cfg.get("data") if isinstance(cfg.get("data"), str) else None
+    if spec is None:
+        raise EvalError(f"{run_dir}: the checkpoint does not record its training data; pass --data builtin|DIR")
+    return str(spec), data.get("fingerprint") or meta.get("data_fingerprint")
+
+
+def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = None, seed: int = 0, repeats: int = 4,
+             judge_config: JudgeConfig = JudgeConfig(), blur_sigma: float | None = None, batch: int = 250,
+             write: bool = True) -> dict:
+    """Evaluate a run folder; returns the report (and writes RUN/eval.json + RUN/eval.png)."""
+    from trainer.checkpoint import CheckpointError, load_run
+    from trainer.data import load_dataset
+
+    run_dir = Path(run_dir)
+    if samples < 2 or repeats < 1:
+        raise EvalError(f"--samples must be >= 2 and repeats >= 1, got {samples} and {repeats}")
+    try:
+        run = load_run(run_dir)
+    except CheckpointError as e:
+        raise EvalError(str(e)) from None
+    meta = run.meta
+    schema, res, z_dim = Schema.from_dict(meta["schema"]), int(meta["res"]), int(meta["z_dim"])
+    spec, recorded_fp = _run_data(run_dir, meta, data)
+    ds = load_dataset(spec, res)
+    if ds.schema.fingerprint() != schema.fingerprint():
+        raise EvalError(f"the data at {spec!r} has attributes {ds.schema.names} with other values than the run's "
+                        f"schema {schema.names}; evaluate on the data the run was trained on")
+    if recorded_fp and recorded_fp != ds.fingerprint:
+        log.warning("data fingerprint %s differs from the run's %s: the images changed since training",
+                    ds.fingerprint, recorded_fp)
+    images, labels = np.ascontiguousarray(ds.images), ds.labels
+    tj = load_or_train_judge(images, labels, schema.cardinalities, ds.fingerprint, judge_config)
+    sigma = blur_sigma if blur_sigma is not None else BLUR_SIGMA_64 * res / 64
+    log.info("embedding %d real images with the judge", len(images))
+    ref = _Reference(tj, images, labels, samples, seed, sigma)
+    names = schema.names
+    report: dict = {
+        "format": FORMAT, "run": run_dir.name, "kind": run.kind, "step": meta.get("step"), "kimg": meta.get("kimg"),
+        "res": res, "samples": samples, "seed": seed,
+        "data": {"spec": spec, "name": ds.name, "fingerprint": ds.fingerprint,
+                 "fingerprint_matches_run": (recorded_fp == ds.fingerprint) if recorded_fp else None,
+                 "n_train": len(tj.train_idx), "n_held": len(tj.held_idx)},
+        "judge": {"held_accuracy": dict(zip(names, map(float, ref.real_acc))), "n_fit": tj.info.get("n_train"),
+                  "train_seconds": tj.info.get("train_seconds"), "cached": tj.info.get("cached"),
+                  "config": tj.info.get("config")},
+        "reference": {"floor": ref.floor, "blur": ref.blur | {"accuracy": dict(zip(names, ref.blur["accuracy"]))}},
+    }
+    log.info("generating %d samples", samples)
+    generator = run.models["G_ema"] if run.kind == "gan" else run.models["decoder"]
+    section, grid = _sample_report(lambda z, c: _decode(generator, z, c, batch), ref, tj.model, labels, schema,
+                                   z_dim, samples, repeats, seed)
+    report["generated"] = section
+    if run.kind == "vae":
+        report["vae"], vgrid = _vae_report(run.models["encoder"], generator, ref, tj.model, schema, seed, batch)
+        grid |= vgrid
+    report["summary"] = _summary(report)
+    if write:
+        (run_dir / "eval.json").write_text(json.dumps(report, indent=1))
+        _save_grid(grid, run_dir / "eval.png")
+        log.info("wrote %s and %s", run_dir / "eval.json", run_dir / "eval.png")
+    return report
+
+
+def _summary(r: dict) -> dict:
+    """Headline numbers, and the issue-3 targets they are judged by."""
+    g = r["generated"]
+    ratios = {k: v["ratio"] for k, v in g["accuracy"].items() if v["ratio"] is not None}
+    worst = min(ratios, key=ratios.get) if ratios else None
+    s = {"accuracy_ratio_min": ratios.get(worst), "worst_attribute": worst,
+         "kid": g["kid"]["mean"], "kid_floor": r["reference"]["floor"]["kid"]["mean"],
+         "kid_blur": r["reference"]["blur"]["kid"]["mean"],
+         "kid_vs_blur": _ratio(g["kid"]["mean"], r["reference"]["blur"]["kid"]["mean"]),
+         "fid": g["fid"], "fid_floor": r["reference"]["floor"]["fid"], "fid_blur": r["reference"]["blur"]["fid"],
+         "diversity_ratio": g["diversity"]["ratio"], "nn_ratio": g["memorisation"]["ratio"],
+         "frac_below_held_p1": g["memorisation"]["frac_below_held_p1"]}
+    s["targets"] = {"accuracy_ratio_min>=0.9": _ok(s["accuracy_ratio_min"], 0.9),
+                    "kid<blur": None if s["kid_vs_blur"] is None else s["kid_vs_blur"] < 1.0,
+                    "diversity_ratio>=0.7": _ok(s["diversity_ratio"], 0.7)}
+    if "vae" in r:
+        e = r["vae"]["edit"]
+        er = [v["ratio"] for v in e["per_attribute"].values() if v["ratio"] is not None]
+        s |= {"recon_psnr": r["vae"]["reconstruction"]["psnr"], "edit_success": e["success"],
+              "edit_ratio_min": min(er) if er else None, "edit_kept": e["kept"]}
+        s["targets"]["edit_ratio_min>=0.9"] = _ok(s["edit_ratio_min"], 0.9)
+    return s
+
+
+def _ok(v: float | None, at_least: float) -> bool | None:
+    return None if v is None else bool(v >= at_least)
+
+
+def _save_grid(rows: dict[str, np.ndarray], path: Path, per_row: int = 16) -> None:
+    """One labelled strip per entry (16 images a row): generated samples, generated/nearest
+    train pairs, and for a VAE held-out / reconstruction / edit."""
+    from PIL import Image, ImageDraw
+
+    strips = [(name, imgs[i:i + per_row]) for name, imgs in rows.items() for i in range(0, len(imgs), per_row)]
+    tile, label_w = max(64, strips[0][1].shape[1]), 96  # small images are scaled up to stay visible
+    canvas = Image.new("RGB", (label_w + per_row * tile, len(strips) * tile), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for r, (name, imgs) in enumerate(strips):
+        draw.text((4, r * tile + tile // 2 - 6), name, fill=(0, 0, 0))
+        for c, img in enumerate(imgs):
+            canvas.paste(Image.fromarray(img).resize((tile, tile), Image.NEAREST), (label_w + c * tile, r * tile))
+    canvas.save(path)
+
+
+def _f(v, fmt: str = "{:.3f}") -> str:
+    return "—" if v is None else fmt.format(v)
+
+
+def print_report(r: dict, console=None) -> None:
+    """The report as rich tables, for a person."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    g, ref, s = r["generated"], r["reference"], r["summary"]
+    src = "EMA generator" if r["kind"] == "gan" else "decoder, z ~ N(0, I)"
+    console.print(f"[bold]{r['run']}[/] ({r['kind']}, {r['res']}px, kimg {r['kimg']}) on {r['data']['name']}: "
+                  f"{g['n']} samples from the {src}; judge trained on {r['judge']['n_fit']} images, "
+                  f"held-out {r['data']['n_held']}")
+    acc = Table(title="Conditional accuracy of the judge (real = held-out; recon, edit: VAE on held-out)")
+    for col in ("attribute", "real", "generated", "ratio", *(("recon", "edit", "edit ratio") if "vae" in r else ()),
+                "blurred"):
+        acc.add_column(col, justify="left" if col == "attribute" else "right")
+    for name, a in g["accuracy"].items():
+        row = [name, _f(a["real"]), _f(a["generated"]), _f(a["ratio"])]
+        if "vae" in r:
+            e = r["vae"]["edit"]["per_attribute"].get(name, {})
+            row += [_f(r["vae"]["reconstruction"]["accuracy"][name]["generated"]), _f(e.get("success")),
+                    _f(e.get("ratio"))]
+        acc.add_row(*row, _f(ref["blur"]["accuracy"][name]))
+    console.print(acc)
+    dist = Table(title="Distance to real held-out (judge features; lower is better)")
+    for col in ("set", "KID", "± std", "FID"):
+        dist.add_column(col, justify="left" if col == "set" else "right")
+    dist.add_row("generated", _f(g["kid"]["mean"], "{:.4f}"), _f(g["kid"]["std"], "{:.4f}"), _f(g["fid"], "{:.2f}"))
+    dist.add_row("real train (floor)", _f(ref["floor"]["kid"]["mean"], "{:.4f}"),
+                 _f(ref["floor"]["kid"]["std"], "{:.4f}"), _f(ref["floor"]["fid"], "{:.2f}"))
+    dist.add_row(f"blurred real, σ={ref['blur']['sigma_px']:.2g}px", _f(ref["blur"]["kid"]["mean"], "{:.4f}"),
+                 _f(ref["blur"]["kid"]["std"], "{:.4f}"), _f(ref["blur"]["fid"], "{:.2f}"))
+    console.print(dist)
+    d, m = g["diversity"], g["memorisation"]
+    console.print(f"Diversity (within {d['groups']} groups sharing {', '.join(d['grouping']) or 'nothing'}): "
+                  f"generated/real = [bold]{_f(d['ratio'])}[/] (pixels: {_f(d['pixel_ratio'])})")
+    console.print(f"Nearest training image: generated median {_f(m['nn_generated_median'])} vs held-out "
+                  f"{_f(m['nn_held_median'])} (ratio {_f(m['ratio'])}); {100 * m['frac_below_held_p1']:.1f}% of "
+                  f"samples closer than the held-out 1st percentile ({_f(m['held_p1'])})")
+    if "vae" in r:
+        v = r["vae"]
+        console.print(f"VAE: reconstruction MSE {v['reconstruction']['mse']:.4f}, PSNR "
+                      f"{v['reconstruction']['psnr']:.2f} dB; edit success {v['edit']['success']:.3f}, other "
+                      f"attributes kept {v['edit']['kept']:.3f} (real {v['edit']['kept_real']:.3f})")
+    marks = "  ".join(f"{k}: {'[green]yes[/]' if ok else '[red]no[/]' if ok is False else '—'}"
+                      for k, ok in s["targets"].items())
+    console.print(f"Targets: {marks}")

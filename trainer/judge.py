@@ -1,0 +1,198 @@
+"""The judge: a small attribute classifier trained on the real images, used to score runs.
+
+No Inception weights can be downloaded, so `moe train eval` measures everything in the
+feature space of a classifier trained on the run's own labelled data: a plain conv trunk
+(stride-2 stages, BatchNorm, ReLU) ending in a `feat_dim` penultimate layer, with one
+linear head per schema attribute. It is trained for a few epochs on a fixed train split
+(seeded) and cached as safetensors + JSON under `<cache>/judges/`, keyed by the dataset
+fingerprint, the resolution and the judge config, so evaluating several runs on the same
+data trains it once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from torch.nn import functional as F
+
+from trainer.data import cache_dir
+
+__all__ = ["JudgeConfig", "Judge", "TrainedJudge", "split_indices", "train_judge", "load_or_train_judge",
+           "judge_cache_dir", "to_tensor"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    width: int = 32  # channels of the first stage; doubled per stage up to 8x
+    feat_dim: int = 256  # the feature space (penultimate layer)
+    epochs: int = 4
+    batch: int = 128
+    lr: float = 2e-3
+    max_train: int = 12000  # cap on training images (speed on CPU); the held-out split is never capped by this
+    holdout_frac: float = 0.1
+    max_holdout: int = 2000
+    min_holdout: int = 10
+    shift: int = 2  # random translation (px at 64px) as augmentation, so the judge is not brittle
+    seed: int = 0
+
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC -> float NCHW in [-1, 1]."""
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected uint8 images (N, H, W, 3), got {images.dtype} {images.shape}")
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def split_indices(n: int, cfg: JudgeConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed (seeded) train / held-out split of n images: held-out is holdout_frac of the
+    set, clamped to [min_holdout, max_holdout], and leaves at least as many for training."""
+    if n < 2 * cfg.min_holdout:
+        raise ValueError(f"the judge needs at least {2 * cfg.min_holdout} labelled images, the dataset has {n}")
+    n_held = int(min(max(round(cfg.holdout_frac * n), cfg.min_holdout), cfg.max_holdout, n // 2))
+    perm = np.random.default_rng(cfg.seed).permutation(n)
+    return np.sort(perm[n_held:]), np.sort(perm[:n_held])
+
+
+class Judge(nn.Module):
+    """Conv trunk -> `features` (B, feat_dim) -> one logit head per attribute."""
+
+    def __init__(self, cfg: JudgeConfig, res: int, cardinalities: tuple[int, ...]):
+        super().__init__()
+        if res not in (16, 32, 64, 128, 256):
+            raise ValueError(f"judge resolution must be 16, 32, 64, 128 or 256, got {res}")
+        self.res, self.cardinalities = res, tuple(cardinalities)
+        layers, c_in, size = [], 3, res
+        for i in range(int(np.log2(res // 4))):  # stride-2 stages down to 4x4
+            c_out = cfg.width * min(2**i, 8)
+            layers += [nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
+                       nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            c_in, size = c_out, size // 2
+        self.trunk = nn.Sequential(*layers)
+        self.proj = nn.Linear(c_in * size * size, cfg.feat_dim)  # keeps where things are, unlike a global pool
+        self.heads = nn.ModuleList(nn.Linear(cfg.feat_dim, k) for k in self.cardinalities)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1:] != (3, self.res, self.res):
+            raise ValueError(f"judge expects (B, 3, {self.res}, {self.res}) images, got {tuple(x.shape)}")
+        h = self.trunk(x).flatten(1)  # (B, C*4*4)
+        return F.relu(self.proj(h))  # (B, feat_dim)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f = self.features(x)
+        return [head(f) for head in self.heads]  # A x (B, K_a)
+
+    @torch.no_grad()
+    def embed(self, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 NHWC images -> (features (N, F) float64, predicted labels (N, A) int64)."""
+        self.eval()
+        feats, preds = [], []
+        for i in range(0, len(images), batch):
+            f = self.features(to_tensor(images[i:i + batch]))
+            feats.append(f.double().numpy())
+            preds.append(torch.stack([h(f).argmax(1) for h in self.heads], 1).numpy())
+        if not feats:
+            return np.zeros((0, self.proj.out_features)), np.zeros((0, len(self.heads)), np.int64)
+        return np.concatenate(feats), np.concatenate(preds)
+
+
+@dataclass(frozen=True)
+class TrainedJudge:
+    model: Judge
+    train_idx: np.ndarray  # indices into the dataset
+    held_idx: np.ndarray
+    info: dict  # config, held-out accuracy per attribute, training time, cache file
+
+
+def _shift(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
+    """Random integer translation by up to s px, edges replicated (one offset per batch: cheap)."""
+    if s <= 0:
+        return x
+    dx, dy = (int(v) for v in torch.randint(-s, s + 1, (2,), generator=g))
+    x = F.pad(x, (s, s, s, s), mode="replicate")
+    return x[:, :, s + dy:s + dy + x.shape[2] - 2 * s, s + dx:s + dx + x.shape[3] - 2 * s]
+
+
+def train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: tuple[int, ...],
+                cfg: JudgeConfig = JudgeConfig()) -> tuple[Judge, dict]:
+    """Train a judge on (images uint8 NHWC, labels int64 (N, A)); returns it (eval mode) and stats."""
+    if len(images) != len(labels) or labels.shape[1:] != (len(cardinalities),):
+        raise ValueError(f"images {images.shape} and labels {labels.shape} do not match {len(cardinalities)} attributes")
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    res = images.shape[1]
+    model = Judge(cfg, res, cardinalities)
+    x_all, y_all = to_tensor(images), torch.from_numpy(labels.astype(np.int64))
+    steps_per_epoch = max(1, -(-len(x_all) // cfg.batch))
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+    shift = max(0, round(cfg.shift * res / 64))
+    t0, loss = time.perf_counter(), torch.zeros(())
+    model.train()
+    for epoch in range(cfg.epochs):
+        perm = torch.randperm(len(x_all), generator=g)
+        for i in range(steps_per_epoch):
+            idx = perm[i * cfg.batch:(i + 1) * cfg.batch]
+            if len(idx) < 2:  # BatchNorm needs two
+                continue
+            logits = model(_shift(x_all[idx], shift, g))
+            loss = sum(F.cross_entropy(lg, y_all[idx, a]) for a, lg in enumerate(logits)) / len(logits)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        log.info("judge epoch %d/%d: loss %.3f (%.0fs)", epoch + 1, cfg.epochs, loss.item(), time.perf_counter() - t0)
+    model.eval()
+    return model, {"train_seconds": round(time.perf_counter() - t0, 1), "final_loss": round(loss.item(), 4)}
+
+
+def judge_cache_dir() -> Path:
+    """`<cache>/judges`, the cache being `$MOE_CACHE_DIR` or `~/.cache/moe-avatar`."""
+    return cache_dir() / "judges"
+
+
+def load_or_train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: tuple[int, ...], fingerprint: str,
+                        cfg: JudgeConfig = JudgeConfig(), cache_dir: Path | None = None) -> TrainedJudge:
+    """The judge for this dataset (by fingerprint) and resolution: from the cache, or trained
+    now on the train split and cached. `info["held_accuracy"]` is its accuracy on held-out."""
+    res = images.shape[1]
+    train_idx, held_idx = split_indices(len(images), cfg)
+    cache = (cache_dir or judge_cache_dir())
+    stem = cache / f"{fingerprint}-{res}px-{cfg.key()}"
+    weights, meta = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    model = Judge(cfg, res, cardinalities)
+    if weights.exists() and meta.exists():
+        info = json.loads(meta.read_text())
+        if tuple(info.get("cardinalities", ())) == tuple(cardinalities):
+            model.load_state_dict(load_file(weights))
+            model.eval()
+            log.info("judge loaded from %s", weights)
+            return TrainedJudge(model, train_idx, held_idx, info | {"cached": True, "file": str(weights)})
+        log.warning("judge cache %s does not fit this schema; retraining", meta)
+    fit_idx = train_idx
+    if len(fit_idx) > cfg.max_train:
+        fit_idx = np.sort(np.random.default_rng(cfg.seed + 1).choice(train_idx, cfg.max_train, replace=False))
+    log.info("training the judge on %d images at %dpx (cached for later runs)", len(fit_idx), res)
+    model, stats = train_judge(images[fit_idx], labels[fit_idx], cardinalities, cfg)
+    _, pred = model.embed(images[held_idx])
+    acc = (pred == labels[held_idx]).mean(0)
+    info = {"fingerprint": fingerprint, "res": res, "config": asdict(cfg), "cardinalities": list(cardinalities),
+            "n_train": int(len(fit_idx)), "n_held": int(len(held_idx)),
+            "held_accuracy": [round(float(a), 4) for a in acc], **stats}
+    cache.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
+    meta.write_text(json.dumps(info, indent=1))
+    return TrainedJudge(model, train_idx, held_idx, info | {"cached": False, "file": str(weights)})
