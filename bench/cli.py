@@ -15,3 +15,18 @@ def _emit(result: dict, as_json: bool) -> None:
         typer.echo(json.dumps(result))
     else:
         typer.echo(json.dumps(result, indent=2))
+
+
+@app.command()
+def e2e(
+    as_json: bool = typer.Option(False, "--json", help="one-line JSON"),
+    members: str = typer.Option("1,50", help="member counts, comma-separated (the largest is checked against the targets)"),
+    rounds: int = typer.Option(10, help="sequential requests for 1 member"),
+    bursts: int = typer.Option(2, help="bursts of concurrent requests for more members"),
+    command: str = typer.Option("avatar create", help="slash command to time"),
+) -> None:
+    """Acknowledgement and final-image latency of /avatar create through the fake Discord and the real bot."""
+    from bench.e2e import run
+
+    _emit(run(members=tuple(int(m) for m in members.split(",")), rounds=rounds, bursts=bursts, command=command),
+          as_json)
