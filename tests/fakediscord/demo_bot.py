@@ -64,7 +64,7 @@ class DemoBot(commands.Bot):
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(Again)
-        guild = discord.Object(int(os.environ["DEMO_GUILD_ID"]))
+        guild = discord.Object(int(os.environ["MOE_DEV_GUILD_ID"]))
         self.tree.copy_global_to(guild=guild)
         await self.tree.sync(guild=guild)
 
@@ -79,10 +79,11 @@ async def hello(interaction: discord.Interaction) -> None:
 
 
 @bot.tree.command()
-@app_commands.describe(n="a number", shape="a shape")
+@app_commands.describe(n="a number", shape="a shape", seed="ignored (benchmarks send one)")
 @app_commands.choices(shape=[app_commands.Choice(name="Circle", value="circle"),
                              app_commands.Choice(name="Square", value="square")])
-async def draw(interaction: discord.Interaction, n: app_commands.Range[int, 0, 99] = 1, shape: str = "circle") -> None:
+async def draw(interaction: discord.Interaction, n: app_commands.Range[int, 0, 99] = 1, shape: str = "circle",
+               seed: int | None = None) -> None:
     """Defer, then send a PNG with a persistent button."""
     await interaction.response.defer(thinking=True)
     view = discord.ui.View(timeout=None).add_item(Again(n))

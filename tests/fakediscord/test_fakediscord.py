@@ -19,7 +19,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def demo_bot(fake: FakeDiscord, guild, **env: str) -> BotProcess:
-    return BotProcess(fake, {"DEMO_GUILD_ID": str(guild.id), **env}, args=DEMO)
+    return BotProcess(fake, {"MOE_DEV_GUILD_ID": str(guild.id), **env}, args=DEMO)
 
 
 async def eventually(predicate, timeout: float = 5.0) -> None:

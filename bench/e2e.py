@@ -1,0 +1,174 @@
+"""`moe bench e2e`: latency members feel, through the fake Discord and the real bot process.
+
+For 1 member (sequential requests) and N members at once (bursts of concurrent requests),
+each doing `/avatar create`, measures per interaction:
+- ack: INTERACTION_CREATE sent -> the bot's first callback (a deferral or a message);
+- final: INTERACTION_CREATE sent -> the final message with the image.
+`failed` counts interactions with no image or any failure a member would see.
+
+Baseline in the same run: the same measurement against `tests/fakediscord/demo_bot.py`
+(`/hello`, answered at once), i.e. the cost of the fake + discord.py round trip on this
+machine at the same concurrency, so numbers from a noisy machine can be compared.
+
+Runs from a repo checkout (it imports `tests.fakediscord`). Uses the bundled pack
+`engine/packs/moe-default` when present, else builds a tiny random pack (noted in the JSON).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from tests.fakediscord import BotProcess, FakeDiscord, Interaction, InteractionFailed  # noqa: E402
+
+__all__ = ["run", "percentile", "summarize"]
+
+BUNDLED = REPO_ROOT / "engine" / "packs" / "moe-default"
+DEMO_BOT = ("tests/fakediscord/demo_bot.py",)
+TARGETS = {"ack_p95_ms": 300.0, "final_p95_ms": 1500.0}
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in 0..100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))  # ceil(n q / 100), at least 1
+    return ordered[int(rank) - 1]
+
+
+def summarize(itxs: list[Interaction], failed: int) -> dict:
+    ack = [i.ack_latency * 1000 for i in itxs if i.ack_latency is not None]
+    final = [i.final_latency * 1000 for i in itxs if i.final_latency is not None]
+
+    def r(x: float | None) -> float | None:
+        return None if x is None else round(x, 1)
+
+    return {"requests": len(itxs), "failed": failed,
+            "ack_p50_ms": r(percentile(ack, 50)), "ack_p95_ms": r(percentile(ack, 95)),
+            "final_p50_ms": r(percentile(final, 50)), "final_p95_ms": r(percentile(final, 95)),
+            "final_max_ms": r(max(final) if final else None)}
+
+
+async def _one(fake: FakeDiscord, member, command: str, options: dict, need_file: bool,
+               timeout: float) -> tuple[Interaction | None, bool]:
+    """(interaction, ok): ok when the member got a final message (with an image when `need_file`)."""
+    try:
+        itx = await fake.slash(member, command, **options)
+        msg = await itx.wait_done(timeout)
+    except (InteractionFailed, asyncio.TimeoutError, ConnectionError):
+        return None, False
+    ok = msg is not None and not msg.ephemeral and (not need_file or any(
+        f.data.startswith(b"\x89PNG") for f in msg.files))
+    return itx, ok
+
+
+async def _measure(fake: FakeDiscord, members: list, n: int, rounds: int, command: str, need_file: bool,
+                   timeout: float, seed0: int) -> dict:
+    """`rounds` bursts of `n` members at once (n=1: `rounds` sequential requests)."""
+    itxs: list[Interaction] = []
+    failed = 0
+    for r in range(rounds):
+        opts = [{"seed": seed0 + r * n + i} if need_file else {} for i in range(n)]
+        results = await asyncio.gather(*(_one(fake, members[i], command, opts[i], need_file, timeout)
+                                         for i in range(n)))
+        for itx, ok in results:
+            failed += not ok
+            if itx is not None:
+                itxs.append(itx)
+    return summarize(itxs, failed)
+
+
+def _pack_env(workdir: Path) -> tuple[dict[str, str], str, str | None]:
+    empty = workdir / "packs"
+    empty.mkdir(exist_ok=True)
+    if (BUNDLED / "manifest.json").exists():
+        return {"MOE_PACKS_DIR": str(empty), "MOE_DEFAULT_PACK": "moe-default"}, "moe-default", None
+    from export.testing import make_tiny_pack
+
+    make_tiny_pack(empty, name="tiny-bench", fp16=False)
+    note = ("engine/packs/moe-default is absent: measured with a tiny random pack "
+            "(export.testing.make_tiny_pack, 32 px); numbers are not the bundled pack's")
+    return {"MOE_PACKS_DIR": str(empty), "MOE_DEFAULT_PACK": "tiny-bench"}, "tiny-bench", note
+
+
+async def _bench(counts: tuple[int, ...], rounds: int, bursts: int, command: str, bot_args: tuple[str, ...],
+                 bot_env: dict[str, str], timeout: float) -> dict:
+    biggest = max(counts)
+    out: dict = {}
+    # Baseline: the fake + discord.py round trip for an instant answer, same concurrency.
+    async with FakeDiscord() as fake:
+        guild = fake.add_guild("bench")
+        members = [fake.add_member(guild, f"member{i}") for i in range(biggest)]
+        async with BotProcess(fake, {"MOE_DEV_GUILD_ID": str(guild.id)}, args=DEMO_BOT):
+            await _measure(fake, members, 1, 3, "hello", False, timeout, 0)  # warm-up
+            out["baseline"] = {str(n): await _measure(fake, members, n, rounds if n == 1 else bursts, "hello",
+                                                      False, timeout, 0) for n in counts}
+        out["baseline"]["what"] = "demo_bot /hello (instant answer): fake Discord + discord.py round trip"
+    # The real bot.
+    async with FakeDiscord() as fake:
+        guild = fake.add_guild("bench")
+        members = [fake.add_member(guild, f"member{i}") for i in range(biggest)]
+        env = {"MOE_DEV_GUILD_ID": str(guild.id), **bot_env}
+        bot = BotProcess(fake, env, args=bot_args)
+        t0 = time.monotonic()
+        try:
+            await bot.start(timeout=120)
+        except (RuntimeError, asyncio.TimeoutError) as e:
+            raise RuntimeError(f"{e}\n--- bot log ---\n{bot.log_tail()}") from None
+        out["bot_start_s"] = round(time.monotonic() - t0, 2)
+        try:
+            await _measure(fake, members, min(4, biggest), 1, command, True, timeout, 10_000)  # warm-up
+            for n in counts:
+                out[str(n)] = await _measure(fake, members, n, rounds if n == 1 else bursts, command, True,
+                                             timeout, 20_000 * n)
+        finally:
+            await bot.stop()
+        out["violations"] = [str(v) for v in fake.violations]
+        out["unhandled"] = fake.unhandled
+        if any(out[str(n)]["failed"] for n in counts):
+            out["bot_log_tail"] = bot.log_tail(20)
+    return out
+
+
+def run(members: tuple[int, ...] = (1, 50), rounds: int = 10, bursts: int = 2, command: str = "avatar create",
+        bot_args: tuple[str, ...] = ("-m", "moe", "bot"), pack: bool = True, timeout_s: float = 30.0) -> dict:
+    """Measure and return the JSON-ready result; `pack=False` skips pack set-up (custom bots)."""
+    with tempfile.TemporaryDirectory(prefix="moe-bench-e2e-") as tmp:
+        work = Path(tmp)
+        env = {"MOE_DATABASE_PATH": str(work / "bench.sqlite3"), "MOE_COOLDOWN_S": "0", "MOE_DAILY_QUOTA": "0",
+               "MOE_LOG_LEVEL": "WARNING"}
+        pack_name, note = None, None
+        if pack:
+            pack_env, pack_name, note = _pack_env(work)
+            env.update(pack_env)
+        t0 = time.monotonic()
+        result = asyncio.run(_bench(tuple(members), rounds, bursts, command, tuple(bot_args), env, timeout_s))
+    largest = str(max(members))
+    res = {"bench": "e2e", "command": "/" + command, "pack": pack_name, "members": list(members),
+           "rounds_1_member": rounds, "bursts": bursts, **result,
+           "targets": {**TARGETS, "at_members": int(largest)},
+           "meets_targets": bool(result[largest]["failed"] == 0
+                                 and (result[largest]["ack_p95_ms"] or 1e9) < TARGETS["ack_p95_ms"]
+                                 and (result[largest]["final_p95_ms"] or 1e9) < TARGETS["final_p95_ms"]),
+           "ratios_vs_baseline": {n: {"ack_p95": _ratio(result[n]["ack_p95_ms"], result["baseline"][n]["ack_p95_ms"]),
+                                      "final_p95": _ratio(result[n]["final_p95_ms"], result["baseline"][n]["final_p95_ms"])}
+                                  for n in map(str, members)},
+           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+           "wall_s": round(time.monotonic() - t0, 1)}
+    if note:
+        res["note"] = note
+    return res
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 2)
