@@ -34,8 +34,9 @@ log = logging.getLogger(__name__)
 BUSY_MESSAGE = "The avatar engine is busy right now; try again in a moment."
 
 
-class UserError(Exception):
-    """An error the member can act on; `str(error)` is shown to them as is."""
+class UserError(app_commands.AppCommandError):
+    """An error the member can act on; `str(error)` is shown to them as is. An
+    AppCommandError, so raising it from a check reaches the tree's `on_error` unwrapped."""
 
 
 class CooldownActive(UserError):

@@ -307,6 +307,22 @@ class Database:
         return None if row is None else np.frombuffer(row[0], dtype="<f4").astype(np.float32)
 
 
+    # -- long recipe codes ------------------------------------------------------------------
+    async def recipe_ref(self, code: str) -> int:
+        """A small stable id for a recipe code (same code, same id)."""
+        async with self.transaction() as conn:
+            await conn.execute("INSERT OR IGNORE INTO recipe_refs (code) VALUES (?)", (code,))
+            async with conn.execute("SELECT id FROM recipe_refs WHERE code = ?", (code,)) as cur:
+                (ref,) = await cur.fetchone()
+        return ref
+
+    async def recipe_by_ref(self, ref: int) -> str:
+        row = await self._fetchone("SELECT code FROM recipe_refs WHERE id = ?", (ref,))
+        if row is None:
+            raise NotFound("This button points to a recipe that is no longer stored.")
+        return row[0]
+
+
 class LatentStore:
     """The engine's `latent_store` hook (async get/put) backed by the `latents` table,
     so remix recipes keep working after a restart."""

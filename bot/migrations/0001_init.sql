@@ -36,3 +36,9 @@ CREATE TABLE latents (
     z       BLOB NOT NULL,                 -- float32, little endian
     created REAL NOT NULL
 );
+
+-- Recipe codes too long for a custom_id (deep blends): buttons carry "~<id>" instead.
+CREATE TABLE recipe_refs (
+    id   INTEGER PRIMARY KEY AUTOINCREMENT,
+    code TEXT NOT NULL UNIQUE
+);

@@ -142,3 +142,11 @@ def test_sigkill_mid_save_loses_nothing_committed(tmp_path):
         assert np.array_equal(np.frombuffer(latents[code], "<f4"), np.full(128, i, "<f4"))
     for avatar_id, (code, png) in rows.items():  # rows not reported may exist, but never torn
         assert png == hashlib.sha256(code.encode()).digest() * 2048
+
+
+async def test_recipe_refs_are_stable(db):
+    a = await db.recipe_ref("x" * 120)
+    assert await db.recipe_ref("x" * 120) == a != await db.recipe_ref("y" * 120)
+    assert await db.recipe_by_ref(a) == "x" * 120
+    with pytest.raises(NotFound):
+        await db.recipe_by_ref(a + 99)

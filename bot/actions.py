@@ -1,0 +1,166 @@
+"""What the bot does for a member, without the Discord UI: limits, recipes, engine calls.
+
+Slash commands (`bot/cogs/`) and buttons (`bot/components.py`) both come through here,
+so a reroll from a button and a `/avatar recipe` behave the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import discord
+import numpy as np
+
+from bot.errors import NotAllowedHere, UserError
+from bot.render import grid_png
+from bot.storage import GuildSettings
+from engine import Recipe, Result
+from engine.errors import UnknownPack
+from engine.recipe import MAX_SEED, Slerp, Upload, Vary
+
+if TYPE_CHECKING:
+    from bot.client import MoeBot
+
+__all__ = [
+    "INLINE_CODE_MAX", "RESULT_SIZE", "REF_PATTERN",
+    "bot_of", "check_limits", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
+    "describe", "render", "render_grid", "new_seed",
+]
+
+RESULT_SIZE = 256  # pixels of the PNG under every result
+VARIATION_STRENGTH = 0.45
+INLINE_CODE_MAX = 70  # longer codes are stored and referenced as "~<id>" so custom_ids stay < 100
+REF_PATTERN = r"[A-Za-z0-9_-]{20,70}|~[0-9]{1,12}"
+_REF_RE = re.compile(REF_PATTERN)
+
+
+def bot_of(interaction: discord.Interaction) -> MoeBot:
+    return interaction.client  # type: ignore[return-value]
+
+
+def new_seed() -> int:
+    return secrets.randbelow(MAX_SEED + 1)
+
+
+# -- limits -----------------------------------------------------------------------------------
+async def check_limits(interaction: discord.Interaction, *, count: bool = True) -> GuildSettings:
+    """Allowed channel, then (when `count`) the member's cooldown and daily quota. Cheap
+    (a few SQLite statements), so it runs before the interaction is deferred and its
+    refusals go back ephemeral."""
+    bot = bot_of(interaction)
+    if interaction.guild_id is None:
+        raise UserError("Avatars are made in servers; use me in a server channel.")
+    gs = await bot.db.guild_settings(interaction.guild_id)
+    if gs.allowed_channels and interaction.channel_id not in gs.allowed_channels:
+        where = ", ".join(f"<#{c}>" for c in sorted(gs.allowed_channels))
+        raise NotAllowedHere(f"On this server avatars are made in {where}.")
+    if count:
+        await bot.db.take_generation(
+            interaction.guild_id,
+            interaction.user.id,
+            cooldown_s=bot.settings.cooldown_s if gs.cooldown_s is None else gs.cooldown_s,
+            daily_quota=bot.settings.daily_quota if gs.daily_quota is None else gs.daily_quota,
+        )
+    return gs
+
+
+def pack_for_guild(bot: MoeBot, gs: GuildSettings):
+    """The server's chosen pack, else the bot's default."""
+    name = gs.default_pack or bot.default_pack_name
+    pack = bot.engine.packs.get(name)
+    if pack is None:
+        raise UnknownPack(f"this server's pack {name!r} is not installed any more; an admin can pick another with /moe-admin pack")
+    return pack
+
+
+def pack_of(bot: MoeBot, recipe: Recipe):
+    for pack in bot.engine.packs.values():
+        if pack.pack_id == recipe.pack_id:
+            return pack
+    raise UnknownPack("the pack this avatar was drawn with is not installed")
+
+
+# -- recipe references in custom_ids ---------------------------------------------------------
+async def ref_for(bot: MoeBot, recipe: Recipe) -> str:
+    """The recipe code itself, or "~<id>" of a stored copy when the code is too long."""
+    code = recipe.to_code()
+    if len(code) <= INLINE_CODE_MAX:
+        return code
+    return f"~{await bot.db.recipe_ref(code)}"
+
+
+async def recipe_from_ref(bot: MoeBot, ref: str) -> Recipe:
+    if not _REF_RE.fullmatch(ref):
+        raise UserError("That button is not one of mine (its recipe is malformed).")
+    code = await bot.db.recipe_by_ref(int(ref[1:])) if ref.startswith("~") else ref
+    return parse_code(code)
+
+
+def parse_code(code: str) -> Recipe:
+    """Recipe.from_code; InvalidRecipe (an EngineError) carries the member-facing message."""
+    return Recipe.from_code(code.strip().strip("`"))
+
+
+# -- words ------------------------------------------------------------------------------------
+def _latent_words(node) -> str:
+    if isinstance(node, Upload):
+        return "from your picture"
+    if isinstance(node, Vary):
+        return f"variation of {_latent_words(node.base)}"
+    if isinstance(node, Slerp):
+        return "blend"
+    return f"seed {node.seed}"
+
+
+def describe(bot: MoeBot, recipe: Recipe) -> str:
+    """One line such as `style: cat · eyes: big · seed 12 · gan`."""
+    try:
+        schema = pack_of(bot, recipe).schema
+        cond = schema.decode(recipe.cond)
+    except Exception:  # an old pack: still show the code, without names
+        return f"{recipe.model} · {_latent_words(recipe.latent)}"
+    parts = [f"{name}: {schema[name].label(value)}" for name, value in cond.items()]
+    if recipe.cond_b is not None:
+        other = schema.decode(recipe.cond_b)
+        changed = [f"{n}: {schema[n].label(v)}" for n, v in other.items() if cond[n] != v]
+        if changed:
+            parts.append(f"blended {round(recipe.mix * 100)}% with " + ", ".join(changed))
+    parts += [_latent_words(recipe.latent), recipe.model]
+    return " · ".join(parts)
+
+
+# -- engine -----------------------------------------------------------------------------------
+async def render(bot: MoeBot, recipe: Recipe) -> Result:
+    """Redraw a recipe exactly."""
+    return await bot.engine.redraw(recipe)
+
+
+async def png_of(bot: MoeBot, result: Result, size: int = RESULT_SIZE, transparent: bool = False) -> bytes:
+    return await bot.engine.render_png(result, size=size, transparent=transparent)
+
+
+async def render_grid(bot: MoeBot, results: list[Result], *, cols: int, cell: int, labels: list[str] | None = None) -> bytes:
+    pngs = await asyncio.gather(*(png_of(bot, r, size=cell) for r in results))
+    return await asyncio.to_thread(grid_png, list(pngs), cols=cols, cell=cell, labels=labels)
+
+
+async def grid_of_pngs(pngs: list[bytes], *, labels: list[str] | None = None, cols: int = 2, cell: int = 128) -> bytes:
+    return await asyncio.to_thread(grid_png, pngs, cols=cols, cell=cell, labels=labels)
+
+
+def condition_from_options(schema, options: Mapping[str, str | None]) -> dict[str, str]:
+    """Slash options (attribute name -> value or None) to a partial condition, validated."""
+    out = {}
+    for name, value in options.items():
+        if value is not None:
+            schema[name].index(value)  # SchemaError names the choices
+            out[name] = value
+    return out
+
+
+def image_array(im) -> np.ndarray:
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)

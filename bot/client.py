@@ -1,0 +1,89 @@
+"""The Discord client: a `commands.Bot` that gets its settings, engine and database given.
+
+`setup_hook` adds the cogs (building `/avatar create` from the default pack's schema),
+registers the restart-proof components, installs the one error handler, and syncs the
+commands (to `settings.dev_guild_id` when set: instant; else globally).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+import discord
+from discord.ext import commands
+
+from bot import components
+from bot.cogs.admin import AdminCog
+from bot.cogs.avatar import AvatarCog
+from bot.errors import report_error
+from bot.storage import Database, LatentStore
+from engine import Engine
+from engine.schema import Schema
+
+__all__ = ["MoeBot", "run_bot", "NoPackInstalled"]
+
+log = logging.getLogger(__name__)
+
+
+class NoPackInstalled(RuntimeError):
+    pass
+
+
+class MoeBot(commands.Bot):
+    def __init__(self, *, settings, engine: Engine, db: Database, **options) -> None:
+        intents = discord.Intents.none()
+        intents.guilds = True  # slash commands and components need nothing else
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None, **options)
+        self.settings, self.engine, self.db = settings, engine, db
+        self.tree.error(report_error)
+
+    @property
+    def default_pack_name(self) -> str:
+        name = self.engine.default_pack
+        if name is None:
+            raise NoPackInstalled("no model pack is installed")
+        return name
+
+    @property
+    def schema(self) -> Schema:
+        """The schema `/avatar create` was built from (the default pack's at start-up)."""
+        return self._schema
+
+    async def setup_hook(self) -> None:
+        self._schema = self.engine.packs[self.default_pack_name].schema
+        await self.add_cog(AvatarCog(self, self._schema))
+        await self.add_cog(AdminCog(self))
+        self.add_dynamic_items(*components.ITEMS)
+        await self.db.prune_usage()
+        if self.settings.dev_guild_id:
+            guild = discord.Object(id=self.settings.dev_guild_id)
+            self.tree.copy_global_to(guild=guild)
+            synced = await self.tree.sync(guild=guild)
+            log.info("synced %d commands to guild %s", len(synced), self.settings.dev_guild_id)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d global commands", len(synced))
+
+    async def on_ready(self) -> None:
+        log.info("ready as %s in %d servers; pack %s (%s)", self.user, len(self.guilds), self.default_pack_name,
+                 ", ".join(self._schema.names))
+
+
+async def run_bot(settings) -> None:
+    """Open the database, start the engine (remix latents in SQLite), run until SIGTERM/SIGINT."""
+    db = await Database.open(settings.database_path)
+    try:
+        async with Engine.from_settings(settings, latent_store=LatentStore(db)) as engine:
+            if engine.default_pack is None:
+                raise NoPackInstalled(
+                    f"no model pack could be loaded from {', '.join(str(d) for d in settings.pack_dirs())}"
+                    f" (refused: {engine.refused or 'none'}); export one with `moe export` or check MOE_PACKS_DIR"
+                )
+            async with MoeBot(settings=settings, engine=engine, db=db) as bot:
+                loop = asyncio.get_running_loop()
+                loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(bot.close()))
+                await bot.start(settings.discord_token.get_secret_value())
+    finally:
+        await db.close()

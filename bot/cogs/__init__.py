@@ -1,0 +1,1 @@
+"""The bot's command groups: `/avatar` (avatar.py) and `/moe-admin` (admin.py)."""

@@ -1,0 +1,395 @@
+"""Buttons and selects that survive restarts: every one is a `DynamicItem` whose custom_id
+carries all its state, so no view lives in memory and old messages keep working.
+
+    moe:r:<ref>           🎲 reroll                 moe:p:<ref>         pick one (variations 1-4, compare keep)
+    moe:v:<ref>           ✨ variations (2x2)       moe:e:<ref>         ✏️ edit: opens one select per attribute
+    moe:E:<i>:<ref>       select: attribute i       moe:b:<ref>         🔀 blend with your saved avatar(s)
+    moe:B:<ref>           select: which saved one   moe:s:<uid>:<ref>   💾 save (requester only)
+    moe:d:<uid>           🗑 delete (requester)      moe:i:<ref>         ℹ️ recipe (ephemeral)
+    moe:g:<page>:<dir>    gallery paging
+
+`<ref>` is a recipe code (URL-safe, at most 70 characters) or `~<id>` of a longer code
+kept in SQLite; `<uid>` is the requester's user id. The longest id, `moe:s:` + 20 digits
++ `:` + 70, is 97 characters. `from_custom_id` only copies matched strings, so it cannot
+fail; recipes are decoded in the callback, where a forged or stale id becomes a plain
+ephemeral message through `bot.errors.report_error`.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import discord
+from discord import ui
+
+from bot import actions
+from bot.actions import REF_PATTERN, bot_of
+from bot.errors import NotOwner, UserError, report_error
+
+__all__ = [
+    "ITEMS", "result_view", "post_result", "post_variations", "post_compare", "gallery_page",
+    "RerollButton", "VariationsButton", "EditButton", "EditSelect", "BlendButton", "BlendSelect",
+    "SaveButton", "DeleteButton", "RecipeButton", "PickButton", "GalleryButton",
+]
+
+log = logging.getLogger(__name__)
+
+REF = rf"(?P<ref>{REF_PATTERN})"
+UID = r"(?P<uid>[0-9]{1,20})"
+GALLERY_PAGE = 4
+_NO_MENTIONS = discord.AllowedMentions.none()
+
+
+class Handled:
+    """Mixin: run `handle`, and answer any error the member's way (discord.py would only log
+    errors raised by a DynamicItem's callback, leaving the member with 'interaction failed')."""
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        try:
+            await self.handle(interaction)
+        except Exception as e:  # reported to the member; unexpected ones logged with traceback
+            await report_error(interaction, e)
+
+    async def handle(self, interaction: discord.Interaction) -> None:
+        raise NotImplementedError
+
+
+class OwnerOnly:
+    """Mixin for items whose custom_id names the requester: others get a polite refusal."""
+
+    uid: int
+    refusal = "Only the member who made this avatar can do that."
+
+    async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        if interaction.user.id == self.uid:
+            return True
+        await report_error(interaction, NotOwner(self.refusal))
+        return False
+
+
+def _button(custom_id: str, emoji: str, label: str, style=discord.ButtonStyle.secondary, row: int | None = None, disabled=False):
+    return ui.Button(custom_id=custom_id, emoji=emoji or None, label=label, style=style, row=row, disabled=disabled)
+
+
+# -- the result buttons ---------------------------------------------------------------------------
+class RerollButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}"):
+    def __init__(self, ref: str) -> None:
+        super().__init__(_button(f"moe:r:{ref}", "🎲", "Reroll", row=0))
+        self.ref = ref
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match):
+        return cls(match["ref"])
+
+    async def handle(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        recipe = await actions.recipe_from_ref(bot, self.ref)
+        await actions.check_limits(interaction)
+        await interaction.response.defer()
+        [result] = await bot.engine.reroll(recipe)
+        await post_result(interaction, result)
+
+
+class VariationsButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:v:{REF}"):
+    def __init__(self, ref: str) -> None:
+        super().__init__(_button(f"moe:v:{ref}", "✨", "Variations", row=0))
+        self.ref = ref
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match):
+        return cls(match["ref"])
+
+    async def handle(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        recipe = await actions.recipe_from_ref(bot, self.ref)
+        await actions.check_limits(interaction)
+        await interaction.response.defer()
+        results = await bot.engine.vary(recipe, actions.VARIATION_STRENGTH, 4)
+        await post_variations(interaction, results)
+
+
+class EditButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}"):
+    def __init__(self, ref: str) -> None:
+        super().__init__(_button(f"moe:e:{ref}", "✏️", "Edit", row=0))
+        self.ref = ref
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match):
+        return cls(match["ref"])
+
+    async def handle(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        recipe = await actions.recipe_from_ref(bot, self.ref)
+        schema = actions.pack_of(bot, recipe).schema
+        current = schema.decode(recipe.cond)
+        view = ui.View(timeout=None)
+        for i, attr in enumerate(schema.attributes[:5]):  # 5 rows per message
+            view.add_item(EditSelect(i, self.ref, attr, current[attr.name]))
+        note = "" if len(schema) <= 5 else f" (the first 5 of {len(schema)} attributes)"
+        await interaction.response.send_message(
+            f"Change one thing{note}; the character stays the same:", view=view, ephemeral=True
+        )
+
+
+class EditSelect(Handled, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index>[0-9]{{1,2}}):{REF}"):
+    def __init__(self, index: int, ref: str, attr=None, current: str | None = None) -> None:
+        options = []
+        if attr is not None:  # building the menu; when dispatched, Discord's copy is used
+            values = list(attr.values)
+            if len(values) > 25:  # keep the current value among the 25 shown
+                values = ([current] if current in values else []) + [v for v in values if v != current][:24]
+            options = [
+                discord.SelectOption(label=attr.label(v)[:100], value=v, default=v == current) for v in values
+            ]
+        select = ui.Select(
+            custom_id=f"moe:E:{index}:{ref}",
+            placeholder=(attr.name if attr is not None else "attribute")[:150],
+            options=options or [discord.SelectOption(label="-", value="-")],
+            row=min(index, 4),
+        )
+        super().__init__(select)
+        self.index, self.ref = index, ref
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match):
+        return cls(int(match["index"]), match["ref"])
+
+    async def handle(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        recipe = await actions.recipe_from_ref(bot, self.ref)
+        schema = actions.pack_of(bot, recipe).schema
+        if self.index >= len(schema) or not self.item.values:
+            raise UserError("That menu does not match this avatar's attributes.")
+        attr = schema.attributes[self.index]
+        value = self.item.values[0]
+        attr.index(value)  # SchemaError: a forged value
+        await actions.check_limits(interaction)
+        await interaction.response.defer()
+        await post_result(interaction, await bot.engine.edit(recipe, **{attr.name: value}))
+
+
+class BlendButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"):
+    def __init__(self, ref: str) -> None:
+        super().__init__(_button(f"moe:b:{ref}", "🔀", "Blend", row=0))
+        self.ref = ref
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match):
+        return cls(match["ref"])
+
+    async def handle(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        recipe = await actions.recipe_from_ref(bot, self.ref)
+        if interaction.guild_id is None:
+            raise UserError("Blending works in servers only.")
+        saved = await bot.db.saved_avatars(interaction.guild_id, interaction.user.id, limit=25)
+        if not saved:
+            raise UserError("You have no saved avatar here yet: press 💾 Save under one you like, then blend with it.")
+        if len(saved) == 1:
+            await blend_with(interaction, recipe, saved[0].id)
+            return
+        options = [
+            discord.SelectOption(label=f"#{a.id}", description=actions.describe(bot, actions.parse_code(a.code))[:100], value=str(a.id))
+            for a in saved
+        ]
+        view = ui.View(timeout=None)
+        view.add_item(BlendSelect(self.ref, options))
+        await interaction.response.send_message("Blend with which of your saved avatars?", view=view, ephemeral=True)
+
+
+class BlendSelect(Handled, ui.DynamicItem[ui.Select], template=rf"moe:B:{REF}"):
+    def __init__(self, ref: str, options: list[discord.SelectOption] | None = None) -> None:
+        super().__init__(ui.Select(custom_id=f"moe:B:{ref}", placeholder="your saved avatars",
+                                   options=options or [discord.SelectOption(label="-", value="0")]))
+        self.ref = ref
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match):
+        return cls(match["ref"])
+
+    async def handle(self, interaction: discord.Interaction) -> None:
+        recipe = await actions.recipe_from_ref(bot_of(interaction), self.ref)
+        value = self.item.values[0] if self.item.values else ""
+        if not value.isdigit():
+            raise UserError("Pick one of your saved avatars from the menu.")
+        await blend_with(interaction, recipe, int(value))
+
+
+async def blend_with(interaction: discord.Interaction, recipe, saved_id: int) -> None:
+    """Blend `recipe` half-way with one of the member's own saved avatars."""
+    bot = bot_of(interaction)
+    row, _ = await bot.db.saved_avatar(saved_id, interaction.guild_id)
+    if row.member_id != interaction.user.id:
+        raise NotOwner("You can only blend with your own saved avatars.")
+    other = actions.parse_code(row.code)
+    await actions.check_limits(interaction)
+    await interaction.response.defer()
+    await post_result(interaction, await bot.engine.blend(recipe, other, t=0.5), note=f" (blended with your #{saved_id})")
+
+
+class SaveButton(OwnerOnly, Handled, ui.DynamicItem[ui.Button], template=rf"moe:s:{UID}:{REF}"):
+    refusal = "Only the member who made this avatar can save it; make your own with /avatar create."
+
+    def __init__(self, uid: int, ref: str) -> None:
+        super().__init__(_button(f"moe:s:{uid}:{ref}", "💾", "Save", style=discord.ButtonStyle.success, row=0))
+        self.uid, self.ref = uid, ref
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match):
+        return cls(int(match["uid"]), match["ref"])
+
+    async def handle(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        recipe = await actions.recipe_from_ref(bot, self.ref)
+        await actions.check_limits(interaction, count=False)
+        await interaction.response.defer(ephemeral=True, thinking=True)
+        png = await actions.png_of(bot, await actions.render(bot, recipe))
+        avatar_id = await bot.db.save_avatar(interaction.guild_id, interaction.user.id, recipe.to_code(), png)
+        await interaction.followup.send(
+            f"Saved as #{avatar_id}. See yours with /avatar mine; export it with /avatar export.", ephemeral=True
+        )
+
+
+class DeleteButton(OwnerOnly, Handled, ui.DynamicItem[ui.Button], template=rf"moe:d:{UID}"):
+    refusal = "Only the member who made this avatar can delete it."
+
+    def __init__(self, uid: int) -> None:
+        super().__init__(_button(f"moe:d:{uid}", "🗑", "Delete", style=discord.ButtonStyle.danger, row=1))
+        self.uid = uid
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match):
+        return cls(int(match["uid"]))
+
+    async def handle(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        await interaction.delete_original_response()
+
+
+class RecipeButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:i:{REF}"):
+    def __init__(self, ref: str) -> None:
+        super().__init__(_button(f"moe:i:{ref}", "ℹ️", "Recipe", row=1))
+        self.ref = ref
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match):
+        return cls(match["ref"])
+
+    async def handle(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        recipe = await actions.recipe_from_ref(bot, self.ref)
+        try:
+            pack = actions.pack_of(bot, recipe)
+            pack_line = f"{pack.name} {pack.manifest.get('version', '')} (hash {recipe.pack_hash})"
+        except Exception:
+            pack_line = f"not installed (hash {recipe.pack_hash})"
+        await interaction.response.send_message(
+            f"**Recipe code** (redraw it any time with `/avatar recipe code:`):\n```\n{recipe.to_code()}\n```"
+            f"{actions.describe(bot, recipe)}\npack: {pack_line}",
+            ephemeral=True,
+        )
+
+
+class PickButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:p:{REF}"):
+    def __init__(self, ref: str, label: str = "Pick") -> None:
+        super().__init__(_button(f"moe:p:{ref}", "", label, style=discord.ButtonStyle.primary))
+        self.ref = ref
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match):
+        return cls(match["ref"])
+
+    async def handle(self, interaction: discord.Interaction) -> None:
+        bot = bot_of(interaction)
+        recipe = await actions.recipe_from_ref(bot, self.ref)
+        await actions.check_limits(interaction, count=False)  # redraws a picture already made
+        await interaction.response.defer()
+        await post_result(interaction, await actions.render(bot, recipe))
+
+
+class GalleryButton(Handled, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<page>[0-9]{1,6}):(?P<dir>prev|next)"):
+    def __init__(self, page: int, direction: str, disabled: bool = False) -> None:
+        label, emoji = ("Previous", "◀️") if direction == "prev" else ("Next", "▶️")
+        super().__init__(_button(f"moe:g:{page}:{direction}", emoji, label, disabled=disabled))
+        self.page = page
+
+    @classmethod
+    async def from_custom_id(cls, interaction, item, match):
+        return cls(int(match["page"]), match["dir"])
+
+    async def handle(self, interaction: discord.Interaction) -> None:
+        await actions.check_limits(interaction, count=False)
+        await interaction.response.defer()
+        content, file, view = await gallery_page(interaction, self.page)
+        await interaction.edit_original_response(content=content, attachments=[file] if file else [], view=view)
+
+
+ITEMS = (RerollButton, VariationsButton, EditButton, EditSelect, BlendButton, BlendSelect,
+         SaveButton, DeleteButton, RecipeButton, PickButton, GalleryButton)
+
+
+# -- messages -------------------------------------------------------------------------------------
+def result_view(ref: str, uid: int) -> ui.View:
+    view = ui.View(timeout=None)
+    for item in (RerollButton(ref), VariationsButton(ref), EditButton(ref), BlendButton(ref),
+                 SaveButton(uid, ref), DeleteButton(uid), RecipeButton(ref)):
+        view.add_item(item)
+    return view
+
+
+def _file(png: bytes, name: str = "avatar.png") -> discord.File:
+    return discord.File(io.BytesIO(png), filename=name)
+
+
+async def post_result(interaction: discord.Interaction, result, *, note: str = "") -> None:
+    """Send one avatar with the full set of buttons, as the (deferred) answer."""
+    bot = bot_of(interaction)
+    png = await actions.png_of(bot, result)
+    ref = await actions.ref_for(bot, result.recipe)
+    await interaction.followup.send(
+        f"{interaction.user.mention} {actions.describe(bot, result.recipe)}{note}",
+        file=_file(png), view=result_view(ref, interaction.user.id), allowed_mentions=_NO_MENTIONS,
+    )
+
+
+async def post_variations(interaction: discord.Interaction, results: list) -> None:
+    bot = bot_of(interaction)
+    png = await actions.render_grid(bot, results, cols=2, cell=128, labels=[str(i + 1) for i in range(len(results))])
+    view = ui.View(timeout=None)
+    for i, r in enumerate(results):
+        view.add_item(PickButton(await actions.ref_for(bot, r.recipe), label=str(i + 1)))
+    await interaction.followup.send(
+        f"{interaction.user.mention} variations: pick one with 1 to {len(results)}",
+        file=_file(png, "variations.png"), view=view, allowed_mentions=_NO_MENTIONS,
+    )
+
+
+async def post_compare(interaction: discord.Interaction, gan, vae) -> None:
+    bot = bot_of(interaction)
+    png = await actions.render_grid(bot, [gan, vae], cols=2, cell=actions.RESULT_SIZE, labels=["GAN", "VAE"])
+    view = ui.View(timeout=None)
+    view.add_item(PickButton(await actions.ref_for(bot, gan.recipe), label="Keep GAN"))
+    view.add_item(PickButton(await actions.ref_for(bot, vae.recipe), label="Keep VAE"))
+    await interaction.followup.send(
+        f"{interaction.user.mention} GAN (left) and VAE (right), same conditions and seed. Keep the one you like:",
+        file=_file(png, "compare.png"), view=view, allowed_mentions=_NO_MENTIONS,
+    )
+
+
+async def gallery_page(interaction: discord.Interaction, page: int) -> tuple[str, discord.File | None, ui.View]:
+    """The server's saved avatars, GALLERY_PAGE per page, newest first."""
+    bot = bot_of(interaction)
+    total = await bot.db.count_saved(interaction.guild_id)
+    pages = max(1, -(-total // GALLERY_PAGE))
+    page = min(page, pages - 1)
+    rows = await bot.db.saved_avatars(interaction.guild_id, limit=GALLERY_PAGE, offset=page * GALLERY_PAGE)
+    view = ui.View(timeout=None)
+    view.add_item(GalleryButton(max(page - 1, 0), "prev", disabled=page == 0))
+    view.add_item(GalleryButton(min(page + 1, pages - 1), "next", disabled=page >= pages - 1))
+    if not rows:
+        return "No saved avatars on this server yet: press 💾 Save under one.", None, view
+    pngs = [await bot.db.saved_png(a.id) for a in rows]
+    sheet = await actions.grid_of_pngs(pngs, labels=[f"#{a.id}" for a in rows])
+    lines = [f"**#{a.id}** by <@{a.member_id}> <t:{int(a.created)}:R>" for a in rows]
+    return f"Server gallery, page {page + 1}/{pages} ({total} saved)\n" + "\n".join(lines), _file(sheet, "gallery.png"), view

@@ -1,0 +1,37 @@
+"""Small PIL helpers for composite pictures (variation grids, GAN-vs-VAE, gallery pages).
+
+Pure functions on PNG bytes; callers run them with `asyncio.to_thread` so the event loop
+never waits on image work.
+"""
+
+from __future__ import annotations
+
+import io
+
+from PIL import Image, ImageDraw
+
+__all__ = ["grid_png", "MAX_FILE_BYTES"]
+
+MAX_FILE_BYTES = 10 * 1024 * 1024  # Discord's default per-file upload limit
+
+
+def grid_png(pngs: list[bytes], *, cols: int, cell: int, labels: list[str] | None = None, gap: int = 4) -> bytes:
+    """Tile PNG images into one PNG, `cols` per row, each resized to `cell` x `cell`,
+    with an optional label in each tile's corner (e.g. "1".."4" to match the pick buttons)."""
+    if not pngs:
+        raise ValueError("nothing to tile")
+    rows = -(-len(pngs) // cols)
+    width, height = cols * cell + (cols - 1) * gap, rows * cell + (rows - 1) * gap
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    for i, data in enumerate(pngs):
+        with Image.open(io.BytesIO(data)) as im:
+            tile = im.convert("RGB").resize((cell, cell), Image.Resampling.NEAREST if im.width < cell else Image.Resampling.LANCZOS)
+        x, y = (i % cols) * (cell + gap), (i // cols) * (cell + gap)
+        sheet.paste(tile, (x, y))
+        if labels:
+            draw.rectangle((x, y, x + 14 + 6 * len(labels[i]), y + 14), fill=(0, 0, 0))
+            draw.text((x + 4, y + 1), labels[i], fill=(255, 255, 255))
+    out = io.BytesIO()
+    sheet.save(out, "PNG", optimize=False)
+    return out.getvalue()

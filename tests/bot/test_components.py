@@ -1,0 +1,205 @@
+"""bot.components and the schema-built commands: custom_id limits, parsing, forged ids."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from bot import components
+from bot.actions import INLINE_CODE_MAX, recipe_from_ref
+from bot.cogs.avatar import attribute_command
+from bot.errors import UserError, describe_error
+from engine.errors import EngineError, InvalidRecipe
+from engine.recipe import MAX_SEED, Recipe, Seed, Slerp, Upload, Vary
+from engine.schema import Attribute, Schema
+
+MAX_UID = 2**64 - 1  # 20 digits: the longest snowflake
+
+
+def recipe(**kw) -> Recipe:
+    base = dict(pack_id=1234, pack_hash="0badcafe", model="gan", latent=Seed(MAX_SEED), cond=(1, 2, 3, 4, 5))
+    return Recipe(**{**base, **kw})
+
+
+def all_custom_ids(view) -> list[str]:
+    return [item.custom_id for item in view.children]
+
+
+def test_result_view_respects_discord_limits():
+    ref = "A" * INLINE_CODE_MAX
+    view = components.result_view(ref, MAX_UID)
+    ids = all_custom_ids(view)
+    assert len(ids) == 7 and len(set(ids)) == 7
+    assert max(len(i) for i in ids) <= 100
+    rows = [item.row for item in view.children]
+    assert all(rows.count(r) <= 5 for r in set(rows)) and max(rows) < 5
+    assert {i.split(":")[1] for i in ids} == {"r", "v", "e", "b", "s", "d", "i"}
+
+
+def test_every_template_parses_its_own_ids():
+    ref = recipe().to_code()
+    samples = [
+        components.RerollButton(ref), components.VariationsButton(ref), components.EditButton(ref),
+        components.EditSelect(4, ref), components.BlendButton(ref), components.BlendSelect(ref),
+        components.SaveButton(MAX_UID, ref), components.DeleteButton(MAX_UID), components.RecipeButton(ref),
+        components.PickButton(ref, "1"), components.GalleryButton(12, "next"), components.PickButton("~42"),
+    ]
+    assert {type(s) for s in samples} == set(components.ITEMS)
+    for item in samples:
+        matches = [cls for cls in components.ITEMS if cls.__discord_ui_compiled_template__.fullmatch(item.custom_id)]
+        assert matches == [type(item)], item.custom_id  # exactly one item claims each id
+        assert len(item.custom_id) <= 100
+
+
+@pytest.mark.parametrize("latent", [
+    Seed(7), Upload("0123456789ab"), Vary(Vary(Seed(1), 2, 0.5), 3, 0.5),
+    Slerp(Vary(Seed(1), 2, 0.4), Vary(Seed(3), 4, 0.4), 0.5),
+])
+def test_codes_of_usual_recipes_fit_inline(latent):
+    model = "vae" if "Upload" in repr(latent) else "gan"
+    r = recipe(latent=latent, model=model, cond_b=(0, 0, 0, 0, 0) if isinstance(latent, Slerp) else None, mix=0.5 if isinstance(latent, Slerp) else 0.0)
+    assert len(r.to_code()) <= INLINE_CODE_MAX
+
+
+@pytest.mark.parametrize("custom_id", [
+    "moe:r:short", "moe:r:" + "A" * 71, "moe:r:AAAAAAAAAAAAAAAAAAAA!", "moe:s:abc:" + "A" * 30,
+    "moe:s:" + "1" * 21 + ":" + "A" * 30, "moe:g:-1:next", "moe:g:1:sideways", "moe:d:", "moe:x:" + "A" * 30,
+])
+def test_malformed_ids_are_claimed_by_no_item(custom_id):
+    assert not any(cls.__discord_ui_compiled_template__.fullmatch(custom_id) for cls in components.ITEMS)
+
+
+class Recorder:
+    """The parts of discord.Interaction an item touches before any engine work."""
+
+    def __init__(self, user_id: int = 5, db=None) -> None:
+        self.sent: list[tuple[str, bool]] = []
+        self.user = SimpleNamespace(id=user_id, mention=f"<@{user_id}>")
+        self.guild_id, self.channel_id = 1, 2
+        self.client = SimpleNamespace(db=db)
+        outer = self
+
+        class Response:
+            done = False
+
+            def is_done(self):
+                return self.done
+
+            async def send_message(self, content, *, ephemeral=False, **kw):
+                outer.sent.append((content, ephemeral))
+                self.done = True
+
+            async def defer(self, **kw):
+                raise AssertionError("a forged id must be refused before deferring")
+
+        self.response = Response()
+        self.followup = SimpleNamespace(send=self.send_followup)
+
+    async def send_followup(self, content, *, ephemeral=False, **kw):
+        self.sent.append((content, ephemeral))
+
+
+async def dispatch(custom_id: str, interaction: Recorder) -> None:
+    """What discord.py's ViewStore does for a dynamic item, minus the message lookup."""
+    for cls in components.ITEMS:
+        m = cls.__discord_ui_compiled_template__.fullmatch(custom_id)
+        if m:
+            item = await cls.from_custom_id(interaction, None, m)
+            if await item.interaction_check(interaction):
+                await item.callback(interaction)
+            return
+    raise AssertionError(f"no item for {custom_id}")
+
+
+@pytest.mark.parametrize("forged", [
+    "moe:r:" + "A" * 40,  # right charset and length, not a recipe
+    "moe:v:" + recipe().to_code()[:-1] + ("B" if recipe().to_code()[-1] != "B" else "C"),  # checksum broken
+    "moe:p:" + "_" * 25,
+    "moe:i:" + "AQAA" * 6,
+])
+async def test_forged_recipe_ids_get_a_clear_ephemeral_answer(forged):
+    itx = Recorder()
+    await dispatch(forged, itx)  # never raises
+    [(text, ephemeral)] = itx.sent
+    assert ephemeral and "not valid" in text
+
+
+async def test_owner_only_buttons_refuse_others():
+    itx = Recorder(user_id=99)
+    await dispatch(f"moe:s:5:{recipe().to_code()}", itx)
+    await dispatch("moe:d:5", itx)
+    assert [e for _, e in itx.sent] == [True, True]
+    assert "Only the member who made this avatar" in itx.sent[0][0] and "delete" in itx.sent[1][0]
+
+
+async def test_stale_long_code_reference_is_a_user_error(tmp_path):
+    from bot.storage import Database
+
+    db = await Database.open(tmp_path / "x.sqlite3")
+    try:
+        bot = SimpleNamespace(db=db)
+        ref = await db.recipe_ref(recipe(latent=Vary(Seed(1), 2, 0.3)).to_code())
+        assert (await recipe_from_ref(bot, f"~{ref}")).latent == Vary(Seed(1), 2, 0.3)
+        itx = Recorder(db=db)
+        await dispatch("moe:r:~999", itx)
+        assert itx.sent == [("This button points to a recipe that is no longer stored.", True)]
+    finally:
+        await db.close()
+
+
+def test_describe_error_known_and_unknown(caplog):
+    assert describe_error(UserError("plain words")) == ("plain words", True)
+    assert describe_error(InvalidRecipe("bad code"))[1] is True
+    assert "busy" in describe_error(__import__("engine").Busy())[0]
+    assert isinstance(InvalidRecipe("x"), EngineError)
+    message, expected = describe_error(ZeroDivisionError("boom"))
+    assert not expected
+    error_id = re.search(r"`([0-9a-f]{8})`", message).group(1)
+    assert error_id in caplog.text and "ZeroDivisionError" in caplog.text  # logged with traceback
+
+
+def schema_with(n_styles: int) -> Schema:
+    return Schema((
+        Attribute("style", tuple(f"s{i}" for i in range(n_styles)), description="drawing style"),
+        Attribute("eyes", ("big", "sleepy"), labels=("Big eyes", "Sleepy eyes")),
+        Attribute("Hair_Colour", ("red", "blue")),
+    ))
+
+
+async def _noop(interaction, options, seed):
+    pass
+
+
+def test_attribute_command_uses_choices_up_to_25():
+    cmd = attribute_command("create", "make one", schema_with(25), _noop)
+    params = {p.display_name: p for p in cmd.parameters}
+    assert list(params) == ["style", "eyes", "hair-colour", "seed"]
+    assert not any(p.required for p in cmd.parameters)
+    assert len(params["style"].choices) == 25 and not params["style"].autocomplete
+    assert [(c.name, c.value) for c in params["eyes"].choices] == [("Big eyes", "big"), ("Sleepy eyes", "sleepy")]
+    assert params["style"].description == "drawing style"
+    assert (params["seed"].min_value, params["seed"].max_value) == (0, MAX_SEED)
+
+
+async def test_attribute_command_over_25_values_autocompletes_and_maps_options():
+    got = {}
+
+    async def run(interaction, options, seed):
+        got.update(options=options, seed=seed)
+
+    cmd = attribute_command("create", "make one", schema_with(40), run)
+    style = next(p for p in cmd.parameters if p.name == "attr_0")
+    assert style.autocomplete and not style.choices
+    choices = await cmd._params["attr_0"].autocomplete(None, "s3")  # discord.py stores the callback here
+    assert [c.value for c in choices] == ["s3", "s30", "s31", "s32", "s33", "s34", "s35", "s36", "s37", "s38", "s39"]
+    await cmd._callback(None, attr_1="sleepy", seed=9)
+    assert got == {"options": {"style": None, "eyes": "sleepy", "Hair_Colour": None}, "seed": 9}
+
+
+def test_import_bot_does_not_import_torch():
+    code = "import sys, bot, bot.cli, bot.cogs.avatar; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
