@@ -50,7 +50,7 @@ SCHEMA = Schema(
     ),
 )
 
-_SS = 3  # supersampling factor: draw at 3x, then box-downsample
+_SS = 4  # supersampling factor: draw at 4x, then box-downsample
 _INK = (92, 58, 52)  # soft dark brown outline
 _EYE = (58, 38, 46)
 _WHITE = (255, 253, 250)
@@ -182,7 +182,7 @@ def _ears_back(pen: _Pen, style: str, fur: Color, dark: Color, rng: random.Rando
                         ink=False)
         elif style == "chick" and side == 1:
             for dx, ang in ((-5, -25), (0, 0), (5, 25)):
-                pen.ellipse(dx * 1.4 + a / 4, -44, 4.5, 12, fur, angle=ang * 1.2 + a)
+                pen.ellipse(dx * 1.6 + a / 4, -45, 5.2, 13.5, fur, angle=ang * 1.2 + a)
 
 
 def _head(pen: _Pen, style: str, fur: Color) -> None:
@@ -214,7 +214,7 @@ def _ears_front(pen: _Pen, style: str, fur: Color, dark: Color, rng: random.Rand
 def _eyes(pen, kind, ex, ey, rng, panda: Color | None):
     if panda is not None:
         for side in (-1, 1):
-            pen.ellipse(side * ex, ey + 1, 11, 13, panda, ink=False, angle=side * -32)
+            pen.ellipse(side * (ex + 0.5), ey + 1.5, 12, 14.5, panda, ink=False, angle=side * -35)
     iris = rng.choice(_IRIS)
     for side in (-1, 1):
         x = side * ex
@@ -263,17 +263,17 @@ def _nose(pen: _Pen, style: str, ny: float) -> None:
 
 def _mouth(pen: _Pen, kind: str, my: float) -> None:
     if kind == "smile":
-        pen.curve(0, my, 7, 4.5, 2.3, _INK)
+        pen.curve(0, my, 8, 5, 2.6, _INK)
     elif kind == "open":
-        pen.half(0, my + 1.5, 8, 8.5, (168, 62, 78), ink=2.2)
-        pen.ellipse(0, my + 7, 4.8, 2.4, (255, 138, 150), ink=False)
+        pen.half(0, my + 1.5, 9, 9.5, (168, 62, 78), ink=2.4)
+        pen.ellipse(0, my + 8, 5.4, 2.7, (255, 138, 150), ink=False)
     elif kind == "cat":
         for side in (-1, 1):
-            pen.curve(side * 4.6, my, 4.6, 4.2, 2.3, _INK)
+            pen.curve(side * 5.2, my, 5.2, 4.8, 2.6, _INK)
     else:  # tongue out under a smile
-        pen.ellipse(1.5, my + 6, 4.6, 5.6, (255, 128, 146))
-        pen.line([(1.5, my + 4), (1.5, my + 8)], 1.2, (220, 90, 110))
-        pen.curve(0, my, 7.5, 4.0, 2.3, _INK)
+        pen.ellipse(1.5, my + 6.5, 5, 6.2, (255, 128, 146))
+        pen.line([(1.5, my + 4.5), (1.5, my + 8.5)], 1.3, (220, 90, 110))
+        pen.curve(0, my, 8.5, 4.5, 2.6, _INK)
 
 
 def _blush(pen: _Pen, bx: float, by: float, under: Color, rng: random.Random) -> None:
@@ -295,14 +295,16 @@ def _blush(pen: _Pen, bx: float, by: float, under: Color, rng: random.Random) ->
 def _accessory(pen: _Pen, kind: str, style: str, ex: float, ey: float, rng: random.Random) -> None:
     j = rng.uniform(-1, 1)
     if kind == "bow":
-        bx, by, a = 27 + 3 * j, -31 + 2 * j, rng.uniform(-18, 18)
+        bx, by = (27, -31) if style != "frog" else (43, -13)
+        bx, by, a = bx + 3 * j, by + 2 * j, rng.uniform(-18, 18)
         col = rng.choice(_BOWS)
         for side in (-1, 1):
             lobe = _rot([(bx, by), (bx + side * 14, by - 9), (bx + side * 14, by + 9)], bx, by, a)
             pen.poly(lobe, col)
         pen.ellipse(bx, by, 4.4, 4.4, _mix(col, _WHITE, 0.25))
     elif kind == "flower":
-        fx, fy, a = -29 + 3 * j, -31 + 2 * j, rng.uniform(0, 72)
+        fx, fy = (-29, -31) if style != "frog" else (-41, -10)
+        fx, fy, a = fx + 3 * j, fy + 2 * j, rng.uniform(0, 72)
         col = rng.choice(_PETALS)
         for i in range(5):
             t = math.radians(a + 72 * i)
