@@ -47,7 +47,8 @@ class Again(discord.ui.DynamicItem[discord.ui.Button], template=r"demo:again:(?P
         await interaction.response.defer(thinking=True)
         n = self.n + 1
         view = discord.ui.View(timeout=None).add_item(Again(n))
-        await interaction.followup.send(f"again {n} (pid {os.getpid()})",
+        first = interaction.message.interaction_metadata  # who ran the command this button is under
+        await interaction.followup.send(f"again {n} (pid {os.getpid()}, under {first.user.name}'s message)",
                                         file=discord.File(io.BytesIO(tiny_png(n)), "again.png"), view=view)
 
 

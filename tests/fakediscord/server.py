@@ -83,23 +83,23 @@ class FakeServer:
         r = app.router
         api = "/api/v10"
         r.add_get("/gateway", self.gateway)
-        r.add_get("/cdn/attachments/{channel}/{attachment}/{filename}", self.cdn)
+        r.add_get("/cdn/attachments/{channel:\\d+}/{attachment:\\d+}/{filename}", self.cdn)
         r.add_get(api + "/gateway", self.get_gateway)
         r.add_get(api + "/gateway/bot", self.get_gateway)
         r.add_get(api + "/users/@me", self.get_me)
         r.add_get(api + "/oauth2/applications/@me", self.get_application)
         r.add_get(api + "/applications/@me", self.get_application)
-        for path in ("/applications/{app}/commands", "/applications/{app}/guilds/{guild}/commands"):
+        for path in ("/applications/{app}/commands", "/applications/{app}/guilds/{guild:\\d+}/commands"):
             r.add_route("*", api + path, self.commands)
-        r.add_post(api + "/interactions/{iid}/{token}/callback", self.callback)
+        r.add_post(api + "/interactions/{iid:\\d+}/{token}/callback", self.callback)
         r.add_post(api + "/webhooks/{app}/{token}", self.followup)
         r.add_route("*", api + "/webhooks/{app}/{token}/messages/{mid}", self.webhook_message)
-        r.add_post(api + "/channels/{cid}/messages", self.channel_send)
-        r.add_route("*", api + "/channels/{cid}/messages/{mid}", self.channel_message)
-        r.add_get(api + "/channels/{cid}", self.get_channel)
-        r.add_get(api + "/guilds/{gid}", self.get_guild)
-        r.add_get(api + "/guilds/{gid}/members/{uid}", self.get_member)
-        r.add_get(api + "/users/{uid}", self.get_user)
+        r.add_post(api + "/channels/{cid:\\d+}/messages", self.channel_send)
+        r.add_route("*", api + "/channels/{cid:\\d+}/messages/{mid:\\d+}", self.channel_message)
+        r.add_get(api + "/channels/{cid:\\d+}", self.get_channel)
+        r.add_get(api + "/guilds/{gid:\\d+}", self.get_guild)
+        r.add_get(api + "/guilds/{gid:\\d+}/members/{uid:\\d+}", self.get_member)
+        r.add_get(api + "/users/{uid:\\d+}", self.get_user)
         r.add_route("*", "/{tail:.*}", self.not_implemented)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -268,10 +268,21 @@ class FakeServer:
     def _new_message(self, channel_id: int, guild_id: int | None, body: dict, files: dict[str, _File],
                      itx: Interaction | None, flags: int = 0) -> Message:
         msg = Message(snowflake(), channel_id, guild_id, self.world.bot, flags=flags,
-                      interaction_id=itx.id if itx else None)
+                      interaction_id=itx.id if itx else None, interaction_meta=self._meta(itx) if itx else None)
         self._apply(msg, body, files, edit=False)
         self.world.messages[msg.id] = msg
         return msg
+
+    def _meta(self, itx: Interaction) -> dict:
+        meta: dict[str, Any] = {"id": str(itx.id), "type": itx.type, "user": itx.member.user.to_payload(),
+                                "authorizing_integration_owners": {"0": str(itx.member.guild.id)}}
+        if itx.type == 2:
+            meta["name"] = itx.payload["data"]["name"]
+        if itx.source is not None:
+            meta["interacted_message_id"] = str(itx.source.id)
+        if itx.original is not None and itx.original.interaction_id == itx.id:
+            meta["original_response_message_id"] = str(itx.original.id)
+        return meta
 
     def _rejected(self, body: dict, files: dict[str, _File], itx: Interaction | None) -> web.Response | None:
         found = self.world.check_message(body, list(files.values()), itx.id if itx else None)
@@ -372,6 +383,7 @@ class FakeServer:
                                                    LOADING | (data.get("flags", 0) & EPHEMERAL))
         elif rtype in (ResponseType.DEFERRED_UPDATE, ResponseType.UPDATE_MESSAGE):
             if itx.source is None:
+                w.violate("bad_callback_type", f"{itx.describe()}: update of no message (modal from a command)", itx.id)
                 return _error(400, 50035, "Invalid Form Body: no message to update")
             msg = itx.original = itx.source
             if rtype == ResponseType.UPDATE_MESSAGE:
@@ -449,9 +461,9 @@ class FakeServer:
         if mid == "@original":
             msg = itx.original
         else:
-            msg = self.world.messages.get(int(mid))
-            if msg is not None and msg.interaction_id != itx.id and msg is not itx.original:
-                msg = None
+            msg = self.world.messages.get(int(mid)) if mid.isdigit() else None
+            if msg is not None and msg.ephemeral and msg.interaction_id != itx.id and msg is not itx.original:
+                msg = None  # another interaction's ephemeral message
         if msg is None or msg.deleted:
             return _error(404, 10008, "Unknown Message")
         if request.method == "GET":

@@ -184,6 +184,7 @@ class Message:
     attachments: list[Attachment] = field(default_factory=list)
     flags: int = 0
     interaction_id: int | None = None  # the interaction that created it
+    interaction_meta: dict | None = None  # Discord's `interaction_metadata` for that interaction
     deleted: bool = False
     edits: int = 0
     created: float = field(default_factory=time.monotonic)
@@ -229,14 +230,23 @@ class Message:
         return found[0]
 
     def to_payload(self) -> dict[str, Any]:
+        meta = self.interaction_meta
+        extra: dict[str, Any] = {}
+        if self.guild_id:
+            extra["guild_id"] = str(self.guild_id)
+        if meta is not None:
+            extra["interaction_metadata"] = meta
+            extra["webhook_id"] = extra["application_id"] = str(self.author.id)
+            if meta.get("name"):  # the deprecated `interaction` field, still sent for commands
+                extra["interaction"] = {"id": meta["id"], "type": meta["type"], "name": meta["name"],
+                                        "user": meta["user"]}
         return {
-            "id": str(self.id), "channel_id": str(self.channel_id), "type": 0, "author": self.author.to_payload(),
+            "id": str(self.id), "channel_id": str(self.channel_id),
+            "type": 20 if meta is not None and meta["type"] == 2 else 0, "author": self.author.to_payload(),
             "content": self.content, "embeds": self.embeds, "components": self.components,
             "attachments": [a.to_payload() for a in self.attachments], "flags": self.flags,
             "timestamp": iso_now(), "edited_timestamp": iso_now() if self.edits else None, "tts": False,
-            "mention_everyone": False, "mentions": [], "mention_roles": [], "pinned": False,
-            "webhook_id": None, "application_id": None,
-            **({"guild_id": str(self.guild_id)} if self.guild_id else {}),
+            "mention_everyone": False, "mentions": [], "mention_roles": [], "pinned": False, **extra,
         }
 
 
@@ -345,8 +355,14 @@ class World:
 
         for cmd in commands:
             name = cmd.get("name", "")
-            if not _NAME_RE.match(name) or (cmd.get("type", 1) == 1 and name != name.lower()):
+            if cmd.get("type", 1) != 1:  # user / message context menus: free-form names, no options
+                if not 1 <= len(name) <= 32:
+                    found.append(self.violate("bad_command_name", repr(name)))
+                continue
+            if not _NAME_RE.match(name) or name != name.lower():
                 found.append(self.violate("bad_command_name", repr(name)))
+            if not 1 <= len(cmd.get("description") or "") <= 100:
+                found.append(self.violate("bad_description", f"/{name}: 1 to 100 characters"))
             walk(cmd.get("options") or [], f"/{name}")
         if len(commands) > 100:
             found.append(self.violate("too_many_commands", f"{len(commands)} > 100"))

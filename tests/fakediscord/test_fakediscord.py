@@ -63,7 +63,7 @@ async def test_discord_py_bot_end_to_end():
             assert bot.proc.pid != first_pid and fake.server.ready_count == 2
             click = await fake.click(alice, msg, label="Again")
             again = await click.wait_done()
-            assert again.content == f"again 6 (pid {bot.proc.pid})" and again.id != msg.id
+            assert again.content == f"again 6 (pid {bot.proc.pid}, under boss's message)" and again.id != msg.id
             assert again.files[0].data.startswith(PNG_MAGIC)
             assert click.payload["message"]["id"] == str(msg.id)
 
@@ -191,6 +191,8 @@ async def test_gateway_protocol_and_limits():
         status, body = await raw.callback(itx, {"type": 4, "data": {"content": "ok", "attachments": [
             {"id": 0, "filename": "a.png"}]}}, files={"a.png": PNG_MAGIC + b"123"})
         assert status == 200 and body["resource"]["message"]["attachments"][0]["filename"] == "a.png"
+        meta = body["resource"]["message"]["interaction_metadata"]
+        assert meta["name"] == "avatar" and meta["user"]["id"] == str(alice.id) and meta["type"] == 2
         msg = await itx.wait_done()
         assert msg.files[0].data == PNG_MAGIC + b"123"
         cdn = await http.get(msg.files[0].url)
