@@ -196,12 +196,18 @@ def _head(pen: _Pen, style: str, fur: Color) -> None:
         pen.ellipse(0, 0, 46, 40, fur)
 
 
-def _ears_front(pen: _Pen, style: str, fur: Color, dark: Color, rng: random.Random) -> None:
+def _ears_front(pen: _Pen, style: str, fur: Color, dark: Color, ex: float, ey: float,
+                rng: random.Random) -> None:
     """Face markings and ears that hang in front of the head."""
     if style == "dog":
         a = rng.uniform(-8, 8)
+        if rng.random() < 0.5:  # a puppy patch over one eye, either side
+            side = rng.choice((-1, 1))
+            pen.ellipse(side * (ex + 1), ey, 11, 12, _mix(fur, dark, 0.6), ink=False, angle=side * 20)
         for side in (-1, 1):
             pen.ellipse(side * 42, -8, 10, 21, dark, angle=side * (22 + a))
+    elif style == "bear":
+        pen.ellipse(0, 15, 11.5, 9, _mix(fur, _WHITE, 0.55), ink=False)
     elif style == "fox":
         for side in (-1, 1):
             pen.ellipse(side * 15, 18, 19, 14, _mix(_WHITE, fur, 0.08), ink=False, angle=side * -12)
@@ -364,11 +370,11 @@ def render(condition: dict[str, str], seed: int, size: int = 128) -> Image.Image
     pen.ellipse(0, 60, 36, 30, fur)  # shoulders peeking at the bottom
     _ears_back(pen, style, fur, dark, part[1])
     _head(pen, style, fur)
-    _ears_front(pen, style, fur, dark, part[1])
     if style == "frog":
         ex, ey, ny, my, bx, by = 22 + spread, -26, 3, 10, 32, 7
     else:
         ex, ey, ny, my, bx, by = 17 + 1.5 * spread, 3, 11, 17, 29, 13
+    _ears_front(pen, style, fur, dark, ex, ey, part[1])
     under = _WHITE if style == "fox" else fur
     _blush(pen, bx, by, under, part[2])
     _eyes(pen, condition["eyes"], ex, ey, part[3], dark if style == "panda" else None)
