@@ -6,11 +6,11 @@ See README.md in this folder for the driver API.
 from .driver import REPO_ROOT, SHIM_DIR, FakeDiscord
 from .interaction import Interaction, InteractionFailed, ResponseType
 from .invoke import InvalidInvocation
-from .process import BotProcess
+from .process import BotProcess, moe_env
 from .state import EPHEMERAL, Attachment, Channel, Guild, Member, Message, User, Violation
 
 __all__ = [
-    "FakeDiscord", "BotProcess", "Interaction", "InteractionFailed", "InvalidInvocation", "ResponseType",
+    "FakeDiscord", "BotProcess", "moe_env", "Interaction", "InteractionFailed", "InvalidInvocation", "ResponseType",
     "Attachment", "Channel", "Guild", "Member", "Message", "User", "Violation", "EPHEMERAL",
     "REPO_ROOT", "SHIM_DIR",
 ]

@@ -53,6 +53,7 @@ class Interaction:
     failure: str | None = None
     _acked: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     _done: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    _progress: asyncio.Event = field(default_factory=asyncio.Event, repr=False)  # set at each message or failure
 
     # -- what tests read -------------------------------------------------------------------
 
@@ -95,13 +96,17 @@ class Interaction:
 
     async def wait_messages(self, n: int, timeout: float = 30.0) -> list[Message]:
         """Wait until this interaction has created or edited `n` messages (e.g. a followup after the answer)."""
-        deadline = time.monotonic() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         while len(self.messages) < n:
             if self.failure:
-                raise InteractionFailed(self.failure)
-            if time.monotonic() > deadline:
-                raise asyncio.TimeoutError(f"interaction {self.id}: {len(self.messages)} of {n} messages")
-            await asyncio.sleep(0.01)
+                raise InteractionFailed(f"interaction {self.id} ({self.describe()}): {self.failure}")
+            self._progress.clear()
+            try:
+                await asyncio.wait_for(self._progress.wait(), max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise asyncio.TimeoutError(f"interaction {self.id} ({self.describe()}): "
+                                           f"{len(self.messages)} of {n} messages in {timeout} s") from None
         return self.messages[:n]
 
     async def _wait(self, event: asyncio.Event, timeout: float, what: str) -> None:
@@ -129,9 +134,11 @@ class Interaction:
         if self.done_at is None:
             self.done_at = now
         self._done.set()
+        self._progress.set()
 
     def fail(self, reason: str) -> None:
         if self.failure is None:
             self.failure = reason
         self._acked.set()
         self._done.set()
+        self._progress.set()

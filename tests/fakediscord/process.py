@@ -11,7 +11,20 @@ from pathlib import Path
 
 from .driver import REPO_ROOT, FakeDiscord
 
-__all__ = ["BotProcess"]
+__all__ = ["BotProcess", "moe_env"]
+
+
+def moe_env(guild, data_dir: Path, *, packs_dir: Path | None = None, default_pack: str | None = None,
+            **settings: object) -> dict[str, str]:
+    """Settings for `moe bot` as MOE_* variables: its own database under `data_dir`, commands
+    synced to `guild`, no cooldown; `packs_dir`/`default_pack` pick the pack; any other
+    Settings field as a keyword (`daily_quota=2` -> MOE_DAILY_QUOTA=2)."""
+    env = {"MOE_DATABASE_PATH": str(Path(data_dir) / "moe-test.sqlite3"), "MOE_DEV_GUILD_ID": str(guild.id),
+           "MOE_PACKS_DIR": str(packs_dir or Path(data_dir) / "packs"), "MOE_COOLDOWN_S": "0"}
+    if default_pack:
+        env["MOE_DEFAULT_PACK"] = default_pack
+    env.update({f"MOE_{k.upper()}": str(v) for k, v in settings.items()})
+    return env
 
 
 class BotProcess:

@@ -204,6 +204,10 @@ async def test_gateway_protocol_and_limits():
         # @original edit keeps the attachment unless told otherwise; then the token expires
         status, edited = await raw.webhook("PATCH", itx, "/messages/@original", {"content": "edited"})
         assert status == 200 and msg.content == "edited" and msg.edits == 1 and len(msg.files) == 1
+        waiter = asyncio.ensure_future(itx.wait_messages(3, timeout=5))
+        status, more = await raw.webhook("POST", itx, "?wait=true", {"content": "more", "flags": 64})
+        first, again, followup = await waiter
+        assert first is again is msg and followup.content == "more" and followup.ephemeral
         fake.server.token_life_s = 0.0  # 15 minutes later...
         status, err = await raw.webhook("POST", itx, "", {"content": "late followup"})
         assert status == 401 and err["code"] == 50027
