@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import random
+from contextlib import contextmanager
 from multiprocessing import get_context, shared_memory
 
 import numpy as np
@@ -93,10 +94,10 @@ class _Pen:
     def u(self, v: float) -> float:
         return v * self.k * self.s
 
-    def ellipse(self, x, y, rx, ry, fill, ink=True, angle=0.0, grow=0.0):
-        """Filled ellipse; `ink` draws the outline; `grow` widens it (outline-only passes)."""
+    def ellipse(self, x, y, rx, ry, fill, ink=True, angle=0.0):
+        """An ellipse rotated by `angle` degrees; `ink` outlines it; fill None = outline only."""
         if ink:
-            self._fill(self._arc(x, y, rx + self.lw / 2 + grow, ry + self.lw / 2 + grow, angle), _INK)
+            self._fill(self._arc(x, y, rx + self.lw / 2, ry + self.lw / 2, angle), _INK)
         if fill is not None:
             d = self.lw / 2 if ink else 0.0
             self._fill(self._arc(x, y, rx - d, ry - d, angle), fill)
@@ -119,7 +120,7 @@ class _Pen:
         pts = [] if not half else [(x - rx, y + dy), (x + rx, y + dy)]
         for i in range(n + 1 if half else n):
             t = math.pi * i / n if half else 2 * math.pi * i / n
-            ex, ey = rx * math.cos(t), max(ry * math.sin(t), 0.0) if half else ry * math.sin(t)
+            ex, ey = rx * math.cos(t), ry * math.sin(t)
             pts.append((x + ex * ca - ey * sa, y + ex * sa + ey * ca))
         return pts
 
@@ -217,15 +218,16 @@ def _ears_front(pen: _Pen, style: str, fur: Color, dark: Color, ex: float, ey: f
                 pen.line([(side * 33, dy), (side * 44, dy + tilt)], 1.6, _INK)
 
 
-def _eyes(pen, kind, ex, ey, rng, panda: Color | None):
+def _eyes(pen: _Pen, kind: str, ex: float, ey: float, rng: random.Random,
+          panda: Color | None) -> None:
     if panda is not None:
         for side in (-1, 1):
             pen.ellipse(side * (ex + 0.5), ey + 1.5, 12, 14.5, panda, ink=False, angle=side * -35)
     iris = rng.choice(_IRIS)
     for side in (-1, 1):
         x = side * ex
-        k = "happy" if kind == "wink" and side == 1 else ("big" if kind == "wink" else kind)
-        hl = _WHITE
+        k = ("happy" if side == 1 else "big") if kind == "wink" else kind
+        hl = _WHITE  # highlights
         if k == "big":
             pen.ellipse(x, ey, 7.5, 9.5, _EYE, ink=False)
             pen.ellipse(x, ey + 4, 5.5, 4.5, _mix(_EYE, (150, 100, 110), 0.6), ink=False)
@@ -283,7 +285,7 @@ def _mouth(pen: _Pen, kind: str, my: float) -> None:
 
 
 def _blush(pen: _Pen, bx: float, by: float, under: Color, rng: random.Random) -> None:
-    shape = rng.randrange(4)
+    shape = rng.choices((0, 1, 2, 3), weights=(45, 25, 20, 10))[0]
     if shape == 3:
         return  # no blush this time
     color = _mix(under, (255, 120, 140), rng.uniform(0.3, 0.7))
@@ -423,10 +425,11 @@ def render_dataset(n: int, seed: int = 0, size: int = 128, workers: int | None =
 
     Image i is `render(decode(labels[i]), seed_i)` with seed_i derived from (seed, i), so the
     result does not depend on `workers` (default: all CPUs; 1 renders in this process).
+    Workers render chunks straight into one shared-memory array.
     """
-    labels = sample_labels(n, seed)
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
+    labels = sample_labels(n, seed)
     workers = max(1, workers if workers is not None else os.cpu_count() or 1)
     chunk = max(8, min(256, -(-n // (4 * workers))))  # >= 4 chunks per worker, for balance
     bounds = [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
@@ -437,39 +440,31 @@ def render_dataset(n: int, seed: int = 0, size: int = 128, workers: int | None =
             for a, b in bounds:
                 _render_into(images, labels[a:b], seed, a)
                 advance(b - a)
-            return images, labels
-        shm = shared_memory.SharedMemory(create=True, size=max(1, n * size * size * 3))
-        try:
-            view = np.ndarray((n, size, size, 3), np.uint8, buffer=shm.buf)
-            jobs = [(shm.name, n, size, labels[a:b], seed, a) for a, b in bounds]
-            with get_context("spawn").Pool(workers) as pool:
-                for done in pool.imap_unordered(_worker, jobs):
-                    advance(done)
-            images = view.copy()
-            del view
-        finally:
-            shm.close()
-            shm.unlink()
-    log.info("rendered %d style-set images at %dpx with %d workers", n, size, workers)
+        else:
+            shm = shared_memory.SharedMemory(create=True, size=n * size * size * 3)
+            try:
+                view = np.ndarray((n, size, size, 3), np.uint8, buffer=shm.buf)
+                jobs = [(shm.name, n, size, labels[a:b], seed, a) for a, b in bounds]
+                with get_context("spawn").Pool(workers) as pool:
+                    for done in pool.imap_unordered(_worker, jobs):
+                        advance(done)
+                images = view.copy()
+                del view  # release the buffer before closing the shared memory
+            finally:
+                shm.close()
+                shm.unlink()
+    log.info("rendered %d style-set images at %dpx with %d worker(s)", n, size, workers)
     return images, labels
 
 
-class _progress:
-    """Context manager yielding `advance(k)`: a rich progress bar, or a no-op."""
+@contextmanager
+def _progress(enabled: bool, total: int):
+    """Yields `advance(k)`: a rich progress bar when enabled, else a no-op."""
+    if not enabled:
+        yield lambda k: None
+        return
+    from rich.progress import Progress
 
-    def __init__(self, enabled: bool, total: int):
-        self.enabled, self.total, self.bar = enabled, total, None
-
-    def __enter__(self):
-        if not self.enabled:
-            return lambda k: None
-        from rich.progress import Progress
-
-        self.bar = Progress()
-        self.bar.start()
-        task = self.bar.add_task("rendering moe style set", total=self.total)
-        return lambda k: self.bar.advance(task, k)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+    with Progress() as bar:
+        task = bar.add_task("rendering the moe style set", total=total)
+        yield lambda k: bar.advance(task, k)

@@ -92,3 +92,12 @@ def test_render_dataset_matches_render_and_ignores_worker_count():
     images2, labels2 = render_dataset(40, seed=9, size=32, workers=2)
     assert np.array_equal(images, images2) and np.array_equal(labels, labels2)
     assert len({images[i].tobytes() for i in range(40)}) == 40
+
+
+def test_render_dataset_edge_cases():
+    images, labels = render_dataset(0, seed=1, size=32, workers=2)
+    assert images.shape == (0, 32, 32, 3) and labels.shape == (0, len(SCHEMA))
+    with pytest.raises(ValueError, match="n must be"):
+        render_dataset(-1)
+    with pytest.raises(ValueError, match="size"):
+        render_dataset(4, size=8)
