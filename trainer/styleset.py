@@ -195,6 +195,8 @@ def _head(pen: _Pen, style: str, fur: Color) -> None:
             pen.ellipse(x, y, rx - pen.lw / 2, ry - pen.lw / 2, fur, ink=False)
     else:
         pen.ellipse(0, 0, 46, 40, fur)
+    sheen = (-26, -20) if style != "frog" else (-27, -31)
+    pen.ellipse(*sheen, 6, 3.2, _mix(fur, _WHITE, 0.55), ink=False, angle=-40)
 
 
 def _ears_front(pen: _Pen, style: str, fur: Color, dark: Color, ex: float, ey: float,
