@@ -470,6 +470,7 @@ class FakeServer:
             return _json(msg.to_payload())
         if request.method == "DELETE":
             msg.deleted = True
+            itx.finish(now, msg)  # a final answer too (e.g. a Delete button: defer, then delete @original)
             return web.Response(status=204)
         if request.method != "PATCH":
             return await self.not_implemented(request)

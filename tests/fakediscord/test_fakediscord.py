@@ -188,8 +188,10 @@ async def test_gateway_protocol_and_limits():
         fake.violations.clear()
 
         # multipart answer with a file; a second answer is refused
-        status, body = await raw.callback(itx, {"type": 4, "data": {"content": "ok", "attachments": [
-            {"id": 0, "filename": "a.png"}]}}, files={"a.png": PNG_MAGIC + b"123"})
+        delete_row = [{"type": 1, "components": [{"type": 2, "style": 4, "label": "Delete", "custom_id": "del"}]}]
+        status, body = await raw.callback(itx, {"type": 4, "data": {"content": "ok", "components": delete_row,
+                                                                    "attachments": [{"id": 0, "filename": "a.png"}]}},
+                                          files={"a.png": PNG_MAGIC + b"123"})
         assert status == 200 and body["resource"]["message"]["attachments"][0]["filename"] == "a.png"
         meta = body["resource"]["message"]["interaction_metadata"]
         assert meta["name"] == "avatar" and meta["user"]["id"] == str(alice.id) and meta["type"] == 2
@@ -208,6 +210,18 @@ async def test_gateway_protocol_and_limits():
         status, more = await raw.webhook("POST", itx, "?wait=true", {"content": "more", "flags": 64})
         first, again, followup = await waiter
         assert first is again is msg and followup.content == "more" and followup.ephemeral
+
+        # a button press: deferred update, then deleting @original deletes the message the button is on
+        click = await fake.click(alice, msg, label="Delete")
+        event = await ws.receive_json()
+        assert event["d"]["type"] == 3 and event["d"]["data"] == {"custom_id": "del", "component_type": 2}
+        assert event["d"]["message"]["id"] == str(msg.id)
+        assert (await raw.callback(click, {"type": 6}))[0] == 200
+        status, _ = await raw.webhook("DELETE", click, "/messages/@original")
+        assert status == 204 and (await click.wait_done()) is msg and msg.deleted
+        with pytest.raises(InvalidInvocation, match="deleted"):
+            await fake.click(alice, msg, label="Delete")
+
         fake.server.token_life_s = 0.0  # 15 minutes later...
         status, err = await raw.webhook("POST", itx, "", {"content": "late followup"})
         assert status == 401 and err["code"] == 50027
