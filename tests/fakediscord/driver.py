@@ -11,7 +11,7 @@ from typing import Any
 from .interaction import Interaction, ResponseType
 from .invoke import InvalidInvocation, build_options, find_command, nest
 from .server import TOKEN, FakeServer
-from .state import ALL_PERMISSIONS, Attachment, Channel, Guild, Member, Message, User, Violation, World, snowflake
+from .state import ALL_PERMISSIONS, MAX_FILE_BYTES, Attachment, Channel, Guild, Member, Message, User, Violation, World, snowflake
 
 __all__ = ["FakeDiscord", "SHIM_DIR", "REPO_ROOT"]
 
@@ -212,6 +212,8 @@ class FakeDiscord:
         return comp
 
     def _upload(self, channel: Channel, filename: str, data: bytes, content_type: str) -> Attachment:
+        if len(data) > MAX_FILE_BYTES:
+            raise InvalidInvocation(f"{filename}: members cannot upload more than 10 MiB ({len(data)} bytes)")
         aid = snowflake()
         att = Attachment(aid, filename, content_type, bytes(data),
                          f"{self.server.base}/cdn/attachments/{channel.id}/{aid}/{filename}")

@@ -92,6 +92,8 @@ async def test_discord_py_bot_end_to_end():
                 await fake.slash(alice, "draw", n=100)
             with pytest.raises(InvalidInvocation, match="missing required"):
                 await fake.slash(alice, "pick")
+            with pytest.raises(InvalidInvocation, match="more than 10 MiB"):
+                await fake.slash(alice, "echo", image=("big.png", bytes(10 * 1024 * 1024 + 1), "image/png"))
             with pytest.raises(InvalidInvocation, match="not synced"):
                 await fake.slash(alice, "nope")
 
