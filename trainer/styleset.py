@@ -151,9 +151,14 @@ def _rot(pts, ox, oy, deg):
     return [(ox + (x - ox) * c - (y - oy) * s, oy + (x - ox) * s + (y - oy) * c) for x, y in pts]
 
 
-def _pastel(rng: random.Random) -> Color:
-    r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.12, 0.32), rng.uniform(0.92, 1.0))
-    return (round(r * 255), round(g * 255), round(b * 255))
+def _pastel(rng: random.Random, avoid: Color) -> Color:
+    """A random flat pastel, kept well apart from `avoid` (the fur) so the outline never
+    has to separate two near-equal colours."""
+    while True:
+        r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.12, 0.32), rng.uniform(0.92, 1.0))
+        color = (round(r * 255), round(g * 255), round(b * 255))
+        if sum(abs(x - y) for x, y in zip(color, avoid)) >= 70:
+            return color
 
 
 # -- parts --------------------------------------------------------------------------------
@@ -358,11 +363,11 @@ def render(condition: dict[str, str], seed: int, size: int = 128) -> Image.Image
     if size < 16:
         raise ValueError(f"size must be at least 16 pixels, got {size}")
     # one random stream per part, so changing one attribute leaves the other parts' jitter alone
-    part = _streams(int(seed), 5)
+    part = _streams(int(seed), 6)
     style, fur = condition["style"], _PALETTES[condition["color"]]
     dark = _mix(fur, (70, 50, 60), 0.72 if style == "panda" else 0.28)
+    bg = _pastel(part[5], avoid=fur)
     rng = part[0]
-    bg = _pastel(rng)
     s = size * _SS / 128
     img = Image.new("RGB", (size * _SS, size * _SS), bg)
     draw = ImageDraw.Draw(img)

@@ -67,6 +67,8 @@ def test_background_is_flat_in_the_corners():
         for patch in (img[:8, :8], img[:8, -8:], img[-6:, :6], img[-6:, -6:], img[:1, :]):
             assert (patch == corner).all(), f"sample {i} has a non-flat background corner"
         assert corner.min() >= 160, "background should be a light pastel"
+        fur = styleset._PALETTES[SCHEMA["color"].values[row[4]]]
+        assert np.abs(corner - fur).sum() >= 70, "background too close to the fur colour"
 
 
 def test_sample_labels_in_range_uniform_and_deterministic():
