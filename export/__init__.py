@@ -1,1 +1,29 @@
-"""export package."""
+"""Checkpoint -> verified ONNX model pack (`moe export`), pack verification, Triton repository.
+
+    from export import build_pack, load_runs       # torch (imported on first use)
+    exported = build_pack(load_runs([gan_run, vae_run]), Path("packs/moe-default"), fp16=True)
+    from export import check_pack, write_triton_repo   # no torch
+
+Importing this package does not import torch: the builders load lazily, so
+`moe packs list/verify` work on a serving machine.
+"""
+
+from __future__ import annotations
+
+from export.triton import write_triton_repo
+from export.verify import Check, check_pack
+
+__all__ = ["build_pack", "load_runs", "parity_against_runs", "ExportError", "Exported", "RunModels",
+           "Check", "check_pack", "write_triton_repo", "make_tiny_pack"]
+
+_LAZY = {"build_pack": "export.build", "load_runs": "export.build", "parity_against_runs": "export.build",
+         "ExportError": "export.build", "Exported": "export.build", "RunModels": "export.build",
+         "make_tiny_pack": "export.testing"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'export' has no attribute {name!r}")

@@ -1,9 +1,193 @@
-"""`moe` sub-commands owned by the export package (filled in by its issue)."""
+"""`moe export` and `moe packs list|verify`.
+
+torch, onnx and onnxruntime are imported inside the commands: `moe packs list` and
+`moe packs verify` (hashes, schema, onnx.checker when onnx is there, onnxruntime runs)
+work on a serving machine without torch; the PyTorch comparison runs when torch and the
+pack's run folders are available.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+__all__ = ["register"]
+
+packs_app = typer.Typer(help="Model packs: list the installed ones, verify one.", no_args_is_help=True)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the top-level `moe` app."""
+    app.command("export")(export_command)
+    app.add_typer(packs_app, name="packs")
+
+
+def export_command(
+    runs: list[Path] = typer.Argument(..., help="Run folders (runs/NNNNN-...): one GAN run and/or one VAE run."),
+    out: Path = typer.Option(..., "--out", help="Pack folder to write (replaced if it is already a pack)."),
+    name: str = typer.Option(None, "--name", help="Pack name (a-z, 0-9, -, _); default: the --out folder name."),
+    version: str = typer.Option("1.0.0", "--version", help="Pack version recorded in the manifest."),
+    fp16: bool = typer.Option(False, "--fp16", help="Also write half-precision variants (*.fp16.onnx) for GPUs."),
+    triton: Path = typer.Option(None, "--triton", help="Also write a Triton Inference Server model repository here."),
+    max_batch: int = typer.Option(64, "--max-batch", min=1, help="Triton max_batch_size."),
+) -> None:
+    """Export trained runs to a verified ONNX model pack (the only thing the bot reads).
+
+    Every model is compared with PyTorch at batch 1 and 16 (within 1 pixel level) before
+    the pack is moved into place; a failed check leaves no pack behind.
+    """
+    from engine.schema import SchemaError
+    from export.build import ExportError, build_pack, load_runs
+    from export.verify import table
+    from trainer.checkpoint import CheckpointError
+
+    console = _console()
+
+    def status(role, checks):
+        bad = [c for c in checks if not c.ok]
+        worst = ", ".join(dict.fromkeys(f"{c.model.removeprefix(role).strip() or 'fp32'} {c.detail.split(' (')[0]}"
+                                        for c in checks if c.what.endswith("batch 16 vs torch")))
+        mark = "[bold red]FAIL[/]" if bad else "[green]ok[/]"
+        console.print(f"  {role:<14} {mark}  {worst}")
+
+    try:
+        with console.status("loading runs"):
+            loaded = load_runs(runs)
+        for r in loaded:
+            console.print(f"run {r.run}: {r.kind}, {len(r.schema)} attributes, "
+                          f"{r.meta.get('res')} px, z {r.meta.get('z_dim')}, step {r.meta.get('step')}")
+        result = build_pack(loaded, out, name=name, version=version, fp16=fp16, on_model=status)
+    except ExportError as e:
+        if e.checks:
+            console.print(table(e.checks, title="verification"))
+        console.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(1) from None
+    except (CheckpointError, SchemaError, OSError) as e:
+        console.print(f"[bold red]error:[/] {e}")
+        raise typer.Exit(1) from None
+    m = result.manifest
+    console.print(f"[green]pack {m['name']} {m['version']}[/] -> {result.path}  "
+                  f"({len(m['models'])} models, {len(result.checks)} checks passed, content {m['content_hash']})")
+    if triton:
+        from export.triton import write_triton_repo
+
+        names = write_triton_repo(result.path, triton, max_batch_size=max_batch)
+        console.print(f"Triton repository {triton}: {', '.join(names)}")
+
+
+def _resolve_pack(pack: str) -> Path:
+    """A pack folder path, or the name of an installed pack."""
+    path = Path(pack)
+    if (path / "manifest.json").is_file():
+        return path
+    from engine.pack import find_packs
+    from moe.settings import Settings
+
+    found = find_packs(Settings().pack_dirs())
+    if pack in found:
+        return found[pack]
+    known = ", ".join(sorted(found)) or "none installed"
+    raise typer.BadParameter(f"{pack!r} is neither a pack folder nor an installed pack ({known})")
+
+
+@packs_app.command("verify")
+def verify_command(
+    pack: str = typer.Argument(..., help="Pack folder or installed pack name."),
+    runs_dir: Path = typer.Option(Path("runs"), "--runs-dir",
+                                  help="Where the pack's training runs are, for the comparison with PyTorch."),
+) -> None:
+    """Check a pack: manifest, schema, file hashes, onnx.checker, onnxruntime at batch 1 and 16,
+    and (when torch and the runs named in the manifest are here) pixels against PyTorch."""
+    from export.verify import Check, check_pack, table
+
+    path = _resolve_pack(pack)
+    checks = check_pack(path)
+    if all(c.ok for c in checks):
+        checks += _torch_parity(path, runs_dir)
+    console = _console()
+    console.print(table(checks, title=f"pack {path}"))
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        console.print(f"[bold red]{len(failed)} check(s) failed[/]: {failed[0].model} {failed[0].what}: {failed[0].detail}")
+        raise typer.Exit(1)
+    skipped = [c for c in checks if isinstance(c, Check) and c.detail.startswith("skipped")]
+    console.print(f"[green]ok[/]: {len(checks) - len(skipped)} checks passed" + (f", {len(skipped)} skipped" if skipped else ""))
+
+
+def _torch_parity(path: Path, runs_dir: Path):
+    """onnxruntime vs PyTorch for every model whose run folder is found."""
+    import json
+
+    from export.verify import Check
+
+    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    wanted = {entry.get("run") for entry in manifest["models"].values()} - {None}
+    missing = sorted(r for r in wanted if not (runs_dir / r / "checkpoint.json").is_file())
+    if missing or not wanted:
+        return [Check("pack", "vs torch", True, f"skipped (run folder {', '.join(missing) or '?'} not in {runs_dir})")]
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return [Check("pack", "vs torch", True, "skipped (torch not installed)")]
+    from export.build import load_runs, parity_against_runs
+
+    return parity_against_runs(path, load_runs([runs_dir / r for r in sorted(wanted)]))
+
+
+@packs_app.command("list")
+def list_command(
+    dirs: list[Path] = typer.Option(None, "--dir", help="Folders to look in (default: bundled packs + MOE_PACKS_DIR)."),
+) -> None:
+    """Installed packs with their schema, models and metrics."""
+    from rich.table import Table
+
+    from engine.errors import PackError
+    from engine.pack import find_packs, load_pack
+
+    if not dirs:
+        from moe.settings import Settings
+
+        dirs = Settings().pack_dirs()
+    found = find_packs(dirs)
+    console = _console()
+    if not found:
+        console.print(f"no packs in {', '.join(map(str, dirs))}; create one with `moe export RUN... --out DIR`")
+        return
+    t = Table(title="model packs")
+    for col in ("name", "version", "schema", "models", "res / z", "data", "metrics", "path"):
+        t.add_column(col)
+    for name, path in found.items():
+        try:
+            p = load_pack(path, verify_hashes=False)
+        except PackError as e:
+            t.add_row(name, "", f"[red]{e}[/]", "", "", "", "", str(path))
+            continue
+        m = p.manifest
+        schema = "\n".join(f"{a.name} ({a.cardinality})" for a in p.schema.attributes)
+        models = "\n".join(k + (" +fp16" if s.fp16_file else "") for k, s in p.models.items())
+        data = m.get("data") or {}
+        t.add_row(p.name, str(m.get("version", "")), schema, models, f"{p.resolution} / {p.z_dim}",
+                  "\n".join(str(v) for v in (data.get("name"), data.get("license")) if v),
+                  _metrics_summary(m.get("metrics") or {}), str(path))
+    console.print(t)
+
+
+def _metrics_summary(metrics: dict) -> str:
+    """A few headline numbers per run kind from eval.json (scalars at the top two levels)."""
+    lines = []
+    for kind, doc in metrics.items():
+        if not isinstance(doc, dict):
+            continue
+        nums = [(k, v) for k, v in doc.items() if isinstance(v, float)]
+        for section, sub in doc.items():
+            if isinstance(sub, dict) and section not in ("data", "judge", "reference"):
+                nums += [(f"{section}.{k}", v) for k, v in sub.items() if isinstance(v, float)]
+        lines.append(f"{kind}: " + (", ".join(f"{k} {v:.3g}" for k, v in nums[:4]) or "evaluated"))
+    return "\n".join(lines) or "-"

@@ -1,0 +1,226 @@
+"""Checkpoints -> a verified model pack (`moe export`).
+
+One GAN run gives generator.onnx (the EMA generator) and discriminator.onnx; one VAE run
+gives encoder.onnx and decoder.onnx (and generator.onnx, the decoder sampling the prior,
+when there is no GAN run). Every graph is checked against PyTorch at batch 1 and 16
+before the pack is moved into place, so a pack on disk is always a verified one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import onnx
+from torch import nn
+
+from engine.schema import Schema
+from export.onnx import OPSET, GraphSpec, to_fp16, to_onnx, wrap
+from engine.errors import PackError
+from engine.pack import NAME_RE, content_hash, load_pack, sha256_file
+from export.verify import Check, check_pack, parity
+
+__all__ = ["ExportError", "RunModels", "Exported", "load_runs", "build_pack", "parity_against_runs"]
+
+log = logging.getLogger(__name__)
+
+# role -> (run kind, key in LoadedRun.models)
+ROLES = {"generator": ("gan", "G_ema"), "discriminator": ("gan", "D"),
+         "encoder": ("vae", "encoder"), "decoder": ("vae", "decoder")}
+
+
+class ExportError(Exception):
+    """Export refused or failed verification; the message says why. `checks` holds the
+    verification rows when there are any."""
+
+    def __init__(self, message: str, checks: Sequence[Check] = ()):
+        super().__init__(message)
+        self.checks = list(checks)
+
+
+@dataclass(frozen=True)
+class RunModels:
+    """What export needs from one trained run."""
+
+    kind: str  # "gan" | "vae"
+    run: str  # run folder name, recorded in the manifest
+    meta: dict  # checkpoint.json
+    models: dict[str, nn.Module]
+    metrics: dict | None = None  # eval.json, when the run was evaluated
+    schema: Schema = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("gan", "vae"):
+            raise ExportError(f"run {self.run}: unknown kind {self.kind!r} (expected gan or vae)")
+        object.__setattr__(self, "schema", Schema.from_dict(self.meta["schema"]))
+
+
+@dataclass(frozen=True)
+class Exported:
+    path: Path
+    manifest: dict
+    checks: list[Check]
+
+
+def load_runs(run_dirs: Sequence[Path]) -> list[RunModels]:
+    """Rebuild each run's models from its checkpoint (safetensors, never pickle)."""
+    from trainer.checkpoint import load_run
+
+    runs = []
+    for d in map(Path, run_dirs):
+        if not (d / "checkpoint.json").is_file():
+            raise ExportError(f"{d}: not a training run (no checkpoint.json)")
+        loaded = load_run(d)
+        metrics = json.loads((d / "eval.json").read_text()) if (d / "eval.json").is_file() else None
+        runs.append(RunModels(loaded.kind, d.name, dict(loaded.meta), dict(loaded.models), metrics))
+    return runs
+
+
+def _plan(runs: Sequence[RunModels]) -> dict[str, tuple[RunModels, nn.Module]]:
+    """role -> (run, torch model), after checking the runs fit in one pack."""
+    by_kind: dict[str, RunModels] = {}
+    for r in runs:
+        if r.kind in by_kind:
+            raise ExportError(f"two {r.kind} runs ({by_kind[r.kind].run}, {r.run}); a pack takes one GAN and/or one VAE run")
+        by_kind[r.kind] = r
+    if not by_kind:
+        raise ExportError("no runs given")
+    first, *rest = runs
+    for r in rest:
+        if r.schema.fingerprint() != first.schema.fingerprint():
+            raise ExportError(
+                f"schemas differ: {first.run} has {_schema_summary(first.schema)}, "
+                f"{r.run} has {_schema_summary(r.schema)}; train both on the same data"
+            )
+        for key in ("res", "z_dim"):
+            if r.meta[key] != first.meta[key]:
+                raise ExportError(f"{key} differs: {first.run} has {first.meta[key]}, {r.run} has {r.meta[key]}")
+    plan = {}
+    for role, (kind, key) in ROLES.items():
+        if kind in by_kind:
+            run = by_kind[kind]
+            if key not in run.models:
+                raise ExportError(f"run {run.run} has no {key!r} model")
+            plan[role] = (run, run.models[key])
+    if "generator" not in plan:
+        plan["generator"] = plan["decoder"]
+    return plan
+
+
+def _data(meta: dict) -> dict:
+    """Training data name/licence/attribution/fingerprint from checkpoint meta (flat keys
+    or a nested "data" object)."""
+    src = meta.get("data") if isinstance(meta.get("data"), dict) else meta
+    return {k: src.get(k) for k in ("name", "license", "attribution", "fingerprint")}
+
+
+def _schema_summary(schema: Schema) -> str:
+    return ", ".join(f"{a.name}({a.cardinality})" for a in schema.attributes)
+
+
+def _export_one(role: str, model: nn.Module, spec: GraphSpec, pack: Path, cards, fp16: bool) -> tuple[dict, list[Check]]:
+    """Write <role>.onnx (and <role>.fp16.onnx), compare with torch; manifest entry + checks."""
+    reference = wrap(role, model)
+    file = pack / f"{role}.onnx"
+    graph = to_onnx(reference, spec)
+    onnx.save(graph, file)
+    inputs, outputs = spec.to_manifest()
+    checks = parity(role, reference, file, inputs, cards)
+    entry = {"file": file.name, "sha256": sha256_file(file), "inputs": inputs, "outputs": outputs,
+             "opset": OPSET, "fp16_file": None, "fp16_sha256": None}
+    if fp16:
+        half = pack / f"{role}.fp16.onnx"
+        onnx.save(to_fp16(graph), half)
+        checks += parity(role, reference, half, inputs, cards, precision="fp16")
+        entry.update(fp16_file=half.name, fp16_sha256=sha256_file(half))
+    return entry, checks
+
+
+def build_pack(runs: Sequence[RunModels], out: Path, *, name: str | None = None, version: str = "1.0.0",
+               fp16: bool = False, on_model: Callable[[str, list[Check]], None] | None = None) -> Exported:
+    """Export `runs` to the pack folder `out` and verify it.
+
+    Written beside `out` first and moved into place only when every check passed; an
+    existing pack at `out` is replaced. Raises ExportError (with `checks`) otherwise.
+    """
+    out = Path(out)
+    name = name or out.name
+    if not NAME_RE.fullmatch(name):
+        raise ExportError(f"pack name {name!r} must be 1-32 of a-z, 0-9, '-', '_' (starting with a letter or digit)")
+    if out.exists() and not (out / "manifest.json").is_file() and any(out.iterdir()):
+        raise ExportError(f"{out} exists and is not a model pack; refusing to overwrite it")
+    plan = _plan(runs)
+    any_run = next(iter(plan.values()))[0]
+    schema, meta = any_run.schema, any_run.meta
+    cards = schema.cardinalities
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        models, all_checks = {}, []
+        for role, (run, model) in plan.items():
+            spec = GraphSpec.for_role(role, z_dim=int(meta["z_dim"]), n_attrs=len(schema), res=int(meta["res"]))
+            entry, checks = _export_one(role, model, spec, work, cards, fp16)
+            models[role] = {**entry, "run": run.run}
+            all_checks += checks
+            if on_model:
+                on_model(role, checks)
+        gan_or_vae = {r.kind: r for r in runs}
+        manifest = {
+            "format": 1,
+            "name": name,
+            "version": version,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "schema": schema.to_dict(),
+            "schema_fingerprint": schema.fingerprint(),
+            "z_dim": int(meta["z_dim"]),
+            "resolution": int(meta["res"]),
+            "background": meta.get("background", "flat"),
+            "models": models,
+            "data": _data(meta),
+            "metrics": {kind: r.metrics for kind, r in gan_or_vae.items() if r.metrics is not None},
+            "content_hash": content_hash(models),
+        }
+        (work / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        all_checks += check_pack(work)
+        failed = [c for c in all_checks if not c.ok]
+        if failed:
+            raise ExportError(f"verification failed: {failed[0].model} {failed[0].what}: {failed[0].detail}", all_checks)
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+        log.info("exported pack %s %s to %s (%s)", manifest["name"], version, out, manifest["content_hash"])
+        return Exported(out, manifest, all_checks)
+    finally:
+        if work.exists():
+            shutil.rmtree(work)
+
+
+def parity_against_runs(pack_dir: Path, runs: Sequence[RunModels]) -> list[Check]:
+    """onnxruntime (each model file, fp16 too) vs the runs' PyTorch models, as at export."""
+    try:
+        pack = load_pack(pack_dir)
+    except PackError as e:
+        return [Check("pack", "manifest + hashes", False, str(e))]
+    plan = _plan(runs)
+    checks = []
+    for role, spec in pack.models.items():
+        entry = pack.manifest["models"][role]
+        if role not in plan:
+            checks.append(Check(role, "vs torch", True, "skipped (no run given)"))
+            continue
+        run, model = plan[role]
+        if run.schema.fingerprint() != pack.schema.fingerprint():
+            checks.append(Check(role, "vs torch", False, f"run {run.run} has another schema than the pack"))
+            continue
+        reference = wrap(role, model)
+        checks += parity(role, reference, pack.model_path(role), entry["inputs"], pack.schema.cardinalities)
+        if spec.fp16_file:
+            checks += parity(role, reference, pack.model_path(role, fp16=True), entry["inputs"],
+                             pack.schema.cardinalities, precision="fp16")
+    return checks

@@ -1,0 +1,85 @@
+"""A tiny, randomly initialised, fully exported pack for tests and benchmarks.
+
+`make_tiny_pack(out_dir)` builds the real trainer models (small widths, 32 px, the
+builtin style-set schema), saves them as two run folders with `trainer.checkpoint`, and
+exports them with `export.build` into `out_dir/tiny` — the same path the real runs take,
+only untrained. A few no-grad forward passes in train mode first give BatchNorm running
+statistics and spectral-norm vectors realistic values (as any trained run has), so the
+fp16 variant is compared under the same conditions as a real export.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+
+__all__ = ["make_tiny_pack", "make_tiny_runs", "TINY"]
+
+log = logging.getLogger(__name__)
+
+TINY = {"res": 32, "z_dim": 16, "width": 8, "embed_dim": 4, "w_dim": 32}
+
+
+def make_tiny_runs(out_dir: Path, seed: int = 0, schema=None) -> tuple[Path, Path]:
+    """Two run folders (GAN, VAE) of tiny random models: `out_dir/runs/00001-gan-tiny`,
+    `out_dir/runs/00002-vae-tiny`. `schema` defaults to the builtin style-set schema."""
+    import torch
+
+    from trainer.checkpoint import save_checkpoint
+    from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+    from trainer.models.vae import Encoder, EncoderConfig
+
+    if schema is None:
+        from trainer.styleset import SCHEMA as schema
+    cards, res, z_dim = schema.cardinalities, TINY["res"], TINY["z_dim"]
+    torch.manual_seed(seed)
+    gcfg = GeneratorConfig(cardinalities=cards, res=res, z_dim=z_dim, width=TINY["width"],
+                           embed_dim=TINY["embed_dim"], w_dim=TINY["w_dim"])
+    g, dec = Generator(gcfg), Generator(gcfg)
+    d = Discriminator(DiscriminatorConfig(cardinalities=cards, res=res, width=TINY["width"]))
+    enc = Encoder(EncoderConfig(res=res, z_dim=z_dim, width=TINY["width"]))
+
+    with torch.no_grad():  # settle BN running stats and spectral-norm vectors
+        for m in (g, dec, d, enc):
+            m.train()
+        for _ in range(4):
+            c = torch.stack([torch.randint(0, n, (16,)) for n in cards], dim=1)
+            x = g(torch.randn(16, z_dim), c)
+            dec(torch.randn(16, z_dim), c)
+            d(x, c)
+            enc(x)
+    data = {"name": "tiny random", "spec": "none", "license": "CC0-1.0",
+            "attribution": "randomly initialised test model", "fingerprint": "0" * 16}
+    meta = {"schema": schema.to_dict(), "res": res, "z_dim": z_dim, "step": 0, "kimg": 0.0, "data": data}
+    runs = (Path(out_dir) / "runs" / "00001-gan-tiny", Path(out_dir) / "runs" / "00002-vae-tiny")
+    for run, kind, models in ((runs[0], "gan", {"G_ema": g, "D": d}), (runs[1], "vae", {"encoder": enc, "decoder": dec})):
+        run.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(run, kind=kind, meta=meta, models={k: m.eval() for k, m in models.items()})
+    return runs
+
+
+@contextmanager
+def _one_torch_thread():
+    """Tiny tensors gain nothing from threads, and on a shared 2-core machine torch's
+    spinning worker threads make them several times slower; restored afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def make_tiny_pack(out_dir: Path, *, name: str = "tiny", fp16: bool = True, seed: int = 0) -> Path:
+    """Export a full tiny pack (generator, discriminator, encoder, decoder; fp16 variants
+    when `fp16`) to `out_dir/<name>` and return its path. A few seconds on 2 CPU cores."""
+    from export.build import build_pack, load_runs
+
+    with _one_torch_thread():
+        runs = make_tiny_runs(out_dir, seed=seed)
+        exported = build_pack(load_runs(runs), Path(out_dir) / name, name=name, version="0.0.1", fp16=fp16)
+    log.info("tiny pack at %s", exported.path)
+    return exported.path
