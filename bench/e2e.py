@@ -72,11 +72,25 @@ async def _one(fake: FakeDiscord, member, command: str, options: dict, need_file
     return itx, ok
 
 
+def _cpu_s(pid: int | None) -> float:
+    """CPU seconds (user + system) of this process, or of process `pid` (Linux /proc; 0 elsewhere)."""
+    if pid is None:
+        return time.process_time()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def _measure(fake: FakeDiscord, members: list, n: int, rounds: int, command: str, need_file: bool,
-                   timeout: float, seed0: int) -> dict:
-    """`rounds` bursts of `n` members at once (n=1: `rounds` sequential requests)."""
+                   timeout: float, seed0: int, bot: BotProcess | None = None) -> dict:
+    """`rounds` bursts of `n` members at once (n=1: `rounds` sequential requests), with the CPU
+    time the fake (this process) and the bot spent per request."""
     itxs: list[Interaction] = []
     failed = 0
+    bot_pid = bot.proc.pid if bot is not None and bot.proc is not None else None
+    cpu0 = (_cpu_s(None), _cpu_s(bot_pid))
     for r in range(rounds):
         opts = [{"seed": seed0 + r * n + i} if need_file else {} for i in range(n)]
         results = await asyncio.gather(*(_one(fake, members[i], command, opts[i], need_file, timeout)
@@ -85,7 +99,12 @@ async def _measure(fake: FakeDiscord, members: list, n: int, rounds: int, comman
             failed += not ok
             if itx is not None:
                 itxs.append(itx)
-    return summarize(itxs, failed)
+    out = summarize(itxs, failed)
+    requests = max(1, n * rounds)
+    out["fake_cpu_ms_per_request"] = round((_cpu_s(None) - cpu0[0]) * 1000 / requests, 2)
+    if bot_pid is not None:
+        out["bot_cpu_ms_per_request"] = round((_cpu_s(bot_pid) - cpu0[1]) * 1000 / requests, 2)
+    return out
 
 
 def _pack_env(workdir: Path) -> tuple[dict[str, str], str, str | None]:
@@ -109,10 +128,10 @@ async def _bench(counts: tuple[int, ...], rounds: int, bursts: int, command: str
     async with FakeDiscord() as fake:
         guild = fake.add_guild("bench")
         members = [fake.add_member(guild, f"member{i}") for i in range(biggest)]
-        async with BotProcess(fake, {"MOE_DEV_GUILD_ID": str(guild.id)}, args=DEMO_BOT):
+        async with BotProcess(fake, {"MOE_DEV_GUILD_ID": str(guild.id)}, args=DEMO_BOT) as demo:
             await _measure(fake, members, 1, 3, "hello", False, timeout, 0)  # warm-up
             out["baseline"] = {str(n): await _measure(fake, members, n, rounds if n == 1 else bursts, "hello",
-                                                      False, timeout, 0) for n in counts}
+                                                      False, timeout, 0, demo) for n in counts}
         out["baseline"]["what"] = "demo_bot /hello (instant answer): fake Discord + discord.py round trip"
     # The real bot.
     async with FakeDiscord() as fake:
@@ -130,7 +149,7 @@ async def _bench(counts: tuple[int, ...], rounds: int, bursts: int, command: str
             await _measure(fake, members, min(4, biggest), 1, command, True, timeout, 10_000)  # warm-up
             for n in counts:
                 out[str(n)] = await _measure(fake, members, n, rounds if n == 1 else bursts, command, True,
-                                             timeout, 20_000 * n)
+                                             timeout, 20_000 * n, bot)
         finally:
             await bot.stop()
         out["violations"] = [str(v) for v in fake.violations]
