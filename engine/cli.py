@@ -1,9 +1,197 @@
-"""`moe` sub-commands owned by the engine package (filled in by its issue)."""
+"""`moe generate`: avatars from the command line (and the README gallery).
+
+Heavy imports (numpy, onnxruntime, PIL) happen inside the command, so `moe --help` stays instant.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import math
+from pathlib import Path
+
 import typer
+
+__all__ = ["register"]
+
+GAP = 4  # pixels between grid tiles
+
+
+class _Usage(Exception):
+    """A mistake in the command line; printed with exit code 2."""
+
+
+def _pairs(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise _Usage(f"{flag} expects attribute=value, got {item!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def generate(
+    set_: list[str] = typer.Option([], "--set", "-s", help="attribute=value (repeat); unset attributes are random"),
+    seed: int | None = typer.Option(None, help="seed (0..4294967295); random when left out (printed)"),
+    out: Path = typer.Option(Path("avatar.png"), "--out", "-o", help="PNG file to write"),
+    pack: str | None = typer.Option(None, help="pack name (default: settings.default_pack)"),
+    n: int = typer.Option(1, "--n", "-n", min=1, max=64, help="images: seeds seed..seed+n-1 / variations / blend steps"),
+    size: int = typer.Option(256, help="pixels per tile: 128, 256 or 512"),
+    model: str = typer.Option("gan", help="gan, vae, or both (two rows: GAN above VAE, same seeds)"),
+    transparent: bool = typer.Option(False, help="cut out the flat background (packs with background 'flat')"),
+    vary: float | None = typer.Option(None, help="n variations of the avatar at this strength (0.01..2, e.g. 0.3)"),
+    edit: list[str] = typer.Option([], "--edit", "-e", help="attribute=value: same character, new value (repeat)"),
+    blend: str | None = typer.Option(None, help="recipe code to blend with; --n steps from this avatar to it"),
+    recipe: str | None = typer.Option(None, help="start from a recipe code instead of --set/--seed"),
+    grid_attr: str | None = typer.Option(None, help="one tile per value of this attribute, same character"),
+    best_of: int | None = typer.Option(None, min=2, max=64, help="draw K candidates, keep the discriminator's favourite"),
+    list_attributes: bool = typer.Option(False, "--list-attributes", help="show the pack's attributes and exit"),
+) -> None:
+    """Draw avatars from a model pack and write a PNG (a grid when there are several).
+
+    Prints each avatar's recipe code, which redraws it exactly (`--recipe CODE`)."""
+    opts = dict(locals())
+    from moe.settings import Settings
+
+    settings = Settings()
+    try:
+        code = asyncio.run(_main(settings, opts))
+    except _Usage as e:
+        typer.secho(f"error: {e}", err=True, fg="red")
+        raise typer.Exit(2) from None
+    raise typer.Exit(code)
+
+
+async def _main(settings, o: dict) -> int:
+    from engine import Engine, EngineError, InvalidRecipe, SchemaError, UnknownPack
+
+    try:
+        async with Engine.from_settings(settings, watch_s=None, metrics_log_s=None) as eng:
+            name = o["pack"] or settings.default_pack
+            if name not in eng.packs:
+                where = ", ".join(str(d) for d in settings.pack_dirs())
+                have = ", ".join(sorted(eng.packs)) or "none"
+                refused = "".join(f"\n  refused {k}: {v}" for k, v in eng.refused.items())
+                raise _Usage(f"pack {name!r} is not installed (installed: {have}; "
+                             f"looked in {where}). Make one with `moe export RUN --out {settings.packs_dir}/NAME`."
+                             + refused)
+            if o["list_attributes"]:
+                _print_attributes(eng.packs[name])
+                return 0
+            rows = await _tiles(eng, name, o)
+            _write(eng, rows, o)
+            return 0
+    except (SchemaError, InvalidRecipe, UnknownPack) as e:
+        raise _Usage(str(e)) from None
+    except EngineError as e:
+        typer.secho(f"error: {e}", err=True, fg="red")
+        return 1
+
+
+async def _tiles(eng, name: str, o: dict) -> list[list]:
+    """The avatars to draw, as rows of results (plus a label per tile)."""
+    pack = eng.packs[name]
+    conditions, edits = _pairs(o["set_"], "--set"), _pairs(o["edit"], "--edit")
+    if o["size"] not in (128, 256, 512):
+        raise _Usage(f"--size must be 128, 256 or 512, got {o['size']}")
+    if o["model"] not in ("gan", "vae", "both"):
+        raise _Usage(f"--model must be gan, vae or both, got {o['model']!r}")
+    models = ["gan", "vae"] if o["model"] == "both" else [o["model"]]
+    if o["model"] == "both" and (o["recipe"] or o["blend"]):
+        raise _Usage("--model both compares the two models on fresh seeds; leave out --recipe/--blend")
+    seed = o["seed"]
+    if seed is None:
+        import secrets
+
+        seed = secrets.randbelow(2**32)
+    rows = []
+    for model in models:
+        # the base avatar(s): a recipe code, the discriminator's pick, or plain seeds
+        if o["recipe"]:
+            bases = [await eng.redraw(eng.recipe(o["recipe"]))]
+        elif o["best_of"]:
+            bases = [await eng.best_of(name, conditions, seed, o["best_of"], model)]
+        else:
+            plain_n = o["n"] if not (o["vary"] or o["blend"] or o["grid_attr"]) else 1
+            bases = await eng.generate(name, conditions, seed, plain_n, model)
+        if edits:
+            bases = [await eng.edit(b.recipe, **edits) for b in bases]
+        base = bases[0]
+        if o["grid_attr"]:
+            attr = pack.schema[o["grid_attr"]]
+            tiles = [(await eng.edit(base.recipe, **{attr.name: v}), attr.label(v)) for v in attr.values]
+        elif o["blend"]:
+            other = eng.recipe(o["blend"])
+            steps = o["n"]
+            ts = [0.5] if steps == 1 else [i / (steps - 1) for i in range(steps)]
+            tiles = [(await eng.blend(base.recipe, other, t), f"t={t:.2f}") for t in ts]
+        elif o["vary"]:
+            tiles = [(r, None) for r in await eng.vary(base.recipe, o["vary"], o["n"], seed)]
+        else:
+            tiles = [(b, None) for b in bases]
+        if o["model"] == "both":
+            tiles = [(r, f"{model.upper()} {label or ''}".strip()) for r, label in tiles]
+        rows.append(tiles)
+    for row in rows:
+        for r, _ in row:
+            rc = r.recipe
+            seed_txt = f" seed={rc.seed}" if rc.seed is not None else ""
+            text = " ".join(f"{k}={v}" for k, v in pack.schema.decode(rc.cond).items())
+            if rc.cond_b is not None:
+                text += f"  <-{rc.mix:.2f}->  " + " ".join(f"{k}={v}" for k, v in pack.schema.decode(rc.cond_b).items())
+            typer.echo(f"{r.code}  {rc.model}{seed_txt} {text}")
+    return rows
+
+
+def _write(eng, rows: list[list], o: dict) -> None:
+    import numpy as np
+    from PIL import Image, ImageDraw, ImageFont
+
+    from engine.image import cutout_alpha, png_bytes, upscale
+
+    out, size, transparent = o["out"], o["size"], o["transparent"]
+    if transparent and eng.packs[rows[0][0][0].recipe.pack].background != "flat":
+        raise _Usage("this pack has no flat background, so --transparent is not available")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tiles = [t for row in rows for t in row]
+    if len(tiles) == 1:
+        out.write_bytes(png_bytes(tiles[0][0].image, size, transparent))
+        typer.echo(f"wrote {out} ({size}px)")
+        return
+    cols = max(len(r) for r in rows) if len(rows) > 1 or len(tiles) <= 8 else math.ceil(math.sqrt(len(tiles)))
+    grid = rows if len(rows) > 1 or len(tiles) <= 8 else [tiles[i : i + cols] for i in range(0, len(tiles), cols)]
+    font = ImageFont.load_default(size=max(12, size // 14))
+    label_h = max(12, size // 14) + 8 if any(label for _, label in tiles) else 0
+    mode = "RGBA" if transparent else "RGB"
+    canvas = Image.new(mode, (cols * size + (cols - 1) * GAP, len(grid) * (size + label_h) + (len(grid) - 1) * GAP),
+                       (255, 255, 255, 0) if transparent else (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for y, row in enumerate(grid):
+        for x, (r, label) in enumerate(row):
+            img = r.image
+            if transparent:
+                img = np.concatenate([img, cutout_alpha(img)[..., None]], axis=-1)
+            left, top = x * (size + GAP), y * (size + label_h + GAP)
+            canvas.paste(Image.fromarray(upscale(np.ascontiguousarray(img), size)), (left, top))
+            if label:
+                draw.text((left + 4, top + size + 3), label, fill=(60, 60, 60, 255), font=font)
+    canvas.save(out, format="PNG")
+    typer.echo(f"wrote {out} ({len(tiles)} tiles, {len(grid)}x{cols}, {size}px each)")
+
+
+def _print_attributes(pack) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"{pack.name} {pack.manifest.get('version', '')}: {pack.resolution}px, z {pack.z_dim}, "
+                    f"models {', '.join(sorted(pack.models))}")
+    for col in ("attribute", "values", "default", "description"):
+        t.add_column(col)
+    for a in pack.schema.attributes:
+        t.add_row(a.name, ", ".join(a.values), a.default or "random", a.description)
+    Console().print(t)
 
 
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the top-level `moe` app."""
+    app.command("generate")(generate)
