@@ -57,7 +57,7 @@ def test_png_bytes_rgba_when_transparent():
 
 def test_to_rgb_array_accepts_bytes_arrays_and_pil_and_crops_to_square():
     rgba = np.zeros((40, 80, 4), np.uint8)
-    rgba[..., 0] = 255
+    rgba[..., 0] = rgba[..., 3] = 255
     rgba[:, :10, 3] = 0  # transparent strip (cropped away anyway), red elsewhere
     buf = io.BytesIO()
     Image.fromarray(rgba).save(buf, format="PNG")
