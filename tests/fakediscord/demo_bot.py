@@ -46,10 +46,51 @@ class Again(discord.ui.DynamicItem[discord.ui.Button], template=r"demo:again:(?P
     async def callback(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer(thinking=True)
         n = self.n + 1
-        view = discord.ui.View(timeout=None).add_item(Again(n))
+        view = result_view(n)
         first = interaction.message.interaction_metadata  # who ran the command this button is under
         await interaction.followup.send(f"again {n} (pid {os.getpid()}, under {first.user.name}'s message)",
                                         file=discord.File(io.BytesIO(tiny_png(n)), "again.png"), view=view)
+
+
+class Swap(discord.ui.DynamicItem[discord.ui.Button], template=r"demo:swap:(?P<n>[0-9]+)"):
+    """Edits the message it is on: deferred update, then a new picture in place of the old one."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(discord.ui.Button(label="Swap", custom_id=f"demo:swap:{n}"))
+        self.n = n
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Button, match: re.Match[str]):
+        return cls(int(match["n"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
+        n = self.n + 1
+        await interaction.edit_original_response(content=f"swapped {n}", view=result_view(n),
+                                                 attachments=[discord.File(io.BytesIO(tiny_png(n)), "swap.png")])
+
+
+class Size(discord.ui.DynamicItem[discord.ui.Select], template=r"demo:size:(?P<n>[0-9]+)"):
+    """A persistent select menu; answers by updating its message (callback type 7)."""
+
+    def __init__(self, n: int) -> None:
+        options = [discord.SelectOption(label=s, value=s) for s in ("small", "large")]
+        super().__init__(discord.ui.Select(custom_id=f"demo:size:{n}", options=options, placeholder="size"))
+        self.n = n
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: discord.ui.Select, match: re.Match[str]):
+        return cls(int(match["n"]))
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        await interaction.response.edit_message(content=f"{self.item.values[0]} {self.n}")
+
+
+def result_view(n: int) -> discord.ui.View:
+    view = discord.ui.View(timeout=None)
+    for item in (Again(n), Swap(n), Size(n)):
+        view.add_item(item)
+    return view
 
 
 class Ask(discord.ui.Modal, title="Ask"):
@@ -64,7 +105,7 @@ class DemoBot(commands.Bot):
         super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default())
 
     async def setup_hook(self) -> None:
-        self.add_dynamic_items(Again)
+        self.add_dynamic_items(Again, Swap, Size)
         guild = discord.Object(int(os.environ["MOE_DEV_GUILD_ID"]))
         self.tree.copy_global_to(guild=guild)
         await self.tree.sync(guild=guild)
@@ -87,7 +128,7 @@ async def draw(interaction: discord.Interaction, n: app_commands.Range[int, 0, 9
                seed: int | None = None) -> None:
     """Defer, then send a PNG with a persistent button."""
     await interaction.response.defer(thinking=True)
-    view = discord.ui.View(timeout=None).add_item(Again(n))
+    view = result_view(n)
     admin = interaction.permissions.manage_guild
     await interaction.followup.send(f"{shape} {n} admin={admin}", file=discord.File(io.BytesIO(tiny_png(n)), "draw.png"),
                                     view=view)

@@ -262,7 +262,7 @@ class FakeServer:
                 setattr(msg, key, body[key] if body[key] is not None else ("" if key == "content" else []))
         msg.attachments = self._attachments(msg, body, files)
         if edit:
-            msg.edits += 1
+            msg.edits += not msg.flags & LOADING  # filling in "thinking..." is the first content, not an edit
             msg.flags &= ~LOADING
 
     def _new_message(self, channel_id: int, guild_id: int | None, body: dict, files: dict[str, _File],

@@ -67,6 +67,18 @@ async def test_discord_py_bot_end_to_end():
             assert again.files[0].data.startswith(PNG_MAGIC)
             assert click.payload["message"]["id"] == str(msg.id)
 
+            # deferred update + edit_original_response: the same message, the picture replaced
+            swap = await fake.click(alice, again, custom_id="demo:swap:")
+            swapped = await swap.wait_done()
+            assert swap.response_type == ResponseType.DEFERRED_UPDATE and swapped is again
+            assert again.content == "swapped 7" and again.edits == 1
+            assert [f.filename for f in again.files] == ["swap.png"] and again.files[0].data != msg.files[0].data
+            assert again.find_component(custom_id="demo:size:")["custom_id"] == "demo:size:7"
+            chosen = await (await fake.select(alice, again, ["large"])).wait_done()
+            assert chosen is again and again.content == "large 7" and again.files[0].filename == "swap.png"
+            with pytest.raises(InvalidInvocation, match="not 1..1 of"):
+                await fake.select(alice, again, ["huge"])
+
             choices = await fake.autocomplete(alice, "pick", "fruit", "3")
             assert [c["value"] for c in choices] == ["fruit-03", "fruit-13", "fruit-23", "fruit-30", "fruit-31",
                                                      "fruit-32", "fruit-33", "fruit-34", "fruit-35", "fruit-36",
