@@ -27,6 +27,16 @@ def moe_env(guild, data_dir: Path, *, packs_dir: Path | None = None, default_pac
     return env
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL it when the test process dies (Linux), so a killed
+    test run leaves no bot reconnecting forever to a fake that is gone."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        PR_SET_PDEATHSIG = 1
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class BotProcess:
     """Start, kill -9 and restart a bot subprocess wired to a FakeDiscord.
 
@@ -66,7 +76,8 @@ class BotProcess:
             log.flush()
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-u", *self.args, cwd=self.cwd, env=self.env,
-                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT)
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=asyncio.subprocess.STDOUT,
+                preexec_fn=_die_with_parent)
         self.starts += 1
         if not wait_ready:
             return
