@@ -231,6 +231,7 @@ def _eyes(pen: _Pen, kind: str, ex: float, ey: float, rng: random.Random,
         for side in (-1, 1):
             pen.ellipse(side * (ex + 0.5), ey + 1.5, 12, 14.5, panda, ink=False, angle=side * -35)
     iris = rng.choice(_IRIS)
+    lid = _EYE if panda is None else (250, 244, 240)  # closed eyes stay visible on panda patches
     for side in (-1, 1):
         x = side * ex
         k = ("happy" if side == 1 else "big") if kind == "wink" else kind
@@ -241,12 +242,16 @@ def _eyes(pen: _Pen, kind: str, ex: float, ey: float, rng: random.Random,
             pen.ellipse(x - 2.6, ey - 3.6, 3.2, 3.4, hl, ink=False)
             pen.ellipse(x + 2.8, ey + 3.4, 1.4, 1.4, hl, ink=False)
         elif k == "dot":
+            if panda is not None:
+                pen.ellipse(x, ey + 1, 5, 5.4, lid, ink=False)
             pen.ellipse(x, ey + 1, 3.6, 4.0, _EYE, ink=False)
             pen.ellipse(x - 1.1, ey - 0.4, 1.2, 1.2, hl, ink=False)
         elif k == "sleepy":
+            if panda is not None:
+                pen.half(x, ey + 1, 8.4, 7.4, lid)
             pen.half(x, ey + 1, 7, 6, _EYE)
             pen.line([(x - 8.5, ey + 1.5), (x - 6, ey + 0.6), (x + 6, ey + 0.6), (x + 8.5, ey + 1.5)],
-                     2.4, _EYE)
+                     2.4, lid)
         elif k == "sparkle":
             pen.ellipse(x, ey, 8.2, 10, _EYE, ink=False)
             pen.ellipse(x, ey + 2, 6.4, 7.2, iris, ink=False)
@@ -258,7 +263,7 @@ def _eyes(pen: _Pen, kind: str, ex: float, ey: float, rng: random.Random,
             pen.ellipse(x + 3.2, ey + 3.6, 1.5, 1.5, hl, ink=False)
             pen.ellipse(x + 3.6, ey - 4.6, 0.9, 0.9, hl, ink=False)
         else:  # happy: closed ^ arc
-            pen.curve(x, ey + 2, 6.8, -6.5, 2.8, _EYE)
+            pen.curve(x, ey + 2, 6.8, -6.5, 2.8, lid)
 
 
 def _nose(pen: _Pen, style: str, ny: float) -> None:
