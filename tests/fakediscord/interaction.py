@@ -128,6 +128,11 @@ class Interaction:
         self.acked_at = now
         self._acked.set()
 
+    def record(self, message: Message) -> None:
+        """A message changed without being the answer (a "thinking..." placeholder deleted)."""
+        self.messages.append(message)
+        self._progress.set()
+
     def finish(self, now: float, message: Message | None = None) -> None:
         if message is not None:
             self.messages.append(message)

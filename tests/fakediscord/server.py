@@ -441,7 +441,8 @@ class FakeServer:
         if rejected := self._rejected(body, files, itx):
             return rejected
         orig = itx.original
-        if itx.response_type == ResponseType.DEFERRED_MESSAGE and orig is not None and orig.flags & LOADING:
+        if (itx.response_type == ResponseType.DEFERRED_MESSAGE and orig is not None and orig.flags & LOADING
+                and not orig.deleted):
             self._apply(orig, body, files, edit=True)  # Discord: the first followup replaces "thinking..."
             msg = orig
         else:
@@ -470,7 +471,10 @@ class FakeServer:
             return _json(msg.to_payload())
         if request.method == "DELETE":
             msg.deleted = True
-            itx.finish(now, msg)  # a final answer too (e.g. a Delete button: defer, then delete @original)
+            if msg.flags & LOADING:
+                itx.record(msg)  # the placeholder is gone; a followup will be a new message
+            else:
+                itx.finish(now, msg)  # a final answer (e.g. a Delete button: defer, then delete @original)
             return web.Response(status=204)
         if request.method != "PATCH":
             return await self.not_implemented(request)

@@ -236,6 +236,17 @@ async def test_gateway_protocol_and_limits():
         with pytest.raises(InvalidInvocation, match="deleted"):
             await fake.click(alice, msg, label="Delete")
 
+        # deleting the "thinking..." placeholder is no answer; the followup after it is a new message
+        later = await fake.slash(alice, "avatar create")
+        assert (await ws.receive_json())["d"]["id"] == str(later.id)
+        assert (await raw.callback(later, {"type": 5}))[0] == 200
+        assert (await raw.webhook("DELETE", later, "/messages/@original"))[0] == 204
+        assert not later._done.is_set()
+        status, _ = await raw.webhook("POST", later, "", {"content": "sorry", "flags": 64})
+        reply = await later.wait_done()
+        assert status == 200 and reply.ephemeral and reply.content == "sorry" and reply is not later.original
+        assert later.messages[0] is later.original and later.original.deleted
+
         fake.server.token_life_s = 0.0  # 15 minutes later...
         status, err = await raw.webhook("POST", itx, "", {"content": "late followup"})
         assert status == 401 and err["code"] == 50027
