@@ -197,8 +197,26 @@ def to_onnx(graph: nn.Module, spec: GraphSpec, opset: int = OPSET) -> onnx.Model
         )
     model = onnx.load_from_string(buf.getvalue())
     model.doc_string = f"moe-avatar {spec.role}"
+    _declare_shapes(model.graph, spec)
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def _declare_shapes(graph: onnx.GraphProto, spec: GraphSpec) -> None:
+    """Write the contract's shapes into the graph's inputs/outputs: the tracer leaves some
+    output dims symbolic (e.g. after `chunk`), and Triton and readers want them fixed."""
+    for values, specs in ((graph.input, spec.inputs), (graph.output, spec.outputs)):
+        for value, (name, _, shape) in zip(values, specs):
+            if value.name != name:
+                raise ValueError(f"graph {spec.role}: expected {name!r}, the exporter named it {value.name!r}")
+            dims = value.type.tensor_type.shape.dim
+            del dims[:]
+            for d in shape:
+                dim = dims.add()
+                if isinstance(d, int):
+                    dim.dim_value = d
+                else:
+                    dim.dim_param = d
 
 
 def _toposort(graph: onnx.GraphProto) -> None:

@@ -14,7 +14,7 @@ import logging
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["make_tiny_pack", "make_tiny_runs", "TINY"]
+__all__ = ["make_tiny_pack", "make_tiny_runs", "one_torch_thread", "TINY"]
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ def make_tiny_runs(out_dir: Path, seed: int = 0, schema=None) -> tuple[Path, Pat
 
 
 @contextmanager
-def _one_torch_thread():
+def one_torch_thread():
     """Tiny tensors gain nothing from threads, and on a shared 2-core machine torch's
     spinning worker threads make them several times slower; restored afterwards."""
     import torch
@@ -78,7 +78,7 @@ def make_tiny_pack(out_dir: Path, *, name: str = "tiny", fp16: bool = True, seed
     when `fp16`) to `out_dir/<name>` and return its path. A few seconds on 2 CPU cores."""
     from export.build import build_pack, load_runs
 
-    with _one_torch_thread():
+    with one_torch_thread():
         runs = make_tiny_runs(out_dir, seed=seed)
         exported = build_pack(load_runs(runs), Path(out_dir) / name, name=name, version="0.0.1", fp16=fp16)
     log.info("tiny pack at %s", exported.path)
