@@ -241,7 +241,7 @@ async def test_gateway_protocol_and_limits():
         assert (await ws.receive_json())["d"]["id"] == str(later.id)
         assert (await raw.callback(later, {"type": 5}))[0] == 200
         assert (await raw.webhook("DELETE", later, "/messages/@original"))[0] == 204
-        assert not later._done.is_set()
+        assert later.done_at is None
         status, _ = await raw.webhook("POST", later, "", {"content": "sorry", "flags": 64})
         reply = await later.wait_done()
         assert status == 200 and reply.ephemeral and reply.content == "sorry" and reply is not later.original
