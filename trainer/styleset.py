@@ -108,6 +108,18 @@ class _Pen:
             self._fill(self._arc(x, y, rx + ink, ry + ink, 0.0, half=True, dy=-ink), _INK)
         self._fill(self._arc(x, y, rx, ry, 0.0, half=True), fill)
 
+    def clipped(self, x, y, rx, ry, angle, cut, fill):
+        """The part of a rotated ellipse above the line y=cut (units, before the tilt)."""
+        pts = self._arc(x, y, rx, ry, angle)
+        out = []
+        for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1]):
+            if y0 <= cut:
+                out.append((x0, y0))
+            if (y0 <= cut) != (y1 <= cut):  # the edge crosses the cut line
+                out.append((x0 + (x1 - x0) * (cut - y0) / (y1 - y0), cut))
+        if len(out) >= 3:
+            self._fill(out, fill)
+
     def ring(self, x, y, r, width, color):
         pts = self._arc(x, y, r, r, 0.0)
         self.d.line([self.p(px, py) for px, py in pts + pts[:2]], fill=color,
@@ -164,9 +176,8 @@ def _pastel(rng: random.Random, avoid: Color) -> Color:
 # -- parts --------------------------------------------------------------------------------
 
 
-def _ears_back(pen: _Pen, style: str, fur: Color, dark: Color, rng: random.Random) -> None:
-    """Ears and tufts behind the head."""
-    a = rng.uniform(-7, 7)  # ear angle jitter
+def _ears_back(pen: _Pen, style: str, fur: Color, dark: Color, a: float) -> None:
+    """Ears and tufts behind the head; `a` jitters their angle (degrees)."""
     inner = _mix(fur, _PINK, 0.55)
     for side in (-1, 1):
         if style in ("cat", "fox"):
@@ -179,8 +190,7 @@ def _ears_back(pen: _Pen, style: str, fur: Color, dark: Color, rng: random.Rando
             inn = [(mid[0] + (px - mid[0]) * 0.55, mid[1] + (py - mid[1]) * 0.55 + 2) for px, py in ear]
             pen.poly(inn, _WHITE if style == "fox" else inner, ink=False)
         elif style == "bunny":
-            pen.ellipse(side * 15, -46, 9, 22, fur, angle=side * (10 + a))
-            pen.ellipse(side * 15, -44, 4.5, 15.5, inner, ink=False, angle=side * (10 + a))
+            _bunny_ear(pen, side, fur, a)
         elif style in ("bear", "panda"):
             ex, ey = side * (31 + a / 3), -30
             pen.ellipse(ex, ey, 12, 12, dark if style == "panda" else fur)
@@ -189,6 +199,20 @@ def _ears_back(pen: _Pen, style: str, fur: Color, dark: Color, rng: random.Rando
         elif style == "chick" and side == 1:
             for dx, ang in ((-5, -25), (0, 0), (5, 25)):
                 pen.ellipse(dx * 1.6 + a / 4, -45, 5.2, 13.5, fur, angle=ang * 1.2 + a)
+
+
+def _bunny_ear(pen: _Pen, side: int, fur: Color, a: float, cut: float | None = None) -> None:
+    """A long bunny ear; with `cut`, only the part above y=cut (poking through a hat)."""
+    args = (side * 15, -46, 9, 22, side * (10 + a)), (side * 15, -44, 4.5, 15.5, side * (10 + a))
+    if cut is None:
+        pen.ellipse(*args[0][:4], fur, angle=args[0][4])
+        pen.ellipse(*args[1][:4], _mix(fur, _PINK, 0.55), ink=False, angle=args[1][4])
+        return
+    (x, y, rx, ry, ang), (ix, iy, irx, iry, _) = args
+    lw = pen.lw / 2
+    pen.clipped(x, y, rx + lw, ry + lw, ang, cut, _INK)
+    pen.clipped(x, y, rx - lw, ry - lw, ang, cut, fur)
+    pen.clipped(ix, iy, irx, iry, ang, cut, _mix(fur, _PINK, 0.55))
 
 
 def _head(pen: _Pen, style: str, fur: Color) -> None:
@@ -382,7 +406,8 @@ def render(condition: dict[str, str], seed: int, size: int = 128) -> Image.Image
     pen = _Pen(draw, cx, cy, k, s, tilt=rng.uniform(-6, 6))
     spread = rng.uniform(-1, 1)  # eye spacing
     pen.ellipse(0, 60, 36, 30, fur)  # shoulders peeking at the bottom
-    _ears_back(pen, style, fur, dark, part[1])
+    ear_angle = part[1].uniform(-7, 7)
+    _ears_back(pen, style, fur, dark, ear_angle)
     _head(pen, style, fur)
     if style == "frog":
         ex, ey, ny, my, bx, by = 22 + spread, -26, 3, 10, 32, 7
@@ -395,6 +420,9 @@ def render(condition: dict[str, str], seed: int, size: int = 128) -> Image.Image
     _nose(pen, style, ny)
     _mouth(pen, condition["mouth"], my)
     _accessory(pen, condition["accessory"], style, ex, ey, part[4])
+    if style == "bunny" and condition["accessory"] == "hat":  # ears poke through the hat
+        for side in (-1, 1):
+            _bunny_ear(pen, side, fur, ear_angle, cut=-47)
     return img.reduce(_SS)
 
 
