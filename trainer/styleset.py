@@ -203,16 +203,15 @@ def _ears_back(pen: _Pen, style: str, fur: Color, dark: Color, a: float) -> None
 
 def _bunny_ear(pen: _Pen, side: int, fur: Color, a: float, cut: float | None = None) -> None:
     """A long bunny ear; with `cut`, only the part above y=cut (poking through a hat)."""
-    args = (side * 15, -46, 9, 22, side * (10 + a)), (side * 15, -44, 4.5, 15.5, side * (10 + a))
+    x, ang, inner = side * 15, side * (10 + a), _mix(fur, _PINK, 0.55)
     if cut is None:
-        pen.ellipse(*args[0][:4], fur, angle=args[0][4])
-        pen.ellipse(*args[1][:4], _mix(fur, _PINK, 0.55), ink=False, angle=args[1][4])
-        return
-    (x, y, rx, ry, ang), (ix, iy, irx, iry, _) = args
-    lw = pen.lw / 2
-    pen.clipped(x, y, rx + lw, ry + lw, ang, cut, _INK)
-    pen.clipped(x, y, rx - lw, ry - lw, ang, cut, fur)
-    pen.clipped(ix, iy, irx, iry, ang, cut, _mix(fur, _PINK, 0.55))
+        pen.ellipse(x, -46, 9, 22, fur, angle=ang)
+        pen.ellipse(x, -44, 4.5, 15.5, inner, ink=False, angle=ang)
+    else:
+        lw = pen.lw / 2
+        pen.clipped(x, -46, 9 + lw, 22 + lw, ang, cut, _INK)
+        pen.clipped(x, -46, 9 - lw, 22 - lw, ang, cut, fur)
+        pen.clipped(x, -44, 4.5, 15.5, ang, cut, inner)
 
 
 def _head(pen: _Pen, style: str, fur: Color) -> None:
@@ -305,19 +304,19 @@ def _nose(pen: _Pen, style: str, ny: float) -> None:
         pen.ellipse(-1.2, ny - 1, 1.2, 0.8, (190, 160, 150), ink=False)
 
 
-def _mouth(pen: _Pen, kind: str, my: float) -> None:
+def _mouth(pen: _Pen, kind: str, my: float, wide: float) -> None:
     if kind == "smile":
-        pen.curve(0, my, 8, 5, 2.6, _INK)
+        pen.curve(0, my, 8 * wide, 5, 2.6, _INK)
     elif kind == "open":
-        pen.half(0, my + 1.5, 9, 9.5, (168, 62, 78), ink=2.4)
-        pen.ellipse(0, my + 8, 5.4, 2.7, (255, 138, 150), ink=False)
+        pen.half(0, my + 1.5, 9 * wide, 9.5, (168, 62, 78), ink=2.4)
+        pen.ellipse(0, my + 8, 5.4 * wide, 2.7, (255, 138, 150), ink=False)
     elif kind == "cat":
         for side in (-1, 1):
-            pen.curve(side * 5.2, my, 5.2, 4.8, 2.6, _INK)
+            pen.curve(side * 5.2 * wide, my, 5.2 * wide, 4.8, 2.6, _INK)
     else:  # tongue out under a smile
         pen.ellipse(1.5, my + 6.5, 5, 6.2, (255, 128, 146))
         pen.line([(1.5, my + 4.5), (1.5, my + 8.5)], 1.3, (220, 90, 110))
-        pen.curve(0, my, 8.5, 4.5, 2.6, _INK)
+        pen.curve(0, my, 8.5 * wide, 4.5, 2.6, _INK)
 
 
 def _blush(pen: _Pen, bx: float, by: float, under: Color, rng: random.Random) -> None:
@@ -418,7 +417,7 @@ def render(condition: dict[str, str], seed: int, size: int = 128) -> Image.Image
     _blush(pen, bx, by, under, part[2])
     _eyes(pen, condition["eyes"], ex, ey, part[3], dark if style == "panda" else None)
     _nose(pen, style, ny)
-    _mouth(pen, condition["mouth"], my)
+    _mouth(pen, condition["mouth"], my, wide=1.3 if style == "frog" else 1.0)
     _accessory(pen, condition["accessory"], style, ex, ey, part[4])
     if style == "bunny" and condition["accessory"] == "hat":  # ears poke through the hat
         for side in (-1, 1):
