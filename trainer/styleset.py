@@ -3,9 +3,9 @@
 This is the default training data (`--data builtin`). Each picture is drawn at
 `_SS` times its size and box-downsampled, so edges are anti-aliased. Five labelled
 attributes (see `SCHEMA`); everything else is *unlabelled* seeded variation that the
-models learn as latent noise: blush intensity and shape, the flat pastel background,
-head size/position, ear angles, eye spacing, tilt, accessory placement and colours of
-sparkle irises and bows.
+models learn as latent noise: blush intensity and shape (sometimes none), the flat pastel
+background, head size/position/tilt, ear angles, eye spacing, accessory placement, the
+colours of sparkle irises, bows and petals, and a puppy patch over one eye of some dogs.
 
 The background is always one flat colour that also fills the corners, so the engine can
 cut it out for transparent PNGs.
