@@ -101,9 +101,13 @@ async def report_error(interaction: discord.Interaction, error: BaseException) -
     """Tell the member what went wrong, ephemeral, whatever state the interaction is in."""
     message, _ = describe_error(error)
     try:
-        if interaction.response.is_done():
-            await interaction.followup.send(message, ephemeral=True)
-        else:
+        if not interaction.response.is_done():
             await interaction.response.send_message(message, ephemeral=True)
+            return
+        if interaction.response.type is discord.InteractionResponseType.deferred_channel_message:
+            # The first followup would replace the "thinking..." message and keep it public:
+            # remove it, so the explanation reaches only this member.
+            await interaction.delete_original_response()
+        await interaction.followup.send(message, ephemeral=True)
     except discord.HTTPException as e:  # the interaction expired or the channel is gone
         log.warning("could not report an error to the member: %s", e)

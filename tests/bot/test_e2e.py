@@ -6,7 +6,8 @@ Every test ends by checking that the fake saw no violation of Discord's rules an
 REST call it does not know. Pixels are checked against an engine in the test process
 drawing the same recipe code from the same pack.
 
-Set MOE_E2E_IMG_DIR to keep the PNGs the fake received for a create, an edit and a blend.
+Set MOE_E2E_IMG_DIR to keep the PNGs the fake received for a create, an edit and a blend
+(docs/img/e2e-*.png were made with `MOE_E2E_IMG_DIR=docs/img pytest tests/bot/test_e2e.py`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import pytest_asyncio
 from PIL import Image
 
 from engine import Engine, Recipe
-from engine.recipe import Seed, Slerp, Upload, Vary
+from engine.pack import content_hash
+from engine.recipe import Seed, Slerp, Upload, Vary, pack_id_of
 from tests.fakediscord import BotProcess, FakeDiscord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -37,16 +39,22 @@ CROWD = 50
 # -- the world --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def packs_dir(request, tmp_path_factory) -> Path:
-    """A packs folder with the tiny random pack (builtin schema) at packs/<its name>."""
+    """A packs folder with the tiny random pack (builtin schema) at packs/<its name>, or the
+    pack folder named by MOE_E2E_PACK (e.g. a trained one, for the pictures in docs/img)."""
     try:
-        src = Path(request.getfixturevalue("tiny_pack"))
+        src = Path(os.environ.get("MOE_E2E_PACK") or request.getfixturevalue("tiny_pack"))
     except pytest.FixtureLookupError:
         pytest.importorskip("torch")
         make_tiny_pack = pytest.importorskip("export.testing").make_tiny_pack
         src = Path(make_tiny_pack(tmp_path_factory.mktemp("e2e-pack-src"), name="tiny", fp16=False))
-    name = json.loads((src / "manifest.json").read_text())["name"]
+    manifest = json.loads((src / "manifest.json").read_text())
     root = tmp_path_factory.mktemp("e2e-packs")
-    shutil.copytree(src, root / name)
+    shutil.copytree(src, root / manifest["name"])
+    # the same generator without its VAE, as a second pack a server can choose
+    models = {k: v for k, v in manifest["models"].items() if k not in ("encoder", "decoder")}
+    novae = {**manifest, "name": "novae", "models": models, "content_hash": content_hash(models)}
+    shutil.copytree(src, root / "novae")
+    (root / "novae" / "manifest.json").write_text(json.dumps(novae))
     return root
 
 
@@ -69,7 +77,7 @@ class World:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def world(packs_dir, tmp_path_factory):
-    name = next(packs_dir.iterdir()).name
+    name = next(p.name for p in packs_dir.iterdir() if p.name != "novae")
     db_path = tmp_path_factory.mktemp("e2e-db") / "moe.sqlite3"
     async with FakeDiscord() as fake, Engine([packs_dir], default_pack=name, watch_s=None, metrics_log_s=None) as engine:
         w = World(fake, None, engine, db_path, engine.packs[name])
@@ -407,7 +415,7 @@ async def test_admin_commands_need_manage_server(world):
     reload = await done(await world.fake.slash(world.boss, "moe-admin reload"))
     assert "Reloaded" in reload.content
     choices = await world.fake.autocomplete(world.boss, "moe-admin pack", "name", "")
-    assert [c["value"] for c in choices] == [world.pack.name]
+    assert sorted(c["value"] for c in choices) == sorted(["novae", world.pack.name])
     chosen = await done(await world.fake.slash(world.boss, "moe-admin pack", name=world.pack.name))
     assert world.pack.name in chosen.content
     unknown = await done(await world.fake.slash(world.boss, "moe-admin pack", name="nope"))
@@ -469,3 +477,34 @@ async def test_fifty_members_at_once(world):
     assert [Recipe.from_code(c).latent for c in codes] == [Seed(i) for i in range(CROWD)]
     for i in (0, 17, 49):
         assert np.array_equal(pixels(msgs[i].files[0].data), await redraw(world, codes[i]))
+
+
+async def test_server_pack_choice_and_errors_after_deferral(world):
+    await done(await world.fake.slash(world.boss, "moe-admin pack", name="novae"))
+    _, msg = await create(world, world.grace, seed=3)
+    assert Recipe.from_code(code_of(msg)).pack_id == pack_id_of("novae")
+    compare = await done(await world.fake.slash(world.grace, "avatar compare"))
+    assert compare.ephemeral and "no VAE" in compare.content
+    # this one fails inside the engine, after the "thinking..." deferral: the public
+    # placeholder goes away and the reason reaches only the member
+    itx = await world.fake.slash(world.grace, "avatar remix",
+                                 image=("me.png", png_bytes(Image.new("RGB", (40, 40), (9, 9, 9))), "image/png"))
+    await itx.wait_messages(1)
+    thinking = itx.messages[0]
+    n = 1
+    while not any(m.ephemeral for m in itx.messages):
+        n += 1
+        await itx.wait_messages(n)
+    [reply] = [m for m in itx.messages if m.ephemeral]
+    assert itx.deferred and thinking.deleted and not thinking.ephemeral
+    assert "no VAE" in reply.content and not reply.deleted
+    await done(await world.fake.slash(world.boss, "moe-admin pack", name=world.pack.name))
+    _, back = await create(world, world.grace, seed=3)
+    assert Recipe.from_code(code_of(back)).pack_id == world.pack.pack_id
+
+
+async def test_sigterm_stops_cleanly_and_the_database_is_sound(world):
+    await world.bot.stop()
+    assert world.bot.proc.returncode == 0, world.bot.log_tail()
+    assert world.rows("PRAGMA integrity_check") == [("ok",)]
+    await world.bot.start()
