@@ -1,4 +1,4 @@
-"""The fake Discord's network side: REST under /api/v10, the gateway websocket, a tiny CDN.
+"""The fake Discord's network side: REST under /api/v10, the gateway (gateway.py), a tiny CDN.
 
 Implements what discord.py 2.x uses for an app-command bot. Anything else is answered
 with a 404 JSON body and logged in `FakeServer.unhandled`, so gaps show up in test output.
@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
+from .gateway import TOKEN, Gateway
 from .interaction import Interaction, ResponseType
 from .state import EPHEMERAL, Attachment, Message, World, iso_now, snowflake
 
@@ -23,7 +22,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["FakeServer", "TOKEN"]
 
-TOKEN = "fake-token"
 LOADING = 1 << 7  # message flag: "bot is thinking"
 _File = tuple[str, bytes, str]  # (filename, data, content type)
 
@@ -37,32 +35,30 @@ def _error(status: int, code: int, message: str) -> web.Response:
     return _json({"message": message, "code": code}, status=status)
 
 
-@dataclass
-class _Session:
-    id: str
-    ws: web.WebSocketResponse | None
-    seq: int = 0
-    number: int = 0  # 1 for the first READY of this server, 2 for the next...
-
-
 class FakeServer:
     def __init__(self, world: World, *, deadline_s: float = 3.0, token_life_s: float = 900.0,
                  heartbeat_ms: int = 41250) -> None:
         self.world = world
         self.deadline_s = deadline_s
         self.token_life_s = token_life_s
-        self.heartbeat_ms = heartbeat_ms
         self.port = 0
         self.interactions: dict[int, Interaction] = {}
         self._by_token: dict[str, Interaction] = {}
         self.unhandled: list[str] = []
-        self.session: _Session | None = None  # the connected, identified bot
-        self._sessions: dict[str, _Session] = {}
-        self.ready_count = 0
         self.sync_count = 0
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
-        self._sends = asyncio.Lock()
+        self.gateway = Gateway(world, self._notify, heartbeat_ms)
+
+    @property
+    def session(self):
+        """The connected, identified bot's gateway session (None while no bot is connected)."""
+        return self.gateway.session
+
+    @property
+    def ready_count(self) -> int:
+        """How many READYs were sent (one per bot start)."""
+        return self.gateway.ready_count
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -82,7 +78,7 @@ class FakeServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         r = app.router
         api = "/api/v10"
-        r.add_get("/gateway", self.gateway)
+        r.add_get("/gateway", self.gateway.handle)
         r.add_get("/cdn/attachments/{channel:\\d+}/{attachment:\\d+}/{filename}", self.cdn)
         r.add_get(api + "/gateway", self.get_gateway)
         r.add_get(api + "/gateway/bot", self.get_gateway)
@@ -106,10 +102,10 @@ class FakeServer:
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.gateway.url = self.gateway_url
 
     async def close(self) -> None:
-        if self.session and self.session.ws is not None:
-            await self.session.ws.close()
+        await self.gateway.close()
         if self._runner:
             await self._runner.cleanup()
 
@@ -121,89 +117,11 @@ class FakeServer:
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(predicate), timeout)
 
-    # -- gateway ---------------------------------------------------------------------------
-
-    async def gateway(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=16 * 1024 * 1024)
-        await ws.prepare(request)
-        await ws.send_json({"op": 10, "d": {"heartbeat_interval": self.heartbeat_ms}})
-        mine: _Session | None = None
-        async for frame in ws:
-            if frame.type != WSMsgType.TEXT:
-                continue
-            msg = json.loads(frame.data)
-            op, d = msg.get("op"), msg.get("d")
-            if op == 1:
-                await ws.send_json({"op": 11})
-            elif op == 2:
-                mine = await self._identify(ws, d)
-            elif op == 6:
-                mine = await self._resume(ws, d)
-            elif op == 8:
-                await self._member_chunk(d)
-        if self.session is mine and mine is not None:
-            mine.ws = None
-            self.session = None
-            await self._notify()
-        return ws
-
-    async def _identify(self, ws: web.WebSocketResponse, d: dict) -> _Session | None:
-        if d.get("token") != TOKEN:
-            await ws.close(code=4004, message=b"Authentication failed.")
-            return None
-        self.ready_count += 1
-        session = _Session(secrets.token_hex(16), ws, number=self.ready_count)
-        self._sessions[session.id] = session
-        self.session = session
-        w = self.world
-        ready = {
-            "v": 10, "user": {**w.bot.to_payload(), "verified": True, "mfa_enabled": False, "flags": 0},
-            "guilds": [{"id": str(g), "unavailable": True} for g in w.guilds],
-            "session_id": session.id, "resume_gateway_url": self.gateway_url,
-            "application": {"id": str(w.application_id), "flags": 0},
-            "private_channels": [], "relationships": [], "presences": [], "_trace": ["fake-discord"],
-        }
-        if d.get("shard"):
-            ready["shard"] = d["shard"]
-        await self.dispatch("READY", ready)
-        for guild in list(w.guilds.values()):
-            await self.dispatch("GUILD_CREATE", guild.to_payload(w.bot))
-        await self._notify()
-        return session
-
-    async def _resume(self, ws: web.WebSocketResponse, d: dict) -> _Session | None:
-        session = self._sessions.get(d.get("session_id", ""))
-        if session is None or d.get("token") != TOKEN:
-            await ws.send_json({"op": 9, "d": False})
-            return None
-        session.ws = ws
-        self.session = session
-        await self.dispatch("RESUMED", {"_trace": ["fake-discord"]})
-        await self._notify()
-        return session
-
-    async def _member_chunk(self, d: dict) -> None:
-        guild = self.world.guilds.get(int(d["guild_id"]))
-        if guild is None:
-            return
-        members = [m.to_payload() for m in guild.members.values()]
-        await self.dispatch("GUILD_MEMBERS_CHUNK", {"guild_id": str(guild.id), "members": members,
-                                                    "chunk_index": 0, "chunk_count": 1, "nonce": d.get("nonce")})
-
-    async def dispatch(self, event: str, data: dict) -> None:
-        """Send one event to the connected bot; raises if no bot is connected."""
-        s = self.session
-        if s is None or s.ws is None or s.ws.closed:
-            raise ConnectionError(f"no bot connected to the fake gateway (cannot send {event})")
-        async with self._sends:
-            s.seq += 1
-            await s.ws.send_str(json.dumps({"op": 0, "t": event, "s": s.seq, "d": data}))
-
     async def send_interaction(self, itx: Interaction) -> None:
         self.interactions[itx.id] = itx
         self._by_token[itx.token] = itx
         itx.dispatched_at = time.monotonic()
-        await self.dispatch("INTERACTION_CREATE", itx.payload)
+        await self.gateway.dispatch("INTERACTION_CREATE", itx.payload)
         asyncio.get_running_loop().call_later(self.deadline_s, self._check_answered, itx)
 
     def _check_answered(self, itx: Interaction) -> None:
