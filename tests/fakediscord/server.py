@@ -202,8 +202,9 @@ class FakeServer:
             meta["original_response_message_id"] = str(itx.original.id)
         return meta
 
-    def _rejected(self, body: dict, files: dict[str, _File], itx: Interaction | None) -> web.Response | None:
-        found = self.world.check_message(body, list(files.values()), itx.id if itx else None)
+    def _rejected(self, body: dict, files: dict[str, _File], itx: Interaction | None, *,
+                  new: bool = True) -> web.Response | None:
+        found = self.world.check_message(body, list(files.values()), itx.id if itx else None, new=new)
         if not found:
             return None
         if any(v.kind == "file_too_large" for v in found):
@@ -286,7 +287,7 @@ class FakeServer:
         if rtype not in allowed:
             w.violate("bad_callback_type", f"{itx.describe()}: callback type {rtype} for interaction type {itx.type}", itx.id)
             return _error(400, 50035, f"Invalid Form Body: callback type {rtype} not allowed here")
-        if rtype in (4, 7) and (rejected := self._rejected(data, files, itx)):
+        if rtype in (4, 7) and (rejected := self._rejected(data, files, itx, new=rtype == 4)):
             return rejected
         if rtype == ResponseType.AUTOCOMPLETE and (rejected := self._check_choices(itx, data)):
             return rejected
@@ -323,7 +324,8 @@ class FakeServer:
 
     def _check_choices(self, itx: Interaction, data: dict) -> web.Response | None:
         choices = data.get("choices") or []
-        bad = len(choices) > 25 or any(not 1 <= len(c.get("name", "")) <= 100 for c in choices)
+        bad = len(choices) > 25 or any(not 1 <= len(c.get("name", "")) <= 100 or len(str(c.get("value", ""))) > 100
+                                       for c in choices)
         if bad:
             self.world.violate("bad_autocomplete", f"{itx.describe()}: {len(choices)} choices (max 25, names 1-100)", itx.id)
             return _error(400, 50035, "Invalid Form Body: autocomplete choices")
@@ -396,7 +398,7 @@ class FakeServer:
             return web.Response(status=204)
         if request.method != "PATCH":
             return await self.not_implemented(request)
-        if rejected := self._rejected(body, files, itx):
+        if rejected := self._rejected(body, files, itx, new=bool(msg.flags & LOADING)):
             return rejected
         self._apply(msg, body, files, edit=True)
         itx.finish(now, msg)
@@ -425,7 +427,7 @@ class FakeServer:
             return web.Response(status=204)
         if request.method != "PATCH":
             return await self.not_implemented(request)
-        if rejected := self._rejected(body, files, None):
+        if rejected := self._rejected(body, files, None, new=False):
             return rejected
         self._apply(msg, body, files, edit=True)
         return _json(msg.to_payload())

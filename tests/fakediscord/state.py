@@ -272,18 +272,35 @@ class World:
 
     # -- checks on what the bot sends ------------------------------------------------------
 
-    def check_message(self, body: dict, files: list[tuple[str, bytes, str]], itx: int | None) -> list[Violation]:
-        """Discord's limits on a message body; returns the violations (already recorded)."""
+    def check_message(self, body: dict, files: list[tuple[str, bytes, str]], itx: int | None, *,
+                      new: bool = True) -> list[Violation]:
+        """Discord's limits on a message body (`new`: a message being created, which may not be
+        empty); returns the violations (already recorded)."""
         found: list[Violation] = []
 
         def bad(kind: str, detail: str) -> None:
             found.append(self.violate(kind, detail, itx))
 
         content = body.get("content") or ""
+        if new and not (content or body.get("embeds") or files or body.get("components") or body.get("poll")):
+            bad("empty_message", "no content, embed, file or component (Discord error 50006)")
         if len(content) > MAX_CONTENT:
             bad("content_too_long", f"{len(content)} characters > {MAX_CONTENT}")
-        if len(body.get("embeds") or []) > MAX_EMBEDS:
-            bad("too_many_embeds", f"{len(body['embeds'])} embeds > {MAX_EMBEDS}")
+        embeds = body.get("embeds") or []
+        if len(embeds) > MAX_EMBEDS:
+            bad("too_many_embeds", f"{len(embeds)} embeds > {MAX_EMBEDS}")
+        for e in embeds:
+            for key, limit in (("title", 256), ("description", 4096)):
+                if len(e.get(key) or "") > limit:
+                    bad("embed_too_long", f"embed {key}: {len(e[key])} characters > {limit}")
+            if len(e.get("fields") or []) > 25:
+                bad("embed_too_long", f"{len(e['fields'])} embed fields > 25")
+        total = sum(len(e.get("title") or "") + len(e.get("description") or "")
+                    + sum(len(f.get("name", "")) + len(f.get("value", "")) for f in e.get("fields") or [])
+                    + len((e.get("footer") or {}).get("text", "")) + len((e.get("author") or {}).get("name", ""))
+                    for e in embeds)
+        if total > 6000:
+            bad("embed_too_long", f"embeds total {total} characters > 6000")
         if len(files) > MAX_FILES:
             bad("too_many_files", f"{len(files)} files > {MAX_FILES}")
         for name, data, _ in files:
@@ -322,12 +339,20 @@ class World:
         seen.add(cid)
         if len(c.get("label") or "") > 80:
             bad("label_too_long", c["label"])
+        if c.get("type") == 2 and not (c.get("label") or c.get("emoji")):
+            bad("empty_button", f"button {cid!r} has neither label nor emoji")
+        if len(c.get("placeholder") or "") > 150:
+            bad("label_too_long", f"placeholder of {cid!r}: {len(c['placeholder'])} characters > 150")
         if c.get("type") == 3:
             opts = c.get("options") or []
             if not 1 <= len(opts) <= MAX_CHOICES:
                 bad("select_options", f"{len(opts)} options (1 to {MAX_CHOICES}) in {cid!r}")
             if len({o.get('value') for o in opts}) != len(opts):
                 bad("select_options", f"duplicate option values in {cid!r}")
+            if any(len(o.get(k) or "") > 100 for o in opts for k in ("label", "value", "description")):
+                bad("select_options", f"an option label, value or description over 100 characters in {cid!r}")
+            if not c.get("min_values", 1) <= c.get("max_values", 1) <= len(opts):
+                bad("select_options", f"min_values/max_values out of range in {cid!r}")
 
     def check_commands(self, commands: list[dict]) -> list[Violation]:
         found: list[Violation] = []

@@ -284,3 +284,24 @@ def test_shim_patches_discord_only_when_asked():
     env.update(FAKE_DISCORD_API="http://127.0.0.1:9/api/v10", FAKE_DISCORD_GATEWAY="ws://127.0.0.1:9/gateway")
     patched = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert patched.stdout.split() == ["http://127.0.0.1:9/api/v10", "ws://127.0.0.1:9/gateway"]
+
+
+def test_message_limits_name_each_broken_rule():
+    from tests.fakediscord.state import World
+
+    world = World()
+    ok = {"content": "hi", "components": [{"type": 1, "components": [
+        {"type": 2, "style": 1, "label": "Go", "custom_id": "go"},
+        {"type": 2, "style": 5, "label": "Docs", "url": "https://example.org"}]}]}
+    assert world.check_message(ok, [], None) == []
+    assert world.check_message({"content": ""}, [], None, new=False) == []  # an edit may clear the text
+    select = {"type": 3, "custom_id": "pick", "max_values": 3, "options": [{"label": "a", "value": "a"}] * 2}
+    broken = {
+        "embeds": [{"title": "t" * 257, "description": "d" * 4000}, {"description": "d" * 2000}],
+        "components": [{"type": 1, "components": [{"type": 2, "style": 1, "custom_id": "bare"}, select]}],
+    }
+    kinds = [v.kind for v in world.check_message(broken, [("big.png", bytes(10 * 1024 * 1024 + 1), "image/png")], 7)]
+    assert kinds == ["embed_too_long", "embed_too_long", "file_too_large", "select_not_alone", "empty_button",
+                     "select_options", "select_options"]
+    assert [v.kind for v in world.check_message({}, [], 8)] == ["empty_message"]
+    assert all(v.interaction_id in (7, 8) for v in world.violations)
