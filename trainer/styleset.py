@@ -408,6 +408,7 @@ def render(condition: dict[str, str], seed: int, size: int = 128) -> Image.Image
     ear_angle = part[1].uniform(-7, 7)
     _ears_back(pen, style, fur, dark, ear_angle)
     _head(pen, style, fur)
+    # face layout in units: eye half-spacing and height, nose, mouth, blush position
     if style == "frog":
         ex, ey, ny, my, bx, by = 22 + spread, -26, 3, 10, 32, 7
     else:
