@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INLINE_CODE_MAX", "RESULT_SIZE", "REF_PATTERN",
-    "bot_of", "check_limits", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
+    "bot_of", "check_limits", "count_generation", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
     "describe", "render", "render_grid", "new_seed",
 ]
 
@@ -48,9 +48,9 @@ def new_seed() -> int:
 
 # -- limits -----------------------------------------------------------------------------------
 async def check_limits(interaction: discord.Interaction, *, count: bool = True) -> GuildSettings:
-    """Allowed channel, then (when `count`) the member's cooldown and daily quota. Cheap
-    (a few SQLite statements), so it runs before the interaction is deferred and its
-    refusals go back ephemeral."""
+    """Allowed channel, then (when `count`) the member's cooldown and daily quota; raises
+    a UserError. Callers defer first, so the 3-second deadline never waits on SQLite;
+    refusals still reach only the member (see `bot.errors.report_error`)."""
     bot = bot_of(interaction)
     if interaction.guild_id is None:
         raise UserError("Avatars are made in servers; use me in a server channel.")
@@ -59,13 +59,19 @@ async def check_limits(interaction: discord.Interaction, *, count: bool = True) 
         where = ", ".join(f"<#{c}>" for c in sorted(gs.allowed_channels))
         raise NotAllowedHere(f"On this server avatars are made in {where}.")
     if count:
-        await bot.db.take_generation(
-            interaction.guild_id,
-            interaction.user.id,
-            cooldown_s=bot.settings.cooldown_s if gs.cooldown_s is None else gs.cooldown_s,
-            daily_quota=bot.settings.daily_quota if gs.daily_quota is None else gs.daily_quota,
-        )
+        await count_generation(interaction, gs)
     return gs
+
+
+async def count_generation(interaction: discord.Interaction, gs: GuildSettings) -> None:
+    """The member's cooldown and daily quota on this server: count one, or raise."""
+    bot = bot_of(interaction)
+    await bot.db.take_generation(
+        interaction.guild_id,
+        interaction.user.id,
+        cooldown_s=bot.settings.cooldown_s if gs.cooldown_s is None else gs.cooldown_s,
+        daily_quota=bot.settings.daily_quota if gs.daily_quota is None else gs.daily_quota,
+    )
 
 
 def pack_for_guild(bot: MoeBot, gs: GuildSettings):

@@ -84,9 +84,9 @@ class RerollButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}")
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
+        await interaction.response.defer()  # first: the 3 s deadline never depends on load
         recipe = await actions.recipe_from_ref(bot, self.ref)
         await actions.check_limits(interaction)
-        await interaction.response.defer()
         [result] = await bot.engine.reroll(recipe)
         await post_result(interaction, result)
 
@@ -102,9 +102,9 @@ class VariationsButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:v:{RE
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
+        await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot, self.ref)
         await actions.check_limits(interaction)
-        await interaction.response.defer()
         results = await bot.engine.vary(recipe, actions.VARIATION_STRENGTH, 4)
         await post_variations(interaction, results)
 
@@ -157,6 +157,7 @@ class EditSelect(Handled, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
+        await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot, self.ref)
         schema = actions.pack_of(bot, recipe).schema
         if self.index >= len(schema) or not self.item.values:
@@ -165,7 +166,6 @@ class EditSelect(Handled, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index
         value = self.item.values[0]
         attr.index(value)  # SchemaError: a forged value
         await actions.check_limits(interaction)
-        await interaction.response.defer()
         await post_result(interaction, await bot.engine.edit(recipe, **{attr.name: value}))
 
 
@@ -187,6 +187,7 @@ class BlendButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"):
         if not saved:
             raise UserError("You have no saved avatar here yet: press 💾 Save under one you like, then blend with it.")
         if len(saved) == 1:
+            await interaction.response.defer()
             await blend_with(interaction, recipe, saved[0].id)
             return
         options = [
@@ -209,6 +210,7 @@ class BlendSelect(Handled, ui.DynamicItem[ui.Select], template=rf"moe:B:{REF}"):
         return cls(match["ref"])
 
     async def handle(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot_of(interaction), self.ref)
         value = self.item.values[0] if self.item.values else ""
         if not value.isdigit():
@@ -217,14 +219,13 @@ class BlendSelect(Handled, ui.DynamicItem[ui.Select], template=rf"moe:B:{REF}"):
 
 
 async def blend_with(interaction: discord.Interaction, recipe, saved_id: int) -> None:
-    """Blend `recipe` half-way with one of the member's own saved avatars."""
+    """Blend `recipe` half-way with one of the member's own saved avatars (already deferred)."""
     bot = bot_of(interaction)
     row, _ = await bot.db.saved_avatar(saved_id, interaction.guild_id)
     if row.member_id != interaction.user.id:
         raise NotOwner("You can only blend with your own saved avatars.")
     other = actions.parse_code(row.code)
     await actions.check_limits(interaction)
-    await interaction.response.defer()
     await post_result(interaction, await bot.engine.blend(recipe, other, t=0.5), note=f" (blended with your #{saved_id})")
 
 
@@ -241,9 +242,9 @@ class SaveButton(OwnerOnly, Handled, ui.DynamicItem[ui.Button], template=rf"moe:
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)
         recipe = await actions.recipe_from_ref(bot, self.ref)
         await actions.check_limits(interaction, count=False)
-        await interaction.response.defer(ephemeral=True, thinking=True)
         png = await actions.png_of(bot, await actions.render(bot, recipe))
         avatar_id = await bot.db.save_avatar(interaction.guild_id, interaction.user.id, recipe.to_code(), png)
         await interaction.followup.send(
@@ -302,9 +303,9 @@ class PickButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:p:{REF}"):
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
+        await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot, self.ref)
         await actions.check_limits(interaction, count=False)  # redraws a picture already made
-        await interaction.response.defer()
         await post_result(interaction, await actions.render(bot, recipe))
 
 
@@ -319,8 +320,8 @@ class GalleryButton(Handled, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<pag
         return cls(int(match["page"]), match["dir"])
 
     async def handle(self, interaction: discord.Interaction) -> None:
-        await actions.check_limits(interaction, count=False)
         await interaction.response.defer()
+        await actions.check_limits(interaction, count=False)
         content, file, view = await gallery_page(interaction, self.page)
         await interaction.edit_original_response(content=content, attachments=[file] if file else [], view=view)
 

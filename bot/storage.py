@@ -80,6 +80,9 @@ class Database:
         self._conn = conn
         self.path = path
         self._write_lock = asyncio.Lock()
+        # Server settings are read on every interaction and written by admins only, always
+        # through this object: cache them, drop an entry whenever it is written.
+        self._guild_cache: dict[int, GuildSettings] = {}
 
     @classmethod
     async def open(cls, path: str | Path) -> Database:
@@ -135,12 +138,11 @@ class Database:
                 await self._conn.commit()
 
     async def _fetchone(self, sql: str, params: tuple = ()) -> tuple | None:
-        async with self._conn.execute(sql, params) as cur:
-            return await cur.fetchone()
+        rows = await self._conn.execute_fetchall(sql, params)
+        return rows[0] if rows else None
 
     async def _fetchall(self, sql: str, params: tuple = ()) -> list[tuple]:
-        async with self._conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await self._conn.execute_fetchall(sql, params))
 
     async def integrity_check(self) -> str:
         (result,) = await self._fetchone("PRAGMA integrity_check")
@@ -220,18 +222,24 @@ class Database:
 
     # -- server settings --------------------------------------------------------------------
     async def guild_settings(self, guild_id: int) -> GuildSettings:
+        cached = self._guild_cache.get(guild_id)
+        if cached is not None:
+            return cached
         row = await self._fetchone(
             "SELECT default_pack, cooldown_s, daily_quota FROM guild_settings WHERE guild_id = ?", (guild_id,)
         )
         channels = await self._fetchall("SELECT channel_id FROM allowed_channels WHERE guild_id = ?", (guild_id,))
         pack, cooldown, quota = row if row else (None, None, None)
-        return GuildSettings(pack, cooldown, quota, frozenset(c for (c,) in channels))
+        gs = GuildSettings(pack, cooldown, quota, frozenset(c for (c,) in channels))
+        self._guild_cache[guild_id] = gs
+        return gs
 
     async def set_guild_settings(self, guild_id: int, **changes: object) -> GuildSettings:
         """Change some of default_pack, cooldown_s, daily_quota (None resets to the bot default)."""
         allowed = {"default_pack", "cooldown_s", "daily_quota"}
         if not changes or set(changes) - allowed:
             raise ValueError(f"expected some of {sorted(allowed)}, got {sorted(changes)}")
+        self._guild_cache.pop(guild_id, None)
         async with self.transaction() as conn:
             await conn.execute("INSERT OR IGNORE INTO guild_settings (guild_id) VALUES (?)", (guild_id,))
             for column, value in changes.items():  # column names come from `allowed`, never from input
@@ -239,6 +247,7 @@ class Database:
         return await self.guild_settings(guild_id)
 
     async def set_channel_allowed(self, guild_id: int, channel_id: int, allowed: bool) -> None:
+        self._guild_cache.pop(guild_id, None)
         async with self.transaction() as conn:
             if allowed:
                 await conn.execute(
@@ -250,6 +259,7 @@ class Database:
                 )
 
     async def clear_allowed_channels(self, guild_id: int) -> None:
+        self._guild_cache.pop(guild_id, None)
         async with self.transaction() as conn:
             await conn.execute("DELETE FROM allowed_channels WHERE guild_id = ?", (guild_id,))
 
@@ -262,17 +272,13 @@ class Database:
         now = time.time() if now is None else now
         day = _day(now)
         async with self.transaction() as conn:
-            async with conn.execute(
-                "SELECT max(last_at) FROM usage WHERE guild_id = ? AND member_id = ?", (guild_id, member_id)
-            ) as cur:
-                (last_at,) = await cur.fetchone()
+            [(last_at, count)] = await conn.execute_fetchall(
+                "SELECT max(last_at), coalesce(sum(CASE WHEN day = ? THEN count END), 0) FROM usage"
+                " WHERE guild_id = ? AND member_id = ?",
+                (day, guild_id, member_id),
+            )
             if last_at is not None and cooldown_s > 0 and now - last_at < cooldown_s:
                 raise CooldownActive(cooldown_s - (now - last_at))
-            async with conn.execute(
-                "SELECT count FROM usage WHERE guild_id = ? AND member_id = ? AND day = ?", (guild_id, member_id, day)
-            ) as cur:
-                row = await cur.fetchone()
-            count = row[0] if row else 0
             if daily_quota > 0 and count >= daily_quota:
                 raise QuotaExceeded(daily_quota, _seconds_to_midnight(now))
             await conn.execute(

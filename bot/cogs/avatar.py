@@ -106,23 +106,23 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
 
     # -- generation -------------------------------------------------------------------------
     async def create(self, interaction: discord.Interaction, options: dict[str, str | None], seed: int | None) -> None:
+        await interaction.response.defer(thinking=True)  # first: the 3 s deadline never depends on load
         gs = await actions.check_limits(interaction, count=False)
         pack = actions.pack_for_guild(self.bot, gs)
         cond = actions.condition_from_options(pack.schema, options)
-        await actions.check_limits(interaction)  # counted only once the options are valid
-        await interaction.response.defer(thinking=True)
+        await actions.count_generation(interaction, gs)  # counted only once the options are valid
         [result] = await self.bot.engine.generate(pack.name, cond, seed=seed)
         await components.post_result(interaction, result)
 
     async def compare(self, interaction: discord.Interaction, options: dict[str, str | None], seed: int | None) -> None:
+        await interaction.response.defer(thinking=True)
         gs = await actions.check_limits(interaction, count=False)
         pack = actions.pack_for_guild(self.bot, gs)
         if not pack.has_vae:
             raise UserError(f"The pack {pack.name} has no VAE to compare with.")
         cond = actions.condition_from_options(pack.schema, options)
-        await actions.check_limits(interaction)
+        await actions.count_generation(interaction, gs)
         seed = actions.new_seed() if seed is None else seed
-        await interaction.response.defer(thinking=True)
         [gan] = await self.bot.engine.generate(pack.name, cond, seed=seed, model="gan")
         [vae] = await self.bot.engine.generate(pack.name, cond, seed=seed, model="vae")
         await components.post_compare(interaction, gan, vae)
@@ -131,11 +131,11 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
     @app_commands.describe(image="a PNG, JPEG, GIF or WebP picture (animated: the first frame)")
     async def remix(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
         """Turn your picture into an avatar (read by the VAE), with the usual buttons."""
+        await interaction.response.defer(thinking=True)
         gs = await actions.check_limits(interaction, count=False)
         picture = await read_attachment(image, max_bytes=self.bot.settings.max_upload_bytes)
-        await actions.check_limits(interaction)
+        await actions.count_generation(interaction, gs)
         pack = actions.pack_for_guild(self.bot, gs)
-        await interaction.response.defer(thinking=True)
         result = await self.bot.engine.encode(pack.name, picture)
         await components.post_result(interaction, result, note=" (remixed from your picture)")
 
@@ -143,9 +143,9 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
     @app_commands.describe(code="a recipe code, from the ℹ️ Recipe button")
     async def recipe(self, interaction: discord.Interaction, code: app_commands.Range[str, 1, 200]) -> None:
         """Redraw any avatar from its recipe code, exactly."""
+        await interaction.response.defer(thinking=True)
         recipe = actions.parse_code(code)
         await actions.check_limits(interaction)
-        await interaction.response.defer(thinking=True)
         await components.post_result(interaction, await actions.render(self.bot, recipe))
 
     # -- saved avatars ----------------------------------------------------------------------
@@ -172,16 +172,16 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
     @app_commands.command(name="mine")
     async def mine(self, interaction: discord.Interaction) -> None:
         """Your saved avatars on this server (only you see this)."""
-        await actions.check_limits(interaction, count=False)
         await interaction.response.defer(thinking=True, ephemeral=True)
+        await actions.check_limits(interaction, count=False)
         await self._show_member(interaction, interaction.user, ephemeral=True)
 
     @app_commands.command(name="show")
     @app_commands.describe(member="whose saved avatars to show")
     async def show(self, interaction: discord.Interaction, member: discord.Member) -> None:
         """Show a member's saved avatars."""
-        await actions.check_limits(interaction, count=False)
         await interaction.response.defer(thinking=True)
+        await actions.check_limits(interaction, count=False)
         await self._show_member(interaction, member, ephemeral=False)
 
     async def _show_member(self, interaction: discord.Interaction, member: discord.abc.User, *, ephemeral: bool) -> None:
@@ -203,8 +203,8 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
     @app_commands.command(name="gallery")
     async def gallery(self, interaction: discord.Interaction) -> None:
         """This server's saved avatars, newest first, a page at a time."""
-        await actions.check_limits(interaction, count=False)
         await interaction.response.defer(thinking=True)
+        await actions.check_limits(interaction, count=False)
         content, file, view = await components.gallery_page(interaction, 0)
         kwargs = {"file": file} if file else {}
         await interaction.followup.send(content, view=view, allowed_mentions=discord.AllowedMentions.none(), **kwargs)
@@ -213,18 +213,19 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
     @app_commands.describe(avatar="which of your saved avatars")
     async def delete(self, interaction: discord.Interaction, avatar: int) -> None:
         """Delete one of your saved avatars."""
+        await interaction.response.defer(thinking=True, ephemeral=True)
         await self.bot.db.delete_avatar(avatar, interaction.guild_id, interaction.user.id)
-        await interaction.response.send_message(f"Deleted your saved avatar #{avatar}.", ephemeral=True)
+        await interaction.followup.send(f"Deleted your saved avatar #{avatar}.", ephemeral=True)
 
     @app_commands.command(name="export")
     @app_commands.describe(size="pixels", transparent="cut out the flat background", avatar="which saved avatar (default: your newest)")
     async def export(self, interaction: discord.Interaction, size: Literal[128, 256, 512] = 512,
                      transparent: bool = False, avatar: int | None = None) -> None:
         """Download one of your saved avatars as a PNG file."""
+        await interaction.response.defer(thinking=True, ephemeral=True)
         await actions.check_limits(interaction, count=False)
         row, _ = await self._own_saved(interaction, avatar)
         recipe = actions.parse_code(row.code)
-        await interaction.response.defer(thinking=True, ephemeral=True)
         result = await actions.render(self.bot, recipe)
         png = await actions.png_of(self.bot, result, size=size, transparent=transparent)
         await interaction.followup.send(f"Avatar #{row.id}, {size}x{size}{', transparent' if transparent else ''}:",

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import discord
 import pytest
 
 from bot import components
@@ -84,17 +85,20 @@ class Recorder:
         outer = self
 
         class Response:
-            done = False
+            type = None
 
             def is_done(self):
-                return self.done
+                return self.type is not None
 
             async def send_message(self, content, *, ephemeral=False, **kw):
+                assert self.type is None
                 outer.sent.append((content, ephemeral))
-                self.done = True
+                self.type = discord.InteractionResponseType.channel_message
 
-            async def defer(self, **kw):
-                raise AssertionError("a forged id must be refused before deferring")
+            async def defer(self, *, thinking=False, **kw):
+                assert self.type is None
+                self.type = (discord.InteractionResponseType.deferred_channel_message if thinking
+                             else discord.InteractionResponseType.deferred_message_update)
 
         self.response = Response()
         self.followup = SimpleNamespace(send=self.send_followup)
