@@ -20,10 +20,10 @@ from pathlib import Path
 import onnx
 from torch import nn
 
-from engine.schema import Schema
-from export.onnx import OPSET, GraphSpec, to_fp16, to_onnx, wrap
 from engine.errors import PackError
 from engine.pack import NAME_RE, content_hash, load_pack, sha256_file
+from engine.schema import Schema
+from export.onnx import OPSET, GraphSpec, to_fp16, to_onnx, wrap
 from export.verify import Check, check_pack, parity
 
 __all__ = ["ExportError", "RunModels", "Exported", "load_runs", "build_pack", "parity_against_runs"]
@@ -146,8 +146,10 @@ def build_pack(runs: Sequence[RunModels], out: Path, *, name: str | None = None,
                fp16: bool = False, on_model: Callable[[str, list[Check]], None] | None = None) -> Exported:
     """Export `runs` to the pack folder `out` and verify it.
 
-    Written beside `out` first and moved into place only when every check passed; an
-    existing pack at `out` is replaced. Raises ExportError (with `checks`) otherwise.
+    Written in `<out's folder>/.moe-export/` first (one level deeper, so an engine
+    watching that folder never sees a half-written pack) and moved into place only when
+    every check passed; an existing pack at `out` is replaced. Raises ExportError (with
+    `checks`) otherwise.
     """
     out = Path(out)
     name = name or out.name
@@ -159,8 +161,10 @@ def build_pack(runs: Sequence[RunModels], out: Path, *, name: str | None = None,
     any_run = next(iter(plan.values()))[0]
     schema, meta = any_run.schema, any_run.meta
     cards = schema.cardinalities
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    staging = out.parent / ".moe-export"
+    staging.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{out.name}.", dir=staging))
+    work.chmod(0o755)  # mkdtemp makes it private; a pack is read by the bot's user
     try:
         models, all_checks = {}, []
         for role, (run, model) in plan.items():
@@ -191,14 +195,24 @@ def build_pack(runs: Sequence[RunModels], out: Path, *, name: str | None = None,
         failed = [c for c in all_checks if not c.ok]
         if failed:
             raise ExportError(f"verification failed: {failed[0].model} {failed[0].what}: {failed[0].detail}", all_checks)
-        if out.exists():
-            shutil.rmtree(out)
-        work.rename(out)
+        _replace(out, work)
         log.info("exported pack %s %s to %s (%s)", manifest["name"], version, out, manifest["content_hash"])
         return Exported(out, manifest, all_checks)
     finally:
-        if work.exists():
-            shutil.rmtree(work)
+        shutil.rmtree(work, ignore_errors=True)
+        if staging.is_dir() and not any(staging.iterdir()):
+            staging.rmdir()
+
+
+def _replace(out: Path, new: Path) -> None:
+    """Move `new` to `out`; an old pack there is moved aside first and then deleted."""
+    if not out.exists():
+        new.rename(out)
+        return
+    old = new.with_name(new.name + ".old")
+    out.rename(old)
+    new.rename(out)
+    shutil.rmtree(old)
 
 
 def parity_against_runs(pack_dir: Path, runs: Sequence[RunModels]) -> list[Check]:

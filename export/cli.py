@@ -52,8 +52,10 @@ def export_command(
 
     def status(role, checks):
         bad = [c for c in checks if not c.ok]
-        worst = ", ".join(dict.fromkeys(f"{c.model.removeprefix(role).strip() or 'fp32'} {c.detail.split(' (')[0]}"
-                                        for c in checks if c.what.endswith("batch 16 vs torch")))
+        worst = ", ".join(dict.fromkeys(  # e.g. "fp32 image 0 level(s), fp16 image 1 level(s)"
+            f"{c.model.removeprefix(role).strip() or 'fp32'} {c.what.split()[0]} "
+            f"{c.detail.split(' (')[0].removeprefix('max |diff| ')}"
+            for c in checks if c.what.endswith("batch 16 vs torch")))
         mark = "[bold red]FAIL[/]" if bad else "[green]ok[/]"
         console.print(f"  {role:<14} {mark}  {worst}")
 
@@ -105,7 +107,7 @@ def verify_command(
 ) -> None:
     """Check a pack: manifest, schema, file hashes, onnx.checker, onnxruntime at batch 1 and 16,
     and (when torch and the runs named in the manifest are here) pixels against PyTorch."""
-    from export.verify import Check, check_pack, table
+    from export.verify import check_pack, table
 
     path = _resolve_pack(pack)
     checks = check_pack(path)
@@ -117,17 +119,16 @@ def verify_command(
     if failed:
         console.print(f"[bold red]{len(failed)} check(s) failed[/]: {failed[0].model} {failed[0].what}: {failed[0].detail}")
         raise typer.Exit(1)
-    skipped = [c for c in checks if isinstance(c, Check) and c.detail.startswith("skipped")]
+    skipped = [c for c in checks if c.detail.startswith("skipped")]
     console.print(f"[green]ok[/]: {len(checks) - len(skipped)} checks passed" + (f", {len(skipped)} skipped" if skipped else ""))
 
 
 def _torch_parity(path: Path, runs_dir: Path):
     """onnxruntime vs PyTorch for every model whose run folder is found."""
-    import json
-
+    from engine.pack import load_pack
     from export.verify import Check
 
-    manifest = json.loads((path / "manifest.json").read_text(encoding="utf-8"))
+    manifest = load_pack(path).manifest
     wanted = {entry.get("run") for entry in manifest["models"].values()} - {None}
     missing = sorted(r for r in wanted if not (runs_dir / r / "checkpoint.json").is_file())
     if missing or not wanted:

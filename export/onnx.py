@@ -167,8 +167,9 @@ def wrap(role: str, model: nn.Module) -> nn.Module:
 _TORCH_DTYPES = {"float32": torch.float32, "int64": torch.int64, "uint8": torch.uint8}
 
 
-def example_inputs(spec: GraphSpec, batch: int = 1) -> tuple[torch.Tensor, ...]:
-    """Valid dummy inputs for tracing (zeros are valid condition indices)."""
+def example_inputs(spec: GraphSpec, batch: int = 2) -> tuple[torch.Tensor, ...]:
+    """Valid dummy inputs for tracing (zeros are valid condition indices; batch 2 so no
+    size-1 batch axis gets specialised)."""
     return tuple(
         torch.zeros((batch, *shape[1:]), dtype=_TORCH_DTYPES[dtype]) for _, dtype, shape in spec.inputs
     )

@@ -89,6 +89,15 @@ _ORT_TYPES = {"tensor(float)": "float32", "tensor(int64)": "int64", "tensor(uint
               "tensor(float16)": "float16"}
 
 
+def _ort_errors() -> tuple[type[Exception], ...]:
+    """onnxruntime's exception types (they derive from Exception directly)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidArgument", "NoSuchFile", "NoModel", "RuntimeException", "InvalidProtobuf",
+             "NotImplemented", "InvalidGraph", "EPFail")
+    return tuple(getattr(state, n) for n in names if hasattr(state, n))
+
+
 def _io(values) -> list[tuple[str, str]]:
     return [(v.name, _ORT_TYPES.get(v.type, v.type)) for v in values]
 
@@ -109,14 +118,18 @@ def _check_model_file(pack, role: str, fp16: bool) -> list[Check]:
             checks.append(Check(label, "onnx.checker", True, f"{path.name}, opset {entry.get('opset', '?')}"))
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
             return checks + [Check(label, "onnx.checker", False, f"{path.name}: {str(e).splitlines()[0]}")]
-    sess = session(path)
+    try:
+        return checks + _run_model_file(pack, entry, label, session(path))
+    except _ort_errors() as e:
+        return checks + [Check(label, "onnxruntime", False, f"{path.name}: {str(e).splitlines()[0]}")]
+
+
+def _run_model_file(pack, entry: Mapping, label: str, sess) -> list[Check]:
     want = ([(s["name"], s["dtype"]) for s in entry["inputs"]], [(s["name"], s["dtype"]) for s in entry["outputs"]])
     got = (_io(sess.get_inputs()), _io(sess.get_outputs()))
-    io_ok = got == want
-    checks.append(Check(label, "inputs/outputs", io_ok,
-                        "match manifest" if io_ok else f"graph has {got[0]} -> {got[1]}, manifest {want[0]} -> {want[1]}"))
-    if not io_ok:
-        return checks
+    if got != want:
+        return [Check(label, "inputs/outputs", False, f"graph has {got[0]} -> {got[1]}, manifest {want[0]} -> {want[1]}")]
+    checks = [Check(label, "inputs/outputs", True, "match manifest")]
     for batch in BATCHES:
         outs = sess.run(None, sample_inputs(entry["inputs"], pack.schema.cardinalities, batch, seed=batch))
         shapes_ok = all(

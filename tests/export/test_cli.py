@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -11,6 +14,7 @@ pytest.importorskip("torch")
 
 from typer.testing import CliRunner  # noqa: E402
 
+from engine.pack import content_hash, sha256_file  # noqa: E402
 from export.testing import one_torch_thread  # noqa: E402
 from moe.cli import app  # noqa: E402
 
@@ -43,6 +47,20 @@ def test_export_refuses_bad_input_with_a_message(tiny_pack, tmp_path):
     r = moe("export", tmp_path, "--out", tmp_path / "p")
     assert r.exit_code == 1 and "not a training run" in r.output
     assert not (tmp_path / "p").exists()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("keep me")
+    r = moe("export", gan, "--out", tmp_path / "notes")
+    assert r.exit_code == 1 and "not a model pack" in r.output
+    assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
+
+
+def test_export_replaces_an_existing_pack_and_leaves_no_staging(tiny_pack, tmp_path):
+    gan = tiny_pack.parent / "runs" / "00001-gan-tiny"
+    for version in ("1.0.0", "1.0.1"):
+        r = moe("export", gan, "--out", tmp_path / "mine", "--version", version)
+        assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "mine" / "manifest.json").read_text())["version"] == "1.0.1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"]
 
 
 def test_packs_verify_compares_with_torch_and_refuses_tampering(tiny_pack, tmp_path):
@@ -57,3 +75,29 @@ def test_packs_verify_compares_with_torch_and_refuses_tampering(tiny_pack, tmp_p
     (pack / "generator.fp16.onnx").write_bytes(bytes(blob))
     r = moe("packs", "verify", pack)
     assert r.exit_code == 1 and "generator.fp16.onnx" in r.output and "FAIL" in r.output
+
+
+BLOCKED = "import sys; sys.modules['torch'] = None; sys.modules['onnx'] = None; "
+
+
+def _moe_without_torch(*args):
+    """`moe ...` in a fresh process where neither torch nor onnx can be imported."""
+    code = BLOCKED + f"from moe.cli import app; app({[str(a) for a in args]!r})"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **ENV})
+
+
+def test_packs_verify_works_without_torch(tiny_pack, tmp_path):
+    r = _moe_without_torch("packs", "verify", tiny_pack, "--runs-dir", tiny_pack.parent / "runs")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "skipped (torch not installed)" in r.stdout and "skipped (onnx not installed)" in r.stdout
+    assert "run batch 16" in r.stdout
+    # a file that is not a model, with hashes made to match: onnxruntime refuses it, verify says so
+    pack = shutil.copytree(tiny_pack, tmp_path / "tiny")
+    (pack / "encoder.onnx").write_bytes(b"not a model" * 100)
+    doc = json.loads((pack / "manifest.json").read_text())
+    doc["models"]["encoder"]["sha256"] = sha256_file(pack / "encoder.onnx")
+    doc["content_hash"] = content_hash(doc["models"])
+    (pack / "manifest.json").write_text(json.dumps(doc))
+    r = _moe_without_torch("packs", "verify", pack)
+    assert r.returncode == 1 and "encoder.onnx" in r.stdout and "INVALID_PROTOBUF" in r.stdout, r.stdout + r.stderr
