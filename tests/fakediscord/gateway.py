@@ -112,12 +112,18 @@ class Gateway:
         await self.dispatch("GUILD_MEMBERS_CHUNK", {"guild_id": str(guild.id), "members": members,
                                                     "chunk_index": 0, "chunk_count": 1, "nonce": d.get("nonce")})
 
-    async def dispatch(self, event: str, data: dict) -> None:
-        """Send one event to the connected bot; raises if no bot is connected."""
+    async def dispatch(self, event: str, data: dict, on_send: Callable[[], None] | None = None) -> None:
+        """Send one event to the connected bot; raises if no bot is connected. `on_send` runs
+        just before the frame is written (where interaction timing starts)."""
         s = self.session
         if s is None or s.ws is None or s.ws.closed:
             raise ConnectionError(f"no bot connected to the fake gateway (cannot send {event})")
+        frame = {"op": 0, "t": event, "s": 0, "d": data}
         async with self._sends:
             s.seq += 1
-            await s.ws.send_str(json.dumps({"op": 0, "t": event, "s": s.seq, "d": data}))
+            frame["s"] = s.seq
+            text = json.dumps(frame)
+            if on_send is not None:
+                on_send()
+            await s.ws.send_str(text)
 

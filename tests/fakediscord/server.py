@@ -120,9 +120,17 @@ class FakeServer:
     async def send_interaction(self, itx: Interaction) -> None:
         self.interactions[itx.id] = itx
         self._by_token[itx.token] = itx
-        itx.dispatched_at = time.monotonic()
-        await self.gateway.dispatch("INTERACTION_CREATE", itx.payload)
-        asyncio.get_running_loop().call_later(self.deadline_s, self._check_answered, itx)
+
+        def started() -> None:
+            itx.dispatched_at = time.monotonic()
+
+        try:
+            await self.gateway.dispatch("INTERACTION_CREATE", itx.payload, on_send=started)
+        except ConnectionError:
+            del self.interactions[itx.id], self._by_token[itx.token]
+            raise
+        left = self.deadline_s - (time.monotonic() - itx.dispatched_at)
+        asyncio.get_running_loop().call_later(max(0.0, left), self._check_answered, itx)
 
     def _check_answered(self, itx: Interaction) -> None:
         if itx.acked_at is None and itx.failure is None:

@@ -256,6 +256,10 @@ async def test_gateway_protocol_and_limits():
         session = ready["d"]["session_id"]
         await ws.close()
         await fake.wait_disconnected()
+        count = len(fake.interactions)
+        with pytest.raises(ConnectionError, match="no bot connected"):
+            await fake.slash(alice, "avatar create")
+        assert len(fake.interactions) == count
         ws = await raw.connect(op=6, d={"token": TOKEN, "session_id": session, "seq": 3})
         assert (await ws.receive_json())["t"] == "RESUMED"
         resp = await http.get(f"{fake.server.api_url}/guilds/{guild.id}/bans")
