@@ -170,7 +170,7 @@ def run(members: tuple[int, ...] = (1, 50), rounds: int = 10, bursts: int = 2, c
         if pack:
             pack_env, pack_name, note = _pack_env(work)
             env.update(pack_env)
-        t0 = time.monotonic()
+        t0, load0 = time.monotonic(), _loadavg()
         result = asyncio.run(_bench(tuple(members), rounds, bursts, command, tuple(bot_args), env, timeout_s))
     largest = str(max(members))
     res = {"bench": "e2e", "command": "/" + command, "pack": pack_name, "members": list(members),
@@ -182,11 +182,19 @@ def run(members: tuple[int, ...] = (1, 50), rounds: int = 10, bursts: int = 2, c
            "ratios_vs_baseline": {n: {"ack_p95": _ratio(result[n]["ack_p95_ms"], result["baseline"][n]["ack_p95_ms"]),
                                       "final_p95": _ratio(result[n]["final_p95_ms"], result["baseline"][n]["final_p95_ms"])}
                                   for n in map(str, members)},
-           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                       "load_1min_before_after": [load0, _loadavg()]},  # others' work on a shared machine
            "wall_s": round(time.monotonic() - t0, 1)}
     if note:
         res["note"] = note
     return res
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
