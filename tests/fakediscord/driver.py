@@ -24,10 +24,14 @@ class FakeDiscord:
 
     `response_deadline_s` is Discord's 3-second window for the first answer and
     `token_life_s` the 15-minute life of an interaction token; tests shrink them.
+    `enforce_command_permissions`: refuse (as the Discord client does, unless a server
+    overrides it) commands whose `default_member_permissions` the member lacks. Off by
+    default, so tests can check the bot's own permission checks.
     """
 
     def __init__(self, *, response_deadline_s: float = 3.0, token_life_s: float = 900.0,
-                 heartbeat_ms: int = 41250) -> None:
+                 heartbeat_ms: int = 41250, enforce_command_permissions: bool = False) -> None:
+        self.enforce_command_permissions = enforce_command_permissions
         self.world = World()
         self.server = FakeServer(self.world, deadline_s=response_deadline_s, token_life_s=token_life_s,
                                  heartbeat_ms=heartbeat_ms)
@@ -130,6 +134,9 @@ class FakeDiscord:
         """
         guild = member.guild
         top, subs, defs = find_command(self.world.commands, guild.id, command)
+        needed = int(top.get("default_member_permissions") or 0)
+        if self.enforce_command_permissions and needed & member.permissions != needed:
+            raise InvalidInvocation(f"/{command} needs permissions {needed:#x}; {member.name} does not see it")
         given = {**(options or {}), **kwargs}
         opts, resolved = build_options(defs, given, command, lambda *f: self._upload(guild.channel, *f))
         data: dict[str, Any] = {"id": top["id"], "name": top["name"], "type": 1, "options": nest(subs, opts)}

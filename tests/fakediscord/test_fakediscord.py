@@ -177,11 +177,17 @@ async def test_gateway_protocol_and_limits():
         cmds = [{"name": "avatar", "description": "avatars", "options": [
             {"name": "create", "description": "make one", "type": 1, "options": [
                 {"name": "style", "description": "style", "type": 3, "choices": [{"name": "Cat", "value": "cat"}]},
-                {"name": "friend", "description": "a member", "type": 6}]}]}]
+                {"name": "friend", "description": "a member", "type": 6}]}]},
+                {"name": "admin", "description": "for admins", "default_member_permissions": "32"}]
         url = f"{fake.server.api_url}/applications/{fake.world.application_id}/guilds/{guild.id}/commands"
         resp = await http.put(url, json=cmds, headers={"Authorization": f"Bot {TOKEN}"})
         assert resp.status == 200 and (await resp.json())[0]["id"]
         await fake.wait_ready(timeout=1)
+
+        fake.enforce_command_permissions = True
+        with pytest.raises(InvalidInvocation, match="needs permissions 0x20"):
+            await fake.slash(alice, "admin")
+        fake.enforce_command_permissions = False
 
         itx = await fake.slash(alice, "avatar create", style="cat", friend=alice, channel=guild.channels[1])
         event = await ws.receive_json()
