@@ -1,5 +1,8 @@
 """The Discord client: a `commands.Bot` that gets its settings, engine and database given.
 
+It is an `AutoShardedBot` (a `commands.Bot` that opens as many gateway shards as Discord
+asks for, which it requires past 2,500 servers; with one shard it is a plain Bot).
+
 `setup_hook` adds the cogs (building `/avatar create` from the default pack's schema),
 registers the restart-proof components, installs the one error handler, and syncs the
 commands (to `settings.dev_guild_id` when set: instant; else globally).
@@ -31,7 +34,7 @@ class NoPackInstalled(RuntimeError):
     pass
 
 
-class MoeBot(commands.Bot):
+class MoeBot(commands.AutoShardedBot):
     def __init__(self, *, settings, engine: Engine, db: Database, **options) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # slash commands and components need nothing else

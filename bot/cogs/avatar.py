@@ -20,7 +20,6 @@ from discord import app_commands
 from discord.ext import commands
 
 from bot import actions, components
-from bot.actions import bot_of
 from bot.errors import UserError
 from bot.uploads import read_attachment
 from engine.recipe import MAX_SEED

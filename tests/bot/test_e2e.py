@@ -507,4 +507,5 @@ async def test_sigterm_stops_cleanly_and_the_database_is_sound(world):
     await world.bot.stop()
     assert world.bot.proc.returncode == 0, world.bot.log_tail()
     assert world.rows("PRAGMA integrity_check") == [("ok",)]
+    assert world.bot.env["MOE_DISCORD_TOKEN"] not in world.bot.log_path.read_text(errors="replace")
     await world.bot.start()
