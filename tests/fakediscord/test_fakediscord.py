@@ -286,14 +286,16 @@ async def test_command_sync_limits_are_rejected():
         assert fake.commands() == []
 
 
-def test_shim_patches_discord_only_when_asked():
+def test_shim_patches_discord_only_when_asked(tmp_path):
+    (tmp_path / "sitecustomize.py").write_text("print('shadowed one ran')\n")  # e.g. a distribution's
     code = "import discord.http as h, discord.gateway as g; print(h.Route.BASE, g.DiscordWebSocket.DEFAULT_GATEWAY)"
-    env = {**os.environ, "PYTHONPATH": str(SHIM_DIR)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SHIM_DIR), str(tmp_path)])}
     plain = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert plain.stdout.split() == ["https://discord.com/api/v10", "wss://gateway.discord.gg/"]
+    assert plain.stdout.split("\n")[0] == "shadowed one ran"
+    assert plain.stdout.split()[-2:] == ["https://discord.com/api/v10", "wss://gateway.discord.gg/"]
     env.update(FAKE_DISCORD_API="http://127.0.0.1:9/api/v10", FAKE_DISCORD_GATEWAY="ws://127.0.0.1:9/gateway")
     patched = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert patched.stdout.split() == ["http://127.0.0.1:9/api/v10", "ws://127.0.0.1:9/gateway"]
+    assert patched.stdout.split()[-2:] == ["http://127.0.0.1:9/api/v10", "ws://127.0.0.1:9/gateway"]
 
 
 def test_message_limits_name_each_broken_rule():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.abc
 import importlib.machinery
+import importlib.util
 import os
 import sys
 
@@ -50,5 +51,16 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder):
         return spec
 
 
+def _run_shadowed_sitecustomize() -> None:
+    """This file hides any other `sitecustomize` (some distributions ship one): run it too."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    rest = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", rest)
+    if spec is not None and spec.loader is not None:
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+
+
 if _API and _GATEWAY:
     sys.meta_path.insert(0, _PatchAfterImport())
+_run_shadowed_sitecustomize()
