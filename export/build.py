@@ -120,6 +120,15 @@ def _data(meta: dict) -> dict:
     return {k: src.get(k) for k in ("name", "license", "attribution", "fingerprint")}
 
 
+def _background(meta: dict) -> str | None:
+    """"flat" when the training images have flat backgrounds (the builtin style set, or a
+    checkpoint that says so), else None: the engine then never cuts a background out."""
+    if "background" in meta:
+        return meta["background"]
+    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
+    return "flat" if (meta.get("data_spec") or data.get("spec")) == "builtin" else None
+
+
 def _schema_summary(schema: Schema) -> str:
     return ", ".join(f"{a.name}({a.cardinality})" for a in schema.attributes)
 
@@ -184,7 +193,7 @@ def build_pack(runs: Sequence[RunModels], out: Path, *, name: str | None = None,
             "schema_fingerprint": schema.fingerprint(),
             "z_dim": int(meta["z_dim"]),
             "resolution": int(meta["res"]),
-            "background": meta.get("background", "flat"),
+            "background": _background(meta),
             "models": models,
             "data": _data(meta),
             "metrics": {kind: r.metrics for kind, r in gan_or_vae.items() if r.metrics is not None},

@@ -84,15 +84,27 @@ def export_command(
         console.print(f"Triton repository {triton}: {', '.join(names)}")
 
 
+def _pack_dirs() -> list[Path]:
+    """The bundled packs folder and MOE_PACKS_DIR (settings from the environment / .env)."""
+    from pydantic import ValidationError
+
+    from moe.settings import Settings
+
+    try:
+        return Settings().pack_dirs()
+    except ValidationError as e:
+        typer.echo(f"error: invalid settings:\n{e}", err=True)
+        raise typer.Exit(2) from None
+
+
 def _resolve_pack(pack: str) -> Path:
     """A pack folder path, or the name of an installed pack."""
     path = Path(pack)
     if (path / "manifest.json").is_file():
         return path
     from engine.pack import find_packs
-    from moe.settings import Settings
 
-    found = find_packs(Settings().pack_dirs())
+    found = find_packs(_pack_dirs())
     if pack in found:
         return found[pack]
     known = ", ".join(sorted(found)) or "none installed"
@@ -152,43 +164,39 @@ def list_command(
     from engine.errors import PackError
     from engine.pack import find_packs, load_pack
 
-    if not dirs:
-        from moe.settings import Settings
-
-        dirs = Settings().pack_dirs()
+    dirs = dirs or _pack_dirs()
     found = find_packs(dirs)
     console = _console()
     if not found:
         console.print(f"no packs in {', '.join(map(str, dirs))}; create one with `moe export RUN... --out DIR`")
         return
     t = Table(title="model packs")
-    for col in ("name", "version", "schema", "models", "res / z", "data", "metrics", "path"):
-        t.add_column(col)
+    for col in ("pack", "version", "schema", "models", "res / z", "data", "metrics"):
+        t.add_column(col, overflow="fold")
     for name, path in found.items():
         try:
             p = load_pack(path, verify_hashes=False)
         except PackError as e:
-            t.add_row(name, "", f"[red]{e}[/]", "", "", "", "", str(path))
+            t.add_row(f"{name}\n[dim]{path}[/]", "", f"[red]{e}[/]", "", "", "", "")
             continue
         m = p.manifest
         schema = "\n".join(f"{a.name} ({a.cardinality})" for a in p.schema.attributes)
         models = "\n".join(k + (" +fp16" if s.fp16_file else "") for k, s in p.models.items())
         data = m.get("data") or {}
-        t.add_row(p.name, str(m.get("version", "")), schema, models, f"{p.resolution} / {p.z_dim}",
-                  "\n".join(str(v) for v in (data.get("name"), data.get("license")) if v),
-                  _metrics_summary(m.get("metrics") or {}), str(path))
+        t.add_row(f"{p.name}\n[dim]{path}[/]", str(m.get("version", "")), schema, models,
+                  f"{p.resolution} / {p.z_dim}", "\n".join(str(v) for v in (data.get("name"), data.get("license")) if v),
+                  _metrics_summary(m.get("metrics") or {}))
     console.print(t)
 
 
+HEADLINE = ("fid", "kid", "accuracy_ratio_min", "diversity_ratio", "recon_psnr", "edit_success")
+
+
 def _metrics_summary(metrics: dict) -> str:
-    """A few headline numbers per run kind from eval.json (scalars at the top two levels)."""
+    """Headline numbers per run kind from eval.json (its "summary" section, see trainer/eval.py)."""
     lines = []
     for kind, doc in metrics.items():
-        if not isinstance(doc, dict):
-            continue
-        nums = [(k, v) for k, v in doc.items() if isinstance(v, float)]
-        for section, sub in doc.items():
-            if isinstance(sub, dict) and section not in ("data", "judge", "reference"):
-                nums += [(f"{section}.{k}", v) for k, v in sub.items() if isinstance(v, float)]
-        lines.append(f"{kind}: " + (", ".join(f"{k} {v:.3g}" for k, v in nums[:4]) or "evaluated"))
+        summary = doc.get("summary") if isinstance(doc.get("summary"), dict) else doc
+        nums = [(k, summary[k]) for k in HEADLINE if isinstance(summary.get(k), (int, float))]
+        lines.append(f"{kind}: " + (", ".join(f"{k} {v:.3g}" for k, v in nums) or "evaluated"))
     return "\n".join(lines) or "-"

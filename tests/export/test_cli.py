@@ -28,16 +28,17 @@ def moe(*args):
 
 def test_export_writes_metrics_status_lines_and_triton(tiny_pack, tmp_path):
     run = shutil.copytree(tiny_pack.parent / "runs" / "00001-gan-tiny", tmp_path / "runs" / "00001-gan-tiny")
-    (run / "eval.json").write_text(json.dumps({"kind": "gan", "fid_judge": 12.5, "condition": {"accuracy": 0.75}}))
+    report = {"kind": "gan", "summary": {"fid": 12.5, "kid": 0.0123, "worst_attribute": "eyes"}}
+    (run / "eval.json").write_text(json.dumps(report))
     r = moe("export", run, "--out", tmp_path / "packs" / "mine", "--version", "2.0.0", "--triton", tmp_path / "tri")
     assert r.exit_code == 0, r.output
     assert "generator" in r.output and "discriminator" in r.output and "pack mine 2.0.0" in r.output
     manifest = json.loads((tmp_path / "packs" / "mine" / "manifest.json").read_text())
-    assert manifest["metrics"] == {"gan": {"kind": "gan", "fid_judge": 12.5, "condition": {"accuracy": 0.75}}}
+    assert manifest["metrics"] == {"gan": report}
     assert set(manifest["models"]) == {"generator", "discriminator"} and manifest["version"] == "2.0.0"
     assert (tmp_path / "tri" / "mine_generator" / "config.pbtxt").is_file()
     listed = moe("packs", "list", "--dir", tmp_path / "packs")
-    assert listed.exit_code == 0 and "mine" in listed.output and "fid_judge 12.5" in listed.output
+    assert listed.exit_code == 0 and "mine" in listed.output and "fid 12.5, kid 0.0123" in listed.output
 
 
 def test_export_refuses_bad_input_with_a_message(tiny_pack, tmp_path):

@@ -49,7 +49,7 @@ def test_tiny_pack_is_complete_and_verifies(tiny_pack):
     m = pack.manifest
     assert m["name"] == "tiny" and m["resolution"] == 32 and m["z_dim"] == 16
     assert m["models"]["generator"]["run"] == "00001-gan-tiny" and m["models"]["encoder"]["run"] == "00002-vae-tiny"
-    assert m["data"]["license"] == "CC0-1.0" and m["data"]["attribution"]
+    assert m["data"]["license"] == "CC0-1.0" and m["data"]["attribution"] and m["background"] == "flat"
     assert {c.what for c in checks if c.model == "generator"} >= {"onnx.checker", "inputs/outputs", "run batch 16"}
 
 
@@ -191,3 +191,13 @@ def test_freezing_leaves_the_trained_model_untouched(tiny_runs):
     assert torch.equal(before, after)
     assert torch.nn.utils.parametrize.is_parametrized(d.blocks[0].conv1)  # spectral norm still live
     assert not torch.nn.utils.parametrize.is_parametrized(frozen.d.blocks[0].conv1)  # baked in the copy
+
+
+def test_manifest_data_and_background_come_from_checkpoint_meta():
+    from export.build import _background, _data
+
+    data = {"name": "moe styles", "license": "CC0-1.0", "attribution": "us", "fingerprint": "ab", "spec": "builtin"}
+    assert _data({"data": data}) == {k: data[k] for k in ("name", "license", "attribution", "fingerprint")}
+    assert _background({"data_spec": "builtin", "data": data}) == "flat"  # trainer.train's meta
+    assert _background({"data": {"spec": "/srv/art"}}) is None  # an admin's folder: unknown backgrounds
+    assert _background({"data_spec": "/srv/art", "background": "flat"}) == "flat"
