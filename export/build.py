@@ -203,7 +203,9 @@ def build_pack(runs: Sequence[RunModels], out: Path, *, name: str | None = None,
         all_checks += check_pack(work)
         failed = [c for c in all_checks if not c.ok]
         if failed:
-            raise ExportError(f"verification failed: {failed[0].model} {failed[0].what}: {failed[0].detail}", all_checks)
+            hint = "; the fp32 models passed, export without --fp16" if all("fp16" in c.model for c in failed) else ""
+            raise ExportError(f"verification failed: {failed[0].model} {failed[0].what}: {failed[0].detail}{hint}",
+                              all_checks)
         _replace(out, work)
         log.info("exported pack %s %s to %s (%s)", manifest["name"], version, out, manifest["content_hash"])
         return Exported(out, manifest, all_checks)

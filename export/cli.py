@@ -65,7 +65,8 @@ def export_command(
         for r in loaded:
             console.print(f"run {r.run}: {r.kind}, {len(r.schema)} attributes, "
                           f"{r.meta.get('res')} px, z {r.meta.get('z_dim')}, step {r.meta.get('step')}")
-        result = build_pack(loaded, out, name=name, version=version, fp16=fp16, on_model=status)
+        with console.status("exporting and checking against PyTorch"):
+            result = build_pack(loaded, out, name=name, version=version, fp16=fp16, on_model=status)
     except ExportError as e:
         if e.checks:
             console.print(table(e.checks, title="verification"))
