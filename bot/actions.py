@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import discord
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "INLINE_CODE_MAX", "RESULT_SIZE", "REF_PATTERN",
-    "bot_of", "check_limits", "count_generation", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
+    "bot_of", "check_limits", "count_generation", "generation", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
     "describe", "render", "render_grid", "new_seed",
 ]
 
@@ -72,6 +73,20 @@ async def count_generation(interaction: discord.Interaction, gs: GuildSettings) 
         cooldown_s=bot.settings.cooldown_s if gs.cooldown_s is None else gs.cooldown_s,
         daily_quota=bot.settings.daily_quota if gs.daily_quota is None else gs.daily_quota,
     )
+
+
+@asynccontextmanager
+async def generation(interaction: discord.Interaction, gs: GuildSettings | None = None) -> AsyncIterator[None]:
+    """Count one generation (channel, cooldown, quota) around the engine work; when the
+    engine fails (busy, timeout...), give it back, so "try again in a moment" is true."""
+    if gs is None:
+        gs = await check_limits(interaction, count=False)
+    await count_generation(interaction, gs)
+    try:
+        yield
+    except Exception:
+        await bot_of(interaction).db.refund_generation(interaction.guild_id, interaction.user.id)
+        raise
 
 
 def pack_for_guild(bot: MoeBot, gs: GuildSettings):

@@ -86,8 +86,8 @@ class RerollButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}")
         bot = bot_of(interaction)
         await interaction.response.defer()  # first: the 3 s deadline never depends on load
         recipe = await actions.recipe_from_ref(bot, self.ref)
-        await actions.check_limits(interaction)
-        [result] = await bot.engine.reroll(recipe)
+        async with actions.generation(interaction):
+            [result] = await bot.engine.reroll(recipe)
         await post_result(interaction, result)
 
 
@@ -104,8 +104,8 @@ class VariationsButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:v:{RE
         bot = bot_of(interaction)
         await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot, self.ref)
-        await actions.check_limits(interaction)
-        results = await bot.engine.vary(recipe, actions.VARIATION_STRENGTH, 4)
+        async with actions.generation(interaction):
+            results = await bot.engine.vary(recipe, actions.VARIATION_STRENGTH, 4)
         await post_variations(interaction, results)
 
 
@@ -165,8 +165,9 @@ class EditSelect(Handled, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index
         attr = schema.attributes[self.index]
         value = self.item.values[0]
         attr.index(value)  # SchemaError: a forged value
-        await actions.check_limits(interaction)
-        await post_result(interaction, await bot.engine.edit(recipe, **{attr.name: value}))
+        async with actions.generation(interaction):
+            result = await bot.engine.edit(recipe, **{attr.name: value})
+        await post_result(interaction, result)
 
 
 class BlendButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"):
@@ -225,8 +226,9 @@ async def blend_with(interaction: discord.Interaction, recipe, saved_id: int) ->
     if row.member_id != interaction.user.id:
         raise NotOwner("You can only blend with your own saved avatars.")
     other = actions.parse_code(row.code)
-    await actions.check_limits(interaction)
-    await post_result(interaction, await bot.engine.blend(recipe, other, t=0.5), note=f" (blended with your #{saved_id})")
+    async with actions.generation(interaction):
+        result = await bot.engine.blend(recipe, other, t=0.5)
+    await post_result(interaction, result, note=f" (blended with your #{saved_id})")
 
 
 class SaveButton(OwnerOnly, Handled, ui.DynamicItem[ui.Button], template=rf"moe:s:{UID}:{REF}"):

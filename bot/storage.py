@@ -288,6 +288,16 @@ class Database:
             )
             return count + 1
 
+    async def refund_generation(self, guild_id: int, member_id: int, *, now: float | None = None) -> None:
+        """Give back the generation just taken (the engine failed): one off today's count,
+        and no cooldown from it (the previous one had run out, or it would have been refused)."""
+        now = time.time() if now is None else now
+        async with self.transaction() as conn:
+            await conn.execute(
+                "UPDATE usage SET count = max(count - 1, 0), last_at = 0 WHERE guild_id = ? AND member_id = ? AND day = ?",
+                (guild_id, member_id, _day(now)),
+            )
+
     async def usage_today(self, guild_id: int, member_id: int, *, now: float | None = None) -> int:
         now = time.time() if now is None else now
         row = await self._fetchone(

@@ -109,8 +109,8 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
         gs = await actions.check_limits(interaction, count=False)
         pack = actions.pack_for_guild(self.bot, gs)
         cond = actions.condition_from_options(pack.schema, options)
-        await actions.count_generation(interaction, gs)  # counted only once the options are valid
-        [result] = await self.bot.engine.generate(pack.name, cond, seed=seed)
+        async with actions.generation(interaction, gs):  # counted only once the options are valid
+            [result] = await self.bot.engine.generate(pack.name, cond, seed=seed)
         await components.post_result(interaction, result)
 
     async def compare(self, interaction: discord.Interaction, options: dict[str, str | None], seed: int | None) -> None:
@@ -120,10 +120,10 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
         if not pack.has_vae:
             raise UserError(f"The pack {pack.name} has no VAE to compare with.")
         cond = actions.condition_from_options(pack.schema, options)
-        await actions.count_generation(interaction, gs)
         seed = actions.new_seed() if seed is None else seed
-        [gan] = await self.bot.engine.generate(pack.name, cond, seed=seed, model="gan")
-        [vae] = await self.bot.engine.generate(pack.name, cond, seed=seed, model="vae")
+        async with actions.generation(interaction, gs):
+            [gan] = await self.bot.engine.generate(pack.name, cond, seed=seed, model="gan")
+            [vae] = await self.bot.engine.generate(pack.name, cond, seed=seed, model="vae")
         await components.post_compare(interaction, gan, vae)
 
     @app_commands.command(name="remix")
@@ -133,9 +133,9 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
         await interaction.response.defer(thinking=True)
         gs = await actions.check_limits(interaction, count=False)
         picture = await read_attachment(image, max_bytes=self.bot.settings.max_upload_bytes)
-        await actions.count_generation(interaction, gs)
         pack = actions.pack_for_guild(self.bot, gs)
-        result = await self.bot.engine.encode(pack.name, picture)
+        async with actions.generation(interaction, gs):
+            result = await self.bot.engine.encode(pack.name, picture)
         await components.post_result(interaction, result, note=" (remixed from your picture)")
 
     @app_commands.command(name="recipe")
@@ -144,8 +144,9 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
         """Redraw any avatar from its recipe code, exactly."""
         await interaction.response.defer(thinking=True)
         recipe = actions.parse_code(code)
-        await actions.check_limits(interaction)
-        await components.post_result(interaction, await actions.render(self.bot, recipe))
+        async with actions.generation(interaction):
+            result = await actions.render(self.bot, recipe)
+        await components.post_result(interaction, result)
 
     # -- saved avatars ----------------------------------------------------------------------
     async def _saved_autocomplete(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[int]]:

@@ -486,7 +486,8 @@ async def test_server_pack_choice_and_errors_after_deferral(world):
     compare = await done(await world.fake.slash(world.grace, "avatar compare"))
     assert compare.ephemeral and "no VAE" in compare.content
     # this one fails inside the engine, after the "thinking..." deferral: the public
-    # placeholder goes away and the reason reaches only the member
+    # placeholder goes away, the reason reaches only the member, and the try is not counted
+    used = world.rows("SELECT sum(count) FROM usage WHERE member_id = ?", world.grace.user.id)
     itx = await world.fake.slash(world.grace, "avatar remix",
                                  image=("me.png", png_bytes(Image.new("RGB", (40, 40), (9, 9, 9))), "image/png"))
     await itx.wait_messages(1)
@@ -498,6 +499,7 @@ async def test_server_pack_choice_and_errors_after_deferral(world):
     [reply] = [m for m in itx.messages if m.ephemeral]
     assert itx.deferred and thinking.deleted and not thinking.ephemeral
     assert "no VAE" in reply.content and not reply.deleted
+    assert world.rows("SELECT sum(count) FROM usage WHERE member_id = ?", world.grace.user.id) == used
     await done(await world.fake.slash(world.boss, "moe-admin pack", name=world.pack.name))
     _, back = await create(world, world.grace, seed=3)
     assert Recipe.from_code(code_of(back)).pack_id == world.pack.pack_id

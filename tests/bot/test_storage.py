@@ -102,6 +102,15 @@ async def test_cooldown_and_quota(db):
     assert await db.take_generation(1, 7, cooldown_s=0, daily_quota=0, now=NOON + 86400) == 2  # 0 = off
 
 
+async def test_refund_gives_back_count_and_cooldown(db):
+    assert await db.take_generation(1, 7, cooldown_s=60, daily_quota=2, now=NOON) == 1
+    await db.refund_generation(1, 7, now=NOON + 1)  # e.g. the engine was busy
+    assert await db.usage_today(1, 7, now=NOON + 1) == 0
+    assert await db.take_generation(1, 7, cooldown_s=60, daily_quota=2, now=NOON + 2) == 1  # no cooldown
+    with pytest.raises(CooldownActive):
+        await db.take_generation(1, 7, cooldown_s=60, daily_quota=2, now=NOON + 3)
+
+
 async def test_latent_store_roundtrip(db):
     store = LatentStore(db)
     assert await store.get("nope") is None
