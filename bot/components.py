@@ -18,7 +18,6 @@ ephemeral message through `bot.errors.report_error`.
 from __future__ import annotations
 
 import io
-import logging
 
 import discord
 from discord import ui
@@ -32,8 +31,6 @@ __all__ = [
     "RerollButton", "VariationsButton", "EditButton", "EditSelect", "BlendButton", "BlendSelect",
     "SaveButton", "DeleteButton", "RecipeButton", "PickButton", "GalleryButton",
 ]
-
-log = logging.getLogger(__name__)
 
 REF = rf"(?P<ref>{REF_PATTERN})"
 UID = r"(?P<uid>[0-9]{1,20})"
@@ -184,16 +181,24 @@ class BlendButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"):
         recipe = await actions.recipe_from_ref(bot, self.ref)
         if interaction.guild_id is None:
             raise UserError("Blending works in servers only.")
-        saved = await bot.db.saved_avatars(interaction.guild_id, interaction.user.id, limit=25)
+        if recipe.is_blend:
+            raise UserError("This avatar is already a blend; ✏️ edit or ✨ vary it first, or blend the originals.")
+        saved = await bot.db.saved_avatars(interaction.guild_id, interaction.user.id, limit=100)
         if not saved:
             raise UserError("You have no saved avatar here yet: press 💾 Save under one you like, then blend with it.")
-        if len(saved) == 1:
+        # the engine blends two plain (not blended) recipes of the same pack and model
+        fits = [(a, r) for a in saved if (r := actions.parse_code(a.code)).pack_id == recipe.pack_id
+                and r.model == recipe.model and not r.is_blend][:25]
+        if not fits:
+            raise UserError(f"None of your saved avatars can be blended with this one: it takes a saved avatar "
+                            f"of the same pack and model ({recipe.model.upper()}) that is not a blend itself.")
+        if len(fits) == 1:
             await interaction.response.defer()
-            await blend_with(interaction, recipe, saved[0].id)
+            await blend_with(interaction, recipe, fits[0][0].id)
             return
         options = [
-            discord.SelectOption(label=f"#{a.id}", description=actions.describe(bot, actions.parse_code(a.code))[:100], value=str(a.id))
-            for a in saved
+            discord.SelectOption(label=f"#{a.id}", description=actions.describe(bot, r)[:100], value=str(a.id))
+            for a, r in fits
         ]
         view = ui.View(timeout=None)
         view.add_item(BlendSelect(self.ref, options))

@@ -278,6 +278,8 @@ async def test_blend_with_saved_avatars(world):
     assert r.cond == a.cond and r.cond_b == b.cond and r.mix == pytest.approx(0.5, abs=0.01)
     assert np.array_equal(pixels(blended.files[0].data), await redraw(world, code_of(blended)))
     keep_png("e2e-blend.png", blended.files[0].data)
+    again = await done(await world.fake.click(world.bob, blended, emoji="🔀"))
+    assert again.ephemeral and "already a blend" in again.content
     # two saved: pick one from a menu of your own saved avatars
     await done(await world.fake.click(world.bob, second, emoji="💾"))
     _, third = await create(world, world.bob, seed=52)
@@ -290,6 +292,11 @@ async def test_blend_with_saved_avatars(world):
     out = await done(await world.fake.select(world.bob, menu, [str(target)]))
     check_result(out, world.bob)
     assert f"#{target}" in out.content
+    # a picture read by the VAE cannot be blended with GAN avatars: said plainly
+    remix = await done(await world.fake.slash(
+        world.bob, "avatar remix", image=("b.png", png_bytes(Image.new("RGB", (30, 30), (1, 90, 200))), "image/png")))
+    vae = await done(await world.fake.click(world.bob, remix, emoji="🔀"))
+    assert vae.ephemeral and "same pack and model (VAE)" in vae.content
 
 
 async def test_delete_requester_only(world):
