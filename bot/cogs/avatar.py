@@ -195,9 +195,13 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
         shown = rows[:4]
         sheet = await actions.grid_of_pngs([await self.bot.db.saved_png(a.id) for a in shown],
                                            labels=[f"#{a.id}" for a in shown])
-        lines = [f"**#{a.id}** <t:{int(a.created)}:R> `{a.code}`" for a in rows]
-        header = f"{member.mention}'s saved avatars ({total}):"
-        await interaction.followup.send("\n".join([header, *lines])[:2000], file=_file(sheet, "saved.png"),
+        text = f"{member.mention}'s saved avatars ({total}):"
+        for a in rows:  # whole lines only, within Discord's 2,000 characters
+            line = f"\n**#{a.id}** <t:{int(a.created)}:R> `{a.code}`"
+            if len(text) + len(line) > 2000:
+                break
+            text += line
+        await interaction.followup.send(text, file=_file(sheet, "saved.png"),
                                         ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none())
 
     @app_commands.command(name="gallery")
