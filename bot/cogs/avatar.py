@@ -36,7 +36,7 @@ MAX_ATTRIBUTE_OPTIONS = 24  # Discord allows 25 options; one is the seed
 
 
 def _option_name(attr: Attribute) -> str:
-    return attr.name.lower().replace("_", "-")[:32]
+    return attr.name.lower()[:32]  # Discord option names are lowercase
 
 
 def _autocomplete_for(attr: Attribute):

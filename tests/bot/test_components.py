@@ -181,7 +181,7 @@ async def _noop(interaction, options, seed):
 def test_attribute_command_uses_choices_up_to_25():
     cmd = attribute_command("create", "make one", schema_with(25), _noop)
     params = {p.display_name: p for p in cmd.parameters}
-    assert list(params) == ["style", "eyes", "hair-colour", "seed"]
+    assert list(params) == ["style", "eyes", "hair_colour", "seed"]
     assert not any(p.required for p in cmd.parameters)
     assert len(params["style"].choices) == 25 and not params["style"].autocomplete
     assert [(c.name, c.value) for c in params["eyes"].choices] == [("Big eyes", "big"), ("Sleepy eyes", "sleepy")]
