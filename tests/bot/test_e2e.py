@@ -209,6 +209,7 @@ async def test_reroll_keeps_conditions_new_seed(world):
     a, b = Recipe.from_code(code_of(msg)), Recipe.from_code(code_of(new))
     assert a.cond == b.cond and b.latent != a.latent
     assert np.array_equal(pixels(new.files[0].data), await redraw(world, code_of(new)))
+    assert not np.array_equal(pixels(new.files[0].data), pixels(msg.files[0].data))
 
 
 async def test_variations_grid_and_pick(world):
@@ -246,6 +247,7 @@ async def test_edit_changes_one_attribute(world):
     diff = [i for i, (x, y) in enumerate(zip(base.cond, new.cond)) if x != y]
     assert diff == [attr_i] and schema.decode(new.cond)[attr.name] == value
     assert np.array_equal(pixels(edited.files[0].data), await redraw(world, code_of(edited)))
+    assert not np.array_equal(pixels(edited.files[0].data), pixels(msg.files[0].data))
     keep_png("e2e-edit.png", edited.files[0].data)
 
 
@@ -276,7 +278,10 @@ async def test_blend_with_saved_avatars(world):
     a, b = Recipe.from_code(code_of(second)), Recipe.from_code(code_of(first))
     assert isinstance(r.latent, Slerp) and (r.latent.a, r.latent.b) == (a.latent, b.latent)
     assert r.cond == a.cond and r.cond_b == b.cond and r.mix == pytest.approx(0.5, abs=0.01)
-    assert np.array_equal(pixels(blended.files[0].data), await redraw(world, code_of(blended)))
+    blend_px = pixels(blended.files[0].data)
+    assert np.array_equal(blend_px, await redraw(world, code_of(blended)))
+    assert not np.array_equal(blend_px, pixels(first.files[0].data))
+    assert not np.array_equal(blend_px, pixels(second.files[0].data))
     keep_png("e2e-blend.png", blended.files[0].data)
     again = await done(await world.fake.click(world.bob, blended, emoji="🔀"))
     assert again.ephemeral and "already a blend" in again.content
