@@ -11,7 +11,7 @@ import discord
 import pytest
 
 from bot import components
-from bot.actions import INLINE_CODE_MAX, recipe_from_ref
+from bot.actions import INLINE_CODE_MAX, recipe_from_ref, ref_for
 from bot.cogs.avatar import attribute_command
 from bot.errors import UserError, describe_error
 from engine.errors import EngineError, InvalidRecipe
@@ -146,8 +146,15 @@ async def test_stale_long_code_reference_is_a_user_error(tmp_path):
     db = await Database.open(tmp_path / "x.sqlite3")
     try:
         bot = SimpleNamespace(db=db)
-        ref = await db.recipe_ref(recipe(latent=Vary(Seed(1), 2, 0.3)).to_code())
-        assert (await recipe_from_ref(bot, f"~{ref}")).latent == Vary(Seed(1), 2, 0.3)
+        short = recipe(latent=Vary(Seed(1), 2, 0.3))
+        assert await ref_for(bot, short) == short.to_code()
+        deep = Vary(Vary(Vary(Slerp(Vary(Seed(1), 2, 0.4), Vary(Seed(3), 4, 0.4), 0.5), 5, 0.3), 6, 0.3), 7, 0.3)
+        long = recipe(latent=deep, cond_b=(0, 0, 0, 0, 0), mix=0.5)
+        assert len(long.to_code()) > INLINE_CODE_MAX
+        ref = await ref_for(bot, long)
+        assert re.fullmatch(r"~[0-9]+", ref) and await ref_for(bot, long) == ref
+        assert len(components.SaveButton(MAX_UID, ref).custom_id) <= 100
+        assert await recipe_from_ref(bot, ref) == long
         itx = Recorder(db=db)
         await dispatch("moe:r:~999", itx)
         assert itx.sent == [("This button points to a recipe that is no longer stored.", True)]
