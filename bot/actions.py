@@ -14,7 +14,6 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import discord
-import numpy as np
 
 from bot.errors import NotAllowedHere, UserError
 from bot.render import grid_png
@@ -22,6 +21,7 @@ from bot.storage import GuildSettings
 from engine import Recipe, Result
 from engine.errors import UnknownPack
 from engine.recipe import MAX_SEED, Slerp, Upload, Vary
+from engine.schema import SchemaError
 
 if TYPE_CHECKING:
     from bot.client import MoeBot
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INLINE_CODE_MAX", "RESULT_SIZE", "REF_PATTERN",
     "bot_of", "check_limits", "count_generation", "generation", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
-    "describe", "render", "render_grid", "new_seed",
+    "describe", "render", "png_of", "render_grid", "grid_of_pngs", "condition_from_options", "new_seed",
 ]
 
 RESULT_SIZE = 256  # pixels of the PNG under every result
@@ -142,7 +142,7 @@ def describe(bot: MoeBot, recipe: Recipe) -> str:
     try:
         schema = pack_of(bot, recipe).schema
         cond = schema.decode(recipe.cond)
-    except Exception:  # an old pack: still show the code, without names
+    except (UnknownPack, SchemaError):  # a pack no longer installed or changed: no names
         return f"{recipe.model} · {_latent_words(recipe.latent)}"
     parts = [f"{name}: {schema[name].label(value)}" for name, value in cond.items()]
     if recipe.cond_b is not None:
@@ -182,6 +182,3 @@ def condition_from_options(schema, options: Mapping[str, str | None]) -> dict[st
             out[name] = value
     return out
 
-
-def image_array(im) -> np.ndarray:
-    return np.asarray(im.convert("RGB"), dtype=np.uint8)
