@@ -18,6 +18,19 @@ def _emit(result: dict, as_json: bool) -> None:
 
 
 @app.command()
+def engine(
+    as_json: bool = typer.Option(False, "--json", help="one-line JSON"),
+    pack: str | None = typer.Option(None, help="pack folder (default: the bundled pack, else the tiny random-init pack)"),
+    seconds: float = typer.Option(2.0, help="measuring time per concurrency level"),
+    max_batch: int = typer.Option(64, help="engine max_batch"),
+) -> None:
+    """Engine throughput/latency at 1, 8, 64, 256 concurrent requests vs raw onnxruntime and naive PyTorch."""
+    from bench.engine import run
+
+    _emit(run(pack=pack, seconds=seconds, max_batch=max_batch), as_json)
+
+
+@app.command()
 def e2e(
     as_json: bool = typer.Option(False, "--json", help="one-line JSON"),
     members: str = typer.Option("1,50", help="member counts, comma-separated (the largest is checked against the targets)"),

@@ -3,8 +3,12 @@
 A request holds numpy inputs with a leading row axis (usually one row) and a future. One
 bounded asyncio queue per model; one collector task takes what is queued (up to
 `max_batch` rows, waiting at most `max_wait_s` for more, 0 by default), concatenates the
-inputs once, runs the model on a dedicated worker thread, checks the row count and
-resolves every future of the batch in one pass on the loop. A failing batch fails only
+inputs once, and hands the batch to a dedicated worker thread; the result comes back in
+one call_soon_threadsafe per batch, its row count is checked and every future of the batch
+is resolved in one pass. Up to `pipeline` (2) batches are in flight, so the next batch is
+formed on the loop while the worker computes the current one; with max_wait 0 the queued
+requests are split over the free slots (64 waiting, 2 free slots: two batches of 32), so
+the loop's work for one half overlaps the model's work for the other. A failing batch fails only
 its own requests; a full queue raises `Busy` at once; each request has a deadline.
 """
 
@@ -14,7 +18,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -48,7 +52,7 @@ class Batcher:
 
     def __init__(self, name: str, run: RunFn, n_outputs: int, *, max_batch: int = 64, max_wait_s: float = 0.0,
                  queue_size: int = 1024, timeout_s: float = 10.0, clock: Callable[[], float] = time.perf_counter,
-                 metrics: ModelMetrics | None = None):
+                 metrics: ModelMetrics | None = None, pipeline: int = 2):
         if max_batch < 1 or queue_size < 1 or timeout_s <= 0 or max_wait_s < 0:
             raise ValueError("max_batch and queue_size must be >= 1, timeout_s > 0, max_wait_s >= 0")
         self.name = name
@@ -61,6 +65,9 @@ class Batcher:
         self._task: asyncio.Task | None = None
         self._closed = False
         self._carry: _Request | None = None
+        self.pipeline = pipeline
+        self._slots = asyncio.Semaphore(pipeline)
+        self._inflight = 0
 
     @property
     def queue_depth(self) -> int:
@@ -104,16 +111,22 @@ class Batcher:
 
     # -- collector ------------------------------------------------------------------------
     async def _collect(self) -> None:
-        q = self._queue
+        q, slots = self._queue, self._slots
         stop = False
         while not stop:
+            await slots.acquire()  # at most `pipeline` batches submitted at once
             req = self._carry if self._carry is not None else await q.get()
             self._carry = None
             if req is _STOP:
+                slots.release()
                 break
             batch, rows = [req], req.rows
             deadline = None
-            while rows < self.max_batch:
+            target = self.max_batch
+            free = self.pipeline - self._inflight
+            if self.max_wait_s <= 0 and free > 1:  # split what is queued over the free slots: overlap
+                target = min(self.max_batch, max(req.rows, -(-(q.qsize() + 1) * req.rows // free)))
+            while rows < target:
                 try:
                     nxt = q.get_nowait()
                 except asyncio.QueueEmpty:
@@ -127,46 +140,62 @@ class Batcher:
                 if nxt is _STOP:
                     stop = True
                     break
-                if rows + nxt.rows > self.max_batch:
+                if rows + nxt.rows > target:
                     self._carry = nxt
                     break
                 batch.append(nxt)
                 rows += nxt.rows
             live = [r for r in batch if not r.future.done()]  # timed out or cancelled while queued
             if live:
-                await self._run(live, sum(r.rows for r in live) if len(live) != len(batch) else rows)
+                self._submit(live, sum(r.rows for r in live) if len(live) != len(batch) else rows)
+            else:
+                slots.release()
+        for _ in range(self.pipeline):  # wait for the batches still running
+            await slots.acquire()
 
-    async def _run(self, live: list[_Request], rows: int) -> None:
-        m = self.metrics
+    def _submit(self, live: list[_Request], rows: int) -> None:
+        """Hand a batch to the worker thread; its completion comes back to the loop in one
+        call_soon_threadsafe, while the collector already forms the next batch."""
         if len(live) == 1:
             feeds = live[0].feeds
         else:
             feeds = {k: np.concatenate([r.feeds[k] for r in live]) for k in live[0].feeds}
+        loop = asyncio.get_running_loop()
         t0 = self._clock()
+        self._inflight += 1
+        cf = self._executor.submit(self._run_fn, feeds)
+        cf.add_done_callback(lambda f: loop.call_soon_threadsafe(self._finish, live, rows, t0, f))
+
+    def _finish(self, live: list[_Request], rows: int, t0: float, cf: Future) -> None:
+        m = self.metrics
         try:
-            outs = await asyncio.get_running_loop().run_in_executor(self._executor, self._run_fn, feeds)
-            if len(outs) != self._n_outputs or any(len(o) != rows for o in outs):
-                got = [getattr(o, "shape", None) for o in outs]
-                raise EngineError(f"{self.name} returned {got} for {rows} rows")
-        except Exception as e:  # a failed batch fails only its own requests
-            log.error("%s: batch of %d rows failed: %r", self.name, rows, e, exc_info=e)
-            m.failed += len(live)
+            try:
+                outs = cf.result()
+                if len(outs) != self._n_outputs or any(len(o) != rows for o in outs):
+                    got = [getattr(o, "shape", None) for o in outs]
+                    raise EngineError(f"{self.name} returned {got} for {rows} rows")
+            except Exception as e:  # a failed batch fails only its own requests
+                log.error("%s: batch of %d rows failed: %r", self.name, rows, e, exc_info=e)
+                m.failed += len(live)
+                for r in live:
+                    if not r.future.done():
+                        err = EngineError("the model failed on this request; please try again")
+                        err.__cause__ = e
+                        r.future.set_exception(err)
+                return
+            t1 = self._clock()
+            m.batches += 1
+            m.batch_rows.observe(rows)
+            m.run_ms.observe((t1 - t0) * 1e3)
+            lat = m.latency_ms
+            start = 0
             for r in live:
                 if not r.future.done():
-                    err = EngineError("the model failed on this request; please try again")
-                    err.__cause__ = e
-                    r.future.set_exception(err)
-            return
-        t1 = self._clock()
-        m.batches += 1
-        m.batch_rows.observe(rows)
-        m.run_ms.observe((t1 - t0) * 1e3)
-        lat = m.latency_ms
-        start = 0
-        for r in live:
-            if not r.future.done():
-                end = start + r.rows
-                r.future.set_result([o[start:end] for o in outs])
-                lat.observe((t1 - r.t0) * 1e3)
-                m.ok += 1
-            start += r.rows
+                    end = start + r.rows
+                    r.future.set_result([o[start:end] for o in outs])
+                    lat.observe((t1 - r.t0) * 1e3)
+                    m.ok += 1
+                start += r.rows
+        finally:
+            self._inflight -= 1
+            self._slots.release()

@@ -25,7 +25,7 @@ import numpy as np
 
 from engine.errors import EngineError, InvalidRecipe, UnknownPack
 from engine.image import png_bytes, to_rgb_array
-from engine.latents import condition_draws, materialize, seed_latent
+from engine.latents import materialize, seed_draws
 from engine.pack import Pack
 from engine.recipe import MAX_SEED, Recipe, Seed, Slerp, Upload, Vary
 from engine.registry import BatchOptions, Loaded, Registry
@@ -88,9 +88,10 @@ class Engine:
     def __init__(self, packs_dirs: Sequence[Path | str], *, max_batch: int = 64, max_wait_ms: float = 0.0,
                  queue_size: int = 1024, timeout_s: float = 10.0, providers: str = "auto",
                  default_pack: str = "moe-default", latent_store: LatentStore | None = None,
-                 watch_s: float | None = 2.0, threads: int | None = None, metrics_log_s: float | None = 300.0):
+                 watch_s: float | None = 2.0, threads: int | None = None, metrics_log_s: float | None = 300.0,
+                 tune_batch: bool = True):
         self.providers = choose_providers(providers)
-        options = BatchOptions(max_batch, max_wait_ms / 1e3, queue_size, timeout_s)
+        options = BatchOptions(max_batch, max_wait_ms / 1e3, queue_size, timeout_s, tune_batch)
         self._registry = Registry(packs_dirs, self.providers, threads, options)
         self._default = default_pack
         self.latent_store: LatentStore = latent_store if latent_store is not None else MemoryLatentStore()
@@ -210,10 +211,20 @@ class Engine:
         return Recipe(p.pack_id, p.content_hash[:8], model, latent, tuple(cond), cond_b, mix, pack=p.name)
 
     @staticmethod
-    def _complete(pack: Pack, conditions: Mapping[str, str | None] | None, seed: int) -> tuple[int, ...]:
-        draws = condition_draws(seed, len(pack.schema))
-        index = {n: i for i, n in enumerate(pack.schema.names)}
-        return pack.schema.encode(pack.schema.complete(conditions or {}, lambda a: int(draws[index[a.name]])))
+    def _complete(pack: Pack, conditions: Mapping[str, str | None] | None, draws: list[int]) -> tuple[int, ...]:
+        """Condition indices: given values, else the attribute's default, else draws[i] % values."""
+        schema = pack.schema
+        fixed = dict.fromkeys(schema.names)
+        for name, value in (conditions or {}).items():
+            attr = schema[name]  # SchemaError names the known attributes
+            fixed[attr.name] = None if value is None else attr.index(value)
+        out = []
+        for i, a in enumerate(schema.attributes):
+            v = fixed[a.name]
+            if v is None:
+                v = a.index(a.default) if a.default is not None else draws[i] % a.cardinality
+            out.append(v)
+        return tuple(out)
 
     # -- drawing ----------------------------------------------------------------------------
     async def _draw(self, lp: Loaded, recipes: list[Recipe], zs: np.ndarray | None = None) -> list[Result]:
@@ -236,9 +247,12 @@ class Engine:
         try:
             if model not in ("gan", "vae") or (model == "vae" and not lp.pack.has_vae):
                 raise EngineError(f"model must be gan{' or vae' if lp.pack.has_vae else ''}, got {model!r}")
-            seeds = [(seed + i) & MAX_SEED for i in range(n)]
-            recipes = [self._recipe(lp, model, Seed(s), self._complete(lp.pack, conditions, s)) for s in seeds]
-            zs = np.stack([seed_latent(s, lp.pack.z_dim) for s in seeds])
+            p = lp.pack
+            recipes, zs = [], np.empty((n, p.z_dim), np.float32)
+            for i in range(n):
+                s = (seed + i) & MAX_SEED
+                zs[i], draws = seed_draws(s, p.z_dim, len(p.schema))
+                recipes.append(self._recipe(lp, model, Seed(s), self._complete(p, conditions, draws)))
             return await self._draw(lp, recipes, zs)
         finally:
             lp.release()
@@ -321,7 +335,8 @@ class Engine:
             z = np.ascontiguousarray(mu[0], dtype=np.float32)
             await self.latent_store.put(upload, z)
             seed = int(digest[12:20], 16) if seed is None else _check_seed(seed)
-            recipe = self._recipe(lp, "vae", Upload(upload), self._complete(lp.pack, conditions, seed))
+            _, draws = seed_draws(seed, lp.pack.z_dim, len(lp.pack.schema))
+            recipe = self._recipe(lp, "vae", Upload(upload), self._complete(lp.pack, conditions, draws))
             return (await self._draw(lp, [recipe], z[None]))[0]
         finally:
             lp.release()

@@ -22,7 +22,7 @@ from engine.errors import PackError, UnknownPack
 from engine.metrics import ModelMetrics
 from engine.pack import MODEL_IO, Pack, find_packs, load_pack
 from engine.recipe import pack_id_of
-from engine.sessions import Runner, make_session
+from engine.sessions import Runner, make_session, tune_batch
 
 __all__ = ["Loaded", "Registry"]
 
@@ -35,6 +35,7 @@ class BatchOptions:
     max_wait_s: float = 0.0
     queue_size: int = 1024
     timeout_s: float = 10.0
+    tune_batch: bool = True
 
 
 @dataclass(eq=False)
@@ -42,6 +43,7 @@ class Loaded:
     pack: Pack
     runners: dict[str, Runner]
     stamp: tuple
+    caps: dict[str, int] = field(default_factory=dict)  # batch cap per model
     batchers: dict[str, Batcher] = field(default_factory=dict)
     users: int = 0
     retired: bool = False
@@ -65,12 +67,13 @@ def _stamp(folder: Path) -> tuple:
     return tuple(out)
 
 
-def _dummy_feeds(pack: Pack, key: str) -> dict[str, np.ndarray]:
+def _dummy_feeds(pack: Pack, key: str, n: int = 1) -> dict[str, np.ndarray]:
     a, z, r = len(pack.schema), pack.z_dim, pack.resolution
-    cond = np.zeros((1, a), np.int64)
+    cond = np.zeros((n, a), np.int64)
     if key in ("generator", "decoder"):
-        return {"z": np.zeros((1, z), np.float32), "cond": cond, "cond_b": cond, "mix": np.zeros((1, 1), np.float32)}
-    image = np.zeros((1, r, r, 3), np.uint8)
+        zs = np.random.default_rng(0).standard_normal((n, z), dtype=np.float32)
+        return {"z": zs, "cond": cond, "cond_b": cond, "mix": np.zeros((n, 1), np.float32)}
+    image = np.zeros((n, r, r, 3), np.uint8)
     return {"image": image, "cond": cond} if key == "discriminator" else {"image": image}
 
 
@@ -80,9 +83,11 @@ def _expected_shapes(pack: Pack, key: str) -> list[tuple]:
             "encoder": [(1, z), (1, z)]}[key]
 
 
-def load_runners(path: Path, providers: list[str], threads: int | None) -> tuple[Pack, dict[str, Runner]]:
+def load_runners(path: Path, providers: list[str], threads: int | None, max_batch: int = 64,
+                 tune: bool = True) -> tuple[Pack, dict[str, Runner], dict[str, int]]:
     """Check a pack and open its models; each model must have the contract's inputs and
-    outputs and give the right shapes on a warm-up run. Blocking: call it in a thread."""
+    outputs and give the right shapes on a warm-up run. Returns the pack, its runners and
+    the batch cap per model (`tune_batch` for the image models). Blocking: call it in a thread."""
     pack = load_pack(path)
     runners = {}
     for key in pack.models:
@@ -101,7 +106,12 @@ def load_runners(path: Path, providers: list[str], threads: int | None) -> tuple
             raise PackError(f"{file}: a test run gave {shapes} {[str(o.dtype) for o in outs]}, "
                             f"expected {_expected_shapes(pack, key)} (image outputs uint8)")
         runners[key] = runner
-    return pack, runners
+    caps = {key: max_batch for key in runners}
+    if tune:
+        for key in ("generator", "decoder"):
+            if key in runners:
+                caps[key] = tune_batch(runners[key], lambda n, key=key: _dummy_feeds(pack, key, n), max_batch)
+    return pack, runners, caps
 
 
 class Registry:
@@ -170,19 +180,20 @@ class Registry:
             return report
 
     async def _swap_in(self, key: str, folder: Path, stamp: tuple) -> str:
-        pack, runners = await asyncio.to_thread(load_runners, folder, self.providers, self.threads)
+        pack, runners, caps = await asyncio.to_thread(load_runners, folder, self.providers, self.threads,
+                                                      self.options.max_batch, self.options.tune_batch)
         other = self.by_id.get(pack.pack_id)
         if other is not None and other != pack.name:
             raise PackError(f"{folder}: pack {pack.name!r} has the same short id as {other!r}; rename one")
         old = self.loaded.get(pack.name)
         if old is not None and str(old.pack.path) != key and key not in self._folders:
             log.warning("pack %s in %s replaces the one in %s", pack.name, folder, old.pack.path)
-        lp = Loaded(pack, runners, stamp)
+        lp = Loaded(pack, runners, stamp, caps)
         o = self.options
         for model, runner in runners.items():
             metrics = self._metrics.setdefault((pack.name, model), ModelMetrics())
             lp.batchers[model] = Batcher(
-                f"{pack.name}/{model}", runner, len(runner.output_names), max_batch=o.max_batch,
+                f"{pack.name}/{model}", runner, len(runner.output_names), max_batch=caps[model],
                 max_wait_s=o.max_wait_s, queue_size=o.queue_size, timeout_s=o.timeout_s, metrics=metrics).start()
         previous = self._folders.get(key, (None, None))[0]
         if previous not in (None, pack.name) and previous in self.loaded:  # the folder's pack was renamed
@@ -193,8 +204,8 @@ class Registry:
         self._folders[key] = (pack.name, stamp)
         if old is not None:
             self._retire(old)
-        log.info("pack %s %s loaded from %s (content %s, models %s, providers %s)", pack.name,
-                 pack.manifest.get("version", "?"), folder, pack.content_hash, sorted(runners), self.providers)
+        log.info("pack %s %s loaded from %s (content %s, batch caps %s, providers %s)", pack.name,
+                 pack.manifest.get("version", "?"), folder, pack.content_hash, caps, self.providers)
         return pack.name
 
     def _retire(self, lp: Loaded) -> None:
@@ -222,5 +233,6 @@ class Registry:
     def metrics(self) -> dict:
         out: dict = {}
         for name, lp in self.loaded.items():
-            out[name] = {m: b.metrics.to_dict(b.queue_depth) for m, b in lp.batchers.items()}
+            out[name] = {m: {**b.metrics.to_dict(b.queue_depth), "batch_cap": b.max_batch}
+                         for m, b in lp.batchers.items()}
         return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import onnxruntime as ort
 
 from engine.errors import PackError
 
-__all__ = ["make_session", "choose_providers", "Runner", "cpu_threads"]
+__all__ = ["make_session", "choose_providers", "Runner", "cpu_threads", "tune_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +74,33 @@ class Runner:
             io.bind_output(name, "cuda")
         self.session.run_with_iobinding(io)
         return io.copy_outputs_to_cpu()
+
+
+def tune_batch(run: Callable[[dict], object], feeds: Callable[[int], dict], max_batch: int,
+               budget_s: float = 0.6, slow_run_s: float = 0.15) -> int:
+    """The batch cap for a model on this machine (Triton's "preferred batch size"): time
+    batch sizes 1, 2, 4, ... up to `max_batch` (best of a few runs each, within about
+    `budget_s`) and return the largest size within 10% of the best images/s (larger batches
+    amortise the per-batch hand-off between threads). On CPU a large batch is often
+    *slower* per image (activations fall out of cache); on GPU the largest usually wins."""
+    rates: dict[int, float] = {}
+    t_stop = time.perf_counter() + budget_s
+    n = 1
+    while n <= max_batch:
+        f = feeds(n)
+        run(f)  # warm-up for this shape
+        best = float("inf")
+        for _ in range(3):
+            t = time.perf_counter()
+            run(f)
+            best = min(best, time.perf_counter() - t)
+        rates[n] = n / best
+        if best > slow_run_s or time.perf_counter() > t_stop or n == max_batch:
+            break
+        n = min(n * 2, max_batch)
+    top = max(rates.values())
+    cap = max(b for b, r in rates.items() if r >= 0.9 * top)
+    if max(rates) < max_batch and cap == max(rates):  # still improving when time ran out
+        cap = max_batch
+    log.info("batch cap %d (images/s by batch: %s)", cap, {b: round(r) for b, r in rates.items()})
+    return cap

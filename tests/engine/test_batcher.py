@@ -42,7 +42,7 @@ async def test_multi_row_requests_are_not_split_and_overflow_carries_to_next_bat
         seen.append(len(f["x"]))
         return double(f)
 
-    b = Batcher("m", run, 1, max_batch=4).start()
+    b = Batcher("m", run, 1, max_batch=4, pipeline=1).start()
     outs = await asyncio.gather(b.submit(feeds(1, 2, 3)), b.submit(feeds(4, 5)), b.submit(feeds(6)))
     await b.close()
     assert [o[0][:, 0].tolist() for o in outs] == [[2, 4, 6], [8, 10], [12]]
@@ -56,7 +56,7 @@ async def test_full_queue_raises_busy_immediately():
         gate.wait(5)
         return double(f)
 
-    b = Batcher("m", run, 1, max_batch=1, queue_size=2).start()
+    b = Batcher("m", run, 1, max_batch=1, queue_size=2, pipeline=1).start()
     first = asyncio.ensure_future(b.submit(feeds(0)))
     await asyncio.sleep(0)  # collector takes it and blocks in the worker
     while b.queue_depth:
@@ -81,7 +81,7 @@ async def test_request_times_out_and_the_batcher_keeps_serving():
             gate.wait(5)
         return double(f)
 
-    b = Batcher("m", run, 1, max_batch=1, timeout_s=0.05).start()
+    b = Batcher("m", run, 1, max_batch=1, timeout_s=0.05, pipeline=1).start()
     stuck = asyncio.ensure_future(b.submit(feeds(1)))
     waiting = asyncio.ensure_future(b.submit(feeds(2)))  # expires while queued: never computed
     with pytest.raises(RequestTimeout):
@@ -122,7 +122,7 @@ async def test_failing_batch_fails_only_its_own_requests():
 
 
 async def test_wrong_result_count_is_an_error_not_a_wrong_answer():
-    b = Batcher("m", lambda f: [f["x"][:1]], 1, max_batch=4).start()
+    b = Batcher("m", lambda f: [f["x"][:-1]], 1, max_batch=4).start()  # one row short
     results = await asyncio.gather(*(b.submit(feeds(i)) for i in range(3)), return_exceptions=True)
     await b.close()
     assert all(isinstance(r, EngineError) for r in results)
@@ -161,3 +161,38 @@ async def test_max_wait_collects_stragglers_into_one_batch():
     await asyncio.gather(first, *rest)
     await b.close()
     assert seen == [8]
+
+
+async def test_queued_requests_are_split_over_free_slots():
+    seen = []
+
+    def run(f):
+        seen.append(len(f["x"]))
+        return double(f)
+
+    b = Batcher("m", run, 1, max_batch=64, pipeline=2).start()
+    await asyncio.gather(*(b.submit(feeds(i)) for i in range(16)))
+    await b.close()
+    assert seen == [8, 8]  # two overlapping halves, not one batch of 16
+
+
+async def test_pipeline_forms_the_next_batch_while_the_worker_computes():
+    gate, started = threading.Event(), []
+
+    def run(f):
+        started.append(len(f["x"]))
+        gate.wait(5)
+        return double(f)
+
+    b = Batcher("m", run, 1, max_batch=4, pipeline=2).start()
+    first = asyncio.ensure_future(b.submit(feeds(1)))
+    while not started:
+        await asyncio.sleep(0.001)
+    rest = [asyncio.ensure_future(b.submit(feeds(i))) for i in range(3)]
+    while b.queue_depth:  # taken off the queue and handed to the worker while batch 1 runs
+        await asyncio.sleep(0.001)
+    assert b.metrics.batches == 0
+    gate.set()
+    await asyncio.gather(first, *rest)
+    await b.close()
+    assert started == [1, 3]
