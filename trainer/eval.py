@@ -14,8 +14,11 @@ downloaded. The report (`RUN/eval.json`, `RUN/eval.png`) holds:
 - for a VAE: reconstruction MSE/PSNR, edit success, and all of the above for prior samples.
 
 Generated images come from the EMA generator (GAN) or the decoder with z ~ N(0, I) (VAE);
-their conditions are rows of the data's labels (its joint label distribution), each used
-for `repeats` latents, with fixed seeds.
+their conditions are random rows of the data's labels (its joint label distribution), with
+fixed seeds. Diversity uses a second generated set that mirrors groups of held-out images:
+the grouping is the full condition when the held-out set has at least MIN_GROUPS exact
+matches, else the most specific attribute subset that does (`choose_grouping`), and each
+generated group cycles through its real group's full labels.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -39,9 +43,12 @@ __all__ = ["kid", "fid", "gaussian_blur", "choose_grouping", "diversity", "neare
 log = logging.getLogger(__name__)
 
 FORMAT = 1
-BLUR_SIGMA_64 = 1.5  # Gaussian sigma (px at 64 px, scaled with resolution) of the blurred reference
-MIN_GROUPS = 8  # diversity: fewest groups of >= 2 real images a grouping must give
-GROUP_CAP = 16  # diversity: images per group used for pairwise distances
+# Gaussian sigmas (px at 64 px, scaled with the resolution) of the blurred references; the
+# last is the one the target is judged by (sigma 1 ~ a box blur of radius 1.5 px)
+BLUR_SIGMAS_64 = (0.5, 1.0)
+MIN_GROUPS = 16  # diversity: fewest groups of >= 2 real held-out images a grouping must give
+MAX_GROUPS = 64  # diversity: groups measured
+GROUP_CAP = 12  # diversity: images per group (real: at most; generated: exactly)
 
 
 class EvalError(ValueError):
@@ -177,7 +184,13 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def _decode(generator: torch.nn.Module, z: torch.Tensor, conds: np.ndarray, batch: int) -> np.ndarray:
     c = torch.from_numpy(np.ascontiguousarray(conds, dtype=np.int64))
-    return np.concatenate([_to_uint8(generator(z[i:i + batch], c[i:i + batch])) for i in range(0, len(z), batch)])
+    out = []
+    for i in range(0, len(z), batch):
+        x = generator(z[i:i + batch], c[i:i + batch])  # (B, 3, H, W)
+        if not torch.isfinite(x).all():
+            raise EvalError("the generator produced NaN/inf pixels: the checkpoint is broken (diverged run?)")
+        out.append(_to_uint8(x))
+    return np.concatenate(out)
 
 
 def _small(images: np.ndarray, size: int = 16) -> np.ndarray:
@@ -198,58 +211,79 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 class _Reference:
     """The real side, computed once per evaluation: judge features of held-out images, of
-    all train-split images (nearest neighbours), a train subset (floor) and its blur."""
+    all train-split images (nearest neighbours), a train subset (the floor) and its blurs."""
 
-    def __init__(self, tj: TrainedJudge, images: np.ndarray, labels: np.ndarray, n: int, seed: int, sigma: float):
+    def __init__(self, tj: TrainedJudge, images: np.ndarray, labels: np.ndarray, n: int, seed: int,
+                 sigmas: tuple[float, ...]):
         judge = tj.model
         self.held_images, self.held_labels = images[tj.held_idx], labels[tj.held_idx]
         self.train_images = images[tj.train_idx]
         self.held_feats, held_pred = judge.embed(self.held_images)
         self.real_acc = (held_pred == self.held_labels).mean(0)
         self.train_feats, _ = judge.embed(self.train_images)
-        sub = np.random.default_rng(seed).choice(len(tj.train_idx), min(n, len(tj.train_idx)), replace=False)
-        train_sub, blur_feats_pred = self.train_feats[sub], judge.embed(gaussian_blur(self.train_images[sub], sigma))
         self.held_nn, _ = nearest_distances(self.held_feats, self.train_feats)
-        self.floor = {"kid": kid(train_sub, self.held_feats, seed=seed), "fid": fid(train_sub, self.held_feats),
-                      "n": len(sub)}
-        self.blur = {"kid": kid(blur_feats_pred[0], self.held_feats, seed=seed),
-                     "fid": fid(blur_feats_pred[0], self.held_feats), "sigma_px": sigma,
-                     "accuracy": [float(a) for a in (blur_feats_pred[1] == labels[tj.train_idx][sub]).mean(0)]}
+        sub = np.random.default_rng(seed).choice(len(tj.train_idx), min(n, len(tj.train_idx)), replace=False)
+        self.floor = {"kid": kid(self.train_feats[sub], self.held_feats, seed=seed),
+                      "fid": fid(self.train_feats[sub], self.held_feats), "n": len(sub)}
+        self.blur = []
+        for sigma in sigmas:
+            feats, pred = judge.embed(gaussian_blur(self.train_images[sub], sigma))
+            self.blur.append({"sigma_px": sigma, "kid": kid(feats, self.held_feats, seed=seed),
+                              "fid": fid(feats, self.held_feats),
+                              "accuracy": (pred == labels[tj.train_idx][sub]).mean(0)})
+
+
+def _diversity_plan(held_labels: np.ndarray, seed: int) -> tuple[tuple[int, ...], list[np.ndarray], np.ndarray]:
+    """Groups of held-out images sharing the most specific available grouping (see
+    `choose_grouping`), up to MAX_GROUPS of them with up to GROUP_CAP members each, and the
+    conditions to generate for each group: GROUP_CAP rows cycling through its members' full
+    labels, so a generated group varies in the dropped attributes exactly as the real one."""
+    grouping = choose_grouping(held_labels)
+    ids = _group_ids(held_labels, grouping)
+    rng = np.random.default_rng(seed)
+    eligible = np.flatnonzero(np.bincount(ids) >= 2)
+    chosen = rng.permutation(eligible)[:MAX_GROUPS]
+    members = [np.flatnonzero(ids == g)[:GROUP_CAP] for g in chosen]
+    conds = np.concatenate([held_labels[m[np.arange(GROUP_CAP) % len(m)]] for m in members]) if members else \
+        np.zeros((0, held_labels.shape[1]), np.int64)
+    return grouping, members, conds
 
 
 def _sample_report(gen: Callable[[torch.Tensor, np.ndarray], np.ndarray], ref: _Reference, judge, labels: np.ndarray,
-                   schema: Schema, z_dim: int, samples: int, repeats: int, seed: int) -> tuple[dict, dict]:
-    """Generate `samples` images (conditions: data label rows, each for `repeats` latents) and
-    score them against the reference. Returns (report section, images for the grid)."""
-    rng = np.random.default_rng(seed)
-    n_cond = max(1, samples // repeats)
-    conds = np.repeat(labels[rng.choice(len(labels), n_cond)], repeats, axis=0)[:samples]
-    z = torch.randn(len(conds), z_dim, generator=torch.Generator().manual_seed(seed))
-    images = gen(z, conds)
+                   schema: Schema, z_dim: int, samples: int, seed: int) -> tuple[dict, dict]:
+    """Generate `samples` images whose conditions are random rows of the data's labels (its
+    joint label distribution) and score them against the reference; then a separate set for
+    diversity (`_diversity_plan`). Returns (report section, images for the grid)."""
+    rng, g = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+    conds = labels[rng.choice(len(labels), samples)]
+    images = gen(torch.randn(samples, z_dim, generator=g), conds)
     feats, pred = judge.embed(images)
-    grouping = choose_grouping(ref.held_labels, conds)
-    keys_g, keys_r = conds[:, list(grouping)], ref.held_labels[:, list(grouping)]
-    div = diversity(feats, keys_g, ref.held_feats, keys_r, seed=seed)
-    pix = diversity(_small(images), keys_g, _small(ref.held_images), keys_r, seed=seed)
     nn_d, nn_i = nearest_distances(feats, ref.train_feats)
     p1, held_med = float(np.percentile(ref.held_nn, 1)), float(np.median(ref.held_nn))
-    k = kid(feats, ref.held_feats, seed=seed)
+    # diversity: generated groups vs the real held-out groups they mirror
+    grouping, members, div_conds = _diversity_plan(ref.held_labels, seed)
+    div_images = gen(torch.randn(len(div_conds), z_dim, generator=g), div_conds)
+    div_feats, _ = judge.embed(div_images)
+    keys_g = np.repeat(np.arange(len(members)), GROUP_CAP)
+    keys_r = np.concatenate([np.full(len(m), k) for k, m in enumerate(members)]) if members else keys_g
+    held_rows = np.concatenate(members) if members else np.zeros(0, np.int64)
+    div = diversity(div_feats, keys_g, ref.held_feats[held_rows], keys_r, seed=seed)
+    pix = diversity(_small(div_images), keys_g, _small(ref.held_images[held_rows]), keys_r, seed=seed)
     section = {
-        "n": len(images), "conditions": n_cond, "repeats": repeats,
+        "n": len(images),
         "accuracy": _accuracy(pred, conds, ref.real_acc, schema),
-        "kid": k, "fid": fid(feats, ref.held_feats),
+        "kid": kid(feats, ref.held_feats, seed=seed), "fid": fid(feats, ref.held_feats),
         "diversity": {"generated": div["a"], "real": div["b"], "ratio": div["ratio"], "groups": div["groups"],
-                      "grouping": [schema.attributes[i].name for i in grouping],
+                      "per_group": GROUP_CAP, "grouping": [schema.attributes[i].name for i in grouping],
                       "pixel_ratio": pix["ratio"]},
         "memorisation": {"nn_generated_median": float(np.median(nn_d)), "nn_held_median": held_med,
                          "ratio": _ratio(float(np.median(nn_d)), held_med), "held_p1": p1,
                          "frac_below_held_p1": float((nn_d < p1).mean())},
     }
     closest = np.argsort(nn_d)[:8]
-    grid = {"generated": images[:32], "nearest": np.stack([x for i in closest
-                                                          for x in (images[i], ref.train_images[nn_i[i]])])}
+    grid = {"generated": images[:16], "same condition": div_images[:2 * GROUP_CAP],
+            "nearest train": np.stack([x for i in closest for x in (images[i], ref.train_images[nn_i[i]])])}
     return section, grid
-
 
 
 @torch.no_grad()
@@ -306,16 +340,16 @@ def _run_data(run_dir: Path, meta: dict, override: str | None) -> tuple[str, str
     return str(spec), data.get("fingerprint") or meta.get("data_fingerprint")
 
 
-def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = None, seed: int = 0, repeats: int = 4,
-             judge_config: JudgeConfig = JudgeConfig(), blur_sigma: float | None = None, batch: int = 250,
-             write: bool = True) -> dict:
-    """Evaluate a run folder; returns the report (and writes RUN/eval.json + RUN/eval.png)."""
+def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = None, seed: int = 0,
+             judge_config: JudgeConfig = JudgeConfig(), batch: int = 250, write: bool = True) -> dict:
+    """Evaluate a run folder; returns the report (and writes RUN/eval.json + RUN/eval.png).
+    `data` overrides the run's recorded training data (same schema required)."""
     from trainer.checkpoint import CheckpointError, load_run
     from trainer.data import load_dataset
 
-    run_dir = Path(run_dir)
-    if samples < 2 or repeats < 1:
-        raise EvalError(f"--samples must be >= 2 and repeats >= 1, got {samples} and {repeats}")
+    t0, run_dir = time.perf_counter(), Path(run_dir)
+    if samples < 2:
+        raise EvalError(f"--samples must be at least 2, got {samples}")
     try:
         run = load_run(run_dir)
     except CheckpointError as e:
@@ -332,9 +366,8 @@ def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = Non
                     ds.fingerprint, recorded_fp)
     images, labels = np.ascontiguousarray(ds.images), ds.labels
     tj = load_or_train_judge(images, labels, schema.cardinalities, ds.fingerprint, judge_config)
-    sigma = blur_sigma if blur_sigma is not None else BLUR_SIGMA_64 * res / 64
     log.info("embedding %d real images with the judge", len(images))
-    ref = _Reference(tj, images, labels, samples, seed, sigma)
+    ref = _Reference(tj, images, labels, samples, seed, tuple(s * res / 64 for s in BLUR_SIGMAS_64))
     names = schema.names
     report: dict = {
         "format": FORMAT, "run": run_dir.name, "kind": run.kind, "step": meta.get("step"), "kimg": meta.get("kimg"),
@@ -345,17 +378,19 @@ def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = Non
         "judge": {"held_accuracy": dict(zip(names, map(float, ref.real_acc))), "n_fit": tj.info.get("n_train"),
                   "train_seconds": tj.info.get("train_seconds"), "cached": tj.info.get("cached"),
                   "config": tj.info.get("config")},
-        "reference": {"floor": ref.floor, "blur": ref.blur | {"accuracy": dict(zip(names, ref.blur["accuracy"]))}},
+        "reference": {"floor": ref.floor, "blur": [b | {"accuracy": dict(zip(names, map(float, b["accuracy"])))}
+                                                   for b in ref.blur]},
     }
     log.info("generating %d samples", samples)
     generator = run.models["G_ema"] if run.kind == "gan" else run.models["decoder"]
     section, grid = _sample_report(lambda z, c: _decode(generator, z, c, batch), ref, tj.model, labels, schema,
-                                   z_dim, samples, repeats, seed)
+                                   z_dim, samples, seed)
     report["generated"] = section
     if run.kind == "vae":
         report["vae"], vgrid = _vae_report(run.models["encoder"], generator, ref, tj.model, schema, seed, batch)
         grid |= vgrid
     report["summary"] = _summary(report)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
     if write:
         (run_dir / "eval.json").write_text(json.dumps(report, indent=1))
         _save_grid(grid, run_dir / "eval.png")
@@ -368,11 +403,12 @@ def _summary(r: dict) -> dict:
     g = r["generated"]
     ratios = {k: v["ratio"] for k, v in g["accuracy"].items() if v["ratio"] is not None}
     worst = min(ratios, key=ratios.get) if ratios else None
+    floor, blur = r["reference"]["floor"], r["reference"]["blur"][-1]  # the strongest blur is the reference
     s = {"accuracy_ratio_min": ratios.get(worst), "worst_attribute": worst,
-         "kid": g["kid"]["mean"], "kid_floor": r["reference"]["floor"]["kid"]["mean"],
-         "kid_blur": r["reference"]["blur"]["kid"]["mean"],
-         "kid_vs_blur": _ratio(g["kid"]["mean"], r["reference"]["blur"]["kid"]["mean"]),
-         "fid": g["fid"], "fid_floor": r["reference"]["floor"]["fid"], "fid_blur": r["reference"]["blur"]["fid"],
+         "kid": g["kid"]["mean"], "kid_std": g["kid"]["std"], "kid_floor": floor["kid"]["mean"],
+         "kid_floor_std": floor["kid"]["std"], "kid_blur": blur["kid"]["mean"], "blur_sigma_px": blur["sigma_px"],
+         "kid_vs_blur": _ratio(g["kid"]["mean"], blur["kid"]["mean"]),
+         "fid": g["fid"], "fid_floor": floor["fid"], "fid_blur": blur["fid"],
          "diversity_ratio": g["diversity"]["ratio"], "nn_ratio": g["memorisation"]["ratio"],
          "frac_below_held_p1": g["memorisation"]["frac_below_held_p1"]}
     s["targets"] = {"accuracy_ratio_min>=0.9": _ok(s["accuracy_ratio_min"], 0.9),
@@ -423,8 +459,9 @@ def print_report(r: dict, console=None) -> None:
                   f"{g['n']} samples from the {src}; judge trained on {r['judge']['n_fit']} images, "
                   f"held-out {r['data']['n_held']}")
     acc = Table(title="Conditional accuracy of the judge (real = held-out; recon, edit: VAE on held-out)")
+    blurs = [f"blur σ{b['sigma_px']:.2g}" for b in ref["blur"]]
     for col in ("attribute", "real", "generated", "ratio", *(("recon", "edit", "edit ratio") if "vae" in r else ()),
-                "blurred"):
+                *blurs):
         acc.add_column(col, justify="left" if col == "attribute" else "right")
     for name, a in g["accuracy"].items():
         row = [name, _f(a["real"]), _f(a["generated"]), _f(a["ratio"])]
@@ -432,7 +469,7 @@ def print_report(r: dict, console=None) -> None:
             e = r["vae"]["edit"]["per_attribute"].get(name, {})
             row += [_f(r["vae"]["reconstruction"]["accuracy"][name]["generated"]), _f(e.get("success")),
                     _f(e.get("ratio"))]
-        acc.add_row(*row, _f(ref["blur"]["accuracy"][name]))
+        acc.add_row(*row, *(_f(b["accuracy"][name]) for b in ref["blur"]))
     console.print(acc)
     dist = Table(title="Distance to real held-out (judge features; lower is better)")
     for col in ("set", "KID", "± std", "FID"):
@@ -440,11 +477,13 @@ def print_report(r: dict, console=None) -> None:
     dist.add_row("generated", _f(g["kid"]["mean"], "{:.4f}"), _f(g["kid"]["std"], "{:.4f}"), _f(g["fid"], "{:.2f}"))
     dist.add_row("real train (floor)", _f(ref["floor"]["kid"]["mean"], "{:.4f}"),
                  _f(ref["floor"]["kid"]["std"], "{:.4f}"), _f(ref["floor"]["fid"], "{:.2f}"))
-    dist.add_row(f"blurred real, σ={ref['blur']['sigma_px']:.2g}px", _f(ref["blur"]["kid"]["mean"], "{:.4f}"),
-                 _f(ref["blur"]["kid"]["std"], "{:.4f}"), _f(ref["blur"]["fid"], "{:.2f}"))
+    for b in ref["blur"]:
+        dist.add_row(f"blurred real, σ={b['sigma_px']:.2g}px", _f(b["kid"]["mean"], "{:.4f}"),
+                     _f(b["kid"]["std"], "{:.4f}"), _f(b["fid"], "{:.2f}"))
     console.print(dist)
     d, m = g["diversity"], g["memorisation"]
-    console.print(f"Diversity (within {d['groups']} groups sharing {', '.join(d['grouping']) or 'nothing'}): "
+    console.print(f"Diversity (mean pairwise distance within {d['groups']} groups sharing "
+                  f"{', '.join(d['grouping']) or 'nothing'}): "
                   f"generated/real = [bold]{_f(d['ratio'])}[/] (pixels: {_f(d['pixel_ratio'])})")
     console.print(f"Nearest training image: generated median {_f(m['nn_generated_median'])} vs held-out "
                   f"{_f(m['nn_held_median'])} (ratio {_f(m['ratio'])}); {100 * m['frac_below_held_p1']:.1f}% of "

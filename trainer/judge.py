@@ -36,15 +36,16 @@ log = logging.getLogger(__name__)
 class JudgeConfig:
     width: int = 32  # channels of the first stage; doubled per stage up to 8x
     feat_dim: int = 256  # the feature space (penultimate layer)
-    epochs: int = 4
+    epochs: int = 3
     batch: int = 128
     lr: float = 2e-3
-    max_train: int = 12000  # cap on training images (speed on CPU); the held-out split is never capped by this
+    max_train: int = 8000  # cap on training images (speed on CPU); the held-out split is never capped by this
     holdout_frac: float = 0.1
     max_holdout: int = 2000
     min_holdout: int = 10
     shift: int = 2  # random translation (px at 64px) as augmentation, so the judge is not brittle
     seed: int = 0
+    version: int = 2  # of the network and its training; part of the cache key
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
@@ -84,6 +85,9 @@ class Judge(nn.Module):
         self.trunk = nn.Sequential(*layers)
         self.proj = nn.Linear(c_in * size * size, cfg.feat_dim)  # keeps where things are, unlike a global pool
         self.heads = nn.ModuleList(nn.Linear(cfg.feat_dim, k) for k in self.cardinalities)
+        # set after training so that embedded features have unit mean square (KID's kernel is
+        # (x.y/d + 1)^3, which is well scaled only for features of that size)
+        self.register_buffer("feat_scale", torch.ones(()))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1:] != (3, self.res, self.res):
@@ -97,12 +101,12 @@ class Judge(nn.Module):
 
     @torch.no_grad()
     def embed(self, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
-        """uint8 NHWC images -> (features (N, F) float64, predicted labels (N, A) int64)."""
+        """uint8 NHWC images -> (features (N, F) float64 times feat_scale, predicted labels (N, A) int64)."""
         self.eval()
         feats, preds = [], []
         for i in range(0, len(images), batch):
             f = self.features(to_tensor(images[i:i + batch]))
-            feats.append(f.double().numpy())
+            feats.append((f * self.feat_scale).double().numpy())
             preds.append(torch.stack([h(f).argmax(1) for h in self.heads], 1).numpy())
         if not feats:
             return np.zeros((0, self.proj.out_features)), np.zeros((0, len(self.heads)), np.int64)
@@ -156,6 +160,8 @@ def train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: tuple[int
             sched.step()
         log.info("judge epoch %d/%d: loss %.3f (%.0fs)", epoch + 1, cfg.epochs, loss.item(), time.perf_counter() - t0)
     model.eval()
+    f, _ = model.embed(images[:2000])
+    model.feat_scale.fill_(1 / max(float(np.sqrt((f**2).mean())), 1e-8))
     return model, {"train_seconds": round(time.perf_counter() - t0, 1), "final_loss": round(loss.item(), 4)}
 
 

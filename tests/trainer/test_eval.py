@@ -72,8 +72,8 @@ def test_diversity_ratio_sees_collapse():
 def test_choose_grouping_drops_attributes_until_groups_exist():
     rng = np.random.default_rng(3)
     labels = np.stack([rng.integers(0, 10, 200), rng.permutation(200)], 1)  # attribute 1: unique ids
-    assert choose_grouping(labels) == (0,)
-    assert choose_grouping(labels[:, :1], labels[:50, :1]) == (0,)
+    assert choose_grouping(labels, min_groups=8) == (0,)
+    assert choose_grouping(labels[:, :1], labels[:50, :1], min_groups=8) == (0,)
     assert choose_grouping(labels, min_groups=11) == ()  # only 10 values of attribute 0
     assert choose_grouping(np.repeat(labels[:20], 2, axis=0)) == (0, 1)  # exact duplicates are enough
 
@@ -146,7 +146,7 @@ def toy_folder(tmp_path, monkeypatch):
     return root
 
 
-def _tiny_run(run_dir, kind: str, data_dir) -> None:
+def _tiny_run(run_dir, kind: str, data_dir, broken: bool = False) -> None:
     from trainer.checkpoint import save_checkpoint
     from trainer.data import load_dataset
     from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
@@ -160,6 +160,8 @@ def _tiny_run(run_dir, kind: str, data_dir) -> None:
               if kind == "gan" else {"encoder": Encoder(EncoderConfig(res=16, z_dim=8, width=8)), "decoder": g})
     meta = {"schema": ds.schema.to_dict(), "res": 16, "z_dim": 8, "step": 3, "kimg": 0.1,
             "data": {"name": ds.name, "spec": ds.spec, "fingerprint": ds.fingerprint, "license": "", "attribution": ""}}
+    if broken:
+        torch.nn.init.constant_(g.to_rgb.bias, float("nan"))
     run_dir.mkdir()
     save_checkpoint(run_dir, kind=kind, meta=meta, models={k: m.eval() for k, m in models.items()})
 
@@ -169,7 +171,7 @@ def test_evaluate_tiny_run_writes_a_complete_finite_report(tmp_path, toy_folder,
     run = tmp_path / f"00001-{kind}"
     _tiny_run(run, kind, toy_folder)
     cfg = JudgeConfig(width=8, feat_dim=16, epochs=2, batch=32)
-    r = evaluate(run, samples=64, repeats=4, judge_config=cfg)
+    r = evaluate(run, samples=64, judge_config=cfg)
     on_disk = json.loads((run / "eval.json").read_text())
     assert on_disk == json.loads(json.dumps(r))
     with Image.open(run / "eval.png") as png:
@@ -180,6 +182,9 @@ def test_evaluate_tiny_run_writes_a_complete_finite_report(tmp_path, toy_folder,
     for key in ("kid", "kid_floor", "kid_blur", "fid", "fid_floor", "fid_blur", "nn_ratio", "frac_below_held_p1"):
         assert np.isfinite(s[key]), key
     assert r["generated"]["kid"]["subset_size"] == min(64, r["data"]["n_held"])
+    # 24 held-out images over 6 conditions: too few exact matches, so diversity falls back to one group
+    d = r["generated"]["diversity"]
+    assert d["grouping"] == [] and d["groups"] == 1 and np.isfinite(d["ratio"]) and np.isfinite(d["pixel_ratio"])
     # random-init generator: far from real, judge accuracy at chance level at best
     assert s["kid"] > s["kid_floor"]
     if kind == "vae":
@@ -193,6 +198,14 @@ def test_evaluate_tiny_run_writes_a_complete_finite_report(tmp_path, toy_folder,
 def test_evaluate_refuses_a_folder_without_checkpoint(tmp_path):
     with pytest.raises(EvalError, match="no checkpoint"):
         evaluate(tmp_path)
+
+
+def test_evaluate_reports_a_diverged_generator(tmp_path, toy_folder):
+    run = tmp_path / "00003-gan"
+    _tiny_run(run, "gan", toy_folder, broken=True)
+    with pytest.raises(EvalError, match="NaN"):
+        evaluate(run, samples=8, judge_config=JudgeConfig(width=8, feat_dim=16, epochs=1, batch=32))
+    assert not (run / "eval.json").exists()
 
 
 def test_cli_eval_prints_tables_and_json(tmp_path, toy_folder):
