@@ -3,9 +3,10 @@
 Generator: each schema attribute has an embedding; `embed(c)` looks them up and joins
 them (concatenation), so blending two conditions mixes embeddings linearly. A small
 mapping network (StyleGAN, Karras et al. 2019) turns (z, embedding) into w; w gives the
-4x4 start and the gains/biases of every conditional BatchNorm (BigGAN, Brock et al. 2019).
+4x4 start and the gains/biases of every conditional BatchNorm (BigGAN, Brock et al. 2019);
+upsampling is DCGAN-style (Radford et al. 2016), sized for training on a 2-core CPU.
 
-Discriminator: residual downsampling blocks with spectral norm (Miyato et al. 2018) and
+Discriminator: DCGAN-style downsampling with spectral norm (Miyato et al. 2018) and
 one projection term per attribute (Miyato & Koyama 2018): score = psi(h) + sum_a <E_a[c_a], h>.
 
 Both accept 16, 32, 64 and 128 px (64 and 128 are the supported ones; the smaller sizes
@@ -98,20 +99,16 @@ class ConditionalBatchNorm(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """BigGAN residual up block: cBN-ReLU-up-conv-cBN-ReLU-conv + up-conv1x1 skip."""
+    """DCGAN-style 2x up block: transposed conv 4x4/2 (computed at the input resolution, the
+    cheapest upsampling on a CPU) -> conditional BN -> ReLU."""
 
     def __init__(self, cin: int, cout: int, w_dim: int):
         super().__init__()
-        self.bn1 = ConditionalBatchNorm(cin, w_dim)
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
-        self.bn2 = ConditionalBatchNorm(cout, w_dim)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
-        self.skip = nn.Conv2d(cin, cout, 1)
+        self.conv = nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False)
+        self.bn = ConditionalBatchNorm(cout, w_dim)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        h = F.interpolate(F.relu(self.bn1(x, w)), scale_factor=2.0, mode="nearest")  # (B, Cin, 2H, 2W)
-        h = self.conv2(F.relu(self.bn2(self.conv1(h), w)))  # (B, Cout, 2H, 2W)
-        return h + self.skip(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return F.relu(self.bn(self.conv(x), w))  # (B, Cout, 2H, 2W)
 
 
 class Generator(nn.Module):
@@ -128,12 +125,12 @@ class Generator(nn.Module):
         c4 = channels_at(4, cfg.res, cfg.width)
         self.start = nn.Linear(cfg.w_dim, c4 * 16)
         self.start_shape = (c4, 4, 4)
+        self.start_bn = ConditionalBatchNorm(c4, cfg.w_dim)
         self.blocks = nn.ModuleList()
         r = 4
         while r < cfg.res:
             self.blocks.append(UpBlock(channels_at(r, cfg.res, cfg.width), channels_at(2 * r, cfg.res, cfg.width), cfg.w_dim))
             r *= 2
-        self.out_bn = nn.BatchNorm2d(cfg.width)
         self.cond_weight = 1.0  # < 1 fades the condition out in forward (conditioning ramp); not saved
         self.to_rgb = nn.Conv2d(cfg.width, 3, 3, padding=1)
 
@@ -150,48 +147,34 @@ class Generator(nn.Module):
                              f"got {tuple(z.shape)} and {tuple(e.shape)}")
         z = z * torch.rsqrt(z.square().mean(dim=1, keepdim=True) + 1e-8)  # pixel norm (StyleGAN)
         w = self.mapping(torch.cat([z, e], dim=1))  # (B, W)
-        x = self.start(w).unflatten(1, self.start_shape)  # (B, C4, 4, 4)
+        x = F.relu(self.start_bn(self.start(w).unflatten(1, self.start_shape), w))  # (B, C4, 4, 4)
         for block in self.blocks:
             x = block(x, w)  # (B, C, 2H, 2W)
-        return torch.tanh(self.to_rgb(F.relu(self.out_bn(x))))  # (B, 3, res, res)
+        return torch.tanh(self.to_rgb(x))  # (B, 3, res, res)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         return self.synthesize(z, self.embed(c) * self.cond_weight)
 
 
 # -- discriminator blocks ----------------------------------------------------------------
-class DownBlock(nn.Module):
-    """Residual down block (BigGAN D): ReLU-conv-ReLU-conv-avgpool + conv1x1-avgpool skip."""
-
-    def __init__(self, cin: int, cout: int, first: bool = False, sn=spectral_norm):
-        super().__init__()
-        self.first = first  # no activation on the raw image
-        self.conv1 = sn(nn.Conv2d(cin, cout, 3, padding=1))
-        self.conv2 = sn(nn.Conv2d(cout, cout, 3, padding=1))
-        self.skip = sn(nn.Conv2d(cin, cout, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = x if self.first else F.relu(x)
-        h = F.avg_pool2d(self.conv2(F.relu(self.conv1(h))), 2)  # (B, Cout, H/2, W/2)
-        return h + self.skip(F.avg_pool2d(x, 2))
-
-
-def down_stack(res: int, width: int, sn=spectral_norm) -> tuple[nn.ModuleList, int]:
-    """Blocks from res x res RGB down to 4x4; returns (blocks, channels at 4x4)."""
-    blocks = nn.ModuleList()
+def down_stack(res: int, width: int, sn=spectral_norm) -> tuple[nn.Sequential, int]:
+    """DCGAN-style stack from res x res RGB down to 4x4 (stride-2 4x4 convs, LeakyReLU) and one
+    3x3 conv at 4x4; returns (stack, channels at 4x4)."""
+    layers: list[nn.Module] = []
     cin, r = 3, res
     while r > 4:
         cout = channels_at(r // 2, res, width)
-        blocks.append(DownBlock(cin, cout, first=not blocks, sn=sn))
+        layers += [sn(nn.Conv2d(cin, cout, 4, stride=2, padding=1)), nn.LeakyReLU(0.2)]
         cin, r = cout, r // 2
-    return blocks, cin
+    layers += [sn(nn.Conv2d(cin, cin, 3, padding=1)), nn.LeakyReLU(0.2)]
+    return nn.Sequential(*layers), cin
 
 
 class Discriminator(nn.Module):
     def __init__(self, cfg: DiscriminatorConfig):
         super().__init__()
         self.cfg = cfg
-        self.blocks, c = down_stack(cfg.res, cfg.width)
+        self.features, c = down_stack(cfg.res, cfg.width)
         self.psi = spectral_norm(nn.Linear(c, 1))
         self.projections = nn.ModuleList(spectral_norm(nn.Embedding(n, c)) for n in cfg.cardinalities)
         self.cond_weight = 1.0  # < 1 fades the projection terms out (conditioning ramp); not saved
@@ -200,10 +183,7 @@ class Discriminator(nn.Module):
         """x (B, 3, res, res) in [-1, 1], c (B, A) int64 -> (B,) raw realness score."""
         if x.shape[1:] != (3, self.cfg.res, self.cfg.res):
             raise ValueError(f"expected images (B, 3, {self.cfg.res}, {self.cfg.res}), got {tuple(x.shape)}")
-        h = x
-        for block in self.blocks:
-            h = block(h)  # (B, C, H/2, W/2)
-        h = F.relu(h).sum(dim=(2, 3))  # (B, C) global sum pooling
+        h = self.features(x).sum(dim=(2, 3))  # (B, C4, 4, 4) -> (B, C) global sum pooling
         score = self.psi(h).squeeze(1)  # (B,)
         proj = sum((emb(c[:, i]) * h).sum(dim=1) for i, emb in enumerate(self.projections))  # (B,)
         return score + self.cond_weight * proj

@@ -44,16 +44,13 @@ class Encoder(nn.Module):
     def __init__(self, cfg: EncoderConfig):
         super().__init__()
         self.cfg = cfg
-        self.blocks, c = down_stack(cfg.res, cfg.width, sn=_no_sn)
+        self.features, c = down_stack(cfg.res, cfg.width, sn=_no_sn)
         self.head = nn.Linear(c * 16, 2 * cfg.z_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.shape[1:] != (3, self.cfg.res, self.cfg.res):
             raise ValueError(f"expected images (B, 3, {self.cfg.res}, {self.cfg.res}), got {tuple(x.shape)}")
-        h = x
-        for block in self.blocks:
-            h = block(h)  # (B, C, H/2, W/2)
-        h = self.head(F.relu(h).flatten(1))  # (B, 2Z)
+        h = self.head(self.features(x).flatten(1))  # (B, C4, 4, 4) -> (B, 2Z)
         mu, logvar = h.chunk(2, dim=1)  # (B, Z) each
         return mu, logvar.clamp(-12.0, 8.0)
 

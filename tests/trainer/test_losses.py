@@ -1,0 +1,74 @@
+"""Losses are the formulas their papers give; DiffAugment keeps shapes and gradients."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from trainer.augment import diff_augment, translation
+from trainer.losses import (GAN_LOSSES, d_hinge, gradient_penalty, kl_per_dim, latent_adversary_loss, vae_loss)
+
+
+def test_hinge_values():
+    real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
+    assert d_hinge(real, fake).item() == pytest.approx((0 + 0.5) / 2 + (0 + 1) / 2)
+
+
+@pytest.mark.parametrize("name", list(GAN_LOSSES))
+def test_gan_losses_finite_and_ordered(name):
+    d_loss, g_loss = GAN_LOSSES[name]
+    good = d_loss(torch.full((4,), 3.0), torch.full((4,), -3.0))
+    bad = d_loss(torch.full((4,), -3.0), torch.full((4,), 3.0))
+    assert math.isfinite(good.item()) and good < bad  # a discriminator that is right has lower loss
+    assert g_loss(torch.full((4,), 3.0)) < g_loss(torch.full((4,), -3.0))
+
+
+def test_gradient_penalty_of_linear_critic():
+    w = torch.zeros(1, 3, 4, 4)
+    w[0, 0, 0, 0] = 2.0  # ||grad|| = 2 everywhere -> penalty (2 - 1)^2 = 1
+    critic = lambda x: (x * w).flatten(1).sum(1)  # noqa: E731
+    gp = gradient_penalty(critic, torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4))
+    assert gp.item() == pytest.approx(1.0)
+
+
+def test_vae_loss_units_and_free_bits():
+    x = torch.zeros(2, 3, 4, 4)
+    mu, logvar = torch.zeros(2, 8), torch.zeros(2, 8)
+    assert kl_per_dim(mu, logvar).abs().max() == 0
+    loss0, parts0 = vae_loss(x + 0.1, x, mu, logvar)
+    loss1, parts1 = vae_loss(x + 0.2, x, mu, logvar)
+    assert parts1["recon"] > parts0["recon"]  # worse reconstruction, higher per-image nll
+    assert parts0["sigma"].item() == pytest.approx(0.1)
+    # per-image sum: d/2 * (1 + log(2 pi sigma^2)) with d = 48
+    assert parts0["recon"].item() == pytest.approx(24 * (1 + math.log(2 * math.pi * 0.01)), rel=1e-5)
+    loss_fb, _ = vae_loss(x + 0.1, x, mu, logvar, free_bits=0.5)
+    assert (loss_fb - loss0).item() == pytest.approx(8 * 0.5)  # every dim lifted to its free bits
+    mu2 = torch.full((2, 8), 0.1, requires_grad=True)
+    vae_loss(x, x + 0.1, mu2, logvar, free_bits=0.5)[0].backward()
+    assert mu2.grad.abs().max() == 0  # KL below the free bits is not pushed further
+
+
+def test_latent_adversary_zero_at_chance():
+    labels = torch.tensor([[0], [1], [0], [1]])
+    prior = torch.tensor([math.log(2)])
+    chance = [torch.zeros(4, 2)]
+    assert latent_adversary_loss(chance, labels, prior).item() == pytest.approx(0.0, abs=1e-6)
+    knows = [torch.tensor([[5.0, -5.0], [-5.0, 5.0], [5.0, -5.0], [-5.0, 5.0]])]
+    assert latent_adversary_loss(knows, labels, prior).item() == pytest.approx(math.log(2), abs=1e-3)
+
+
+def test_diff_augment_shapes_grads_and_policy():
+    x = torch.rand(6, 3, 16, 16, requires_grad=True)
+    y = diff_augment(x)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    y.sum().backward()
+    assert x.grad.abs().sum() > 0
+    assert torch.equal(diff_augment(x, ""), x)
+    with pytest.raises(ValueError, match="unknown augmentation 'rotate'"):
+        diff_augment(x, "color,rotate")
+    # translation only moves pixels (or blanks them): every output value is an input value or 0
+    img = torch.arange(64.0).view(1, 1, 8, 8) + 1
+    out = translation(img.expand(4, 1, 8, 8).contiguous())
+    assert set(out.unique().tolist()) <= set(img.unique().tolist()) | {0.0}

@@ -1,0 +1,126 @@
+"""The training loop on a tiny folder set: overfitting, exact resume, snapshots, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from trainer.checkpoint import load_run
+from trainer.steps import GanTask
+from trainer.train import TrainingDiverged, make_config, training_loop
+
+TINY = dict(res=16, width=4, z_dim=8, embed_dim=4, batch=8, tick_kimg=0.04, grid_kimg=1000.0, threads=1)
+
+
+def _cfg(kind, data, out, **kw):
+    return make_config(kind, data=str(data), out=str(out), **{**TINY, **kw})
+
+
+def test_vae_overfits_tiny_set(tiny_set, tmp_path):
+    run = training_loop(_cfg("vae", tiny_set, tmp_path, kimg=2.4, width=8, lr=2e-3, patch_weight=0.0,
+                             kl_warmup_kimg=1000.0), progress=False)
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    # the decoder's optimal sigma is the RMS reconstruction error (images in [-1, 1])
+    assert stats[-1]["sigma"] < 0.5 * stats[0]["sigma"]
+    assert stats[-1]["sigma"] < 0.2
+    loaded = load_run(run)
+    assert set(loaded.models) == {"encoder", "decoder"}
+
+
+def test_gan_trains_and_snapshots(tiny_set, tmp_path):
+    run = training_loop(_cfg("gan", tiny_set, tmp_path, kimg=0.16, grid_kimg=0.08), progress=False)
+    assert run.name == "00001-gan-tiny-16"
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert len(stats) == 4 and all(torch.isfinite(torch.tensor(s["loss_d"])) for s in stats)
+    grids = sorted((run / "samples").glob("*.png"))
+    assert len(grids) == 2
+    from PIL import Image
+
+    assert Image.open(grids[-1]).size == (120 + 8 * 16, 4 * 16)  # label strip + 8 columns, 2+2 value rows
+    assert list(run.glob("events.out.tfevents.*"))
+    meta = json.loads((run / "checkpoint.json").read_text())
+    assert meta["kind"] == "gan" and meta["step"] == 20 and meta["data_spec"] == str(tiny_set)
+    assert meta["data"]["fingerprint"] and meta["schema"]["attributes"][0]["name"] == "color"
+    assert json.loads((run / "config.json").read_text())["cond_ramp_kimg"] == 0.04  # small set: ramp on
+    g = load_run(run).models["G_ema"]
+    assert g(torch.randn(3, 8), torch.tensor([[0, 1], [1, 0], [1, 1]])).shape == (3, 3, 16, 16)
+
+
+@pytest.mark.parametrize("kind", ["gan", "vae"])
+def test_resume_is_bit_for_bit(tiny_set, tmp_path, kind):
+    extra = {"loss": "wgan-gp"} if kind == "gan" else {"patch_start_kimg": 0.04}
+    extra["cond_ramp_kimg"] = 0.1  # explicit: the automatic ramp is a fraction of --kimg
+    straight = training_loop(_cfg(kind, tiny_set, tmp_path / "a", kimg=0.128, **extra), progress=False)
+    first = training_loop(_cfg(kind, tiny_set, tmp_path / "b", kimg=0.064, **extra), progress=False)
+    cfg = json.loads((first / "config.json").read_text())
+    resumed = training_loop(make_config(**{**cfg, "kimg": 0.128}), resume=first, progress=False)
+    a, b = load_file(straight / "checkpoint.safetensors"), load_file(resumed / "checkpoint.safetensors")
+    assert a.keys() == b.keys() and any(k.startswith("optim.") for k in a)
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, different[:5]
+    assert len((resumed / "stats.jsonl").read_text().splitlines()) == 4
+
+
+def test_divergence_names_the_step(tiny_set, tmp_path, monkeypatch):
+    real_step = GanTask.step
+
+    def nan_at_third(self, *args):
+        out = real_step(self, *args)
+        if self.opt_g.state_dict()["state"][0]["step"] >= 3:
+            out["loss_g"] = torch.tensor(float("nan"))
+        return out
+
+    monkeypatch.setattr(GanTask, "step", nan_at_third)
+    with pytest.raises(TrainingDiverged, match=r"diverged at step 3 .*loss_g=nan"):
+        training_loop(_cfg("gan", tiny_set, tmp_path, kimg=0.16), progress=False)
+
+
+def _moe(*args):
+    from moe.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_cli_dry_run_prints_config_and_writes_nothing(tmp_path):
+    r = _moe("train", "vae", "--dry-run", "--res", "128", "--out", str(tmp_path / "runs"))
+    assert r.exit_code == 0, r.output
+    cfg = json.loads(r.output)
+    assert cfg["kind"] == "vae" and cfg["res"] == 128 and cfg["batch"] == 16 and cfg["patch_weight"] == 0.1
+    assert not (tmp_path / "runs").exists()
+
+
+def _csv(d, text, files=()):
+    d.mkdir()
+    for name, data in files:
+        (d / name).write_bytes(data)
+    (d / "labels.csv").write_text(text)
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda d: None, "not a folder"),
+    (lambda d: _csv(d, "file,color\nmissing.png,red\nmissing2.png,blue\n"), "missing.png"),
+    (lambda d: _csv(d, "name,color\na.png,red\n"), "'file' column"),
+    (lambda d: _csv(d, "file,color\na.png,\n"), "empty 'color'"),
+    (lambda d: _csv(d, "file,color\nx.png,red\ny.png,blue\n", [("x.png", b"not a png"), ("y.png", b"nor this")]),
+     "x.png"),
+    (lambda d: _csv(d, "file,color\n"), "no labelled images"),
+])
+def test_cli_dataset_errors_exit_2_without_traceback(tmp_path, setup, message):
+    data = tmp_path / "data"
+    setup(data)
+    r = _moe("train", "gan", "--data", str(data), "--res", "16", "--kimg", "0.01", "--out", str(tmp_path / "runs"))
+    assert r.exit_code == 2, r.output
+    assert "dataset error" in r.output and message in r.output and "Traceback" not in r.output
+
+
+def test_cli_config_errors(tmp_path, tiny_set):
+    r = _moe("train", "gan", "--res", "48", "--dry-run")
+    assert r.exit_code == 2 and "--res must be 64 or 128" in r.output
+    r = _moe("train", "gan", "--loss", "l2", "--dry-run")
+    assert r.exit_code == 2 and "--loss must be" in r.output
+    r = _moe("train", "vae", "--resume", str(tmp_path))
+    assert r.exit_code == 2 and "not a run folder" in r.output

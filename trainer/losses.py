@@ -1,0 +1,113 @@
+"""Losses as small pure functions. Scores are raw discriminator outputs (B,) unless noted.
+
+GAN losses come in pairs `d_<name>(real, fake)` / `g_<name>(fake)` and are registered in
+`GAN_LOSSES`; penalties take the discriminator as a callable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["d_hinge", "g_hinge", "d_nonsaturating", "g_nonsaturating", "d_wasserstein", "g_wasserstein",
+           "gradient_penalty", "GAN_LOSSES", "vae_loss", "kl_per_dim", "latent_adversary_loss",
+           "latent_classifier_loss", "adaptive_weight"]
+
+
+# -- GAN ----------------------------------------------------------------------------------
+def d_hinge(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Hinge loss (Lim & Ye 2017; Miyato et al. 2018): E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]."""
+    return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+
+
+def g_hinge(fake: torch.Tensor) -> torch.Tensor:
+    return -fake.mean()
+
+
+def d_nonsaturating(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Goodfellow et al. 2014: -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z))))."""
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def g_nonsaturating(fake: torch.Tensor) -> torch.Tensor:
+    """The non-saturating generator loss: -log sigmoid(D(G(z)))."""
+    return F.softplus(-fake).mean()
+
+
+def d_wasserstein(real: torch.Tensor, fake: torch.Tensor, drift: float = 1e-3) -> torch.Tensor:
+    """WGAN critic loss (Arjovsky et al. 2017) plus the small drift term of Karras et al. 2018
+    that keeps scores near zero; pair with `gradient_penalty` (Gulrajani et al. 2017)."""
+    return fake.mean() - real.mean() + drift * real.square().mean()
+
+
+def g_wasserstein(fake: torch.Tensor) -> torch.Tensor:
+    return -fake.mean()
+
+
+def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor,
+                     fake: torch.Tensor) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): E[(||grad_x D(x_hat)||_2 - 1)^2] on random
+    interpolates x_hat of real and fake images."""
+    t = torch.rand(real.shape[0], 1, 1, 1, dtype=real.dtype, device=real.device)
+    x_hat = (t * real.detach() + (1 - t) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).square().mean()
+
+
+GAN_LOSSES = {
+    "hinge": (d_hinge, g_hinge),
+    "ns": (d_nonsaturating, g_nonsaturating),
+    "wgan-gp": (d_wasserstein, g_wasserstein),
+}
+
+
+# -- VAE ----------------------------------------------------------------------------------
+def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(q(z|x) || N(0, I)) per latent dimension, averaged over the batch: (Z,) nats."""
+    return 0.5 * (mu.square() + logvar.exp() - 1 - logvar).mean(dim=0)
+
+
+def vae_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *,
+             beta: float = 1.0, free_bits: float = 0.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Negative ELBO per image, reconstruction and KL both as per-image sums in nats.
+
+    Reconstruction is a Gaussian likelihood whose variance is set to its optimum, the batch
+    mean squared error (sigma-VAE, Rybkin et al. 2021): no hand-tuned weight between the two
+    terms. KL uses free bits (Kingma et al. 2016): a dimension's KL below `free_bits` nats is
+    not pushed further down. `beta` is the KL warm-up factor (Bowman et al. 2016).
+    Returns (loss, parts) where parts hold detached `recon`, `kl` (true, without free bits), `sigma`.
+    """
+    d = x[0].numel()
+    sq = (recon - x).flatten(1).square().sum(dim=1)  # (B,)
+    sigma2 = (sq.mean() / d).detach().clamp_min(1e-6)
+    nll = sq / (2 * sigma2) + 0.5 * d * (torch.log(sigma2) + math.log(2 * math.pi))  # (B,)
+    kl = kl_per_dim(mu, logvar)  # (Z,)
+    kl_term = torch.maximum(kl, torch.full_like(kl, free_bits)).sum() if free_bits > 0 else kl.sum()
+    loss = nll.mean() + beta * kl_term
+    return loss, {"recon": nll.mean().detach(), "kl": kl.sum().detach(), "sigma": sigma2.sqrt()}
+
+
+def latent_classifier_loss(logits: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    """The Fader adversary's own loss: cross-entropy per attribute, summed (nats)."""
+    return sum(F.cross_entropy(lg, labels[:, i]) for i, lg in enumerate(logits))
+
+
+def latent_adversary_loss(logits: list[torch.Tensor], labels: torch.Tensor,
+                          prior_entropy: torch.Tensor) -> torch.Tensor:
+    """The encoder's side of the Fader game (Lample et al. 2017), for many-valued attributes:
+    penalise the adversary doing better than chance, sum_a relu(H(prior_a) - CE_a). Zero
+    when z carries no information about the attributes; bounded, unlike -CE."""
+    ce = torch.stack([F.cross_entropy(lg, labels[:, i]) for i, lg in enumerate(logits)])  # (A,)
+    return F.relu(prior_entropy - ce).sum()
+
+
+def adaptive_weight(rec_loss: torch.Tensor, adv_loss: torch.Tensor, last_layer: torch.Tensor,
+                    max_weight: float = 1e4) -> torch.Tensor:
+    """VQGAN's adaptive adversarial weight (Esser et al. 2021): the ratio of the gradient norms
+    of the reconstruction and adversarial losses at the decoder's last layer (detached)."""
+    (g_rec,) = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)
+    (g_adv,) = torch.autograd.grad(adv_loss, last_layer, retain_graph=True)
+    return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, max_weight).detach()

@@ -1,0 +1,210 @@
+"""One optimisation step for each kind of run: `GanTask` and `VaeTask`.
+
+A task owns its models and optimisers and exposes what the loop needs: `step(real, c_real,
+c_fake, nimg)` -> detached losses, `models` / `optimizers` (everything a checkpoint holds),
+`public` (what gets exported), and `sample(z, c)` for the grid. Gradients are averaged
+across processes by `sync_grads` (data parallel under torchrun); it is a plain all-reduce
+rather than the DDP wrapper because the WGAN-GP penalty and the VAE's adaptive weight use
+`torch.autograd.grad`, which DDP does not support.
+"""
+
+from __future__ import annotations
+
+import copy
+from contextlib import nullcontext
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from trainer.augment import diff_augment
+from trainer.losses import (GAN_LOSSES, adaptive_weight, d_hinge, g_hinge, gradient_penalty, latent_adversary_loss,
+                            latent_classifier_loss, vae_loss)
+from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+from trainer.models.vae import (Encoder, EncoderConfig, LatentClassifier, LatentClassifierConfig, PatchDiscriminator,
+                                PatchDiscriminatorConfig)
+
+__all__ = ["GanTask", "VaeTask", "make_task", "sync_grads", "recalibrate_bn", "ramp"]
+
+
+def ramp(nimg: int, kimg: float) -> float:
+    """Linear 0 -> 1 over the first `kimg` thousand images (1 when kimg is 0)."""
+    return 1.0 if kimg <= 0 else min(1.0, nimg / (kimg * 1000))
+
+
+def sync_grads(params: list[nn.Parameter]) -> None:
+    """Average gradients over all processes (no-op when not distributed)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    flat = torch.cat([g.flatten() for g in grads])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset:offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, make_batch, batches: int = 8) -> None:
+    """Recompute BatchNorm running statistics for the model's current weights ("precise BN"):
+    the EMA generator's weights are an average, so the training generator's statistics do
+    not fit them. `make_batch()` returns the forward's arguments."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average over the batches below
+    model.train()
+    for _ in range(batches):
+        model(*make_batch())
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
+    model.eval()
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on GPU; plain fp32 on CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    sync_grads([p for g in opt.param_groups for p in g["params"]])
+    opt.step()
+
+
+class GanTask:
+    kind = "gan"
+
+    def __init__(self, cfg, cardinalities: tuple[int, ...], device: torch.device):
+        self.cfg, self.device = cfg, device
+        g_cfg = GeneratorConfig(cardinalities, res=cfg.res, z_dim=cfg.z_dim, width=cfg.width, embed_dim=cfg.embed_dim)
+        self.G = Generator(g_cfg).to(device)
+        self.D = Discriminator(DiscriminatorConfig(cardinalities, res=cfg.res, width=cfg.width)).to(device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
+        self.d_loss, self.g_loss = GAN_LOSSES[cfg.loss]
+        self.models = {"G": self.G, "G_ema": self.G_ema, "D": self.D}
+        self.optimizers = {"G": self.opt_g, "D": self.opt_d}
+        self.public = {"G_ema": self.G_ema, "D": self.D}
+
+    def step(self, real: torch.Tensor, c_real: torch.Tensor, c_fake: torch.Tensor, nimg: int) -> dict[str, torch.Tensor]:
+        cfg, aug = self.cfg, (lambda x: diff_augment(x, self.cfg.augment))
+        w = ramp(nimg, cfg.cond_ramp_kimg)  # conditioning ramp (Shahbazi et al. 2022)
+        self.G.cond_weight = self.D.cond_weight = self.G_ema.cond_weight = w
+        b = real.shape[0]
+        z = torch.randn(b, cfg.z_dim, device=self.device)
+
+        # Discriminator: one forward on cat(real, fake).
+        with torch.no_grad(), autocast(self.device):
+            fake = self.G(z, c_fake)
+        with autocast(self.device):
+            scores = self.D(aug(torch.cat([real, fake.to(real.dtype)])), torch.cat([c_real, c_fake])).float()
+            loss_d = self.d_loss(scores[:b], scores[b:])
+            if cfg.loss == "wgan-gp":
+                loss_d = loss_d + cfg.gp_weight * gradient_penalty(lambda x: self.D(aug(x), c_real).float(), real, fake)
+        _step(self.opt_d, loss_d)
+
+        # Generator: D frozen so its weights get no gradient.
+        self.D.requires_grad_(False)
+        z = torch.randn(b, cfg.z_dim, device=self.device)
+        with autocast(self.device):
+            loss_g = self.g_loss(self.D(aug(self.G(z, c_fake)), c_fake).float())
+        _step(self.opt_g, loss_g)
+        self.D.requires_grad_(True)
+
+        # EMA of the generator weights (half-life ema_kimg, ramped up as in StyleGAN2-ADA).
+        ema_nimg = min(cfg.ema_kimg * 1000, max(nimg, b) * cfg.ema_rampup)
+        beta = 0.5 ** (b / max(ema_nimg, 1e-8))
+        with torch.no_grad():
+            for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
+                p_ema.lerp_(p, 1 - beta)
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
+                "d_real": scores[:b].detach().mean(), "d_fake": scores[b:].detach().mean()}
+
+    def prepare_sampling(self, make_batch) -> nn.Module:
+        """Fit the EMA generator's BN statistics; returns the model that draws samples."""
+        recalibrate_bn(self.G_ema, make_batch)
+        return self.G_ema
+
+
+class VaeTask:
+    kind = "vae"
+
+    def __init__(self, cfg, cardinalities: tuple[int, ...], device: torch.device, label_prior: torch.Tensor):
+        self.cfg, self.device = cfg, device
+        self.encoder = Encoder(EncoderConfig(res=cfg.res, z_dim=cfg.z_dim, width=cfg.width)).to(device)
+        self.decoder = Generator(GeneratorConfig(cardinalities, res=cfg.res, z_dim=cfg.z_dim, width=cfg.width,
+                                                 embed_dim=cfg.embed_dim)).to(device)
+        self.latent_clf = LatentClassifier(LatentClassifierConfig(cardinalities, z_dim=cfg.z_dim)).to(device)
+        betas = (0.5, 0.99)
+        self.opt_ae = torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], lr=cfg.lr, betas=betas)
+        self.opt_lat = torch.optim.Adam(self.latent_clf.parameters(), lr=cfg.lr, betas=betas)
+        self.models = {"encoder": self.encoder, "decoder": self.decoder, "latent_clf": self.latent_clf}
+        self.optimizers = {"ae": self.opt_ae, "latent_clf": self.opt_lat}
+        self.D_patch = None
+        if cfg.patch_weight > 0:
+            self.D_patch = PatchDiscriminator(PatchDiscriminatorConfig(res=cfg.res, width=cfg.width)).to(device)
+            self.opt_dp = torch.optim.Adam(self.D_patch.parameters(), lr=cfg.lr, betas=betas)
+            self.models["D_patch"] = self.D_patch
+            self.optimizers["D_patch"] = self.opt_dp
+        self.public = {k: v for k, v in self.models.items() if k != "latent_clf"}
+        # entropy of each attribute's label distribution: the adversary's chance level (nats)
+        self.prior_entropy = torch.stack([-(p * p.clamp_min(1e-12).log()).sum() for p in label_prior]).to(device)
+
+    def step(self, real: torch.Tensor, c_real: torch.Tensor, c_fake: torch.Tensor, nimg: int) -> dict[str, torch.Tensor]:
+        cfg, aug = self.cfg, (lambda x: diff_augment(x, self.cfg.augment))
+        warm = ramp(nimg, cfg.kl_warmup_kimg)
+
+        # Autoencoder: negative ELBO + Fader latent adversary (+ patch GAN term).
+        with autocast(self.device):
+            mu, logvar = (t.float() for t in self.encoder(real))  # (B, Z) each
+            z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+            recon = self.decoder(z, c_real).float()  # (B, 3, H, W)
+        loss, parts = vae_loss(recon, real, mu, logvar, beta=warm, free_bits=cfg.free_bits)
+        loss_fader = latent_adversary_loss(self.latent_clf(z), c_real, self.prior_entropy)
+        loss = loss + cfg.latent_adv_weight * warm * loss_fader
+        out = {"recon": parts["recon"], "kl": parts["kl"], "sigma": parts["sigma"], "fader": loss_fader.detach()}
+        use_patch = self.D_patch is not None and nimg >= cfg.patch_start_kimg * 1000
+        if use_patch:
+            self.D_patch.requires_grad_(False)
+            adv = g_hinge(self.D_patch(aug(recon)).flatten(1).mean(1))
+            weight = adaptive_weight(loss, adv, self.decoder.to_rgb.weight)  # only recon reaches to_rgb
+            loss = loss + cfg.patch_weight * weight * adv
+            self.D_patch.requires_grad_(True)
+            out["patch_g"], out["patch_w"] = adv.detach(), weight
+        _step(self.opt_ae, loss)
+
+        # Latent classifier: learn to read the attributes from z (the adversary's side).
+        loss_lat = latent_classifier_loss(self.latent_clf(z.detach()), c_real)
+        _step(self.opt_lat, loss_lat)
+        out["latent_ce"] = loss_lat.detach()
+
+        # Patch discriminator: one forward on cat(real, reconstruction), hinge loss.
+        if use_patch:
+            b = real.shape[0]
+            scores = self.D_patch(aug(torch.cat([real, recon.detach()]))).flatten(1).mean(1)  # (2B,)
+            loss_dp = d_hinge(scores[:b], scores[b:])
+            _step(self.opt_dp, loss_dp)
+            out["patch_d"] = loss_dp.detach()
+        out["loss"] = loss.detach()
+        return out
+
+    def prepare_sampling(self, make_batch) -> nn.Module:
+        self.decoder.eval()
+        return self.decoder
+
+    def after_sampling(self) -> None:
+        self.decoder.train()
+
+
+def make_task(cfg, cardinalities: tuple[int, ...], device: torch.device, labels: torch.Tensor):
+    if cfg.kind == "gan":
+        return GanTask(cfg, cardinalities, device)
+    prior = [torch.bincount(labels[:, i].cpu(), minlength=n).float() / len(labels) for i, n in enumerate(cardinalities)]
+    return VaeTask(cfg, cardinalities, device, prior)
+

@@ -1,0 +1,294 @@
+"""The training loop: one function for both kinds of run (the step lives in `trainer.steps`).
+
+Progress is counted in images seen. Per tick: one status line, one `stats.jsonl` line and
+TensorBoard scalars. A labelled sample grid every `grid_kimg`, a checkpoint every
+`snapshot_minutes` and at the end. Data parallel under `torchrun` (gloo on CPU, nccl on GPU).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from trainer.augment import DEFAULT_POLICY
+from trainer.checkpoint import load_training_state, save_checkpoint
+from trainer.data import load_dataset
+from trainer.samples import make_grid_spec, render_grid
+from trainer.steps import make_task
+
+__all__ = ["TrainConfig", "training_loop", "make_config", "TrainingDiverged", "DEFAULTS"]
+
+log = logging.getLogger(__name__)
+
+SMALL_DATASET = 5000  # fewer images than this: ramp the conditioning in (Shahbazi et al. 2022)
+DIVERGE_LIMIT = 1e4  # |GAN loss| above this counts as divergence
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN/inf or exploded; the message names the step."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    kind: str  # "gan" | "vae"
+    data: str = "builtin"  # "builtin" or a folder
+    res: int = 64
+    kimg: float = 200.0  # train until this many thousand images have been seen
+    out: str = "runs"
+    batch: int = 32  # total over all processes
+    lr: float = 2e-4
+    width: int = 32
+    z_dim: int = 128
+    embed_dim: int = 32  # per attribute
+    loss: str = "hinge"  # gan: hinge | ns | wgan-gp
+    gp_weight: float = 10.0  # wgan-gp
+    augment: str = DEFAULT_POLICY  # DiffAugment on every discriminator input; "" = off
+    cond_ramp_kimg: float = -1.0  # conditioning 0 -> 1 over this many kimg; -1 = auto (small sets only)
+    ema_kimg: float = 10.0  # EMA half-life of the generator weights
+    ema_rampup: float = 0.05
+    kl_warmup_kimg: float = 20.0  # vae: KL and latent adversary weight 0 -> 1
+    free_bits: float = 0.1  # vae: nats per latent dimension
+    latent_adv_weight: float = 10.0  # vae: Fader adversary weight
+    patch_weight: float = 0.1  # vae: patch discriminator weight (times the adaptive weight); 0 = off
+    patch_start_kimg: float = 20.0
+    seed: int = 0
+    threads: int = 0  # torch CPU threads; 0 = all cores
+    tick_kimg: float = 4.0
+    grid_kimg: float = 50.0
+    snapshot_minutes: float = 5.0
+    device: str = "auto"  # auto | cpu | cuda
+
+    def __post_init__(self) -> None:
+        checks = [(self.kind in ("gan", "vae"), f"kind must be gan or vae, not {self.kind!r}"),
+                  (self.res in (16, 32, 64, 128), f"--res must be 64 or 128 (or 16/32 for tests), not {self.res}"),
+                  (self.loss in ("hinge", "ns", "wgan-gp"), f"--loss must be hinge, ns or wgan-gp, not {self.loss!r}"),
+                  (self.kimg > 0 and self.batch >= 2 and self.lr > 0, "--kimg, --lr must be > 0 and --batch >= 2"),
+                  (self.width >= 4 and self.z_dim >= 2, "--width must be >= 4 and --z-dim >= 2")]
+        for ok, msg in checks:
+            if not ok:
+                raise ValueError(msg)
+
+
+DEFAULTS = {  # per kind; 128 px halves the batch
+    "gan": dict(batch=32, lr=2e-4, width=32, z_dim=128, kimg=200.0),
+    "vae": dict(batch=32, lr=2e-4, width=32, z_dim=128, kimg=200.0),
+}
+
+
+def make_config(kind: str, **flags) -> TrainConfig:
+    """Config from CLI flags; flags left as None take the per-kind defaults."""
+    values = {**DEFAULTS[kind], **{k: v for k, v in flags.items() if v is not None}}
+    if flags.get("batch") is None and values.get("res", 64) == 128:
+        values["batch"] = DEFAULTS[kind]["batch"] // 2
+    return TrainConfig(kind=kind, **values)
+
+
+def _new_run_dir(out: Path, desc: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    taken = [int(m.group(1)) for p in out.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
+    n = max(taken, default=0) + 1
+    while True:  # two runs starting at once: the second takes the next number
+        try:
+            (path := out / f"{n:05d}-{desc}").mkdir()
+            return path
+        except FileExistsError:
+            n += 1
+
+
+def _distributed() -> tuple[int, int]:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device(name)
+
+
+def training_loop(cfg: TrainConfig, *, resume: str | Path | None = None, progress: bool = True) -> Path:
+    """Train until cfg.kimg; returns the run folder. Raises DatasetError, TrainingDiverged."""
+    # Setup: processes, threads, device, data.
+    rank, world = _distributed()
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    device = _device(cfg.device)
+    ds = load_dataset(cfg.data, cfg.res, progress=progress and rank == 0)
+    for note in ds.notes:
+        log.warning("data: %s", note)
+    if cfg.cond_ramp_kimg < 0:
+        cfg = dataclasses.replace(cfg, cond_ramp_kimg=round(cfg.kimg / 4, 3) if len(ds) < SMALL_DATASET else 0.0)
+    images = torch.from_numpy(ds.images).permute(0, 3, 1, 2).contiguous().to(device)  # (N, 3, H, W) uint8
+    labels = torch.from_numpy(ds.labels).to(device)  # (N, A) int64
+
+    # Models, optimisers, run folder; resume restores every tensor and the RNG.
+    torch.manual_seed(cfg.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    task = make_task(cfg, ds.schema.cardinalities, device, labels)
+    if device.type == "cuda":
+        for m in task.models.values():
+            m.to(memory_format=torch.channels_last)
+    nimg, step = 0, 0
+    if resume is not None:
+        run_dir = Path(resume)
+        meta, extra = load_training_state(run_dir, task.models, task.optimizers)
+        nimg, step = int(meta["nimg"]), int(meta["step"])
+        torch.set_rng_state(extra["rng_cpu"])
+        if device.type == "cuda" and "rng_cuda" in extra:
+            torch.cuda.set_rng_state(extra["rng_cuda"], device)
+    else:
+        run_dir = _new_run_dir(Path(cfg.out), f"{cfg.kind}-{_data_desc(cfg.data)}-{cfg.res}") if rank == 0 else None
+    if world > 1:
+        for m in task.models.values():  # identical start on every process
+            for t in [*m.parameters(), *m.buffers()]:
+                dist.broadcast(t.data, 0)
+        torch.manual_seed(cfg.seed * 1000 + rank + step)  # different data and noise per process
+    if rank == 0:
+        (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+        (run_dir / "samples").mkdir(exist_ok=True)
+        log.info("run %s on %s x%d: %d images of %s, schema %s", run_dir, device, world, len(ds), ds.name,
+                 dict(zip(ds.schema.names, ds.schema.cardinalities)))
+    grid = make_grid_spec(ds.schema, labels, cfg.z_dim)
+    meta_base = {"schema": ds.schema.to_dict(), "res": cfg.res, "z_dim": cfg.z_dim, "data_spec": cfg.data,
+                 "data": {"name": ds.name, "license": ds.license, "attribution": ds.attribution,
+                          "fingerprint": ds.fingerprint},
+                 "config": dataclasses.asdict(cfg)}
+    writer = _tensorboard(run_dir) if rank == 0 else None
+    bar = _Progress(cfg.kimg, nimg, enabled=progress and rank == 0)
+
+    total, batch = int(cfg.kimg * 1000), cfg.batch // world
+    tick_start_nimg, tick_start_time, last_snapshot = nimg, time.monotonic(), time.monotonic()
+    sums: dict[str, float] = {}
+    done = nimg >= total
+    while not done:
+        # Accumulate gradients and update weights (one step of the task).
+        idx = torch.randint(len(images), (batch,), device=device)
+        real = images[idx].float().div_(127.5).sub_(1)  # (B, 3, H, W) in [-1, 1]
+        if device.type == "cuda":
+            real = real.contiguous(memory_format=torch.channels_last)
+        c_fake = labels[torch.randint(len(labels), (batch,), device=device)]
+        losses = task.step(real, labels[idx], c_fake, nimg)
+        nimg += cfg.batch
+        step += 1
+        done = nimg >= total
+
+        # Check the losses: stop at the first NaN/inf or exploding GAN loss, naming the step.
+        values = {k: float(v) for k, v in losses.items()}
+        bad = [k for k, v in values.items() if not math.isfinite(v)
+               or (k in ("loss_d", "loss_g") and abs(v) > DIVERGE_LIMIT)]
+        if bad:
+            raise TrainingDiverged(f"training diverged at step {step} ({nimg / 1000:.1f} kimg): "
+                                   + ", ".join(f"{k}={values[k]:.4g}" for k in bad)
+                                   + f"; the last checkpoint in {run_dir} is from before; try a lower --lr")
+        for k, v in values.items():
+            sums[k] = sums.get(k, 0.0) + v
+        bar.update(nimg, values)
+
+        # Maintenance per tick: status line, stats.jsonl, TensorBoard.
+        tick_due = nimg - tick_start_nimg >= cfg.tick_kimg * 1000 or done
+        if tick_due and rank == 0:
+            now = time.monotonic()
+            n_steps = max(1, round((nimg - tick_start_nimg) / cfg.batch))
+            stats = {"kimg": round(nimg / 1000, 3), "step": step, "img_s": round((nimg - tick_start_nimg) /
+                     max(now - tick_start_time, 1e-9), 1), **{k: round(v / n_steps, 5) for k, v in sums.items()}}
+            with open(run_dir / "stats.jsonl", "a") as f:
+                f.write(json.dumps({**stats, "time": time.time()}) + "\n")
+            for k, v in stats.items():
+                if k not in ("kimg", "step"):
+                    writer.add_scalar(f"train/{k}", v, nimg)
+            bar.line("  ".join(f"{k} {v}" for k, v in stats.items()))
+        if tick_due:
+            tick_start_nimg, tick_start_time, sums = nimg, time.monotonic(), {}
+
+        # Snapshot: sample grid every grid_kimg, checkpoint every few minutes and at the end.
+        grid_due = done or nimg // int(cfg.grid_kimg * 1000) != (nimg - cfg.batch) // int(cfg.grid_kimg * 1000)
+        ckpt_due = grid_due or time.monotonic() - last_snapshot >= cfg.snapshot_minutes * 60
+        if rank == 0 and ckpt_due:
+            model = task.prepare_sampling(_recal_batches(labels, cfg.z_dim, device))
+            if grid_due:
+                sheet = render_grid(model, grid, device)
+                sheet.save(run_dir / "samples" / f"grid-{nimg / 1000:010.3f}kimg.png")
+                writer.add_image("samples", torch.from_numpy(np.array(sheet)), nimg,
+                                 dataformats="HWC")
+            if hasattr(task, "after_sampling"):
+                task.after_sampling()
+            extra = {"rng_cpu": torch.get_rng_state()}
+            if device.type == "cuda":
+                extra["rng_cuda"] = torch.cuda.get_rng_state(device)
+            save_checkpoint(run_dir, kind=cfg.kind, models=task.models, optimizers=task.optimizers, extra=extra,
+                            meta={**meta_base, "step": step, "nimg": nimg, "kimg": round(nimg / 1000, 3)})
+            last_snapshot = time.monotonic()
+    bar.close()
+    if writer is not None:
+        writer.close()
+    if world > 1:
+        dist.barrier()
+    return run_dir
+
+
+def _data_desc(spec: str) -> str:
+    return "builtin" if spec == "builtin" else re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec).resolve().name)[:40]
+
+
+def _recal_batches(labels: torch.Tensor, z_dim: int, device: torch.device, batch: int = 64):
+    """Batches for BN recalibration from a private generator (the training RNG is untouched)."""
+    g = torch.Generator().manual_seed(4321)
+
+    def make():
+        c = labels[torch.randint(len(labels), (batch,), generator=g).to(labels.device)]
+        return torch.randn(batch, z_dim, generator=g).to(device), c
+
+    return make
+
+
+def _tensorboard(run_dir: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(run_dir))
+
+
+class _Progress:
+    """A rich progress bar (images seen, losses, img/s, ETA); status lines go above it."""
+
+    def __init__(self, kimg: float, nimg: int, enabled: bool):
+        self.enabled = enabled
+        if not enabled:
+            return
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        self.p = Progress(TextColumn("{task.completed:>8.1f}/{task.total:.0f} kimg"), BarColumn(),
+                          TextColumn("{task.fields[rate]:>6.1f} img/s"), TextColumn("{task.fields[losses]}"),
+                          TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+        self.p.start()
+        self.task = self.p.add_task("train", total=kimg, completed=nimg / 1000, rate=0.0, losses="")
+        self.t0, self.n0 = time.monotonic(), nimg
+
+    def update(self, nimg: int, losses: dict[str, float]) -> None:
+        if self.enabled:
+            rate = (nimg - self.n0) / max(time.monotonic() - self.t0, 1e-9)
+            shown = " ".join(f"{k} {v:.3f}" for k, v in list(losses.items())[:4])
+            self.p.update(self.task, completed=nimg / 1000, rate=rate, losses=shown)
+
+    def line(self, text: str) -> None:
+        if self.enabled:
+            self.p.console.print(text)
+        else:
+            log.info("%s", text)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.p.stop()
