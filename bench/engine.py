@@ -208,12 +208,13 @@ def _upscale(n: int = 12) -> dict:
 
     from PIL import Image
 
+    from engine.image import upscale
     from trainer.styleset import SCHEMA, render
 
     rng = random.Random(0)
     filters = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
                "bicubic": Image.Resampling.BICUBIC, "lanczos": Image.Resampling.LANCZOS}
-    scores: dict[str, list] = {k: [] for k in filters}
+    scores: dict[str, list] = {}
     for i in range(n):
         cond = {a.name: rng.choice(a.values) for a in SCHEMA.attributes}
         small = render(cond, i, 64)
@@ -223,12 +224,13 @@ def _upscale(n: int = 12) -> dict:
         pad = np.pad(src, ((1, 1), (1, 1), (0, 0)), mode="edge")
         win = np.stack([pad[dy:dy + 64, dx:dx + 64] for dy in range(3) for dx in range(3)])
         lo, hi = (np.repeat(np.repeat(a, 4, 0), 4, 1) for a in (win.min(0), win.max(0)))
-        for name, f in filters.items():
-            up = np.asarray(small.resize((256, 256), f), dtype=np.float64)
+        ups = {name: np.asarray(small.resize((256, 256), f), dtype=np.float64) for name, f in filters.items()}
+        ups["lanczos_clamped (engine default)"] = upscale(np.asarray(small), 256).astype(np.float64)
+        for name, up in ups.items():
             psnr = 10 * np.log10(255**2 / np.mean((up - truth) ** 2))
             grad = np.abs(np.diff(up.mean(-1), axis=1)).mean() / np.abs(np.diff(truth.mean(-1), axis=1)).mean()
             ring = float(np.mean((up < lo - 2) | (up > hi + 2)))
-            scores[name].append((psnr, grad, ring))
+            scores.setdefault(name, []).append((psnr, grad, ring))
     return {k: dict(zip(("psnr_db", "edge_sharpness_vs_truth", "ringing_fraction"),
                         (round(float(x), 4) for x in np.mean(v, axis=0)))) for k, v in scores.items()}
 

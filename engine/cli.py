@@ -39,6 +39,7 @@ def generate(
     size: int = typer.Option(256, help="pixels per tile: 128, 256 or 512"),
     model: str = typer.Option("gan", help="gan, vae, or both (two rows: GAN above VAE, same seeds)"),
     transparent: bool = typer.Option(False, help="cut out the flat background (packs with background 'flat')"),
+    pixel: bool = typer.Option(False, help="upscale by nearest neighbour (pixel-art look) instead of clamped Lanczos"),
     vary: float | None = typer.Option(None, help="n variations of the avatar at this strength (0.01..2, e.g. 0.3)"),
     edit: list[str] = typer.Option([], "--edit", "-e", help="attribute=value: same character, new value (repeat)"),
     blend: str | None = typer.Option(None, help="recipe code to blend with; --n steps from this avatar to it"),
@@ -155,7 +156,7 @@ def _write(eng, rows: list[list], o: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tiles = [t for row in rows for t in row]
     if len(tiles) == 1:
-        out.write_bytes(png_bytes(tiles[0][0].image, size, transparent))
+        out.write_bytes(png_bytes(tiles[0][0].image, size, transparent, not o["pixel"]))
         typer.echo(f"wrote {out} ({size}px)")
         return
     cols = max(len(r) for r in rows) if len(rows) > 1 or len(tiles) <= 8 else math.ceil(math.sqrt(len(tiles)))
@@ -172,7 +173,7 @@ def _write(eng, rows: list[list], o: dict) -> None:
             if transparent:
                 img = np.concatenate([img, cutout_alpha(img)[..., None]], axis=-1)
             left, top = x * (size + GAP), y * (size + label_h + GAP)
-            canvas.paste(Image.fromarray(upscale(np.ascontiguousarray(img), size)), (left, top))
+            canvas.paste(Image.fromarray(upscale(np.ascontiguousarray(img), size, not o["pixel"])), (left, top))
             if label:
                 draw.text((left + 4, top + size + 3), label, fill=(60, 60, 60, 255), font=font)
     canvas.save(out, format="PNG")

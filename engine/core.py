@@ -361,15 +361,17 @@ class Engine:
             lp.release()
 
     # -- output and status ------------------------------------------------------------------
-    async def render_png(self, result: Result, size: int = 256, transparent: bool = False) -> bytes:
+    async def render_png(self, result: Result, size: int = 256, transparent: bool = False,
+                         smooth: bool = True) -> bytes:
         """PNG bytes at 128/256/512 px, encoded in a worker thread; `transparent` cuts out
-        the flat background (packs whose manifest says background "flat")."""
+        the flat background (packs whose manifest says background "flat"); `smooth=False`
+        upscales by nearest neighbour (pixel-art look) instead of clamped Lanczos."""
         if transparent:
             name = self._registry.by_id.get(result.recipe.pack_id)
             pack = self._registry.loaded[name].pack if name else None
             if pack is None or pack.background != "flat":
                 raise EngineError("this pack has no flat background, so it cannot make transparent pictures")
-        return await asyncio.to_thread(png_bytes, result.image, size, transparent)
+        return await asyncio.to_thread(png_bytes, result.image, size, transparent, smooth)
 
     def recipe(self, code: str) -> Recipe:
         """Decode a recipe code and check it against the installed packs (name filled in)."""

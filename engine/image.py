@@ -1,10 +1,12 @@
 """Pictures in and out: crisp upscaling, flat-background cut-out, PNG bytes, uploads to arrays.
 
-Upscaling: avatars are flat-shaded cartoons at 64-128 px. Nearest-neighbour by an integer
-factor keeps every edge a hard step and the palette exact; smooth filters (bicubic,
-Lanczos) blur outlines and ring around them (`moe bench engine` reports the comparison:
-edge contrast and overshoot per filter). For sizes that are not an integer multiple we
-upscale by nearest to the next multiple and then area-average (box) down to the target.
+Upscaling (chosen by measurement, `moe bench engine` -> "upscale"): style-set drawings
+rendered at 64 px and upscaled 4x were compared with the same drawings rendered at 256 px.
+Nearest keeps the palette exact but shows 4x4 pixel blocks (PSNR 21.8 dB); Lanczos follows
+the outlines best (24.1 dB) but overshoots ("halos") on 8% of pixels. The default here is
+Lanczos clamped to each pixel's 3x3 source neighbourhood: the best fidelity (24.2 dB),
+no halos by construction, edges as sharp as nearest's. `smooth=False` gives the
+pixel-art look: nearest by an integer factor (then box down for other sizes).
 """
 
 from __future__ import annotations
@@ -22,18 +24,31 @@ SIZES = (128, 256, 512)
 MAX_UPLOAD_PIXELS = 4096 * 4096
 
 
-def upscale(img: np.ndarray, size: int) -> np.ndarray:
-    """(H, W, C) uint8 -> (size, size, C): nearest by an integer factor, then box down if needed."""
+def _resize(arr: np.ndarray, size: int, method) -> np.ndarray:
+    return np.asarray(Image.fromarray(arr).resize((size, size), method))
+
+
+def upscale(img: np.ndarray, size: int, smooth: bool = True) -> np.ndarray:
+    """(H, W, C) uint8 -> (size, size, C). smooth: Lanczos clamped to the local source range;
+    else nearest by an integer factor, then box down if needed. Smaller sizes: box (area)."""
     h, w = img.shape[:2]
     if h != w:
         raise ValueError(f"expected a square image, got {w}x{h}")
     if size == h:
         return img
+    if size < h:
+        return _resize(img, size, Image.Resampling.BOX)
+    if smooth:
+        pad = np.pad(img, ((1, 1), (1, 1), (0, 0)), mode="edge")
+        win = np.stack([pad[dy : dy + h, dx : dx + w] for dy in range(3) for dx in range(3)])
+        lo = _resize(np.ascontiguousarray(win.min(0)), size, Image.Resampling.NEAREST)
+        hi = _resize(np.ascontiguousarray(win.max(0)), size, Image.Resampling.NEAREST)
+        return np.clip(_resize(img, size, Image.Resampling.LANCZOS), lo, hi)
     k = -(-size // h)  # ceil
     big = np.repeat(np.repeat(img, k, axis=0), k, axis=1) if k > 1 else img
     if big.shape[0] == size:
         return big
-    return np.asarray(Image.fromarray(big).resize((size, size), Image.Resampling.BOX))
+    return _resize(big, size, Image.Resampling.BOX)
 
 
 def _grow(mask: np.ndarray) -> np.ndarray:
@@ -72,14 +87,14 @@ def cutout_alpha(img: np.ndarray, tolerance: int = 24) -> np.ndarray:
     return alpha.round().astype(np.uint8)
 
 
-def png_bytes(img: np.ndarray, size: int, transparent: bool = False) -> bytes:
+def png_bytes(img: np.ndarray, size: int, transparent: bool = False, smooth: bool = True) -> bytes:
     """PNG of an (H, W, 3) uint8 avatar at size x size (CPU work: call it off the event loop)."""
     if size not in SIZES:
         raise EngineError(f"size must be one of {', '.join(map(str, SIZES))}, got {size}")
     if transparent:
         img = np.concatenate([img, cutout_alpha(img)[..., None]], axis=-1)
     buf = io.BytesIO()
-    Image.fromarray(upscale(np.ascontiguousarray(img), size)).save(buf, format="PNG", compress_level=6)
+    Image.fromarray(upscale(np.ascontiguousarray(img), size, smooth)).save(buf, format="PNG", compress_level=6)
     return buf.getvalue()
 
 

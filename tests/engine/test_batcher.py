@@ -189,7 +189,7 @@ async def test_pipeline_forms_the_next_batch_while_the_worker_computes():
     while not started:
         await asyncio.sleep(0.001)
     rest = [asyncio.ensure_future(b.submit(feeds(i))) for i in range(3)]
-    while b.queue_depth:  # taken off the queue and handed to the worker while batch 1 runs
+    while b.metrics.requests < 4 or b.queue_depth:  # queued, then handed to the worker while batch 1 runs
         await asyncio.sleep(0.001)
     assert b.metrics.batches == 0
     gate.set()

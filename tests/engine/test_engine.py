@@ -109,7 +109,7 @@ async def test_blend_endpoints_and_rules(eng):
 
 async def test_encode_stores_the_latent_and_remixes(eng, tiny_pack_src):
     [src] = await eng.generate("tiny", {"style": "bear"}, seed=8)
-    png = await eng.render_png(src, 128)
+    png = await eng.render_png(src, 128, smooth=False)  # box-downscaling nearest gives back the pixels
     res = await eng.encode("tiny", png, {"style": "bear"})
     assert isinstance(res.recipe.latent, Upload) and res.recipe.model == "vae"
     z = await eng.latent_store.get(res.recipe.latent.id)
@@ -162,13 +162,15 @@ async def test_recipes_that_do_not_fit_are_refused(eng):
 
 
 @pytest.mark.parametrize("size", [128, 256, 512])
-async def test_render_png_sizes_and_crisp_upscale(eng, size):
+async def test_render_png_sizes_and_upscale_modes(eng, size):
     [r] = await eng.generate("tiny", {}, seed=5)
     im = Image.open(io.BytesIO(await eng.render_png(r, size)))
     assert im.size == (size, size) and im.mode == "RGB"
-    arr = np.asarray(im)
     k = size // r.image.shape[0]
-    np.testing.assert_array_equal(arr[::k, ::k], r.image)  # nearest: every source pixel kept exactly
+    pixel = np.asarray(Image.open(io.BytesIO(await eng.render_png(r, size, smooth=False))))
+    np.testing.assert_array_equal(pixel[::k, ::k], r.image)  # nearest: every source pixel kept exactly
+    smooth = np.asarray(im).astype(int)
+    assert smooth.min() >= r.image.min() and smooth.max() <= r.image.max()  # clamped: no overshoot
 
 
 async def test_render_png_transparent_and_bad_size(eng):

@@ -38,15 +38,28 @@ def test_cutout_soft_edge_and_no_flat_background():
     assert (cutout_alpha(noisy) == 255).all()  # corners disagree: nothing cut
 
 
-@pytest.mark.parametrize("res, size", [(32, 128), (64, 256), (48, 128), (128, 128)])
+@pytest.mark.parametrize("res, size", [(32, 128), (64, 256), (48, 128), (128, 128), (256, 128)])
 def test_upscale_sizes_and_nearest_for_integer_factors(res, size):
     img = np.random.default_rng(res).integers(0, 256, (res, res, 3), dtype=np.uint8)
-    big = upscale(img, size)
-    assert big.shape == (size, size, 3)
+    big = upscale(img, size, smooth=False)
+    assert big.shape == (size, size, 3) and upscale(img, size).shape == (size, size, 3)
     if size % res == 0:
         k = size // res
         np.testing.assert_array_equal(big[::k, ::k], img)
         np.testing.assert_array_equal(big[k - 1 :: k, k - 1 :: k], img)
+
+
+def test_smooth_upscale_never_leaves_the_local_source_range():
+    img = ring_picture(32)  # dark outline on a light background: where Lanczos would ring
+    big = upscale(img, 256).astype(int)
+    k = 8
+    for y in range(0, 256, 7):
+        for x in range(0, 256, 7):
+            sy, sx = y // k, x // k
+            nb = img[max(0, sy - 1) : sy + 2, max(0, sx - 1) : sx + 2].reshape(-1, 3).astype(int)
+            assert (nb.min(0) <= big[y, x]).all() and (big[y, x] <= nb.max(0)).all()
+    lanczos = np.asarray(Image.fromarray(img).resize((256, 256), Image.Resampling.LANCZOS)).astype(int)
+    assert (lanczos < img.min()).any() or (lanczos > img.max()).any()  # plain Lanczos does overshoot
 
 
 def test_png_bytes_rgba_when_transparent():
