@@ -11,8 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from trainer.eval import (EvalError, choose_grouping, diversity, evaluate, fid, gaussian_blur, kid,
-                          nearest_distances)
+from engine.schema import Attribute, Schema
+from trainer.eval import (EvalError, _Reference, _sample_report, choose_grouping, diversity, evaluate, fid,
+                          gaussian_blur, kid, nearest_distances)
 from trainer.judge import JudgeConfig, load_or_train_judge, split_indices, train_judge
 
 SHAPES, COLOURS = ("square", "disc"), ("red", "blue", "green")
@@ -71,11 +72,11 @@ def test_diversity_ratio_sees_collapse():
 
 def test_choose_grouping_drops_attributes_until_groups_exist():
     rng = np.random.default_rng(3)
-    labels = np.stack([rng.integers(0, 10, 200), rng.permutation(200)], 1)  # attribute 1: unique ids
+    labels = np.stack([rng.integers(0, 50, 200), rng.permutation(200)], 1)  # attribute 1: unique ids
     assert choose_grouping(labels, min_groups=8) == (0,)
-    assert choose_grouping(labels[:, :1], labels[:50, :1], min_groups=8) == (0,)
-    assert choose_grouping(labels, min_groups=11) == ()  # only 10 values of attribute 0
-    assert choose_grouping(np.repeat(labels[:20], 2, axis=0)) == (0, 1)  # exact duplicates are enough
+    assert choose_grouping(labels[:, :1], min_groups=8) == (0,)
+    assert choose_grouping(labels[:10], min_groups=8) == ()  # 10 rows over 50 values: no matches
+    assert choose_grouping(np.repeat(labels[:20], 2, axis=0)) == (0, 1)  # exact duplicates cover every row
 
 
 def test_nearest_distances_finds_exact_copies():
@@ -111,17 +112,51 @@ def test_split_is_fixed_and_disjoint():
         split_indices(5, cfg)
 
 
-def test_judge_learns_a_separable_toy_set(tmp_path):
+TOY_JUDGE = JudgeConfig(width=8, feat_dim=32, epochs=6, batch=32, lr=3e-3)
+
+
+@pytest.fixture(scope="module")
+def toy_judge(tmp_path_factory):
     torch.manual_seed(0)
     images, labels = _toy(400)
-    cfg = JudgeConfig(width=8, feat_dim=32, epochs=6, batch=32, lr=3e-3)
-    tj = load_or_train_judge(images, labels, (2, 3), "toy", cfg, cache_dir=tmp_path)
+    cache = tmp_path_factory.mktemp("judges")
+    return images, labels, cache, load_or_train_judge(images, labels, (2, 3), "toy", TOY_JUDGE, cache_dir=cache)
+
+
+def test_judge_learns_a_separable_toy_set(toy_judge):
+    images, labels, cache, tj = toy_judge
     assert not tj.info["cached"] and min(tj.info["held_accuracy"]) >= 0.9
     feats, pred = tj.model.embed(images[tj.held_idx])
     assert feats.shape == (len(tj.held_idx), 32) and (pred == labels[tj.held_idx]).mean() >= 0.9
-    again = load_or_train_judge(images, labels, (2, 3), "toy", cfg, cache_dir=tmp_path)
+    assert np.mean(feats**2) == pytest.approx(1.0, rel=0.5)  # unit-scaled features for KID's kernel
+    again = load_or_train_judge(images, labels, (2, 3), "toy", TOY_JUDGE, cache_dir=cache)
     assert again.info["cached"]
     assert np.allclose(again.model.embed(images[:8])[0], tj.model.embed(images[:8])[0])
+
+
+def test_metrics_tell_copying_collapse_and_blur_apart(toy_judge):
+    """Fake generators made of real images: the report must tell what each one does wrong."""
+    images, labels, _, tj = toy_judge
+    schema = Schema((Attribute("shape", SHAPES), Attribute("colour", COLOURS)))
+    ref = _Reference(tj, images, labels, 300, 0, (1.0,))
+    train, train_lab = images[tj.train_idx], labels[tj.train_idx]
+    rng = np.random.default_rng(0)
+
+    def pick(conds, first=False):  # a train image with each condition: a random one, or always the same
+        return np.stack([train[np.flatnonzero((train_lab == c).all(1))[0 if first else rng.integers(10)]]
+                         for c in conds])
+
+    copier, _ = _sample_report(lambda z, c: pick(c), ref, tj.model, labels, schema, 4, 300, 0)
+    assert copier["memorisation"]["frac_below_held_p1"] == 1.0 and copier["memorisation"]["nn_generated_median"] == 0
+    assert copier["memorisation"]["ratio"] == 0
+    assert min(a["ratio"] for a in copier["accuracy"].values()) > 0.9
+    assert copier["kid"]["mean"] < ref.blur[0]["kid"]["mean"]
+    assert copier["diversity"]["ratio"] > 0.6
+    collapsed, _ = _sample_report(lambda z, c: pick(c, first=True), ref, tj.model, labels, schema, 4, 300, 0)
+    assert collapsed["diversity"]["ratio"] < 1e-3 and collapsed["diversity"]["pixel_ratio"] < 1e-3
+    blurred, _ = _sample_report(lambda z, c: gaussian_blur(pick(c), 1.0), ref, tj.model, labels, schema, 4, 300, 0)
+    assert blurred["kid"]["mean"] > 3 * max(copier["kid"]["mean"], 1e-4)
+    assert blurred["memorisation"]["frac_below_held_p1"] < 0.5
 
 
 def test_train_judge_checks_shapes():
@@ -175,16 +210,17 @@ def test_evaluate_tiny_run_writes_a_complete_finite_report(tmp_path, toy_folder,
     on_disk = json.loads((run / "eval.json").read_text())
     assert on_disk == json.loads(json.dumps(r))
     with Image.open(run / "eval.png") as png:
-        assert png.height == (6 if kind == "vae" else 3) * 64  # 2 generated + 1 nearest (+ 3 VAE) strips
+        assert png.height == (7 if kind == "vae" else 4) * 64  # generated, 2 same-condition, nearest (+ 3 VAE)
     assert r["kind"] == kind and r["generated"]["n"] == 64 and r["data"]["fingerprint_matches_run"] is True
     assert set(r["generated"]["accuracy"]) == {"colour", "shape"}
     s = r["summary"]
     for key in ("kid", "kid_floor", "kid_blur", "fid", "fid_floor", "fid_blur", "nn_ratio", "frac_below_held_p1"):
         assert np.isfinite(s[key]), key
     assert r["generated"]["kid"]["subset_size"] == min(64, r["data"]["n_held"])
-    # 24 held-out images over 6 conditions: too few exact matches, so diversity falls back to one group
+    # 24 held-out images over 6 conditions: exact matches cover them
     d = r["generated"]["diversity"]
-    assert d["grouping"] == [] and d["groups"] == 1 and np.isfinite(d["ratio"]) and np.isfinite(d["pixel_ratio"])
+    assert d["grouping"] == ["colour", "shape"] and 2 <= d["groups"] <= 6
+    assert np.isfinite(d["ratio"]) and np.isfinite(d["pixel_ratio"])
     # random-init generator: far from real, judge accuracy at chance level at best
     assert s["kid"] > s["kid_floor"]
     if kind == "vae":
