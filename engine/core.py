@@ -144,24 +144,24 @@ class Engine:
             await asyncio.sleep(self.watch_s)
             try:
                 report = await self._registry.reload()
-            except OSError as e:
-                log.warning("pack watcher: %s", e)
+            except Exception:  # keep watching whatever went wrong; bad packs are refused inside reload
+                log.exception("pack watcher: reload failed")
                 continue
             if report["loaded"] or report["removed"]:
                 log.info("packs reloaded: %s", report)
 
     async def _log_metrics(self) -> None:
-        last = None
+        last: dict[tuple[str, str], tuple] = {}
         while True:
             await asyncio.sleep(self.metrics_log_s)
             for pack, models in self._registry.metrics().items():
                 for model, m in models.items():
                     line = (m["requests"], m["ok"], m["failed"], m["busy"], m["timeouts"])
-                    if line != last:
+                    if line != last.get((pack, model)):
                         log.info("%s/%s: %d requests, %d ok, %d failed, %d busy, %d timeouts, mean batch %s, "
                                  "queue %d, p50 %s ms, p99 %s ms", pack, model, *line, m["mean_batch"],
                                  m["queue_depth"], m["latency_ms"]["p50"], m["latency_ms"]["p99"])
-                    last = line
+                    last[(pack, model)] = line
 
     # -- packs ------------------------------------------------------------------------------
     @property

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import shutil
 
 import numpy as np
 import pytest
 
-from engine import Engine, PackError, load_pack
+from engine import Engine, EngineError, PackError, load_pack
 
 
 def edit_manifest(pack_dir, **changes):
@@ -143,3 +144,31 @@ async def test_watcher_picks_up_a_new_pack(packs_dir, tiny_pack_src):
                 break
             await asyncio.sleep(0.01)
         assert "tiny2" not in eng.packs
+
+
+async def test_generator_only_pack_explains_what_it_cannot_do(packs_dir):
+    from engine.pack import content_hash
+
+    m = json.loads((packs_dir / "tiny" / "manifest.json").read_text())
+    m["models"] = {"generator": m["models"]["generator"]}
+    edit_manifest(packs_dir / "tiny", models=m["models"], content_hash=content_hash(m["models"]))
+    async with Engine([packs_dir], watch_s=None) as eng:
+        assert not eng.packs["tiny"].has_vae and not eng.packs["tiny"].has_discriminator
+        [r] = await eng.generate("tiny", {}, seed=1)
+        with pytest.raises(EngineError, match="no VAE"):
+            await eng.encode("tiny", r.image)
+        with pytest.raises(EngineError, match="discriminator"):
+            await eng.best_of("tiny", {}, seed=1, k=4)
+        with pytest.raises(EngineError, match="model must be gan"):
+            await eng.generate("tiny", {}, model="vae")
+
+
+async def test_metrics_are_logged_periodically(packs_dir, caplog):
+    caplog.set_level(logging.INFO, logger="engine.core")
+    async with Engine([packs_dir], watch_s=None, metrics_log_s=0.01) as eng:
+        await eng.generate("tiny", {}, seed=1)
+        for _ in range(300):
+            if any("tiny/generator: 1 requests, 1 ok" in r.getMessage() for r in caplog.records):
+                break
+            await asyncio.sleep(0.01)
+    assert any("tiny/generator: 1 requests, 1 ok" in r.getMessage() for r in caplog.records)
