@@ -1,5 +1,5 @@
-"""Fixtures: one tiny random pack per session (built with torch by the exporter's helper),
-copied into a fresh packs folder for each test that changes files."""
+"""Fixtures: the session's tiny random pack (tests/conftest.py `tiny_pack`), and a private
+copy of it in a fresh packs folder for each test that changes files."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ import pytest
 
 
 @pytest.fixture(scope="session")
-def tiny_pack_src(tmp_path_factory) -> Path:
-    pytest.importorskip("torch")
-    from export.testing import make_tiny_pack
-
-    return make_tiny_pack(tmp_path_factory.mktemp("engine-pack"), name="tiny", fp16=False)
+def tiny_pack_src(tiny_pack) -> Path:
+    """Read-only: packs/tiny of the shared session pack (its parent folder is a packs dir)."""
+    return tiny_pack
 
 
 @pytest.fixture
