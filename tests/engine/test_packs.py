@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -172,3 +173,23 @@ async def test_metrics_are_logged_periodically(packs_dir, caplog):
                 break
             await asyncio.sleep(0.01)
     assert any("tiny/generator: 1 requests, 1 ok" in r.getMessage() for r in caplog.records)
+
+
+async def test_requests_in_flight_on_the_old_pack_finish_after_the_swap(packs_dir):
+    async with Engine([packs_dir], watch_s=None) as eng:
+        old = eng._registry.get("tiny")
+        gate = threading.Event()
+        run = old.batchers["generator"]._run_fn
+        old.batchers["generator"]._run_fn = lambda feeds: (gate.wait(5), run(feeds))[1]
+        pending = [asyncio.ensure_future(eng.generate("tiny", {}, seed=i)) for i in range(4)]
+        while old.users < 4:
+            await asyncio.sleep(0.001)
+        _bump(packs_dir / "tiny", "0.0.2")
+        assert (await eng.reload())["loaded"] == ["tiny"]
+        assert old.retired and old.users == 4 and not old.idle.is_set()
+        [fresh] = await eng.generate("tiny", {}, seed=9)  # the new pack serves while the old one is blocked
+        assert not any(p.done() for p in pending)
+        gate.set()
+        for i, [r] in enumerate(await asyncio.gather(*pending)):
+            assert r.recipe.seed == i
+        await asyncio.wait_for(old.idle.wait(), 5)
