@@ -19,6 +19,7 @@ same run, because this machine is shared and absolute numbers are noisy.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import statistics
@@ -56,10 +57,9 @@ def _generator_config(pack_dir: Path, manifest: dict) -> tuple[dict | None, str]
             key = "G_ema" if "G_ema" in meta["models"] else "decoder"
             return meta["models"][key]["config"], f"from {meta_path}"
     import onnx
-    import torch  # noqa: F401  (the caller checked it is importable)
 
-    from trainer.models.gan import Generator, GeneratorConfig
     from engine.schema import Schema
+    from trainer.models.gan import Generator, GeneratorConfig
 
     graph = onnx.load(str(pack_dir / manifest["models"]["generator"]["file"]))
     onnx_params = sum(int(np.prod(t.dims)) for t in graph.graph.initializer)
@@ -70,8 +70,6 @@ def _generator_config(pack_dir: Path, manifest: dict) -> tuple[dict | None, str]
         n = sum(p.numel() for p in Generator(cfg).parameters())
         if best is None or abs(n - onnx_params) < abs(best[1] - onnx_params):
             best = (cfg, n)
-    import dataclasses
-
     cfg, n = best
     return dataclasses.asdict(cfg), f"width {cfg.width} inferred: {n} torch params vs {onnx_params} in the ONNX graph"
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from engine import Engine, EngineError, InvalidRecipe, Recipe, SchemaError, UnknownPack
-from engine.recipe import Seed, Slerp, Upload, Vary
+from engine.recipe import Slerp, Upload, Vary
 
 
 @pytest.fixture
