@@ -89,9 +89,11 @@ class Engine:
                  queue_size: int = 1024, timeout_s: float = 10.0, providers: str = "auto",
                  default_pack: str = "moe-default", latent_store: LatentStore | None = None,
                  watch_s: float | None = 2.0, threads: int | None = None, metrics_log_s: float | None = 300.0,
-                 tune_batch: bool = True):
+                 tune_batch: bool = True, precision: str = "fp32"):
         self.providers = choose_providers(providers)
-        options = BatchOptions(max_batch, max_wait_ms / 1e3, queue_size, timeout_s, tune_batch)
+        if precision not in ("fp32", "fp16", "auto"):
+            raise ValueError(f"precision must be fp32, fp16 or auto, got {precision!r}")
+        options = BatchOptions(max_batch, max_wait_ms / 1e3, queue_size, timeout_s, tune_batch, precision)
         self._registry = Registry(packs_dirs, self.providers, threads, options)
         self._default = default_pack
         self.latent_store: LatentStore = latent_store if latent_store is not None else MemoryLatentStore()

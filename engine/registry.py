@@ -36,6 +36,7 @@ class BatchOptions:
     queue_size: int = 1024
     timeout_s: float = 10.0
     tune_batch: bool = True
+    precision: str = "fp32"  # fp32 | fp16 (the packs' *.fp16.onnx where present) | auto (fp16 on CUDA)
 
 
 @dataclass(eq=False)
@@ -84,15 +85,15 @@ def _expected_shapes(pack: Pack, key: str) -> list[tuple]:
 
 
 def load_runners(path: Path, providers: list[str], threads: int | None, max_batch: int = 64,
-                 tune: bool = True) -> tuple[Pack, dict[str, Runner], dict[str, int]]:
+                 tune: bool = True, fp16: bool = False) -> tuple[Pack, dict[str, Runner], dict[str, int]]:
     """Check a pack and open its models; each model must have the contract's inputs and
     outputs and give the right shapes on a warm-up run. Returns the pack, its runners and
     the batch cap per model (`tune_batch` for the image models). Blocking: call it in a thread."""
     pack = load_pack(path)
     runners = {}
     for key in pack.models:
-        file = pack.model_path(key)
-        runner = Runner(make_session(file, providers, threads))
+        file = pack.model_path(key, fp16=fp16)  # the fp32 file when there is no fp16 variant
+        runner = Runner(make_session(file, providers, threads), file)
         want_in, want_out = MODEL_IO[key]
         if set(runner.input_names) != set(want_in) or runner.output_names != want_out:
             raise PackError(f"{file}: inputs {list(runner.input_names)} / outputs {list(runner.output_names)} "
@@ -180,8 +181,10 @@ class Registry:
             return report
 
     async def _swap_in(self, key: str, folder: Path, stamp: tuple) -> str:
+        o = self.options
+        fp16 = o.precision == "fp16" or (o.precision == "auto" and self.providers[0] == "CUDAExecutionProvider")
         pack, runners, caps = await asyncio.to_thread(load_runners, folder, self.providers, self.threads,
-                                                      self.options.max_batch, self.options.tune_batch)
+                                                      o.max_batch, o.tune_batch, fp16)
         other = self.by_id.get(pack.pack_id)
         if other is not None and other != pack.name:
             raise PackError(f"{folder}: pack {pack.name!r} has the same short id as {other!r}; rename one")
@@ -189,7 +192,6 @@ class Registry:
         if old is not None and str(old.pack.path) != key and key not in self._folders:
             log.warning("pack %s in %s replaces the one in %s", pack.name, folder, old.pack.path)
         lp = Loaded(pack, runners, stamp, caps)
-        o = self.options
         for model, runner in runners.items():
             metrics = self._metrics.setdefault((pack.name, model), ModelMetrics())
             lp.batchers[model] = Batcher(

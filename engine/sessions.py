@@ -57,8 +57,8 @@ def make_session(path: Path, providers: list[str], threads: int | None = None) -
 class Runner:
     """Runs one session on a dict of numpy inputs; IO binding when it runs on CUDA."""
 
-    def __init__(self, session: ort.InferenceSession) -> None:
-        self.session = session
+    def __init__(self, session: ort.InferenceSession, path: Path | None = None) -> None:
+        self.session, self.path = session, path
         self.input_names = tuple(i.name for i in session.get_inputs())
         self.output_names = tuple(o.name for o in session.get_outputs())
         self.provider = session.get_providers()[0]

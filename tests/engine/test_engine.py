@@ -185,3 +185,14 @@ async def test_metrics_count_requests(eng):
     await eng.generate("tiny", {}, seed=1, n=3)
     m = eng.metrics()["packs"]["tiny"]["generator"]
     assert m["requests"] >= 1 and m["rows"] >= 3 and m["ok"] >= 1 and m["latency_ms"]["count"] >= 1
+
+
+async def test_fp16_variant_draws_nearly_the_same_picture(tiny_pack_src):
+    async with Engine([tiny_pack_src.parent], watch_s=None, precision="fp16") as e16:
+        [half] = await e16.generate("tiny", {"style": "cat"}, seed=3)
+        assert e16._registry.get("tiny").runners["generator"].path.name == "generator.fp16.onnx"
+    async with Engine([tiny_pack_src.parent], watch_s=None) as e32:
+        [full] = await e32.generate("tiny", {"style": "cat"}, seed=3)
+    assert half.recipe == full.recipe
+    diff = np.abs(half.image.astype(int) - full.image.astype(int))
+    assert diff.mean() < 2 and diff.max() <= 16  # same avatar, fp16 rounding only
