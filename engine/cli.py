@@ -193,6 +193,21 @@ def _print_attributes(pack) -> None:
     Console().print(t)
 
 
+EXAMPLES = """Examples (the README gallery):
+
+moe generate --set style=cat --set eyes=big --seed 7 --out cat.png
+
+moe generate --grid-attr eyes --seed 7 --out eyes.png  (same character, every eye shape)
+
+moe generate --set style=bunny --n 8 --out rerolls.png  (reroll grid: seeds 7..14 with --seed 7)
+
+moe generate --recipe CODE_A --blend CODE_B --n 8 --out blend.png  (8 steps from A to B)
+
+moe generate --model both --n 4 --seed 3 --out gan-vs-vae.png
+
+moe generate --recipe CODE --vary 0.3 --n 4 --out variations.png"""
+
+
 def register(app: typer.Typer) -> None:
     """Add this package's commands to the top-level `moe` app."""
-    app.command("generate")(generate)
+    app.command("generate", epilog=EXAMPLES)(generate)
