@@ -112,7 +112,7 @@ def _train(kind: str, flags: dict, resume: Path | None, dry_run: bool) -> None:
             doc = json.loads(path.read_text())
             if doc.get("kind") != kind:
                 raise CheckpointError(f"{resume} is a {doc.get('kind')} run; use `moe train {doc.get('kind')}`")
-            overrides = {k: flags[k] for k in ("kimg", "threads", "device") if flags.get(k) is not None}
+            overrides = {k: flags[k] for k in ("kimg", "threads", "device", "max_minutes") if flags.get(k) is not None}
             cfg = TrainConfig(**{**doc, **overrides})
         else:
             cfg = make_config(kind, **flags)
@@ -160,11 +160,13 @@ def train_gan(
     device: str = _O("auto", "--device", help="auto | cpu | cuda."),
     snapshot_minutes: float = _O(5.0, "--snapshot-minutes", help="Checkpoint at least this often."),
     grid_kimg: float = _O(50.0, "--grid-kimg", help="Sample grid every this many kimg."),
+    max_minutes: float = _O(0.0, "--max-minutes", help="Stop cleanly (final grid + checkpoint) after this long; 0 = no limit."),
 ) -> None:
     """Train the conditional GAN (BigGAN-style G, projection D with spectral norm, EMA, DiffAugment)."""
     _train("gan", dict(data=data, res=res, kimg=kimg, out=out, batch=batch, lr=lr, width=width, z_dim=z_dim,
                        loss=loss, augment="" if no_augment else None, cond_ramp_kimg=cond_ramp_kimg, seed=seed,
-                       threads=threads, device=device, snapshot_minutes=snapshot_minutes, grid_kimg=grid_kimg),
+                       threads=threads, device=device, snapshot_minutes=snapshot_minutes, grid_kimg=grid_kimg,
+                       max_minutes=max_minutes),
            resume, dry_run)
 
 
@@ -190,11 +192,13 @@ def train_vae(
     device: str = _O("auto", "--device", help="auto | cpu | cuda."),
     snapshot_minutes: float = _O(5.0, "--snapshot-minutes", help="Checkpoint at least this often."),
     grid_kimg: float = _O(50.0, "--grid-kimg", help="Sample grid every this many kimg."),
+    max_minutes: float = _O(0.0, "--max-minutes", help="Stop cleanly (final grid + checkpoint) after this long; 0 = no limit."),
 ) -> None:
     """Train the conditional VAE (per-image-sum ELBO, KL warm-up + free bits, Fader latent adversary,
     optional patch discriminator) so pictures can be encoded and edited attribute by attribute."""
     _train("vae", dict(data=data, res=res, kimg=kimg, out=out, batch=batch, lr=lr, width=width, z_dim=z_dim,
                        patch_weight=patch_weight, kl_warmup_kimg=kl_warmup_kimg, free_bits=free_bits,
                        latent_adv_weight=latent_adv_weight, augment="" if no_augment else None, seed=seed,
-                       threads=threads, device=device, snapshot_minutes=snapshot_minutes, grid_kimg=grid_kimg),
+                       threads=threads, device=device, snapshot_minutes=snapshot_minutes, grid_kimg=grid_kimg,
+                       max_minutes=max_minutes),
            resume, dry_run)

@@ -67,6 +67,7 @@ class TrainConfig:
     tick_kimg: float = 4.0
     grid_kimg: float = 50.0
     snapshot_minutes: float = 5.0
+    max_minutes: float = 0.0  # stop (with a final grid and checkpoint) after this much wall time; 0 = no limit
     device: str = "auto"  # auto | cpu | cuda
 
     def __post_init__(self) -> None:
@@ -171,7 +172,8 @@ def training_loop(cfg: TrainConfig, *, resume: str | Path | None = None, progres
     bar = _Progress(cfg.kimg, nimg, enabled=progress and rank == 0)
 
     total, batch = int(cfg.kimg * 1000), cfg.batch // world
-    tick_start_nimg, tick_start_time, last_snapshot = nimg, time.monotonic(), time.monotonic()
+    t_start = time.monotonic()
+    tick_start_nimg, tick_start_time, last_snapshot = nimg, t_start, t_start
     sums: dict[str, float] = {}
     done = nimg >= total
     while not done:
@@ -184,7 +186,7 @@ def training_loop(cfg: TrainConfig, *, resume: str | Path | None = None, progres
         losses = task.step(real, labels[idx], c_fake, nimg)
         nimg += cfg.batch
         step += 1
-        done = nimg >= total
+        done = nimg >= total or _out_of_time(t_start, cfg.max_minutes, world)
 
         # Check the losses: stop at the first NaN/inf or exploding GAN loss, naming the step.
         values = {k: float(v) for k, v in losses.items()}
@@ -236,8 +238,27 @@ def training_loop(cfg: TrainConfig, *, resume: str | Path | None = None, progres
     if writer is not None:
         writer.close()
     if world > 1:
-        dist.barrier()
+        _check_in_sync(task.models)
     return run_dir
+
+
+def _check_in_sync(models: dict) -> None:
+    """All processes must end with identical weights (gradients were averaged every step)."""
+    sums = torch.stack([p.detach().double().sum() for m in models.values() for p in m.parameters()]).cpu()
+    low, high = sums.clone(), sums.clone()
+    dist.all_reduce(low, op=dist.ReduceOp.MIN)
+    dist.all_reduce(high, op=dist.ReduceOp.MAX)
+    if not torch.equal(low, high):
+        raise RuntimeError("data-parallel processes drifted apart (weights differ between ranks)")
+
+
+def _out_of_time(t_start: float, max_minutes: float, world: int) -> bool:
+    if max_minutes <= 0:
+        return False
+    flag = torch.tensor(float(time.monotonic() - t_start >= max_minutes * 60))
+    if world > 1:  # every process stops at the same step
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag)
 
 
 def _data_desc(spec: str) -> str:

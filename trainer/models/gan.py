@@ -4,7 +4,7 @@ Generator: each schema attribute has an embedding; `embed(c)` looks them up and 
 them (concatenation), so blending two conditions mixes embeddings linearly. A small
 mapping network (StyleGAN, Karras et al. 2019) turns (z, embedding) into w; w gives the
 4x4 start and the gains/biases of every conditional BatchNorm (BigGAN, Brock et al. 2019);
-upsampling is DCGAN-style (Radford et al. 2016), sized for training on a 2-core CPU.
+one conv per resolution (DCGAN-like depth, Radford et al. 2016), sized for a 2-core CPU.
 
 Discriminator: DCGAN-style downsampling with spectral norm (Miyato et al. 2018) and
 one projection term per attribute (Miyato & Koyama 2018): score = psi(h) + sum_a <E_a[c_a], h>.
@@ -99,15 +99,16 @@ class ConditionalBatchNorm(nn.Module):
 
 
 class UpBlock(nn.Module):
-    """DCGAN-style 2x up block: transposed conv 4x4/2 (computed at the input resolution, the
-    cheapest upsampling on a CPU) -> conditional BN -> ReLU."""
+    """2x up block: nearest upsample -> conv 3x3 -> conditional BN -> ReLU. Upsample-then-conv
+    rather than a transposed conv avoids checkerboard artefacts (Odena et al. 2016)."""
 
     def __init__(self, cin: int, cout: int, w_dim: int):
         super().__init__()
-        self.conv = nn.ConvTranspose2d(cin, cout, 4, stride=2, padding=1, bias=False)
+        self.conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
         self.bn = ConditionalBatchNorm(cout, w_dim)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2.0, mode="nearest")  # (B, Cin, 2H, 2W)
         return F.relu(self.bn(self.conv(x), w))  # (B, Cout, 2H, 2W)
 
 
