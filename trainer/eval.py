@@ -227,12 +227,12 @@ class _Reference:
         sub = np.random.default_rng(seed).choice(len(tj.train_idx), min(n, len(tj.train_idx)), replace=False)
         self.floor = {"kid": kid(self.train_feats[sub], self.held_feats, seed=seed),
                       "fid": fid(self.train_feats[sub], self.held_feats), "n": len(sub)}
-        self.blur = []
+        self.blur = []  # distances: blurred train subset vs held-out; accuracy: on blurred held-out
         for sigma in sigmas:
-            feats, pred = judge.embed(gaussian_blur(self.train_images[sub], sigma))
+            feats, _ = judge.embed(gaussian_blur(self.train_images[sub], sigma))
+            _, pred = judge.embed(gaussian_blur(self.held_images, sigma))
             self.blur.append({"sigma_px": sigma, "kid": kid(feats, self.held_feats, seed=seed),
-                              "fid": fid(feats, self.held_feats),
-                              "accuracy": (pred == labels[tj.train_idx][sub]).mean(0)})
+                              "fid": fid(feats, self.held_feats), "accuracy": (pred == self.held_labels).mean(0)})
 
 
 def _diversity_plan(held_labels: np.ndarray, seed: int) -> tuple[tuple[int, ...], list[np.ndarray], np.ndarray]:
@@ -283,7 +283,8 @@ def _sample_report(gen: Callable[[torch.Tensor, np.ndarray], np.ndarray], ref: _
                          "frac_below_held_p1": float((nn_d < p1).mean())},
     }
     closest = np.argsort(nn_d)[:8]
-    grid = {"generated": images[:16], "same condition": div_images[:2 * GROUP_CAP],
+    grid = {"generated": images[:16], "same cond. 1": div_images[:GROUP_CAP],
+            "same cond. 2": div_images[GROUP_CAP:2 * GROUP_CAP],
             "nearest train": np.stack([x for i in closest for x in (images[i], ref.train_images[nn_i[i]])])}
     return section, grid
 
@@ -366,6 +367,8 @@ def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = Non
     if recorded_fp and recorded_fp != ds.fingerprint:
         log.warning("data fingerprint %s differs from the run's %s: the images changed since training",
                     ds.fingerprint, recorded_fp)
+    if len(ds) < 8:
+        raise EvalError(f"{spec}: {len(ds)} images are too few to hold some out for evaluation (need 8)")
     images, labels = np.ascontiguousarray(ds.images), ds.labels
     tj = load_or_train_judge(images, labels, schema.cardinalities, ds.fingerprint, judge_config)
     log.info("embedding %d real images with the judge", len(images))

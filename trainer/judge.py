@@ -37,12 +37,13 @@ class JudgeConfig:
     width: int = 32  # channels of the first stage; doubled per stage up to 8x
     feat_dim: int = 256  # the feature space (penultimate layer)
     epochs: int = 3
-    batch: int = 128
+    min_seen: int = 12000  # small sets: more epochs, until this many images have been seen
+    batch: int = 128  # smaller for small sets (a quarter of the set, at least 16)
     lr: float = 2e-3
     max_train: int = 8000  # cap on training images (speed on CPU); the held-out split is never capped by this
     holdout_frac: float = 0.1
     max_holdout: int = 2000
-    min_holdout: int = 10
+    min_holdout: int = 20
     shift: int = 2  # random translation (px at 64px) as augmentation, so the judge is not brittle
     seed: int = 0
     version: int = 2  # of the network and its training; part of the cache key
@@ -61,8 +62,8 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 def split_indices(n: int, cfg: JudgeConfig) -> tuple[np.ndarray, np.ndarray]:
     """Fixed (seeded) train / held-out split of n images: held-out is holdout_frac of the
     set, clamped to [min_holdout, max_holdout], and leaves at least as many for training."""
-    if n < 2 * cfg.min_holdout:
-        raise ValueError(f"the judge needs at least {2 * cfg.min_holdout} labelled images, the dataset has {n}")
+    if n < 4:
+        raise ValueError(f"the judge needs at least 4 labelled images, the dataset has {n}")
     n_held = int(min(max(round(cfg.holdout_frac * n), cfg.min_holdout), cfg.max_holdout, n // 2))
     perm = np.random.default_rng(cfg.seed).permutation(n)
     return np.sort(perm[n_held:]), np.sort(perm[:n_held])
@@ -140,16 +141,18 @@ def train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: tuple[int
     res = images.shape[1]
     model = Judge(cfg, res, cardinalities)
     x_all, y_all = to_tensor(images), torch.from_numpy(labels.astype(np.int64))
-    steps_per_epoch = max(1, -(-len(x_all) // cfg.batch))
+    batch = min(cfg.batch, max(16, len(x_all) // 4))
+    steps_per_epoch = max(1, -(-len(x_all) // batch))
+    epochs = max(cfg.epochs, -(-cfg.min_seen // len(x_all)))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=cfg.epochs * steps_per_epoch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=epochs * steps_per_epoch)
     shift = max(0, round(cfg.shift * res / 64))
     t0, loss = time.perf_counter(), torch.zeros(())
     model.train()
-    for epoch in range(cfg.epochs):
+    for epoch in range(epochs):
         perm = torch.randperm(len(x_all), generator=g)
         for i in range(steps_per_epoch):
-            idx = perm[i * cfg.batch:(i + 1) * cfg.batch]
+            idx = perm[i * batch:(i + 1) * batch]
             if len(idx) < 2:  # BatchNorm needs two
                 continue
             logits = model(_shift(x_all[idx], shift, g))
@@ -158,11 +161,13 @@ def train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: tuple[int
             loss.backward()
             opt.step()
             sched.step()
-        log.info("judge epoch %d/%d: loss %.3f (%.0fs)", epoch + 1, cfg.epochs, loss.item(), time.perf_counter() - t0)
+        if (epoch + 1) % max(1, epochs // 5) == 0 or epoch + 1 == epochs:
+            log.info("judge epoch %d/%d: loss %.3f (%.0fs)", epoch + 1, epochs, loss.item(), time.perf_counter() - t0)
     model.eval()
     f, _ = model.embed(images[:2000])
     model.feat_scale.fill_(1 / max(float(np.sqrt((f**2).mean())), 1e-8))
-    return model, {"train_seconds": round(time.perf_counter() - t0, 1), "final_loss": round(loss.item(), 4)}
+    return model, {"train_seconds": round(time.perf_counter() - t0, 1), "final_loss": round(loss.item(), 4),
+                   "epochs": epochs, "batch": batch}
 
 
 def judge_cache_dir() -> Path:

@@ -108,11 +108,13 @@ def test_split_is_fixed_and_disjoint():
     tr, he = split_indices(1000, cfg)
     tr2, he2 = split_indices(1000, cfg)
     assert np.array_equal(he, he2) and len(he) == 100 and not set(tr) & set(he) and len(tr) + len(he) == 1000
+    assert len(split_indices(100, cfg)[1]) == 20 and len(split_indices(30, cfg)[1]) == 15  # small sets
+    assert len(split_indices(100_000, cfg)[1]) == 2000
     with pytest.raises(ValueError, match="at least"):
-        split_indices(5, cfg)
+        split_indices(3, cfg)
 
 
-TOY_JUDGE = JudgeConfig(width=8, feat_dim=32, epochs=6, batch=32, lr=3e-3)
+TOY_JUDGE = JudgeConfig(width=8, feat_dim=32, epochs=6, min_seen=0, batch=32, lr=3e-3)
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +207,7 @@ def _tiny_run(run_dir, kind: str, data_dir, broken: bool = False) -> None:
 def test_evaluate_tiny_run_writes_a_complete_finite_report(tmp_path, toy_folder, kind):
     run = tmp_path / f"00001-{kind}"
     _tiny_run(run, kind, toy_folder)
-    cfg = JudgeConfig(width=8, feat_dim=16, epochs=2, batch=32)
+    cfg = JudgeConfig(width=8, feat_dim=16, epochs=2, min_seen=0, batch=32)
     r = evaluate(run, samples=64, judge_config=cfg)
     on_disk = json.loads((run / "eval.json").read_text())
     assert on_disk == json.loads(json.dumps(r))
@@ -240,7 +242,7 @@ def test_evaluate_reports_a_diverged_generator(tmp_path, toy_folder):
     run = tmp_path / "00003-gan"
     _tiny_run(run, "gan", toy_folder, broken=True)
     with pytest.raises(EvalError, match="NaN"):
-        evaluate(run, samples=8, judge_config=JudgeConfig(width=8, feat_dim=16, epochs=1, batch=32))
+        evaluate(run, samples=8, judge_config=JudgeConfig(width=8, feat_dim=16, epochs=1, min_seen=0, batch=32))
     assert not (run / "eval.json").exists()
 
 
