@@ -246,9 +246,8 @@ def _diversity_plan(held_labels: np.ndarray, seed: int) -> tuple[tuple[int, ...]
     eligible = np.flatnonzero(np.bincount(ids) >= 2)
     chosen = rng.permutation(eligible)[:MAX_GROUPS]
     members = [np.flatnonzero(ids == g)[:GROUP_CAP] for g in chosen]
-    conds = np.concatenate([held_labels[m[np.arange(GROUP_CAP) % len(m)]] for m in members]) if members else \
-        np.zeros((0, held_labels.shape[1]), np.int64)
-    return grouping, members, conds
+    conds = np.concatenate([held_labels[m[np.arange(GROUP_CAP) % len(m)]] for m in members])
+    return grouping, members, conds  # members is never empty: at worst () groups all (>= 4) held-out images
 
 
 def _sample_report(gen: Callable[[torch.Tensor, np.ndarray], np.ndarray], ref: _Reference, judge, labels: np.ndarray,
@@ -267,8 +266,8 @@ def _sample_report(gen: Callable[[torch.Tensor, np.ndarray], np.ndarray], ref: _
     div_images = gen(torch.randn(len(div_conds), z_dim, generator=g), div_conds)
     div_feats, _ = judge.embed(div_images)
     keys_g = np.repeat(np.arange(len(members)), GROUP_CAP)
-    keys_r = np.concatenate([np.full(len(m), k) for k, m in enumerate(members)]) if members else keys_g
-    held_rows = np.concatenate(members) if members else np.zeros(0, np.int64)
+    keys_r = np.concatenate([np.full(len(m), k) for k, m in enumerate(members)])
+    held_rows = np.concatenate(members)
     div = diversity(div_feats, keys_g, ref.held_feats[held_rows], keys_r, seed=seed)
     pix = diversity(_small(div_images), keys_g, _small(ref.held_images[held_rows]), keys_r, seed=seed)
     section = {

@@ -14,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn import functional as F
@@ -185,14 +187,18 @@ def load_or_train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: t
     stem = cache / f"{fingerprint}-{res}px-{cfg.key()}"
     weights, meta = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
     model = Judge(cfg, res, cardinalities)
-    if weights.exists() and meta.exists():
-        info = json.loads(meta.read_text())
-        if tuple(info.get("cardinalities", ())) == tuple(cardinalities):
+    if weights.exists() and meta.exists():  # meta is written last: both present = complete
+        try:
+            info = json.loads(meta.read_text())
+            if tuple(info.get("cardinalities", ())) != tuple(cardinalities):
+                raise ValueError("its heads do not fit this schema")
             model.load_state_dict(load_file(weights))
             model.eval()
             log.info("judge loaded from %s", weights)
             return TrainedJudge(model, train_idx, held_idx, info | {"cached": True, "file": str(weights)})
-        log.warning("judge cache %s does not fit this schema; retraining", meta)
+        except (OSError, ValueError, RuntimeError, SafetensorError) as e:
+            log.warning("judge cache %s is unusable (%s); training a new judge", weights, e)
+            model = Judge(cfg, res, cardinalities)
     fit_idx = train_idx
     if len(fit_idx) > cfg.max_train:
         fit_idx = np.sort(np.random.default_rng(cfg.seed + 1).choice(train_idx, cfg.max_train, replace=False))
@@ -204,6 +210,9 @@ def load_or_train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: t
             "n_train": int(len(fit_idx)), "n_held": int(len(held_idx)),
             "held_accuracy": [round(float(a), 4) for a in acc], **stats}
     cache.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights))
-    meta.write_text(json.dumps(info, indent=1))
+    tmp = f".tmp{os.getpid()}"  # atomic: a concurrent evaluation never reads half a file
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(weights) + tmp)
+    os.replace(str(weights) + tmp, weights)
+    Path(str(meta) + tmp).write_text(json.dumps(info, indent=1))
+    os.replace(str(meta) + tmp, meta)
     return TrainedJudge(model, train_idx, held_idx, info | {"cached": False, "file": str(weights)})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,6 +135,16 @@ def test_judge_learns_a_separable_toy_set(toy_judge):
     again = load_or_train_judge(images, labels, (2, 3), "toy", TOY_JUDGE, cache_dir=cache)
     assert again.info["cached"]
     assert np.allclose(again.model.embed(images[:8])[0], tj.model.embed(images[:8])[0])
+
+
+def test_a_damaged_judge_cache_is_retrained(tmp_path):
+    images, labels = _toy(60)
+    cfg = JudgeConfig(width=8, feat_dim=8, epochs=1, min_seen=0)
+    first = load_or_train_judge(images, labels, (2, 3), "toy", cfg, cache_dir=tmp_path)
+    Path(first.info["file"]).write_bytes(b"not safetensors")
+    again = load_or_train_judge(images, labels, (2, 3), "toy", cfg, cache_dir=tmp_path)
+    assert again.info["cached"] is False
+    assert load_or_train_judge(images, labels, (2, 3), "toy", cfg, cache_dir=tmp_path).info["cached"] is True
 
 
 def test_metrics_tell_copying_collapse_and_blur_apart(toy_judge):
