@@ -37,7 +37,7 @@ import torch
 from torch.nn import functional as F
 
 from engine.schema import Schema
-from trainer.judge import JudgeConfig, TrainedJudge, load_or_train_judge, to_tensor
+from trainer.judge import JudgeConfig, TrainedJudge, load_or_train_judge, split_features, to_tensor
 
 __all__ = ["kid", "fid", "gaussian_blur", "choose_grouping", "diversity", "nearest_distances",
            "evaluate", "print_report", "EvalError", "FORMAT"]
@@ -220,9 +220,8 @@ class _Reference:
         judge = tj.model
         self.held_images, self.held_labels = images[tj.held_idx], labels[tj.held_idx]
         self.train_images = images[tj.train_idx]
-        self.held_feats, held_pred = judge.embed(self.held_images)
+        self.train_feats, self.held_feats, held_pred = split_features(tj, images)
         self.real_acc = (held_pred == self.held_labels).mean(0)
-        self.train_feats, _ = judge.embed(self.train_images)
         self.held_nn, _ = nearest_distances(self.held_feats, self.train_feats)
         sub = np.random.default_rng(seed).choice(len(tj.train_idx), min(n, len(tj.train_idx)), replace=False)
         self.floor = {"kid": kid(self.train_feats[sub], self.held_feats, seed=seed),

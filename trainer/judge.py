@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from trainer.data import cache_dir
 
 __all__ = ["JudgeConfig", "Judge", "TrainedJudge", "split_indices", "train_judge", "load_or_train_judge",
-           "judge_cache_dir", "to_tensor"]
+           "split_features", "judge_cache_dir", "to_tensor"]
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +122,27 @@ class TrainedJudge:
     train_idx: np.ndarray  # indices into the dataset
     held_idx: np.ndarray
     info: dict  # config, held-out accuracy per attribute, training time, cache file
+
+
+def split_features(tj: TrainedJudge, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train-split features, held-out features, held-out predictions) of the judge's own
+    dataset, cached beside the judge (`.feats.npz`, plain arrays) since the file name already
+    names the dataset fingerprint: re-evaluating a run skips embedding every real image."""
+    path = Path(tj.info["file"]).with_suffix(".feats.npz")
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                cached = z["train"].astype(np.float64), z["held"].astype(np.float64), z["held_pred"]
+            if len(cached[0]) == len(tj.train_idx) and cached[2].shape == (len(tj.held_idx), len(tj.model.heads)):
+                return cached
+        except (OSError, ValueError, KeyError) as e:
+            log.warning("feature cache %s is unusable (%s); recomputing", path, e)
+    train, _ = tj.model.embed(images[tj.train_idx])
+    held, held_pred = tj.model.embed(images[tj.held_idx])
+    tmp = path.with_name(f"{path.stem}.tmp{os.getpid()}.npz")
+    np.savez(tmp, train=train.astype(np.float32), held=held.astype(np.float32), held_pred=held_pred)
+    os.replace(tmp, path)
+    return train.astype(np.float32).astype(np.float64), held.astype(np.float32).astype(np.float64), held_pred
 
 
 def _shift(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:

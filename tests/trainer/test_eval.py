@@ -240,8 +240,9 @@ def test_evaluate_tiny_run_writes_a_complete_finite_report(tmp_path, toy_folder,
         v = r["vae"]
         assert v["n"] == r["data"]["n_held"] and v["reconstruction"]["psnr"] > 0 and 0 <= v["edit"]["success"] <= 1
         assert set(v["edit"]["per_attribute"]) == {"colour", "shape"} and "edit_ratio_min>=0.9" in s["targets"]
-    # the judge was cached: a second evaluation does not retrain it
-    assert evaluate(run, samples=16, judge_config=cfg, write=False)["judge"]["cached"] is True
+    # the judge and the real features were cached: a second evaluation reuses them, same numbers
+    again = evaluate(run, samples=64, judge_config=cfg, write=False)
+    assert again["judge"]["cached"] is True and again["summary"] == s
 
 
 def test_evaluate_refuses_a_folder_without_checkpoint(tmp_path):
