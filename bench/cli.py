@@ -43,3 +43,17 @@ def e2e(
 
     _emit(run(members=tuple(int(m) for m in members.split(",")), rounds=rounds, bursts=bursts, command=command),
           as_json)
+
+
+@app.command("train")
+def train(
+    as_json: bool = typer.Option(False, "--json", help="One line of JSON."),
+    seconds: float = typer.Option(3.0, "--seconds", min=0.5, help="Timing per case (8 cases: GAN/VAE x 64/128 x step/baseline)."),
+    width: int = typer.Option(0, "--width", min=0, help="Model width (0 = the training default: 16 on CPU, 32 on GPU)."),
+    threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads (0 = all cores)."),
+) -> None:
+    """Images per second of the GAN and VAE training steps at 64 and 128 px, beside the same
+    steps written plainly (the in-run baseline)."""
+    from bench.train import run
+
+    _emit(run(seconds=seconds, width=width or None, threads=threads), as_json)

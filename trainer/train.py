@@ -27,7 +27,7 @@ from trainer.data import load_dataset
 from trainer.samples import make_grid_spec, render_grid
 from trainer.steps import make_task
 
-__all__ = ["TrainConfig", "training_loop", "make_config", "TrainingDiverged", "DEFAULTS"]
+__all__ = ["TrainConfig", "training_loop", "make_config", "default_width", "TrainingDiverged", "DEFAULTS"]
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +81,21 @@ class TrainConfig:
                 raise ValueError(msg)
 
 
-DEFAULTS = {  # per kind; 128 px halves the batch
-    "gan": dict(batch=32, lr=2e-4, width=32, z_dim=128, kimg=200.0),
-    "vae": dict(batch=32, lr=2e-4, width=32, z_dim=128, kimg=200.0),
+DEFAULTS = {  # per kind; 128 px halves the batch; width from default_width()
+    "gan": dict(batch=32, lr=2e-4, z_dim=128, kimg=200.0),
+    "vae": dict(batch=32, lr=2e-4, z_dim=128, kimg=200.0),
 }
+
+
+def default_width(device: str = "auto") -> int:
+    """32 on a GPU; 16 on a CPU, where a 64 px GAN step of width 16 runs ~4x faster than 32."""
+    return 32 if device != "cpu" and torch.cuda.is_available() else 16
 
 
 def make_config(kind: str, **flags) -> TrainConfig:
     """Config from CLI flags; flags left as None take the per-kind defaults."""
-    values = {**DEFAULTS[kind], **{k: v for k, v in flags.items() if v is not None}}
+    values = {**DEFAULTS[kind], "width": default_width(flags.get("device") or "auto"),
+              **{k: v for k, v in flags.items() if v is not None}}
     if flags.get("batch") is None and values.get("res", 64) == 128:
         values["batch"] = DEFAULTS[kind]["batch"] // 2
     return TrainConfig(kind=kind, **values)
