@@ -100,7 +100,7 @@ def _train(kind: str, flags: dict, resume: Path | None, dry_run: bool) -> None:
 
     from trainer.checkpoint import CheckpointError
     from trainer.data import DatasetError
-    from trainer.train import TrainConfig, TrainingDiverged, make_config, training_loop
+    from trainer.train import ConfigError, TrainConfig, TrainingDiverged, make_config, training_loop
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
@@ -129,6 +129,9 @@ def _train(kind: str, flags: dict, resume: Path | None, dry_run: bool) -> None:
         raise typer.Exit(2) from None
     except CheckpointError as e:
         typer.secho(f"checkpoint error: {e}", fg="red", err=True)
+        raise typer.Exit(2) from None
+    except ConfigError as e:
+        typer.secho(f"config error: {e}", fg="red", err=True)
         raise typer.Exit(2) from None
     except TrainingDiverged as e:
         typer.secho(str(e), fg="red", err=True)

@@ -27,12 +27,17 @@ from trainer.data import load_dataset
 from trainer.samples import make_grid_spec, render_grid
 from trainer.steps import make_task
 
-__all__ = ["TrainConfig", "training_loop", "make_config", "default_width", "TrainingDiverged", "DEFAULTS"]
+__all__ = ["TrainConfig", "training_loop", "make_config", "default_width", "ConfigError", "TrainingDiverged",
+           "DEFAULTS"]
 
 log = logging.getLogger(__name__)
 
 SMALL_DATASET = 5000  # fewer images than this: ramp the conditioning in (Shahbazi et al. 2022)
 DIVERGE_LIMIT = 1e4  # |GAN loss| above this counts as divergence
+
+
+class ConfigError(ValueError):
+    """A training config that cannot work; the message names the flag."""
 
 
 class TrainingDiverged(RuntimeError):
@@ -78,7 +83,7 @@ class TrainConfig:
                   (self.width >= 4 and self.z_dim >= 2, "--width must be >= 4 and --z-dim >= 2")]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(msg)
+                raise ConfigError(msg)
 
 
 DEFAULTS = {  # per kind; 128 px halves the batch; width from default_width()
@@ -123,7 +128,11 @@ def _device(name: str) -> torch.device:
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda, but torch sees no CUDA GPU (use --device cpu or auto)")
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    if name != "cpu":
+        raise ConfigError(f"--device must be auto, cpu or cuda, not {name!r}")
     return torch.device(name)
 
 
@@ -131,6 +140,8 @@ def training_loop(cfg: TrainConfig, *, resume: str | Path | None = None, progres
     """Train until cfg.kimg; returns the run folder. Raises DatasetError, TrainingDiverged."""
     # Setup: processes, threads, device, data.
     rank, world = _distributed()
+    if cfg.batch % world:
+        raise ConfigError(f"--batch {cfg.batch} must be divisible by the number of processes ({world})")
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     device = _device(cfg.device)
     ds = load_dataset(cfg.data, cfg.res, progress=progress and rank == 0)
@@ -154,6 +165,9 @@ def training_loop(cfg: TrainConfig, *, resume: str | Path | None = None, progres
         run_dir = Path(resume)
         meta, extra = load_training_state(run_dir, task.models, task.optimizers)
         nimg, step = int(meta["nimg"]), int(meta["step"])
+        if meta["data"]["fingerprint"] != ds.fingerprint:
+            log.warning("resuming on different data than %s was trained on (fingerprint %s, now %s)",
+                        run_dir, meta["data"]["fingerprint"], ds.fingerprint)
         torch.set_rng_state(extra["rng_cpu"])
         if device.type == "cuda" and "rng_cuda" in extra:
             torch.cuda.set_rng_state(extra["rng_cuda"], device)

@@ -124,3 +124,5 @@ def test_cli_config_errors(tmp_path, tiny_set):
     assert r.exit_code == 2 and "--loss must be" in r.output
     r = _moe("train", "vae", "--resume", str(tmp_path))
     assert r.exit_code == 2 and "not a run folder" in r.output
+    r = _moe("train", "gan", "--data", str(tiny_set), "--res", "16", "--device", "tpu", "--out", str(tmp_path))
+    assert r.exit_code == 2 and "--device must be" in r.output
