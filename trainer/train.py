@@ -130,7 +130,9 @@ def _device(name: str) -> torch.device:
     if name == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError("--device cuda, but torch sees no CUDA GPU (use --device cpu or auto)")
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)  # nccl collectives run on this process's GPU
+        return device
     if name != "cpu":
         raise ConfigError(f"--device must be auto, cpu or cuda, not {name!r}")
     return torch.device(name)
@@ -206,7 +208,7 @@ def training_loop(cfg: TrainConfig, *, resume: str | Path | None = None, progres
         losses = task.step(real, labels[idx], c_fake, nimg)
         nimg += cfg.batch
         step += 1
-        done = nimg >= total or _out_of_time(t_start, cfg.max_minutes, world)
+        done = nimg >= total or _out_of_time(t_start, cfg.max_minutes, world, device)
 
         # Check the losses: stop at the first NaN/inf or exploding GAN loss, naming the step.
         values = {k: float(v) for k, v in losses.items()}
@@ -264,7 +266,7 @@ def training_loop(cfg: TrainConfig, *, resume: str | Path | None = None, progres
 
 def _check_in_sync(models: dict) -> None:
     """All processes must end with identical weights (gradients were averaged every step)."""
-    sums = torch.stack([p.detach().double().sum() for m in models.values() for p in m.parameters()]).cpu()
+    sums = torch.stack([p.detach().double().sum() for m in models.values() for p in m.parameters()])
     low, high = sums.clone(), sums.clone()
     dist.all_reduce(low, op=dist.ReduceOp.MIN)
     dist.all_reduce(high, op=dist.ReduceOp.MAX)
@@ -272,10 +274,10 @@ def _check_in_sync(models: dict) -> None:
         raise RuntimeError("data-parallel processes drifted apart (weights differ between ranks)")
 
 
-def _out_of_time(t_start: float, max_minutes: float, world: int) -> bool:
+def _out_of_time(t_start: float, max_minutes: float, world: int, device: torch.device) -> bool:
     if max_minutes <= 0:
         return False
-    flag = torch.tensor(float(time.monotonic() - t_start >= max_minutes * 60))
+    flag = torch.tensor(float(time.monotonic() - t_start >= max_minutes * 60), device=device)
     if world > 1:  # every process stops at the same step
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
     return bool(flag)

@@ -126,3 +126,9 @@ def test_cli_config_errors(tmp_path, tiny_set):
     assert r.exit_code == 2 and "not a run folder" in r.output
     r = _moe("train", "gan", "--data", str(tiny_set), "--res", "16", "--device", "tpu", "--out", str(tmp_path))
     assert r.exit_code == 2 and "--device must be" in r.output
+
+
+def test_max_minutes_stops_cleanly_with_a_checkpoint(tiny_set, tmp_path):
+    run = training_loop(_cfg("gan", tiny_set, tmp_path, kimg=1000.0, max_minutes=1e-9), progress=False)
+    meta = json.loads((run / "checkpoint.json").read_text())
+    assert meta["step"] == 1 and len(list((run / "samples").glob("*.png"))) == 1
