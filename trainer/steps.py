@@ -119,7 +119,7 @@ class GanTask:
 
         # EMA of the generator weights (half-life ema_kimg, ramped up as in StyleGAN2-ADA).
         ema_nimg = min(cfg.ema_kimg * 1000, max(nimg, b) * cfg.ema_rampup)
-        beta = 0.5 ** (b / max(ema_nimg, 1e-8))
+        beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))  # cfg.batch: images per step over all processes
         with torch.no_grad():
             for p_ema, p in zip(self.G_ema.parameters(), self.G.parameters()):
                 p_ema.lerp_(p, 1 - beta)
