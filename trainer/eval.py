@@ -369,7 +369,7 @@ def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = Non
         raise EvalError(f"{spec}: {len(ds)} images are too few to hold some out for evaluation (need 8)")
     images, labels = np.ascontiguousarray(ds.images), ds.labels
     tj = load_or_train_judge(images, labels, schema.cardinalities, ds.fingerprint, judge_config)
-    log.info("embedding %d real images with the judge", len(images))
+    log.info("scoring the real images: held-out, the train floor, blurred references")
     ref = _Reference(tj, images, labels, samples, seed, tuple(s * res / 64 for s in BLUR_SIGMAS_64))
     names = schema.names
     report: dict = {
@@ -384,7 +384,7 @@ def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = Non
         "reference": {"floor": ref.floor, "blur": [b | {"accuracy": dict(zip(names, map(float, b["accuracy"])))}
                                                    for b in ref.blur]},
     }
-    log.info("generating %d samples", samples)
+    log.info("generating and scoring %d samples", samples)
     generator = run.models["G_ema"] if run.kind == "gan" else run.models["decoder"]
     section, grid = _sample_report(lambda z, c: _decode(generator, z, c, batch), ref, tj.model, labels, schema,
                                    z_dim, samples, seed)
