@@ -10,6 +10,7 @@ import pytest
 
 from engine.batcher import Batcher
 from engine.errors import Busy, EngineError, RequestTimeout
+from tests.engine._util import until
 
 
 def double(feeds):
@@ -59,8 +60,7 @@ async def test_full_queue_raises_busy_immediately():
     b = Batcher("m", run, 1, max_batch=1, queue_size=2, pipeline=1).start()
     first = asyncio.ensure_future(b.submit(feeds(0)))
     await asyncio.sleep(0)  # collector takes it and blocks in the worker
-    while b.queue_depth:
-        await asyncio.sleep(0)
+    await until(lambda: b.queue_depth == 0, "the collector to take the first request")
     queued = [asyncio.ensure_future(b.submit(feeds(i))) for i in (1, 2)]
     await asyncio.sleep(0)
     with pytest.raises(Busy):
@@ -186,11 +186,10 @@ async def test_pipeline_forms_the_next_batch_while_the_worker_computes():
 
     b = Batcher("m", run, 1, max_batch=4, pipeline=2).start()
     first = asyncio.ensure_future(b.submit(feeds(1)))
-    while not started:
-        await asyncio.sleep(0.001)
+    await until(lambda: started, "the first batch to start")
     rest = [asyncio.ensure_future(b.submit(feeds(i))) for i in range(3)]
-    while b.metrics.requests < 4 or b.queue_depth:  # queued, then handed to the worker while batch 1 runs
-        await asyncio.sleep(0.001)
+    # queued, then handed to the worker while batch 1 runs
+    await until(lambda: b.metrics.requests == 4 and b.queue_depth == 0, "the next batch to be handed over")
     assert b.metrics.batches == 0
     gate.set()
     await asyncio.gather(first, *rest)

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from engine import Engine, EngineError, PackError, load_pack
+from tests.engine._util import until
 
 
 def edit_manifest(pack_dir, **changes):
@@ -97,15 +98,13 @@ async def test_hot_reload_under_load_drops_nothing(packs_dir):
                 done.append(i)
 
         clients = [asyncio.ensure_future(client(i)) for i in range(16)]
-        while len(done) < 50:
-            await asyncio.sleep(0.001)
+        await until(lambda: len(done) >= 50, "50 requests")
         _bump(packs_dir / "tiny", "0.0.2")
         report = await eng.reload()
         assert report["loaded"] == ["tiny"]
         assert eng.packs["tiny"].manifest["version"] == "0.0.2"
         n = len(done)
-        while len(done) < n + 50:  # requests keep flowing on the new pack
-            await asyncio.sleep(0.001)
+        await until(lambda: len(done) >= n + 50, "requests on the new pack")
         stop.set()
         await asyncio.gather(*clients)  # any failed request would raise here
         await asyncio.wait_for(old.idle.wait(), 5)  # the old pack drained and retired
@@ -182,8 +181,7 @@ async def test_requests_in_flight_on_the_old_pack_finish_after_the_swap(packs_di
         run = old.batchers["generator"]._run_fn
         old.batchers["generator"]._run_fn = lambda feeds: (gate.wait(5), run(feeds))[1]
         pending = [asyncio.ensure_future(eng.generate("tiny", {}, seed=i)) for i in range(4)]
-        while old.users < 4:
-            await asyncio.sleep(0.001)
+        await until(lambda: old.users == 4, "four requests on the old pack")
         _bump(packs_dir / "tiny", "0.0.2")
         assert (await eng.reload())["loaded"] == ["tiny"]
         assert old.retired and old.users == 4 and not old.idle.is_set()
@@ -193,3 +191,31 @@ async def test_requests_in_flight_on_the_old_pack_finish_after_the_swap(packs_di
         for i, [r] in enumerate(await asyncio.gather(*pending)):
             assert r.recipe.seed == i
         await asyncio.wait_for(old.idle.wait(), 5)
+
+
+async def test_engine_busy_and_timeout_reach_the_caller_and_it_keeps_serving(packs_dir):
+    from engine import Busy, RequestTimeout
+
+    async with Engine([packs_dir], watch_s=None, queue_size=1, timeout_s=0.3) as eng:
+        b = eng._registry.get("tiny").batchers["generator"]
+        gate = threading.Event()
+        run = b._run_fn
+        b._run_fn = lambda feeds: (gate.wait(5), run(feeds))[1]
+        # two batches go to the (blocked) worker, the third request waits in the queue of one
+        waiting = []
+        for seed in (1, 2, 3):
+            waiting.append(asyncio.ensure_future(eng.generate("tiny", {}, seed=seed)))
+            await until(lambda: b.metrics.requests == seed, "the request to be queued")
+            if seed < 3:
+                await until(lambda: b.queue_depth == 0, "the collector to take it")
+        assert b.queue_depth == 1
+        with pytest.raises(Busy):
+            await eng.generate("tiny", {}, seed=4)
+        for f in waiting:
+            with pytest.raises(RequestTimeout):
+                await f
+        gate.set()
+        await until(lambda: b.queue_depth == 0, "the expired request to leave the queue")
+        [ok] = await eng.generate("tiny", {}, seed=5)
+        assert ok.recipe.seed == 5
+        assert b.metrics.busy == 1 and b.metrics.timeouts == 3
