@@ -315,9 +315,9 @@ def _vae_report(encoder, decoder, ref: _Reference, judge, schema: Schema, seed: 
     edit = {}
     for a in editable:
         m = attr == a
-        edit[schema.attributes[a].name] = {"success": float(hit[m].mean()) if m.any() else None,
-                                           "real": float(ref.real_acc[a]), "n": int(m.sum()),
-                                           "ratio": _ratio(float(hit[m].mean()), float(ref.real_acc[a])) if m.any() else None}
+        success = float(hit[m].mean()) if m.any() else None
+        edit[schema.attributes[a].name] = {"success": success, "real": float(ref.real_acc[a]), "n": int(m.sum()),
+                                           "ratio": _ratio(success, float(ref.real_acc[a]))}
     kept = float((pred == labels)[others].mean())
     real_kept = float(np.broadcast_to(ref.real_acc, labels.shape)[others].mean())
     section = {

@@ -158,7 +158,8 @@ def train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: tuple[int
                 cfg: JudgeConfig = JudgeConfig()) -> tuple[Judge, dict]:
     """Train a judge on (images uint8 NHWC, labels int64 (N, A)); returns it (eval mode) and stats."""
     if len(images) != len(labels) or labels.shape[1:] != (len(cardinalities),):
-        raise ValueError(f"images {images.shape} and labels {labels.shape} do not match {len(cardinalities)} attributes")
+        raise ValueError(f"images {images.shape} and labels {labels.shape} do not match "
+                         f"{len(cardinalities)} attributes")
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
     res = images.shape[1]

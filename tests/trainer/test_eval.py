@@ -98,7 +98,8 @@ def _toy(n: int, res: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     images = np.full((n, res, res, 3), 128, np.float64)
     for k, (s, c) in enumerate(labels):
         cx, cy, r = res / 2 + rng.uniform(-2, 2), res / 2 + rng.uniform(-2, 2), res * rng.uniform(0.25, 0.35)
-        mask = (np.abs(xx - cx) < r) & (np.abs(yy - cy) < r) if s == 0 else (xx - cx) ** 2 + (yy - cy) ** 2 < (r * 1.1) ** 2
+        square = (np.abs(xx - cx) < r) & (np.abs(yy - cy) < r)
+        mask = square if s == 0 else (xx - cx) ** 2 + (yy - cy) ** 2 < (r * 1.1) ** 2
         images[k][mask] = RGB[COLOURS[c]]
     images += rng.normal(0, 8, images.shape)
     return images.clip(0, 255).astype(np.uint8), labels
@@ -270,6 +271,7 @@ def test_cli_eval_prints_tables_and_json(tmp_path, toy_folder):
     doc = json.loads(res.output[res.output.index("{"):])
     assert doc["samples"] == 32 and (run / "eval.json").exists()
     res = CliRunner().invoke(app, ["train", "eval", str(run), "--samples", "32"])
-    assert res.exit_code == 0 and "Conditional accuracy" in res.output and "blurred real" in res.output and "generated" in res.output
+    assert res.exit_code == 0
+    assert "Conditional accuracy" in res.output and "blurred real" in res.output and "generated" in res.output
     res = CliRunner().invoke(app, ["train", "eval", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "no checkpoint" in res.output
