@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from engine.schema import Attribute, Schema
-from trainer.eval import (EvalError, _Reference, _sample_report, choose_grouping, diversity, evaluate, fid,
-                          gaussian_blur, kid, nearest_distances)
+from trainer.eval import (EvalError, _Reference, _sample_report, _vae_report, choose_grouping, diversity,
+                          evaluate, fid, gaussian_blur, kid, nearest_distances)
 from trainer.judge import JudgeConfig, load_or_train_judge, split_indices, train_judge
 
 SHAPES, COLOURS = ("square", "disc"), ("red", "blue", "green")
@@ -90,19 +90,24 @@ def test_nearest_distances_finds_exact_copies():
 
 # -- the judge -------------------------------------------------------------------------------
 
-def _toy(n: int, res: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Shape x colour on grey, with noise and jitter: trivially separable."""
-    rng = np.random.default_rng(seed)
-    labels = np.stack([rng.integers(0, 2, n), rng.integers(0, 3, n)], 1)
+def _draw(labels: np.ndarray, rng: np.random.Generator, res: int = 16) -> np.ndarray:
+    """A (shape, colour) label row -> a square or disc of that colour on grey, jittered, noisy."""
     yy, xx = np.mgrid[:res, :res]
-    images = np.full((n, res, res, 3), 128, np.float64)
+    images = np.full((len(labels), res, res, 3), 128, np.float64)
     for k, (s, c) in enumerate(labels):
         cx, cy, r = res / 2 + rng.uniform(-2, 2), res / 2 + rng.uniform(-2, 2), res * rng.uniform(0.25, 0.35)
         square = (np.abs(xx - cx) < r) & (np.abs(yy - cy) < r)
         mask = square if s == 0 else (xx - cx) ** 2 + (yy - cy) ** 2 < (r * 1.1) ** 2
         images[k][mask] = RGB[COLOURS[c]]
     images += rng.normal(0, 8, images.shape)
-    return images.clip(0, 255).astype(np.uint8), labels
+    return images.clip(0, 255).astype(np.uint8)
+
+
+def _toy(n: int, res: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Shape x colour: trivially separable."""
+    rng = np.random.default_rng(seed)
+    labels = np.stack([rng.integers(0, 2, n), rng.integers(0, 3, n)], 1)
+    return _draw(labels, rng, res), labels
 
 
 def test_split_is_fixed_and_disjoint():
@@ -176,6 +181,24 @@ def test_metrics_tell_copying_collapse_and_blur_apart(toy_judge):
 def test_train_judge_checks_shapes():
     with pytest.raises(ValueError, match="do not match"):
         train_judge(np.zeros((4, 16, 16, 3), np.uint8), np.zeros((4, 3), np.int64), (2, 2))
+
+
+def test_vae_report_of_a_perfect_decoder(toy_judge):
+    """An oracle decoder that draws exactly the condition it is given: edits succeed as
+    often as the judge is right on real images, and the other attribute is kept."""
+    images, labels, _, tj = toy_judge
+    schema = Schema((Attribute("shape", SHAPES), Attribute("colour", COLOURS)))
+    ref = _Reference(tj, images, labels, 100, 0, (1.0,))
+    rng = np.random.default_rng(1)
+    encoder = lambda x: (torch.zeros(len(x), 4), torch.zeros(len(x), 4))  # noqa: E731
+    oracle = lambda z, c: torch.from_numpy(_draw(c.numpy(), rng)).permute(0, 3, 1, 2).float() / 127.5 - 1  # noqa: E731
+    v, grid = _vae_report(encoder, oracle, ref, tj.model, schema, 0, 16)
+    assert v["n"] == len(tj.held_idx) and set(grid) == {"held", "reconstruction", "edit"}
+    for name, e in v["edit"]["per_attribute"].items():
+        assert e["n"] > 0 and e["ratio"] > 0.7, name  # ~20 edits each; an ignored edit scores 0
+    assert v["edit"]["kept_ratio"] > 0.8
+    assert min(a["ratio"] for a in v["reconstruction"]["accuracy"].values()) > 0.8
+    assert 10 < v["reconstruction"]["psnr"] < 40  # same condition, other jitter and noise: close, not equal
 
 
 # -- end to end on tiny runs ---------------------------------------------------------------
