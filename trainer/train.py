@@ -239,7 +239,8 @@ def training_loop(cfg: TrainConfig, *, resume: str | Path | None = None, progres
             tick_start_nimg, tick_start_time, sums = nimg, time.monotonic(), {}
 
         # Snapshot: sample grid every grid_kimg, checkpoint every few minutes and at the end.
-        grid_due = done or nimg // int(cfg.grid_kimg * 1000) != (nimg - cfg.batch) // int(cfg.grid_kimg * 1000)
+        every = max(1, int(cfg.grid_kimg * 1000))
+        grid_due = done or nimg // every != (nimg - cfg.batch) // every
         ckpt_due = grid_due or time.monotonic() - last_snapshot >= cfg.snapshot_minutes * 60
         if rank == 0 and ckpt_due:
             model = task.prepare_sampling(_recal_batches(labels, cfg.z_dim, device))
