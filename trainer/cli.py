@@ -151,6 +151,7 @@ def train_gan(
     batch: int = _O(None, "--batch", help="Batch size over all processes [32; 16 at 128 px]."),
     lr: float = _O(None, "--lr", help="Adam learning rate of G and D [2e-4]."),
     width: int = _O(None, "--width", help="Channels at full resolution (doubling per halving, max x8) [16 on CPU, 32 on GPU]."),
+    d_width: int = _O(0, "--d-width", min=0, help="Discriminator width (0 = --width)."),
     z_dim: int = _O(None, "--z-dim", help="Latent size [128]."),
     loss: str = _O("hinge", "--loss", help="hinge | ns (non-saturating) | wgan-gp."),
     no_augment: bool = _O(False, "--no-augment", help="Turn DiffAugment off (on by default)."),
@@ -166,7 +167,8 @@ def train_gan(
     max_minutes: float = _O(0.0, "--max-minutes", help="Stop cleanly (final grid + checkpoint) after this long; 0 = no limit."),
 ) -> None:
     """Train the conditional GAN (BigGAN-style G, projection D with spectral norm, EMA, DiffAugment)."""
-    _train("gan", dict(data=data, res=res, kimg=kimg, out=out, batch=batch, lr=lr, width=width, z_dim=z_dim,
+    _train("gan", dict(data=data, res=res, kimg=kimg, out=out, batch=batch, lr=lr, width=width, d_width=d_width,
+                       z_dim=z_dim,
                        loss=loss, augment="" if no_augment else None, cond_ramp_kimg=cond_ramp_kimg, seed=seed,
                        threads=threads, device=device, snapshot_minutes=snapshot_minutes, grid_kimg=grid_kimg,
                        max_minutes=max_minutes),

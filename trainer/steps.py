@@ -83,7 +83,7 @@ class GanTask:
         self.cfg, self.device = cfg, device
         g_cfg = GeneratorConfig(cardinalities, res=cfg.res, z_dim=cfg.z_dim, width=cfg.width, embed_dim=cfg.embed_dim)
         self.G = Generator(g_cfg).to(device)
-        self.D = Discriminator(DiscriminatorConfig(cardinalities, res=cfg.res, width=cfg.width)).to(device)
+        self.D = Discriminator(DiscriminatorConfig(cardinalities, res=cfg.res, width=cfg.d_width or cfg.width)).to(device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
@@ -148,7 +148,7 @@ class VaeTask:
         self.optimizers = {"ae": self.opt_ae, "latent_clf": self.opt_lat}
         self.D_patch = None
         if cfg.patch_weight > 0:
-            self.D_patch = PatchDiscriminator(PatchDiscriminatorConfig(res=cfg.res, width=cfg.width)).to(device)
+            self.D_patch = PatchDiscriminator(PatchDiscriminatorConfig(res=cfg.res, width=cfg.d_width or cfg.width)).to(device)
             self.opt_dp = torch.optim.Adam(self.D_patch.parameters(), lr=cfg.lr, betas=betas)
             self.models["D_patch"] = self.D_patch
             self.optimizers["D_patch"] = self.opt_dp
