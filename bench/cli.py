@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import typer
 
@@ -37,12 +38,13 @@ def e2e(
     rounds: int = typer.Option(10, help="sequential requests for 1 member"),
     bursts: int = typer.Option(2, help="bursts of concurrent requests for more members"),
     command: str = typer.Option("avatar create", help="slash command to time"),
+    pack_dir: Path = typer.Option(None, help="time this pack folder instead of the bundled moe-default"),
 ) -> None:
     """Acknowledgement and final-image latency of /avatar create through the fake Discord and the real bot."""
     from bench.e2e import run
 
-    _emit(run(members=tuple(int(m) for m in members.split(",")), rounds=rounds, bursts=bursts, command=command),
-          as_json)
+    _emit(run(members=tuple(int(m) for m in members.split(",")), rounds=rounds, bursts=bursts, command=command,
+              pack_dir=pack_dir), as_json)
 
 
 @app.command("train")

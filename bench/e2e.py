@@ -17,6 +17,7 @@ Runs from a repo checkout (it imports `tests.fakediscord`). Uses the bundled pac
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import sys
@@ -107,7 +108,11 @@ async def _measure(fake: FakeDiscord, members: list, n: int, rounds: int, comman
     return out
 
 
-def _pack_env(workdir: Path) -> tuple[dict[str, str], str, str | None]:
+def _pack_env(workdir: Path, pack_dir: Path | None) -> tuple[dict[str, str], str, str | None]:
+    """Settings for the pack to time: `pack_dir`, else the bundled pack, else a tiny random one."""
+    if pack_dir is not None:
+        name = json.loads((pack_dir / "manifest.json").read_text())["name"]
+        return {"MOE_PACKS_DIR": str(pack_dir.resolve().parent), "MOE_DEFAULT_PACK": name}, name, None
     empty = workdir / "packs"
     empty.mkdir(exist_ok=True)
     if (BUNDLED / "manifest.json").exists():
@@ -160,15 +165,17 @@ async def _bench(counts: tuple[int, ...], rounds: int, bursts: int, command: str
 
 
 def run(members: tuple[int, ...] = (1, 50), rounds: int = 10, bursts: int = 2, command: str = "avatar create",
-        bot_args: tuple[str, ...] = ("-m", "moe", "bot"), pack: bool = True, timeout_s: float = 30.0) -> dict:
-    """Measure and return the JSON-ready result; `pack=False` skips pack set-up (custom bots)."""
+        bot_args: tuple[str, ...] = ("-m", "moe", "bot"), pack: bool = True, pack_dir: Path | None = None,
+        timeout_s: float = 30.0) -> dict:
+    """Measure and return the JSON-ready result. `pack_dir` times that pack folder instead of the
+    bundled one; `pack=False` skips pack set-up (custom bots)."""
     with tempfile.TemporaryDirectory(prefix="moe-bench-e2e-") as tmp:
         work = Path(tmp)
         env = {"MOE_DATABASE_PATH": str(work / "bench.sqlite3"), "MOE_COOLDOWN_S": "0", "MOE_DAILY_QUOTA": "0",
                "MOE_LOG_LEVEL": "WARNING"}
         pack_name, note = None, None
         if pack:
-            pack_env, pack_name, note = _pack_env(work)
+            pack_env, pack_name, note = _pack_env(work, pack_dir)
             env.update(pack_env)
         t0, load0 = time.monotonic(), _loadavg()
         result = asyncio.run(_bench(tuple(members), rounds, bursts, command, tuple(bot_args), env, timeout_s))
