@@ -110,6 +110,9 @@ def _builtin_cache(styleset, *, progress: bool) -> tuple[np.ndarray, np.ndarray]
         tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
         np.save(tmp, arr)
         os.replace(tmp, path)  # atomic: a killed render never leaves a half cache
+    for old in img_path.parent.glob("styleset-*.npy"):  # renders of an older renderer (~1 GB each)
+        if version not in old.name:
+            old.unlink(missing_ok=True)
     return images, labels
 
 
