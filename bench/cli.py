@@ -50,7 +50,7 @@ def e2e(
 @app.command("train")
 def train(
     as_json: bool = typer.Option(False, "--json", help="One line of JSON."),
-    seconds: float = typer.Option(3.0, "--seconds", min=0.5, help="Timing per case (8 cases: GAN/VAE x 64/128 x step/baseline)."),
+    seconds: float = typer.Option(2.0, "--seconds", min=0.5, help="Timing per case, split over 3 interleaved rounds of step and baseline (4 cases)."),
     width: int = typer.Option(0, "--width", min=0, help="Model width (0 = the training default: 16 on CPU, 32 on GPU)."),
     threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads (0 = all cores)."),
 ) -> None:

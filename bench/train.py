@@ -10,11 +10,14 @@ right shape: the step's cost does not depend on the pixels. Short by design (~1 
 from __future__ import annotations
 
 import os
+import statistics
 import time
 
 import torch
 
 __all__ = ["run"]
+
+ROUNDS = 3
 
 
 def _plain_gan_step(task, real, c_real, c_fake):
@@ -65,7 +68,7 @@ def _plain_vae_step(task, real, c_real, c_fake):
     task.opt_dp.step()
 
 
-def _time(fn, batch: int, seconds: float, warmup: int = 2) -> float:
+def _time(fn, batch: int, seconds: float, warmup: int = 1) -> float:
     """Images per second of `fn()` over at least `seconds` (after warm-up steps)."""
     for _ in range(warmup):
         fn()
@@ -80,7 +83,7 @@ def _time(fn, batch: int, seconds: float, warmup: int = 2) -> float:
             return n * batch / dt
 
 
-def run(*, seconds: float = 3.0, width: int | None = None, batch: int = 32, threads: int = 0,
+def run(*, seconds: float = 2.0, width: int | None = None, batch: int = 32, threads: int = 0,
         resolutions: tuple[int, ...] = (64, 128), kinds: tuple[str, ...] = ("gan", "vae")) -> dict:
     from trainer.steps import make_task
     from trainer.train import default_width, make_config
@@ -104,18 +107,18 @@ def run(*, seconds: float = 3.0, width: int | None = None, batch: int = 32, thre
                 for m in task.models.values():
                     m.to(memory_format=torch.channels_last)
                 real = real.contiguous(memory_format=torch.channels_last)
-            fast = _time(lambda: task.step(real, c_real, c_fake, 10**6), b, seconds)
-            if device.type == "cuda":
-                for m in task.models.values():
-                    m.to(memory_format=torch.contiguous_format)
-                real = real.contiguous()
             plain_step = _plain_gan_step if kind == "gan" else _plain_vae_step
-            plain = _time(lambda: plain_step(task, real, c_real, c_fake), b, seconds)
-            results[f"{kind}_{res}"] = {"img_s": round(fast, 1), "baseline_img_s": round(plain, 1),
-                                        "speedup": round(fast / plain, 2), "batch": b,
-                                        "kimg_per_hour": round(fast * 3.6, 1)}
+            real_plain = real.contiguous()  # the baseline runs without channels_last
+            fast, plain = [], []
+            for _ in range(ROUNDS):  # interleaved, so load from other processes hits both alike
+                fast.append(_time(lambda: task.step(real, c_real, c_fake, 10**6), b, seconds / ROUNDS))
+                plain.append(_time(lambda: plain_step(task, real_plain, c_real, c_fake), b, seconds / ROUNDS))
+            f, p = statistics.median(fast), statistics.median(plain)
+            results[f"{kind}_{res}"] = {"img_s": round(f, 1), "baseline_img_s": round(p, 1),
+                                        "speedup": round(statistics.median(a / b for a, b in zip(fast, plain)), 2),
+                                        "batch": b, "kimg_per_hour": round(f * 3.6, 1)}
     return {"bench": "train", "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
             "threads": torch.get_num_threads(), "width": width, "seconds_per_case": seconds,
-            "note": "CPU numbers depend on other load on the machine; baseline = the same step written plainly "
-                    "(eager fp32, separate real/fake D forwards, all gradients), measured in the same run",
+            "note": "median of 3 interleaved rounds; CPU numbers depend on other load on the machine; baseline = the "
+                    "same step written plainly (eager fp32, separate real/fake D forwards, all gradients), same run",
             "results": results}
