@@ -44,7 +44,7 @@ class Loaded:
     pack: Pack
     runners: dict[str, Runner]
     stamp: tuple
-    caps: dict[str, int] = field(default_factory=dict)  # batch cap per model
+    caps: dict[str, int] = field(default_factory=dict)  # run chunk per model (rows per session.run)
     batchers: dict[str, Batcher] = field(default_factory=dict)
     users: int = 0
     retired: bool = False
@@ -84,11 +84,26 @@ def _expected_shapes(pack: Pack, key: str) -> list[tuple]:
             "encoder": [(1, z), (1, z)]}[key]
 
 
+def chunked(run: Runner, chunk: int):
+    """A batch from the batcher (sized to amortise the hand-offs between the loop and the
+    worker) runs as session.run calls of `chunk` rows (the size the model computes fastest
+    on this machine); rows do not depend on their neighbours, so pixels are unchanged."""
+
+    def run_chunks(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        n = len(next(iter(feeds.values())))
+        if n <= chunk:
+            return run(feeds)
+        parts = [run({k: v[i : i + chunk] for k, v in feeds.items()}) for i in range(0, n, chunk)]
+        return [np.concatenate([p[j] for p in parts]) for j in range(len(parts[0]))]
+
+    return run_chunks
+
+
 def load_runners(path: Path, providers: list[str], threads: int | None, max_batch: int = 64,
                  tune: bool = True, fp16: bool = False) -> tuple[Pack, dict[str, Runner], dict[str, int]]:
     """Check a pack and open its models; each model must have the contract's inputs and
     outputs and give the right shapes on a warm-up run. Returns the pack, its runners and
-    the batch cap per model (`tune_batch` for the image models). Blocking: call it in a thread."""
+    the run chunk per model (`tune_batch` for the image models). Blocking: call it in a thread."""
     pack = load_pack(path)
     runners = {}
     for key in pack.models:
@@ -195,7 +210,7 @@ class Registry:
         for model, runner in runners.items():
             metrics = self._metrics.setdefault((pack.name, model), ModelMetrics())
             lp.batchers[model] = Batcher(
-                f"{pack.name}/{model}", runner, len(runner.output_names), max_batch=caps[model],
+                f"{pack.name}/{model}", chunked(runner, caps[model]), len(runner.output_names), max_batch=o.max_batch,
                 max_wait_s=o.max_wait_s, queue_size=o.queue_size, timeout_s=o.timeout_s, metrics=metrics).start()
         previous = self._folders.get(key, (None, None))[0]
         if previous not in (None, pack.name) and previous in self.loaded:  # the folder's pack was renamed
@@ -206,7 +221,7 @@ class Registry:
         self._folders[key] = (pack.name, stamp)
         if old is not None:
             self._retire(old)
-        log.info("pack %s %s loaded from %s (content %s, batch caps %s, providers %s)", pack.name,
+        log.info("pack %s %s loaded from %s (content %s, run chunks %s, providers %s)", pack.name,
                  pack.manifest.get("version", "?"), folder, pack.content_hash, caps, self.providers)
         return pack.name
 
@@ -235,6 +250,6 @@ class Registry:
     def metrics(self) -> dict:
         out: dict = {}
         for name, lp in self.loaded.items():
-            out[name] = {m: {**b.metrics.to_dict(b.queue_depth), "batch_cap": b.max_batch}
+            out[name] = {m: {**b.metrics.to_dict(b.queue_depth), "run_chunk": lp.caps[m]}
                          for m, b in lp.batchers.items()}
         return out

@@ -78,11 +78,13 @@ class Runner:
 
 def tune_batch(run: Callable[[dict], object], feeds: Callable[[int], dict], max_batch: int,
                budget_s: float = 0.6, slow_run_s: float = 0.15, clock: Callable[[], float] = time.perf_counter) -> int:
-    """The batch cap for a model on this machine (Triton's "preferred batch size"): time
+    """The rows per session.run for a model on this machine (Triton's "preferred batch size"): time
     batch sizes 1, 2, 4, ... up to `max_batch` (best of a few runs each, within about
-    `budget_s`) and return the largest size within 20% of the best images/s (larger batches
-    amortise the per-batch hand-offs between threads, which are slow on a busy machine). On CPU a large batch is often
-    *slower* per image (activations fall out of cache); on GPU the largest usually wins."""
+    `budget_s`) and return the largest size within 20% of the best images/s (larger runs
+    amortise the per-call overhead; a wrong pick on a noisy machine costs little, because
+    the batcher's batches, which amortise the thread hand-offs, do not depend on it).
+    On CPU a large batch is often *slower* per image (activations fall out of cache);
+    on GPU the largest usually wins."""
     rates: dict[int, float] = {}
     t_stop = clock() + budget_s
     n = 1
@@ -102,5 +104,5 @@ def tune_batch(run: Callable[[dict], object], feeds: Callable[[int], dict], max_
     cap = max(b for b, r in rates.items() if r >= 0.8 * top)
     if max(rates) < max_batch and cap == max(rates):  # still improving when time ran out
         cap = max_batch
-    log.info("batch cap %d (images/s by batch: %s)", cap, {b: round(r) for b, r in rates.items()})
+    log.info("run chunk %d (images/s by batch: %s)", cap, {b: round(r) for b, r in rates.items()})
     return cap

@@ -217,3 +217,22 @@ def test_tune_batch_caps_where_larger_batches_get_slower():
     assert tune_batch(run, make, 16, clock=clock) == 16
     run, clock = fake(lambda n: 0.2)  # slow model: stops after one size, still improving -> max
     assert tune_batch(run, make, 64, clock=clock) == 64
+
+
+def test_chunked_runs_give_the_same_rows_in_fewer_rows_per_call():
+    from engine.registry import chunked
+
+    calls = []
+
+    def run(f):
+        calls.append(len(f["x"]))
+        return [f["x"] * 2, f["x"][:, 0] + 1]
+
+    x = feeds(*range(10))
+    outs = chunked(run, 4)(x)
+    assert calls == [4, 4, 2]
+    np.testing.assert_array_equal(outs[0], x["x"] * 2)
+    np.testing.assert_array_equal(outs[1], x["x"][:, 0] + 1)
+    calls.clear()
+    chunked(run, 16)(x)
+    assert calls == [10]
