@@ -77,32 +77,38 @@ class Runner:
 
 
 def tune_batch(run: Callable[[dict], object], feeds: Callable[[int], dict], max_batch: int,
-               budget_s: float = 0.6, slow_run_s: float = 0.15, clock: Callable[[], float] = time.perf_counter) -> int:
-    """The rows per session.run for a model on this machine (Triton's "preferred batch size"): time
-    batch sizes 1, 2, 4, ... up to `max_batch` (best of a few runs each, within about
-    `budget_s`) and return the largest size within 20% of the best images/s (larger runs
-    amortise the per-call overhead; a wrong pick on a noisy machine costs little, because
-    the batcher's batches, which amortise the thread hand-offs, do not depend on it).
-    On CPU a large batch is often *slower* per image (activations fall out of cache);
-    on GPU the largest usually wins."""
-    rates: dict[int, float] = {}
-    t_stop = clock() + budget_s
+               budget_s: float = 1.0, slow_run_s: float = 0.15, rounds: int = 4,
+               clock: Callable[[], float] = time.perf_counter) -> int:
+    """The rows per session.run for a model on this machine (Triton's "preferred batch
+    size"). Batch sizes 1, 2, 4, ... up to `max_batch` (until one run takes `slow_run_s`)
+    are timed in interleaved rounds, keeping each size's best rate (on a shared machine
+    other load only ever slows a run down, and interleaving spreads it over all sizes);
+    the answer is the largest size within 10% of the best images/s. On CPU a large batch
+    is often *slower* per image (activations fall out of cache); on GPU the largest wins.
+    A pick spoiled by noise costs little: the batcher's batches, which amortise the
+    thread hand-offs, do not depend on it."""
+    sizes, inputs = [], {}
     n = 1
-    while n <= max_batch:
-        f = feeds(n)
-        run(f)  # warm-up for this shape
-        best = float("inf")
-        for _ in range(3):
-            t = clock()
-            run(f)
-            best = min(best, clock() - t)
-        rates[n] = n / best
-        if best > slow_run_s or clock() > t_stop or n == max_batch:
+    while True:  # sizes to try, each warmed up once
+        inputs[n] = feeds(n)
+        t = clock()
+        run(inputs[n])
+        sizes.append(n)
+        if clock() - t > slow_run_s or n >= max_batch:
             break
         n = min(n * 2, max_batch)
+    rates = dict.fromkeys(sizes, 0.0)
+    t_stop = clock() + budget_s
+    for _ in range(rounds):
+        for n in sizes:
+            t = clock()
+            run(inputs[n])
+            rates[n] = max(rates[n], n / max(clock() - t, 1e-9))
+        if clock() > t_stop:
+            break
     top = max(rates.values())
-    cap = max(b for b, r in rates.items() if r >= 0.8 * top)
-    if max(rates) < max_batch and cap == max(rates):  # still improving when time ran out
+    cap = max(b for b, r in rates.items() if r >= 0.9 * top)
+    if sizes[-1] < max_batch and cap == sizes[-1]:  # still improving at the slowest size tried
         cap = max_batch
     log.info("run chunk %d (images/s by batch: %s)", cap, {b: round(r) for b, r in rates.items()})
     return cap
