@@ -69,15 +69,26 @@ def _button(custom_id: str, emoji: str, label: str, style=discord.ButtonStyle.se
     return ui.Button(custom_id=custom_id, emoji=emoji or None, label=label, style=style, row=row, disabled=disabled)
 
 
-# -- the result buttons ---------------------------------------------------------------------------
-class RerollButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}"):
+class RefButton:
+    """Mixin for the result buttons `moe:<verb>:<ref>`: the recipe reference is all their state."""
+
+    verb: str
+    emoji: str
+    label: str
+    row = 0
+
     def __init__(self, ref: str) -> None:
-        super().__init__(_button(f"moe:r:{ref}", "🎲", "Reroll", row=0))
+        super().__init__(_button(f"moe:{self.verb}:{ref}", self.emoji, self.label, row=self.row))
         self.ref = ref
 
     @classmethod
     async def from_custom_id(cls, interaction, item, match):
         return cls(match["ref"])
+
+
+# -- the result buttons ---------------------------------------------------------------------------
+class RerollButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}"):
+    verb, emoji, label = "r", "🎲", "Reroll"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
@@ -88,14 +99,8 @@ class RerollButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}")
         await post_result(interaction, result)
 
 
-class VariationsButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:v:{REF}"):
-    def __init__(self, ref: str) -> None:
-        super().__init__(_button(f"moe:v:{ref}", "✨", "Variations", row=0))
-        self.ref = ref
-
-    @classmethod
-    async def from_custom_id(cls, interaction, item, match):
-        return cls(match["ref"])
+class VariationsButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=rf"moe:v:{REF}"):
+    verb, emoji, label = "v", "✨", "Variations"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
@@ -106,14 +111,8 @@ class VariationsButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:v:{RE
         await post_variations(interaction, results)
 
 
-class EditButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}"):
-    def __init__(self, ref: str) -> None:
-        super().__init__(_button(f"moe:e:{ref}", "✏️", "Edit", row=0))
-        self.ref = ref
-
-    @classmethod
-    async def from_custom_id(cls, interaction, item, match):
-        return cls(match["ref"])
+class EditButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}"):
+    verb, emoji, label = "e", "✏️", "Edit"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
@@ -167,14 +166,8 @@ class EditSelect(Handled, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index
         await post_result(interaction, result)
 
 
-class BlendButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"):
-    def __init__(self, ref: str) -> None:
-        super().__init__(_button(f"moe:b:{ref}", "🔀", "Blend", row=0))
-        self.ref = ref
-
-    @classmethod
-    async def from_custom_id(cls, interaction, item, match):
-        return cls(match["ref"])
+class BlendButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"):
+    verb, emoji, label = "b", "🔀", "Blend"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)
@@ -275,14 +268,9 @@ class DeleteButton(OwnerOnly, Handled, ui.DynamicItem[ui.Button], template=rf"mo
         await interaction.delete_original_response()
 
 
-class RecipeButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:i:{REF}"):
-    def __init__(self, ref: str) -> None:
-        super().__init__(_button(f"moe:i:{ref}", "ℹ️", "Recipe", row=1))
-        self.ref = ref
-
-    @classmethod
-    async def from_custom_id(cls, interaction, item, match):
-        return cls(match["ref"])
+class RecipeButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=rf"moe:i:{REF}"):
+    verb, emoji, label = "i", "ℹ️", "Recipe"
+    row = 1
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = bot_of(interaction)

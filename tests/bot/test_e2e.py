@@ -29,6 +29,7 @@ from PIL import Image
 from engine import Engine, Recipe
 from engine.pack import content_hash
 from engine.recipe import Seed, Slerp, Upload, Vary, pack_id_of
+from moe.settings import BUNDLED_PACKS_DIR
 from tests.fakediscord import BotProcess, FakeDiscord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -427,7 +428,8 @@ async def test_admin_commands_need_manage_server(world):
     reload = await done(await world.fake.slash(world.boss, "moe-admin reload"))
     assert "Reloaded" in reload.content
     choices = await world.fake.autocomplete(world.boss, "moe-admin pack", "name", "")
-    assert sorted(c["value"] for c in choices) == sorted(["novae", world.pack.name])
+    bundled = ["moe-default"] if (BUNDLED_PACKS_DIR / "moe-default" / "manifest.json").exists() else []
+    assert sorted(c["value"] for c in choices) == sorted(["novae", world.pack.name, *bundled])
     chosen = await done(await world.fake.slash(world.boss, "moe-admin pack", name=world.pack.name))
     assert world.pack.name in chosen.content
     unknown = await done(await world.fake.slash(world.boss, "moe-admin pack", name="nope"))
