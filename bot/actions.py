@@ -164,9 +164,9 @@ async def png_of(bot: MoeBot, result: Result, size: int = RESULT_SIZE, transpare
     return await bot.engine.render_png(result, size=size, transparent=transparent)
 
 
-async def render_grid(bot: MoeBot, results: list[Result], *, cols: int, cell: int, labels: list[str] | None = None) -> bytes:
-    pngs = await asyncio.gather(*(png_of(bot, r, size=cell) for r in results))
-    return await asyncio.to_thread(grid_png, list(pngs), cols=cols, cell=cell, labels=labels)
+async def render_grid(results: list[Result], *, cols: int, cell: int, labels: list[str] | None = None) -> bytes:
+    """One PNG straight from the engine's arrays (no per-tile PNG encode and decode)."""
+    return await asyncio.to_thread(grid_png, [r.image for r in results], cols=cols, cell=cell, labels=labels)
 
 
 async def grid_of_pngs(pngs: list[bytes], *, labels: list[str] | None = None, cols: int = 2, cell: int = 128) -> bytes:

@@ -351,7 +351,7 @@ async def post_result(interaction: discord.Interaction, result, *, note: str = "
 
 async def post_variations(interaction: discord.Interaction, results: list) -> None:
     bot = bot_of(interaction)
-    png = await actions.render_grid(bot, results, cols=2, cell=128, labels=[str(i + 1) for i in range(len(results))])
+    png = await actions.render_grid(results, cols=2, cell=128, labels=[str(i + 1) for i in range(len(results))])
     view = ui.View(timeout=None)
     for i, r in enumerate(results):
         view.add_item(PickButton(await actions.ref_for(bot, r.recipe), label=str(i + 1)))
@@ -363,7 +363,7 @@ async def post_variations(interaction: discord.Interaction, results: list) -> No
 
 async def post_compare(interaction: discord.Interaction, gan, vae) -> None:
     bot = bot_of(interaction)
-    png = await actions.render_grid(bot, [gan, vae], cols=2, cell=actions.RESULT_SIZE, labels=["GAN", "VAE"])
+    png = await actions.render_grid([gan, vae], cols=2, cell=actions.RESULT_SIZE, labels=["GAN", "VAE"])
     view = ui.View(timeout=None)
     view.add_item(PickButton(await actions.ref_for(bot, gan.recipe), label="Keep GAN"))
     view.add_item(PickButton(await actions.ref_for(bot, vae.recipe), label="Keep VAE"))
