@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 __all__ = ["diff_augment", "AUGMENTS", "DEFAULT_POLICY"]
 
