@@ -48,10 +48,11 @@ def new_seed() -> int:
 
 
 # -- limits -----------------------------------------------------------------------------------
-async def check_limits(interaction: discord.Interaction, *, count: bool = True) -> GuildSettings:
-    """Allowed channel, then (when `count`) the member's cooldown and daily quota; raises
-    a UserError. Callers defer first, so the 3-second deadline never waits on SQLite;
-    refusals still reach only the member (see `bot.errors.report_error`)."""
+async def check_limits(interaction: discord.Interaction) -> GuildSettings:
+    """This server's settings, if the channel is allowed; raises a UserError otherwise.
+    Cooldown and quota are counted by `generation` around the engine work. Callers defer
+    first, so the 3-second deadline never waits on SQLite; refusals still reach only the
+    member (see `bot.errors.report_error`)."""
     bot = bot_of(interaction)
     if interaction.guild_id is None:
         raise UserError("Avatars are made in servers; use me in a server channel.")
@@ -59,8 +60,6 @@ async def check_limits(interaction: discord.Interaction, *, count: bool = True) 
     if gs.allowed_channels and interaction.channel_id not in gs.allowed_channels:
         where = ", ".join(f"<#{c}>" for c in sorted(gs.allowed_channels))
         raise NotAllowedHere(f"On this server avatars are made in {where}.")
-    if count:
-        await count_generation(interaction, gs)
     return gs
 
 
@@ -80,7 +79,7 @@ async def generation(interaction: discord.Interaction, gs: GuildSettings | None 
     """Count one generation (channel, cooldown, quota) around the engine work; when the
     engine fails (busy, timeout...), give it back, so "try again in a moment" is true."""
     if gs is None:
-        gs = await check_limits(interaction, count=False)
+        gs = await check_limits(interaction)
     await count_generation(interaction, gs)
     try:
         yield

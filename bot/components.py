@@ -244,7 +244,7 @@ class SaveButton(OwnerOnly, Handled, ui.DynamicItem[ui.Button], template=rf"moe:
         bot = bot_of(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
         recipe = await actions.recipe_from_ref(bot, self.ref)
-        await actions.check_limits(interaction, count=False)
+        await actions.check_limits(interaction)
         png = await actions.png_of(bot, await actions.render(bot, recipe))
         avatar_id = await bot.db.save_avatar(interaction.guild_id, interaction.user.id, recipe.to_code(), png)
         await interaction.followup.send(
@@ -300,7 +300,7 @@ class PickButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:p:{REF}"):
         bot = bot_of(interaction)
         await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot, self.ref)
-        await actions.check_limits(interaction, count=False)  # redraws a picture already made
+        await actions.check_limits(interaction)  # redraws a picture already made
         await post_result(interaction, await actions.render(bot, recipe))
 
 
@@ -316,7 +316,7 @@ class GalleryButton(Handled, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<pag
 
     async def handle(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer()
-        await actions.check_limits(interaction, count=False)
+        await actions.check_limits(interaction)
         content, file, view = await gallery_page(interaction, self.page)
         await interaction.edit_original_response(content=content, attachments=[file] if file else [], view=view)
 

@@ -9,6 +9,7 @@ with the schema's values as choices (autocomplete when there are more than 25), 
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import io
 import logging
@@ -106,7 +107,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
     # -- generation -------------------------------------------------------------------------
     async def create(self, interaction: discord.Interaction, options: dict[str, str | None], seed: int | None) -> None:
         await interaction.response.defer(thinking=True)  # first: the 3 s deadline never depends on load
-        gs = await actions.check_limits(interaction, count=False)
+        gs = await actions.check_limits(interaction)
         pack = actions.pack_for_guild(self.bot, gs)
         cond = actions.condition_from_options(pack.schema, options)
         async with actions.generation(interaction, gs):  # counted only once the options are valid
@@ -115,15 +116,16 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
 
     async def compare(self, interaction: discord.Interaction, options: dict[str, str | None], seed: int | None) -> None:
         await interaction.response.defer(thinking=True)
-        gs = await actions.check_limits(interaction, count=False)
+        gs = await actions.check_limits(interaction)
         pack = actions.pack_for_guild(self.bot, gs)
         if not pack.has_vae:
             raise UserError(f"The pack {pack.name} has no VAE to compare with.")
         cond = actions.condition_from_options(pack.schema, options)
         seed = actions.new_seed() if seed is None else seed
         async with actions.generation(interaction, gs):
-            [gan] = await self.bot.engine.generate(pack.name, cond, seed=seed, model="gan")
-            [vae] = await self.bot.engine.generate(pack.name, cond, seed=seed, model="vae")
+            ([gan], [vae]) = await asyncio.gather(  # two models, two batchers: run side by side
+                self.bot.engine.generate(pack.name, cond, seed=seed, model="gan"),
+                self.bot.engine.generate(pack.name, cond, seed=seed, model="vae"))
         await components.post_compare(interaction, gan, vae)
 
     @app_commands.command(name="remix")
@@ -131,7 +133,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
     async def remix(self, interaction: discord.Interaction, image: discord.Attachment) -> None:
         """Turn your picture into an avatar (read by the VAE), with the usual buttons."""
         await interaction.response.defer(thinking=True)
-        gs = await actions.check_limits(interaction, count=False)
+        gs = await actions.check_limits(interaction)
         picture = await read_attachment(image, max_bytes=self.bot.settings.max_upload_bytes)
         pack = actions.pack_for_guild(self.bot, gs)
         async with actions.generation(interaction, gs):
@@ -173,7 +175,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
     async def mine(self, interaction: discord.Interaction) -> None:
         """Your saved avatars on this server (only you see this)."""
         await interaction.response.defer(thinking=True, ephemeral=True)
-        await actions.check_limits(interaction, count=False)
+        await actions.check_limits(interaction)
         await self._show_member(interaction, interaction.user, ephemeral=True)
 
     @app_commands.command(name="show")
@@ -181,7 +183,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
     async def show(self, interaction: discord.Interaction, member: discord.Member) -> None:
         """Show a member's saved avatars."""
         await interaction.response.defer(thinking=True)
-        await actions.check_limits(interaction, count=False)
+        await actions.check_limits(interaction)
         await self._show_member(interaction, member, ephemeral=False)
 
     async def _show_member(self, interaction: discord.Interaction, member: discord.abc.User, *, ephemeral: bool) -> None:
@@ -208,7 +210,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
     async def gallery(self, interaction: discord.Interaction) -> None:
         """This server's saved avatars, newest first, a page at a time."""
         await interaction.response.defer(thinking=True)
-        await actions.check_limits(interaction, count=False)
+        await actions.check_limits(interaction)
         content, file, view = await components.gallery_page(interaction, 0)
         kwargs = {"file": file} if file else {}
         await interaction.followup.send(content, view=view, allowed_mentions=discord.AllowedMentions.none(), **kwargs)
@@ -227,7 +229,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
                      transparent: bool = False, avatar: int | None = None) -> None:
         """Download one of your saved avatars as a PNG file."""
         await interaction.response.defer(thinking=True, ephemeral=True)
-        await actions.check_limits(interaction, count=False)
+        await actions.check_limits(interaction)
         row, _ = await self._own_saved(interaction, avatar)
         recipe = actions.parse_code(row.code)
         result = await actions.render(self.bot, recipe)
