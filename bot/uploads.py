@@ -18,6 +18,7 @@ import discord
 from PIL import Image
 
 from bot.errors import BadUpload
+from engine.image import flatten
 
 __all__ = ["MAX_PIXELS", "load_upload", "read_attachment", "sniff"]
 
@@ -73,15 +74,7 @@ def load_upload(data: bytes, *, content_type: str | None, max_bytes: int, max_pi
         raise BadUpload(f"That picture is too large to open safely; the limit is {max_pixels / 1e6:.0f} megapixels.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # Pillow's ways of saying "broken file"
         raise BadUpload(f"That {kind.upper()} file could not be read ({type(e).__name__}); is it complete?") from None
-    return _flatten(im)
-
-
-def _flatten(im: Image.Image) -> Image.Image:
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        rgba = im.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return im.convert("RGB")
+    return flatten(im)
 
 
 async def read_attachment(attachment: discord.Attachment, *, max_bytes: int) -> Image.Image:

@@ -18,7 +18,7 @@ from PIL import Image, UnidentifiedImageError
 
 from engine.errors import EngineError
 
-__all__ = ["SIZES", "upscale", "cutout_alpha", "png_bytes", "to_rgb_array", "read_image"]
+__all__ = ["SIZES", "upscale", "cutout_alpha", "png_bytes", "flatten", "has_alpha", "to_rgb_array", "read_image"]
 
 SIZES = (128, 256, 512)
 MAX_UPLOAD_PIXELS = 4096 * 4096
@@ -110,6 +110,18 @@ def read_image(data: bytes) -> Image.Image:
     return im
 
 
+def has_alpha(image: Image.Image) -> bool:
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
+def flatten(image: Image.Image) -> Image.Image:
+    """RGB, with any transparency composited on white (the packs' training pictures are opaque)."""
+    if has_alpha(image):
+        rgba = image.convert("RGBA")
+        image = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return image.convert("RGB")
+
+
 def to_rgb_array(image, res: int) -> np.ndarray:
     """PIL image, encoded bytes or uint8 (H, W, 3|4) array -> (res, res, 3) uint8: transparent
     parts composited on white, centre-cropped to a square, area-resized."""
@@ -121,11 +133,7 @@ def to_rgb_array(image, res: int) -> np.ndarray:
         image = Image.fromarray(image)
     elif not isinstance(image, Image.Image):
         raise EngineError(f"expected a picture (PIL image, bytes or uint8 array), got {type(image).__name__}")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(white, rgba)
-    image = image.convert("RGB")
+    image = flatten(image)
     w, h = image.size
     s = min(w, h)
     if s < 8:

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from engine.image import flatten, has_alpha
 from engine.schema import Attribute, Schema
 
 __all__ = ["Dataset", "DatasetError", "load_dataset", "cache_dir", "BUILTIN_SIZE"]
@@ -247,15 +248,11 @@ def _load_image(root: Path, where: str, rel: str, res: int) -> tuple[np.ndarray,
                                    f"{MAX_PIXELS // 1_000_000} megapixels; downscale it first")
             im.seek(0)
             size = im.size
-            if im.mode not in ("RGB",):
-                if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                    rgba = im.convert("RGBA")
-                    bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                    im = Image.alpha_composite(bg, rgba)
-                    note = "images with transparency composited on white"
-                elif im.mode in ("L", "1", "I", "I;16", "F"):
-                    note = "greyscale images converted to RGB"
-                im = im.convert("RGB")
+            if has_alpha(im):
+                note = "images with transparency composited on white"
+            elif im.mode in ("L", "1", "I", "I;16", "F"):
+                note = "greyscale images converted to RGB"
+            im = flatten(im)
             im = ImageOps.fit(im, (res, res), Image.Resampling.LANCZOS if size[0] > res else Image.Resampling.BICUBIC)
             return np.asarray(im, np.uint8), size, note
     except DatasetError:
