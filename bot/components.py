@@ -25,6 +25,7 @@ from discord import ui
 from bot import actions
 from bot.actions import REF_PATTERN, bot_of
 from bot.errors import NotOwner, UserError, report_error
+from engine import UnknownPack
 
 __all__ = [
     "ITEMS", "result_view", "post_result", "post_variations", "post_compare", "gallery_page",
@@ -278,7 +279,7 @@ class RecipeButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=rf"mo
         try:
             pack = actions.pack_of(bot, recipe)
             pack_line = f"{pack.name} {pack.manifest.get('version', '')} (hash {recipe.pack_hash})"
-        except Exception:
+        except UnknownPack:
             pack_line = f"not installed (hash {recipe.pack_hash})"
         await interaction.response.send_message(
             f"**Recipe code** (redraw it any time with `/avatar recipe code:`):\n```\n{recipe.to_code()}\n```"

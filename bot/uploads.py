@@ -18,11 +18,11 @@ import discord
 from PIL import Image
 
 from bot.errors import BadUpload
-from engine.image import flatten
+from engine.image import MAX_UPLOAD_PIXELS, flatten
 
 __all__ = ["MAX_PIXELS", "load_upload", "read_attachment", "sniff"]
 
-MAX_PIXELS = 4096 * 4096  # 16.7 megapixels: any real photo, no bombs
+MAX_PIXELS = MAX_UPLOAD_PIXELS  # 16.7 megapixels: any real photo, no bombs
 _FORMATS = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "webp": "WEBP"}
 _CONTENT_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/gif", "image/webp"}
 _ACCEPTED = "a PNG, JPEG, GIF or WebP picture"
