@@ -444,17 +444,11 @@ def _ok(v: float | None, at_least: float) -> bool | None:
 def _save_grid(rows: dict[str, np.ndarray], path: Path, per_row: int = 16) -> None:
     """One labelled strip per entry (16 images a row): generated samples, generated/nearest
     train pairs, and for a VAE held-out / reconstruction / edit."""
-    from PIL import Image, ImageDraw
+    from trainer.preview import labelled_strips
 
     strips = [(name, imgs[i:i + per_row]) for name, imgs in rows.items() for i in range(0, len(imgs), per_row)]
-    tile, label_w = max(64, strips[0][1].shape[1]), 96  # small images are scaled up to stay visible
-    canvas = Image.new("RGB", (label_w + per_row * tile, len(strips) * tile), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    for r, (name, imgs) in enumerate(strips):
-        draw.text((4, r * tile + tile // 2 - 6), name, fill=(0, 0, 0))
-        for c, img in enumerate(imgs):
-            canvas.paste(Image.fromarray(img).resize((tile, tile), Image.NEAREST), (label_w + c * tile, r * tile))
-    canvas.save(path)
+    tile = max(64, strips[0][1].shape[1])  # small images are scaled up to stay visible
+    labelled_strips(strips, tile=tile, cols=per_row, label_w=96).save(path)
 
 
 def _f(v, fmt: str = "{:.3f}") -> str:

@@ -1,4 +1,5 @@
-"""Contact sheets: one labelled row per attribute value, so a person can check each value is visible."""
+"""Pictures for people: contact sheets (one labelled row per attribute value) and labelled strips
+(training sample grids, eval grids)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from engine.schema import Schema
 
-__all__ = ["contact_sheet"]
+__all__ = ["contact_sheet", "labelled_strips"]
 
 BG = (255, 250, 246)
 INK = (92, 64, 72)
@@ -46,3 +47,18 @@ def contact_sheet(images: np.ndarray, labels: np.ndarray, schema: Schema, *, per
                 draw.text((label_w + pad, y + tile // 2), "(no images)", fill=(180, 80, 80), font=font, anchor="lm")
             y += tile + pad
     return sheet
+
+
+def labelled_strips(strips: list[tuple[str, np.ndarray]], *, tile: int, cols: int, label_w: int) -> Image.Image:
+    """One row per (label, images (n, H, W, 3) uint8), `cols` tiles wide; images that are not
+    `tile` pixels are scaled by nearest neighbour (small samples stay crisp and visible)."""
+    canvas = Image.new("RGB", (label_w + cols * tile, len(strips) * tile), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for r, (label, images) in enumerate(strips):
+        draw.text((4, r * tile + tile // 2 - 6), label, fill=(0, 0, 0))
+        for c, img in enumerate(images):
+            im = Image.fromarray(img)
+            if im.size != (tile, tile):
+                im = im.resize((tile, tile), Image.Resampling.NEAREST)
+            canvas.paste(im, (label_w + c * tile, r * tile))
+    return canvas

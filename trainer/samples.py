@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from engine.schema import Schema
+from trainer.preview import labelled_strips
 
 __all__ = ["GridSpec", "make_grid_spec", "render_grid", "to_uint8"]
 
@@ -50,10 +51,5 @@ def render_grid(model: torch.nn.Module, spec: GridSpec, device: torch.device) ->
     z = spec.z.to(device)
     rows = [to_uint8(model(z, c.to(device))) for c in spec.conds]  # each (cols, H, W, 3)
     cols, res = rows[0].shape[0], rows[0].shape[1]
-    sheet = Image.new("RGB", (LABEL_WIDTH + cols * res, len(rows) * res), "white")
-    draw = ImageDraw.Draw(sheet)
-    for r, (row, title) in enumerate(zip(rows, spec.titles)):
-        strip = np.concatenate(list(row), axis=1)  # (H, cols*W, 3)
-        sheet.paste(Image.fromarray(strip), (LABEL_WIDTH, r * res))
-        draw.text((4, r * res + res // 2 - 6), title[:20], fill="black")
-    return sheet
+    return labelled_strips([(title[:20], row) for title, row in zip(spec.titles, rows)],
+                           tile=res, cols=cols, label_w=LABEL_WIDTH)
