@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "INLINE_CODE_MAX", "RESULT_SIZE", "REF_PATTERN",
     "bot_of", "check_limits", "count_generation", "generation", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
-    "describe", "render", "png_of", "render_grid", "grid_of_pngs", "condition_from_options", "new_seed",
+    "describe", "png_of", "render_grid", "grid_of_pngs", "condition_from_options", "new_seed",
 ]
 
 RESULT_SIZE = 256  # pixels of the PNG under every result
@@ -154,11 +154,6 @@ def describe(bot: MoeBot, recipe: Recipe) -> str:
 
 
 # -- engine -----------------------------------------------------------------------------------
-async def render(bot: MoeBot, recipe: Recipe) -> Result:
-    """Redraw a recipe exactly."""
-    return await bot.engine.redraw(recipe)
-
-
 async def png_of(bot: MoeBot, result: Result, size: int = RESULT_SIZE, transparent: bool = False) -> bytes:
     return await bot.engine.render_png(result, size=size, transparent=transparent)
 

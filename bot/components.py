@@ -246,7 +246,7 @@ class SaveButton(OwnerOnly, Handled, ui.DynamicItem[ui.Button], template=rf"moe:
         await interaction.response.defer(ephemeral=True, thinking=True)
         recipe = await actions.recipe_from_ref(bot, self.ref)
         await actions.check_limits(interaction)
-        png = await actions.png_of(bot, await actions.render(bot, recipe))
+        png = await actions.png_of(bot, await bot.engine.redraw(recipe))
         avatar_id = await bot.db.save_avatar(interaction.guild_id, interaction.user.id, recipe.to_code(), png)
         await interaction.followup.send(
             f"Saved as #{avatar_id}. See yours with /avatar mine; export it with /avatar export.", ephemeral=True
@@ -302,7 +302,7 @@ class PickButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:p:{REF}"):
         await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot, self.ref)
         await actions.check_limits(interaction)  # redraws a picture already made
-        await post_result(interaction, await actions.render(bot, recipe))
+        await post_result(interaction, await bot.engine.redraw(recipe))
 
 
 class GalleryButton(Handled, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<page>[0-9]{1,6}):(?P<dir>prev|next)"):

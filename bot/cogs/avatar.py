@@ -147,7 +147,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
         await interaction.response.defer(thinking=True)
         recipe = actions.parse_code(code)
         async with actions.generation(interaction):
-            result = await actions.render(self.bot, recipe)
+            result = await self.bot.engine.redraw(recipe)
         await components.post_result(interaction, result)
 
     # -- saved avatars ----------------------------------------------------------------------
@@ -232,7 +232,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
         await actions.check_limits(interaction)
         row, _ = await self._own_saved(interaction, avatar)
         recipe = actions.parse_code(row.code)
-        result = await actions.render(self.bot, recipe)
+        result = await self.bot.engine.redraw(recipe)
         png = await actions.png_of(self.bot, result, size=size, transparent=transparent)
         await interaction.followup.send(f"Avatar #{row.id}, {size}x{size}{', transparent' if transparent else ''}:",
                                         file=_file(png, f"avatar-{row.id}-{size}.png"), ephemeral=True)
