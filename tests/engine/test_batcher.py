@@ -17,16 +17,23 @@ def double(feeds):
     return [feeds["x"] * 2]
 
 
-def feeds(*values):
-    return {"x": np.array(values, dtype=np.float32)[:, None]}
-
-
-async def test_concurrent_requests_share_batches_and_get_their_own_rows():
+def recording_double():
+    """A `double` model that records each batch's row count."""
     seen = []
 
     def run(f):
         seen.append(len(f["x"]))
         return double(f)
+
+    return seen, run
+
+
+def feeds(*values):
+    return {"x": np.array(values, dtype=np.float32)[:, None]}
+
+
+async def test_concurrent_requests_share_batches_and_get_their_own_rows():
+    seen, run = recording_double()
 
     b = Batcher("m", run, 1, max_batch=8).start()
     outs = await asyncio.gather(*(b.submit(feeds(i)) for i in range(20)))
@@ -37,11 +44,7 @@ async def test_concurrent_requests_share_batches_and_get_their_own_rows():
 
 
 async def test_multi_row_requests_are_not_split_and_overflow_carries_to_next_batch():
-    seen = []
-
-    def run(f):
-        seen.append(len(f["x"]))
-        return double(f)
+    seen, run = recording_double()
 
     b = Batcher("m", run, 1, max_batch=4, pipeline=1).start()
     outs = await asyncio.gather(b.submit(feeds(1, 2, 3)), b.submit(feeds(4, 5)), b.submit(feeds(6)))
@@ -148,11 +151,7 @@ async def test_close_drains_queued_requests_then_refuses_new_ones():
 
 
 async def test_max_wait_collects_stragglers_into_one_batch():
-    seen = []
-
-    def run(f):
-        seen.append(len(f["x"]))
-        return double(f)
+    seen, run = recording_double()
 
     b = Batcher("m", run, 1, max_batch=8, max_wait_s=5.0).start()
     first = asyncio.ensure_future(b.submit(feeds(1)))
@@ -164,11 +163,7 @@ async def test_max_wait_collects_stragglers_into_one_batch():
 
 
 async def test_queued_requests_are_split_over_free_slots():
-    seen = []
-
-    def run(f):
-        seen.append(len(f["x"]))
-        return double(f)
+    seen, run = recording_double()
 
     b = Batcher("m", run, 1, max_batch=64, pipeline=2).start()
     await asyncio.gather(*(b.submit(feeds(i)) for i in range(16)))
