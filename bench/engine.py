@@ -21,8 +21,6 @@ same run, because this machine is shared and absolute numbers are noisy.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
 import statistics
 import tempfile
@@ -39,41 +37,11 @@ BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 LEVELS = (1, 8, 64, 256)
 
 
-def _tiny_pack(root: Path) -> tuple[Path, dict]:
-    """The export helper's tiny random pack, and its generator's trainer config."""
+def _tiny_pack(root: Path) -> Path:
+    """The export helper's tiny random pack."""
     from export.testing import make_tiny_pack
 
-    path = make_tiny_pack(root / "packs", name="tiny", fp16=False)
-    meta = json.loads((root / "packs" / "runs" / "00001-gan-tiny" / "checkpoint.json").read_text())
-    return path, meta["models"]["G_ema"]["config"]
-
-
-def _generator_config(pack_dir: Path, manifest: dict) -> tuple[dict | None, str]:
-    """The pack generator's trainer config: from its run folder when present, else the
-    width whose parameter count matches the ONNX graph (trainer defaults otherwise)."""
-    run = manifest["models"]["generator"].get("run")
-    for root in (Path.cwd(), Path(__file__).resolve().parent.parent):
-        meta_path = root / "runs" / str(run) / "checkpoint.json"
-        if run and meta_path.is_file():
-            meta = json.loads(meta_path.read_text())
-            key = "G_ema" if "G_ema" in meta["models"] else "decoder"
-            return meta["models"][key]["config"], f"from {meta_path}"
-    import onnx
-
-    from engine.schema import Schema
-    from trainer.models.gan import Generator, GeneratorConfig
-
-    graph = onnx.load(str(pack_dir / manifest["models"]["generator"]["file"]))
-    onnx_params = sum(int(np.prod(t.dims)) for t in graph.graph.initializer)
-    cards = Schema.from_dict(manifest["schema"]).cardinalities
-    best = None
-    for width in (8, 16, 24, 32, 48, 64, 96, 128):
-        cfg = GeneratorConfig(cardinalities=cards, res=manifest["resolution"], z_dim=manifest["z_dim"], width=width)
-        n = sum(p.numel() for p in Generator(cfg).parameters())
-        if best is None or abs(n - onnx_params) < abs(best[1] - onnx_params):
-            best = (cfg, n)
-    cfg, n = best
-    return dataclasses.asdict(cfg), f"width {cfg.width} inferred: {n} torch params vs {onnx_params} in the ONNX graph"
+    return make_tiny_pack(root / "packs", name="tiny", fp16=False)
 
 
 class _Raw:
@@ -258,13 +226,12 @@ def run(pack: str | None = None, seconds: float = 2.0, max_batch: int = 64) -> d
     notes = []
     tmp = tempfile.TemporaryDirectory(prefix="moe-bench-")
     try:
-        naive_cfg = None
         if pack:
             pack_dir = Path(pack)
         elif (BUNDLED_PACKS_DIR / "moe-default" / "manifest.json").is_file():
             pack_dir = BUNDLED_PACKS_DIR / "moe-default"
         else:
-            pack_dir, naive_cfg = _tiny_pack(Path(tmp.name))
+            pack_dir = _tiny_pack(Path(tmp.name))
             notes.append("no bundled pack: exported the export helper's tiny random-init pack")
         p = load_pack(pack_dir)
         providers = choose_providers("auto")
@@ -276,10 +243,8 @@ def run(pack: str | None = None, seconds: float = 2.0, max_batch: int = 64) -> d
         raw["img_s_first"], raw["img_s_again"] = raw["img_s"], round(again, 1)
         raw["img_s"] = round((raw["img_s_first"] + again) / 2, 1)
         try:
-            if naive_cfg is None:
-                naive_cfg, how = _generator_config(pack_dir, p.manifest)
-                notes.append(f"naive generator config {how}")
-            naive = _naive(naive_cfg, seconds)
+            cfg = p.manifest["models"]["generator"].get("config")  # the trainer config export records
+            naive = _naive(cfg, seconds) if cfg else {"img_s": None, "skipped": "the pack records no generator config"}
         except ImportError as e:
             naive = {"img_s": None, "skipped": f"torch/trainer not importable ({e})"}
         try:

@@ -8,6 +8,8 @@ before the pack is moved into place, so a pack on disk is always a verified one.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import logging
 import shutil
@@ -179,7 +181,7 @@ def build_pack(runs: Sequence[RunModels], out: Path, *, name: str | None = None,
         for role, (run, model) in plan.items():
             spec = GraphSpec.for_role(role, z_dim=int(meta["z_dim"]), n_attrs=len(schema), res=int(meta["res"]))
             entry, checks = _export_one(role, model, spec, work, cards, fp16)
-            models[role] = {**entry, "run": run.run}
+            models[role] = {**entry, "run": run.run, "config": dataclasses.asdict(model.cfg)}  # the architecture
             all_checks += checks
             if on_model:
                 on_model(role, checks)
