@@ -119,10 +119,6 @@ def _new_run_dir(out: Path, desc: str) -> Path:
             n += 1
 
 
-def _distributed() -> tuple[int, int]:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
 def _device(name: str) -> torch.device:
@@ -140,9 +136,26 @@ def _device(name: str) -> torch.device:
 
 
 def training_loop(cfg: TrainConfig, *, resume: str | Path | None = None, progress: bool = True) -> Path:
-    """Train until cfg.kimg; returns the run folder. Raises DatasetError, TrainingDiverged."""
+    """Train until cfg.kimg; returns the run folder. Raises DatasetError, TrainingDiverged.
+
+    Under torchrun (WORLD_SIZE > 1) this joins the process group and, if it created it, tears it down at the end.
+    """
+    owned = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
+    if owned:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        run_dir = _train(cfg, resume, progress)
+        if owned:  # let every rank's last collective finish first: gloo aborts at exit if one is still in flight
+            dist.barrier()
+        return run_dir
+    finally:
+        if owned:
+            dist.destroy_process_group()
+
+
+def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool) -> Path:
     # Setup: processes, threads, device, data.
-    rank, world = _distributed()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     if cfg.batch % world:
         raise ConfigError(f"--batch {cfg.batch} must be divisible by the number of processes ({world})")
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
