@@ -48,7 +48,7 @@ def _plain_gan_step(task, real, c_real, c_fake):
 
 def _plain_vae_step(task, real, c_real, c_fake):
     from trainer.augment import diff_augment
-    from trainer.losses import (adaptive_weight, d_hinge, g_hinge, latent_adversary_loss, latent_classifier_loss,
+    from trainer.losses import (adaptive_weight, d_hinge, g_hinge, latent_adversary_loss, classifier_loss,
                                 vae_loss)
 
     aug = lambda x: diff_augment(x, task.cfg.augment)  # noqa: E731
@@ -62,7 +62,7 @@ def _plain_vae_step(task, real, c_real, c_fake):
     task.opt_ae.zero_grad()
     loss.backward()
     task.opt_ae.step()
-    loss_lat = latent_classifier_loss(task.latent_clf(z.detach()), c_real)
+    loss_lat = classifier_loss(task.latent_clf(z.detach()), c_real)
     task.opt_lat.zero_grad()
     loss_lat.backward()
     task.opt_lat.step()

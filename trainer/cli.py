@@ -154,6 +154,8 @@ def train_gan(
     d_width: int = _O(0, "--d-width", min=0, help="Discriminator width (0 = --width)."),
     z_dim: int = _O(None, "--z-dim", help="Latent size [128]."),
     loss: str = _O("hinge", "--loss", help="hinge | ns (non-saturating) | wgan-gp."),
+    cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the dual-projection classification loss "
+                           "(D classifies real images, G is rewarded when D classifies fakes as their conditions) [0]."),
     no_augment: bool = _O(False, "--no-augment", help="Turn DiffAugment off (on by default)."),
     cond_ramp_kimg: float = _O(-1.0, "--cond-ramp-kimg", help="Ramp conditioning in over this many kimg; "
                                "-1 = a quarter of the run for sets under 5000 images, else 0."),
@@ -168,7 +170,7 @@ def train_gan(
 ) -> None:
     """Train the conditional GAN (BigGAN-style G, projection D with spectral norm, EMA, DiffAugment)."""
     _train("gan", dict(data=data, res=res, kimg=kimg, out=out, batch=batch, lr=lr, width=width, d_width=d_width,
-                       z_dim=z_dim, loss=loss, augment="" if no_augment else None, cond_ramp_kimg=cond_ramp_kimg, seed=seed,
+                       z_dim=z_dim, loss=loss, cls_weight=cls_weight, augment="" if no_augment else None, cond_ramp_kimg=cond_ramp_kimg, seed=seed,
                        threads=threads, device=device, snapshot_minutes=snapshot_minutes, grid_kimg=grid_kimg,
                        max_minutes=max_minutes),
            resume, dry_run)

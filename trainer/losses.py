@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 __all__ = ["d_hinge", "g_hinge", "d_nonsaturating", "g_nonsaturating", "d_wasserstein", "g_wasserstein",
            "gradient_penalty", "GAN_LOSSES", "vae_loss", "kl_per_dim", "latent_adversary_loss",
-           "latent_classifier_loss", "adaptive_weight"]
+           "classifier_loss", "adaptive_weight"]
 
 
 # -- GAN ----------------------------------------------------------------------------------
@@ -90,8 +90,9 @@ def vae_loss(recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: tor
     return loss, {"recon": nll.mean().detach(), "kl": kl.sum().detach(), "sigma": sigma2.sqrt()}
 
 
-def latent_classifier_loss(logits: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-    """The Fader adversary's own loss: cross-entropy per attribute, summed (nats)."""
+def classifier_loss(logits: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per attribute, summed (nats): the Fader adversary's own loss and the GAN's
+    dual-projection term."""
     return sum(F.cross_entropy(lg, labels[:, i]) for i, lg in enumerate(logits))
 
 

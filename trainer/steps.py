@@ -19,7 +19,7 @@ from torch import nn
 
 from trainer.augment import diff_augment
 from trainer.losses import (GAN_LOSSES, adaptive_weight, d_hinge, g_hinge, gradient_penalty, latent_adversary_loss,
-                            latent_classifier_loss, vae_loss)
+                            classifier_loss, vae_loss)
 from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from trainer.models.vae import (Encoder, EncoderConfig, LatentClassifier, LatentClassifierConfig, PatchDiscriminator,
                                 PatchDiscriminatorConfig)
@@ -103,8 +103,11 @@ class GanTask:
         with torch.no_grad(), autocast(self.device):
             fake = self.G(z, c_fake)
         with autocast(self.device):
-            scores = self.D(aug(torch.cat([real, fake.to(real.dtype)])), torch.cat([c_real, c_fake])).float()
+            h = self.D.pool(aug(torch.cat([real, fake.to(real.dtype)])))
+            scores = self.D.score(h, torch.cat([c_real, c_fake])).float()
             loss_d = self.d_loss(scores[:b], scores[b:])
+            if cfg.cls_weight:  # D learns to classify real images ...
+                loss_d = loss_d + cfg.cls_weight * w * classifier_loss(self.D.classify(h[:b].float()), c_real)
             if cfg.loss == "wgan-gp":
                 loss_d = loss_d + cfg.gp_weight * gradient_penalty(lambda x: self.D(aug(x), c_real).float(), real, fake)
         _step(self.opt_d, loss_d)
@@ -113,7 +116,10 @@ class GanTask:
         self.D.requires_grad_(False)
         z = torch.randn(b, cfg.z_dim, device=self.device)
         with autocast(self.device):
-            loss_g = self.g_loss(self.D(aug(self.G(z, c_fake)), c_fake).float())
+            h = self.D.pool(aug(self.G(z, c_fake)))
+            loss_g = self.g_loss(self.D.score(h, c_fake).float())
+            if cfg.cls_weight:  # ... and G to make fakes it classifies as their conditions
+                loss_g = loss_g + cfg.cls_weight * w * classifier_loss(self.D.classify(h.float()), c_fake)
         _step(self.opt_g, loss_g)
         self.D.requires_grad_(True)
 
@@ -180,7 +186,7 @@ class VaeTask:
         _step(self.opt_ae, loss)
 
         # Latent classifier: learn to read the attributes from z (the adversary's side).
-        loss_lat = latent_classifier_loss(self.latent_clf(z.detach()), c_real)
+        loss_lat = classifier_loss(self.latent_clf(z.detach()), c_real)
         _step(self.opt_lat, loss_lat)
         out["latent_ce"] = loss_lat.detach()
 

@@ -50,9 +50,23 @@ def test_gan_trains_and_snapshots(tiny_set, tmp_path):
     assert g(torch.randn(3, 8), torch.tensor([[0, 1], [1, 0], [1, 1]])).shape == (3, 3, 16, 16)
 
 
+def test_dual_projection_term_teaches_d_to_classify(tiny_set, tmp_path):
+    from trainer.data import load_dataset
+
+    run = training_loop(_cfg("gan", tiny_set, tmp_path, kimg=0.8, cls_weight=1.0, cond_ramp_kimg=0.0, lr=1e-3),
+                        progress=False)
+    ds = load_dataset(str(tiny_set), 16)
+    d = load_run(run).models["D"].eval()
+    with torch.no_grad():
+        logits = d.classify(d.pool(torch.from_numpy(ds.images).permute(0, 3, 1, 2).float() / 127.5 - 1))
+    labels = torch.from_numpy(ds.labels)
+    accuracy = [(lg.argmax(1) == labels[:, i]).float().mean().item() for i, lg in enumerate(logits)]
+    assert min(accuracy) >= 0.9, accuracy  # chance is 0.5
+
+
 @pytest.mark.parametrize("kind", ["gan", "vae"])
 def test_resume_is_bit_for_bit(tiny_set, tmp_path, kind):
-    extra = {"loss": "wgan-gp"} if kind == "gan" else {"patch_start_kimg": 0.04}
+    extra = {"loss": "wgan-gp", "cls_weight": 1.0} if kind == "gan" else {"patch_start_kimg": 0.04}
     extra["cond_ramp_kimg"] = 0.1  # explicit: the automatic ramp is a fraction of --kimg
     straight = training_loop(_cfg(kind, tiny_set, tmp_path / "a", kimg=0.128, **extra), progress=False)
     first = training_loop(_cfg(kind, tiny_set, tmp_path / "b", kimg=0.064, **extra), progress=False)

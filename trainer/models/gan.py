@@ -182,12 +182,25 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """x (B, 3, res, res) in [-1, 1], c (B, A) int64 -> (B,) raw realness score."""
+        return self.score(self.pool(x), c)
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, res, res) -> (B, C) features, globally sum-pooled."""
         if x.shape[1:] != (3, self.cfg.res, self.cfg.res):
             raise ValueError(f"expected images (B, 3, {self.cfg.res}, {self.cfg.res}), got {tuple(x.shape)}")
-        h = self.features(x).sum(dim=(2, 3))  # (B, C4, 4, 4) -> (B, C) global sum pooling
-        score = self.psi(h).squeeze(1)  # (B,)
+        return self.features(x).sum(dim=(2, 3))  # (B, C4, 4, 4) -> (B, C)
+
+    def score(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Pooled features (B, C), conditions (B, A) -> (B,): psi(h) + one projection term per attribute."""
         proj = sum((emb(c[:, i]) * h).sum(dim=1) for i, emb in enumerate(self.projections))  # (B,)
-        return score + self.cond_weight * proj
+        return self.psi(h).squeeze(1) + self.cond_weight * proj
+
+    def classify(self, h: torch.Tensor, temperature: float = 0.1) -> list[torch.Tensor]:
+        """Pooled features (B, C) -> per attribute (B, n_a) logits: cosine similarity to the projection
+        embeddings over a temperature (dual projection, Han et al. 2021, with ReACGAN's normalisation,
+        Kang et al. 2021: spectrally normed features are too small for raw dot products to classify)."""
+        h = F.normalize(h, dim=1)
+        return [h @ F.normalize(emb.weight, dim=1).t() / temperature for emb in self.projections]
 
 
 def without_spectral_norm(model: nn.Module) -> nn.Module:
