@@ -19,7 +19,7 @@ onnx = pytest.importorskip("onnx")
 from engine.errors import PackError  # noqa: E402
 from engine.pack import load_pack  # noqa: E402
 from export.build import ExportError, RunModels, build_pack, load_runs, parity_against_runs  # noqa: E402
-from export.onnx import wrap  # noqa: E402
+from export.onnx import FusedUpBlock, inference_form, wrap  # noqa: E402
 from export.testing import one_torch_thread  # noqa: E402
 from export.verify import check_pack, session  # noqa: E402
 
@@ -192,6 +192,29 @@ def test_freezing_leaves_the_trained_model_untouched(tiny_runs):
     parametrized = torch.nn.utils.parametrize.is_parametrized
     assert any(parametrized(m) for m in d.modules())  # spectral norm still live in the original
     assert not any(parametrized(m) for m in frozen.modules())  # baked into plain weights in the copy
+
+
+def test_upsample_conv_batchnorm_fuses_into_one_transposed_conv(tiny_pack):
+    from trainer.models.gan import Generator, GeneratorConfig
+
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig((3, 4), res=32, z_dim=8, width=8, embed_dim=4))
+    for m in g.modules():  # trained-looking statistics and conditioning, not the identity of a fresh model
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.2, 3)
+        if isinstance(m, torch.nn.Linear):
+            torch.nn.init.normal_(m.weight, std=0.2)
+    reference = wrap("generator", g)
+    fused = inference_form(reference)
+    assert sum(isinstance(m, FusedUpBlock) for m in fused.modules()) == len(g.blocks) == 3
+    z, c = torch.randn(16, 8), torch.stack([torch.randint(0, 3, (16,)), torch.randint(0, 4, (16,))], 1)
+    with torch.no_grad():
+        a = reference.g.synthesize(z, reference.g.embed(c))  # eval mode, running statistics
+        b = fused.g.synthesize(z, fused.g.embed(c))
+    torch.testing.assert_close(b, a, atol=2e-4, rtol=1e-4)  # float32 summation order only
+    ops = {n.op_type for n in onnx.load(tiny_pack / "generator.onnx").graph.node}
+    assert "ConvTranspose" in ops and "Resize" not in ops
 
 
 def test_manifest_data_and_background_come_from_checkpoint_meta():
