@@ -154,8 +154,9 @@ def train_gan(
     d_width: int = _O(0, "--d-width", min=0, help="Discriminator width (0 = --width)."),
     z_dim: int = _O(None, "--z-dim", help="Latent size [128]."),
     loss: str = _O("hinge", "--loss", help="hinge | ns (non-saturating) | wgan-gp."),
-    cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the dual-projection classification loss "
-                           "(D classifies real images, G is rewarded when D classifies fakes as their conditions) [0]."),
+    cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term: D classifies real "
+                           "images with its projection embeddings (cross-entropy), G pays a margin loss until D "
+                           "classifies its fakes as their conditions [0 = off]."),
     no_augment: bool = _O(False, "--no-augment", help="Turn DiffAugment off (on by default)."),
     cond_ramp_kimg: float = _O(-1.0, "--cond-ramp-kimg", help="Ramp conditioning in over this many kimg; "
                                "-1 = a quarter of the run for sets under 5000 images, else 0."),
@@ -189,7 +190,7 @@ def train_vae(
     patch_weight: float = _O(0.1, "--patch-weight", help="Patch discriminator weight (x the adaptive weight); 0 = off."),
     kl_warmup_kimg: float = _O(20.0, "--kl-warmup-kimg", help="KL and latent-adversary weight ramp 0 -> 1."),
     free_bits: float = _O(0.1, "--free-bits", help="Free bits per latent dimension (nats)."),
-    latent_adv_weight: float = _O(10.0, "--latent-adv-weight", help="Weight of the Fader latent adversary."),
+    latent_adv_weight: float = _O(100.0, "--latent-adv-weight", help="Weight of the Fader latent adversary."),
     no_augment: bool = _O(False, "--no-augment", help="Turn DiffAugment on the patch discriminator off."),
     resume: Path = _O(None, "--resume", help="Continue this run folder exactly (its config; --kimg sets the new end)."),
     dry_run: bool = _O(False, "--dry-run", help="Print the resolved config and exit."),

@@ -59,14 +59,14 @@ class TrainConfig:
     embed_dim: int = 32  # per attribute
     loss: str = "hinge"  # gan: hinge | ns | wgan-gp
     gp_weight: float = 10.0  # wgan-gp
-    cls_weight: float = 0.0  # gan: dual-projection classification loss on D's real and G's fake images; 0 = off
+    cls_weight: float = 0.0  # gan: D classifies reals with its projection embeddings, G a margin loss on fakes; 0 = off
     augment: str = DEFAULT_POLICY  # DiffAugment on every discriminator input; "" = off
     cond_ramp_kimg: float = -1.0  # conditioning 0 -> 1 over this many kimg; -1 = auto (small sets only)
     ema_kimg: float = 10.0  # EMA half-life of the generator weights
     ema_rampup: float = 0.05
     kl_warmup_kimg: float = 20.0  # vae: KL and latent adversary weight 0 -> 1
     free_bits: float = 0.1  # vae: nats per latent dimension
-    latent_adv_weight: float = 10.0  # vae: Fader adversary weight
+    latent_adv_weight: float = 100.0  # vae: Fader adversary weight (10 left accessories in z: edits failed 4 in 10)
     patch_weight: float = 0.1  # vae: patch discriminator weight (times the adaptive weight); 0 = off
     patch_start_kimg: float = 20.0
     seed: int = 0
