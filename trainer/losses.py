@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 __all__ = ["d_hinge", "g_hinge", "d_nonsaturating", "g_nonsaturating", "d_wasserstein", "g_wasserstein",
            "gradient_penalty", "GAN_LOSSES", "vae_loss", "kl_per_dim", "latent_adversary_loss",
-           "classifier_loss", "classifier_margin_loss", "adaptive_weight"]
+           "classifier_loss", "adaptive_weight"]
 
 
 # -- GAN ----------------------------------------------------------------------------------
@@ -94,20 +94,6 @@ def classifier_loss(logits: list[torch.Tensor], labels: torch.Tensor) -> torch.T
     """Cross-entropy per attribute, summed (nats): the Fader adversary's own loss and the GAN's
     dual-projection term."""
     return sum(F.cross_entropy(lg, labels[:, i]) for i, lg in enumerate(logits))
-
-
-def classifier_margin_loss(logits: list[torch.Tensor], labels: torch.Tensor, margin: float = 1.0) -> torch.Tensor:
-    """Multi-class hinge per attribute, summed (Crammer & Singer 2001; the generator's side of
-    MHingeGAN, Kavalerov et al. 2021): zero once the true class's logit leads every other by
-    `margin`, so a generator is pushed until its fakes are classified, never towards one
-    prototype per class (cross-entropy keeps pushing, and collapses the latent)."""
-    total = 0.0
-    for i, lg in enumerate(logits):
-        y = labels[:, i:i + 1]
-        true = lg.gather(1, y).squeeze(1)
-        other = lg.scatter(1, y, float("-inf")).amax(dim=1)
-        total = total + F.relu(margin - (true - other)).mean()
-    return total
 
 
 def latent_adversary_loss(logits: list[torch.Tensor], labels: torch.Tensor,

@@ -19,7 +19,7 @@ from torch import nn
 
 from trainer.augment import diff_augment
 from trainer.losses import (GAN_LOSSES, adaptive_weight, d_hinge, g_hinge, gradient_penalty, latent_adversary_loss,
-                            classifier_loss, classifier_margin_loss, vae_loss)
+                            classifier_loss, vae_loss)
 from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from trainer.models.vae import (Encoder, EncoderConfig, LatentClassifier, LatentClassifierConfig, PatchDiscriminator,
                                 PatchDiscriminatorConfig)
@@ -118,8 +118,8 @@ class GanTask:
         with autocast(self.device):
             h = self.D.pool(aug(self.G(z, c_fake)))
             loss_g = self.g_loss(self.D.score(h, c_fake).float())
-            if cfg.cls_weight:  # ... and G, until D classifies its fakes as their conditions (a margin)
-                loss_g = loss_g + cfg.cls_weight * w * classifier_margin_loss(self.D.classify(h.float()), c_fake)
+            if cfg.cls_weight:  # ... and G to make fakes it classifies as their conditions
+                loss_g = loss_g + cfg.cls_weight * w * classifier_loss(self.D.classify(h.float()), c_fake)
         _step(self.opt_g, loss_g)
         self.D.requires_grad_(True)
 

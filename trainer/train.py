@@ -59,7 +59,7 @@ class TrainConfig:
     embed_dim: int = 32  # per attribute
     loss: str = "hinge"  # gan: hinge | ns | wgan-gp
     gp_weight: float = 10.0  # wgan-gp
-    cls_weight: float = 0.0  # gan: D classifies reals with its projection embeddings, G a margin loss on fakes; 0 = off
+    cls_weight: float = 0.0  # gan: dual-projection classification loss on D's real and G's fake images; 0 = off
     augment: str = DEFAULT_POLICY  # DiffAugment on every discriminator input; "" = off
     cond_ramp_kimg: float = -1.0  # conditioning 0 -> 1 over this many kimg; -1 = auto (small sets only)
     ema_kimg: float = 10.0  # EMA half-life of the generator weights

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from trainer.augment import diff_augment, translation
-from trainer.losses import (GAN_LOSSES, classifier_margin_loss, d_hinge, gradient_penalty, kl_per_dim,
-                            latent_adversary_loss, vae_loss)
+from trainer.losses import (GAN_LOSSES, d_hinge, gradient_penalty, kl_per_dim, latent_adversary_loss, vae_loss)
 
 
 def test_hinge_values():
@@ -58,17 +57,6 @@ def test_latent_adversary_zero_at_chance():
     assert latent_adversary_loss(chance, labels, prior).item() == pytest.approx(0.0, abs=1e-6)
     knows = [torch.tensor([[5.0, -5.0], [-5.0, 5.0], [5.0, -5.0], [-5.0, 5.0]])]
     assert latent_adversary_loss(knows, labels, prior).item() == pytest.approx(math.log(2), abs=1e-3)
-
-
-def test_classifier_margin_loss_stops_at_the_margin():
-    labels = torch.tensor([[0, 2], [1, 0]])
-    clear = [torch.tensor([[3.0, 1.5], [0.0, 2.0]]), torch.tensor([[0.0, 0.0, 1.0], [2.5, 1.0, 0.0]])]
-    assert classifier_margin_loss(clear, labels, margin=1.0).item() == 0.0  # every true logit leads by >= 1
-    close = [torch.tensor([[1.0, 0.5], [0.0, 2.0]], requires_grad=True), torch.tensor([[0.0, 0.0, 1.0], [2.5, 1.0, 0.0]])]
-    loss = classifier_margin_loss(close, labels, margin=1.0)
-    assert loss.item() == pytest.approx(0.25)  # one row of the first attribute leads by 0.5: (1 - 0.5) / 2
-    loss.backward()
-    assert close[0].grad[0].tolist() == [-0.5, 0.5] and close[0].grad[1].tolist() == [0.0, 0.0]
 
 
 def test_diff_augment_shapes_grads_and_policy():
