@@ -172,7 +172,8 @@ def train_gan(
 ) -> None:
     """Train the conditional GAN (BigGAN-style G, projection D with spectral norm, EMA, DiffAugment)."""
     _train("gan", dict(data=data, res=res, kimg=kimg, out=out, batch=batch, lr=lr, width=width, d_width=d_width,
-                       z_dim=z_dim, loss=loss, cls_weight=cls_weight, augment="" if no_augment else None, cond_ramp_kimg=cond_ramp_kimg, seed=seed,
+                       z_dim=z_dim, loss=loss, cls_weight=cls_weight, augment="" if no_augment else None,
+                       cond_ramp_kimg=cond_ramp_kimg, seed=seed,
                        threads=threads, device=device, snapshot_minutes=snapshot_minutes, grid_kimg=grid_kimg,
                        max_minutes=max_minutes),
            resume, dry_run)
