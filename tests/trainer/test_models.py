@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from trainer.checkpoint import CheckpointError, load_run, load_training_state, save_checkpoint
-from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+import torch.nn.functional as F
+
+from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, up_kernel
 from trainer.models.vae import (Encoder, EncoderConfig, LatentClassifier, LatentClassifierConfig,
                                 PatchDiscriminator, PatchDiscriminatorConfig)
 
@@ -50,6 +52,17 @@ def test_condition_changes_output_and_projection():
     assert d(x, a).item() != d(x, b).item()
     d.cond_weight = 0.0
     assert d(x, a).item() == pytest.approx(d(x, b).item())
+
+
+def test_up_kernel_is_nearest_upsample_then_conv():
+    torch.manual_seed(0)
+    x, w = torch.randn(4, 6, 5, 7, requires_grad=True), torch.randn(3, 6, 3, 3, requires_grad=True)
+    ref = F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), w, padding=1)
+    out = F.conv_transpose2d(x, up_kernel(w), stride=2, padding=1)
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    grads = torch.autograd.grad(ref.square().sum(), (x, w))
+    for got, want in zip(torch.autograd.grad(out.square().sum(), (x, w)), grads):
+        torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
 
 
 def test_bad_inputs_are_named():
