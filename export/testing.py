@@ -28,7 +28,7 @@ def make_tiny_runs(out_dir: Path, seed: int = 0, schema=None) -> tuple[Path, Pat
 
     from trainer.checkpoint import save_checkpoint
     from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-    from trainer.models.vae import Encoder, EncoderConfig
+    from trainer.models.vae import Encoder, EncoderConfig, LatentPrior, LatentPriorConfig
 
     if schema is None:
         from trainer.styleset import SCHEMA as schema
@@ -40,7 +40,8 @@ def make_tiny_runs(out_dir: Path, seed: int = 0, schema=None) -> tuple[Path, Pat
     d = Discriminator(DiscriminatorConfig(cardinalities=cards, res=res, width=TINY["width"]))
     enc = Encoder(EncoderConfig(res=res, z_dim=z_dim, width=TINY["width"]))
 
-    with torch.no_grad():  # settle BN running stats and spectral-norm vectors
+    prior, codes = LatentPrior(LatentPriorConfig(z_dim=z_dim)), []
+    with torch.no_grad():  # settle BN running stats and spectral-norm vectors; fit the VAE's prior
         for m in (g, dec, d, enc):
             m.train()
         for _ in range(4):
@@ -48,13 +49,15 @@ def make_tiny_runs(out_dir: Path, seed: int = 0, schema=None) -> tuple[Path, Pat
             x = g(torch.randn(16, z_dim), c)
             dec(torch.randn(16, z_dim), c)
             d(x, c)
-            enc(x)
+            codes.append(enc(x))
+        prior.fit(torch.cat([mu for mu, _ in codes]), torch.cat([lv for _, lv in codes]).exp())
     data = {"name": "tiny random", "spec": "none", "license": "CC0-1.0",
             "attribution": "randomly initialised test model", "fingerprint": "0" * 16}
     meta = {"schema": schema.to_dict(), "res": res, "z_dim": z_dim, "step": 0, "kimg": 0.0, "data": data,
             "background": "flat"}  # so the engine's cut-out path runs on the tiny pack too
     runs = (Path(out_dir) / "runs" / "00001-gan-tiny", Path(out_dir) / "runs" / "00002-vae-tiny")
-    for run, kind, models in ((runs[0], "gan", {"G_ema": g, "D": d}), (runs[1], "vae", {"encoder": enc, "decoder": dec})):
+    for run, kind, models in ((runs[0], "gan", {"G_ema": g, "D": d}),
+                              (runs[1], "vae", {"encoder": enc, "decoder": dec, "prior": prior})):
         run.mkdir(parents=True, exist_ok=True)
         save_checkpoint(run, kind=kind, meta=meta, models={k: m.eval() for k, m in models.items()})
     return runs

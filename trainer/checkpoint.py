@@ -23,8 +23,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, config_from_dict
-from trainer.models.vae import (Encoder, EncoderConfig, LatentClassifier, LatentClassifierConfig,
-                                PatchDiscriminator, PatchDiscriminatorConfig)
+from trainer.models.vae import (Encoder, EncoderConfig, LatentClassifier, LatentClassifierConfig, LatentPrior,
+                                LatentPriorConfig, PatchDiscriminator, PatchDiscriminatorConfig, PriorDecoder,
+                                WhitenedEncoder)
 
 __all__ = ["LoadedRun", "CheckpointError", "save_checkpoint", "load_run", "load_training_state",
            "build_model", "describe_model", "CHECKPOINT_JSON", "CHECKPOINT_TENSORS"]
@@ -41,8 +42,9 @@ MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
     "Encoder": (Encoder, EncoderConfig),
     "PatchDiscriminator": (PatchDiscriminator, PatchDiscriminatorConfig),
     "LatentClassifier": (LatentClassifier, LatentClassifierConfig),
+    "LatentPrior": (LatentPrior, LatentPriorConfig),
 }
-PUBLIC_MODELS = {"gan": ("G_ema", "D"), "vae": ("encoder", "decoder", "D_patch")}
+PUBLIC_MODELS = {"gan": ("G_ema", "D"), "vae": ("encoder", "decoder", "D_patch", "prior")}
 
 
 class CheckpointError(RuntimeError):
@@ -53,7 +55,7 @@ class CheckpointError(RuntimeError):
 class LoadedRun:
     kind: str  # "gan" | "vae"
     meta: dict  # checkpoint.json
-    models: dict[str, nn.Module]  # gan: G_ema, D; vae: encoder, decoder (+ D_patch); eval mode
+    models: dict[str, nn.Module]  # gan: G_ema, D; vae: encoder, decoder (+ D_patch, prior); eval mode
 
 
 def describe_model(model: nn.Module) -> dict:
@@ -133,7 +135,10 @@ def _load_into(model: nn.Module, state: dict[str, torch.Tensor], name: str) -> N
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
              names: tuple[str, ...] | None = None) -> LoadedRun:
-    """Rebuild the run's public models (eval mode) from checkpoint.json + checkpoint.safetensors."""
+    """Rebuild the run's public models (eval mode) from checkpoint.json + checkpoint.safetensors.
+    A VAE with a fitted `prior` comes back in the prior's space, as it is evaluated and exported:
+    the encoder gives whitened codes (`WhitenedEncoder`) and the decoder draws N(0, I) ones
+    (`PriorDecoder`); the raw models are `.encoder` / `.decoder` inside."""
     run_dir = Path(run_dir)
     meta, tensors = _read(run_dir)
     wanted = names or PUBLIC_MODELS[meta["kind"]]
@@ -144,6 +149,9 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
         model = build_model(meta["models"][name])
         _load_into(model, _model_state(tensors, name), name)
         models[name] = model.to(device).eval()
+    if "prior" in models and "encoder" in models and "decoder" in models:
+        models["encoder"] = WhitenedEncoder(models["encoder"], models["prior"]).eval()
+        models["decoder"] = PriorDecoder(models["decoder"], models["prior"]).eval()
     return LoadedRun(kind=meta["kind"], meta=meta, models=models)
 
 

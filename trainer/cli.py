@@ -158,6 +158,11 @@ def train_gan(
                            "images with its projection embeddings, G is rewarded when D classifies fakes as their "
                            "conditions): conditions are followed sooner, but at width 16 it collapses the variety "
                            "within a condition [0 = off]."),
+    ms_weight: float = _O(None, "--ms-weight", min=0, help="Weight of the mode-seeking term (Mao et al. 2019): "
+                          "fakes drawn in pairs with the same conditions are pushed to differ as much as their "
+                          "latents; keeps the variety within a condition [0 = off]."),
+    augment: str = _O(None, "--augment", help="DiffAugment policy, a comma list of color, translation, "
+                      "cutout [color,translation,cutout]."),
     no_augment: bool = _O(False, "--no-augment", help="Turn DiffAugment off (on by default)."),
     cond_ramp_kimg: float = _O(-1.0, "--cond-ramp-kimg", help="Ramp conditioning in over this many kimg; "
                                "-1 = a quarter of the run for sets under 5000 images, else 0."),
@@ -172,7 +177,8 @@ def train_gan(
 ) -> None:
     """Train the conditional GAN (BigGAN-style G, projection D with spectral norm, EMA, DiffAugment)."""
     _train("gan", dict(data=data, res=res, kimg=kimg, out=out, batch=batch, lr=lr, width=width, d_width=d_width,
-                       z_dim=z_dim, loss=loss, cls_weight=cls_weight, augment="" if no_augment else None,
+                       z_dim=z_dim, loss=loss, cls_weight=cls_weight, ms_weight=ms_weight,
+                       augment="" if no_augment else augment,
                        cond_ramp_kimg=cond_ramp_kimg, seed=seed,
                        threads=threads, device=device, snapshot_minutes=snapshot_minutes, grid_kimg=grid_kimg,
                        max_minutes=max_minutes),

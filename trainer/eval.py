@@ -390,6 +390,8 @@ def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = Non
     section, grid = _sample_report(lambda z, c: _decode(generator, z, c, batch), ref, tj.model, labels, schema,
                                    z_dim, samples, seed)
     report["generated"] = section
+    if run.kind == "vae":  # where the samples were drawn from (runs before the fitted prior used N(0, I))
+        section["latent_prior"] = "fitted to the codes" if "prior" in run.models else "N(0, I)"
     if run.kind == "vae":
         report["vae"], vgrid = _vae_report(run.models["encoder"], generator, ref, tj.model, schema, seed, batch)
         grid |= vgrid

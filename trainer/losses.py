@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 __all__ = ["d_hinge", "g_hinge", "d_nonsaturating", "g_nonsaturating", "d_wasserstein", "g_wasserstein",
            "gradient_penalty", "GAN_LOSSES", "vae_loss", "kl_per_dim", "latent_adversary_loss",
-           "classifier_loss", "adaptive_weight"]
+           "classifier_loss", "adaptive_weight", "mode_seeking_loss"]
 
 
 # -- GAN ----------------------------------------------------------------------------------
@@ -55,6 +55,15 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
     x_hat = (t * real.detach() + (1 - t) * fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).square().mean()
+
+
+def mode_seeking_loss(a: torch.Tensor, b: torch.Tensor, za: torch.Tensor, zb: torch.Tensor,
+                      eps: float = 1e-5) -> torch.Tensor:
+    """Mode seeking (Mao et al. 2019, MSGAN), for the generator: images a, b drawn with the same
+    conditions from latents za, zb; small when the images differ as much as their latents do,
+    large when different latents give the same picture. 1 / (mean |a - b| / mean |za - zb|), per pair."""
+    ratio = (a - b).abs().flatten(1).mean(1) / (za - zb).abs().mean(1)  # (B,)
+    return (1 / (ratio + eps)).mean()
 
 
 GAN_LOSSES = {

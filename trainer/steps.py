@@ -19,10 +19,10 @@ from torch import nn
 
 from trainer.augment import diff_augment
 from trainer.losses import (GAN_LOSSES, adaptive_weight, d_hinge, g_hinge, gradient_penalty, latent_adversary_loss,
-                            classifier_loss, vae_loss)
+                            classifier_loss, mode_seeking_loss, vae_loss)
 from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from trainer.models.vae import (Encoder, EncoderConfig, LatentClassifier, LatentClassifierConfig, PatchDiscriminator,
-                                PatchDiscriminatorConfig)
+from trainer.models.vae import (Encoder, EncoderConfig, LatentClassifier, LatentClassifierConfig, LatentPrior,
+                                LatentPriorConfig, PatchDiscriminator, PatchDiscriminatorConfig, PriorDecoder)
 
 __all__ = ["GanTask", "VaeTask", "make_task", "sync_grads", "recalibrate_bn", "ramp"]
 
@@ -115,11 +115,19 @@ class GanTask:
         # Generator: D frozen so its weights get no gradient.
         self.D.requires_grad_(False)
         z = torch.randn(b, cfg.z_dim, device=self.device)
+        half = b // 2
+        if cfg.ms_weight:  # pairs: fakes i and half + i share their conditions
+            c_fake = c_fake[torch.arange(b, device=c_fake.device) % half]
         with autocast(self.device):
-            h = self.D.pool(aug(self.G(z, c_fake)))
+            fake = self.G(z, c_fake)
+            h = self.D.pool(aug(fake))
             loss_g = self.g_loss(self.D.score(h, c_fake).float())
             if cfg.cls_weight:  # ... and G to make fakes it classifies as their conditions
                 loss_g = loss_g + cfg.cls_weight * w * classifier_loss(self.D.classify(h.float()), c_fake)
+            if cfg.ms_weight:
+                fake = fake.float()
+                loss_g = loss_g + cfg.ms_weight * mode_seeking_loss(fake[:half], fake[half:2 * half], z[:half],
+                                                                    z[half:2 * half])
         _step(self.opt_g, loss_g)
         self.D.requires_grad_(True)
 
@@ -132,7 +140,7 @@ class GanTask:
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
                 "d_real": scores[:b].detach().mean(), "d_fake": scores[b:].detach().mean()}
 
-    def prepare_sampling(self, make_batch) -> nn.Module:
+    def prepare_sampling(self, make_batch, images: torch.Tensor) -> nn.Module:
         """Fit the EMA generator's BN statistics; returns the model that draws samples."""
         recalibrate_bn(self.G_ema, make_batch)
         return self.G_ema
@@ -150,7 +158,9 @@ class VaeTask:
         betas = (0.5, 0.99)
         self.opt_ae = torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], lr=cfg.lr, betas=betas)
         self.opt_lat = torch.optim.Adam(self.latent_clf.parameters(), lr=cfg.lr, betas=betas)
-        self.models = {"encoder": self.encoder, "decoder": self.decoder, "latent_clf": self.latent_clf}
+        self.prior = LatentPrior(LatentPriorConfig(z_dim=cfg.z_dim)).to(device)  # fitted in prepare_sampling
+        self.models = {"encoder": self.encoder, "decoder": self.decoder, "latent_clf": self.latent_clf,
+                       "prior": self.prior}
         self.optimizers = {"ae": self.opt_ae, "latent_clf": self.opt_lat}
         self.D_patch = None
         if cfg.patch_weight > 0:
@@ -200,9 +210,14 @@ class VaeTask:
         out["loss"] = loss.detach()
         return out
 
-    def prepare_sampling(self, make_batch) -> nn.Module:
+    @torch.no_grad()
+    def prepare_sampling(self, make_batch, images: torch.Tensor, n: int = 4096) -> nn.Module:
+        """Fit the latent prior to the codes of up to `n` training images (uint8, evenly spaced);
+        returns the decoder drawing from it."""
         self.decoder.eval()
-        return self.decoder
+        codes = [self.encoder(x.float().div(127.5).sub(1)) for x in images[::max(1, len(images) // n)].split(512)]
+        self.prior.fit(torch.cat([mu for mu, _ in codes]).float(), torch.cat([lv for _, lv in codes]).float().exp())
+        return PriorDecoder(self.decoder, self.prior)
 
     def after_sampling(self) -> None:
         self.decoder.train()

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from trainer.augment import DEFAULT_POLICY
+from trainer.augment import AUGMENTS, DEFAULT_POLICY
 from trainer.checkpoint import load_training_state, save_checkpoint
 from trainer.data import load_dataset
 from trainer.samples import make_grid_spec, render_grid
@@ -60,6 +60,7 @@ class TrainConfig:
     loss: str = "hinge"  # gan: hinge | ns | wgan-gp
     gp_weight: float = 10.0  # wgan-gp
     cls_weight: float = 0.0  # gan: dual-projection classification loss on D's real and G's fake images; 0 = off
+    ms_weight: float = 0.0  # gan: mode-seeking term (pairs of fakes with the same conditions); 0 = off
     augment: str = DEFAULT_POLICY  # DiffAugment on every discriminator input; "" = off
     cond_ramp_kimg: float = -1.0  # conditioning 0 -> 1 over this many kimg; -1 = auto (small sets only)
     ema_kimg: float = 10.0  # EMA half-life of the generator weights
@@ -82,7 +83,9 @@ class TrainConfig:
                   (self.res in (16, 32, 64, 128), f"--res must be 64 or 128 (or 16/32 for tests), not {self.res}"),
                   (self.loss in ("hinge", "ns", "wgan-gp"), f"--loss must be hinge, ns or wgan-gp, not {self.loss!r}"),
                   (self.kimg > 0 and self.batch >= 2 and self.lr > 0, "--kimg, --lr must be > 0 and --batch >= 2"),
-                  (self.width >= 4 and self.z_dim >= 2, "--width must be >= 4 and --z-dim >= 2")]
+                  (self.width >= 4 and self.z_dim >= 2, "--width must be >= 4 and --z-dim >= 2"),
+                  (set(filter(None, self.augment.split(","))) <= set(AUGMENTS),
+                   f"--augment takes a comma list of {', '.join(AUGMENTS)}, not {self.augment!r}")]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
@@ -256,7 +259,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool) -> Path:
         grid_due = done or nimg // every != (nimg - cfg.batch) // every
         ckpt_due = grid_due or time.monotonic() - last_snapshot >= cfg.snapshot_minutes * 60
         if rank == 0 and ckpt_due:
-            model = task.prepare_sampling(_recal_batches(labels, cfg.z_dim, device))
+            model = task.prepare_sampling(_recal_batches(labels, cfg.z_dim, device), images)
             if grid_due:
                 sheet = render_grid(model, grid, device)
                 sheet.save(run_dir / "samples" / f"grid-{nimg / 1000:010.3f}kimg.png")

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from trainer.augment import diff_augment, translation
-from trainer.losses import (GAN_LOSSES, d_hinge, gradient_penalty, kl_per_dim, latent_adversary_loss, vae_loss)
+from trainer.losses import (GAN_LOSSES, d_hinge, gradient_penalty, kl_per_dim, latent_adversary_loss,
+                            mode_seeking_loss, vae_loss)
+from trainer.models.gan import Generator, GeneratorConfig
 
 
 def test_hinge_values():
@@ -31,6 +33,29 @@ def test_gradient_penalty_of_linear_critic():
     critic = lambda x: (x * w).flatten(1).sum(1)  # noqa: E731
     gp = gradient_penalty(critic, torch.randn(5, 3, 4, 4), torch.randn(5, 3, 4, 4))
     assert gp.item() == pytest.approx(1.0)
+
+
+def test_mode_seeking_loss_penalises_latents_that_give_the_same_picture():
+    za, zb, a = torch.zeros(2, 4), torch.ones(2, 4), torch.zeros(2, 3, 2, 2)  # mean |za - zb| = 1
+    assert mode_seeking_loss(a, a + 0.5, za, zb).item() == pytest.approx(2.0, rel=1e-3)
+    assert mode_seeking_loss(a, a + 1.0, za, zb) < mode_seeking_loss(a, a + 0.5, za, zb)
+    assert mode_seeking_loss(a, a, za, zb) > 1e4  # collapsed: two latents, one picture
+    # its gradient pulls a generator's pairs (same conditions, different latents) apart
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig((3,), res=16, z_dim=8, width=4, embed_dim=4, w_dim=16))
+    opt = torch.optim.Adam(g.parameters(), lr=1e-2)
+    z, c = torch.randn(16, 8), torch.zeros(16, 1, dtype=torch.long)
+
+    def spread() -> torch.Tensor:
+        x = g(z, c)
+        return mode_seeking_loss(x[:8], x[8:], z[:8], z[8:])
+
+    before = spread().item()
+    for _ in range(20):
+        opt.zero_grad()
+        spread().backward()
+        opt.step()
+    assert spread().item() < 0.5 * before
 
 
 def test_vae_loss_units_and_free_bits():

@@ -11,8 +11,8 @@ from trainer.checkpoint import CheckpointError, load_run, load_training_state, s
 import torch.nn.functional as F
 
 from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, up_kernel
-from trainer.models.vae import (Encoder, EncoderConfig, LatentClassifier, LatentClassifierConfig,
-                                PatchDiscriminator, PatchDiscriminatorConfig)
+from trainer.models.vae import (Encoder, EncoderConfig, LatentClassifier, LatentClassifierConfig, LatentPrior,
+                                LatentPriorConfig, PatchDiscriminator, PatchDiscriminatorConfig)
 
 CARDS = (3, 5, 2)
 
@@ -63,6 +63,22 @@ def test_up_kernel_is_nearest_upsample_then_conv():
     grads = torch.autograd.grad(ref.square().sum(), (x, w))
     for got, want in zip(torch.autograd.grad(out.square().sum(), (x, w)), grads):
         torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
+
+
+def test_latent_prior_fits_the_codes_and_whitens_them():
+    torch.manual_seed(0)
+    prior = LatentPrior(LatentPriorConfig(z_dim=4))
+    u = torch.randn(3, 4)
+    assert torch.equal(prior(u), u)  # identity until fitted
+    mix = torch.tensor([[2.0, 0, 0, 0], [1.0, 1.0, 0, 0], [0, 0, 0.5, 0], [0, 0, 0, 0.1]])
+    mu = torch.randn(20000, 4) @ mix.T + torch.tensor([1.0, -2.0, 0.0, 3.0])  # correlated, shifted codes
+    var = torch.full_like(mu, 1e-4)
+    prior.fit(mu, var)
+    w, logvar = prior.whiten(mu, var.log())
+    torch.testing.assert_close(w.mean(0), torch.zeros(4), atol=0.03, rtol=0)
+    torch.testing.assert_close(torch.cov(w.T), torch.eye(4), atol=0.05, rtol=0)  # N(0, I) in u space
+    torch.testing.assert_close(prior(w), mu, atol=1e-3, rtol=1e-4)  # decoding a whitened code is decoding the code
+    assert logvar.shape == mu.shape and (logvar < 0).all()  # posteriors stay narrower than the prior
 
 
 def test_bad_inputs_are_named():

@@ -28,7 +28,15 @@ def test_vae_overfits_tiny_set(tiny_set, tmp_path):
     assert stats[-1]["sigma"] < 0.5 * stats[0]["sigma"]
     assert stats[-1]["sigma"] < 0.2
     loaded = load_run(run)
-    assert set(loaded.models) == {"encoder", "decoder"}
+    assert set(loaded.models) == {"encoder", "decoder", "prior"}
+    assert not torch.equal(loaded.models["prior"].scale, torch.eye(8))  # fitted to the codes at the checkpoint
+    from trainer.data import load_dataset
+
+    ds = load_dataset(str(tiny_set), 16)
+    x, c = torch.from_numpy(ds.images).permute(0, 3, 1, 2).float() / 127.5 - 1, torch.from_numpy(ds.labels)
+    enc, dec = loaded.models["encoder"], loaded.models["decoder"]  # in the prior's whitened space
+    with torch.no_grad():
+        torch.testing.assert_close(dec(enc(x)[0], c), dec.decoder(enc.encoder(x)[0], c), atol=1e-4, rtol=0)
 
 
 def test_gan_trains_and_snapshots(tiny_set, tmp_path):
@@ -66,7 +74,7 @@ def test_dual_projection_term_teaches_d_to_classify(tiny_set, tmp_path):
 
 @pytest.mark.parametrize("kind", ["gan", "vae"])
 def test_resume_is_bit_for_bit(tiny_set, tmp_path, kind):
-    extra = {"loss": "wgan-gp", "cls_weight": 1.0} if kind == "gan" else {"patch_start_kimg": 0.04}
+    extra = {"loss": "wgan-gp", "cls_weight": 1.0, "ms_weight": 1.0} if kind == "gan" else {"patch_start_kimg": 0.04}
     extra["cond_ramp_kimg"] = 0.1  # explicit: the automatic ramp is a fraction of --kimg
     straight = training_loop(_cfg(kind, tiny_set, tmp_path / "a", kimg=0.128, **extra), progress=False)
     first = training_loop(_cfg(kind, tiny_set, tmp_path / "b", kimg=0.064, **extra), progress=False)
@@ -136,6 +144,8 @@ def test_cli_config_errors(tmp_path, tiny_set):
     assert r.exit_code == 2 and "--res must be 64 or 128" in r.output
     r = _moe("train", "gan", "--loss", "l2", "--dry-run")
     assert r.exit_code == 2 and "--loss must be" in r.output
+    r = _moe("train", "gan", "--augment", "color,rotate", "--dry-run")
+    assert r.exit_code == 2 and "--augment takes a comma list of color, translation, cutout" in r.output
     r = _moe("train", "vae", "--resume", str(tmp_path))
     assert r.exit_code == 2 and "not a run folder" in r.output
     r = _moe("train", "gan", "--data", str(tiny_set), "--res", "16", "--device", "tpu", "--out", str(tmp_path))

@@ -16,7 +16,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 from trainer.models.gan import RESOLUTIONS, Generator, GeneratorConfig, channels_at, down_stack
 
 __all__ = ["EncoderConfig", "Encoder", "Decoder", "DecoderConfig", "PatchDiscriminatorConfig",
-           "PatchDiscriminator", "LatentClassifierConfig", "LatentClassifier"]
+           "PatchDiscriminator", "LatentClassifierConfig", "LatentClassifier", "LatentPriorConfig", "LatentPrior",
+           "WhitenedEncoder", "PriorDecoder"]
 
 Decoder = Generator
 DecoderConfig = GeneratorConfig
@@ -103,3 +104,72 @@ class LatentClassifier(nn.Module):
     def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
         h = self.trunk(z)  # (B, hidden)
         return [head(h) for head in self.heads]  # [(B, n_a)]
+
+
+@dataclass(frozen=True)
+class LatentPriorConfig:
+    z_dim: int = 128
+
+
+class LatentPrior(nn.Module):
+    """Where the VAE samples from: a Gaussian N(mean, L L^T) fitted to the aggregate posterior
+    (the encoder's codes of the training images) rather than N(0, I), whose draws land where no
+    training image was encoded and decode to blurred, wrong-featured faces (ex-post density
+    estimation, Ghosh et al. 2020; the second stage of Dai & Wipf 2019 in its simplest form).
+    `forward(u)` maps u ~ N(0, I) to z = mean + L u; `whiten` maps posteriors the other way.
+    Buffers only (identity until `fit`), refitted at every checkpoint."""
+
+    def __init__(self, cfg: LatentPriorConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("mean", torch.zeros(cfg.z_dim))
+        self.register_buffer("scale", torch.eye(cfg.z_dim))  # L, lower triangular
+        self.register_buffer("inv_scale", torch.eye(cfg.z_dim))  # L^-1
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.mean + u @ self.scale.t()  # (B, Z)
+
+    def whiten(self, mu: torch.Tensor, logvar: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A diagonal posterior (mu, logvar) -> its mean and marginal log-variances in u space."""
+        u = (mu - self.mean) @ self.inv_scale.t()
+        return u, (logvar.exp() @ self.inv_scale.square().t()).log()
+
+    @torch.no_grad()
+    def fit(self, mu: torch.Tensor, var: torch.Tensor) -> None:
+        """Moment-match the mixture of the posteriors N(mu_i, diag(var_i)), (N, Z) each."""
+        mu, var = mu.double(), var.double()
+        cov = torch.cov(mu.t(), correction=0) + torch.diag(var.mean(0))
+        cov += 1e-6 * cov.diagonal().mean() * torch.eye(len(cov), dtype=cov.dtype, device=cov.device)
+        scale = torch.linalg.cholesky(cov)
+        inv = torch.linalg.solve_triangular(scale, torch.eye(len(cov), dtype=cov.dtype, device=cov.device), upper=False)
+        for name, value in (("mean", mu.mean(0)), ("scale", scale), ("inv_scale", inv)):
+            getattr(self, name).copy_(value.float())
+
+
+class WhitenedEncoder(nn.Module):
+    """The encoder as it is exported and evaluated: codes in the prior's u space."""
+
+    def __init__(self, encoder: Encoder, prior: LatentPrior):
+        super().__init__()
+        self.encoder, self.prior, self.cfg = encoder, prior, encoder.cfg
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.prior.whiten(*self.encoder(x))
+
+
+class PriorDecoder(nn.Module):
+    """The decoder as it is exported and evaluated: u ~ N(0, I) (or a whitened code) -> image.
+    Same interface as a `Generator` (`embed`, `synthesize`, `forward`)."""
+
+    def __init__(self, decoder: Generator, prior: LatentPrior):
+        super().__init__()
+        self.decoder, self.prior, self.cfg = decoder, prior, decoder.cfg
+
+    def embed(self, c: torch.Tensor) -> torch.Tensor:
+        return self.decoder.embed(c)
+
+    def synthesize(self, u: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        return self.decoder.synthesize(self.prior(u), e)
+
+    def forward(self, u: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.synthesize(u, self.embed(c) * self.decoder.cond_weight)
