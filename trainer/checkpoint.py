@@ -160,6 +160,9 @@ def load_training_state(run_dir: str | Path, models: dict[str, nn.Module],
     """Restore every model and optimiser in place (for --resume); returns (meta, extra tensors)."""
     meta, tensors = _read(Path(run_dir))
     for name, model in models.items():
+        if name not in meta["models"] and not list(model.parameters()):
+            log.info("%s has no %r (an older run): it is computed again at the next checkpoint", run_dir, name)
+            continue  # state that is derived, not trained: the VAE's latent prior
         _load_into(model, _model_state(tensors, name), name)
     for name, opt in optimizers.items():
         om = meta["optimizers"][name]

@@ -87,6 +87,21 @@ def test_resume_is_bit_for_bit(tiny_set, tmp_path, kind):
     assert len((resumed / "stats.jsonl").read_text().splitlines()) == 4
 
 
+def test_vae_run_from_before_the_latent_prior_resumes(tiny_set, tmp_path):
+    from safetensors.torch import save_file
+
+    run = training_loop(_cfg("vae", tiny_set, tmp_path, kimg=0.064), progress=False)
+    meta = json.loads((run / "checkpoint.json").read_text())
+    del meta["models"]["prior"]  # as the runs of an older trainer were saved
+    (run / "checkpoint.json").write_text(json.dumps(meta))
+    tensors = load_file(run / "checkpoint.safetensors")
+    save_file({k: v for k, v in tensors.items() if not k.startswith("model.prior.")}, run / "checkpoint.safetensors")
+    assert "prior" not in load_run(run).models  # an old run: evaluated and exported with N(0, I)
+    training_loop(make_config(**{**json.loads((run / "config.json").read_text()), "kimg": 0.072}), resume=run,
+                  progress=False)
+    assert "prior" in load_run(run).models
+
+
 def test_divergence_names_the_step(tiny_set, tmp_path, monkeypatch):
     real_step = GanTask.step
 
