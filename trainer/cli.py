@@ -156,11 +156,13 @@ def train_gan(
     loss: str = _O("hinge", "--loss", help="hinge | ns (non-saturating) | wgan-gp."),
     cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term (D classifies real "
                            "images with its projection embeddings, G is rewarded when D classifies fakes as their "
-                           "conditions): conditions are followed sooner, but at width 16 it collapses the variety "
-                           "within a condition [0 = off]."),
+                           "conditions): every condition is followed, but alone it collapses the variety within a "
+                           "condition; pair it with --ms-weight. On the built-in set: --d-width 32 --augment "
+                           "color,translation --cls-weight 0.3 --ms-weight 0.03 [0 = off]."),
     ms_weight: float = _O(None, "--ms-weight", min=0, help="Weight of the mode-seeking term (Mao et al. 2019): "
                           "fakes drawn in pairs with the same conditions are pushed to differ as much as their "
-                          "latents; keeps the variety within a condition [0 = off]."),
+                          "latents; keeps the variety within a condition. 0.03 with --cls-weight 0.3; 0.1 already "
+                          "strays from the conditions [0 = off]."),
     augment: str = _O(None, "--augment", help="DiffAugment policy, a comma list of color, translation, "
                       "cutout [color,translation,cutout]."),
     no_augment: bool = _O(False, "--no-augment", help="Turn DiffAugment off (on by default)."),
