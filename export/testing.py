@@ -50,7 +50,7 @@ def make_tiny_runs(out_dir: Path, seed: int = 0, schema=None) -> tuple[Path, Pat
             dec(torch.randn(16, z_dim), c)
             d(x, c)
             codes.append(enc(x))
-        prior.fit(torch.cat([mu for mu, _ in codes]), torch.cat([lv for _, lv in codes]).exp())
+        prior.fit(*map(torch.cat, zip(*codes)))
     data = {"name": "tiny random", "spec": "none", "license": "CC0-1.0",
             "attribution": "randomly initialised test model", "fingerprint": "0" * 16}
     meta = {"schema": schema.to_dict(), "res": res, "z_dim": z_dim, "step": 0, "kimg": 0.0, "data": data,

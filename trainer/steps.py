@@ -216,7 +216,7 @@ class VaeTask:
         returns the decoder drawing from it."""
         self.decoder.eval()
         codes = [self.encoder(x.float().div(127.5).sub(1)) for x in images[::max(1, len(images) // n)].split(512)]
-        self.prior.fit(torch.cat([mu for mu, _ in codes]).float(), torch.cat([lv for _, lv in codes]).float().exp())
+        self.prior.fit(*map(torch.cat, zip(*codes)))
         return PriorDecoder(self.decoder, self.prior)
 
     def after_sampling(self) -> None:

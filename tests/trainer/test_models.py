@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -72,9 +73,9 @@ def test_latent_prior_fits_the_codes_and_whitens_them():
     assert torch.equal(prior(u), u)  # identity until fitted
     mix = torch.tensor([[2.0, 0, 0, 0], [1.0, 1.0, 0, 0], [0, 0, 0.5, 0], [0, 0, 0, 0.1]])
     mu = torch.randn(20000, 4) @ mix.T + torch.tensor([1.0, -2.0, 0.0, 3.0])  # correlated, shifted codes
-    var = torch.full_like(mu, 1e-4)
-    prior.fit(mu, var)
-    w, logvar = prior.whiten(mu, var.log())
+    logvar = torch.full_like(mu, math.log(1e-4))
+    prior.fit(mu, logvar)
+    w, logvar = prior.whiten(mu, logvar)
     torch.testing.assert_close(w.mean(0), torch.zeros(4), atol=0.03, rtol=0)
     torch.testing.assert_close(torch.cov(w.T), torch.eye(4), atol=0.05, rtol=0)  # N(0, I) in u space
     torch.testing.assert_close(prior(w), mu, atol=1e-3, rtol=1e-4)  # decoding a whitened code is decoding the code

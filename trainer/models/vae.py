@@ -135,9 +135,10 @@ class LatentPrior(nn.Module):
         return u, (logvar.exp() @ self.inv_scale.square().t()).log()
 
     @torch.no_grad()
-    def fit(self, mu: torch.Tensor, var: torch.Tensor) -> None:
-        """Moment-match the mixture of the posteriors N(mu_i, diag(var_i)), (N, Z) each."""
-        mu, var = mu.double(), var.double()
+    def fit(self, mu: torch.Tensor, logvar: torch.Tensor) -> None:
+        """Moment-match the mixture of the posteriors N(mu_i, diag(exp(logvar_i))), (N, Z) each: the
+        encoder's outputs."""
+        mu, var = mu.double(), logvar.double().exp()
         cov = torch.cov(mu.t(), correction=0) + torch.diag(var.mean(0))
         cov += 1e-6 * cov.diagonal().mean() * torch.eye(len(cov), dtype=cov.dtype, device=cov.device)
         scale = torch.linalg.cholesky(cov)
