@@ -23,9 +23,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig, config_from_dict
-from trainer.models.vae import (Encoder, EncoderConfig, LatentClassifier, LatentClassifierConfig, LatentPrior,
-                                LatentPriorConfig, PatchDiscriminator, PatchDiscriminatorConfig, PriorDecoder,
-                                WhitenedEncoder)
+from trainer.models.vae import (AttributeClassifier, AttributeClassifierConfig, Encoder, EncoderConfig,
+                                LatentClassifier, LatentClassifierConfig, LatentPrior, LatentPriorConfig,
+                                PatchDiscriminator, PatchDiscriminatorConfig, PriorDecoder, WhitenedEncoder)
 
 __all__ = ["LoadedRun", "CheckpointError", "save_checkpoint", "load_run", "load_training_state",
            "build_model", "describe_model", "CHECKPOINT_JSON", "CHECKPOINT_TENSORS"]
@@ -42,6 +42,7 @@ MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
     "Encoder": (Encoder, EncoderConfig),
     "PatchDiscriminator": (PatchDiscriminator, PatchDiscriminatorConfig),
     "LatentClassifier": (LatentClassifier, LatentClassifierConfig),
+    "AttributeClassifier": (AttributeClassifier, AttributeClassifierConfig),
     "LatentPrior": (LatentPrior, LatentPriorConfig),
 }
 PUBLIC_MODELS = {"gan": ("G_ema", "D"), "vae": ("encoder", "decoder", "D_patch", "prior")}

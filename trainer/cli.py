@@ -201,6 +201,12 @@ def train_vae(
     kl_warmup_kimg: float = _O(20.0, "--kl-warmup-kimg", help="KL and latent-adversary weight ramp 0 -> 1."),
     free_bits: float = _O(0.1, "--free-bits", help="Free bits per latent dimension (nats)."),
     latent_adv_weight: float = _O(100.0, "--latent-adv-weight", help="Weight of the Fader latent adversary."),
+    cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term (x the adaptive "
+                           "weight): half the batch is decoded again with other conditions, and a classifier "
+                           "trained on the real images checks that those edits show them (AttGAN). Draws the small "
+                           "attributes (accessories, eyes) that the likelihood alone blurs away [0 = off]."),
+    augment: str = _O(None, "--augment", help="DiffAugment policy of the patch discriminator, a comma list of "
+                      "color, translation, cutout [color,translation,cutout]."),
     no_augment: bool = _O(False, "--no-augment", help="Turn DiffAugment on the patch discriminator off."),
     resume: Path = _O(None, "--resume", help="Continue this run folder exactly (its config; --kimg sets the new end)."),
     dry_run: bool = _O(False, "--dry-run", help="Print the resolved config and exit."),
@@ -215,7 +221,8 @@ def train_vae(
     optional patch discriminator) so pictures can be encoded and edited attribute by attribute."""
     _train("vae", dict(data=data, res=res, kimg=kimg, out=out, batch=batch, lr=lr, width=width, z_dim=z_dim,
                        patch_weight=patch_weight, kl_warmup_kimg=kl_warmup_kimg, free_bits=free_bits,
-                       latent_adv_weight=latent_adv_weight, augment="" if no_augment else None, seed=seed,
+                       latent_adv_weight=latent_adv_weight, cls_weight=cls_weight,
+                       augment="" if no_augment else augment, seed=seed,
                        threads=threads, device=device, snapshot_minutes=snapshot_minutes, grid_kimg=grid_kimg,
                        max_minutes=max_minutes),
            resume, dry_run)

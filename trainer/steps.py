@@ -21,8 +21,9 @@ from trainer.augment import diff_augment
 from trainer.losses import (GAN_LOSSES, adaptive_weight, d_hinge, g_hinge, gradient_penalty, latent_adversary_loss,
                             classifier_loss, mode_seeking_loss, vae_loss)
 from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-from trainer.models.vae import (Encoder, EncoderConfig, LatentClassifier, LatentClassifierConfig, LatentPrior,
-                                LatentPriorConfig, PatchDiscriminator, PatchDiscriminatorConfig, PriorDecoder)
+from trainer.models.vae import (AttributeClassifier, AttributeClassifierConfig, Encoder, EncoderConfig,
+                                LatentClassifier, LatentClassifierConfig, LatentPrior, LatentPriorConfig,
+                                PatchDiscriminator, PatchDiscriminatorConfig, PriorDecoder)
 
 __all__ = ["GanTask", "VaeTask", "make_task", "sync_grads", "recalibrate_bn", "ramp"]
 
@@ -168,47 +169,70 @@ class VaeTask:
             self.opt_dp = torch.optim.Adam(self.D_patch.parameters(), lr=cfg.lr, betas=betas)
             self.models["D_patch"] = self.D_patch
             self.optimizers["D_patch"] = self.opt_dp
-        self.public = {k: v for k, v in self.models.items() if k != "latent_clf"}
+        self.classifier = None
+        if cfg.cls_weight > 0:
+            c_cfg = AttributeClassifierConfig(cardinalities, res=cfg.res, width=cfg.d_width or cfg.width)
+            self.classifier = AttributeClassifier(c_cfg).to(device)
+            # a plain classifier, not a player in a GAN game: trained at a classifier's rate (5x --lr
+            # learned the eyes of the built-in set twice as fast in the first 16 kimg)
+            self.opt_cls = torch.optim.Adam(self.classifier.parameters(), lr=5 * cfg.lr, betas=betas)
+            self.models["classifier"] = self.classifier
+            self.optimizers["classifier"] = self.opt_cls
+        self.public = {k: v for k, v in self.models.items() if k not in ("latent_clf", "classifier")}
         # entropy of each attribute's label distribution: the adversary's chance level (nats)
         self.prior_entropy = torch.stack([-(p * p.clamp_min(1e-12).log()).sum() for p in label_prior]).to(device)
 
     def step(self, real: torch.Tensor, c_real: torch.Tensor, c_fake: torch.Tensor, nimg: int) -> dict[str, torch.Tensor]:
         cfg, aug = self.cfg, (lambda x: diff_augment(x, self.cfg.augment))
+        shift = lambda x: diff_augment(x, "translation")  # noqa: E731  the classifier's: colours tell a bow from a blob
         warm = ramp(nimg, cfg.kl_warmup_kimg)
+        b = real.shape[0]
+        use_d = self.D_patch is not None and nimg >= cfg.patch_start_kimg * 1000
+        use_cls = self.classifier is not None and nimg >= cfg.patch_start_kimg * 1000
+        edits = b // 2 if use_cls else 0  # the codes of the first half, decoded again with other conditions
 
-        # Autoencoder: negative ELBO + Fader latent adversary (+ patch GAN term).
+        # Autoencoder: negative ELBO + Fader latent adversary (+ patch GAN and classification terms).
         with autocast(self.device):
             mu, logvar = (t.float() for t in self.encoder(real))  # (B, Z) each
             z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-            recon = self.decoder(z, c_real).float()  # (B, 3, H, W)
+            out = self.decoder(torch.cat([z, z[:edits]]), torch.cat([c_real, c_fake[:edits]])).float()
+        recon = out[:b]  # (B, 3, H, W); out[b:] are the edits
         loss, parts = vae_loss(recon, real, mu, logvar, beta=warm, free_bits=cfg.free_bits)
         loss_fader = latent_adversary_loss(self.latent_clf(z), c_real, self.prior_entropy)
         loss = loss + cfg.latent_adv_weight * warm * loss_fader
-        out = {"recon": parts["recon"], "kl": parts["kl"], "sigma": parts["sigma"], "fader": loss_fader.detach()}
-        use_patch = self.D_patch is not None and nimg >= cfg.patch_start_kimg * 1000
-        if use_patch:
+        stats = {"recon": parts["recon"], "kl": parts["kl"], "sigma": parts["sigma"], "fader": loss_fader.detach()}
+        ref, last = loss, self.decoder.to_rgb.weight  # each term below is weighted against this one (VQGAN)
+        if use_d:  # every decode should look real
             self.D_patch.requires_grad_(False)
-            adv = g_hinge(self.D_patch(aug(recon)).flatten(1).mean(1))
-            weight = adaptive_weight(loss, adv, self.decoder.to_rgb.weight)  # only recon reaches to_rgb
-            loss = loss + cfg.patch_weight * weight * adv
+            adv = g_hinge(self.D_patch(aug(out)).flatten(1).mean(1))
+            stats["patch_g"], stats["patch_w"] = adv.detach(), adaptive_weight(ref, adv, last)
+            loss = loss + cfg.patch_weight * stats["patch_w"] * adv
             self.D_patch.requires_grad_(True)
-            out["patch_g"], out["patch_w"] = adv.detach(), weight
+        if use_cls:  # every decode should show its conditions, the edits their new ones (AttGAN, He et al. 2019)
+            self.classifier.requires_grad_(False)
+            cls = classifier_loss(self.classifier(shift(out)), torch.cat([c_real, c_fake[:edits]]))
+            stats["cls_fake"], stats["cls_w"] = cls.detach(), adaptive_weight(ref, cls, last)
+            loss = loss + cfg.cls_weight * stats["cls_w"] * cls
+            self.classifier.requires_grad_(True)
         _step(self.opt_ae, loss)
 
         # Latent classifier: learn to read the attributes from z (the adversary's side).
         loss_lat = classifier_loss(self.latent_clf(z.detach()), c_real)
         _step(self.opt_lat, loss_lat)
-        out["latent_ce"] = loss_lat.detach()
+        stats["latent_ce"] = loss_lat.detach()
 
-        # Patch discriminator: one forward on cat(real, reconstruction), hinge loss.
-        if use_patch:
-            b = real.shape[0]
-            scores = self.D_patch(aug(torch.cat([real, recon.detach()]))).flatten(1).mean(1)  # (2B,)
-            loss_dp = d_hinge(scores[:b], scores[b:])
-            _step(self.opt_dp, loss_dp)
-            out["patch_d"] = loss_dp.detach()
-        out["loss"] = loss.detach()
-        return out
+        # Attribute classifier: learns the attributes from real images, from the first step.
+        if self.classifier is not None:
+            stats["cls_real"] = classifier_loss(self.classifier(shift(real)), c_real)
+            _step(self.opt_cls, stats["cls_real"])
+
+        # Patch discriminator: one forward on cat(real, decodes), hinge loss.
+        if use_d:
+            scores = self.D_patch(aug(torch.cat([real, out.detach()]))).flatten(1).mean(1)  # (2B or 2.5B,)
+            stats["patch_d"] = d_hinge(scores[:b], scores[b:])
+            _step(self.opt_dp, stats["patch_d"])
+        stats["loss"] = loss
+        return {k: v.detach() for k, v in stats.items()}
 
     @torch.no_grad()
     def prepare_sampling(self, make_batch, images: torch.Tensor, n: int = 4096) -> nn.Module:

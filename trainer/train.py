@@ -59,7 +59,8 @@ class TrainConfig:
     embed_dim: int = 32  # per attribute
     loss: str = "hinge"  # gan: hinge | ns | wgan-gp
     gp_weight: float = 10.0  # wgan-gp
-    cls_weight: float = 0.0  # gan: dual-projection classification loss on D's real and G's fake images; 0 = off
+    cls_weight: float = 0.0  # gan: dual-projection classification loss on D's real and G's fake images;
+    # vae: a classifier trained on real images checks the decoder's edits (x the adaptive weight); 0 = off
     ms_weight: float = 0.0  # gan: mode-seeking term (pairs of fakes with the same conditions); 0 = off
     augment: str = DEFAULT_POLICY  # DiffAugment on every discriminator input; "" = off
     cond_ramp_kimg: float = -1.0  # conditioning 0 -> 1 over this many kimg; -1 = auto (small sets only)
@@ -69,7 +70,7 @@ class TrainConfig:
     free_bits: float = 0.1  # vae: nats per latent dimension
     latent_adv_weight: float = 100.0  # vae: Fader adversary weight (10 left accessories in z: edits failed 4 in 10)
     patch_weight: float = 0.1  # vae: patch discriminator weight (times the adaptive weight); 0 = off
-    patch_start_kimg: float = 20.0
+    patch_start_kimg: float = 20.0  # vae: the patch and classification terms start here
     seed: int = 0
     threads: int = 0  # torch CPU threads; 0 = all cores
     tick_kimg: float = 4.0

@@ -72,9 +72,30 @@ def test_dual_projection_term_teaches_d_to_classify(tiny_set, tmp_path):
     assert min(accuracy) >= 0.9, accuracy  # chance is 0.5
 
 
+def test_vae_classification_term_makes_edits_show_their_conditions(tiny_set, tmp_path):
+    from trainer.data import load_dataset
+
+    run = training_loop(_cfg("vae", tiny_set, tmp_path, kimg=0.8, lr=1e-3, width=8, cls_weight=1.0,
+                             patch_start_kimg=0.0, kl_warmup_kimg=0.2), progress=False)
+    ds = load_dataset(str(tiny_set), 16)
+    x, c = torch.from_numpy(ds.images).permute(0, 3, 1, 2).float() / 127.5 - 1, torch.from_numpy(ds.labels)
+    m = load_run(run, names=("encoder", "decoder", "prior", "classifier")).models
+    flipped = 1 - c  # both attributes have two values
+    with torch.no_grad():
+        edits = m["decoder"](m["encoder"](x)[0], flipped)
+        for images, labels in ((x, c), (edits, flipped)):  # real images, and the edits as their new conditions
+            accuracy = [(lg.argmax(1) == labels[:, i]).float().mean().item()
+                        for i, lg in enumerate(m["classifier"](images))]
+            assert min(accuracy) >= 0.9, accuracy  # chance is 0.5
+    ink = edits.mean(1) < 0.5  # (B, H, W): the shape, not the light background
+    red_minus_blue = ((edits[:, 0] - edits[:, 2]) * ink).flatten(1).sum(1)
+    assert torch.equal((red_minus_blue > 0).long(), flipped[:, 0])  # the pixels too: color values are (blue, red)
+
+
 @pytest.mark.parametrize("kind", ["gan", "vae"])
 def test_resume_is_bit_for_bit(tiny_set, tmp_path, kind):
-    extra = {"loss": "wgan-gp", "cls_weight": 1.0, "ms_weight": 1.0} if kind == "gan" else {"patch_start_kimg": 0.04}
+    extra = {"loss": "wgan-gp", "ms_weight": 1.0} if kind == "gan" else {"patch_start_kimg": 0.04}
+    extra["cls_weight"] = 1.0
     extra["cond_ramp_kimg"] = 0.1  # explicit: the automatic ramp is a fraction of --kimg
     straight = training_loop(_cfg(kind, tiny_set, tmp_path / "a", kimg=0.128, **extra), progress=False)
     first = training_loop(_cfg(kind, tiny_set, tmp_path / "b", kimg=0.064, **extra), progress=False)

@@ -1,4 +1,5 @@
-"""Conditional VAE parts: the encoder q(z|x), a patch discriminator and a latent classifier.
+"""Conditional VAE parts: the encoder q(z|x), a patch discriminator, an attribute classifier and a
+latent classifier.
 
 The decoder p(x|z, c) is a `Generator` (`Decoder = Generator`, same config). The encoder is
 unconditional: z should carry everything *but* the attributes, which the latent adversary
@@ -16,8 +17,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 from trainer.models.gan import RESOLUTIONS, Generator, GeneratorConfig, channels_at, down_stack
 
 __all__ = ["EncoderConfig", "Encoder", "Decoder", "DecoderConfig", "PatchDiscriminatorConfig",
-           "PatchDiscriminator", "LatentClassifierConfig", "LatentClassifier", "LatentPriorConfig", "LatentPrior",
-           "WhitenedEncoder", "PriorDecoder"]
+           "PatchDiscriminator", "AttributeClassifierConfig", "AttributeClassifier", "LatentClassifierConfig",
+           "LatentClassifier", "LatentPriorConfig", "LatentPrior", "WhitenedEncoder", "PriorDecoder"]
 
 Decoder = Generator
 DecoderConfig = GeneratorConfig
@@ -79,6 +80,32 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+
+@dataclass(frozen=True)
+class AttributeClassifierConfig:
+    cardinalities: tuple[int, ...]
+    res: int = 64
+    width: int = 32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cardinalities", tuple(int(n) for n in self.cardinalities))
+
+
+class AttributeClassifier(nn.Module):
+    """Image (B, 3, res, res) -> one logit vector per attribute: the VAE's auxiliary classifier
+    (AttGAN, He et al. 2019), trained on real images, that checks the decoder's edits. The
+    discriminators' trunk without spectral norm, flattened so it keeps where things are."""
+
+    def __init__(self, cfg: AttributeClassifierConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.features, c = down_stack(cfg.res, cfg.width, sn=_no_sn)
+        self.heads = nn.ModuleList(nn.Linear(c * 16, n) for n in cfg.cardinalities)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        h = self.features(x).flatten(1)  # (B, C4 * 4 * 4)
+        return [head(h) for head in self.heads]  # [(B, n_a)]
 
 
 @dataclass(frozen=True)
