@@ -173,8 +173,8 @@ class VaeTask:
         if cfg.cls_weight > 0:
             c_cfg = AttributeClassifierConfig(cardinalities, res=cfg.res, width=cfg.d_width or cfg.width)
             self.classifier = AttributeClassifier(c_cfg).to(device)
-            # a plain classifier, not a player in a GAN game: trained at a classifier's rate (5x --lr
-            # learned the eyes of the built-in set twice as fast in the first 16 kimg)
+            # a plain classifier, not a player in a GAN game: trained at a classifier's rate (5x --lr: after
+            # 16 kimg of the built-in set, eyes 0.58 / mouth 0.75 right on held-out images, not 0.38 / 0.54)
             self.opt_cls = torch.optim.Adam(self.classifier.parameters(), lr=5 * cfg.lr, betas=betas)
             self.models["classifier"] = self.classifier
             self.optimizers["classifier"] = self.opt_cls
@@ -184,7 +184,8 @@ class VaeTask:
 
     def step(self, real: torch.Tensor, c_real: torch.Tensor, c_fake: torch.Tensor, nimg: int) -> dict[str, torch.Tensor]:
         cfg, aug = self.cfg, (lambda x: diff_augment(x, self.cfg.augment))
-        shift = lambda x: diff_augment(x, "translation")  # noqa: E731  the classifier's: colours tell a bow from a blob
+        # the classifier sees images shifted, never recoloured: colour is what tells a bow from a blob
+        shift = lambda x: diff_augment(x, "translation")  # noqa: E731
         warm = ramp(nimg, cfg.kl_warmup_kimg)
         b = real.shape[0]
         use_d = self.D_patch is not None and nimg >= cfg.patch_start_kimg * 1000
