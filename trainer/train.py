@@ -60,7 +60,7 @@ class TrainConfig:
     loss: str = "hinge"  # gan: hinge | ns | wgan-gp
     gp_weight: float = 10.0  # wgan-gp
     cls_weight: float = 0.0  # gan: dual-projection classification loss on D's real and G's fake images;
-    # vae: a classifier trained on real images checks the decoder's edits (x the adaptive weight); 0 = off
+    # vae: a classifier trained on real images checks every decode and edit (x the adaptive weight); 0 = off
     ms_weight: float = 0.0  # gan: mode-seeking term (pairs of fakes with the same conditions); 0 = off
     augment: str = DEFAULT_POLICY  # DiffAugment on every discriminator input; "" = off
     cond_ramp_kimg: float = -1.0  # conditioning 0 -> 1 over this many kimg; -1 = auto (small sets only)

@@ -94,7 +94,7 @@ class AttributeClassifierConfig:
 
 class AttributeClassifier(nn.Module):
     """Image (B, 3, res, res) -> one logit vector per attribute: the VAE's auxiliary classifier
-    (AttGAN, He et al. 2019), trained on real images, that checks the decoder's edits. The
+    (AttGAN, He et al. 2019), trained on real images, that checks what the decoder draws. The
     discriminators' trunk without spectral norm, flattened so it keeps where things are."""
 
     def __init__(self, cfg: AttributeClassifierConfig):
