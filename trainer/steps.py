@@ -188,8 +188,8 @@ class VaeTask:
         shift = lambda x: diff_augment(x, "translation")  # noqa: E731
         warm = ramp(nimg, cfg.kl_warmup_kimg)
         b = real.shape[0]
-        use_d = self.D_patch is not None and nimg >= cfg.patch_start_kimg * 1000
-        use_cls = self.classifier is not None and nimg >= cfg.patch_start_kimg * 1000
+        started = nimg >= cfg.patch_start_kimg * 1000  # the patch and classification terms
+        use_d, use_cls = started and self.D_patch is not None, started and self.classifier is not None
         edits = b // 2 if use_cls else 0  # the codes of the first half, decoded again with other conditions
 
         # Autoencoder: negative ELBO + Fader latent adversary (+ patch GAN and classification terms).
