@@ -392,7 +392,6 @@ def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = Non
     report["generated"] = section
     if run.kind == "vae":  # where the samples were drawn from (runs before the fitted prior used N(0, I))
         section["latent_prior"] = "fitted to the codes" if "prior" in run.models else "N(0, I)"
-    if run.kind == "vae":
         report["vae"], vgrid = _vae_report(run.models["encoder"], generator, ref, tj.model, schema, seed, batch)
         grid |= vgrid
     report["summary"] = _summary(report)

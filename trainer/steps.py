@@ -1,8 +1,9 @@
 """One optimisation step for each kind of run: `GanTask` and `VaeTask`.
 
 A task owns its models and optimisers and exposes what the loop needs: `step(real, c_real,
-c_fake, nimg)` -> detached losses, `models` / `optimizers` (everything a checkpoint holds),
-`public` (what gets exported), and `sample(z, c)` for the grid. Gradients are averaged
+c_fake, nimg)` -> detached losses, `models` / `optimizers` (everything a checkpoint holds; what
+gets exported is `checkpoint.PUBLIC_MODELS`), and `prepare_sampling(...)` -> the model that
+draws the grid. Gradients are averaged
 across processes by `sync_grads` (data parallel under torchrun); it is a plain all-reduce
 rather than the DDP wrapper because the WGAN-GP penalty and the VAE's adaptive weight use
 `torch.autograd.grad`, which DDP does not support.
@@ -91,7 +92,6 @@ class GanTask:
         self.d_loss, self.g_loss = GAN_LOSSES[cfg.loss]
         self.models = {"G": self.G, "G_ema": self.G_ema, "D": self.D}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}
-        self.public = {"G_ema": self.G_ema, "D": self.D}
 
     def step(self, real: torch.Tensor, c_real: torch.Tensor, c_fake: torch.Tensor, nimg: int) -> dict[str, torch.Tensor]:
         cfg, aug = self.cfg, (lambda x: diff_augment(x, self.cfg.augment))
@@ -178,7 +178,6 @@ class VaeTask:
             self.opt_cls = torch.optim.Adam(self.classifier.parameters(), lr=5 * cfg.lr, betas=betas)
             self.models["classifier"] = self.classifier
             self.optimizers["classifier"] = self.opt_cls
-        self.public = {k: v for k, v in self.models.items() if k not in ("latent_clf", "classifier")}
         # entropy of each attribute's label distribution: the adversary's chance level (nats)
         self.prior_entropy = torch.stack([-(p * p.clamp_min(1e-12).log()).sum() for p in label_prior]).to(device)
 
