@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
-from trainer.models.gan import RESOLUTIONS, Generator, GeneratorConfig, channels_at, down_stack
+from trainer.models.gan import RESOLUTIONS, DiscriminatorConfig, Generator, GeneratorConfig, channels_at, down_stack
 
 __all__ = ["EncoderConfig", "Encoder", "Decoder", "DecoderConfig", "PatchDiscriminatorConfig",
            "PatchDiscriminator", "AttributeClassifierConfig", "AttributeClassifier", "LatentClassifierConfig",
@@ -22,6 +22,7 @@ __all__ = ["EncoderConfig", "Encoder", "Decoder", "DecoderConfig", "PatchDiscrim
 
 Decoder = Generator
 DecoderConfig = GeneratorConfig
+AttributeClassifierConfig = DiscriminatorConfig  # the same trunk: cardinalities, res, width
 
 
 def _no_sn(module: nn.Module) -> nn.Module:
@@ -80,16 +81,6 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-
-@dataclass(frozen=True)
-class AttributeClassifierConfig:
-    cardinalities: tuple[int, ...]
-    res: int = 64
-    width: int = 32
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "cardinalities", tuple(int(n) for n in self.cardinalities))
 
 
 class AttributeClassifier(nn.Module):
