@@ -6,12 +6,11 @@ each doing `/avatar create`, measures per interaction:
 - final: INTERACTION_CREATE sent -> the final message with the image.
 `failed` counts interactions with no image or any failure a member would see.
 
-Baseline in the same run: the same measurement against `tests/fakediscord/demo_bot.py`
+Baseline in the same run: the same measurement against `testkit/fakediscord/demo_bot.py`
 (`/hello`, answered at once), i.e. the cost of the fake + discord.py round trip on this
 machine at the same concurrency, so numbers from a noisy machine can be compared.
 
-Runs from a repo checkout (it imports `tests.fakediscord`). Uses the bundled pack
-`engine/packs/moe-default` when present, else builds a tiny random pack (noted in the JSON).
+Uses the bundled pack `engine/packs/moe-default` when present, else builds a tiny random pack (noted in the JSON).
 """
 
 from __future__ import annotations
@@ -20,21 +19,16 @@ import asyncio
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
-
-from tests.fakediscord import BotProcess, FakeDiscord, Interaction, InteractionFailed  # noqa: E402
+from moe.settings import BUNDLED_PACKS_DIR
+from testkit.fakediscord import DEMO_BOT, BotProcess, FakeDiscord, Interaction, InteractionFailed
 
 __all__ = ["run", "percentile", "summarize"]
 
-BUNDLED = REPO_ROOT / "engine" / "packs" / "moe-default"
-DEMO_BOT = ("tests/fakediscord/demo_bot.py",)
+BUNDLED = BUNDLED_PACKS_DIR / "moe-default"
 TARGETS = {"ack_p95_ms": 300.0, "final_p95_ms": 1500.0}
 
 
@@ -117,11 +111,11 @@ def _pack_env(workdir: Path, pack_dir: Path | None) -> tuple[dict[str, str], str
     empty.mkdir(exist_ok=True)
     if (BUNDLED / "manifest.json").exists():
         return {"MOE_PACKS_DIR": str(empty), "MOE_DEFAULT_PACK": "moe-default"}, "moe-default", None
-    from export.testing import make_tiny_pack
+    from testkit.tinypack import make_tiny_pack
 
     make_tiny_pack(empty, name="tiny-bench", fp16=False)
     note = ("engine/packs/moe-default is absent: measured with a tiny random pack "
-            "(export.testing.make_tiny_pack, 32 px); numbers are not the bundled pack's")
+            "(testkit.tinypack.make_tiny_pack, 32 px); numbers are not the bundled pack's")
     return {"MOE_PACKS_DIR": str(empty), "MOE_DEFAULT_PACK": "tiny-bench"}, "tiny-bench", note
 
 
@@ -133,7 +127,7 @@ async def _bench(counts: tuple[int, ...], rounds: int, bursts: int, command: str
     async with FakeDiscord() as fake:
         guild = fake.add_guild("bench")
         members = [fake.add_member(guild, f"member{i}") for i in range(biggest)]
-        async with BotProcess(fake, {"MOE_DEV_GUILD_ID": str(guild.id)}, args=DEMO_BOT) as demo:
+        async with BotProcess(fake, {"MOE_DEV_GUILD_ID": str(guild.id)}, args=(str(DEMO_BOT),)) as demo:
             await _measure(fake, members, 1, 3, "hello", False, timeout, 0)  # warm-up
             out["baseline"] = {str(n): await _measure(fake, members, n, rounds if n == 1 else bursts, "hello",
                                                       False, timeout, 0, demo) for n in counts}

@@ -39,7 +39,7 @@ LEVELS = (1, 8, 64, 256)
 
 def _tiny_pack(root: Path) -> Path:
     """The export helper's tiny random pack."""
-    from export.testing import make_tiny_pack
+    from testkit.tinypack import make_tiny_pack
 
     return make_tiny_pack(root / "packs", name="tiny", fp16=False)
 

@@ -14,11 +14,10 @@ from export.triton import write_triton_repo
 from export.verify import Check, check_pack
 
 __all__ = ["build_pack", "load_runs", "parity_against_runs", "ExportError", "Exported", "RunModels",
-           "Check", "check_pack", "write_triton_repo", "make_tiny_pack"]
+           "Check", "check_pack", "write_triton_repo"]
 
 _LAZY = {"build_pack": "export.build", "load_runs": "export.build", "parity_against_runs": "export.build",
-         "ExportError": "export.build", "Exported": "export.build", "RunModels": "export.build",
-         "make_tiny_pack": "export.testing"}
+         "ExportError": "export.build", "Exported": "export.build", "RunModels": "export.build"}
 
 
 def __getattr__(name: str):

@@ -15,6 +15,6 @@ def tiny_pack(tmp_path_factory) -> Path:
     Needs torch; tests that use it are skipped where torch is not installed.
     Treat it as read-only: copy it (shutil.copytree) before changing files."""
     pytest.importorskip("torch")
-    from export.testing import make_tiny_pack
+    from testkit.tinypack import make_tiny_pack
 
     return make_tiny_pack(tmp_path_factory.mktemp("tiny-pack"))

@@ -30,7 +30,7 @@ from engine import Engine, Recipe
 from engine.pack import content_hash
 from engine.recipe import Seed, Slerp, Upload, Vary, pack_id_of
 from moe.settings import BUNDLED_PACKS_DIR
-from tests.fakediscord import BotProcess, FakeDiscord
+from testkit.fakediscord import BotProcess, FakeDiscord
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -46,7 +46,7 @@ def packs_dir(request, tmp_path_factory) -> Path:
         src = Path(os.environ.get("MOE_E2E_PACK") or request.getfixturevalue("tiny_pack"))
     except pytest.FixtureLookupError:
         pytest.importorskip("torch")
-        make_tiny_pack = pytest.importorskip("export.testing").make_tiny_pack
+        make_tiny_pack = pytest.importorskip("testkit.tinypack").make_tiny_pack
         src = Path(make_tiny_pack(tmp_path_factory.mktemp("e2e-pack-src"), name="tiny", fp16=False))
     manifest = json.loads((src / "manifest.json").read_text())
     root = tmp_path_factory.mktemp("e2e-packs")

@@ -15,7 +15,7 @@ pytest.importorskip("torch")
 from typer.testing import CliRunner  # noqa: E402
 
 from engine.pack import content_hash, sha256_file  # noqa: E402
-from export.testing import one_torch_thread  # noqa: E402
+from testkit.tinypack import one_torch_thread  # noqa: E402
 from moe.cli import app  # noqa: E402
 
 ENV = {"COLUMNS": "240", "NO_COLOR": "1"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bench.e2e import percentile, run
+from testkit.fakediscord import DEMO_BOT
 
 
 def test_percentile_is_nearest_rank():
@@ -12,7 +13,7 @@ def test_percentile_is_nearest_rank():
 
 
 def test_bench_reports_latencies_and_a_baseline():
-    result = run(members=(1, 3), rounds=2, bursts=1, command="draw", bot_args=("tests/fakediscord/demo_bot.py",),
+    result = run(members=(1, 3), rounds=2, bursts=1, command="draw", bot_args=(str(DEMO_BOT),),
                  pack=False)
     for n, requests in (("1", 2), ("3", 3)):
         for section in (result[n], result["baseline"][n]):

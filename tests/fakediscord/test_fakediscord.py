@@ -11,10 +11,10 @@ import sys
 import aiohttp
 import pytest
 
-from tests.fakediscord import BotProcess, FakeDiscord, InteractionFailed, InvalidInvocation, ResponseType, SHIM_DIR
-from tests.fakediscord.server import TOKEN
+from testkit.fakediscord import DEMO_BOT, SHIM_DIR, BotProcess, FakeDiscord, InteractionFailed, InvalidInvocation, ResponseType
+from testkit.fakediscord.server import TOKEN
 
-DEMO = ("tests/fakediscord/demo_bot.py",)
+DEMO = (str(DEMO_BOT),)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -299,7 +299,7 @@ def test_shim_patches_discord_only_when_asked(tmp_path):
 
 
 def test_message_limits_name_each_broken_rule():
-    from tests.fakediscord.state import World
+    from testkit.fakediscord.state import World
 
     world = World()
     ok = {"content": "hi", "components": [{"type": 1, "components": [

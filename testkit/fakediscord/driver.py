@@ -13,9 +13,10 @@ from .invoke import InvalidInvocation, build_options, find_command, nest
 from .server import TOKEN, FakeServer
 from .state import ALL_PERMISSIONS, MAX_FILE_BYTES, Attachment, Channel, Guild, Member, Message, User, Violation, World, snowflake
 
-__all__ = ["FakeDiscord", "SHIM_DIR", "REPO_ROOT"]
+__all__ = ["FakeDiscord", "SHIM_DIR", "REPO_ROOT", "DEMO_BOT"]
 
 SHIM_DIR = Path(__file__).resolve().parent / "shim"
+DEMO_BOT = Path(__file__).resolve().parent / "demo_bot.py"  # the baseline bot of tests and bench/e2e.py
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -1,6 +1,6 @@
 """A tiny discord.py bot that proves the fake Discord (and gives bench/e2e.py its baseline).
 
-Run with the shim on PYTHONPATH (see `FakeDiscord.env()`): `python tests/fakediscord/demo_bot.py`.
+Run with the shim on PYTHONPATH (see `FakeDiscord.env()`): `python testkit/fakediscord/demo_bot.py`.
 Commands: /hello (instant answer), /draw (defer, then a followup with a PNG and a persistent
 DynamicItem button), /slow (answers after DEMO_SLOW_S seconds), /pick (autocomplete),
 /echo (attachment option: answers with the attachment's bytes), /ask (opens a modal).
