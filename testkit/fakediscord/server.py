@@ -7,7 +7,6 @@ with a 404 JSON body and logged in `FakeServer.unhandled`, so gaps show up in te
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
@@ -16,24 +15,12 @@ from aiohttp import web
 
 from .gateway import TOKEN, Gateway
 from .interaction import Interaction, ResponseType
-from .state import EPHEMERAL, Attachment, Message, World, iso_now, snowflake
+from .messages import LOADING, Messages, error, json_response, read_body
+from .state import EPHEMERAL, Message, World, iso_now, snowflake
 
 log = logging.getLogger(__name__)
 
 __all__ = ["FakeServer", "TOKEN"]
-
-LOADING = 1 << 7  # message flag: "bot is thinking"
-_File = tuple[str, bytes, str]  # (filename, data, content type)
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    # discord.py parses JSON only when content-type is exactly "application/json" (no charset).
-    return web.Response(body=json.dumps(data).encode(), status=status, headers={"Content-Type": "application/json"})
-
-
-def _error(status: int, code: int, message: str) -> web.Response:
-    return _json({"message": message, "code": code}, status=status)
-
 
 class FakeServer:
     def __init__(self, world: World, *, deadline_s: float = 3.0, token_life_s: float = 900.0,
@@ -49,6 +36,7 @@ class FakeServer:
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self.gateway = Gateway(world, self._notify, heartbeat_ms)
+        self.messages = Messages(world)
 
     @property
     def session(self):
@@ -103,6 +91,7 @@ class FakeServer:
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.gateway.url = self.gateway_url
+        self.messages.cdn_base = f"{self.base}/cdn/attachments"
 
     async def close(self) -> None:
         await self.gateway.close()
@@ -138,104 +127,23 @@ class FakeServer:
                                "(members see 'The application did not respond')", itx.id)
             itx.fail(f"no answer within {self.deadline_s} s")
 
-    # -- request helpers -------------------------------------------------------------------
-
-    async def _body(self, request: web.Request) -> tuple[dict, dict[str, _File]]:
-        """JSON body or multipart (payload_json + files[n]); files keyed by their index n."""
-        if not request.content_type.startswith("multipart/"):
-            raw = await request.read()
-            return (json.loads(raw) if raw else {}), {}
-        payload: dict = {}
-        files: dict[str, _File] = {}
-        reader = await request.multipart()
-        async for part in reader:
-            if part.name == "payload_json":
-                payload = json.loads(await part.text())
-            elif part.name and part.name.startswith("files["):
-                index = part.name[len("files["):-1]
-                files[index] = (part.filename or f"file{index}", bytes(await part.read()),
-                                part.headers.get("Content-Type", "application/octet-stream"))
-        return payload, files
-
-    def _attachment(self, channel_id: int, filename: str, data: bytes, content_type: str,
-                    description: str | None = None) -> Attachment:
-        aid = snowflake()
-        return Attachment(aid, filename, content_type, data,
-                          f"{self.base}/cdn/attachments/{channel_id}/{aid}/{filename}", description)
-
-    def _attachments(self, msg: Message, body: dict, files: dict[str, _File]) -> list[Attachment]:
-        """Attachments after a create or edit: kept ones by id, new ones from the uploaded files."""
-        meta = body.get("attachments")
-        if meta is None:
-            meta = [{"id": k} for k in files]
-            kept = list(msg.attachments)
-        else:
-            kept = []
-        existing = {str(a.id): a for a in msg.attachments}
-        for m in meta:
-            key = str(m.get("id"))
-            if key in files:
-                name, data, ctype = files[key]
-                kept.append(self._attachment(msg.channel_id, m.get("filename") or name, data, ctype,
-                                             m.get("description")))
-            elif key in existing:
-                kept.append(existing[key])
-        return kept
-
-    def _apply(self, msg: Message, body: dict, files: dict[str, _File], *, edit: bool) -> None:
-        for key in ("content", "embeds", "components"):
-            if key in body:
-                setattr(msg, key, body[key] if body[key] is not None else ("" if key == "content" else []))
-        msg.attachments = self._attachments(msg, body, files)
-        if edit:
-            msg.edits += not msg.flags & LOADING  # filling in "thinking..." is the first content, not an edit
-            msg.flags &= ~LOADING
-
-    def _new_message(self, channel_id: int, guild_id: int | None, body: dict, files: dict[str, _File],
-                     itx: Interaction | None, flags: int = 0) -> Message:
-        msg = Message(snowflake(), channel_id, guild_id, self.world.bot, flags=flags,
-                      interaction_id=itx.id if itx else None, interaction_meta=self._meta(itx) if itx else None)
-        self._apply(msg, body, files, edit=False)
-        self.world.messages[msg.id] = msg
-        return msg
-
-    def _meta(self, itx: Interaction) -> dict:
-        meta: dict[str, Any] = {"id": str(itx.id), "type": itx.type, "user": itx.member.user.to_payload(),
-                                "authorizing_integration_owners": {"0": str(itx.member.guild.id)}}
-        if itx.type == 2:
-            meta["name"] = itx.payload["data"]["name"]
-        if itx.source is not None:
-            meta["interacted_message_id"] = str(itx.source.id)
-        if itx.original is not None and itx.original.interaction_id == itx.id:
-            meta["original_response_message_id"] = str(itx.original.id)
-        return meta
-
-    def _rejected(self, body: dict, files: dict[str, _File], itx: Interaction | None, *,
-                  new: bool = True) -> web.Response | None:
-        found = self.world.check_message(body, list(files.values()), itx.id if itx else None, new=new)
-        if not found:
-            return None
-        if any(v.kind == "file_too_large" for v in found):
-            return _error(413, 40005, "Request entity too large")
-        return _error(400, 50035, "Invalid Form Body: " + "; ".join(map(str, found)))
-
     def _itx_channel(self, itx: Interaction) -> tuple[int, int | None]:
         return int(itx.payload["channel_id"]), int(itx.payload["guild_id"]) if "guild_id" in itx.payload else None
 
     # -- REST: identity and commands -------------------------------------------------------
 
     async def get_gateway(self, request: web.Request) -> web.Response:
-        return _json({"url": self.gateway_url, "shards": 1, "session_start_limit": {
+        return json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": {
             "total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}})
 
     async def get_me(self, request: web.Request) -> web.Response:
         if request.headers.get("Authorization") != f"Bot {TOKEN}":
-            return _error(401, 0, "401: Unauthorized")
-        return _json({**self.world.bot.to_payload(), "verified": True, "mfa_enabled": False, "flags": 0})
+            return error(401, 0, "401: Unauthorized")
+        return json_response({**self.world.bot.to_payload(), "verified": True, "mfa_enabled": False, "flags": 0})
 
     async def get_application(self, request: web.Request) -> web.Response:
         w = self.world
-        return _json({
+        return json_response({
             "id": str(w.application_id), "name": w.bot.name, "description": "", "icon": None,
             "bot_public": False, "bot_require_code_grant": False, "owner": w.bot.to_payload(),
             "verify_key": "0" * 64, "flags": 0, "team": None, "summary": "", "bot": w.bot.to_payload(),
@@ -255,8 +163,8 @@ class FakeServer:
         guild = int(request.match_info["guild"]) if "guild" in request.match_info else None
         stored = self.world.commands.get(guild, [])
         if request.method == "GET":
-            return _json(stored)
-        body, _ = await self._body(request)
+            return json_response(stored)
+        body, _ = await read_body(request)
         if request.method == "PUT":
             new = body
         elif request.method == "POST":
@@ -265,37 +173,37 @@ class FakeServer:
             return await self.not_implemented(request)
         problems = self.world.check_commands(new)
         if problems:
-            return _error(400, 50035, "Invalid Form Body: " + "; ".join(map(str, problems)))
+            return error(400, 50035, "Invalid Form Body: " + "; ".join(map(str, problems)))
         self.world.commands[guild] = [self._command_out(c, guild, stored) for c in new]
         self.sync_count += 1
         await self._notify()
         out = self.world.commands[guild]
-        return _json(out if request.method == "PUT" else out[-1])
+        return json_response(out if request.method == "PUT" else out[-1])
 
     # -- REST: interactions ----------------------------------------------------------------
 
     async def callback(self, request: web.Request) -> web.Response:
         now = time.monotonic()
-        body, files = await self._body(request)
+        body, files = await read_body(request)
         itx = self.interactions.get(int(request.match_info["iid"]))
         if itx is None or itx.token != request.match_info["token"]:
-            return _error(404, 10062, "Unknown interaction")
+            return error(404, 10062, "Unknown interaction")
         w = self.world
         if itx.acked_at is not None:
             w.violate("double_response", f"{itx.describe()}: answered twice", itx.id)
-            return _error(400, 40060, "Interaction has already been acknowledged.")
+            return error(400, 40060, "Interaction has already been acknowledged.")
         if now - itx.dispatched_at > self.deadline_s:
             self._check_answered(itx)  # the watchdog may not have run yet on a busy loop
             w.violate("late_response", f"{itx.describe()}: first answer after {now - itx.dispatched_at:.3f} s "
                       f"> {self.deadline_s} s", itx.id)
             itx.fail(f"answered after the {self.deadline_s} s deadline")
-            return _error(404, 10062, "Unknown interaction")
+            return error(404, 10062, "Unknown interaction")
         rtype, data = body.get("type"), body.get("data") or {}
         allowed = {2: {4, 5, 9}, 3: {4, 5, 6, 7, 9}, 4: {8}, 5: {4, 5, 6, 7}}[itx.type]
         if rtype not in allowed:
             w.violate("bad_callback_type", f"{itx.describe()}: callback type {rtype} for interaction type {itx.type}", itx.id)
-            return _error(400, 50035, f"Invalid Form Body: callback type {rtype} not allowed here")
-        if rtype in (4, 7) and (rejected := self._rejected(data, files, itx, new=rtype == 4)):
+            return error(400, 50035, f"Invalid Form Body: callback type {rtype} not allowed here")
+        if rtype in (4, 7) and (rejected := self.messages.rejected(data, files, itx, new=rtype == 4)):
             return rejected
         if rtype == ResponseType.AUTOCOMPLETE and (rejected := self._check_choices(itx, data)):
             return rejected
@@ -304,17 +212,17 @@ class FakeServer:
         channel, guild = self._itx_channel(itx)
         msg: Message | None = None
         if rtype == ResponseType.MESSAGE:
-            msg = itx.original = self._new_message(channel, guild, data, files, itx, data.get("flags", 0) & EPHEMERAL)
+            msg = itx.original = self.messages.create(channel, guild, data, files, itx, data.get("flags", 0) & EPHEMERAL)
         elif rtype == ResponseType.DEFERRED_MESSAGE:
-            msg = itx.original = self._new_message(channel, guild, {}, {}, itx,
+            msg = itx.original = self.messages.create(channel, guild, {}, {}, itx,
                                                    LOADING | (data.get("flags", 0) & EPHEMERAL))
         elif rtype in (ResponseType.DEFERRED_UPDATE, ResponseType.UPDATE_MESSAGE):
             if itx.source is None:
                 w.violate("bad_callback_type", f"{itx.describe()}: update of no message (modal from a command)", itx.id)
-                return _error(400, 50035, "Invalid Form Body: no message to update")
+                return error(400, 50035, "Invalid Form Body: no message to update")
             msg = itx.original = itx.source
             if rtype == ResponseType.UPDATE_MESSAGE:
-                self._apply(msg, data, files, edit=True)
+                self.messages.apply(msg, data, files, edit=True)
         elif rtype == ResponseType.AUTOCOMPLETE:
             itx.choices = data.get("choices", [])
         else:
@@ -325,7 +233,7 @@ class FakeServer:
         resource: dict[str, Any] = {"type": rtype}
         if msg is not None:
             resource["message"] = msg.to_payload()
-        return _json({"interaction": {
+        return json_response({"interaction": {
             "id": str(itx.id), "type": itx.type, "response_message_id": str(msg.id) if msg else None,
             "response_message_loading": rtype == ResponseType.DEFERRED_MESSAGE,
             "response_message_ephemeral": bool(msg and msg.ephemeral)}, "resource": resource})
@@ -336,7 +244,7 @@ class FakeServer:
                                        for c in choices)
         if bad:
             self.world.violate("bad_autocomplete", f"{itx.describe()}: {len(choices)} choices (max 25, names 1-100)", itx.id)
-            return _error(400, 50035, "Invalid Form Body: autocomplete choices")
+            return error(400, 50035, "Invalid Form Body: autocomplete choices")
         return None
 
     def _check_modal(self, itx: Interaction, data: dict) -> web.Response | None:
@@ -344,44 +252,44 @@ class FakeServer:
         if not 1 <= len(cid) <= 100 or not 1 <= len(data.get("title") or "") <= 45 or not 1 <= len(rows) <= 5:
             self.world.violate("bad_modal", f"{itx.describe()}: custom_id {len(cid)} chars, "
                                f"title {data.get('title')!r}, {len(rows)} rows", itx.id)
-            return _error(400, 50035, "Invalid Form Body: modal")
+            return error(400, 50035, "Invalid Form Body: modal")
         return None
 
     def _webhook_itx(self, request: web.Request) -> tuple[Interaction | None, web.Response | None]:
         itx = self._by_token.get(request.match_info["token"])
         if itx is None or request.match_info["app"] != str(self.world.application_id):
-            return None, _error(404, 10015, "Unknown Webhook")
+            return None, error(404, 10015, "Unknown Webhook")
         if time.monotonic() - itx.dispatched_at > self.token_life_s:
             self.world.violate("token_expired", f"{itx.describe()}: webhook used after {self.token_life_s} s", itx.id)
-            return None, _error(401, 50027, "Invalid Webhook Token")
+            return None, error(401, 50027, "Invalid Webhook Token")
         return itx, None
 
     async def followup(self, request: web.Request) -> web.Response:
         now = time.monotonic()
-        body, files = await self._body(request)
+        body, files = await read_body(request)
         itx, err = self._webhook_itx(request)
         if err:
             return err
         assert itx is not None
         if itx.acked_at is None or itx.failure:
             self.world.violate("followup_before_response", f"{itx.describe()}: followup without an initial answer", itx.id)
-            return _error(404, 10015, "Unknown Webhook")
-        if rejected := self._rejected(body, files, itx):
+            return error(404, 10015, "Unknown Webhook")
+        if rejected := self.messages.rejected(body, files, itx):
             return rejected
         orig = itx.original
         if (itx.response_type == ResponseType.DEFERRED_MESSAGE and orig is not None and orig.flags & LOADING
                 and not orig.deleted):
-            self._apply(orig, body, files, edit=True)  # Discord: the first followup replaces "thinking..."
+            self.messages.apply(orig, body, files, edit=True)  # Discord: the first followup replaces "thinking..."
             msg = orig
         else:
             channel, guild = self._itx_channel(itx)
-            msg = self._new_message(channel, guild, body, files, itx, body.get("flags", 0) & EPHEMERAL)
+            msg = self.messages.create(channel, guild, body, files, itx, body.get("flags", 0) & EPHEMERAL)
         itx.finish(now, msg)
-        return _json(msg.to_payload())
+        return json_response(msg.to_payload())
 
     async def webhook_message(self, request: web.Request) -> web.Response:
         now = time.monotonic()
-        body, files = await self._body(request) if request.method == "PATCH" else ({}, {})
+        body, files = await read_body(request) if request.method == "PATCH" else ({}, {})
         itx, err = self._webhook_itx(request)
         if err:
             return err
@@ -394,9 +302,9 @@ class FakeServer:
             if msg is not None and msg.ephemeral and msg.interaction_id != itx.id and msg is not itx.original:
                 msg = None  # another interaction's ephemeral message
         if msg is None or msg.deleted:
-            return _error(404, 10008, "Unknown Message")
+            return error(404, 10008, "Unknown Message")
         if request.method == "GET":
-            return _json(msg.to_payload())
+            return json_response(msg.to_payload())
         if request.method == "DELETE":
             msg.deleted = True
             if msg.flags & LOADING:
@@ -406,56 +314,56 @@ class FakeServer:
             return web.Response(status=204)
         if request.method != "PATCH":
             return await self.not_implemented(request)
-        if rejected := self._rejected(body, files, itx, new=bool(msg.flags & LOADING)):
+        if rejected := self.messages.rejected(body, files, itx, new=bool(msg.flags & LOADING)):
             return rejected
-        self._apply(msg, body, files, edit=True)
+        self.messages.apply(msg, body, files, edit=True)
         itx.finish(now, msg)
-        return _json(msg.to_payload())
+        return json_response(msg.to_payload())
 
     # -- REST: channels, guilds, users -----------------------------------------------------
 
     async def channel_send(self, request: web.Request) -> web.Response:
-        body, files = await self._body(request)
+        body, files = await read_body(request)
         channel = self.world.channels.get(int(request.match_info["cid"]))
         if channel is None:
-            return _error(404, 10003, "Unknown Channel")
-        if rejected := self._rejected(body, files, None):
+            return error(404, 10003, "Unknown Channel")
+        if rejected := self.messages.rejected(body, files, None):
             return rejected
-        return _json(self._new_message(channel.id, channel.guild_id, body, files, None).to_payload())
+        return json_response(self.messages.create(channel.id, channel.guild_id, body, files, None).to_payload())
 
     async def channel_message(self, request: web.Request) -> web.Response:
-        body, files = await self._body(request) if request.method == "PATCH" else ({}, {})
+        body, files = await read_body(request) if request.method == "PATCH" else ({}, {})
         msg = self.world.messages.get(int(request.match_info["mid"]))
         if msg is None or msg.deleted or str(msg.channel_id) != request.match_info["cid"] or msg.ephemeral:
-            return _error(404, 10008, "Unknown Message")
+            return error(404, 10008, "Unknown Message")
         if request.method == "GET":
-            return _json(msg.to_payload())
+            return json_response(msg.to_payload())
         if request.method == "DELETE":
             msg.deleted = True
             return web.Response(status=204)
         if request.method != "PATCH":
             return await self.not_implemented(request)
-        if rejected := self._rejected(body, files, None, new=False):
+        if rejected := self.messages.rejected(body, files, None, new=False):
             return rejected
-        self._apply(msg, body, files, edit=True)
-        return _json(msg.to_payload())
+        self.messages.apply(msg, body, files, edit=True)
+        return json_response(msg.to_payload())
 
     async def get_channel(self, request: web.Request) -> web.Response:
         channel = self.world.channels.get(int(request.match_info["cid"]))
-        return _json(channel.to_payload()) if channel else _error(404, 10003, "Unknown Channel")
+        return json_response(channel.to_payload()) if channel else error(404, 10003, "Unknown Channel")
 
     async def get_guild(self, request: web.Request) -> web.Response:
         guild = self.world.guilds.get(int(request.match_info["gid"]))
-        return _json(guild.to_payload(self.world.bot)) if guild else _error(404, 10004, "Unknown Guild")
+        return json_response(guild.to_payload(self.world.bot)) if guild else error(404, 10004, "Unknown Guild")
 
     async def get_member(self, request: web.Request) -> web.Response:
         guild = self.world.guilds.get(int(request.match_info["gid"]))
         member = guild.members.get(int(request.match_info["uid"])) if guild else None
-        return _json(member.to_payload()) if member else _error(404, 10007, "Unknown Member")
+        return json_response(member.to_payload()) if member else error(404, 10007, "Unknown Member")
 
     async def get_user(self, request: web.Request) -> web.Response:
         user = self.world.users.get(int(request.match_info["uid"]))
-        return _json(user.to_payload()) if user else _error(404, 10013, "Unknown User")
+        return json_response(user.to_payload()) if user else error(404, 10013, "Unknown User")
 
     async def cdn(self, request: web.Request) -> web.Response:
         aid = int(request.match_info["attachment"])
@@ -472,7 +380,7 @@ class FakeServer:
         line = f"{request.method} {request.path}"
         self.unhandled.append(line)
         log.warning("fake discord: not implemented: %s", line)
-        return _error(404, 0, f"fake discord does not implement {line}")
+        return error(404, 0, f"fake discord does not implement {line}")
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
         return f"<FakeServer {self.base} session={self.session and self.session.id} at {iso_now()}>"
