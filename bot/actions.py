@@ -11,10 +11,10 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING
 
 import discord
 
+from bot.context import BotContext, context_of
 from bot.errors import NotAllowedHere, UserError
 from bot.render import grid_png
 from bot.storage import GuildSettings
@@ -23,12 +23,9 @@ from engine.errors import UnknownPack
 from engine.recipe import MAX_SEED, Slerp, Upload, Vary
 from engine.schema import SchemaError
 
-if TYPE_CHECKING:
-    from bot.client import MoeBot
-
 __all__ = [
-    "INLINE_CODE_MAX", "RESULT_SIZE", "REF_PATTERN",
-    "bot_of", "check_limits", "count_generation", "generation", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
+    "INLINE_CODE_MAX", "RESULT_SIZE", "REF_PATTERN", "VARIATION_STRENGTH",
+    "check_limits", "count_generation", "generation", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
     "describe", "png_of", "render_grid", "grid_of_pngs", "condition_from_options", "new_seed",
 ]
 
@@ -37,10 +34,6 @@ VARIATION_STRENGTH = 0.45
 INLINE_CODE_MAX = 70  # longer codes are stored and referenced as "~<id>" so custom_ids stay < 100
 REF_PATTERN = r"[A-Za-z0-9_-]{20,70}|~[0-9]{1,12}"
 _REF_RE = re.compile(REF_PATTERN)
-
-
-def bot_of(interaction: discord.Interaction) -> MoeBot:
-    return interaction.client  # type: ignore[return-value]
 
 
 def new_seed() -> int:
@@ -53,7 +46,7 @@ async def check_limits(interaction: discord.Interaction) -> GuildSettings:
     Cooldown and quota are counted by `generation` around the engine work. Callers defer
     first, so the 3-second deadline never waits on SQLite; refusals still reach only the
     member (see `bot.errors.report_error`)."""
-    bot = bot_of(interaction)
+    bot = context_of(interaction)
     if interaction.guild_id is None:
         raise UserError("Avatars are made in servers; use me in a server channel.")
     gs = await bot.db.guild_settings(interaction.guild_id)
@@ -65,7 +58,7 @@ async def check_limits(interaction: discord.Interaction) -> GuildSettings:
 
 async def count_generation(interaction: discord.Interaction, gs: GuildSettings) -> None:
     """The member's cooldown and daily quota on this server: count one, or raise."""
-    bot = bot_of(interaction)
+    bot = context_of(interaction)
     await bot.db.take_generation(
         interaction.guild_id,
         interaction.user.id,
@@ -84,11 +77,11 @@ async def generation(interaction: discord.Interaction, gs: GuildSettings | None 
     try:
         yield
     except Exception:
-        await bot_of(interaction).db.refund_generation(interaction.guild_id, interaction.user.id)
+        await context_of(interaction).db.refund_generation(interaction.guild_id, interaction.user.id)
         raise
 
 
-def pack_for_guild(bot: MoeBot, gs: GuildSettings):
+def pack_for_guild(bot: BotContext, gs: GuildSettings):
     """The server's chosen pack, else the bot's default."""
     name = gs.default_pack or bot.default_pack_name
     pack = bot.engine.packs.get(name)
@@ -97,7 +90,7 @@ def pack_for_guild(bot: MoeBot, gs: GuildSettings):
     return pack
 
 
-def pack_of(bot: MoeBot, recipe: Recipe):
+def pack_of(bot: BotContext, recipe: Recipe):
     for pack in bot.engine.packs.values():
         if pack.pack_id == recipe.pack_id:
             return pack
@@ -105,7 +98,7 @@ def pack_of(bot: MoeBot, recipe: Recipe):
 
 
 # -- recipe references in custom_ids ---------------------------------------------------------
-async def ref_for(bot: MoeBot, recipe: Recipe) -> str:
+async def ref_for(bot: BotContext, recipe: Recipe) -> str:
     """The recipe code itself, or "~<id>" of a stored copy when the code is too long."""
     code = recipe.to_code()
     if len(code) <= INLINE_CODE_MAX:
@@ -113,7 +106,7 @@ async def ref_for(bot: MoeBot, recipe: Recipe) -> str:
     return f"~{await bot.db.recipe_ref(code)}"
 
 
-async def recipe_from_ref(bot: MoeBot, ref: str) -> Recipe:
+async def recipe_from_ref(bot: BotContext, ref: str) -> Recipe:
     if not _REF_RE.fullmatch(ref):
         raise UserError("That button is not one of mine (its recipe is malformed).")
     code = await bot.db.recipe_by_ref(int(ref[1:])) if ref.startswith("~") else ref
@@ -136,7 +129,7 @@ def _latent_words(node) -> str:
     return f"seed {node.seed}"
 
 
-def describe(bot: MoeBot, recipe: Recipe) -> str:
+def describe(bot: BotContext, recipe: Recipe) -> str:
     """One line such as `style: cat · eyes: big · seed 12 · gan`."""
     try:
         schema = pack_of(bot, recipe).schema
@@ -154,7 +147,7 @@ def describe(bot: MoeBot, recipe: Recipe) -> str:
 
 
 # -- engine -----------------------------------------------------------------------------------
-async def png_of(bot: MoeBot, result: Result, size: int = RESULT_SIZE, transparent: bool = False) -> bytes:
+async def png_of(bot: BotContext, result: Result, size: int = RESULT_SIZE, transparent: bool = False) -> bytes:
     return await bot.engine.render_png(result, size=size, transparent=transparent)
 
 

@@ -17,7 +17,7 @@ import signal
 import discord
 from discord.ext import commands
 
-from bot import components
+import bot.components as components
 from bot.cogs.admin import AdminCog
 from bot.cogs.avatar import AvatarCog
 from bot.errors import report_error
@@ -35,6 +35,8 @@ class NoPackInstalled(RuntimeError):
 
 
 class MoeBot(commands.AutoShardedBot):
+    """The bot; also the `bot.context.BotContext` its commands and buttons are handed."""
+
     def __init__(self, *, settings, engine: Engine, db: Database, **options) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # slash commands and components need nothing else

@@ -10,9 +10,10 @@ carries all its state, so no view lives in memory and old messages keep working.
 
 `<ref>` is a recipe code (URL-safe, at most 70 characters) or `~<id>` of a longer code
 kept in SQLite; `<uid>` is the requester's user id. The longest id, `moe:s:` + 20 digits
-+ `:` + 70, is 97 characters. `from_custom_id` only copies matched strings, so it cannot
-fail; recipes are decoded in the callback, where a forged or stale id becomes a plain
-ephemeral message through `bot.errors.report_error`.
++ `:` + 70, is 97 characters. Every item rebuilds itself from its template's named groups
+(`MoeItem.from_custom_id`), which only copies matched strings, so it cannot fail; recipes
+are decoded in the callback, where a forged or stale id becomes a plain ephemeral message
+through `bot.errors.report_error`.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ import io
 import discord
 from discord import ui
 
-from bot import actions
-from bot.actions import REF_PATTERN, bot_of
+import bot.actions as actions
+from bot.actions import REF_PATTERN
+from bot.context import context_of
 from bot.errors import NotOwner, UserError, report_error
-from engine import UnknownPack
+from engine.errors import UnknownPack
 
 __all__ = [
-    "ITEMS", "result_view", "post_result", "post_variations", "post_compare", "gallery_page",
+    "ITEMS", "MoeItem", "result_view", "png_file", "post_result", "post_variations", "post_compare", "gallery_page",
     "RerollButton", "VariationsButton", "EditButton", "EditSelect", "BlendButton", "BlendSelect",
     "SaveButton", "DeleteButton", "RecipeButton", "PickButton", "GalleryButton",
 ]
@@ -39,9 +41,21 @@ GALLERY_PAGE = 4
 _NO_MENTIONS = discord.AllowedMentions.none()
 
 
-class Handled:
-    """Mixin: run `handle`, and answer any error the member's way (discord.py would only log
-    errors raised by a DynamicItem's callback, leaving the member with 'interaction failed')."""
+_NUMBERS = frozenset({"uid", "index", "page"})  # template groups that are integers
+
+
+class MoeItem:
+    """Mixin for every item: rebuild it from its custom_id, run `handle`, and answer any
+    error the member's way (discord.py would only log errors raised by a DynamicItem's
+    callback, leaving the member with 'interaction failed').
+
+    The template's named groups are the constructor's keyword arguments (`uid`, `index`
+    and `page` as integers); whatever else the constructor takes keeps its default, as
+    Discord sends the item's own copy of labels and options with the interaction."""
+
+    @classmethod
+    async def from_custom_id(cls, interaction: discord.Interaction, item: ui.Item, match):
+        return cls(**{k: int(v) if k in _NUMBERS else v for k, v in match.groupdict().items()})
 
     async def callback(self, interaction: discord.Interaction) -> None:
         try:
@@ -70,7 +84,7 @@ def _button(custom_id: str, emoji: str, label: str, style=discord.ButtonStyle.se
     return ui.Button(custom_id=custom_id, emoji=emoji or None, label=label, style=style, row=row, disabled=disabled)
 
 
-class RefButton:
+class RefButton(MoeItem):
     """Mixin for the result buttons `moe:<verb>:<ref>`: the recipe reference is all their state."""
 
     verb: str
@@ -82,17 +96,13 @@ class RefButton:
         super().__init__(_button(f"moe:{self.verb}:{ref}", self.emoji, self.label, row=self.row))
         self.ref = ref
 
-    @classmethod
-    async def from_custom_id(cls, interaction, item, match):
-        return cls(match["ref"])
-
 
 # -- the result buttons ---------------------------------------------------------------------------
-class RerollButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}"):
+class RerollButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}"):
     verb, emoji, label = "r", "🎲", "Reroll"
 
     async def handle(self, interaction: discord.Interaction) -> None:
-        bot = bot_of(interaction)
+        bot = context_of(interaction)
         await interaction.response.defer()  # first: the 3 s deadline never depends on load
         recipe = await actions.recipe_from_ref(bot, self.ref)
         async with actions.generation(interaction):
@@ -100,11 +110,11 @@ class RerollButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=rf"mo
         await post_result(interaction, result)
 
 
-class VariationsButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=rf"moe:v:{REF}"):
+class VariationsButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:v:{REF}"):
     verb, emoji, label = "v", "✨", "Variations"
 
     async def handle(self, interaction: discord.Interaction) -> None:
-        bot = bot_of(interaction)
+        bot = context_of(interaction)
         await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot, self.ref)
         async with actions.generation(interaction):
@@ -112,11 +122,11 @@ class VariationsButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=r
         await post_variations(interaction, results)
 
 
-class EditButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}"):
+class EditButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}"):
     verb, emoji, label = "e", "✏️", "Edit"
 
     async def handle(self, interaction: discord.Interaction) -> None:
-        bot = bot_of(interaction)
+        bot = context_of(interaction)
         recipe = await actions.recipe_from_ref(bot, self.ref)
         schema = actions.pack_of(bot, recipe).schema
         current = schema.decode(recipe.cond)
@@ -129,7 +139,7 @@ class EditButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=rf"moe:
         )
 
 
-class EditSelect(Handled, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index>[0-9]{{1,2}}):{REF}"):
+class EditSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index>[0-9]{{1,2}}):{REF}"):
     def __init__(self, index: int, ref: str, attr=None, current: str | None = None) -> None:
         options = []
         if attr is not None:  # building the menu; when dispatched, Discord's copy is used
@@ -148,12 +158,8 @@ class EditSelect(Handled, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index
         super().__init__(select)
         self.index, self.ref = index, ref
 
-    @classmethod
-    async def from_custom_id(cls, interaction, item, match):
-        return cls(int(match["index"]), match["ref"])
-
     async def handle(self, interaction: discord.Interaction) -> None:
-        bot = bot_of(interaction)
+        bot = context_of(interaction)
         await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot, self.ref)
         schema = actions.pack_of(bot, recipe).schema
@@ -167,11 +173,11 @@ class EditSelect(Handled, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index
         await post_result(interaction, result)
 
 
-class BlendButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"):
+class BlendButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"):
     verb, emoji, label = "b", "🔀", "Blend"
 
     async def handle(self, interaction: discord.Interaction) -> None:
-        bot = bot_of(interaction)
+        bot = context_of(interaction)
         recipe = await actions.recipe_from_ref(bot, self.ref)
         if interaction.guild_id is None:
             raise UserError("Blending works in servers only.")
@@ -199,19 +205,15 @@ class BlendButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=rf"moe
         await interaction.response.send_message("Blend with which of your saved avatars?", view=view, ephemeral=True)
 
 
-class BlendSelect(Handled, ui.DynamicItem[ui.Select], template=rf"moe:B:{REF}"):
+class BlendSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:B:{REF}"):
     def __init__(self, ref: str, options: list[discord.SelectOption] | None = None) -> None:
         super().__init__(ui.Select(custom_id=f"moe:B:{ref}", placeholder="your saved avatars",
                                    options=options or [discord.SelectOption(label="-", value="0")]))
         self.ref = ref
 
-    @classmethod
-    async def from_custom_id(cls, interaction, item, match):
-        return cls(match["ref"])
-
     async def handle(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer()
-        recipe = await actions.recipe_from_ref(bot_of(interaction), self.ref)
+        recipe = await actions.recipe_from_ref(context_of(interaction), self.ref)
         value = self.item.values[0] if self.item.values else ""
         if not value.isdigit():
             raise UserError("Pick one of your saved avatars from the menu.")
@@ -220,7 +222,7 @@ class BlendSelect(Handled, ui.DynamicItem[ui.Select], template=rf"moe:B:{REF}"):
 
 async def blend_with(interaction: discord.Interaction, recipe, saved_id: int) -> None:
     """Blend `recipe` half-way with one of the member's own saved avatars (already deferred)."""
-    bot = bot_of(interaction)
+    bot = context_of(interaction)
     row, _ = await bot.db.saved_avatar(saved_id, interaction.guild_id)
     if row.member_id != interaction.user.id:
         raise NotOwner("You can only blend with your own saved avatars.")
@@ -230,19 +232,15 @@ async def blend_with(interaction: discord.Interaction, recipe, saved_id: int) ->
     await post_result(interaction, result, note=f" (blended with your #{saved_id})")
 
 
-class SaveButton(OwnerOnly, Handled, ui.DynamicItem[ui.Button], template=rf"moe:s:{UID}:{REF}"):
+class SaveButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:s:{UID}:{REF}"):
     refusal = "Only the member who made this avatar can save it; make your own with /avatar create."
 
     def __init__(self, uid: int, ref: str) -> None:
         super().__init__(_button(f"moe:s:{uid}:{ref}", "💾", "Save", style=discord.ButtonStyle.success, row=0))
         self.uid, self.ref = uid, ref
 
-    @classmethod
-    async def from_custom_id(cls, interaction, item, match):
-        return cls(int(match["uid"]), match["ref"])
-
     async def handle(self, interaction: discord.Interaction) -> None:
-        bot = bot_of(interaction)
+        bot = context_of(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
         recipe = await actions.recipe_from_ref(bot, self.ref)
         await actions.check_limits(interaction)
@@ -253,28 +251,24 @@ class SaveButton(OwnerOnly, Handled, ui.DynamicItem[ui.Button], template=rf"moe:
         )
 
 
-class DeleteButton(OwnerOnly, Handled, ui.DynamicItem[ui.Button], template=rf"moe:d:{UID}"):
+class DeleteButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:d:{UID}"):
     refusal = "Only the member who made this avatar can delete it."
 
     def __init__(self, uid: int) -> None:
         super().__init__(_button(f"moe:d:{uid}", "🗑", "Delete", style=discord.ButtonStyle.danger, row=1))
         self.uid = uid
 
-    @classmethod
-    async def from_custom_id(cls, interaction, item, match):
-        return cls(int(match["uid"]))
-
     async def handle(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer()
         await interaction.delete_original_response()
 
 
-class RecipeButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=rf"moe:i:{REF}"):
+class RecipeButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:i:{REF}"):
     verb, emoji, label = "i", "ℹ️", "Recipe"
     row = 1
 
     async def handle(self, interaction: discord.Interaction) -> None:
-        bot = bot_of(interaction)
+        bot = context_of(interaction)
         recipe = await actions.recipe_from_ref(bot, self.ref)
         try:
             pack = actions.pack_of(bot, recipe)
@@ -288,32 +282,24 @@ class RecipeButton(RefButton, Handled, ui.DynamicItem[ui.Button], template=rf"mo
         )
 
 
-class PickButton(Handled, ui.DynamicItem[ui.Button], template=rf"moe:p:{REF}"):
+class PickButton(MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:p:{REF}"):
     def __init__(self, ref: str, label: str = "Pick") -> None:
         super().__init__(_button(f"moe:p:{ref}", "", label, style=discord.ButtonStyle.primary))
         self.ref = ref
 
-    @classmethod
-    async def from_custom_id(cls, interaction, item, match):
-        return cls(match["ref"])
-
     async def handle(self, interaction: discord.Interaction) -> None:
-        bot = bot_of(interaction)
+        bot = context_of(interaction)
         await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot, self.ref)
         await actions.check_limits(interaction)  # redraws a picture already made
         await post_result(interaction, await bot.engine.redraw(recipe))
 
 
-class GalleryButton(Handled, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<page>[0-9]{1,6}):(?P<dir>prev|next)"):
+class GalleryButton(MoeItem, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<page>[0-9]{1,6}):(?P<direction>prev|next)"):
     def __init__(self, page: int, direction: str, disabled: bool = False) -> None:
         label, emoji = ("Previous", "◀️") if direction == "prev" else ("Next", "▶️")
         super().__init__(_button(f"moe:g:{page}:{direction}", emoji, label, disabled=disabled))
         self.page = page
-
-    @classmethod
-    async def from_custom_id(cls, interaction, item, match):
-        return cls(int(match["page"]), match["dir"])
 
     async def handle(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer()
@@ -335,48 +321,48 @@ def result_view(ref: str, uid: int) -> ui.View:
     return view
 
 
-def _file(png: bytes, name: str = "avatar.png") -> discord.File:
+def png_file(png: bytes, name: str = "avatar.png") -> discord.File:
     return discord.File(io.BytesIO(png), filename=name)
 
 
 async def post_result(interaction: discord.Interaction, result, *, note: str = "") -> None:
     """Send one avatar with the full set of buttons, as the (deferred) answer."""
-    bot = bot_of(interaction)
+    bot = context_of(interaction)
     png = await actions.png_of(bot, result)
     ref = await actions.ref_for(bot, result.recipe)
     await interaction.followup.send(
         f"{interaction.user.mention} {actions.describe(bot, result.recipe)}{note}",
-        file=_file(png), view=result_view(ref, interaction.user.id), allowed_mentions=_NO_MENTIONS,
+        file=png_file(png), view=result_view(ref, interaction.user.id), allowed_mentions=_NO_MENTIONS,
     )
 
 
 async def post_variations(interaction: discord.Interaction, results: list) -> None:
-    bot = bot_of(interaction)
+    bot = context_of(interaction)
     png = await actions.render_grid(results, cols=2, cell=128, labels=[str(i + 1) for i in range(len(results))])
     view = ui.View(timeout=None)
     for i, r in enumerate(results):
         view.add_item(PickButton(await actions.ref_for(bot, r.recipe), label=str(i + 1)))
     await interaction.followup.send(
         f"{interaction.user.mention} variations: pick one with 1 to {len(results)}",
-        file=_file(png, "variations.png"), view=view, allowed_mentions=_NO_MENTIONS,
+        file=png_file(png, "variations.png"), view=view, allowed_mentions=_NO_MENTIONS,
     )
 
 
 async def post_compare(interaction: discord.Interaction, gan, vae) -> None:
-    bot = bot_of(interaction)
+    bot = context_of(interaction)
     png = await actions.render_grid([gan, vae], cols=2, cell=actions.RESULT_SIZE, labels=["GAN", "VAE"])
     view = ui.View(timeout=None)
     view.add_item(PickButton(await actions.ref_for(bot, gan.recipe), label="Keep GAN"))
     view.add_item(PickButton(await actions.ref_for(bot, vae.recipe), label="Keep VAE"))
     await interaction.followup.send(
         f"{interaction.user.mention} GAN (left) and VAE (right), same conditions and seed. Keep the one you like:",
-        file=_file(png, "compare.png"), view=view, allowed_mentions=_NO_MENTIONS,
+        file=png_file(png, "compare.png"), view=view, allowed_mentions=_NO_MENTIONS,
     )
 
 
 async def gallery_page(interaction: discord.Interaction, page: int) -> tuple[str, discord.File | None, ui.View]:
     """The server's saved avatars, GALLERY_PAGE per page, newest first."""
-    bot = bot_of(interaction)
+    bot = context_of(interaction)
     total = await bot.db.count_saved(interaction.guild_id)
     pages = max(1, -(-total // GALLERY_PAGE))
     page = min(page, pages - 1)
@@ -389,4 +375,4 @@ async def gallery_page(interaction: discord.Interaction, page: int) -> tuple[str
     pngs = [await bot.db.saved_png(a.id) for a in rows]
     sheet = await actions.grid_of_pngs(pngs, labels=[f"#{a.id}" for a in rows])
     lines = [f"**#{a.id}** by <@{a.member_id}> <t:{int(a.created)}:R>" for a in rows]
-    return f"Server gallery, page {page + 1}/{pages} ({total} saved)\n" + "\n".join(lines), _file(sheet, "gallery.png"), view
+    return f"Server gallery, page {page + 1}/{pages} ({total} saved)\n" + "\n".join(lines), png_file(sheet, "gallery.png"), view

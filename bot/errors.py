@@ -6,6 +6,9 @@ messages too; `Busy` gets a friendly retry line. Anything else is a bug: it is l
 with its traceback under a short id, and the member gets an apology quoting that id.
 Slash commands reach `report_error` through the tree's `on_error`; components (whose
 errors discord.py would only log) call it from `bot.components.MoeItem.callback`.
+
+Imports discord.py and the engine's light modules (`engine.errors`, `engine.schema`), not
+its runtime (onnxruntime), so `bot.storage` and `bot.uploads` can use these errors cheaply.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import secrets
 
 import discord
 from discord import app_commands
+
+from engine.errors import Busy, EngineError
+from engine.schema import SchemaError
 
 __all__ = [
     "UserError",
@@ -77,9 +83,6 @@ class MissingPermission(UserError):
 
 def describe_error(error: BaseException) -> tuple[str, bool]:
     """(message for the member, whether it was expected). Unexpected errors are logged."""
-    from engine import Busy, EngineError  # engine imports numpy/onnxruntime; keep bot.errors light
-    from engine.schema import SchemaError
-
     if isinstance(error, (app_commands.CommandInvokeError, app_commands.TransformerError)):
         error = error.__cause__ or error
     if isinstance(error, Busy):

@@ -13,9 +13,7 @@ from PIL import Image, ImageDraw
 
 from engine.image import upscale
 
-__all__ = ["grid_png", "MAX_FILE_BYTES"]
-
-MAX_FILE_BYTES = 10 * 1024 * 1024  # Discord's default per-file upload limit
+__all__ = ["grid_png"]
 
 
 def _tile(picture: bytes | np.ndarray, cell: int) -> Image.Image:

@@ -144,10 +144,6 @@ class Database:
     async def _fetchall(self, sql: str, params: tuple = ()) -> list[tuple]:
         return list(await self._conn.execute_fetchall(sql, params))
 
-    async def integrity_check(self) -> str:
-        (result,) = await self._fetchone("PRAGMA integrity_check")
-        return result
-
     async def schema_version(self) -> int:
         (v,) = await self._fetchone("PRAGMA user_version")
         return v
@@ -321,7 +317,6 @@ class Database:
     async def get_latent(self, latent_id: str) -> np.ndarray | None:
         row = await self._fetchone("SELECT z FROM latents WHERE id = ?", (latent_id,))
         return None if row is None else np.frombuffer(row[0], dtype="<f4").astype(np.float32)
-
 
     # -- long recipe codes ------------------------------------------------------------------
     async def recipe_ref(self, code: str) -> int:

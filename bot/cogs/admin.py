@@ -17,7 +17,7 @@ from discord.ext import commands
 from bot.errors import MissingPermission, UserError
 
 if TYPE_CHECKING:
-    from bot.client import MoeBot
+    from bot.context import BotContext
 
 __all__ = ["AdminCog"]
 
@@ -25,7 +25,7 @@ __all__ = ["AdminCog"]
 @app_commands.guild_only()
 @app_commands.default_permissions(manage_guild=True)
 class AdminCog(commands.GroupCog, group_name="moe-admin", group_description="Avatar bot settings for this server"):
-    def __init__(self, bot: MoeBot) -> None:
+    def __init__(self, bot: BotContext) -> None:
         self.bot = bot
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import io
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Literal
@@ -20,14 +19,15 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
-from bot import actions, components
+import bot.actions as actions
+import bot.components as components
 from bot.errors import UserError
 from bot.uploads import read_attachment
 from engine.recipe import MAX_SEED
 from engine.schema import Attribute, Schema
 
 if TYPE_CHECKING:
-    from bot.client import MoeBot
+    from bot.context import BotContext
 
 __all__ = ["AvatarCog", "attribute_command"]
 
@@ -89,13 +89,9 @@ def attribute_command(
     return app_commands.Command(name=name, description=description, callback=callback)
 
 
-def _file(png: bytes, name: str) -> discord.File:
-    return discord.File(io.BytesIO(png), filename=name)
-
-
 @app_commands.guild_only()
 class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute avatars: make, remix, keep and share them"):
-    def __init__(self, bot: MoeBot, schema: Schema) -> None:
+    def __init__(self, bot: BotContext, schema: Schema) -> None:
         self.bot = bot
         group = self.__cog_app_commands_group__
         group.add_command(attribute_command(
@@ -203,7 +199,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
             if len(text) + len(line) > 2000:
                 break
             text += line
-        await interaction.followup.send(text, file=_file(sheet, "saved.png"),
+        await interaction.followup.send(text, file=components.png_file(sheet, "saved.png"),
                                         ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none())
 
     @app_commands.command(name="gallery")
@@ -235,7 +231,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
         result = await self.bot.engine.redraw(recipe)
         png = await actions.png_of(self.bot, result, size=size, transparent=transparent)
         await interaction.followup.send(f"Avatar #{row.id}, {size}x{size}{', transparent' if transparent else ''}:",
-                                        file=_file(png, f"avatar-{row.id}-{size}.png"), ephemeral=True)
+                                        file=components.png_file(png, f"avatar-{row.id}-{size}.png"), ephemeral=True)
 
     delete.autocomplete("avatar")(_saved_autocomplete)
     export.autocomplete("avatar")(_saved_autocomplete)

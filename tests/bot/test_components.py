@@ -1,4 +1,4 @@
-"""bot.components and the schema-built commands: custom_id limits, parsing, forged ids."""
+"""bot.components, bot.errors and the schema-built commands: custom_id limits, parsing, forged ids."""
 
 from __future__ import annotations
 
@@ -9,12 +9,13 @@ from types import SimpleNamespace
 
 import discord
 import pytest
+from discord import app_commands
 
 from bot import components
 from bot.actions import INLINE_CODE_MAX, recipe_from_ref, ref_for
 from bot.cogs.avatar import attribute_command
-from bot.errors import UserError, describe_error
-from engine.errors import EngineError, InvalidRecipe
+from bot.errors import BUSY_MESSAGE, UserError, describe_error
+from engine.errors import Busy, InvalidRecipe, PackError
 from engine.recipe import MAX_SEED, Recipe, Seed, Slerp, Upload, Vary
 from engine.schema import Attribute, Schema
 
@@ -41,7 +42,7 @@ def test_result_view_respects_discord_limits():
     assert {i.split(":")[1] for i in ids} == {"r", "v", "e", "b", "s", "d", "i"}
 
 
-def test_every_template_parses_its_own_ids():
+async def test_every_item_is_rebuilt_from_its_own_id():
     ref = recipe().to_code()
     samples = [
         components.RerollButton(ref), components.VariationsButton(ref), components.EditButton(ref),
@@ -54,6 +55,11 @@ def test_every_template_parses_its_own_ids():
         matches = [cls for cls in components.ITEMS if cls.__discord_ui_compiled_template__.fullmatch(item.custom_id)]
         assert matches == [type(item)], item.custom_id  # exactly one item claims each id
         assert len(item.custom_id) <= 100
+        match = type(item).__discord_ui_compiled_template__.fullmatch(item.custom_id)
+        rebuilt = await type(item).from_custom_id(None, item.item, match)  # what a click after a restart does
+        assert rebuilt.custom_id == item.custom_id
+        assert {k: getattr(rebuilt, k) for k in ("ref", "uid", "index", "page") if hasattr(item, k)} == \
+               {k: getattr(item, k) for k in ("ref", "uid", "index", "page") if hasattr(item, k)}
 
 
 @pytest.mark.parametrize("latent", [
@@ -164,9 +170,12 @@ async def test_stale_long_code_reference_is_a_user_error(tmp_path):
 
 def test_describe_error_known_and_unknown(caplog):
     assert describe_error(UserError("plain words")) == ("plain words", True)
-    assert describe_error(InvalidRecipe("bad code"))[1] is True
-    assert "busy" in describe_error(__import__("engine").Busy())[0]
-    assert isinstance(InvalidRecipe("x"), EngineError)
+    assert describe_error(InvalidRecipe("bad code")) == ("bad code", True)  # engine errors speak to members
+    try:  # how the tree wraps an error raised inside a command
+        raise app_commands.CommandInvokeError(SimpleNamespace(name="create"), PackError("no such pack")) from PackError("no such pack")
+    except app_commands.CommandInvokeError as wrapped:
+        assert describe_error(wrapped) == ("no such pack", True)
+    assert describe_error(Busy("queue full")) == (BUSY_MESSAGE, True)
     message, expected = describe_error(ZeroDivisionError("boom"))
     assert not expected
     error_id = re.search(r"`([0-9a-f]{8})`", message).group(1)
@@ -211,6 +220,9 @@ async def test_attribute_command_over_25_values_autocompletes_and_maps_options()
     assert got == {"options": {"style": None, "eyes": "sleepy", "Hair_Colour": None}, "seed": 9}
 
 
-def test_import_bot_does_not_import_torch():
-    code = "import sys, bot, bot.cli, bot.cogs.avatar; assert 'torch' not in sys.modules, 'torch imported'"
+def test_the_bot_package_loads_its_modules_on_first_use():
+    code = ("import sys, bot; loaded = {'discord', 'aiosqlite', 'onnxruntime', 'bot.client'} & set(sys.modules); "
+            "assert not loaded, loaded; "
+            "assert bot.MoeBot.__module__ == 'bot.client' and 'discord' in sys.modules; "
+            "import bot.cogs.avatar, bot.cli; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

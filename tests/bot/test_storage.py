@@ -120,6 +120,7 @@ async def test_latent_store_roundtrip(db):
     assert got.dtype == np.float32 and np.array_equal(got, z)
 
 
+@pytest.mark.slow
 def test_sigkill_mid_save_loses_nothing_committed(tmp_path):
     """Kill a writer process with SIGKILL while it saves in a loop; every save it reported as
     committed must be there, byte for byte, and the database must pass integrity_check."""

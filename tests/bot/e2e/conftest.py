@@ -1,0 +1,93 @@
+"""The world the end-to-end tests share: the real `python -m moe bot` against the fake Discord.
+
+One bot process (and one fake Discord) serves every test in this package; the tests share
+it (a guild per concern, so limits set in one test do not leak into another) and each
+sets up what it needs. Every test ends by checking that the fake saw no violation of
+Discord's rules (late or missing answers included) and no REST call it does not know.
+Pixels are checked against an engine in the test process drawing the same recipe code
+from the same pack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from engine import Engine
+from engine.pack import content_hash
+from testkit.fakediscord import BotProcess, FakeDiscord
+from tests.bot.e2e.support import CROWD
+
+
+@pytest.fixture(scope="package")
+def packs_dir(request, tmp_path_factory) -> Path:
+    """A packs folder with the tiny random pack (builtin schema) at packs/<its name>, or the
+    pack folder named by MOE_E2E_PACK (e.g. a trained one, for the pictures in docs/img)."""
+    try:
+        src = Path(os.environ.get("MOE_E2E_PACK") or request.getfixturevalue("tiny_pack"))
+    except pytest.FixtureLookupError:
+        pytest.importorskip("torch")
+        make_tiny_pack = pytest.importorskip("testkit.tinypack").make_tiny_pack
+        src = Path(make_tiny_pack(tmp_path_factory.mktemp("e2e-pack-src"), name="tiny", fp16=False))
+    manifest = json.loads((src / "manifest.json").read_text())
+    root = tmp_path_factory.mktemp("e2e-packs")
+    shutil.copytree(src, root / manifest["name"])
+    # the same generator without its VAE, as a second pack a server can choose
+    models = {k: v for k, v in manifest["models"].items() if k not in ("encoder", "decoder")}
+    novae = {**manifest, "name": "novae", "models": models, "content_hash": content_hash(models)}
+    shutil.copytree(src, root / "novae")
+    (root / "novae" / "manifest.json").write_text(json.dumps(novae))
+    return root
+
+
+class World:
+    def __init__(self, fake, bot, engine, db_path, pack):
+        self.fake, self.bot, self.engine, self.db_path, self.pack = fake, bot, engine, db_path, pack
+        self.club = fake.add_guild("Moe Club", channels=("general", "art"))
+        self.strict = fake.add_guild("Strict Club", channels=("general", "art"))
+        c, s = self.club, self.strict
+        self.alice, self.bob, self.carol = (fake.add_member(c, n) for n in ("alice", "bob", "carol"))
+        self.root = fake.add_member(c, "root", admin=True)
+        self.eve, self.frank, self.grace = (fake.add_member(s, n) for n in ("eve", "frank", "grace"))
+        self.boss = fake.add_member(s, "boss", admin=True)
+        self.crowd = [fake.add_member(c, f"fan{i:02d}") for i in range(CROWD)]
+
+    def rows(self, sql: str, *params) -> list[tuple]:
+        with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True) as conn:  # WAL: reads beside the bot
+            return conn.execute(sql, params).fetchall()
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="package")
+async def world(packs_dir, tmp_path_factory):
+    name = next(p.name for p in packs_dir.iterdir() if p.name != "novae")
+    db_path = tmp_path_factory.mktemp("e2e-db") / "moe.sqlite3"
+    async with FakeDiscord() as fake, Engine([packs_dir], default_pack=name, watch_s=None, metrics_log_s=None) as engine:
+        w = World(fake, None, engine, db_path, engine.packs[name])
+        env = {"MOE_DATABASE_PATH": str(db_path), "MOE_PACKS_DIR": str(packs_dir), "MOE_DEFAULT_PACK": name,
+               "MOE_COOLDOWN_S": "0", "MOE_DAILY_QUOTA": "0", "MOE_MAX_UPLOAD_BYTES": str(256 * 1024),
+               "MOE_LOG_LEVEL": "INFO"}
+        env.pop("MOE_DEV_GUILD_ID", None)  # global sync: both guilds see the commands
+        w.bot = BotProcess(fake, env)
+        await w.bot.start()
+        try:
+            yield w
+        finally:
+            await w.bot.stop()
+            print(w.bot.log_tail())
+
+
+@pytest.fixture(autouse=True)
+def no_violations(world):
+    yield
+    assert world.fake.violations == []
+    assert world.fake.unhandled == []
+    assert world.bot.running, world.bot.log_tail()
+    log = world.bot.log_path.read_text(errors="replace")
+    for sign in ("Traceback", "unexpected error", "Ignoring exception"):
+        assert sign not in log, world.bot.log_tail()

@@ -1,0 +1,103 @@
+"""bot.actions through a small fake `BotContext`: limits, refunds, packs, words."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from bot import actions
+from bot.errors import CooldownActive, NotAllowedHere, UserError
+from bot.storage import Database
+from engine.errors import Busy, UnknownPack
+from engine.recipe import Recipe, Seed, Vary, pack_id_of
+from engine.schema import Attribute, Schema, SchemaError
+
+SCHEMA = Schema((Attribute("style", ("cat", "fox")), Attribute("eyes", ("big", "sleepy"), labels=("Big eyes", "Sleepy eyes"))))
+
+
+class FakeContext:
+    """What handlers see of the bot (`bot.context.BotContext`), without Discord."""
+
+    def __init__(self, db: Database, packs: dict, default: str = "moe", cooldown_s: float = 60, daily_quota: int = 5):
+        self.db = db
+        self.settings = SimpleNamespace(cooldown_s=cooldown_s, daily_quota=daily_quota, max_upload_bytes=1 << 20)
+        self.engine = SimpleNamespace(packs=packs)
+        self.default_pack_name = default
+        self.schema = SCHEMA
+
+
+def pack(name: str):
+    return SimpleNamespace(name=name, pack_id=pack_id_of(name), schema=SCHEMA)
+
+
+def interaction(ctx, *, guild_id: int | None = 1, channel_id: int = 10, user_id: int = 5):
+    return SimpleNamespace(client=ctx, guild_id=guild_id, channel_id=channel_id, user=SimpleNamespace(id=user_id))
+
+
+@pytest.fixture
+async def ctx(tmp_path):
+    db = await Database.open(tmp_path / "moe.sqlite3")
+    yield FakeContext(db, {"moe": pack("moe")})
+    await db.close()
+
+
+async def test_a_generation_the_engine_fails_is_given_back(ctx):
+    itx = interaction(ctx)
+    with pytest.raises(Busy):
+        async with actions.generation(itx):
+            raise Busy()
+    assert await ctx.db.usage_today(1, 5) == 0
+    async with actions.generation(itx):  # no cooldown left from the failed one
+        pass
+    assert await ctx.db.usage_today(1, 5) == 1
+    with pytest.raises(CooldownActive):  # the bot's default cooldown applies
+        async with actions.generation(itx):
+            pass
+
+
+async def test_server_limits_override_the_bot_defaults(ctx):
+    await ctx.db.set_guild_settings(1, cooldown_s=0, daily_quota=2)
+    itx = interaction(ctx)
+    for _ in range(2):
+        async with actions.generation(itx):
+            pass
+    with pytest.raises(UserError, match="today's 2 avatars"):
+        async with actions.generation(itx):
+            pass
+
+
+async def test_allowed_channels_and_direct_messages(ctx):
+    await ctx.db.set_channel_allowed(1, 11, True)
+    with pytest.raises(NotAllowedHere, match="<#11>"):
+        await actions.check_limits(interaction(ctx, channel_id=10))
+    assert (await actions.check_limits(interaction(ctx, channel_id=11))).allowed_channels == {11}
+    with pytest.raises(UserError, match="in servers"):
+        await actions.check_limits(interaction(ctx, guild_id=None))
+
+
+async def test_pack_for_guild_and_pack_of(ctx):
+    ctx.engine.packs["other"] = pack("other")
+    assert actions.pack_for_guild(ctx, await ctx.db.guild_settings(1)).name == "moe"
+    assert actions.pack_for_guild(ctx, await ctx.db.set_guild_settings(1, default_pack="other")).name == "other"
+    gone = await ctx.db.set_guild_settings(1, default_pack="gone")
+    with pytest.raises(UnknownPack, match="/moe-admin pack"):
+        actions.pack_for_guild(ctx, gone)
+    recipe = Recipe(pack_id=pack_id_of("other"), pack_hash="0badcafe", model="gan", latent=Seed(3), cond=(1, 0))
+    assert actions.pack_of(ctx, recipe).name == "other"
+    with pytest.raises(UnknownPack):
+        actions.pack_of(ctx, Recipe(pack_id=pack_id_of("gone"), pack_hash="0badcafe", model="gan", latent=Seed(3), cond=(1, 0)))
+
+
+def test_describe_names_attributes_and_falls_back_without_the_pack():
+    ctx = FakeContext(None, {"moe": pack("moe")})
+    recipe = Recipe(pack_id=pack_id_of("moe"), pack_hash="0badcafe", model="gan", latent=Seed(12), cond=(1, 0))
+    assert actions.describe(ctx, recipe) == "style: fox · eyes: Big eyes · seed 12 · gan"
+    varied = Recipe(pack_id=pack_id_of("gone"), pack_hash="0badcafe", model="vae", latent=Vary(Seed(1), 2, 0.3), cond=(1, 0))
+    assert actions.describe(ctx, varied) == "vae · variation of seed 1"
+
+
+def test_condition_from_options_validates_values():
+    assert actions.condition_from_options(SCHEMA, {"style": "fox", "eyes": None}) == {"style": "fox"}
+    with pytest.raises(SchemaError, match="choose one of: cat, fox"):
+        actions.condition_from_options(SCHEMA, {"style": "owl"})
