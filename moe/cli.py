@@ -33,7 +33,7 @@ def moe(
     log_level: str = typer.Option(None, "--log-level", metavar="LEVEL",
                                   help="DEBUG, INFO, WARNING or ERROR; default: MOE_LOG_LEVEL, else INFO."),
 ) -> None:
-    """moe-avatar: cute (萌版) avatars from a conditional GAN and VAE, served to Discord."""
+    """Draw cute (萌版) avatars with a conditional GAN and VAE, and serve them on Discord."""
     setup_logging(ctx, log_level)
 
 

@@ -33,7 +33,7 @@ USAGE = 2
 FAILURE = 1
 
 THREADS_HELP = "CPU threads for torch; 0 = all cores."
-DATA_HELP = "'builtin' (the moe style set) or a folder of labelled images (DIR/labels.csv or one sub-folder per value)."
+DATA_HELP = "Training data: 'builtin' (the moe style set) or a folder of labelled images (DIR/labels.csv or one sub-folder per value)."
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
