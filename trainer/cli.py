@@ -116,59 +116,61 @@ def _train(ctx: typer.Context, kind: str, flags: dict, resume: Path | None, dry_
 
 
 _O = typer.Option
-_RESUME_HELP = "Continue this run folder with its own config; only --kimg, --threads, --device and --max-minutes apply."
-_AUGMENT_HELP = "DiffAugment policy: a comma list of color, translation and cutout, or none [color,translation,cutout]."
+# Options both `moe train gan` and `moe train vae` take (an OptionInfo only describes an option, so two commands share it).
+_DATA = _O("builtin", "--data", help=DATA_HELP)
+_RES = _O(64, "--res", help="Image size: 64 or 128.")
+_KIMG = _O(None, "--kimg", help="Train until this many thousand images are seen [200].")
+_OUT = _O(Path("runs"), "--out", help="Parent folder of the run folder NNNNN-<kind>-<data>-<res>.")
+_BATCH = _O(None, "--batch", help="Batch size over all processes [32; 16 at 128 px].")
+_Z_DIM = _O(None, "--z-dim", help="Latent size [128].")
+_AUGMENT = _O(None, "--augment", help="DiffAugment policy: a comma list of color, translation and cutout, or none "
+              "[color,translation,cutout].")
+_RESUME = _O(None, "--resume", help="Continue this run folder with its own config; only --kimg, --threads, --device "
+             "and --max-minutes apply.")
+_DRY_RUN = _O(False, "--dry-run/--no-dry-run", help="Print the resolved config and exit.")
+_SEED = _O(0, "--seed", help="Random seed of the run.")
+_THREADS = _O(0, "--threads", min=0, help=THREADS_HELP)
+_DEVICE = _O("auto", "--device", help="Device: auto, cpu or cuda.")
+_SNAPSHOT = _O(5.0, "--snapshot-minutes", help="Checkpoint at least this often, in minutes.")
+_GRID = _O(50.0, "--grid-kimg", help="Write a sample grid every this many kimg.")
+_MAX_MINUTES = _O(0.0, "--max-minutes", help="Stop cleanly (final grid and checkpoint) after this many minutes; 0 = no limit.")
+
+
+def _flags(values: dict) -> dict:
+    """A command's flags as make_config takes them (without ctx, --resume and --dry-run)."""
+    return {k: v for k, v in values.items() if k not in ("ctx", "resume", "dry_run")}
 
 
 @train_app.command("gan")
 def train_gan(
     ctx: typer.Context,
-    data: str = _O("builtin", "--data", help=DATA_HELP),
-    res: int = _O(64, "--res", help="Image size: 64 or 128."),
-    kimg: float = _O(None, "--kimg", help="Train until this many thousand images are seen [200]."),
-    out: Path = _O(Path("runs"), "--out", help="Parent folder of the run folder NNNNN-gan-<data>-<res>."),
-    batch: int = _O(None, "--batch", help="Batch size over all processes [32; 16 at 128 px]."),
+    data: str = _DATA, res: int = _RES, kimg: float = _KIMG, out: Path = _OUT, batch: int = _BATCH,
     lr: float = _O(None, "--lr", help="Adam learning rate of G and D [2e-4]."),
     width: int = _O(None, "--width", help="Channels at full resolution, doubling per halving up to x8 [16 on CPU, 32 on GPU]."),
     d_width: int = _O(0, "--d-width", min=0, help="Discriminator width (0 = --width)."),
-    z_dim: int = _O(None, "--z-dim", help="Latent size [128]."),
+    z_dim: int = _Z_DIM,
     loss: str = _O("hinge", "--loss", help="Adversarial loss: hinge, ns (non-saturating) or wgan-gp."),
     cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term: D classifies with its "
                            "projection embeddings, G is rewarded when fakes read as their conditions [0 = off]."),
     ms_weight: float = _O(None, "--ms-weight", min=0, help="Weight of the mode-seeking term (Mao et al. 2019), which keeps "
                           "the variety within a condition; pair it with --cls-weight [0 = off]."),
-    augment: str = _O(None, "--augment", help=_AUGMENT_HELP),
+    augment: str = _AUGMENT,
     cond_ramp_kimg: float = _O(-1.0, "--cond-ramp-kimg", help="Ramp conditioning in over this many kimg; -1 = a quarter "
                                "of the run for sets under 5000 images, else 0."),
-    resume: Path = _O(None, "--resume", help=_RESUME_HELP),
-    dry_run: bool = _O(False, "--dry-run/--no-dry-run", help="Print the resolved config and exit."),
-    seed: int = _O(0, "--seed", help="Random seed of the run."),
-    threads: int = _O(0, "--threads", min=0, help=THREADS_HELP),
-    device: str = _O("auto", "--device", help="Device: auto, cpu or cuda."),
-    snapshot_minutes: float = _O(5.0, "--snapshot-minutes", help="Checkpoint at least this often, in minutes."),
-    grid_kimg: float = _O(50.0, "--grid-kimg", help="Write a sample grid every this many kimg."),
-    max_minutes: float = _O(0.0, "--max-minutes", help="Stop cleanly (final grid and checkpoint) after this many "
-                            "minutes; 0 = no limit."),
+    resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
+    snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,
 ) -> None:
     """Train the conditional GAN (BigGAN-style G, projection D with spectral norm, EMA, DiffAugment)."""
-    _train(ctx, "gan", dict(data=data, res=res, kimg=kimg, out=out, batch=batch, lr=lr, width=width, d_width=d_width,
-                            z_dim=z_dim, loss=loss, cls_weight=cls_weight, ms_weight=ms_weight, augment=augment,
-                            cond_ramp_kimg=cond_ramp_kimg, seed=seed, threads=threads, device=device,
-                            snapshot_minutes=snapshot_minutes, grid_kimg=grid_kimg, max_minutes=max_minutes),
-           resume, dry_run)
+    _train(ctx, "gan", _flags(locals()), resume, dry_run)
 
 
 @train_app.command("vae")
 def train_vae(
     ctx: typer.Context,
-    data: str = _O("builtin", "--data", help=DATA_HELP),
-    res: int = _O(64, "--res", help="Image size: 64 or 128."),
-    kimg: float = _O(None, "--kimg", help="Train until this many thousand images are seen [200]."),
-    out: Path = _O(Path("runs"), "--out", help="Parent folder of the run folder NNNNN-vae-<data>-<res>."),
-    batch: int = _O(None, "--batch", help="Batch size over all processes [32; 16 at 128 px]."),
+    data: str = _DATA, res: int = _RES, kimg: float = _KIMG, out: Path = _OUT, batch: int = _BATCH,
     lr: float = _O(None, "--lr", help="Adam learning rate [2e-4]."),
     width: int = _O(None, "--width", help="Channels at full resolution [16 on CPU, 32 on GPU]."),
-    z_dim: int = _O(None, "--z-dim", help="Latent size [128]."),
+    z_dim: int = _Z_DIM,
     patch_weight: float = _O(0.1, "--patch-weight", help="Patch discriminator weight, times the adaptive weight; 0 = off."),
     kl_warmup_kimg: float = _O(20.0, "--kl-warmup-kimg", help="Ramp the KL and latent-adversary weights from 0 to 1 over "
                                "this many kimg."),
@@ -176,24 +178,12 @@ def train_vae(
     latent_adv_weight: float = _O(100.0, "--latent-adv-weight", help="Weight of the Fader latent adversary."),
     cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term (AttGAN), times the "
                            "adaptive weight: a classifier checks that decodes with other conditions show them [0 = off]."),
-    augment: str = _O(None, "--augment", help=_AUGMENT_HELP),
-    resume: Path = _O(None, "--resume", help=_RESUME_HELP),
-    dry_run: bool = _O(False, "--dry-run/--no-dry-run", help="Print the resolved config and exit."),
-    seed: int = _O(0, "--seed", help="Random seed of the run."),
-    threads: int = _O(0, "--threads", min=0, help=THREADS_HELP),
-    device: str = _O("auto", "--device", help="Device: auto, cpu or cuda."),
-    snapshot_minutes: float = _O(5.0, "--snapshot-minutes", help="Checkpoint at least this often, in minutes."),
-    grid_kimg: float = _O(50.0, "--grid-kimg", help="Write a sample grid every this many kimg."),
-    max_minutes: float = _O(0.0, "--max-minutes", help="Stop cleanly (final grid and checkpoint) after this many "
-                            "minutes; 0 = no limit."),
+    augment: str = _AUGMENT,
+    resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
+    snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,
 ) -> None:
     """Train the conditional VAE, so pictures can be encoded and edited attribute by attribute.
 
     Per-image-sum ELBO, KL warm-up and free bits, a Fader latent adversary and an optional patch discriminator.
     """
-    _train(ctx, "vae", dict(data=data, res=res, kimg=kimg, out=out, batch=batch, lr=lr, width=width, z_dim=z_dim,
-                            patch_weight=patch_weight, kl_warmup_kimg=kl_warmup_kimg, free_bits=free_bits,
-                            latent_adv_weight=latent_adv_weight, cls_weight=cls_weight, augment=augment, seed=seed,
-                            threads=threads, device=device, snapshot_minutes=snapshot_minutes, grid_kimg=grid_kimg,
-                            max_minutes=max_minutes),
-           resume, dry_run)
+    _train(ctx, "vae", _flags(locals()), resume, dry_run)
