@@ -7,38 +7,41 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Benchmarks; each prints one JSON object (ratios against a baseline measured in the same run).",
+from moe.command import THREADS_HELP
+
+app = typer.Typer(help="Benchmarks; each prints one JSON object, with ratios against a baseline measured in the same run.",
                   no_args_is_help=True)
+
+_JSON_HELP = "Print the result on one line instead of indented."
 
 
 def _emit(result: dict, as_json: bool) -> None:
-    if as_json:
-        typer.echo(json.dumps(result))
-    else:
-        typer.echo(json.dumps(result, indent=2))
+    typer.echo(json.dumps(result) if as_json else json.dumps(result, indent=2))
 
 
 @app.command()
 def engine(
-    as_json: bool = typer.Option(False, "--json", help="one-line JSON"),
-    pack: str | None = typer.Option(None, help="pack folder (default: the bundled pack, else the tiny random-init pack)"),
-    seconds: float = typer.Option(2.0, help="measuring time per concurrency level"),
-    max_batch: int = typer.Option(64, help="engine max_batch"),
+    as_json: bool = typer.Option(False, "--json/--no-json", help=_JSON_HELP),
+    pack_dir: Path = typer.Option(None, "--pack-dir", help="Pack folder to time; default: the bundled pack, else the "
+                                  "tiny random-init pack."),
+    seconds: float = typer.Option(2.0, "--seconds", help="Measuring time per concurrency level, in seconds."),
+    max_batch: int = typer.Option(64, "--max-batch", help="The engine's max_batch."),
 ) -> None:
-    """Engine throughput/latency at 1, 8, 64, 256 concurrent requests vs raw onnxruntime and naive PyTorch."""
+    """Engine throughput and latency at 1 to 256 concurrent requests, beside raw onnxruntime and naive PyTorch."""
     from bench.engine import run
 
-    _emit(run(pack=pack, seconds=seconds, max_batch=max_batch), as_json)
+    _emit(run(pack_dir=pack_dir, seconds=seconds, max_batch=max_batch), as_json)
 
 
 @app.command()
 def e2e(
-    as_json: bool = typer.Option(False, "--json", help="one-line JSON"),
-    members: str = typer.Option("1,50", help="member counts, comma-separated (the largest is checked against the targets)"),
-    rounds: int = typer.Option(10, help="sequential requests for 1 member"),
-    bursts: int = typer.Option(2, help="bursts of concurrent requests for more members"),
-    command: str = typer.Option("avatar create", help="slash command to time"),
-    pack_dir: Path = typer.Option(None, help="time this pack folder instead of the bundled moe-default"),
+    as_json: bool = typer.Option(False, "--json/--no-json", help=_JSON_HELP),
+    members: str = typer.Option("1,50", "--members", help="Member counts, comma-separated; the largest is checked "
+                                "against the targets."),
+    rounds: int = typer.Option(10, "--rounds", help="Sequential requests for 1 member."),
+    bursts: int = typer.Option(2, "--bursts", help="Bursts of concurrent requests for more members."),
+    command: str = typer.Option("avatar create", "--command", help="Slash command to time."),
+    pack_dir: Path = typer.Option(None, "--pack-dir", help="Pack folder to time; default: the bundled moe-default."),
 ) -> None:
     """Acknowledgement and final-image latency of /avatar create through the fake Discord and the real bot."""
     from bench.e2e import run
@@ -49,13 +52,13 @@ def e2e(
 
 @app.command("train")
 def train(
-    as_json: bool = typer.Option(False, "--json", help="One line of JSON."),
-    seconds: float = typer.Option(2.0, "--seconds", min=0.5, help="Timing per case, split over 3 interleaved rounds of step and baseline (4 cases)."),
-    width: int = typer.Option(0, "--width", min=0, help="Model width (0 = the training default: 16 on CPU, 32 on GPU)."),
-    threads: int = typer.Option(0, "--threads", min=0, help="torch CPU threads (0 = all cores)."),
+    as_json: bool = typer.Option(False, "--json/--no-json", help=_JSON_HELP),
+    seconds: float = typer.Option(2.0, "--seconds", min=0.5, help="Measuring time per case, in seconds, split over "
+                                  "interleaved rounds of step and baseline."),
+    width: int = typer.Option(0, "--width", min=0, help="Model width; 0 = the training default."),
+    threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
 ) -> None:
-    """Images per second of the GAN and VAE training steps at 64 and 128 px, beside the same
-    steps written plainly (the in-run baseline)."""
+    """Images per second of the GAN and VAE training steps at 64 and 128 px, beside the same steps written plainly."""
     from bench.train import run
 
     _emit(run(seconds=seconds, width=width or None, threads=threads), as_json)

@@ -215,7 +215,7 @@ def _upscale(n: int = 12) -> dict:
                         (round(float(x), 4) for x in np.mean(v, axis=0)))) for k, v in scores.items()}
 
 
-def run(pack: str | None = None, seconds: float = 2.0, max_batch: int = 64) -> dict:
+def run(pack_dir: Path | None = None, seconds: float = 2.0, max_batch: int = 64) -> dict:
     """Measure and return one JSON-able dict (see the module docstring)."""
     from engine.pack import load_pack
     from engine.sessions import choose_providers
@@ -226,8 +226,8 @@ def run(pack: str | None = None, seconds: float = 2.0, max_batch: int = 64) -> d
     notes = []
     tmp = tempfile.TemporaryDirectory(prefix="moe-bench-")
     try:
-        if pack:
-            pack_dir = Path(pack)
+        if pack_dir is not None:
+            pack_dir = Path(pack_dir)
         elif (BUNDLED_PACKS_DIR / "moe-default" / "manifest.json").is_file():
             pack_dir = BUNDLED_PACKS_DIR / "moe-default"
         else:

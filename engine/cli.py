@@ -11,13 +11,11 @@ from pathlib import Path
 
 import typer
 
+from moe.command import UsageError, settings
+
 __all__ = ["register"]
 
 GAP = 4  # pixels between grid tiles
-
-
-class _Usage(Exception):
-    """A mistake in the command line; printed with exit code 2."""
 
 
 def _pairs(items: list[str], flag: str) -> dict[str, str]:
@@ -25,68 +23,57 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name.strip() or not value.strip():
-            raise _Usage(f"{flag} expects attribute=value, got {item!r}")
+            raise UsageError(f"{flag} expects attribute=value, got {item!r}")
         out[name.strip()] = value.strip()
     return out
 
 
 def generate(
-    set_: list[str] = typer.Option([], "--set", "-s", help="attribute=value (repeat); unset attributes are random"),
-    seed: int | None = typer.Option(None, help="seed (0..4294967295); random when left out (printed)"),
-    out: Path = typer.Option(Path("avatar.png"), "--out", "-o", help="PNG file to write"),
-    pack: str | None = typer.Option(None, help="pack name (default: settings.default_pack)"),
-    n: int = typer.Option(1, "--n", "-n", min=1, max=64, help="images: seeds seed..seed+n-1 / variations / blend steps"),
-    size: int = typer.Option(256, help="pixels per tile: 128, 256 or 512"),
-    model: str = typer.Option("gan", help="gan, vae, or both (two rows: GAN above VAE, same seeds)"),
-    transparent: bool = typer.Option(False, help="cut out the flat background (packs with background 'flat')"),
-    pixel: bool = typer.Option(False, help="upscale by nearest neighbour (pixel-art look) instead of clamped Lanczos"),
-    vary: float | None = typer.Option(None, help="n variations of the avatar at this strength (0.01..2, e.g. 0.3)"),
-    edit: list[str] = typer.Option([], "--edit", "-e", help="attribute=value: same character, new value (repeat)"),
-    blend: str | None = typer.Option(None, help="recipe code to blend with; --n steps from this avatar to it"),
-    recipe: str | None = typer.Option(None, help="start from a recipe code instead of --set/--seed"),
-    grid_attr: str | None = typer.Option(None, help="one tile per value of this attribute, same character"),
-    best_of: int | None = typer.Option(None, min=2, max=64, help="draw K candidates, keep the discriminator's favourite"),
-    list_attributes: bool = typer.Option(False, "--list-attributes", help="show the pack's attributes and exit"),
+    ctx: typer.Context,
+    set_: list[str] = typer.Option([], "--set", "-s", help="An attribute=value condition, repeatable; unset attributes are random."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed from 0 to 4294967295; random (and printed) when left out."),
+    out: Path = typer.Option(Path("avatar.png"), "--out", "-o", help="PNG file to write."),
+    pack: str | None = typer.Option(None, "--pack", help="Name of the installed pack to draw from; default: MOE_DEFAULT_PACK."),
+    n: int = typer.Option(1, "--n", "-n", min=1, max=64, help="How many images: seeds seed..seed+n-1, variations or blend steps."),
+    size: int = typer.Option(256, "--size", help="Pixels per tile: 128, 256 or 512."),
+    model: str = typer.Option("gan", "--model", help="Model: gan, vae, or both (two rows, GAN above VAE, same seeds)."),
+    transparent: bool = typer.Option(False, "--transparent/--no-transparent",
+                                     help="Cut out the flat background (packs whose background is 'flat')."),
+    pixel: bool = typer.Option(False, "--pixel/--no-pixel",
+                               help="Upscale by nearest neighbour (pixel-art look) instead of clamped Lanczos."),
+    vary: float | None = typer.Option(None, "--vary", help="Draw n variations of the avatar at this strength (0.01 to 2)."),
+    edit: list[str] = typer.Option([], "--edit", "-e", help="An attribute=value edit of the same character, repeatable."),
+    blend: str | None = typer.Option(None, "--blend", help="Recipe code to blend with, in n steps from this avatar to it."),
+    recipe: str | None = typer.Option(None, "--recipe", help="Start from this recipe code instead of --set and --seed."),
+    grid_attr: str | None = typer.Option(None, "--grid-attr", help="Draw one tile per value of this attribute, same character."),
+    best_of: int | None = typer.Option(None, "--best-of", min=2, max=64,
+                                       help="Draw this many candidates and keep the discriminator's favourite."),
+    list_attributes: bool = typer.Option(False, "--list-attributes/--no-list-attributes",
+                                         help="Show the pack's attributes and exit."),
 ) -> None:
     """Draw avatars from a model pack and write a PNG (a grid when there are several).
 
     Prints each avatar's recipe code, which redraws it exactly (`--recipe CODE`)."""
-    opts = dict(locals())
-    from moe.settings import Settings
-
-    settings = Settings()
-    try:
-        code = asyncio.run(_main(settings, opts))
-    except _Usage as e:
-        typer.secho(f"error: {e}", err=True, fg="red")
-        raise typer.Exit(2) from None
-    raise typer.Exit(code)
+    opts = {k: v for k, v in locals().items() if k != "ctx"}
+    asyncio.run(_main(settings(ctx), opts))
 
 
-async def _main(settings, o: dict) -> int:
-    from engine import Engine, EngineError, InvalidRecipe, SchemaError, UnknownPack
+async def _main(settings, o: dict) -> None:
+    from engine import Engine
 
-    try:
-        async with Engine.from_settings(settings, watch_s=None, metrics_log_s=None) as eng:
-            name = o["pack"] or settings.default_pack
-            if name not in eng.packs:
-                where = ", ".join(str(d) for d in settings.pack_dirs())
-                have = ", ".join(sorted(eng.packs)) or "none"
-                refused = "".join(f"\n  refused {k}: {v}" for k, v in eng.refused.items())
-                raise _Usage(f"pack {name!r} is not installed (installed: {have}; "
+    async with Engine.from_settings(settings, watch_s=None, metrics_log_s=None) as eng:
+        name = o["pack"] or settings.default_pack
+        if name not in eng.packs:
+            where = ", ".join(str(d) for d in settings.pack_dirs())
+            have = ", ".join(sorted(eng.packs)) or "none"
+            refused = "".join(f"\n  refused {k}: {v}" for k, v in eng.refused.items())
+            raise UsageError(f"pack {name!r} is not installed (installed: {have}; "
                              f"looked in {where}). Make one with `moe export RUN --out {settings.packs_dir}/NAME`."
                              + refused)
-            if o["list_attributes"]:
-                _print_attributes(eng.packs[name])
-                return 0
-            rows = await _tiles(eng, name, o)
-            _write(eng, rows, o)
-            return 0
-    except (SchemaError, InvalidRecipe, UnknownPack) as e:
-        raise _Usage(str(e)) from None
-    except EngineError as e:
-        typer.secho(f"error: {e}", err=True, fg="red")
-        return 1
+        if o["list_attributes"]:
+            _print_attributes(eng.packs[name])
+            return
+        _write(eng, await _tiles(eng, name, o), o)
 
 
 async def _tiles(eng, name: str, o: dict) -> list[list]:
@@ -94,12 +81,12 @@ async def _tiles(eng, name: str, o: dict) -> list[list]:
     pack = eng.packs[name]
     conditions, edits = _pairs(o["set_"], "--set"), _pairs(o["edit"], "--edit")
     if o["size"] not in (128, 256, 512):
-        raise _Usage(f"--size must be 128, 256 or 512, got {o['size']}")
+        raise UsageError(f"--size must be 128, 256 or 512, got {o['size']}")
     if o["model"] not in ("gan", "vae", "both"):
-        raise _Usage(f"--model must be gan, vae or both, got {o['model']!r}")
+        raise UsageError(f"--model must be gan, vae or both, got {o['model']!r}")
     models = ["gan", "vae"] if o["model"] == "both" else [o["model"]]
     if o["model"] == "both" and (o["recipe"] or o["blend"]):
-        raise _Usage("--model both compares the two models on fresh seeds; leave out --recipe/--blend")
+        raise UsageError("--model both compares the two models on fresh seeds; leave out --recipe/--blend")
     seed = o["seed"]
     if seed is None:
         import secrets
@@ -152,7 +139,7 @@ def _write(eng, rows: list[list], o: dict) -> None:
 
     out, size, transparent = o["out"], o["size"], o["transparent"]
     if transparent and eng.packs[rows[0][0][0].recipe.pack].background != "flat":
-        raise _Usage("this pack has no flat background, so --transparent is not available")
+        raise UsageError("this pack has no flat background, so --transparent is not available")
     out.parent.mkdir(parents=True, exist_ok=True)
     tiles = [t for row in rows for t in row]
     if len(tiles) == 1:

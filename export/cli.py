@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from moe.command import FAILURE, UsageError, fail, settings
+
 __all__ = ["register"]
 
 packs_app = typer.Typer(help="Model packs: list the installed ones, verify one.", no_args_is_help=True)
@@ -34,19 +36,17 @@ def export_command(
     out: Path = typer.Option(..., "--out", help="Pack folder to write (replaced if it is already a pack)."),
     name: str = typer.Option(None, "--name", help="Pack name (a-z, 0-9, -, _); default: the --out folder name."),
     version: str = typer.Option("1.0.0", "--version", help="Pack version recorded in the manifest."),
-    fp16: bool = typer.Option(False, "--fp16", help="Also write half-precision variants (*.fp16.onnx) for GPUs."),
+    fp16: bool = typer.Option(False, "--fp16/--no-fp16", help="Also write half-precision variants (*.fp16.onnx) for GPUs."),
     triton: Path = typer.Option(None, "--triton", help="Also write a Triton Inference Server model repository here."),
-    max_batch: int = typer.Option(64, "--max-batch", min=1, help="Triton max_batch_size."),
+    max_batch: int = typer.Option(64, "--max-batch", min=1, help="The Triton repository's max_batch_size."),
 ) -> None:
     """Export trained runs to a verified ONNX model pack (the only thing the bot reads).
 
     Every model is compared with PyTorch at batch 1 and 16 (within 1 pixel level) before
     the pack is moved into place; a failed check leaves no pack behind.
     """
-    from engine.schema import SchemaError
     from export.build import ExportError, build_pack, load_runs
     from export.verify import table
-    from trainer.checkpoint import CheckpointError
 
     console = _console()
 
@@ -70,11 +70,7 @@ def export_command(
     except ExportError as e:
         if e.checks:
             console.print(table(e.checks, title="verification"))
-        console.print(f"[bold red]error:[/] {e}")
-        raise typer.Exit(1) from None
-    except (CheckpointError, SchemaError, OSError) as e:
-        console.print(f"[bold red]error:[/] {e}")
-        raise typer.Exit(1) from None
+        raise  # reported by the `moe` group: a refusal exits 2, a failed verification 1
     m = result.manifest
     console.print(f"[green]pack {m['name']} {m['version']}[/] -> {result.path}  "
                   f"({len(m['models'])} models, {len(result.checks)} checks passed, content {m['content_hash']})")
@@ -85,44 +81,35 @@ def export_command(
         console.print(f"Triton repository {triton}: {', '.join(names)}")
 
 
-def _pack_dirs() -> list[Path]:
-    """The bundled packs folder and MOE_PACKS_DIR (settings from the environment / .env)."""
-    from pydantic import ValidationError
-
-    from moe.settings import Settings
-
-    try:
-        return Settings().pack_dirs()
-    except ValidationError as e:
-        typer.echo(f"error: invalid settings:\n{e}", err=True)
-        raise typer.Exit(2) from None
-
-
-def _resolve_pack(pack: str) -> Path:
-    """A pack folder path, or the name of an installed pack."""
+def _resolve_pack(ctx: typer.Context, pack: str) -> Path:
+    """A pack folder (one holding manifest.json), else the name of an installed pack."""
     path = Path(pack)
     if (path / "manifest.json").is_file():
         return path
     from engine.pack import find_packs
 
-    found = find_packs(_pack_dirs())
+    found = find_packs(settings(ctx).pack_dirs())
     if pack in found:
         return found[pack]
     known = ", ".join(sorted(found)) or "none installed"
-    raise typer.BadParameter(f"{pack!r} is neither a pack folder nor an installed pack ({known})")
+    raise UsageError(f"{pack!r} is neither a pack folder nor an installed pack ({known})")
 
 
 @packs_app.command("verify")
 def verify_command(
-    pack: str = typer.Argument(..., help="Pack folder or installed pack name."),
+    ctx: typer.Context,
+    pack: str = typer.Argument(..., help="An installed pack's name, or a pack folder (one holding manifest.json)."),
     runs_dir: Path = typer.Option(Path("runs"), "--runs-dir",
                                   help="Where the pack's training runs are, for the comparison with PyTorch."),
 ) -> None:
-    """Check a pack: manifest, schema, file hashes, onnx.checker, onnxruntime at batch 1 and 16,
-    and (when torch and the runs named in the manifest are here) pixels against PyTorch."""
+    """Check a pack: manifest, schema, file hashes, onnx.checker, onnxruntime and pixels against PyTorch.
+
+    onnxruntime runs at batch 1 and 16; the comparison with PyTorch runs when torch and the
+    runs named in the manifest are here.
+    """
     from export.verify import check_pack, table
 
-    path = _resolve_pack(pack)
+    path = _resolve_pack(ctx, pack)
     checks = check_pack(path)
     if all(c.ok for c in checks):
         checks += _torch_parity(path, runs_dir)
@@ -130,8 +117,7 @@ def verify_command(
     console.print(table(checks, title=f"pack {path}"))
     failed = [c for c in checks if not c.ok]
     if failed:
-        console.print(f"[bold red]{len(failed)} check(s) failed[/]: {failed[0].model} {failed[0].what}: {failed[0].detail}")
-        raise typer.Exit(1)
+        fail(f"{len(failed)} check(s) failed: {failed[0].model} {failed[0].what}: {failed[0].detail}", FAILURE)
     skipped = [c for c in checks if c.detail.startswith("skipped")]
     console.print(f"[green]ok[/]: {len(checks) - len(skipped)} checks passed" + (f", {len(skipped)} skipped" if skipped else ""))
 
@@ -157,15 +143,17 @@ def _torch_parity(path: Path, runs_dir: Path):
 
 @packs_app.command("list")
 def list_command(
-    dirs: list[Path] = typer.Option(None, "--dir", help="Folders to look in (default: bundled packs + MOE_PACKS_DIR)."),
+    ctx: typer.Context,
+    dirs: list[Path] = typer.Option(None, "--packs-dir", help="Folder of packs to look in, repeatable; default: the "
+                                    "bundled packs and MOE_PACKS_DIR."),
 ) -> None:
-    """Installed packs with their schema, models and metrics."""
+    """List the installed packs with their schema, models and metrics."""
     from rich.table import Table
 
     from engine.errors import PackError
     from engine.pack import find_packs, load_pack
 
-    dirs = dirs or _pack_dirs()
+    dirs = dirs or settings(ctx).pack_dirs()
     found = find_packs(dirs)
     console = _console()
     if not found:

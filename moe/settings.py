@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "BUNDLED_PACKS_DIR"]
+__all__ = ["Settings", "BUNDLED_PACKS_DIR", "LOG_LEVELS"]
 
 BUNDLED_PACKS_DIR = Path(__file__).resolve().parent.parent / "engine" / "packs"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class Settings(BaseSettings):
@@ -38,7 +39,14 @@ class Settings(BaseSettings):
     daily_quota: int = Field(200, ge=0, description="default generations per member per day, 0 = unlimited")
     max_upload_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest picture accepted by /avatar remix")
 
-    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR (`moe --log-level` overrides it)")
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in LOG_LEVELS:
+            raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
+        return value.upper()
 
     def pack_dirs(self) -> list[Path]:
         """Where packs are looked for: the bundled ones, then the admin's folder."""

@@ -6,19 +6,22 @@ from pathlib import Path
 
 import typer
 
-train_app = typer.Typer(help="Train the conditional GAN / VAE and evaluate runs.", no_args_is_help=True)
+from moe.command import DATA_HELP, THREADS_HELP, UsageError, given_options
+
+train_app = typer.Typer(help="Train the conditional GAN or VAE and evaluate runs.", no_args_is_help=True)
 dataset_app = typer.Typer(help="Inspect training data: the built-in moe style set or your own folder.",
                           no_args_is_help=True)
+
+RESUMABLE = ("--kimg", "--threads", "--device", "--max-minutes")  # what a resumed run honours besides its config
 
 
 @dataset_app.command("preview")
 def dataset_preview(
-    data: str = typer.Option("builtin", "--data", help="'builtin' (the moe style set) or a folder: DIR/labels.csv "
-                             "(file + one column per attribute) or one sub-folder per value."),
+    data: str = typer.Option("builtin", "--data", help=DATA_HELP),
     out: Path = typer.Option(Path("sheet.png"), "--out", help="PNG contact sheet to write."),
     per_row: int = typer.Option(8, "--per-row", min=1, max=32, help="Images per attribute value."),
     tile: int = typer.Option(64, "--tile", min=16, max=256, help="Tile size in pixels."),
-    seed: int = typer.Option(0, "--seed", help="Which images are picked."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the images picked."),
 ) -> None:
     """Write a contact sheet with one labelled row per attribute value, to check that each value is visible.
 
@@ -27,21 +30,17 @@ def dataset_preview(
     """
     import numpy as np
 
-    from trainer.data import DatasetError, load_dataset
+    from trainer.data import load_dataset
     from trainer.preview import contact_sheet
 
-    try:
-        if data == "builtin":  # a fresh small sample renders in seconds; training uses the cached 20k set
-            from trainer import styleset
+    if data == "builtin":  # a fresh small sample, rendered now; training uses the cached full set
+        from trainer import styleset
 
-            images, labels = styleset.render_dataset(60 * per_row, seed=1000 + seed, size=128)
-            schema, name, notes = styleset.SCHEMA, "built-in moe style set", ()
-        else:
-            ds = load_dataset(data, res=max(tile, 64))
-            images, labels, schema, name, notes = ds.images, ds.labels, ds.schema, f"{ds.name} ({len(ds)} images)", ds.notes
-    except DatasetError as e:
-        typer.secho(f"dataset error: {e}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        images, labels = styleset.render_dataset(60 * per_row, seed=1000 + seed, size=128)
+        schema, name, notes = styleset.SCHEMA, "built-in moe style set", ()
+    else:
+        ds = load_dataset(data, res=max(tile, 64))
+        images, labels, schema, name, notes = ds.images, ds.labels, ds.schema, f"{ds.name} ({len(ds)} images)", ds.notes
     for note in notes:
         typer.secho(f"note: {note}", fg="yellow", err=True)
     sheet = contact_sheet(np.asarray(images), labels, schema, per_row=per_row, tile=tile, seed=seed, title=name)
@@ -53,177 +52,138 @@ def dataset_preview(
 
 @train_app.command("eval")
 def train_eval(
-    run: Path = typer.Argument(..., help="Run folder (runs/NNNNN-...) with checkpoint.json + checkpoint.safetensors."),
+    run: Path = typer.Argument(..., help="Run folder (runs/NNNNN-...) with checkpoint.json and checkpoint.safetensors."),
     samples: int = typer.Option(2000, "--samples", min=2, help="Generated images to score."),
-    data: str = typer.Option(None, "--data", help="Evaluate against this data instead of the run's own "
-                             "('builtin' or a folder); it must have the run's attributes."),
+    data: str = typer.Option(None, "--data", help="Evaluate against this data ('builtin' or a folder with the run's "
+                             "attributes) instead of the run's own."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled conditions and latents."),
-    threads: int = typer.Option(0, "--threads", min=0, help="CPU threads for torch (0 = torch's default); "
-                                "use 1 beside a training run."),
-    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON instead of tables."),
+    threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
+    as_json: bool = typer.Option(False, "--json/--no-json", help="Print the report as JSON instead of tables."),
 ) -> None:
-    """Score a run with a judge classifier trained on the real images (cached per dataset): conditional
-    accuracy, KID/FID against held-out beside the real floor and a blurred reference, diversity,
-    nearest-neighbour memorisation check, and for a VAE reconstruction and edit success.
-    Writes RUN/eval.json and RUN/eval.png."""
+    """Score a run with a judge classifier trained on the real images (cached per dataset).
+
+    Conditional accuracy, KID/FID against held-out images beside the real floor and a blurred
+    reference, diversity, a nearest-neighbour memorisation check, and for a VAE reconstruction
+    and edit success. Writes RUN/eval.json and RUN/eval.png.
+    """
     import json
-    import logging
+    import os
 
     import torch
 
-    from trainer.data import DatasetError
-    from trainer.eval import EvalError, evaluate, print_report
+    from trainer.eval import evaluate, print_report
 
-    if threads:
-        torch.set_num_threads(threads)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    try:
-        report = evaluate(run, samples=samples, data=data, seed=seed)
-    except (EvalError, DatasetError) as e:
-        typer.secho(f"eval error: {e}", fg="red", err=True)
-        raise typer.Exit(2) from None
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    report = evaluate(run, samples=samples, data=data, seed=seed)
     if as_json:
         typer.echo(json.dumps(report, indent=1))
     else:
         print_report(report)
 
 
-_DATA_HELP = "'builtin' (the moe style set) or a folder of labelled images (DIR/labels.csv or one sub-folder per value)."
-
-
-def _train(kind: str, flags: dict, resume: Path | None, dry_run: bool) -> None:
+def _train(ctx: typer.Context, kind: str, flags: dict, resume: Path | None, dry_run: bool) -> None:
     """Resolve the config (from flags, or from the run being resumed), print it, train."""
     import dataclasses
     import json
-    import logging
 
     from trainer.checkpoint import CheckpointError
-    from trainer.data import DatasetError
-    from trainer.train import ConfigError, TrainConfig, TrainingDiverged, make_config, training_loop
+    from trainer.train import TrainConfig, make_config, training_loop
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
-    try:
-        if resume is not None:
-            path = resume / "config.json"
-            if not path.is_file():
-                raise CheckpointError(f"{resume} is not a run folder (no config.json)")
-            doc = json.loads(path.read_text())
-            if doc.get("kind") != kind:
-                raise CheckpointError(f"{resume} is a {doc.get('kind')} run; use `moe train {doc.get('kind')}`")
-            overrides = {k: flags[k] for k in ("kimg", "threads", "device", "max_minutes") if flags.get(k) is not None}
+    flags = {**flags, "out": str(flags["out"]), "augment": "" if flags["augment"] == "none" else flags["augment"]}
+    if resume is not None:
+        ignored = [f for f in given_options(ctx) if f not in (*RESUMABLE, "--resume", "--dry-run", "--no-dry-run")]
+        if ignored:
+            raise UsageError(f"--resume continues the run with its own config, so it would ignore {', '.join(ignored)}; "
+                             f"with --resume only {', '.join(RESUMABLE)} apply")
+        path = resume / "config.json"
+        if not path.is_file():
+            raise CheckpointError(f"{resume} is not a run folder (no config.json)")
+        doc = json.loads(path.read_text())
+        if doc.get("kind") != kind:
+            raise CheckpointError(f"{resume} is a {doc.get('kind')} run; use `moe train {doc.get('kind')}`")
+        overrides = {k: flags[k] for k in ("kimg", "threads", "device", "max_minutes") if flags.get(k) is not None}
+        try:
             cfg = TrainConfig(**{**doc, **overrides})
-        else:
-            cfg = make_config(kind, **flags)
-    except (ValueError, TypeError, CheckpointError) as e:
-        typer.secho(f"config error: {e}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        except TypeError as e:  # a config.json written by another version
+            raise CheckpointError(f"{path}: {e}") from None
+    else:
+        cfg = make_config(kind, **flags)
     typer.echo(json.dumps(dataclasses.asdict(cfg), indent=1))
     if dry_run:
         return
-    try:
-        run_dir = training_loop(cfg, resume=resume)
-    except DatasetError as e:
-        typer.secho(f"dataset error: {e}", fg="red", err=True)
-        raise typer.Exit(2) from None
-    except CheckpointError as e:
-        typer.secho(f"checkpoint error: {e}", fg="red", err=True)
-        raise typer.Exit(2) from None
-    except ConfigError as e:
-        typer.secho(f"config error: {e}", fg="red", err=True)
-        raise typer.Exit(2) from None
-    except TrainingDiverged as e:
-        typer.secho(str(e), fg="red", err=True)
-        raise typer.Exit(3) from None
+    run_dir = training_loop(cfg, resume=resume)
     typer.echo(f"done: {run_dir}")
 
 
 _O = typer.Option
+# Options both `moe train gan` and `moe train vae` take (an OptionInfo only describes an option, so two commands share it).
+_DATA = _O("builtin", "--data", help=DATA_HELP)
+_RES = _O(64, "--res", help="Image size: 64 or 128.")
+_KIMG = _O(None, "--kimg", help="Train until this many thousand images are seen [200].")
+_OUT = _O(Path("runs"), "--out", help="Parent folder of the run folder NNNNN-<kind>-<data>-<res>.")
+_BATCH = _O(None, "--batch", help="Batch size over all processes [32; 16 at 128 px].")
+_Z_DIM = _O(None, "--z-dim", help="Latent size [128].")
+_AUGMENT = _O(None, "--augment", help="DiffAugment policy: a comma list of color, translation and cutout, or none "
+              "[color,translation,cutout].")
+_RESUME = _O(None, "--resume", help="Continue this run folder with its own config; only --kimg, --threads, --device "
+             "and --max-minutes apply.")
+_DRY_RUN = _O(False, "--dry-run/--no-dry-run", help="Print the resolved config and exit.")
+_SEED = _O(0, "--seed", help="Random seed of the run.")
+_THREADS = _O(0, "--threads", min=0, help=THREADS_HELP)
+_DEVICE = _O("auto", "--device", help="Device: auto, cpu or cuda.")
+_SNAPSHOT = _O(5.0, "--snapshot-minutes", help="Checkpoint at least this often, in minutes.")
+_GRID = _O(50.0, "--grid-kimg", help="Write a sample grid every this many kimg.")
+_MAX_MINUTES = _O(0.0, "--max-minutes", help="Stop cleanly (final grid and checkpoint) after this many minutes; 0 = no limit.")
+
+
+def _flags(values: dict) -> dict:
+    """A command's flags as make_config takes them (without ctx, --resume and --dry-run)."""
+    return {k: v for k, v in values.items() if k not in ("ctx", "resume", "dry_run")}
 
 
 @train_app.command("gan")
 def train_gan(
-    data: str = _O("builtin", "--data", help=_DATA_HELP),
-    res: int = _O(64, "--res", help="Image size: 64 or 128."),
-    kimg: float = _O(None, "--kimg", help="Train until this many thousand images are seen [200]."),
-    out: str = _O("runs", "--out", help="Parent folder of the run folder NNNNN-gan-<data>-<res>."),
-    batch: int = _O(None, "--batch", help="Batch size over all processes [32; 16 at 128 px]."),
+    ctx: typer.Context,
+    data: str = _DATA, res: int = _RES, kimg: float = _KIMG, out: Path = _OUT, batch: int = _BATCH,
     lr: float = _O(None, "--lr", help="Adam learning rate of G and D [2e-4]."),
-    width: int = _O(None, "--width", help="Channels at full resolution (doubling per halving, max x8) [16 on CPU, 32 on GPU]."),
+    width: int = _O(None, "--width", help="Channels at full resolution, doubling per halving up to x8 [16 on CPU, 32 on GPU]."),
     d_width: int = _O(0, "--d-width", min=0, help="Discriminator width (0 = --width)."),
-    z_dim: int = _O(None, "--z-dim", help="Latent size [128]."),
-    loss: str = _O("hinge", "--loss", help="hinge | ns (non-saturating) | wgan-gp."),
-    cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term (D classifies real "
-                           "images with its projection embeddings, G is rewarded when D classifies fakes as their "
-                           "conditions): every condition is followed, but alone it collapses the variety within a "
-                           "condition; pair it with --ms-weight. On the built-in set: --d-width 32 --augment "
-                           "color,translation --cls-weight 0.3 --ms-weight 0.03 [0 = off]."),
-    ms_weight: float = _O(None, "--ms-weight", min=0, help="Weight of the mode-seeking term (Mao et al. 2019): "
-                          "fakes drawn in pairs with the same conditions are pushed to differ as much as their "
-                          "latents; keeps the variety within a condition. 0.03 with --cls-weight 0.3; 0.1 already "
-                          "strays from the conditions [0 = off]."),
-    augment: str = _O(None, "--augment", help="DiffAugment policy, a comma list of color, translation, "
-                      "cutout [color,translation,cutout]."),
-    no_augment: bool = _O(False, "--no-augment", help="Turn DiffAugment off (on by default)."),
-    cond_ramp_kimg: float = _O(-1.0, "--cond-ramp-kimg", help="Ramp conditioning in over this many kimg; "
-                               "-1 = a quarter of the run for sets under 5000 images, else 0."),
-    resume: Path = _O(None, "--resume", help="Continue this run folder exactly (its config; --kimg sets the new end)."),
-    dry_run: bool = _O(False, "--dry-run", help="Print the resolved config and exit."),
-    seed: int = _O(0, "--seed"),
-    threads: int = _O(0, "--threads", min=0, help="torch CPU threads (0 = all cores)."),
-    device: str = _O("auto", "--device", help="auto | cpu | cuda."),
-    snapshot_minutes: float = _O(5.0, "--snapshot-minutes", help="Checkpoint at least this often."),
-    grid_kimg: float = _O(50.0, "--grid-kimg", help="Sample grid every this many kimg."),
-    max_minutes: float = _O(0.0, "--max-minutes", help="Stop cleanly (final grid + checkpoint) after this long; 0 = no limit."),
+    z_dim: int = _Z_DIM,
+    loss: str = _O("hinge", "--loss", help="Adversarial loss: hinge, ns (non-saturating) or wgan-gp."),
+    cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term: D classifies with its "
+                           "projection embeddings, G is rewarded when fakes read as their conditions [0 = off]."),
+    ms_weight: float = _O(None, "--ms-weight", min=0, help="Weight of the mode-seeking term (Mao et al. 2019), which keeps "
+                          "the variety within a condition; pair it with --cls-weight [0 = off]."),
+    augment: str = _AUGMENT,
+    cond_ramp_kimg: float = _O(-1.0, "--cond-ramp-kimg", help="Ramp conditioning in over this many kimg; -1 = a quarter "
+                               "of the run for sets under 5000 images, else 0."),
+    resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
+    snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,
 ) -> None:
     """Train the conditional GAN (BigGAN-style G, projection D with spectral norm, EMA, DiffAugment)."""
-    _train("gan", dict(data=data, res=res, kimg=kimg, out=out, batch=batch, lr=lr, width=width, d_width=d_width,
-                       z_dim=z_dim, loss=loss, cls_weight=cls_weight, ms_weight=ms_weight,
-                       augment="" if no_augment else augment,
-                       cond_ramp_kimg=cond_ramp_kimg, seed=seed,
-                       threads=threads, device=device, snapshot_minutes=snapshot_minutes, grid_kimg=grid_kimg,
-                       max_minutes=max_minutes),
-           resume, dry_run)
+    _train(ctx, "gan", _flags(locals()), resume, dry_run)
 
 
 @train_app.command("vae")
 def train_vae(
-    data: str = _O("builtin", "--data", help=_DATA_HELP),
-    res: int = _O(64, "--res", help="Image size: 64 or 128."),
-    kimg: float = _O(None, "--kimg", help="Train until this many thousand images are seen [200]."),
-    out: str = _O("runs", "--out", help="Parent folder of the run folder NNNNN-vae-<data>-<res>."),
-    batch: int = _O(None, "--batch", help="Batch size over all processes [32; 16 at 128 px]."),
+    ctx: typer.Context,
+    data: str = _DATA, res: int = _RES, kimg: float = _KIMG, out: Path = _OUT, batch: int = _BATCH,
     lr: float = _O(None, "--lr", help="Adam learning rate [2e-4]."),
     width: int = _O(None, "--width", help="Channels at full resolution [16 on CPU, 32 on GPU]."),
-    z_dim: int = _O(None, "--z-dim", help="Latent size [128]."),
-    patch_weight: float = _O(0.1, "--patch-weight", help="Patch discriminator weight (x the adaptive weight); 0 = off."),
-    kl_warmup_kimg: float = _O(20.0, "--kl-warmup-kimg", help="KL and latent-adversary weight ramp 0 -> 1."),
-    free_bits: float = _O(0.1, "--free-bits", help="Free bits per latent dimension (nats)."),
+    z_dim: int = _Z_DIM,
+    patch_weight: float = _O(0.1, "--patch-weight", help="Patch discriminator weight, times the adaptive weight; 0 = off."),
+    kl_warmup_kimg: float = _O(20.0, "--kl-warmup-kimg", help="Ramp the KL and latent-adversary weights from 0 to 1 over "
+                               "this many kimg."),
+    free_bits: float = _O(0.1, "--free-bits", help="Free bits per latent dimension, in nats."),
     latent_adv_weight: float = _O(100.0, "--latent-adv-weight", help="Weight of the Fader latent adversary."),
-    cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term (x the adaptive "
-                           "weight): half the batch is decoded again with other conditions, and a classifier "
-                           "trained on the real images checks that every decode shows its conditions (AttGAN). "
-                           "Draws the small attributes (accessories, eyes) that the likelihood alone blurs away. "
-                           "On the built-in set: --augment color,translation --cls-weight 0.3 [0 = off]."),
-    augment: str = _O(None, "--augment", help="DiffAugment policy of the patch discriminator, a comma list of "
-                      "color, translation, cutout [color,translation,cutout]."),
-    no_augment: bool = _O(False, "--no-augment", help="Turn DiffAugment on the patch discriminator off."),
-    resume: Path = _O(None, "--resume", help="Continue this run folder exactly (its config; --kimg sets the new end)."),
-    dry_run: bool = _O(False, "--dry-run", help="Print the resolved config and exit."),
-    seed: int = _O(0, "--seed"),
-    threads: int = _O(0, "--threads", min=0, help="torch CPU threads (0 = all cores)."),
-    device: str = _O("auto", "--device", help="auto | cpu | cuda."),
-    snapshot_minutes: float = _O(5.0, "--snapshot-minutes", help="Checkpoint at least this often."),
-    grid_kimg: float = _O(50.0, "--grid-kimg", help="Sample grid every this many kimg."),
-    max_minutes: float = _O(0.0, "--max-minutes", help="Stop cleanly (final grid + checkpoint) after this long; 0 = no limit."),
+    cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term (AttGAN), times the "
+                           "adaptive weight: a classifier checks that decodes with other conditions show them [0 = off]."),
+    augment: str = _AUGMENT,
+    resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
+    snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,
 ) -> None:
-    """Train the conditional VAE (per-image-sum ELBO, KL warm-up + free bits, Fader latent adversary,
-    optional patch discriminator) so pictures can be encoded and edited attribute by attribute."""
-    _train("vae", dict(data=data, res=res, kimg=kimg, out=out, batch=batch, lr=lr, width=width, z_dim=z_dim,
-                       patch_weight=patch_weight, kl_warmup_kimg=kl_warmup_kimg, free_bits=free_bits,
-                       latent_adv_weight=latent_adv_weight, cls_weight=cls_weight,
-                       augment="" if no_augment else augment, seed=seed,
-                       threads=threads, device=device, snapshot_minutes=snapshot_minutes, grid_kimg=grid_kimg,
-                       max_minutes=max_minutes),
-           resume, dry_run)
+    """Train the conditional VAE, so pictures can be encoded and edited attribute by attribute.
+
+    Per-image-sum ELBO, KL warm-up and free bits, a Fader latent adversary and an optional patch discriminator.
+    """
+    _train(ctx, "vae", _flags(locals()), resume, dry_run)

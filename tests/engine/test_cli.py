@@ -13,6 +13,7 @@ from moe.cli import app
 @pytest.fixture
 def moe(packs_dir, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no stray .env
+    monkeypatch.setattr("moe.settings.BUNDLED_PACKS_DIR", tmp_path / "no-bundled-packs")  # the tiny pack only
     monkeypatch.setenv("MOE_PACKS_DIR", str(packs_dir))
     monkeypatch.setenv("MOE_DEFAULT_PACK", "tiny")
     runner = CliRunner()
@@ -55,7 +56,7 @@ def test_no_pack_installed_is_a_clear_message(moe, monkeypatch, tmp_path):
     monkeypatch.setenv("MOE_DEFAULT_PACK", "nothing-here")
     r = moe("--seed", "1")
     assert r.exit_code == 2
-    assert "'nothing-here' is not installed" in r.output and "moe export" in r.output
+    assert "error: pack 'nothing-here' is not installed" in r.output and "moe export" in r.output
 
 
 def test_grid_per_attribute_keeps_the_character(moe, tmp_path):
@@ -90,5 +91,5 @@ def test_transparent_vary_grid(moe, tmp_path):
 
 
 def test_list_attributes(moe):
-    r = moe("--list-attributes")
+    r = moe("--pack", "tiny", "--list-attributes")
     assert r.exit_code == 0 and "style" in r.output and "accessory" in r.output

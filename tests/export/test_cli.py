@@ -37,21 +37,21 @@ def test_export_writes_metrics_status_lines_and_triton(tiny_pack, tmp_path):
     assert manifest["metrics"] == {"gan": report}
     assert set(manifest["models"]) == {"generator", "discriminator"} and manifest["version"] == "2.0.0"
     assert (tmp_path / "tri" / "mine_generator" / "config.pbtxt").is_file()
-    listed = moe("packs", "list", "--dir", tmp_path / "packs")
+    listed = moe("packs", "list", "--packs-dir", tmp_path / "packs")
     assert listed.exit_code == 0 and "mine" in listed.output and "fid 12.5, kid 0.0123" in listed.output
 
 
 def test_export_refuses_bad_input_with_a_message(tiny_pack, tmp_path):
     gan = tiny_pack.parent / "runs" / "00001-gan-tiny"
     r = moe("export", gan, gan, "--out", tmp_path / "p")
-    assert r.exit_code == 1 and "two gan runs" in r.output
+    assert r.exit_code == 2 and "error: two gan runs" in r.output
     r = moe("export", tmp_path, "--out", tmp_path / "p")
-    assert r.exit_code == 1 and "not a training run" in r.output
+    assert r.exit_code == 2 and "not a training run" in r.output
     assert not (tmp_path / "p").exists()
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("keep me")
     r = moe("export", gan, "--out", tmp_path / "notes")
-    assert r.exit_code == 1 and "not a model pack" in r.output
+    assert r.exit_code == 2 and "not a model pack" in r.output
     assert (tmp_path / "notes" / "todo.txt").read_text() == "keep me"
 
 
@@ -76,6 +76,7 @@ def test_packs_verify_compares_with_torch_and_refuses_tampering(tiny_pack, tmp_p
     (pack / "generator.fp16.onnx").write_bytes(bytes(blob))
     r = moe("packs", "verify", pack)
     assert r.exit_code == 1 and "generator.fp16.onnx" in r.output and "FAIL" in r.output
+    assert "error: 1 check(s) failed" in r.output
 
 
 BLOCKED = "import sys; sys.modules['torch'] = None; sys.modules['onnx'] = None; "
