@@ -213,13 +213,13 @@ def _vae_report(encoder, decoder, ref: _Reference, judge, schema: Schema, seed: 
 def _run_data(run_dir: Path, meta: dict, override: str | None) -> tuple[str, str | None]:
     """(data spec, recorded fingerprint) from checkpoint.json (or config.json), unless overridden."""
     data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
-    spec = override or data.get("spec") or meta.get("data_spec")
+    spec = override or meta.get("data_spec")
     if spec is None and (run_dir / "config.json").is_file():
         cfg = json.loads((run_dir / "config.json").read_text())
         spec = cfg.get("data") if isinstance(cfg.get("data"), str) else None
     if spec is None:
         raise EvalError(f"{run_dir}: the checkpoint does not record its training data; pass --data builtin|DIR")
-    return str(spec), data.get("fingerprint") or meta.get("data_fingerprint")
+    return str(spec), data.get("fingerprint")
 
 
 def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = None, seed: int = 0,
