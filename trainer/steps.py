@@ -196,8 +196,8 @@ class VaeTask(Task):
         if cfg.cls_weight > 0:
             c_cfg = AttributeClassifierConfig(cardinalities, res=cfg.res, width=cfg.d_width or cfg.width)
             self.classifier = AttributeClassifier(c_cfg).to(device)
-            # a plain classifier, not a player in a GAN game: trained at a classifier's rate (5x --lr: after
-            # 16 kimg of the built-in set, eyes 0.58 / mouth 0.75 right on held-out images, not 0.38 / 0.54)
+            # a plain classifier, not a player in a GAN game: trained at a classifier's rate, 5x --lr
+            # (it learns the fine attributes much sooner; see docs/reports/trainer-notes.md)
             self.opt_cls = torch.optim.Adam(self.classifier.parameters(), lr=5 * cfg.lr, betas=betas)
             self.models["classifier"] = self.classifier
             self.optimizers["classifier"] = self.opt_cls

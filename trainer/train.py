@@ -67,7 +67,7 @@ class TrainConfig:
     ema_rampup: float = 0.05
     kl_warmup_kimg: float = 20.0  # vae: KL and latent adversary weight 0 -> 1
     free_bits: float = 0.1  # vae: nats per latent dimension
-    latent_adv_weight: float = 100.0  # vae: Fader adversary weight (10 left accessories in z: edits failed 4 in 10)
+    latent_adv_weight: float = 100.0  # vae: Fader adversary weight (lower ones leave attributes in z)
     patch_weight: float = 0.1  # vae: patch discriminator weight (times the adaptive weight); 0 = off
     patch_start_kimg: float = 20.0  # vae: the patch and classification terms start here
     seed: int = 0
@@ -92,7 +92,7 @@ class TrainConfig:
 
 
 def default_width(device: str = "auto") -> int:
-    """32 on a GPU; 16 on a CPU, where a 64 px GAN step of width 16 runs ~4x faster than 32."""
+    """32 on a GPU; 16 on a CPU, where width 32 trains several times slower (see docs/reports/trainer-notes.md)."""
     return 32 if device != "cpu" and torch.cuda.is_available() else 16
 
 
