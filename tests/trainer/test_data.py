@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from trainer import data
-from trainer.data import Dataset, DatasetError, load_dataset, render_dataset
+from trainer.data import DatasetError, load_dataset, render_dataset
 from trainer.styleset import SCHEMA, image_seed, render, sample_labels
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
@@ -36,7 +36,7 @@ def good(tmp_path: Path) -> Path:
 
 def test_csv_folder_loads(good: Path) -> None:
     ds = load_dataset(str(good), 16)
-    assert isinstance(ds, Dataset)
+    assert ds.spec == str(good) and ds.name == good.name and len(ds) == 4 and ds.res == 16
     assert ds.images.shape == (4, 16, 16, 3) and ds.images.dtype == np.uint8
     assert ds.schema.names == ("style", "eyes")
     assert ds.schema["style"].values == ("cat", "dog")

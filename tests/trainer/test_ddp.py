@@ -6,9 +6,12 @@ import json
 import os
 import socket
 
+import pytest
 import torch.multiprocessing as mp
 
 from trainer.checkpoint import load_run
+
+pytestmark = pytest.mark.slow  # two processes, each importing torch and training
 
 
 def _free_port() -> int:

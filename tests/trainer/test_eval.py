@@ -172,6 +172,7 @@ def _tiny_run(run_dir, kind: str, data_dir, broken: bool = False) -> None:
     save_checkpoint(run_dir, kind=kind, meta=meta, models={k: m.eval() for k, m in models.items()})
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["gan", "vae"])
 def test_evaluate_tiny_run_writes_a_complete_finite_report(tmp_path, toy_folder, kind):
     run = tmp_path / f"00001-{kind}"
@@ -216,6 +217,7 @@ def test_evaluate_reports_a_diverged_generator(tmp_path, toy_folder):
     assert not (run / "eval.json").exists()
 
 
+@pytest.mark.slow
 def test_cli_eval_prints_tables_and_json(tmp_path, toy_folder):
     from typer.testing import CliRunner
 

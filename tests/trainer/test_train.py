@@ -20,6 +20,7 @@ def _cfg(kind, data, out, **kw):
     return make_config(kind, data=str(data), out=str(out), **{**TINY, **kw})
 
 
+@pytest.mark.slow
 def test_vae_overfits_tiny_set(tiny_set, tmp_path):
     run = training_loop(_cfg("vae", tiny_set, tmp_path, kimg=2.4, width=8, lr=2e-3, patch_weight=0.0,
                              kl_warmup_kimg=1000.0), progress=False)
@@ -58,6 +59,7 @@ def test_gan_trains_and_snapshots(tiny_set, tmp_path):
     assert g(torch.randn(3, 8), torch.tensor([[0, 1], [1, 0], [1, 1]])).shape == (3, 3, 16, 16)
 
 
+@pytest.mark.slow
 def test_dual_projection_term_teaches_d_to_classify(tiny_set, tmp_path):
     from trainer.data import load_dataset
 
@@ -72,6 +74,7 @@ def test_dual_projection_term_teaches_d_to_classify(tiny_set, tmp_path):
     assert min(accuracy) >= 0.9, accuracy  # chance is 0.5
 
 
+@pytest.mark.slow
 def test_vae_classification_term_makes_edits_show_their_conditions(tiny_set, tmp_path):
     from trainer.data import load_dataset
 
@@ -92,6 +95,7 @@ def test_vae_classification_term_makes_edits_show_their_conditions(tiny_set, tmp
     assert torch.equal((red_minus_blue > 0).long(), flipped[:, 0])  # the pixels too: color values are (blue, red)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["gan", "vae"])
 def test_resume_is_bit_for_bit(tiny_set, tmp_path, kind):
     extra = {"loss": "wgan-gp", "ms_weight": 1.0} if kind == "gan" else {"patch_start_kimg": 0.04}
