@@ -5,10 +5,10 @@ D step's fakes drawn without autograd, D frozen during the G step; bf16 autocast
 channels_last on a GPU) beside the same step written plainly (eager fp32, separate
 real/fake forwards, every gradient computed) as the baseline measured in the same run, in
 interleaved rounds. Random data of the right shape: the step's cost does not depend on the
-pixels. Short by design (under a minute on an idle 2-core CPU).
+pixels. Short by design, so it can run beside other work.
 
 On a CPU most of the speed comes from the model's shape rather than the step: one conv per
-resolution and width 16 (`default_width`), about 4x the images per second of width 32.
+resolution and width 16 (`default_width`). Measured numbers: docs/reports/trainer-notes.md.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """Training data: the built-in moe style set, or an admin's own folder of labelled images.
 
+The built-in set is drawn by `trainer/styleset.py` (one avatar at a time); `render_dataset`
+here renders many of them in parallel, and the set is cached under `cache_dir()`.
+
 `load_dataset(spec, res)` returns a `Dataset` of uint8 NHWC images and int64 labels with
 its `Schema`. Every problem with a folder raises `DatasetError` naming the file or CSV row;
 fixable problems (mixed sizes, RGBA/palette/greyscale) are fixed and listed in `notes`.
@@ -16,7 +19,9 @@ import hashlib
 import logging
 import os
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing import get_context, shared_memory
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +29,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from engine.image import flatten, has_alpha
 from engine.schema import Attribute, Schema
+from trainer import styleset
 
-__all__ = ["Dataset", "DatasetError", "load_dataset", "cache_dir", "BUILTIN_SIZE"]
+__all__ = ["Dataset", "DatasetError", "load_dataset", "render_dataset", "cache_dir", "BUILTIN_SIZE"]
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +89,7 @@ def load_dataset(spec: str, res: int, *, min_per_value: int = 1, progress: bool 
 # -- built-in style set --------------------------------------------------------------------
 
 def _builtin(res: int, *, progress: bool) -> Dataset:
-    from trainer import styleset
-
-    images, labels = _builtin_cache(styleset, progress=progress)
+    images, labels = _builtin_cache(progress=progress)
     return Dataset(
         images=_downsample(images, res),
         labels=labels,
@@ -97,24 +101,96 @@ def _builtin(res: int, *, progress: bool) -> Dataset:
     )
 
 
-def _builtin_cache(styleset, *, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Render once, then reuse: plain .npy files keyed by the renderer's source hash."""
-    version = hashlib.sha256(Path(styleset.__file__).read_bytes()).hexdigest()[:12]
+def _builtin_cache(*, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Render once, then reuse: plain .npy files keyed by the source hash of the style set's
+    files (`styleset.SOURCE_FILES`: the drawing, the labels, the per-image seeds)."""
+    version = hashlib.sha256(b"".join(Path(f).read_bytes() for f in styleset.SOURCE_FILES)).hexdigest()[:12]
     stem = cache_dir() / f"styleset-{BUILTIN_SIZE}-s{BUILTIN_SEED}-{RENDER_RES}px-{version}"
     img_path, lab_path = stem.with_suffix(".images.npy"), stem.with_suffix(".labels.npy")
     if img_path.exists() and lab_path.exists():
         return np.load(img_path, mmap_mode="r"), np.load(lab_path)
     log.info("rendering the built-in style set (%d images, once) into %s", BUILTIN_SIZE, img_path.parent)
-    images, labels = styleset.render_dataset(BUILTIN_SIZE, seed=BUILTIN_SEED, size=RENDER_RES, progress=progress)
+    images, labels = render_dataset(BUILTIN_SIZE, seed=BUILTIN_SEED, size=RENDER_RES, progress=progress)
     img_path.parent.mkdir(parents=True, exist_ok=True)
     for path, arr in ((img_path, images), (lab_path, labels)):
         tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
         np.save(tmp, arr)
         os.replace(tmp, path)  # atomic: a killed render never leaves a half cache
-    for old in img_path.parent.glob("styleset-*.npy"):  # renders of an older renderer (~1 GB each)
+    for old in img_path.parent.glob("styleset-*.npy"):  # renders of an older style set (large files)
         if version not in old.name:
             old.unlink(missing_ok=True)
     return images, labels
+
+
+def _render_into(images: np.ndarray, labels: np.ndarray, seed: int, start: int) -> None:
+    """Render rows start..start+len(labels) of `images`; `labels` holds just those rows."""
+    size = images.shape[1]
+    for j, row in enumerate(labels.tolist()):
+        i = start + j
+        images[i] = np.asarray(styleset.render(styleset.SCHEMA.decode(row), styleset.image_seed(seed, i), size))
+
+
+def _worker(args: tuple) -> int:
+    shm_name, n, size, labels, seed, start = args
+    shm = shared_memory.SharedMemory(name=shm_name)
+    try:
+        images = np.ndarray((n, size, size, 3), np.uint8, buffer=shm.buf)
+        _render_into(images, labels, seed, start)
+        del images
+    finally:
+        shm.close()
+    return len(labels)
+
+
+def render_dataset(n: int, seed: int = 0, size: int = 128, workers: int | None = None,
+                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Render `n` labelled style-set avatars: images uint8 (n, size, size, 3), labels int64 (n, A).
+
+    Image i is `styleset.render(decode(labels[i]), styleset.image_seed(seed, i))`, so the
+    result does not depend on `workers` (default: all CPUs; 1 renders in this process).
+    Workers render chunks straight into one shared-memory array.
+    """
+    if size < 16:
+        raise ValueError(f"size must be at least 16 pixels, got {size}")
+    labels = styleset.sample_labels(n, seed)
+    workers = max(1, workers if workers is not None else os.cpu_count() or 1)
+    chunk = max(8, min(256, -(-n // (4 * workers))))  # >= 4 chunks per worker, for balance
+    bounds = [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
+    workers = min(workers, len(bounds))
+    with _progress(progress, n) as advance:
+        if workers <= 1:
+            images = np.empty((n, size, size, 3), np.uint8)
+            for a, b in bounds:
+                _render_into(images, labels[a:b], seed, a)
+                advance(b - a)
+        else:
+            shm = shared_memory.SharedMemory(create=True, size=n * size * size * 3)
+            try:
+                view = np.ndarray((n, size, size, 3), np.uint8, buffer=shm.buf)
+                jobs = [(shm.name, n, size, labels[a:b], seed, a) for a, b in bounds]
+                with get_context("spawn").Pool(workers) as pool:
+                    for done in pool.imap_unordered(_worker, jobs):
+                        advance(done)
+                images = view.copy()
+                del view  # release the buffer before closing the shared memory
+            finally:
+                shm.close()
+                shm.unlink()
+    log.info("rendered %d style-set images at %dpx with %d worker(s)", n, size, workers)
+    return images, labels
+
+
+@contextmanager
+def _progress(enabled: bool, total: int):
+    """Yields `advance(k)`: a rich progress bar when enabled, else a no-op."""
+    if not enabled:
+        yield lambda k: None
+        return
+    from rich.progress import Progress
+
+    with Progress() as bar:
+        task = bar.add_task("rendering the moe style set", total=total)
+        yield lambda k: bar.advance(task, k)
 
 
 def _downsample(images: np.ndarray, res: int) -> np.ndarray:

@@ -22,13 +22,15 @@ most specific attribute subset that does (`choose_grouping`), and each
 generated group cycles through its real group's full labels. The memorisation check measures
 distances to the judge's train split; the generator saw held-out images too, so a copy of
 one of those (a tenth of the data) is not flagged.
+
+The metrics themselves are pure functions in `trainer/metrics.py`; `trainer/report.py` prints
+the report as tables and draws `eval.png`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,9 +41,13 @@ from torch.nn import functional as F
 
 from engine.schema import Schema
 from trainer.judge import JudgeConfig, TrainedJudge, load_or_train_judge, split_features, to_tensor
+from trainer.metrics import (GROUP_CAP, choose_grouping, diversity, fid, gaussian_blur, group_ids, kid,
+                             nearest_distances)
+from trainer.report import print_report, save_grid
+from trainer.samples import to_uint8
 
-__all__ = ["kid", "fid", "gaussian_blur", "choose_grouping", "diversity", "nearest_distances",
-           "evaluate", "print_report", "EvalError", "FORMAT"]
+# print_report lives in trainer.report; it stays importable from here for `moe train eval`
+__all__ = ["evaluate", "print_report", "EvalError", "FORMAT"]
 
 log = logging.getLogger(__name__)
 
@@ -49,140 +55,14 @@ FORMAT = 1
 # Gaussian sigmas (px at 64 px, scaled with the resolution) of the blurred references; the
 # last is the one the target is judged by (sigma 1 ~ a box blur of radius 1.5 px)
 BLUR_SIGMAS_64 = (0.5, 1.0)
-MIN_GROUPS = 16  # diversity: fewest groups of >= 2 real held-out images a grouping must give
 MAX_GROUPS = 64  # diversity: groups measured
-GROUP_CAP = 12  # diversity: images per group (real: at most; generated: exactly)
 
 
 class EvalError(ValueError):
     """A run that cannot be evaluated (no checkpoint, data that does not fit); the message says why."""
 
 
-# -- metrics (pure functions on feature arrays) ------------------------------------------
-
-def kid(a: np.ndarray, b: np.ndarray, subsets: int = 50, subset_size: int = 1000, seed: int = 0) -> dict:
-    """Kernel Inception Distance: unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3,
-    averaged over random subsets (Bińkowski et al. 2018). Returns {"mean", "std", ...}."""
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"feature arrays must be (N, D) with the same D, got {a.shape} and {b.shape}")
-    m = min(subset_size, len(a), len(b))
-    if m < 2:
-        raise ValueError(f"KID needs at least 2 samples per set, got {len(a)} and {len(b)}")
-    rng, d = np.random.default_rng(seed), a.shape[1]
-    vals = np.empty(subsets)
-    for s in range(subsets):
-        x = a[rng.choice(len(a), m, replace=False)]
-        y = b[rng.choice(len(b), m, replace=False)]
-        kxx, kyy, kxy = ((x @ x.T / d + 1) ** 3, (y @ y.T / d + 1) ** 3, (x @ y.T / d + 1) ** 3)
-        off = m * (m - 1)
-        vals[s] = ((kxx.sum() - np.trace(kxx)) / off + (kyy.sum() - np.trace(kyy)) / off - 2 * kxy.mean())
-    return {"mean": float(vals.mean()), "std": float(vals.std()), "subset_size": m, "subsets": subsets}
-
-
-def fid(a: np.ndarray, b: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 2017).
-    tr sqrt(S_a S_b) is computed as the sum of sqrt eigenvalues of sqrt(S_a) S_b sqrt(S_a),
-    a symmetric PSD matrix, so no complex square roots arise."""
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
-        raise ValueError(f"feature arrays must be (N>=2, D) with the same D, got {a.shape} and {b.shape}")
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    w, v = np.linalg.eigh(s_a)
-    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
-    cross = np.sqrt(np.clip(np.linalg.eigvalsh(root_a @ s_b @ root_a), 0, None)).sum()
-    return float(max(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * cross, 0.0))
-
-
-def gaussian_blur(images: np.ndarray, sigma: float) -> np.ndarray:
-    """uint8 NHWC -> uint8 NHWC blurred with a separable Gaussian (edges replicated)."""
-    r = max(1, math.ceil(3 * sigma))
-    k = torch.exp(-torch.arange(-r, r + 1, dtype=torch.float32) ** 2 / (2 * sigma**2))
-    k = (k / k.sum()).repeat(3, 1, 1)  # (3, 1, K)
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float()
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k[:, :, None, :], groups=3)  # along W
-    x = F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k[:, :, :, None], groups=3)  # along H
-    return x.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-
-
-def _group_ids(labels: np.ndarray, attrs: tuple[int, ...]) -> np.ndarray:
-    if not attrs:
-        return np.zeros(len(labels), np.int64)
-    return np.unique(labels[:, list(attrs)], axis=0, return_inverse=True)[1].reshape(-1)
-
-
-def choose_grouping(labels: np.ndarray, min_groups: int = MIN_GROUPS) -> tuple[int, ...]:
-    """The most specific set of attribute indices whose value combinations group `labels`
-    usefully: at least `min_groups` groups of >= 2 rows, or groups of >= 2 holding at least
-    half the rows. All attributes when exact matches are that common, else drop, one at a
-    time, the attribute whose removal gives the most such groups (ties: the one with more
-    values). May end at () = one group, the whole set."""
-    card = labels.max(0) + 1
-
-    def groups(at: tuple[int, ...]) -> tuple[int, int]:  # (groups of >= 2, rows in them)
-        counts = np.bincount(_group_ids(labels, at))
-        return int((counts >= 2).sum()), int(counts[counts >= 2].sum())
-
-    def useful(at: tuple[int, ...]) -> bool:
-        n, rows = groups(at)
-        return n >= min_groups or (n >= 1 and 2 * rows >= len(labels))
-
-    attrs = tuple(range(labels.shape[1]))
-    while attrs and not useful(attrs):
-        attrs = max((tuple(x for x in attrs if x != a) for a in attrs),
-                    key=lambda at: (groups(at)[0], card[[a for a in attrs if a not in at][0]]))
-    return attrs
-
-
-def _mean_pairwise(x: np.ndarray) -> float:
-    d2 = np.clip((x**2).sum(1)[:, None] + (x**2).sum(1)[None] - 2 * x @ x.T, 0, None)
-    n = len(x)
-    return float(np.sqrt(d2)[np.triu_indices(n, 1)].mean())
-
-
-def diversity(feats_a: np.ndarray, keys_a: np.ndarray, feats_b: np.ndarray, keys_b: np.ndarray,
-              cap: int = GROUP_CAP, seed: int = 0) -> dict:
-    """Mean pairwise distance within groups (rows sharing a key), for set a and set b, over
-    the keys that have >= 2 rows in both, each group weighted equally; ratio = a / b."""
-    rng = np.random.default_rng(seed)
-    per = {}
-    for name, feats, keys in (("a", feats_a, keys_a), ("b", feats_b, keys_b)):
-        groups: dict = {}
-        for i, k in enumerate(map(tuple, keys.reshape(len(keys), -1))):
-            groups.setdefault(k, []).append(i)
-        per[name] = {k: v for k, v in groups.items() if len(v) >= 2}
-    shared = sorted(set(per["a"]) & set(per["b"]))
-    if not shared:
-        return {"a": None, "b": None, "ratio": None, "groups": 0}
-    means = {}
-    for name, feats in (("a", feats_a), ("b", feats_b)):
-        vals = []
-        for k in shared:
-            idx = per[name][k]
-            idx = rng.choice(idx, cap, replace=False) if len(idx) > cap else np.asarray(idx)
-            vals.append(_mean_pairwise(feats[idx]))
-        means[name] = float(np.mean(vals))
-    ratio = means["a"] / means["b"] if means["b"] > 0 else None
-    return {"a": means["a"], "b": means["b"], "ratio": ratio, "groups": len(shared)}
-
-
-def nearest_distances(query: np.ndarray, ref: np.ndarray, chunk: int = 1024) -> tuple[np.ndarray, np.ndarray]:
-    """For each query row, (L2 distance to its nearest ref row, that row's index)."""
-    dist, arg = np.empty(len(query)), np.empty(len(query), np.int64)
-    r2 = (ref**2).sum(1)
-    for i in range(0, len(query), chunk):
-        q = query[i:i + chunk]
-        d2 = (q**2).sum(1)[:, None] + r2[None] - 2 * q @ ref.T
-        arg[i:i + chunk] = d2.argmin(1)
-        dist[i:i + chunk] = np.sqrt(np.clip(d2[np.arange(len(q)), arg[i:i + chunk]], 0, None))
-    return dist, arg
-
-
 # -- evaluation of a run ------------------------------------------------------------------
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) in [-1, 1] -> uint8 NHWC."""
-    return ((x.float() + 1) * 127.5).round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
-
 
 @torch.no_grad()
 def _decode(generator: torch.nn.Module, z: torch.Tensor, conds: np.ndarray, batch: int) -> np.ndarray:
@@ -192,7 +72,7 @@ def _decode(generator: torch.nn.Module, z: torch.Tensor, conds: np.ndarray, batc
         x = generator(z[i:i + batch], c[i:i + batch])  # (B, 3, H, W)
         if not torch.isfinite(x).all():
             raise EvalError("the generator produced NaN/inf pixels: the checkpoint is broken (diverged run?)")
-        out.append(_to_uint8(x))
+        out.append(to_uint8(x))
     return np.concatenate(out)
 
 
@@ -241,7 +121,7 @@ def _diversity_plan(held_labels: np.ndarray, seed: int) -> tuple[tuple[int, ...]
     conditions to generate for each group: GROUP_CAP rows cycling through its members' full
     labels, so a generated group varies in the dropped attributes exactly as the real one."""
     grouping = choose_grouping(held_labels)
-    ids = _group_ids(held_labels, grouping)
+    ids = group_ids(held_labels, grouping)
     rng = np.random.default_rng(seed)
     eligible = np.flatnonzero(np.bincount(ids) >= 2)
     chosen = rng.permutation(eligible)[:MAX_GROUPS]
@@ -333,13 +213,13 @@ def _vae_report(encoder, decoder, ref: _Reference, judge, schema: Schema, seed: 
 def _run_data(run_dir: Path, meta: dict, override: str | None) -> tuple[str, str | None]:
     """(data spec, recorded fingerprint) from checkpoint.json (or config.json), unless overridden."""
     data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
-    spec = override or data.get("spec") or meta.get("data_spec")
+    spec = override or meta.get("data_spec")
     if spec is None and (run_dir / "config.json").is_file():
         cfg = json.loads((run_dir / "config.json").read_text())
         spec = cfg.get("data") if isinstance(cfg.get("data"), str) else None
     if spec is None:
         raise EvalError(f"{run_dir}: the checkpoint does not record its training data; pass --data builtin|DIR")
-    return str(spec), data.get("fingerprint") or meta.get("data_fingerprint")
+    return str(spec), data.get("fingerprint")
 
 
 def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = None, seed: int = 0,
@@ -398,13 +278,13 @@ def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = Non
     report["seconds"] = round(time.perf_counter() - t0, 1)
     if write:
         (run_dir / "eval.json").write_text(json.dumps(report, indent=1))
-        _save_grid(grid, run_dir / "eval.png")
+        save_grid(grid, run_dir / "eval.png")
         log.info("wrote %s and %s", run_dir / "eval.json", run_dir / "eval.png")
     return report
 
 
 def _summary(r: dict) -> dict:
-    """Headline numbers, and the issue-3 targets they are judged by."""
+    """Headline numbers, and the targets a run is judged by (why these: docs/reports/trainer-notes.md)."""
     g = r["generated"]
     ratios = {k: v["ratio"] for k, v in g["accuracy"].items() if v["ratio"] is not None}
     worst = min(ratios, key=ratios.get) if ratios else None
@@ -440,68 +320,3 @@ def _min(*vals: float | None) -> float | None:
 
 def _ok(v: float | None, at_least: float) -> bool | None:
     return None if v is None else bool(v >= at_least)
-
-
-def _save_grid(rows: dict[str, np.ndarray], path: Path, per_row: int = 16) -> None:
-    """One labelled strip per entry (16 images a row): generated samples, generated/nearest
-    train pairs, and for a VAE held-out / reconstruction / edit."""
-    from trainer.preview import labelled_strips
-
-    strips = [(name, imgs[i:i + per_row]) for name, imgs in rows.items() for i in range(0, len(imgs), per_row)]
-    tile = max(64, strips[0][1].shape[1])  # small images are scaled up to stay visible
-    labelled_strips(strips, tile=tile, cols=per_row, label_w=96).save(path)
-
-
-def _f(v, fmt: str = "{:.3f}") -> str:
-    return "—" if v is None else fmt.format(v)
-
-
-def print_report(r: dict, console=None) -> None:
-    """The report as rich tables, for a person."""
-    from rich.console import Console
-    from rich.table import Table
-
-    console = console or Console()
-    g, ref, s = r["generated"], r["reference"], r["summary"]
-    src = "EMA generator" if r["kind"] == "gan" else "decoder, z ~ N(0, I)"
-    console.print(f"[bold]{r['run']}[/] ({r['kind']}, {r['res']}px, kimg {r['kimg']}) on {r['data']['name']}: "
-                  f"{g['n']} samples from the {src}; judge trained on {r['judge']['n_fit']} images, "
-                  f"held-out {r['data']['n_held']}")
-    acc = Table(title="Conditional accuracy of the judge (real = held-out; recon, edit: VAE on held-out)")
-    blurs = [f"blur σ{b['sigma_px']:.2g}" for b in ref["blur"]]
-    for col in ("attribute", "real", "generated", "ratio", *(("recon", "edit", "edit ratio") if "vae" in r else ()),
-                *blurs):
-        acc.add_column(col, justify="left" if col == "attribute" else "right")
-    for name, a in g["accuracy"].items():
-        row = [name, _f(a["real"]), _f(a["generated"]), _f(a["ratio"])]
-        if "vae" in r:
-            e = r["vae"]["edit"]["per_attribute"].get(name, {})
-            row += [_f(r["vae"]["reconstruction"]["accuracy"][name]["generated"]), _f(e.get("success")),
-                    _f(e.get("ratio"))]
-        acc.add_row(*row, *(_f(b["accuracy"][name]) for b in ref["blur"]))
-    console.print(acc)
-    dist = Table(title="Distance to real held-out (judge features; lower is better)")
-    for col in ("set", "KID", "± std", "FID"):
-        dist.add_column(col, justify="left" if col == "set" else "right")
-    dist.add_row("generated", _f(g["kid"]["mean"], "{:.4f}"), _f(g["kid"]["std"], "{:.4f}"), _f(g["fid"], "{:.2f}"))
-    dist.add_row("real train (floor)", _f(ref["floor"]["kid"]["mean"], "{:.4f}"),
-                 _f(ref["floor"]["kid"]["std"], "{:.4f}"), _f(ref["floor"]["fid"], "{:.2f}"))
-    for b in ref["blur"]:
-        dist.add_row(f"blurred real, σ={b['sigma_px']:.2g}px", _f(b["kid"]["mean"], "{:.4f}"),
-                     _f(b["kid"]["std"], "{:.4f}"), _f(b["fid"], "{:.2f}"))
-    console.print(dist)
-    d, m = g["diversity"], g["memorisation"]
-    console.print(f"Diversity (mean pairwise distance within {d['groups']} groups sharing "
-                  f"{', '.join(d['grouping']) or 'nothing'}): generated/real = {_f(d['ratio'])} in judge "
-                  f"features, {_f(d['pixel_ratio'])} in pixels; ratio [bold]{_f(s['diversity_ratio'])}[/] (the lower)")
-    console.print(f"Nearest training image: generated median {_f(m['nn_generated_median'])} vs held-out "
-                  f"{_f(m['nn_held_median'])} (ratio {_f(m['ratio'])}); {100 * m['frac_below_held_p1']:.1f}% of "
-                  f"samples closer than the held-out 1st percentile ({_f(m['held_p1'])})")
-    if "vae" in r:
-        v = r["vae"]
-        console.print(f"VAE: reconstruction MSE {v['reconstruction']['mse']:.4f}, PSNR "
-                      f"{v['reconstruction']['psnr']:.2f} dB; edit success {v['edit']['success']:.3f}, other "
-                      f"attributes kept {v['edit']['kept']:.3f} (real {v['edit']['kept_real']:.3f})")
-    marks = "  ".join(f"{k}: {'[green]yes[/]' if ok else '[red]no[/]' if ok is False else '—'}"
-                      for k, ok in s["targets"].items())
-    console.print(f"Targets: {marks}")

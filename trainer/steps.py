@@ -1,9 +1,9 @@
-"""One optimisation step for each kind of run: `GanTask` and `VaeTask`.
+"""One optimisation step for each kind of run: `GanTask` and `VaeTask`, both a `Task`.
 
-A task owns its models and optimisers and exposes what the loop needs: `step(real, c_real,
-c_fake, nimg)` -> detached losses, `models` / `optimizers` (everything a checkpoint holds; what
-gets exported is `checkpoint.PUBLIC_MODELS`), and `prepare_sampling(...)` -> the model that
-draws the grid. Gradients are averaged
+A task owns its models and optimisers and is what the training loop talks to (`Task`): `step`
+-> detached losses, `models` / `optimizers` (everything a checkpoint holds; what gets exported is
+`checkpoint.PUBLIC_MODELS`), `prepare_sampling` -> the model that draws the grid, and
+`after_sampling` to go back to training. Gradients are averaged
 across processes by `sync_grads` (data parallel under torchrun); it is a plain all-reduce
 rather than the DDP wrapper because the WGAN-GP penalty and the VAE's adaptive weight use
 `torch.autograd.grad`, which DDP does not support.
@@ -12,7 +12,9 @@ rather than the DDP wrapper because the WGAN-GP penalty and the VAE's adaptive w
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from contextlib import nullcontext
+from typing import Protocol
 
 import torch
 import torch.distributed as dist
@@ -26,7 +28,28 @@ from trainer.models.vae import (AttributeClassifier, AttributeClassifierConfig, 
                                 LatentClassifier, LatentClassifierConfig, LatentPrior, LatentPriorConfig,
                                 PatchDiscriminator, PatchDiscriminatorConfig, PriorDecoder)
 
-__all__ = ["GanTask", "VaeTask", "make_task", "sync_grads", "recalibrate_bn", "ramp"]
+__all__ = ["Task", "GanTask", "VaeTask", "make_task", "sync_grads", "recalibrate_bn", "ramp"]
+
+
+class Task(Protocol):
+    """What the training loop needs of a kind of run."""
+
+    kind: str  # "gan" | "vae"
+    models: dict[str, nn.Module]  # every model a checkpoint holds
+    optimizers: dict[str, torch.optim.Optimizer]
+
+    def step(self, real: torch.Tensor, c_real: torch.Tensor, c_fake: torch.Tensor,
+             nimg: int) -> dict[str, torch.Tensor]:
+        """One optimisation step on real images (B, 3, H, W) in [-1, 1] with their conditions
+        and the conditions of the fakes (B, A); returns the detached losses by name."""
+        ...
+
+    def prepare_sampling(self, make_batch: Callable[[], tuple], images: torch.Tensor) -> nn.Module:
+        """Get ready to draw samples (and checkpoint); returns the model `(z, c) -> image`."""
+        ...
+
+    def after_sampling(self) -> None:
+        """Undo what `prepare_sampling` changed for training (nothing by default)."""
 
 
 def ramp(nimg: int, kimg: float) -> float:
@@ -78,7 +101,7 @@ def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     opt.step()
 
 
-class GanTask:
+class GanTask(Task):
     kind = "gan"
 
     def __init__(self, cfg, cardinalities: tuple[int, ...], device: torch.device):
@@ -147,7 +170,7 @@ class GanTask:
         return self.G_ema
 
 
-class VaeTask:
+class VaeTask(Task):
     kind = "vae"
 
     def __init__(self, cfg, cardinalities: tuple[int, ...], device: torch.device, label_prior: torch.Tensor):
@@ -173,8 +196,8 @@ class VaeTask:
         if cfg.cls_weight > 0:
             c_cfg = AttributeClassifierConfig(cardinalities, res=cfg.res, width=cfg.d_width or cfg.width)
             self.classifier = AttributeClassifier(c_cfg).to(device)
-            # a plain classifier, not a player in a GAN game: trained at a classifier's rate (5x --lr: after
-            # 16 kimg of the built-in set, eyes 0.58 / mouth 0.75 right on held-out images, not 0.38 / 0.54)
+            # a plain classifier, not a player in a GAN game: trained at a classifier's rate, 5x --lr
+            # (it learns the fine attributes much sooner; see docs/reports/trainer-notes.md)
             self.opt_cls = torch.optim.Adam(self.classifier.parameters(), lr=5 * cfg.lr, betas=betas)
             self.models["classifier"] = self.classifier
             self.optimizers["classifier"] = self.opt_cls
@@ -244,10 +267,10 @@ class VaeTask:
         return PriorDecoder(self.decoder, self.prior)
 
     def after_sampling(self) -> None:
-        self.decoder.train()
+        self.decoder.train()  # prepare_sampling put it in eval mode
 
 
-def make_task(cfg, cardinalities: tuple[int, ...], device: torch.device, labels: torch.Tensor):
+def make_task(cfg, cardinalities: tuple[int, ...], device: torch.device, labels: torch.Tensor) -> Task:
     if cfg.kind == "gan":
         return GanTask(cfg, cardinalities, device)
     prior = [torch.bincount(labels[:, i].cpu(), minlength=n).float() / len(labels) for i, n in enumerate(cardinalities)]

@@ -14,21 +14,21 @@ cut it out for transparent PNGs.
 from __future__ import annotations
 
 import colorsys
-import logging
 import math
-import os
 import random
-from contextlib import contextmanager
-from multiprocessing import get_context, shared_memory
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from engine.schema import Attribute, Schema
+from trainer import pen as _pen_module
+from trainer.pen import INK as _INK
+from trainer.pen import Pen
 
-__all__ = ["SCHEMA", "render", "render_dataset", "sample_labels"]
+__all__ = ["SCHEMA", "render", "sample_labels", "image_seed", "SOURCE_FILES"]
 
-log = logging.getLogger(__name__)
+# the files whose source decides the pixels of a rendered set (the builtin cache is keyed by them)
+SOURCE_FILES = (__file__, _pen_module.__file__)
 
 SCHEMA = Schema(
     name="moe-styles",
@@ -52,7 +52,6 @@ SCHEMA = Schema(
 )
 
 _SS = 4  # supersampling factor: draw at 4x, then box-downsample
-_INK = (92, 58, 52)  # soft dark brown outline
 _EYE = (58, 38, 46)
 _WHITE = (255, 253, 250)
 _PINK = (255, 150, 170)
@@ -75,89 +74,6 @@ def _mix(a: Color, b: Color, t: float) -> Color:
     return tuple(round(x + (y - x) * t) for x, y in zip(a, b))  # type: ignore[return-value]
 
 
-class _Pen:
-    """Draws in a 128-unit, head-centred frame: unit (x, y) -> canvas pixels, scaled by k,
-    tilted by `tilt` degrees about the head centre (cx, cy). Every shape is a polygon, so
-    the tilt costs nothing (no image rotation)."""
-
-    def __init__(self, draw: ImageDraw.ImageDraw, cx: float, cy: float, k: float, s: float,
-                 tilt: float = 0.0):
-        self.d, self.cx, self.cy, self.k, self.s = draw, cx, cy, k, s
-        self.cos, self.sin = math.cos(math.radians(tilt)), math.sin(math.radians(tilt))
-        self.lw = 2.2  # outline width in units
-
-    def p(self, x: float, y: float) -> tuple[float, float]:
-        x, y = self.k * x, self.k * y
-        return ((self.cx + x * self.cos - y * self.sin) * self.s,
-                (self.cy + x * self.sin + y * self.cos) * self.s)
-
-    def u(self, v: float) -> float:
-        return v * self.k * self.s
-
-    def ellipse(self, x, y, rx, ry, fill, ink=True, angle=0.0):
-        """An ellipse rotated by `angle` degrees; `ink` outlines it; fill None = outline only."""
-        if ink:
-            self._fill(self._arc(x, y, rx + self.lw / 2, ry + self.lw / 2, angle), _INK)
-        if fill is not None:
-            d = self.lw / 2 if ink else 0.0
-            self._fill(self._arc(x, y, rx - d, ry - d, angle), fill)
-
-    def half(self, x, y, rx, ry, fill, ink=0.0):
-        """Lower half of an ellipse (a D lying flat side up), with an optional outline width."""
-        if ink:
-            self._fill(self._arc(x, y, rx + ink, ry + ink, 0.0, half=True, dy=-ink), _INK)
-        self._fill(self._arc(x, y, rx, ry, 0.0, half=True), fill)
-
-    def clipped(self, x, y, rx, ry, angle, cut, fill):
-        """The part of a rotated ellipse above the line y=cut (units, before the tilt)."""
-        pts = self._arc(x, y, rx, ry, angle)
-        out = []
-        for (x0, y0), (x1, y1) in zip(pts, pts[1:] + pts[:1]):
-            if y0 <= cut:
-                out.append((x0, y0))
-            if (y0 <= cut) != (y1 <= cut):  # the edge crosses the cut line
-                out.append((x0 + (x1 - x0) * (cut - y0) / (y1 - y0), cut))
-        if len(out) >= 3:
-            self._fill(out, fill)
-
-    def ring(self, x, y, r, width, color):
-        pts = self._arc(x, y, r, r, 0.0)
-        self.d.line([self.p(px, py) for px, py in pts + pts[:2]], fill=color,
-                    width=max(1, round(self.u(width))), joint="curve")
-
-    def _arc(self, x, y, rx, ry, angle, half=False, dy=0.0):
-        """Outline points (in units) of a rotated ellipse, or of its lower half."""
-        n = max(12, min(72, int(6 * math.sqrt(self.u(max(rx, ry))))))
-        ca, sa = math.cos(math.radians(angle)), math.sin(math.radians(angle))
-        pts = [] if not half else [(x - rx, y + dy), (x + rx, y + dy)]
-        for i in range(n + 1 if half else n):
-            t = math.pi * i / n if half else 2 * math.pi * i / n
-            ex, ey = rx * math.cos(t), ry * math.sin(t)
-            pts.append((x + ex * ca - ey * sa, y + ex * sa + ey * ca))
-        return pts
-
-    def _fill(self, pts, fill):
-        self.d.polygon([self.p(px, py) for px, py in pts], fill=fill)
-
-    def poly(self, pts, fill, ink=True):
-        self._fill(pts, fill)
-        if ink:
-            self.line(pts + [pts[0]], self.lw, _INK)
-
-    def line(self, pts, width, color):
-        xy = [self.p(x, y) for x, y in pts]
-        w = max(1, round(self.u(width)))
-        self.d.line(xy, fill=color, width=w, joint="curve")
-        r = self.u(width) / 2
-        for px, py in (xy[0], xy[-1]):  # round caps
-            self.d.ellipse((px - r, py - r, px + r, py + r), fill=color)
-
-    def curve(self, x, y, w, h, width, color, n=9):
-        """A parabola from (x-w, y) through (x, y+h) to (x+w, y); h<0 bends up (^)."""
-        pts = [(x + w * t, y + h * (1 - t * t)) for t in (2 * i / (n - 1) - 1 for i in range(n))]
-        self.line(pts, width, color)
-
-
 def _rot(pts, ox, oy, deg):
     c, s = math.cos(math.radians(deg)), math.sin(math.radians(deg))
     return [(ox + (x - ox) * c - (y - oy) * s, oy + (x - ox) * s + (y - oy) * c) for x, y in pts]
@@ -176,7 +92,7 @@ def _pastel(rng: random.Random, avoid: Color) -> Color:
 # -- parts --------------------------------------------------------------------------------
 
 
-def _ears_back(pen: _Pen, style: str, fur: Color, dark: Color, a: float) -> None:
+def _ears_back(pen: Pen, style: str, fur: Color, dark: Color, a: float) -> None:
     """Ears and tufts behind the head; `a` jitters their angle (degrees)."""
     inner = _mix(fur, _PINK, 0.55)
     for side in (-1, 1):
@@ -201,7 +117,7 @@ def _ears_back(pen: _Pen, style: str, fur: Color, dark: Color, a: float) -> None
                 pen.ellipse(dx * 1.6 + a / 4, -45, 5.2, 13.5, fur, angle=ang * 1.2 + a)
 
 
-def _bunny_ear(pen: _Pen, side: int, fur: Color, a: float, cut: float | None = None) -> None:
+def _bunny_ear(pen: Pen, side: int, fur: Color, a: float, cut: float | None = None) -> None:
     """A long bunny ear; with `cut`, only the part above y=cut (poking through a hat)."""
     x, ang, inner = side * 15, side * (10 + a), _mix(fur, _PINK, 0.55)
     if cut is None:
@@ -214,7 +130,7 @@ def _bunny_ear(pen: _Pen, side: int, fur: Color, a: float, cut: float | None = N
         pen.clipped(x, -44, 4.5, 15.5, ang, cut, inner)
 
 
-def _head(pen: _Pen, style: str, fur: Color) -> None:
+def _head(pen: Pen, style: str, fur: Color) -> None:
     if style == "frog":  # eye bumps merged with a wide face: outlines first, then fills
         shapes = [(0, 0, 50, 36), (-22, -26, 15, 15), (22, -26, 15, 15)]
         for x, y, rx, ry in shapes:
@@ -227,7 +143,7 @@ def _head(pen: _Pen, style: str, fur: Color) -> None:
     pen.ellipse(*sheen, 6, 3.2, _mix(fur, _WHITE, 0.55), ink=False, angle=-40)
 
 
-def _ears_front(pen: _Pen, style: str, fur: Color, dark: Color, ex: float, ey: float,
+def _ears_front(pen: Pen, style: str, fur: Color, dark: Color, ex: float, ey: float,
                 rng: random.Random) -> None:
     """Face markings and ears that hang in front of the head."""
     if style == "dog":
@@ -248,7 +164,7 @@ def _ears_front(pen: _Pen, style: str, fur: Color, dark: Color, ex: float, ey: f
                 pen.line([(side * 33, dy), (side * 44, dy + tilt)], 1.6, _INK)
 
 
-def _eyes(pen: _Pen, kind: str, ex: float, ey: float, rng: random.Random,
+def _eyes(pen: Pen, kind: str, ex: float, ey: float, rng: random.Random,
           panda: Color | None) -> None:
     if panda is not None:
         for side in (-1, 1):
@@ -289,7 +205,7 @@ def _eyes(pen: _Pen, kind: str, ex: float, ey: float, rng: random.Random,
             pen.curve(x, ey + 2, 6.8, -6.5, 2.8, lid)
 
 
-def _nose(pen: _Pen, style: str, ny: float) -> None:
+def _nose(pen: Pen, style: str, ny: float) -> None:
     if style in ("cat", "bunny"):
         pen.poly([(-2.8, ny - 1.5), (2.8, ny - 1.5), (0, ny + 1.6)], _mix(_PINK, _INK, 0.1), ink=False)
     elif style == "frog":
@@ -304,7 +220,7 @@ def _nose(pen: _Pen, style: str, ny: float) -> None:
         pen.ellipse(-1.2, ny - 1, 1.2, 0.8, (190, 160, 150), ink=False)
 
 
-def _mouth(pen: _Pen, kind: str, my: float, wide: float) -> None:
+def _mouth(pen: Pen, kind: str, my: float, wide: float) -> None:
     if kind == "smile":
         pen.curve(0, my, 8 * wide, 5, 2.6, _INK)
     elif kind == "open":
@@ -319,7 +235,7 @@ def _mouth(pen: _Pen, kind: str, my: float, wide: float) -> None:
         pen.curve(0, my, 8.5 * wide, 4.5, 2.6, _INK)
 
 
-def _blush(pen: _Pen, bx: float, by: float, under: Color, rng: random.Random) -> None:
+def _blush(pen: Pen, bx: float, by: float, under: Color, rng: random.Random) -> None:
     shape = rng.choices((0, 1, 2, 3), weights=(45, 25, 20, 10))[0]
     if shape == 3:
         return  # no blush this time
@@ -335,7 +251,7 @@ def _blush(pen: _Pen, bx: float, by: float, under: Color, rng: random.Random) ->
                 pen.line([(x + dx + 1.5, by - 2.5), (x + dx - 1.5, by + 2.5)], 1.3, color)
 
 
-def _accessory(pen: _Pen, kind: str, style: str, ex: float, ey: float, rng: random.Random) -> None:
+def _accessory(pen: Pen, kind: str, style: str, ex: float, ey: float, rng: random.Random) -> None:
     j = rng.uniform(-1, 1)
     if kind == "bow":
         bx, by = (27, -31) if style != "frog" else (43, -13)
@@ -402,7 +318,7 @@ def render(condition: dict[str, str], seed: int, size: int = 128) -> Image.Image
     # head size, position and tilt jitter (a few percent / degrees)
     k = rng.uniform(0.95, 1.04)
     cx, cy = 64 + rng.uniform(-3, 3), 75 + rng.uniform(-2.5, 2.5)
-    pen = _Pen(draw, cx, cy, k, s, tilt=rng.uniform(-6, 6))
+    pen = Pen(draw, cx, cy, k, s, tilt=rng.uniform(-6, 6))
     spread = rng.uniform(-1, 1)  # eye spacing
     pen.ellipse(0, 60, 36, 30, fur)  # shoulders peeking at the bottom
     ear_angle = part[1].uniform(-7, 7)
@@ -435,76 +351,17 @@ def sample_labels(n: int, seed: int) -> np.ndarray:
     return np.stack(cols, axis=1) if n else np.zeros((0, len(SCHEMA)), np.int64)
 
 
-def _image_seed(seed: int, i: int) -> int:
+def image_seed(seed: int, i: int) -> int:
+    """The drawing seed of image i of a rendered set: derived from (set seed, i), so an image
+    does not depend on how the set is split between workers."""
     return int(np.random.SeedSequence([int(seed), int(i), 0x5EED]).generate_state(1)[0])
 
 
-def _render_into(images: np.ndarray, labels: np.ndarray, seed: int, start: int) -> None:
-    """Render rows start..start+len(labels) of `images`; `labels` holds just those rows."""
-    size = images.shape[1]
-    for j, row in enumerate(labels.tolist()):
-        i = start + j
-        images[i] = np.asarray(render(SCHEMA.decode(row), _image_seed(seed, i), size))
+def __getattr__(name: str):
+    # render_dataset moved next to its cache, in trainer.data; the old path still resolves
+    # (lazily: trainer.data imports this module)
+    if name == "render_dataset":
+        from trainer.data import render_dataset
 
-
-def _worker(args: tuple) -> int:
-    shm_name, n, size, labels, seed, start = args
-    shm = shared_memory.SharedMemory(name=shm_name)
-    try:
-        images = np.ndarray((n, size, size, 3), np.uint8, buffer=shm.buf)
-        _render_into(images, labels, seed, start)
-        del images
-    finally:
-        shm.close()
-    return len(labels)
-
-
-def render_dataset(n: int, seed: int = 0, size: int = 128, workers: int | None = None,
-                   progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Render `n` labelled avatars: images uint8 (n, size, size, 3), labels int64 (n, A).
-
-    Image i is `render(decode(labels[i]), seed_i)` with seed_i derived from (seed, i), so the
-    result does not depend on `workers` (default: all CPUs; 1 renders in this process).
-    Workers render chunks straight into one shared-memory array.
-    """
-    if size < 16:
-        raise ValueError(f"size must be at least 16 pixels, got {size}")
-    labels = sample_labels(n, seed)
-    workers = max(1, workers if workers is not None else os.cpu_count() or 1)
-    chunk = max(8, min(256, -(-n // (4 * workers))))  # >= 4 chunks per worker, for balance
-    bounds = [(a, min(a + chunk, n)) for a in range(0, n, chunk)]
-    workers = min(workers, len(bounds))
-    with _progress(progress, n) as advance:
-        if workers <= 1:
-            images = np.empty((n, size, size, 3), np.uint8)
-            for a, b in bounds:
-                _render_into(images, labels[a:b], seed, a)
-                advance(b - a)
-        else:
-            shm = shared_memory.SharedMemory(create=True, size=n * size * size * 3)
-            try:
-                view = np.ndarray((n, size, size, 3), np.uint8, buffer=shm.buf)
-                jobs = [(shm.name, n, size, labels[a:b], seed, a) for a, b in bounds]
-                with get_context("spawn").Pool(workers) as pool:
-                    for done in pool.imap_unordered(_worker, jobs):
-                        advance(done)
-                images = view.copy()
-                del view  # release the buffer before closing the shared memory
-            finally:
-                shm.close()
-                shm.unlink()
-    log.info("rendered %d style-set images at %dpx with %d worker(s)", n, size, workers)
-    return images, labels
-
-
-@contextmanager
-def _progress(enabled: bool, total: int):
-    """Yields `advance(k)`: a rich progress bar when enabled, else a no-op."""
-    if not enabled:
-        yield lambda k: None
-        return
-    from rich.progress import Progress
-
-    with Progress() as bar:
-        task = bar.add_task("rendering the moe style set", total=total)
-        yield lambda k: bar.advance(task, k)
+        return render_dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

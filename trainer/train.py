@@ -27,8 +27,7 @@ from trainer.data import load_dataset
 from trainer.samples import make_grid_spec, render_grid
 from trainer.steps import make_task
 
-__all__ = ["TrainConfig", "training_loop", "make_config", "default_width", "ConfigError", "TrainingDiverged",
-           "DEFAULTS"]
+__all__ = ["TrainConfig", "training_loop", "make_config", "default_width", "ConfigError", "TrainingDiverged"]
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ class TrainConfig:
     ema_rampup: float = 0.05
     kl_warmup_kimg: float = 20.0  # vae: KL and latent adversary weight 0 -> 1
     free_bits: float = 0.1  # vae: nats per latent dimension
-    latent_adv_weight: float = 100.0  # vae: Fader adversary weight (10 left accessories in z: edits failed 4 in 10)
+    latent_adv_weight: float = 100.0  # vae: Fader adversary weight (lower ones leave attributes in z)
     patch_weight: float = 0.1  # vae: patch discriminator weight (times the adaptive weight); 0 = off
     patch_start_kimg: float = 20.0  # vae: the patch and classification terms start here
     seed: int = 0
@@ -92,23 +91,18 @@ class TrainConfig:
                 raise ConfigError(msg)
 
 
-DEFAULTS = {  # per kind; 128 px halves the batch; width from default_width()
-    "gan": dict(batch=32, lr=2e-4, z_dim=128, kimg=200.0),
-    "vae": dict(batch=32, lr=2e-4, z_dim=128, kimg=200.0),
-}
-
-
 def default_width(device: str = "auto") -> int:
-    """32 on a GPU; 16 on a CPU, where a 64 px GAN step of width 16 runs ~4x faster than 32."""
+    """32 on a GPU; 16 on a CPU, where width 32 trains several times slower (see docs/reports/trainer-notes.md)."""
     return 32 if device != "cpu" and torch.cuda.is_available() else 16
 
 
 def make_config(kind: str, **flags) -> TrainConfig:
-    """Config from CLI flags; flags left as None take the per-kind defaults."""
-    values = {**DEFAULTS[kind], "width": default_width(flags.get("device") or "auto"),
-              **{k: v for k, v in flags.items() if v is not None}}
-    if flags.get("batch") is None and values.get("res", 64) == 128:
-        values["batch"] = DEFAULTS[kind]["batch"] // 2
+    """Config from CLI flags; flags left as None take TrainConfig's defaults, except the width
+    (`default_width` of the device) and the batch at 128 px (half the default)."""
+    values = {k: v for k, v in flags.items() if v is not None}
+    values.setdefault("width", default_width(flags.get("device") or "auto"))
+    if "batch" not in values and values.get("res", TrainConfig.res) == 128:
+        values["batch"] = TrainConfig.batch // 2
     return TrainConfig(kind=kind, **values)
 
 
@@ -266,8 +260,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool) -> Path:
                 sheet.save(run_dir / "samples" / f"grid-{nimg / 1000:010.3f}kimg.png")
                 writer.add_image("samples", torch.from_numpy(np.array(sheet)), nimg,
                                  dataformats="HWC")
-            if hasattr(task, "after_sampling"):
-                task.after_sampling()
+            task.after_sampling()
             extra = {"rng_cpu": torch.get_rng_state()}
             if device.type == "cuda":
                 extra["rng_cuda"] = torch.cuda.get_rng_state(device)

@@ -1,4 +1,4 @@
-"""A tiny labelled folder dataset (16 images, 2 attributes) for fast training tests."""
+"""A tiny labelled folder dataset (16 images, 2 attributes) for fast training tests; torch on one thread."""
 
 from __future__ import annotations
 
@@ -31,3 +31,19 @@ def write_tiny_set(root, n: int = 16, size: int = 32):
 @pytest.fixture(scope="session")
 def tiny_set(tmp_path_factory):
     return write_tiny_set(tmp_path_factory.mktemp("data") / "tiny")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """torch on one thread for every module here, as the training tests' configs ask (threads=1)
+    and whatever order the modules run in: the models are tiny, and on a busy machine more threads
+    only wait for each other."""
+    try:
+        import torch
+    except ImportError:  # the style-set and folder tests run without torch
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

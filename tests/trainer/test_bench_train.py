@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.train import run
 
 
+@pytest.mark.slow
 def test_bench_train_reports_step_and_baseline():
     out = run(seconds=0.05, width=4, batch=4, threads=1, resolutions=(16,))
     assert out["bench"] == "train" and set(out["results"]) == {"gan_16", "vae_16"}
+    assert out["width"] == 4 and out["threads"] == 1
     for case in out["results"].values():
         assert case["img_s"] > 0 and case["baseline_img_s"] > 0
         assert case["speedup"] > 0 and abs(case["kimg_per_hour"] - case["img_s"] * 3.6) < 1

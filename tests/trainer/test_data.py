@@ -1,4 +1,5 @@
-"""Admin folders: every problem is a clear DatasetError naming the file/row; fixable ones are fixed."""
+"""Training data: admin folders (every problem a clear DatasetError naming the file/row; fixable ones fixed),
+and the built-in style set rendered in parallel and cached."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from trainer.data import Dataset, DatasetError, load_dataset
+from trainer import data
+from trainer.data import DatasetError, load_dataset, render_dataset
+from trainer.styleset import SCHEMA, image_seed, render, sample_labels
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets"
 
@@ -33,7 +36,7 @@ def good(tmp_path: Path) -> Path:
 
 def test_csv_folder_loads(good: Path) -> None:
     ds = load_dataset(str(good), 16)
-    assert isinstance(ds, Dataset)
+    assert ds.spec == str(good) and ds.name == good.name and len(ds) == 4 and ds.res == 16
     assert ds.images.shape == (4, 16, 16, 3) and ds.images.dtype == np.uint8
     assert ds.schema.names == ("style", "eyes")
     assert ds.schema["style"].values == ("cat", "dog")
@@ -127,3 +130,45 @@ def test_lorelei_few_shot_folder() -> None:
     assert ds.schema["glasses"].values[0] == "none"
     assert "CC0" in ds.license
     assert any("fewer than" in n for n in ds.notes)  # few-shot values are flagged, not refused
+
+
+# -- the built-in style set: rendered in parallel, cached ---------------------------------------
+
+def test_render_dataset_matches_render_and_ignores_worker_count():
+    images, labels = render_dataset(40, seed=9, size=32, workers=1, progress=True)
+    assert images.dtype == np.uint8 and images.shape == (40, 32, 32, 3)
+    assert np.array_equal(labels, sample_labels(40, seed=9))
+    for i in (0, 17, 39):
+        expect = np.asarray(render(SCHEMA.decode(labels[i].tolist()), image_seed(9, i), 32))
+        assert np.array_equal(images[i], expect)
+    images2, labels2 = render_dataset(40, seed=9, size=32, workers=2)
+    assert np.array_equal(images, images2) and np.array_equal(labels, labels2)
+    assert len({images[i].tobytes() for i in range(40)}) == 40
+
+
+def test_render_dataset_edge_cases():
+    images, labels = render_dataset(0, seed=1, size=32, workers=2)
+    assert images.shape == (0, 32, 32, 3) and labels.shape == (0, len(SCHEMA))
+    with pytest.raises(ValueError, match="n must be"):
+        render_dataset(-1)
+    with pytest.raises(ValueError, match="size"):
+        render_dataset(4, size=8)
+
+
+def test_builtin_set_is_rendered_once_then_read_from_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(data, "BUILTIN_SIZE", 12)
+    stale = tmp_path / "styleset-12-s0-128px-000000000000.images.npy"  # a render of an older style set
+    stale.write_bytes(b"old")
+    ds = load_dataset("builtin", 32, progress=False)
+    assert ds.schema is SCHEMA and ds.spec == "builtin" and ds.images.shape == (12, 32, 32, 3)
+    cached = sorted(p.name for p in tmp_path.iterdir())
+    assert len(cached) == 2 and all(p.startswith("styleset-12-s0-128px-") for p in cached)  # the stale one went
+    images = np.load(tmp_path / cached[0])  # plain arrays: 128 px renders and int64 labels
+    labels = np.load(tmp_path / cached[1])
+    assert images.shape == (12, 128, 128, 3) and images.dtype == np.uint8 and labels.dtype == np.int64
+    assert np.array_equal(labels, sample_labels(12, data.BUILTIN_SEED)) and np.array_equal(labels, ds.labels)
+    assert np.array_equal(images[5], np.asarray(render(SCHEMA.decode(labels[5].tolist()), image_seed(0, 5), 128)))
+    monkeypatch.setattr(data, "render_dataset", None)  # a second load must not render
+    again = load_dataset("builtin", 32, progress=False)
+    assert again.fingerprint == ds.fingerprint

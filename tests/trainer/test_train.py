@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from trainer.checkpoint import load_run
-from trainer.steps import GanTask
+from trainer.steps import GanTask, make_task
 from trainer.train import TrainingDiverged, make_config, training_loop
 
 TINY = dict(res=16, width=4, z_dim=8, embed_dim=4, batch=8, tick_kimg=0.04, grid_kimg=1000.0, threads=1)
@@ -20,6 +20,7 @@ def _cfg(kind, data, out, **kw):
     return make_config(kind, data=str(data), out=str(out), **{**TINY, **kw})
 
 
+@pytest.mark.slow
 def test_vae_overfits_tiny_set(tiny_set, tmp_path):
     run = training_loop(_cfg("vae", tiny_set, tmp_path, kimg=2.4, width=8, lr=2e-3, patch_weight=0.0,
                              kl_warmup_kimg=1000.0), progress=False)
@@ -58,6 +59,7 @@ def test_gan_trains_and_snapshots(tiny_set, tmp_path):
     assert g(torch.randn(3, 8), torch.tensor([[0, 1], [1, 0], [1, 1]])).shape == (3, 3, 16, 16)
 
 
+@pytest.mark.slow
 def test_dual_projection_term_teaches_d_to_classify(tiny_set, tmp_path):
     from trainer.data import load_dataset
 
@@ -72,6 +74,7 @@ def test_dual_projection_term_teaches_d_to_classify(tiny_set, tmp_path):
     assert min(accuracy) >= 0.9, accuracy  # chance is 0.5
 
 
+@pytest.mark.slow
 def test_vae_classification_term_makes_edits_show_their_conditions(tiny_set, tmp_path):
     from trainer.data import load_dataset
 
@@ -92,6 +95,7 @@ def test_vae_classification_term_makes_edits_show_their_conditions(tiny_set, tmp
     assert torch.equal((red_minus_blue > 0).long(), flipped[:, 0])  # the pixels too: color values are (blue, red)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["gan", "vae"])
 def test_resume_is_bit_for_bit(tiny_set, tmp_path, kind):
     extra = {"loss": "wgan-gp", "ms_weight": 1.0} if kind == "gan" else {"patch_start_kimg": 0.04}
@@ -121,6 +125,19 @@ def test_vae_run_from_before_the_latent_prior_resumes(tiny_set, tmp_path):
     training_loop(make_config(**{**json.loads((run / "config.json").read_text()), "kimg": 0.072}), resume=run,
                   progress=False)
     assert "prior" in load_run(run).models
+
+
+@pytest.mark.parametrize("kind", ["gan", "vae"])
+def test_a_snapshot_leaves_every_trained_model_in_training_mode(kind):
+    cfg = make_config(kind, res=16, width=4, z_dim=8, embed_dim=4, batch=4, cls_weight=1.0)
+    labels = torch.tensor([[0, 1], [1, 0], [1, 2], [0, 0]])
+    task = make_task(cfg, (2, 3), torch.device("cpu"), labels)
+    images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    model = task.prepare_sampling(lambda: (torch.randn(4, 8), labels), images)  # the grid's model, in eval mode
+    with torch.no_grad():
+        assert model(torch.randn(2, 8), labels[:2]).shape == (2, 3, 16, 16)
+    task.after_sampling()
+    assert [name for name, m in task.models.items() if not m.training] == (["G_ema"] if kind == "gan" else [])
 
 
 def test_divergence_names_the_step(tiny_set, tmp_path, monkeypatch):

@@ -116,7 +116,8 @@ class UpBlock(nn.Module):
     rather than a learned transposed conv avoids checkerboard artefacts (Odena et al. 2016).
     The first two run as one stride-2 4x4 transposed conv with tied taps (`up_kernel`): the
     same function, 16 rather than 36 multiply-adds per output pixel and channel pair and no
-    upsampled tensor; forward + backward 1.7-3.2x faster on a CPU. `conv` only holds the 3x3 weight."""
+    upsampled tensor, so it is faster on a CPU (measured: docs/reports/trainer-notes.md). `conv` only
+    holds the 3x3 weight."""
 
     def __init__(self, cin: int, cout: int, w_dim: int):
         super().__init__()

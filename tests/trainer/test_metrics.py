@@ -1,0 +1,73 @@
+"""The evaluation metrics on cases with known answers: KID, FID, blur, diversity, grouping, nearest neighbours."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from trainer.metrics import choose_grouping, diversity, fid, gaussian_blur, kid, nearest_distances
+
+
+def test_kid_is_zero_for_one_distribution_and_grows_with_shift():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(600, 16)), rng.normal(size=(600, 16))
+    same = kid(a, b, subsets=20, subset_size=300)
+    near = kid(a, b + 0.3, subsets=20, subset_size=300)
+    far = kid(a, b + 1.0, subsets=20, subset_size=300)
+    assert abs(same["mean"]) < 3 * same["std"] + 1e-3  # unbiased: ~0, may be slightly negative
+    assert same["mean"] < near["mean"] < far["mean"]
+    assert near["mean"] > 10 * abs(same["mean"])
+    assert same["subset_size"] == 300 and same["subsets"] == 20
+
+
+def test_kid_rejects_mismatched_features():
+    with pytest.raises(ValueError, match="same D"):
+        kid(np.zeros((5, 3)), np.zeros((5, 4)))
+
+
+def test_fid_matches_the_closed_form():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(4000, 4))
+    assert fid(a, a) == pytest.approx(0.0, abs=1e-6)
+    # N(0, I) vs N(mu, 4 I) in d=4: |mu|^2 + tr(I + 4I - 2*2I) = |mu|^2 + 4
+    b = rng.normal(size=(4000, 4)) * 2 + np.array([1.0, 0, 0, 0])
+    assert fid(a, b) == pytest.approx(1.0 + 4.0, rel=0.1)
+
+
+def test_gaussian_blur_keeps_flat_images_and_smooths_edges():
+    flat = np.full((2, 16, 16, 3), 77, np.uint8)
+    assert np.array_equal(gaussian_blur(flat, 1.5), flat)
+    edge = np.zeros((1, 16, 16, 3), np.uint8)
+    edge[:, :, 8:] = 255
+    out = gaussian_blur(edge, 1.5)
+    assert out.dtype == np.uint8 and out.shape == edge.shape
+    assert 0 < out[0, 5, 7, 0] < 255 and out[0, 5, 0, 0] == 0 and out[0, 5, 15, 0] == 255
+
+
+def test_diversity_ratio_sees_collapse():
+    rng = np.random.default_rng(2)
+    keys = np.repeat(np.arange(10), 8)[:, None]
+    real = rng.normal(size=(80, 8)) + keys * 5.0
+    same = rng.normal(size=(80, 8)) + keys * 5.0
+    collapsed = 0.1 * rng.normal(size=(80, 8)) + keys * 5.0
+    assert diversity(same, keys, real, keys)["ratio"] == pytest.approx(1.0, abs=0.15)
+    d = diversity(collapsed, keys, real, keys)
+    assert d["ratio"] < 0.2 and d["groups"] == 10
+    assert diversity(real, keys, real, keys + 100)["ratio"] is None  # no shared groups
+
+
+def test_choose_grouping_drops_attributes_until_groups_exist():
+    rng = np.random.default_rng(3)
+    labels = np.stack([rng.integers(0, 50, 200), rng.permutation(200)], 1)  # attribute 1: unique ids
+    assert choose_grouping(labels, min_groups=8) == (0,)
+    assert choose_grouping(labels[:, :1], min_groups=8) == (0,)
+    assert choose_grouping(labels[:10], min_groups=8) == ()  # 10 rows over 50 values: no matches
+    assert choose_grouping(np.repeat(labels[:20], 2, axis=0)) == (0, 1)  # exact duplicates cover every row
+
+
+def test_nearest_distances_finds_exact_copies():
+    rng = np.random.default_rng(4)
+    ref = rng.normal(size=(300, 5))
+    q = np.concatenate([ref[[7, 42]], ref[:1] + 10])
+    d, i = nearest_distances(q, ref, chunk=2)
+    assert list(i[:2]) == [7, 42] and np.allclose(d[:2], 0, atol=1e-6) and d[2] > 5

@@ -1,0 +1,77 @@
+"""The evaluation report for people: rich tables on the console and the eval grid (`eval.png`).
+
+Reads the report dict that `trainer.eval.evaluate` returns (the format of `eval.json`); computes nothing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from trainer.preview import labelled_strips
+
+__all__ = ["print_report", "save_grid"]
+
+
+def save_grid(rows: dict[str, np.ndarray], path: Path, per_row: int = 16) -> None:
+    """One labelled strip per entry (16 images a row): generated samples, generated/nearest
+    train pairs, and for a VAE held-out / reconstruction / edit."""
+    strips = [(name, imgs[i:i + per_row]) for name, imgs in rows.items() for i in range(0, len(imgs), per_row)]
+    tile = max(64, strips[0][1].shape[1])  # small images are scaled up to stay visible
+    labelled_strips(strips, tile=tile, cols=per_row, label_w=96).save(path)
+
+
+def _f(v, fmt: str = "{:.3f}") -> str:
+    return "—" if v is None else fmt.format(v)
+
+
+def print_report(r: dict, console=None) -> None:
+    """The report as rich tables, for a person."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    g, ref, s = r["generated"], r["reference"], r["summary"]
+    src = "EMA generator" if r["kind"] == "gan" else "decoder, z ~ N(0, I)"
+    console.print(f"[bold]{r['run']}[/] ({r['kind']}, {r['res']}px, kimg {r['kimg']}) on {r['data']['name']}: "
+                  f"{g['n']} samples from the {src}; judge trained on {r['judge']['n_fit']} images, "
+                  f"held-out {r['data']['n_held']}")
+    acc = Table(title="Conditional accuracy of the judge (real = held-out; recon, edit: VAE on held-out)")
+    blurs = [f"blur σ{b['sigma_px']:.2g}" for b in ref["blur"]]
+    for col in ("attribute", "real", "generated", "ratio", *(("recon", "edit", "edit ratio") if "vae" in r else ()),
+                *blurs):
+        acc.add_column(col, justify="left" if col == "attribute" else "right")
+    for name, a in g["accuracy"].items():
+        row = [name, _f(a["real"]), _f(a["generated"]), _f(a["ratio"])]
+        if "vae" in r:
+            e = r["vae"]["edit"]["per_attribute"].get(name, {})
+            row += [_f(r["vae"]["reconstruction"]["accuracy"][name]["generated"]), _f(e.get("success")),
+                    _f(e.get("ratio"))]
+        acc.add_row(*row, *(_f(b["accuracy"][name]) for b in ref["blur"]))
+    console.print(acc)
+    dist = Table(title="Distance to real held-out (judge features; lower is better)")
+    for col in ("set", "KID", "± std", "FID"):
+        dist.add_column(col, justify="left" if col == "set" else "right")
+    dist.add_row("generated", _f(g["kid"]["mean"], "{:.4f}"), _f(g["kid"]["std"], "{:.4f}"), _f(g["fid"], "{:.2f}"))
+    dist.add_row("real train (floor)", _f(ref["floor"]["kid"]["mean"], "{:.4f}"),
+                 _f(ref["floor"]["kid"]["std"], "{:.4f}"), _f(ref["floor"]["fid"], "{:.2f}"))
+    for b in ref["blur"]:
+        dist.add_row(f"blurred real, σ={b['sigma_px']:.2g}px", _f(b["kid"]["mean"], "{:.4f}"),
+                     _f(b["kid"]["std"], "{:.4f}"), _f(b["fid"], "{:.2f}"))
+    console.print(dist)
+    d, m = g["diversity"], g["memorisation"]
+    console.print(f"Diversity (mean pairwise distance within {d['groups']} groups sharing "
+                  f"{', '.join(d['grouping']) or 'nothing'}): generated/real = {_f(d['ratio'])} in judge "
+                  f"features, {_f(d['pixel_ratio'])} in pixels; ratio [bold]{_f(s['diversity_ratio'])}[/] (the lower)")
+    console.print(f"Nearest training image: generated median {_f(m['nn_generated_median'])} vs held-out "
+                  f"{_f(m['nn_held_median'])} (ratio {_f(m['ratio'])}); {100 * m['frac_below_held_p1']:.1f}% of "
+                  f"samples closer than the held-out 1st percentile ({_f(m['held_p1'])})")
+    if "vae" in r:
+        v = r["vae"]
+        console.print(f"VAE: reconstruction MSE {v['reconstruction']['mse']:.4f}, PSNR "
+                      f"{v['reconstruction']['psnr']:.2f} dB; edit success {v['edit']['success']:.3f}, other "
+                      f"attributes kept {v['edit']['kept']:.3f} (real {v['edit']['kept_real']:.3f})")
+    marks = "  ".join(f"{k}: {'[green]yes[/]' if ok else '[red]no[/]' if ok is False else '—'}"
+                      for k, ok in s["targets"].items())
+    console.print(f"Targets: {marks}")
