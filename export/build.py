@@ -127,8 +127,7 @@ def _background(meta: dict) -> str | None:
     checkpoint that says so), else None: the engine then never cuts a background out."""
     if "background" in meta:
         return meta["background"]
-    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
-    return "flat" if (meta.get("data_spec") or data.get("spec")) == "builtin" else None
+    return "flat" if meta.get("data_spec") == "builtin" else None
 
 
 def _schema_summary(schema: Schema) -> str:

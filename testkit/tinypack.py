@@ -51,10 +51,10 @@ def make_tiny_runs(out_dir: Path, seed: int = 0, schema=None) -> tuple[Path, Pat
             d(x, c)
             codes.append(enc(x))
         prior.fit(*map(torch.cat, zip(*codes)))
-    data = {"name": "tiny random", "spec": "none", "license": "CC0-1.0",
+    data = {"name": "tiny random", "license": "CC0-1.0",
             "attribution": "randomly initialised test model", "fingerprint": "0" * 16}
     meta = {"schema": schema.to_dict(), "res": res, "z_dim": z_dim, "step": 0, "kimg": 0.0, "data": data,
-            "background": "flat"}  # so the engine's cut-out path runs on the tiny pack too
+            "data_spec": "none", "background": "flat"}  # so the engine's cut-out path runs on the tiny pack too
     runs = (Path(out_dir) / "runs" / "00001-gan-tiny", Path(out_dir) / "runs" / "00002-vae-tiny")
     for run, kind, models in ((runs[0], "gan", {"G_ema": g, "D": d}),
                               (runs[1], "vae", {"encoder": enc, "decoder": dec, "prior": prior})):

@@ -3,7 +3,7 @@
 The safetensors file holds every tensor of the run (models as `model.<name>.<param>`,
 optimiser state as `optim.<name>.<index>.<key>`, extra state such as RNG as `extra.<key>`);
 the JSON holds the meta (`kind`, model classes and configs, schema, step, kimg, data
-name/license/attribution/fingerprint/spec, res, z_dim) and the non-tensor optimiser state.
+name/license/attribution/fingerprint, `data_spec`, res, z_dim) and the non-tensor optimiser state.
 Nothing is ever pickled, so a checkpoint from a stranger is as safe to open as a PNG.
 """
 

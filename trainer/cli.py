@@ -30,13 +30,12 @@ def dataset_preview(
     """
     import numpy as np
 
-    from trainer.data import load_dataset
+    from trainer import styleset
+    from trainer.data import load_dataset, render_dataset
     from trainer.preview import contact_sheet
 
     if data == "builtin":  # a fresh small sample, rendered now; training uses the cached full set
-        from trainer import styleset
-
-        images, labels = styleset.render_dataset(60 * per_row, seed=1000 + seed, size=128)
+        images, labels = render_dataset(60 * per_row, seed=1000 + seed, size=128)
         schema, name, notes = styleset.SCHEMA, "built-in moe style set", ()
     else:
         ds = load_dataset(data, res=max(tile, 64))

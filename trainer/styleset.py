@@ -355,13 +355,3 @@ def image_seed(seed: int, i: int) -> int:
     """The drawing seed of image i of a rendered set: derived from (set seed, i), so an image
     does not depend on how the set is split between workers."""
     return int(np.random.SeedSequence([int(seed), int(i), 0x5EED]).generate_state(1)[0])
-
-
-def __getattr__(name: str):
-    # render_dataset moved next to its cache, in trainer.data; the old path still resolves
-    # (lazily: trainer.data imports this module)
-    if name == "render_dataset":
-        from trainer.data import render_dataset
-
-        return render_dataset
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

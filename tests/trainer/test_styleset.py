@@ -90,8 +90,3 @@ def test_image_seeds_depend_on_the_set_seed_and_the_index_only():
     assert seeds == [image_seed(9, i) for i in range(50)] and len(set(seeds)) == 50
     assert image_seed(9, 3) != image_seed(10, 3)
 
-
-def test_render_dataset_keeps_its_old_import_path():
-    from trainer.data import render_dataset
-
-    assert styleset.render_dataset is render_dataset  # trainer.cli still imports it from here

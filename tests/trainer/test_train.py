@@ -189,7 +189,7 @@ def test_cli_dataset_errors_exit_2_without_traceback(tmp_path, setup, message):
     setup(data)
     r = _moe("train", "gan", "--data", str(data), "--res", "16", "--kimg", "0.01", "--out", str(tmp_path / "runs"))
     assert r.exit_code == 2, r.output
-    assert "dataset error" in r.output and message in r.output and "Traceback" not in r.output
+    assert "error: " in r.output and message in r.output and "Traceback" not in r.output
 
 
 def test_cli_config_errors(tmp_path, tiny_set):
