@@ -28,7 +28,7 @@ ROLES = {"generator", "discriminator", "encoder", "decoder"}
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    with one_torch_thread():  # tiny tensors; threads only contend on a shared 2-core box
+    with one_torch_thread():  # tiny tensors: more threads only contend for the cores
         yield
 
 
