@@ -16,7 +16,8 @@ import hashlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -66,13 +67,9 @@ class Result:
         return self.recipe.to_code()
 
 
-def _new_seed() -> int:
-    return secrets.randbelow(MAX_SEED + 1)
-
-
 def _check_seed(seed: int | None) -> int:
     if seed is None:
-        return _new_seed()
+        return secrets.randbelow(MAX_SEED + 1)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or not 0 <= seed <= MAX_SEED:
         raise EngineError(f"seed must be a whole number from 0 to {MAX_SEED}, got {seed!r}")
     return int(seed)
@@ -82,6 +79,16 @@ def _check_n(n: int) -> int:
     if not isinstance(n, int) or not 1 <= n <= MAX_N:
         raise EngineError(f"n must be from 1 to {MAX_N}, got {n!r}")
     return n
+
+
+def _check_fits(recipe: Recipe, pack: Pack) -> None:
+    """A recipe's conditions (and model) must fit the installed version of its pack."""
+    card = pack.schema.cardinalities
+    for cond in (recipe.cond, recipe.cond_b):
+        if cond is not None and (len(cond) != len(card) or any(i >= c for i, c in zip(cond, card))):
+            raise InvalidRecipe(f"this recipe does not fit the installed version of pack {pack.name!r}")
+    if recipe.model == "vae" and not pack.has_vae:
+        raise EngineError(f"pack {pack.name!r} has no VAE model")
 
 
 class Engine:
@@ -183,50 +190,36 @@ class Engine:
         """Pack folders refused at the last reload: {folder: message}."""
         return dict(self._registry.refused)
 
-    def _acquire(self, pack: str | None) -> Loaded:
-        name = pack or self.default_pack
-        if name is None:
+    @contextmanager
+    def _lease(self, pack: str | None = None, *, recipe: Recipe | None = None) -> Iterator[Loaded]:
+        """The loaded pack one call uses, held until the call ends: a reload sends new calls
+        to the new version and retires this one only when no lease holds it. `pack` None
+        means the default pack; with `recipe`, the recipe's pack, checked to fit it."""
+        if recipe is not None:
+            name = self._pack_of(recipe)
+        elif (name := pack or self.default_pack) is None:
             dirs = ", ".join(str(d) for d in self._registry.dirs)
             raise UnknownPack(f"no model pack is installed (looked in {dirs})")
-        return self._registry.acquire(name)
+        lp = self._registry.acquire(name)
+        try:
+            if recipe is not None:
+                _check_fits(recipe, lp.pack)
+            yield lp
+        finally:
+            lp.release()
 
-    def _acquire_recipe(self, recipe: Recipe) -> Loaded:
+    def _pack_of(self, recipe: Recipe) -> str:
         if not isinstance(recipe, Recipe):
             raise InvalidRecipe(f"expected a Recipe, got {type(recipe).__name__}")
         name = self._registry.by_id.get(recipe.pack_id)
         if name is None:
             raise UnknownPack("this avatar was made with a pack that is not installed here")
-        lp = self._registry.acquire(name)
-        card = lp.pack.schema.cardinalities
-        for cond in (recipe.cond, recipe.cond_b):
-            if cond is not None and (len(cond) != len(card) or any(i >= c for i, c in zip(cond, card))):
-                lp.release()
-                raise InvalidRecipe(f"this recipe does not fit the installed version of pack {name!r}")
-        if recipe.model == "vae" and not lp.pack.has_vae:
-            lp.release()
-            raise EngineError(f"pack {name!r} has no VAE model")
-        return lp
+        return name
 
     @staticmethod
     def _recipe(lp: Loaded, model: str, latent, cond, cond_b=None, mix=0.0) -> Recipe:
         p = lp.pack
         return Recipe(p.pack_id, p.content_hash[:8], model, latent, tuple(cond), cond_b, mix, pack=p.name)
-
-    @staticmethod
-    def _complete(pack: Pack, conditions: Mapping[str, str | None] | None, draws: list[int]) -> tuple[int, ...]:
-        """Condition indices: given values, else the attribute's default, else draws[i] % values."""
-        schema = pack.schema
-        fixed = dict.fromkeys(schema.names)
-        for name, value in (conditions or {}).items():
-            attr = schema[name]  # SchemaError names the known attributes
-            fixed[attr.name] = None if value is None else attr.index(value)
-        out = []
-        for i, a in enumerate(schema.attributes):
-            v = fixed[a.name]
-            if v is None:
-                v = a.index(a.default) if a.default is not None else draws[i] % a.cardinality
-            out.append(v)
-        return tuple(out)
 
     # -- drawing ----------------------------------------------------------------------------
     async def _draw(self, lp: Loaded, recipes: list[Recipe], zs: np.ndarray | None = None) -> list[Result]:
@@ -245,55 +238,42 @@ class Engine:
         """n avatars with seeds seed..seed+n-1 (random seed if None); attributes left unset
         (or None) get their default or a choice drawn from each result's seed."""
         seed, n = _check_seed(seed), _check_n(n)
-        lp = self._acquire(pack)
-        try:
-            if model not in ("gan", "vae") or (model == "vae" and not lp.pack.has_vae):
-                raise EngineError(f"model must be gan{' or vae' if lp.pack.has_vae else ''}, got {model!r}")
+        with self._lease(pack) as lp:
             p = lp.pack
+            if model not in ("gan", "vae") or (model == "vae" and not p.has_vae):
+                raise EngineError(f"model must be gan{' or vae' if p.has_vae else ''}, got {model!r}")
             recipes, zs = [], np.empty((n, p.z_dim), np.float32)
             for i in range(n):
                 s = (seed + i) & MAX_SEED
                 zs[i], draws = seed_draws(s, p.z_dim, len(p.schema))
-                recipes.append(self._recipe(lp, model, Seed(s), self._complete(p, conditions, draws)))
+                recipes.append(self._recipe(lp, model, Seed(s), p.schema.complete(conditions, draws)))
             return await self._draw(lp, recipes, zs)
-        finally:
-            lp.release()
 
     async def redraw(self, recipe: Recipe) -> Result:
         """Draw a recipe (e.g. one decoded from a button's code)."""
-        lp = self._acquire_recipe(recipe)
-        try:
+        with self._lease(recipe=recipe) as lp:
             return (await self._draw(lp, [self._recipe(lp, recipe.model, recipe.latent, recipe.cond,
                                                         recipe.cond_b, recipe.mix)]))[0]
-        finally:
-            lp.release()
 
     async def reroll(self, recipe: Recipe, n: int = 1, seed: int | None = None) -> list[Result]:
         """Same conditions (and model), new seeds."""
         seed, n = _check_seed(seed), _check_n(n)
-        lp = self._acquire_recipe(recipe)
-        try:
+        with self._lease(recipe=recipe) as lp:
             recipes = [self._recipe(lp, recipe.model, Seed((seed + i) & MAX_SEED), recipe.cond, recipe.cond_b,
                                     recipe.mix) for i in range(n)]
             return await self._draw(lp, recipes)
-        finally:
-            lp.release()
 
     async def vary(self, recipe: Recipe, strength: float = 0.3, n: int = 4, seed: int | None = None) -> list[Result]:
         """n nearby avatars: z' = normalize(z + strength * eps), eps from variation seeds seed..seed+n-1."""
         seed, n = _check_seed(seed), _check_n(n)
-        lp = self._acquire_recipe(recipe)
-        try:
+        with self._lease(recipe=recipe) as lp:
             recipes = [self._recipe(lp, recipe.model, Vary(recipe.latent, (seed + i) & MAX_SEED, strength),
                                     recipe.cond, recipe.cond_b, recipe.mix) for i in range(n)]
             return await self._draw(lp, recipes)
-        finally:
-            lp.release()
 
     async def edit(self, recipe: Recipe, /, **changes: str) -> Result:
         """Same latent, new attribute values: the character keeps its identity."""
-        lp = self._acquire_recipe(recipe)
-        try:
+        with self._lease(recipe=recipe) as lp:
             schema = lp.pack.schema
             cond, cond_b = list(recipe.cond), list(recipe.cond_b) if recipe.cond_b is not None else None
             for name, value in changes.items():
@@ -303,8 +283,6 @@ class Engine:
                     cond_b[i] = cond[i]
             new = self._recipe(lp, recipe.model, recipe.latent, cond, tuple(cond_b) if cond_b else None, recipe.mix)
             return (await self._draw(lp, [new]))[0]
-        finally:
-            lp.release()
 
     async def blend(self, a: Recipe, b: Recipe, t: float = 0.5) -> Result:
         """Slerp of the two latents and a (1-t, t) mix of their condition embeddings."""
@@ -314,34 +292,29 @@ class Engine:
             raise EngineError("both avatars must come from the same model (gan or vae) to blend them")
         if a.is_blend or b.is_blend:
             raise EngineError("a blend cannot be blended again; edit or vary it first, or blend the originals")
-        lp = self._acquire_recipe(a)
-        try:
+        with self._lease(recipe=a) as lp:
             return (await self._draw(lp, [self._recipe(lp, a.model, Slerp(a.latent, b.latent, t), a.cond,
                                                         b.cond, t)]))[0]
-        finally:
-            lp.release()
 
     async def encode(self, pack: str | None, image, conditions: Mapping[str, str | None] | None = None,
                      seed: int | None = None) -> Result:
         """A member's picture -> VAE latent (encoder mu), kept in the latent store under a
         short content id, drawn back by the decoder with `conditions` (the encoder is
         unconditional: unset attributes are drawn from `seed`, by default from the picture)."""
-        lp = self._acquire(pack)
-        try:
-            if not lp.pack.has_vae:
-                raise EngineError(f"pack {lp.pack.name!r} has no VAE, so it cannot read pictures")
-            arr = await asyncio.to_thread(to_rgb_array, image, lp.pack.resolution)
+        with self._lease(pack) as lp:
+            p = lp.pack
+            if not p.has_vae:
+                raise EngineError(f"pack {p.name!r} has no VAE, so it cannot read pictures")
+            arr = await asyncio.to_thread(to_rgb_array, image, p.resolution)
             mu, _logvar = await lp.batchers["encoder"].submit({"image": arr[None]})
-            digest = hashlib.sha256(lp.pack.content_hash.encode() + arr.tobytes()).hexdigest()
+            digest = hashlib.sha256(p.content_hash.encode() + arr.tobytes()).hexdigest()
             upload = digest[:12]
             z = np.ascontiguousarray(mu[0], dtype=np.float32)
             await self.latent_store.put(upload, z)
             seed = int(digest[12:20], 16) if seed is None else _check_seed(seed)
-            _, draws = seed_draws(seed, lp.pack.z_dim, len(lp.pack.schema))
-            recipe = self._recipe(lp, "vae", Upload(upload), self._complete(lp.pack, conditions, draws))
+            _, draws = seed_draws(seed, p.z_dim, len(p.schema))
+            recipe = self._recipe(lp, "vae", Upload(upload), p.schema.complete(conditions, draws))
             return (await self._draw(lp, [recipe], z[None]))[0]
-        finally:
-            lp.release()
 
     async def best_of(self, pack: str | None = None, conditions: Mapping[str, str | None] | None = None,
                       seed: int | None = None, k: int = 8, model: str = "gan") -> Result:
@@ -349,8 +322,7 @@ class Engine:
         discriminator (rejection sampling, Azadi et al. 2019); the best one's recipe
         records its own seed, so it redraws without ranking again."""
         seed, k = _check_seed(seed), _check_n(k)
-        lp = self._acquire(pack)
-        try:
+        with self._lease(pack) as lp:
             if not lp.pack.has_discriminator:
                 raise EngineError(f"pack {lp.pack.name!r} has no discriminator to rank candidates with")
             results = await self.generate(lp.pack.name, conditions, seed, k, model)
@@ -359,8 +331,6 @@ class Engine:
             (scores,) = await lp.batchers["discriminator"].submit({"image": images, "cond": cond})
             best = int(np.argmax(scores))
             return Result(results[best].image, results[best].recipe, float(scores[best]))
-        finally:
-            lp.release()
 
     # -- output and status ------------------------------------------------------------------
     async def render_png(self, result: Result, size: int = 256, transparent: bool = False,
@@ -378,12 +348,8 @@ class Engine:
     def recipe(self, code: str) -> Recipe:
         """Decode a recipe code and check it against the installed packs (name filled in)."""
         r = Recipe.from_code(code)
-        name = self._registry.by_id.get(r.pack_id)
-        if name is None:
-            raise UnknownPack("this avatar was made with a pack that is not installed here")
-        lp = self._acquire_recipe(r)
-        lp.release()
-        return r.with_(pack=name)
+        with self._lease(recipe=r) as lp:
+            return r.with_(pack=lp.pack.name)
 
     def metrics(self) -> dict:
         reg = self._registry

@@ -1,12 +1,12 @@
 """Pictures in and out: crisp upscaling, flat-background cut-out, PNG bytes, uploads to arrays.
 
-Upscaling (chosen by measurement, `moe bench engine` -> "upscale"): style-set drawings
-rendered at 64 px and upscaled 4x were compared with the same drawings rendered at 256 px.
-Nearest keeps the palette exact but shows 4x4 pixel blocks (PSNR 21.8 dB); Lanczos follows
-the outlines best (24.1 dB) but overshoots ("halos") on 8% of pixels. The default here is
-Lanczos clamped to each pixel's 3x3 source neighbourhood: the best fidelity (24.2 dB),
-no halos by construction, edges as sharp as nearest's. `smooth=False` gives the
-pixel-art look: nearest by an integer factor (then box down for other sizes).
+Upscaling (chosen by measurement, `moe bench engine` -> "upscale", against the same
+drawings rendered at the target size; numbers in docs/reports/engine-notes.md): nearest
+keeps the palette exact but shows pixel blocks; Lanczos follows the outlines best but
+overshoots ("halos") near dark outlines. The default here is Lanczos clamped to each
+pixel's 3x3 source neighbourhood: the best fidelity of the three, no halos by
+construction, edges as sharp as nearest's. `smooth=False` gives the pixel-art look:
+nearest by an integer factor (then box down for other sizes).
 """
 
 from __future__ import annotations

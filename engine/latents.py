@@ -27,7 +27,8 @@ _EMPTY = np.zeros(4, np.uint64)
 
 def _rng(domain: int, seed: int) -> np.random.Generator:
     """The same stream as `Generator(Philox(key=(domain << 32) | seed))`, made by resetting a
-    per-thread Philox (constructing one reads os.urandom and costs ~20 us; this ~4 us)."""
+    per-thread Philox: constructing one reads os.urandom first and is several times slower
+    (see docs/reports/engine-notes.md)."""
     gen = getattr(_local, "gen", None)
     if gen is None:
         gen = _local.gen = np.random.Generator(np.random.Philox(key=0))

@@ -43,7 +43,6 @@ class BatchOptions:
 class Loaded:
     pack: Pack
     runners: dict[str, Runner]
-    stamp: tuple
     caps: dict[str, int] = field(default_factory=dict)  # run chunk per model (rows per session.run)
     batchers: dict[str, Batcher] = field(default_factory=dict)
     users: int = 0
@@ -206,7 +205,7 @@ class Registry:
         old = self.loaded.get(pack.name)
         if old is not None and str(old.pack.path) != key and key not in self._folders:
             log.warning("pack %s in %s replaces the one in %s", pack.name, folder, old.pack.path)
-        lp = Loaded(pack, runners, stamp, caps)
+        lp = Loaded(pack, runners, caps)
         for model, runner in runners.items():
             metrics = self._metrics.setdefault((pack.name, model), ModelMetrics())
             lp.batchers[model] = Batcher(

@@ -108,19 +108,24 @@ class Schema:
             out[a.name] = a.values[int(i)]
         return out
 
-    def complete(self, partial: Mapping[str, str | None], rng_index) -> dict[str, str]:
-        """Fill unset attributes: the default if there is one, else a value chosen by
-        `rng_index(attribute) -> int` (the caller's seeded randomness)."""
-        for name in partial:
-            self[name]
-        out = {}
-        for a in self.attributes:
-            v = partial.get(a.name)
-            if v is None:
-                v = a.default if a.default is not None else a.values[rng_index(a) % a.cardinality]
-            a.index(v)
-            out[a.name] = v
-        return out
+    def complete(self, partial: Mapping[str, str | None] | None, draws: Sequence[int]) -> tuple[int, ...]:
+        """A partial condition {name: value} -> indices in schema order. An attribute left
+        out (or None) takes its default, else `draws[i] % cardinality`: `draws` holds one
+        random integer per attribute in schema order (the caller's seeded randomness), so
+        setting one attribute never changes the random choice of another. An unknown
+        attribute or value is a SchemaError that lists the choices."""
+        if len(draws) != len(self.attributes):
+            raise SchemaError(f"expected {len(self.attributes)} draws, one per attribute, got {len(draws)}")
+        given: dict[str, int | None] = dict.fromkeys(self.names)
+        for name, value in (partial or {}).items():
+            attr = self[name]
+            given[attr.name] = None if value is None else attr.index(value)
+        out = []
+        for a, index, draw in zip(self.attributes, given.values(), draws):
+            if index is None:
+                index = a.index(a.default) if a.default is not None else draw % a.cardinality
+            out.append(index)
+        return tuple(out)
 
     # -- documents ------------------------------------------------------------------------
     def to_dict(self) -> dict:

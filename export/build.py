@@ -9,7 +9,6 @@ before the pack is moved into place, so a pack on disk is always a verified one.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import logging
 import shutil

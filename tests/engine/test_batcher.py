@@ -192,28 +192,6 @@ async def test_pipeline_forms_the_next_batch_while_the_worker_computes():
     assert started == [1, 3]
 
 
-def test_tune_batch_caps_where_larger_batches_get_slower():
-    from engine.sessions import tune_batch
-
-    def fake(per_image_s):
-        now = [0.0]
-
-        def run(f):  # a model whose run advances a fake clock by its cost
-            now[0] += per_image_s(len(f["x"])) * len(f["x"])
-
-        return run, lambda: now[0]
-
-    make = lambda n: feeds(*range(n))  # noqa: E731
-    # per-image cost falls until 8, then rises sharply (activations fall out of cache)
-    cost = {1: 1e-3, 2: 6e-4, 4: 4e-4, 8: 3e-4, 16: 9e-4, 32: 9e-4}
-    run, clock = fake(cost.__getitem__)
-    assert tune_batch(run, make, 32, clock=clock) == 8
-    run, clock = fake(lambda n: 2e-4)  # flat: the largest batch (it amortises the hand-offs)
-    assert tune_batch(run, make, 16, clock=clock) == 16
-    run, clock = fake(lambda n: 0.2)  # slow model: stops after one size, still improving -> max
-    assert tune_batch(run, make, 64, clock=clock) == 64
-
-
 def test_chunked_runs_give_the_same_rows_in_fewer_rows_per_call():
     from engine.registry import chunked
 

@@ -196,3 +196,25 @@ async def test_fp16_variant_draws_nearly_the_same_picture(tiny_pack_src):
     assert half.recipe == full.recipe
     diff = np.abs(half.image.astype(int) - full.image.astype(int))
     assert diff.mean() < 2 and diff.max() <= 16  # same avatar, fp16 rounding only
+
+
+async def test_every_call_releases_its_pack_whether_it_succeeds_or_fails(eng):
+    lp = eng._registry.get("tiny")
+    [r] = await eng.generate("tiny", {}, seed=1)
+    await eng.reroll(r.recipe, seed=2)
+    await eng.edit(r.recipe, eyes="big")
+    await eng.best_of("tiny", {}, seed=3, k=2)
+    eng.recipe(r.code)
+    failing = [
+        lambda: eng.generate("tiny", {"style": "dragon"}),  # fails before drawing
+        lambda: eng.edit(r.recipe, eyes="laser"),
+        lambda: eng.redraw(r.recipe.with_(cond=(0,))),  # fails the fit check, after the pack is held
+        lambda: eng.encode("tiny", b"not a picture"),  # fails in a worker thread
+    ]
+    for call in failing:
+        with pytest.raises((EngineError, SchemaError)):
+            await call()
+    with pytest.raises(InvalidRecipe):
+        eng.recipe(r.recipe.with_(cond=(200,) * len(r.recipe.cond)).to_code())
+    users, lp.users = lp.users, 0  # (a leaked lease would otherwise hang the engine's close)
+    assert users == 0

@@ -20,15 +20,15 @@ from engine.errors import PackError  # noqa: E402
 from engine.pack import load_pack  # noqa: E402
 from export.build import ExportError, RunModels, build_pack, load_runs, parity_against_runs  # noqa: E402
 from export.onnx import FusedUpBlock, inference_form, wrap  # noqa: E402
-from testkit.tinypack import one_torch_thread  # noqa: E402
 from export.verify import check_pack, session  # noqa: E402
+from testkit.tinypack import one_torch_thread  # noqa: E402
 
 ROLES = {"generator", "discriminator", "encoder", "decoder"}
 
 
 @pytest.fixture(autouse=True)
 def _one_thread():
-    with one_torch_thread():  # tiny tensors; threads only contend on a shared 2-core box
+    with one_torch_thread():  # tiny tensors: more threads only contend for the cores
         yield
 
 
