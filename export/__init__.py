@@ -4,20 +4,18 @@
     exported = build_pack(load_runs([gan_run, vae_run]), Path("packs/moe-default"), fp16=True)
     from export import check_pack, write_triton_repo   # no torch
 
-Importing this package does not import torch: the builders load lazily, so
-`moe packs list/verify` work on a serving machine.
+Importing this package imports nothing heavy: every name loads its module on first use, so
+`moe packs list/verify` work on a serving machine without torch.
 """
 
 from __future__ import annotations
-
-from export.triton import write_triton_repo
-from export.verify import Check, check_pack
 
 __all__ = ["build_pack", "load_runs", "parity_against_runs", "ExportError", "Exported", "RunModels",
            "Check", "check_pack", "write_triton_repo"]
 
 _LAZY = {"build_pack": "export.build", "load_runs": "export.build", "parity_against_runs": "export.build",
-         "ExportError": "export.build", "Exported": "export.build", "RunModels": "export.build"}
+         "ExportError": "export.build", "Exported": "export.build", "RunModels": "export.build",
+         "Check": "export.verify", "check_pack": "export.verify", "write_triton_repo": "export.triton"}
 
 
 def __getattr__(name: str):
