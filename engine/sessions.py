@@ -110,5 +110,5 @@ def tune_batch(run: Callable[[dict], object], feeds: Callable[[int], dict], max_
     cap = max(b for b, r in rates.items() if r >= 0.9 * top)
     if sizes[-1] < max_batch and cap == sizes[-1]:  # still improving at the slowest size tried
         cap = max_batch
-    log.info("run chunk %d (images/s by batch: %s)", cap, {b: round(r) for b, r in rates.items()})
+    log.debug("run chunk %d (images/s by batch: %s)", cap, {b: round(r) for b, r in rates.items()})
     return cap
