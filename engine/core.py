@@ -149,13 +149,17 @@ class Engine:
         return await self._registry.reload()
 
     async def _watch(self) -> None:
+        failing = None  # the last failure, logged in full once rather than at every tick
         while True:
             await asyncio.sleep(self.watch_s)
             try:
                 report = await self._registry.reload()
-            except Exception:  # keep watching whatever went wrong; bad packs are refused inside reload
-                log.exception("pack watcher: reload failed")
+            except Exception as e:  # a packs folder that cannot be listed; bad packs are refused inside reload
+                if repr(e) != failing:
+                    log.exception("pack watcher: reload failed (logged again only when the error changes)")
+                failing = repr(e)
                 continue
+            failing = None
             if report["loaded"] or report["removed"]:
                 log.info("packs reloaded: %s", report)
 

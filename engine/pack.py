@@ -20,7 +20,7 @@ from engine.errors import PackError
 from engine.recipe import pack_id_of
 from engine.schema import Schema, SchemaError
 
-__all__ = ["Pack", "ModelSpec", "load_pack", "find_packs", "sha256_file", "content_hash", "MODEL_IO"]
+__all__ = ["Pack", "ModelSpec", "load_pack", "read_model", "find_packs", "sha256_file", "content_hash", "MODEL_IO"]
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +97,48 @@ def _need(doc: Mapping, key: str, kind: type | tuple, where: str):
     return value
 
 
-def _check_file(root: Path, rel: str, expected: str, where: str) -> None:
-    path = root / rel
+def _optional(doc: Mapping, key: str, kind: type | tuple, where: str):
+    """An optional field: absent or null gives None, anything else must have the right type."""
+    if doc.get(key) is None:
+        return None
+    return _need(doc, key, kind, where)
+
+
+def _inside(root: Path, rel: str, where: str) -> Path:
     if Path(rel).is_absolute() or ".." in Path(rel).parts:
         raise PackError(f"{where}: file name {rel!r} must stay inside the pack")
-    if not path.is_file():
-        raise PackError(f"{path}: missing (listed in {where})")
-    actual = sha256_file(path)
+    return root / rel
+
+
+def _compare(path: Path, actual: str, expected: str) -> None:
     if actual != expected:
         raise PackError(f"{path}: sha256 {actual[:12]}... does not match the manifest ({str(expected)[:12]}...); "
                         "the file was changed or damaged after export")
+
+
+def _check_file(root: Path, rel: str, expected: str, where: str) -> None:
+    path = _inside(root, rel, where)
+    if not path.is_file():
+        raise PackError(f"{path}: missing (listed in {where})")
+    _compare(path, sha256_file(path), expected)
+
+
+def read_model(pack: Pack, key: str, fp16: bool = False) -> tuple[Path, bytes]:
+    """One model file's bytes (the fp16 variant when asked and present), read once and
+    checked against the manifest's sha256: a session made from these bytes runs exactly
+    what was hashed, whatever happens to the file afterwards."""
+    spec = pack.models[key]
+    rel, expected = (spec.fp16_file, spec.fp16_sha256) if fp16 and spec.fp16_file else (spec.file, spec.sha256)
+    where = f"{pack.path / 'manifest.json'} models.{key}"
+    path = _inside(pack.path, rel, where)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PackError(f"{path}: missing (listed in {where})") from None
+    except OSError as e:
+        raise PackError(f"{path}: cannot be read ({e})") from None
+    _compare(path, hashlib.sha256(data).hexdigest(), str(expected))
+    return path, data
 
 
 def load_pack(path: Path | str, verify_hashes: bool = True) -> Pack:
@@ -140,7 +172,7 @@ def load_pack(path: Path | str, verify_hashes: bool = True) -> Pack:
     res = _need(doc, "resolution", int, where)
     if not (1 <= z_dim <= 4096 and 8 <= res <= 1024):
         raise PackError(f"{where}: z_dim {z_dim} or resolution {res} out of range")
-    background = doc.get("background")
+    background = _optional(doc, "background", str, where)
     models_doc = _need(doc, "models", dict, where)
     unknown = set(models_doc) - set(MODEL_IO)
     if unknown:
@@ -155,7 +187,7 @@ def load_pack(path: Path | str, verify_hashes: bool = True) -> Pack:
         if not isinstance(m, dict):
             raise PackError(f"{mwhere}: must be an object")
         spec = ModelSpec(key, _need(m, "file", str, mwhere), _need(m, "sha256", str, mwhere),
-                         m.get("fp16_file"), m.get("fp16_sha256"))
+                         _optional(m, "fp16_file", str, mwhere), _optional(m, "fp16_sha256", str, mwhere))
         _check_io(m, key, len(schema), z_dim, mwhere)
         if verify_hashes:
             _check_file(root, spec.file, spec.sha256, mwhere)
@@ -175,10 +207,17 @@ def _check_io(m: Mapping, key: str, n_attr: int, z_dim: int, where: str) -> None
     """The manifest's declared inputs/outputs, when present, must fit the contract."""
     want_in, want_out = MODEL_IO[key]
     for side, want in (("inputs", want_in), ("outputs", want_out)):
-        specs = m.get(side)
+        specs = _optional(m, side, list, where)
         if specs is None:
             continue
-        names = tuple(s.get("name") for s in specs if isinstance(s, dict))
+        for i, s in enumerate(specs):
+            if not isinstance(s, dict):
+                raise PackError(f"{where}: {side}[{i}] must be an object, got {type(s).__name__}")
+            _need(s, "name", str, f"{where} {side}[{i}]")
+            shape = _optional(s, "shape", list, f"{where} {side}[{i}]") or []
+            if not all(d is None or (isinstance(d, int | str) and not isinstance(d, bool)) for d in shape):
+                raise PackError(f"{where}: {side}[{i}] shape {shape!r} must hold whole numbers or axis names")
+        names = tuple(s["name"] for s in specs)
         if names != want:
             raise PackError(f"{where}: {side} {list(names)} do not match the contract {list(want)}")
         for s in specs:

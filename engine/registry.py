@@ -3,14 +3,16 @@
 A `Loaded` pack is used under a small reference count (`acquire`/`release`). Reloading
 loads and checks the new pack off the loop (hashes, schema, sessions, one warm-up run per
 model), then swaps it in: new requests go to the new batchers, and the old ones drain the
-requests already in flight before their threads stop. A pack that fails any check is
-refused with its message and whatever was serving keeps serving.
+requests already in flight before their threads stop. A pack that fails to load, for any
+reason, is refused with a one-line message (logged once) and not tried again until its
+files change; the other packs load, and whatever was serving keeps serving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +22,9 @@ import numpy as np
 from engine.batcher import Batcher
 from engine.errors import PackError, UnknownPack
 from engine.metrics import ModelMetrics
-from engine.pack import MODEL_IO, Pack, find_packs, load_pack
+from engine.pack import MODEL_IO, Pack, find_packs, load_pack, read_model
 from engine.recipe import pack_id_of
-from engine.sessions import Runner, make_session, tune_batch
+from engine.sessions import Runner, fixed_batch_inputs, make_session, tune_batch
 
 __all__ = ["Loaded", "Registry"]
 
@@ -56,15 +58,25 @@ class Loaded:
 
 
 def _stamp(folder: Path) -> tuple:
-    """What changes when any file of the pack is written: (name, mtime_ns, size) of each."""
+    """What changes when any file of the pack is written, replaced or added: (relative
+    name, size, mtime_ns, ctime_ns) of each file under the folder (ctime also catches a
+    copy that keeps the old mtime)."""
     out = []
-    for p in sorted(folder.iterdir()):
+    for p in sorted(folder.rglob("*")):
         try:
             st = p.stat()
         except FileNotFoundError:  # removed while we looked
             continue
-        out.append((p.name, st.st_mtime_ns, st.st_size))
+        if stat.S_ISREG(st.st_mode):
+            out.append((p.relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns, st.st_ctime_ns))
     return tuple(out)
+
+
+def _one_line(e: Exception, folder: Path) -> str:
+    """A refusal's reason on one line; errors other than PackError (a bug, or a manifest
+    shape the checks missed) are named with their class and the folder."""
+    text = " ".join(str(e).split())
+    return text if isinstance(e, PackError) else f"{folder}: cannot be loaded ({type(e).__name__}: {text})"
 
 
 def _dummy_feeds(pack: Pack, key: str, n: int = 1) -> dict[str, np.ndarray]:
@@ -100,18 +112,22 @@ def chunked(run: Runner, chunk: int):
 
 def load_runners(path: Path, providers: list[str], threads: int | None, max_batch: int = 64,
                  tune: bool = True, fp16: bool = False) -> tuple[Pack, dict[str, Runner], dict[str, int]]:
-    """Check a pack and open its models; each model must have the contract's inputs and
-    outputs and give the right shapes on a warm-up run. Returns the pack, its runners and
+    """Check a pack and open its models from the bytes whose hash was checked; each model
+    must have the contract's inputs and outputs, a dynamic batch axis, and give the right
+    shapes on a warm-up run. Returns the pack, its runners and
     the run chunk per model (`tune_batch` for the image models). Blocking: call it in a thread."""
     pack = load_pack(path)
     runners = {}
     for key in pack.models:
-        file = pack.model_path(key, fp16=fp16)  # the fp32 file when there is no fp16 variant
-        runner = Runner(make_session(file, providers, threads), file)
+        file, data = read_model(pack, key, fp16=fp16)  # the fp32 file when there is no fp16 variant
+        runner = Runner(make_session(data, providers, threads, where=file), file)  # the bytes that were hashed
         want_in, want_out = MODEL_IO[key]
         if set(runner.input_names) != set(want_in) or runner.output_names != want_out:
             raise PackError(f"{file}: inputs {list(runner.input_names)} / outputs {list(runner.output_names)} "
                             f"do not match the contract {list(want_in)} / {list(want_out)}")
+        if fixed := fixed_batch_inputs(runner.session):
+            raise PackError(f"{file}: inputs {fixed} have a fixed batch size; the engine batches requests, "
+                            "so export the model with a dynamic first axis")
         try:
             outs = runner(_dummy_feeds(pack, key))
         except Exception as e:  # onnxruntime's own error classes; the pack is refused with the reason
@@ -176,14 +192,20 @@ class Registry:
                     continue
                 try:
                     name = await self._swap_in(key, folder, stamp)
-                except PackError as e:
-                    log.error("pack refused: %s", e)
-                    self.refused[key] = report["refused"][key] = str(e)
+                except Exception as e:  # any error refuses this pack only, until its files change
+                    reason = _one_line(e, folder)
+                    log.warning("pack refused until its files change: %s", reason)
+                    if not isinstance(e, PackError):
+                        log.debug("pack %s: the error in full", folder, exc_info=e)
+                    self.refused[key] = report["refused"][key] = reason
                     self._refused_stamps[key] = stamp
                     continue
                 self.refused.pop(key, None)
                 self._refused_stamps.pop(key, None)
                 report["loaded"].append(name)
+            for key in [k for k in self.refused if k not in found]:  # a refused folder that was removed
+                self.refused.pop(key)
+                self._refused_stamps.pop(key, None)
             for key in list(self._folders):
                 if key not in found:
                     name, _ = self._folders.pop(key)

@@ -156,7 +156,7 @@ class Schema:
                 )
                 for a in doc["attributes"]
             )
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, AttributeError) as e:
             raise SchemaError(f"malformed schema document: {e!r}") from None
         return cls(attributes=attrs, name=str(doc.get("name", "")))
 

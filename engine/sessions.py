@@ -13,7 +13,7 @@ import onnxruntime as ort
 
 from engine.errors import PackError
 
-__all__ = ["make_session", "choose_providers", "Runner", "cpu_threads", "tune_batch"]
+__all__ = ["make_session", "fixed_batch_inputs", "choose_providers", "Runner", "cpu_threads", "tune_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +38,12 @@ def choose_providers(preference: str = "auto") -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def make_session(path: Path, providers: list[str], threads: int | None = None) -> ort.InferenceSession:
-    """The one place sessions are made. On CPU the intra-op pool uses every core we may use
-    and does not spin between runs (spinning steals the core the event loop needs)."""
+def make_session(model: Path | bytes, providers: list[str], threads: int | None = None, *,
+                 where: Path | str | None = None) -> ort.InferenceSession:
+    """The one place sessions are made, from a file or from a model's bytes (the engine
+    passes the bytes it hashed; `where` names them in errors). On CPU the intra-op pool
+    uses every core we may use and does not spin between runs (spinning steals the core
+    the event loop needs)."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -48,10 +51,24 @@ def make_session(path: Path, providers: list[str], threads: int | None = None) -
     opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.log_severity_level = 3
+    source = model if isinstance(model, bytes) else str(model)
+    if where is None:
+        where = "a model given as bytes" if isinstance(model, bytes) else model
     try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        return ort.InferenceSession(source, sess_options=opts, providers=providers)
     except Exception as e:  # onnxruntime raises its own classes (Fail, InvalidGraph, InvalidProtobuf, ...)
-        raise PackError(f"{path}: onnxruntime cannot load it: {e}") from None
+        raise PackError(f"{where}: onnxruntime cannot load it: {e}") from None
+
+
+def fixed_batch_inputs(session: ort.InferenceSession) -> dict[str, int]:
+    """{input name: size} of the inputs whose first (batch) axis has a fixed size; the
+    batcher needs every input's batch axis to be dynamic."""
+    out = {}
+    for i in session.get_inputs():
+        first = i.shape[0] if i.shape else None
+        if isinstance(first, int):
+            out[i.name] = first
+    return out
 
 
 class Runner:
