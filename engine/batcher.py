@@ -10,6 +10,12 @@ formed on the loop while the worker computes the current one; with max_wait 0 th
 requests are split over the free slots (64 waiting, 2 free slots: two batches of 32), so
 the loop's work for one half overlaps the model's work for the other. A failing batch fails only
 its own requests; a full queue raises `Busy` at once; each request has a deadline.
+
+The collector is supervised: if it raises (a bug, an error outside the per-batch handling, a
+cancelled task), the traceback is logged, every request it held or that waits in the queue
+fails at once with `Busy`, new requests get `Busy` during a short back-off (doubling while
+the crashes repeat, up to `backoff_s[1]`), and a new collector takes over. Batches already
+in the worker thread finish normally.
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -52,7 +58,9 @@ class Batcher:
 
     def __init__(self, name: str, run: RunFn, n_outputs: int, *, max_batch: int = 64, max_wait_s: float = 0.0,
                  queue_size: int = 1024, timeout_s: float = 10.0, clock: Callable[[], float] = time.perf_counter,
-                 metrics: ModelMetrics | None = None, pipeline: int = 2):
+                 metrics: ModelMetrics | None = None, pipeline: int = 2,
+                 backoff_s: tuple[float, float] = (0.05, 5.0),
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep):
         if max_batch < 1 or queue_size < 1 or timeout_s <= 0 or max_wait_s < 0:
             raise ValueError("max_batch and queue_size must be >= 1, timeout_s > 0, max_wait_s >= 0")
         self.name = name
@@ -68,13 +76,17 @@ class Batcher:
         self.pipeline = pipeline
         self._slots = asyncio.Semaphore(pipeline)
         self._inflight = 0
+        self._collector: asyncio.Task | None = None
+        self._taken: list[_Request] = []  # taken from the queue by the collector, not yet handed over
+        self._down = False  # the collector crashed and is not restarted yet: requests get Busy
+        self.backoff_s, self._sleep = backoff_s, sleep
 
     @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
     def start(self) -> Batcher:
-        self._task = asyncio.get_running_loop().create_task(self._collect(), name=f"batcher-{self.name}")
+        self._task = asyncio.get_running_loop().create_task(self._supervise(), name=f"batcher-{self.name}")
         return self
 
     async def submit(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -83,6 +95,9 @@ class Batcher:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         rows = len(next(iter(feeds.values())))
+        if self._down:  # the collector is restarting after a crash
+            self.metrics.busy += 1
+            raise Busy()
         try:
             self._queue.put_nowait(_Request(feeds, rows, fut, self._clock()))
         except asyncio.QueueFull:
@@ -109,6 +124,67 @@ class Batcher:
             await self._task
         self._executor.shutdown(wait=True)
 
+    # -- supervision ----------------------------------------------------------------------
+    async def _supervise(self) -> None:
+        """Run the collector until close() stops it; restart it after a crash (see the module doc)."""
+        loop = asyncio.get_running_loop()
+        streak, last = 0, None
+        while True:
+            self._collector = loop.create_task(self._collect(), name=f"batcher-{self.name}-collector")
+            started = self._clock()
+            try:
+                await asyncio.wait([self._collector])
+            except asyncio.CancelledError:  # the supervisor itself: stop the collector with it
+                self._collector.cancel()
+                raise
+            if self._collector.cancelled():
+                error: BaseException = asyncio.CancelledError("the collector task was cancelled")
+            elif (error := self._collector.exception()) is None:
+                return  # close() stopped it after the queued requests
+            streak = 1 if self._clock() - started >= self.backoff_s[1] else streak + 1  # it had run a while
+            if streak == 1:
+                last = None  # a new episode: its traceback is logged again
+            delay = min(self.backoff_s[1], self.backoff_s[0] * 2 ** (streak - 1))
+            self._down = True
+            answered = self._fail_waiting()
+            m = self.metrics
+            m.crashes += 1
+            m.aborted += answered
+            if repr(error) != last:
+                log.error("%s: the batch collector crashed; %d waiting requests answered busy, restarting in %.2f s",
+                          self.name, answered, delay, exc_info=error)
+            else:  # the same crash again: one line, the traceback is above
+                log.warning("%s: the batch collector crashed again (%d in a row, %r); %d requests answered busy, "
+                            "restarting in %.2f s", self.name, streak, error, answered, delay)
+            last = repr(error)
+            if self._closed:  # close() is waiting: no restart; let the batches in the worker finish
+                for _ in range(self.pipeline):
+                    await self._slots.acquire()
+                return
+            await self._sleep(delay)
+            self._down = False
+            m.restarts += 1
+
+    def _fail_waiting(self) -> int:
+        """After a crash: answer Busy to every request the collector held or that is queued;
+        reset the pipeline's slots to the batches still in the worker. Returns how many."""
+        waiting = [*self._taken, *([self._carry] if self._carry is not None else [])]
+        self._taken, self._carry = [], None
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if item is not _STOP:  # close() is waiting on this task; it sees _closed
+                waiting.append(item)
+        answered = 0
+        for r in waiting:
+            if not r.future.done():
+                r.future.set_exception(Busy())
+                answered += 1
+        self._slots = asyncio.Semaphore(self.pipeline - self._inflight)  # each running batch releases one
+        return answered
+
     # -- collector ------------------------------------------------------------------------
     async def _collect(self) -> None:
         q, slots = self._queue, self._slots
@@ -121,6 +197,7 @@ class Batcher:
                 slots.release()
                 break
             batch, rows = [req], req.rows
+            self._taken = batch
             deadline = None
             target = self.max_batch
             free = self.pipeline - self._inflight
@@ -150,6 +227,7 @@ class Batcher:
                 self._submit(live, sum(r.rows for r in live) if len(live) != len(batch) else rows)
             else:
                 slots.release()
+            self._taken = []
         for _ in range(self.pipeline):  # wait for the batches still running
             await slots.acquire()
 
@@ -162,8 +240,8 @@ class Batcher:
             feeds = {k: np.concatenate([r.feeds[k] for r in live]) for k in live[0].feeds}
         loop = asyncio.get_running_loop()
         t0 = self._clock()
-        self._inflight += 1
         cf = self._executor.submit(self._run_fn, feeds)
+        self._inflight += 1
         cf.add_done_callback(lambda f: loop.call_soon_threadsafe(self._finish, live, rows, t0, f))
 
     def _finish(self, live: list[_Request], rows: int, t0: float, cf: Future) -> None:

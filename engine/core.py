@@ -169,10 +169,10 @@ class Engine:
             await asyncio.sleep(self.metrics_log_s)
             for pack, models in self._registry.metrics().items():
                 for model, m in models.items():
-                    line = (m["requests"], m["ok"], m["failed"], m["busy"], m["timeouts"])
+                    line = (m["requests"], m["ok"], m["failed"], m["busy"], m["timeouts"], m["crashes"])
                     if line != last.get((pack, model)):
-                        log.info("%s/%s: %d requests, %d ok, %d failed, %d busy, %d timeouts, mean batch %s, "
-                                 "queue %d, p50 %s ms, p99 %s ms", pack, model, *line, m["mean_batch"],
+                        log.info("%s/%s: %d requests, %d ok, %d failed, %d busy, %d timeouts, %d collector crashes, "
+                                 "mean batch %s, queue %d, p50 %s ms, p99 %s ms", pack, model, *line, m["mean_batch"],
                                  m["queue_depth"], m["latency_ms"]["p50"], m["latency_ms"]["p99"])
                     last[(pack, model)] = line
 
@@ -358,5 +358,6 @@ class Engine:
     def metrics(self) -> dict:
         reg = self._registry
         return {"uptime_s": round(time.monotonic() - self._started, 1), "providers": self.providers,
-                "packs": reg.metrics(), "reloads": reg.reloads, "refused": dict(reg.refused),
+                "packs": reg.metrics(), "batchers": reg.supervision(), "reloads": reg.reloads,
+                "refused": dict(reg.refused),
                 "latent_store": type(self.latent_store).__name__}

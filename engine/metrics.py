@@ -60,6 +60,9 @@ class ModelMetrics:
     failed: int = 0
     busy: int = 0
     timeouts: int = 0
+    crashes: int = 0  # batch collector crashes (each one restarted)
+    restarts: int = 0
+    aborted: int = 0  # requests answered busy because their collector crashed
     batch_rows: Histogram = field(default_factory=lambda: Histogram(BATCH_BUCKETS))
     latency_ms: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_MS))
     run_ms: Histogram = field(default_factory=lambda: Histogram(LATENCY_BUCKETS_MS))
@@ -68,6 +71,7 @@ class ModelMetrics:
         return {
             "requests": self.requests, "rows": self.rows, "batches": self.batches, "ok": self.ok,
             "failed": self.failed, "busy": self.busy, "timeouts": self.timeouts, "queue_depth": queue_depth,
+            "crashes": self.crashes, "restarts": self.restarts, "aborted": self.aborted,
             "mean_batch": self.rows / self.batches if self.batches else None,
             "batch_rows": self.batch_rows.to_dict(), "latency_ms": self.latency_ms.to_dict(),
             "run_ms": self.run_ms.to_dict(),

@@ -268,6 +268,12 @@ class Registry:
         if self._retiring:
             await asyncio.gather(*self._retiring)
 
+    def supervision(self) -> dict:
+        """Batch collector crashes and restarts since start, over every model and pack version."""
+        ms = self._metrics.values()
+        return {"crashes": sum(m.crashes for m in ms), "restarts": sum(m.restarts for m in ms),
+                "aborted": sum(m.aborted for m in ms)}
+
     def metrics(self) -> dict:
         out: dict = {}
         for name, lp in self.loaded.items():
