@@ -191,7 +191,7 @@ class Engine:
 
     @property
     def refused(self) -> dict[str, str]:
-        """Pack folders refused at the last reload: {folder: message}."""
+        """Pack folders refused and not tried again until their files change: {folder: one-line reason}."""
         return dict(self._registry.refused)
 
     @contextmanager

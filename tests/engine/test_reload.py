@@ -17,6 +17,7 @@ import pytest
 import engine.registry
 from engine import Engine, PackError, load_pack
 from engine.pack import content_hash
+from tests.engine._util import until
 
 
 def write_manifest(pack_dir, m: dict) -> None:
@@ -189,3 +190,17 @@ async def test_sessions_are_made_from_the_bytes_that_were_hashed(packs_dir, monk
         assert {hashlib.sha256(s).hexdigest() for s in given} == want
         assert set(eng.packs) == {"tiny"}  # what runs is what was checked
         await eng.generate("tiny", {}, seed=1)
+
+
+async def test_the_watcher_logs_a_failing_listing_once_not_every_tick(packs_dir, caplog):
+    async with Engine([packs_dir], watch_s=0.001, tune_batch=False) as eng:
+        calls = []
+
+        async def reload():
+            calls.append(1)
+            raise PermissionError(13, "Permission denied", str(packs_dir))
+
+        eng._registry.reload = reload
+        await until(lambda: len(calls) >= 5, "five watcher ticks")
+    failed = [r for r in caplog.records if r.name == "engine.core" and "reload failed" in r.getMessage()]
+    assert len(failed) == 1 and failed[0].exc_info
