@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import shutil
 
 import numpy as np
@@ -204,3 +205,18 @@ async def test_the_watcher_logs_a_failing_listing_once_not_every_tick(packs_dir,
         await until(lambda: len(calls) >= 5, "five watcher ticks")
     failed = [r for r in caplog.records if r.name == "engine.core" and "reload failed" in r.getMessage()]
     assert len(failed) == 1 and failed[0].exc_info
+
+
+async def test_a_refused_pack_fixed_by_a_copy_that_keeps_mtimes_is_tried_again(packs_dir, tiny_pack_src):
+    gen = packs_dir / "tiny" / "generator.onnx"
+    good = gen.read_bytes()
+    st = gen.stat()
+    bad = bytearray(good)
+    bad[-10] ^= 0xFF
+    gen.write_bytes(bytes(bad))  # damaged in place: same size...
+    os.utime(gen, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and the original mtime
+    async with Engine([packs_dir], watch_s=None, tune_batch=False) as eng:
+        assert "sha256" in eng.refused[str(packs_dir / "tiny")]
+        gen.write_bytes(good)  # repaired as `cp -p` would: same size, same mtime again
+        os.utime(gen, ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert (await eng.reload())["loaded"] == ["tiny"]
