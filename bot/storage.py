@@ -170,14 +170,13 @@ class Database:
     @asynccontextmanager
     async def _unlocked_transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """BEGIN inside the try; COMMIT/ROLLBACK to completion; the caller holds the write lock."""
-        began = False
         try:
             await to_completion(self._conn.execute("BEGIN IMMEDIATE"))
-            began = True
             yield self._conn
             await to_completion(self._conn.commit())
         except BaseException as e:
-            if began and self._conn.in_transaction:
+            # to_completion: no BEGIN/COMMIT is still in flight, so in_transaction is the truth
+            if self._conn.in_transaction:
                 try:
                     await to_completion(self._conn.rollback())
                 except Exception as rollback_error:  # reported once; the next BEGIN says if it is still stuck
