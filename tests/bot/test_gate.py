@@ -163,13 +163,6 @@ async def drive(path: str, bot: Bot, itx: Itx, upload: Upload_) -> None:
     await click(item, itx)
 
 
-@pytest.fixture
-async def db(tmp_path):
-    db = await Database.open(tmp_path / "moe.sqlite3")
-    yield db
-    await db.close()
-
-
 def test_every_command_and_component_is_classified():
     cog = AvatarCog(SimpleNamespace(), SCHEMA)
     commands = {c.name for c in cog.__cog_app_commands_group__.commands}

@@ -12,13 +12,6 @@ NOON = 1_800_000_000.0 - (1_800_000_000 % 86400) + 43200  # some UTC noon
 DEFAULT = Limits(burst=10, refill_s=1.0, daily_quota=0)
 
 
-@pytest.fixture
-async def db(tmp_path):
-    db = await Database.open(tmp_path / "moe.sqlite3")
-    yield db
-    await db.close()
-
-
 async def test_a_human_pace_reroll_loop_is_never_refused(db):
     """One click every 1.2 s (the issue: 3 of 6 were refused by the 3 s cooldown)."""
     for i in range(200):

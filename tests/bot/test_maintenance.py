@@ -22,13 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 DAY = 86400.0
 
 
-@pytest.fixture
-async def db(tmp_path):
-    db = await Database.open(tmp_path / "moe.sqlite3")
-    yield db
-    await db.close()
-
-
 async def test_prune_keeps_what_is_needed(db):
     now = time.time()
     await take_draw(db, 1, 7, Limits(10, 1.0, 0), now=now - 30 * DAY)

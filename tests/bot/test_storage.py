@@ -20,13 +20,6 @@ ROOT = Path(__file__).resolve().parents[2]
 NOON = 1_800_000_000.0 - (1_800_000_000 % 86400) + 43200  # some UTC noon
 
 
-@pytest.fixture
-async def db(tmp_path):
-    db = await Database.open(tmp_path / "moe.sqlite3")
-    yield db
-    await db.close()
-
-
 async def test_migrations_applied_once_and_wal(tmp_path):
     path = tmp_path / "sub" / "moe.sqlite3"  # parent folder is created
     db = await Database.open(path)

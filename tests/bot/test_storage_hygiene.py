@@ -14,13 +14,6 @@ from bot.errors import StorageUnavailable
 from bot.storage import Database
 
 
-@pytest.fixture
-async def db(tmp_path):
-    db = await Database.open(tmp_path / "moe.sqlite3")
-    yield db
-    await db.close()
-
-
 @pytest.fixture(autouse=True)
 def fresh_log_budget(monkeypatch):
     monkeypatch.setattr(storage_errors, "_last_logged", {})
