@@ -7,6 +7,7 @@ so a reroll from a button and a `/avatar recipe` behave the same way.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
@@ -15,17 +16,18 @@ from contextlib import asynccontextmanager
 import discord
 
 from bot.context import BotContext, context_of
-from bot.errors import NotAllowedHere, UserError
+from bot.errors import NotAllowedHere, StorageUnavailable, UserError
+from bot.limits import Limits, refund_draw, take_draw
 from bot.render import grid_png
-from bot.storage import GuildSettings
-from engine import Recipe, Result
-from engine.errors import UnknownPack
+from bot.storage import LATENT_SCOPE, GuildSettings, upload_ids
+from engine import Engine, Recipe, Result
+from engine.errors import EngineError, UnknownPack
 from engine.recipe import MAX_SEED, Slerp, Upload, Vary
 from engine.schema import SchemaError
 
 __all__ = [
     "INLINE_CODE_MAX", "RESULT_SIZE", "REF_PATTERN", "VARIATION_STRENGTH",
-    "check_limits", "count_generation", "generation", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
+    "check_limits", "generation", "gate_open", "limits_for", "parent_channel_id", "upload_ids", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
     "describe", "png_of", "render_grid", "grid_of_pngs", "condition_from_options", "new_seed",
 ]
 
@@ -35,50 +37,73 @@ INLINE_CODE_MAX = 70  # longer codes are stored and referenced as "~<id>" so cus
 REF_PATTERN = r"[A-Za-z0-9_-]{20,70}|~[0-9]{1,12}"
 _REF_RE = re.compile(REF_PATTERN)
 
+log = logging.getLogger(__name__)
+
 
 def new_seed() -> int:
     return secrets.randbelow(MAX_SEED + 1)
 
 
-# -- limits -----------------------------------------------------------------------------------
+# -- the generation gate ---------------------------------------------------------------------
 async def check_limits(interaction: discord.Interaction) -> GuildSettings:
-    """This server's settings, if the channel is allowed; raises a UserError otherwise.
-    Cooldown and quota are counted by `generation` around the engine work. Callers defer
-    first, so the 3-second deadline never waits on SQLite; refusals still reach only the
-    member (see `bot.errors.report_error`)."""
+    """This server's settings, if the channel (or the thread's parent channel) is allowed;
+    raises a UserError otherwise. Draws are counted by `generation`. Callers defer first, so
+    the 3-second deadline never waits on SQLite; refusals still reach only the member (see
+    `bot.errors.report_error`)."""
     bot = context_of(interaction)
     if interaction.guild_id is None:
         raise UserError("Avatars are made in servers; use me in a server channel.")
     gs = await bot.db.guild_settings(interaction.guild_id)
-    if gs.allowed_channels and interaction.channel_id not in gs.allowed_channels:
+    if gs.allowed_channels and not {interaction.channel_id, parent_channel_id(interaction)} & gs.allowed_channels:
         where = ", ".join(f"<#{c}>" for c in sorted(gs.allowed_channels))
-        raise NotAllowedHere(f"On this server avatars are made in {where}.")
+        raise NotAllowedHere(f"On this server avatars are made in {where} (and their threads).")
     return gs
 
 
-async def count_generation(interaction: discord.Interaction, gs: GuildSettings) -> None:
-    """The member's cooldown and daily quota on this server: count one, or raise."""
-    bot = context_of(interaction)
-    await bot.db.take_generation(
-        interaction.guild_id,
-        interaction.user.id,
-        cooldown_s=bot.settings.cooldown_s if gs.cooldown_s is None else gs.cooldown_s,
-        daily_quota=bot.settings.daily_quota if gs.daily_quota is None else gs.daily_quota,
-    )
+def parent_channel_id(interaction: discord.Interaction) -> int | None:
+    """The channel a thread belongs to (None outside threads)."""
+    return getattr(interaction.channel, "parent_id", None)
+
+
+def limits_for(bot: BotContext, gs: GuildSettings) -> Limits:
+    s = bot.settings
+    return Limits(burst=s.burst if gs.burst is None else gs.burst,
+                  refill_s=s.refill_s if gs.refill_s is None else gs.refill_s,
+                  daily_quota=s.daily_quota if gs.daily_quota is None else gs.daily_quota)
 
 
 @asynccontextmanager
-async def generation(interaction: discord.Interaction, gs: GuildSettings | None = None) -> AsyncIterator[None]:
-    """Count one generation (channel, cooldown, quota) around the engine work; when the
-    engine fails (busy, timeout...), give it back, so "try again in a moment" is true."""
+async def generation(interaction: discord.Interaction, gs: GuildSettings | None = None) -> AsyncIterator[Engine]:
+    """The one generation gate: every path that draws goes through it, before any expensive
+    work (downloads, decodes, redraws), and draws with the engine it yields.
+
+        async with actions.generation(interaction) as engine:
+            [result] = await engine.reroll(recipe)
+
+    Checks the channel, takes one draw from the member's bucket and daily quota (or raises
+    RateLimited / QuotaExceeded), and scopes upload latents to this server and member. When
+    the engine fails (busy, timeout...), the draw is given back, so "try again" is true."""
     if gs is None:
         gs = await check_limits(interaction)
-    await count_generation(interaction, gs)
+    bot = context_of(interaction)
+    guild_id, member_id = interaction.guild_id, interaction.user.id
+    await take_draw(bot.db, guild_id, member_id, limits_for(bot, gs))
+    scope = LATENT_SCOPE.set((guild_id, member_id))
     try:
-        yield
-    except Exception:
-        await context_of(interaction).db.refund_generation(interaction.guild_id, interaction.user.id)
+        yield bot.engine
+    except (EngineError, TimeoutError):
+        try:
+            await refund_draw(bot.db, guild_id, member_id)
+        except StorageUnavailable:
+            log.info("could not give back a draw to member %s: storage unavailable", member_id)
         raise
+    finally:
+        LATENT_SCOPE.reset(scope)
+
+
+def gate_open() -> bool:
+    """Whether the current task is inside `generation` (tests check every draw is)."""
+    return LATENT_SCOPE.get() is not None
 
 
 def pack_for_guild(bot: BotContext, gs: GuildSettings):

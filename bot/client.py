@@ -4,8 +4,12 @@ It is an `AutoShardedBot` (a `commands.Bot` that opens as many gateway shards as
 asks for, which it requires past 2,500 servers; with one shard it is a plain Bot).
 
 `setup_hook` adds the cogs (building `/avatar create` from the default pack's schema),
-registers the restart-proof components, installs the one error handler, and syncs the
-commands (to `settings.dev_guild_id` when set: instant; else globally).
+registers the restart-proof components, installs the one error handler, starts the
+database pruning (`bot.maintenance.prune`, at start and every `PRUNE_EVERY_S`), and syncs
+the commands (to `settings.dev_guild_id` when set: instant; else globally).
+
+`run_bot` takes the database's process lock first: a second `moe bot` on the same
+database refuses to start (`bot.maintenance.AlreadyRunning`).
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from discord.ext import commands
 import bot.components as components
 from bot.cogs.admin import AdminCog
 from bot.cogs.avatar import AvatarCog
-from bot.errors import report_error
+from bot.errors import StorageUnavailable, report_error
+from bot.maintenance import PRUNE_EVERY_S, ProcessLock, prune
 from bot.storage import Database, LatentStore
 from engine import Engine
 from engine.schema import Schema
@@ -43,6 +48,7 @@ class MoeBot(commands.AutoShardedBot):
         super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None, **options)
         self.settings, self.engine, self.db = settings, engine, db
         self.tree.error(report_error)
+        self._pruning: asyncio.Task | None = None
 
     @property
     def default_pack_name(self) -> str:
@@ -61,7 +67,7 @@ class MoeBot(commands.AutoShardedBot):
         await self.add_cog(AvatarCog(self, self._schema))
         await self.add_cog(AdminCog(self))
         self.add_dynamic_items(*components.ITEMS)
-        await self.db.prune_usage()
+        self._pruning = asyncio.create_task(self._prune_forever(), name="moe-prune")
         if self.settings.dev_guild_id:
             guild = discord.Object(id=self.settings.dev_guild_id)
             self.tree.copy_global_to(guild=guild)
@@ -71,13 +77,39 @@ class MoeBot(commands.AutoShardedBot):
             synced = await self.tree.sync()
             log.info("synced %d global commands", len(synced))
 
+    async def _prune_forever(self) -> None:
+        while True:
+            try:
+                pruned = await prune(self.db)
+                log.info("pruned the database: %s", pruned)
+            except StorageUnavailable:
+                pass  # already reported (rate-limited); try again next time
+            except Exception:
+                log.exception("pruning the database failed")
+            await asyncio.sleep(PRUNE_EVERY_S)
+
+    async def close(self) -> None:
+        if self._pruning is not None:
+            self._pruning.cancel()
+        await super().close()
+
     async def on_ready(self) -> None:
         log.info("ready as %s in %d servers; pack %s (%s)", self.user, len(self.guilds), self.default_pack_name,
                  ", ".join(self._schema.names))
 
 
 async def run_bot(settings) -> None:
-    """Open the database, start the engine (remix latents in SQLite), run until SIGTERM/SIGINT."""
+    """Take the database's process lock, open it, start the engine (remix latents in SQLite),
+    run until SIGTERM/SIGINT."""
+    lock = ProcessLock(settings.database_path)
+    lock.acquire()  # AlreadyRunning: another process serves this database
+    try:
+        await _run_locked(settings)
+    finally:
+        lock.release()
+
+
+async def _run_locked(settings) -> None:
     db = await Database.open(settings.database_path)
     try:
         async with Engine.from_settings(settings, latent_store=LatentStore(db)) as engine:

@@ -27,6 +27,7 @@ import bot.actions as actions
 from bot.actions import REF_PATTERN
 from bot.context import context_of
 from bot.errors import NotOwner, UserError, report_error
+from bot.storage import MAX_SAVED_PER_MEMBER, collection_full
 from engine.errors import UnknownPack
 
 __all__ = [
@@ -105,8 +106,8 @@ class RerollButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}
         bot = context_of(interaction)
         await interaction.response.defer()  # first: the 3 s deadline never depends on load
         recipe = await actions.recipe_from_ref(bot, self.ref)
-        async with actions.generation(interaction):
-            [result] = await bot.engine.reroll(recipe)
+        async with actions.generation(interaction) as engine:
+            [result] = await engine.reroll(recipe)
         await post_result(interaction, result)
 
 
@@ -117,8 +118,8 @@ class VariationsButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:v:{
         bot = context_of(interaction)
         await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot, self.ref)
-        async with actions.generation(interaction):
-            results = await bot.engine.vary(recipe, actions.VARIATION_STRENGTH, 4)
+        async with actions.generation(interaction) as engine:
+            results = await engine.vary(recipe, actions.VARIATION_STRENGTH, 4)
         await post_variations(interaction, results)
 
 
@@ -168,8 +169,8 @@ class EditSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index
         attr = schema.attributes[self.index]
         value = self.item.values[0]
         attr.index(value)  # SchemaError: a forged value
-        async with actions.generation(interaction):
-            result = await bot.engine.edit(recipe, **{attr.name: value})
+        async with actions.generation(interaction) as engine:
+            result = await engine.edit(recipe, **{attr.name: value})
         await post_result(interaction, result)
 
 
@@ -227,8 +228,8 @@ async def blend_with(interaction: discord.Interaction, recipe, saved_id: int) ->
     if row.member_id != interaction.user.id:
         raise NotOwner("You can only blend with your own saved avatars.")
     other = actions.parse_code(row.code)
-    async with actions.generation(interaction):
-        result = await bot.engine.blend(recipe, other, t=0.5)
+    async with actions.generation(interaction) as engine:
+        result = await engine.blend(recipe, other, t=0.5)
     await post_result(interaction, result, note=f" (blended with your #{saved_id})")
 
 
@@ -243,9 +244,14 @@ class SaveButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:
         bot = context_of(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)
         recipe = await actions.recipe_from_ref(bot, self.ref)
-        await actions.check_limits(interaction)
-        png = await actions.png_of(bot, await bot.engine.redraw(recipe))
-        avatar_id = await bot.db.save_avatar(interaction.guild_id, interaction.user.id, recipe.to_code(), png)
+        gs = await actions.check_limits(interaction)
+        if await bot.db.count_saved(interaction.guild_id, interaction.user.id) >= MAX_SAVED_PER_MEMBER:
+            raise collection_full()  # before redrawing (save_avatar checks again, atomically)
+        async with actions.generation(interaction, gs) as engine:
+            result = await engine.redraw(recipe)
+        png = await actions.png_of(bot, result)
+        avatar_id = await bot.db.save_avatar(interaction.guild_id, interaction.user.id, recipe.to_code(), png,
+                                             latent_ids=actions.upload_ids(recipe.latent))
         await interaction.followup.send(
             f"Saved as #{avatar_id}. See yours with /avatar mine; export it with /avatar export.", ephemeral=True
         )
@@ -291,8 +297,9 @@ class PickButton(MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:p:{REF}"):
         bot = context_of(interaction)
         await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot, self.ref)
-        await actions.check_limits(interaction)  # redraws a picture already made
-        await post_result(interaction, await bot.engine.redraw(recipe))
+        async with actions.generation(interaction) as engine:  # a redraw is a draw like any other
+            result = await engine.redraw(recipe)
+        await post_result(interaction, result)
 
 
 class GalleryButton(MoeItem, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<page>[0-9]{1,6}):(?P<direction>prev|next)"):

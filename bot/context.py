@@ -21,7 +21,7 @@ __all__ = ["BotContext", "context_of"]
 
 
 class BotContext(Protocol):
-    settings: Settings  # read: cooldown_s, daily_quota, max_upload_bytes
+    settings: Settings  # read: burst, refill_s, daily_quota, max_upload_bytes
     engine: Engine
     db: Database
 

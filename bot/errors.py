@@ -24,7 +24,9 @@ from engine.schema import SchemaError
 
 __all__ = [
     "UserError",
-    "CooldownActive",
+    "RateLimited",
+    "StorageUnavailable",
+    "BUSY_MESSAGE",
     "QuotaExceeded",
     "NotOwner",
     "NotFound",
@@ -45,10 +47,21 @@ class UserError(app_commands.AppCommandError):
     AppCommandError, so raising it from a check reaches the tree's `on_error` unwrapped."""
 
 
-class CooldownActive(UserError):
+class RateLimited(UserError):
+    """The generation gate's refusal (`bot.limits`): the member's burst is used up."""
+
     def __init__(self, wait_s: float) -> None:
         self.wait_s = wait_s
-        super().__init__(f"Slow down a little: you can make another avatar in {wait_s:.1f} s.")
+        super().__init__(f"Slow down a little: you can draw again soon; try again in {max(wait_s, 0.1):.1f} s.")
+
+
+class StorageUnavailable(UserError):
+    """SQLite could not be used right now (disk full, database locked, I/O error); raised by
+    `bot.storage`, which logs it once per kind per minute instead of a traceback per request."""
+
+    def __init__(self, kind: str = "unavailable") -> None:
+        self.kind = kind
+        super().__init__("Storage is unavailable right now; nothing was lost. Please try again in a moment.")
 
 
 class QuotaExceeded(UserError):

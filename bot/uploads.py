@@ -4,8 +4,14 @@ Checks, in order, each failing with a `BadUpload` the member can act on:
 size in bytes (from the attachment's metadata, before downloading, and again on the
 bytes), the declared content type, the file's magic bytes (PNG, JPEG, GIF, WebP only),
 the pixel count from the header (decompression bombs: Pillow's own `DecompressionBombError`
-/ warning is caught too), then a full decode of the first frame. Transparency is flattened
-onto white, because the packs were trained on flat backgrounds.
+/ warning is caught too), then a full decode of the first frame, turned upright as its
+EXIF orientation says (phone photos). Transparency is flattened onto white, because the
+packs were trained on flat backgrounds.
+
+Downloads and decodes take memory (a full decode of the largest allowed picture is tens of
+megabytes), so at most `DECODE_SLOTS` run at once and at most as many more wait; past
+that the member gets the busy answer instead of the bot holding every picture at once.
+The generation gate (`bot.actions.generation`) runs before any of this.
 """
 
 from __future__ import annotations
@@ -13,14 +19,17 @@ from __future__ import annotations
 import asyncio
 import io
 import warnings
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import discord
-from PIL import Image
+from PIL import Image, ImageOps
 
 from bot.errors import BadUpload
+from engine.errors import Busy
 from engine.image import MAX_UPLOAD_PIXELS, flatten
 
-__all__ = ["MAX_PIXELS", "load_upload", "read_attachment", "sniff"]
+__all__ = ["MAX_PIXELS", "DECODE_SLOTS", "DecodeSlots", "check_declared", "load_upload", "read_attachment", "sniff"]
 
 MAX_PIXELS = MAX_UPLOAD_PIXELS  # 16.7 megapixels: any real photo, no bombs
 _FORMATS = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "webp": "WEBP"}
@@ -70,6 +79,7 @@ def load_upload(data: bytes, *, content_type: str | None, max_bytes: int, max_pi
                 )
             im.seek(0)  # animated GIF/WebP/APNG: the first frame
             im.load()
+            im = ImageOps.exif_transpose(im)  # a copy, upright, when EXIF says the camera was turned
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BadUpload(f"That picture is too large to open safely; the limit is {max_pixels / 1e6:.0f} megapixels.") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # Pillow's ways of saying "broken file"
@@ -77,11 +87,42 @@ def load_upload(data: bytes, *, content_type: str | None, max_bytes: int, max_pi
     return flatten(im)
 
 
-async def read_attachment(attachment: discord.Attachment, *, max_bytes: int) -> Image.Image:
-    """Check the metadata, download, validate and decode (off the event loop)."""
+class DecodeSlots:
+    """At most `slots` downloads+decodes at once and `slots` more waiting; beyond that, Busy."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self._free = asyncio.Semaphore(slots)
+        self.running = 0
+        self.waiting = 0
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        if self.running >= self.slots and self.waiting >= self.slots:
+            raise Busy("too many pictures are being read right now")
+        self.waiting += 1
+        try:
+            await self._free.acquire()
+        finally:
+            self.waiting -= 1
+        self.running += 1
+        try:
+            yield
+        finally:
+            self.running -= 1
+            self._free.release()
+
+
+DECODE_SLOTS = DecodeSlots(2)
+
+
+async def read_attachment(attachment: discord.Attachment, *, max_bytes: int,
+                          slots: DecodeSlots | None = None) -> Image.Image:
+    """Check the metadata, download, validate and decode (off the event loop), in a decode slot."""
     check_declared(attachment.content_type, attachment.size, max_bytes)
-    try:
-        data = await attachment.read()
-    except discord.HTTPException as e:
-        raise BadUpload(f"Could not download that file from Discord ({e.status}); try again.") from None
-    return await asyncio.to_thread(load_upload, data, content_type=attachment.content_type, max_bytes=max_bytes)
+    async with (slots or DECODE_SLOTS).slot():
+        try:
+            data = await attachment.read()
+        except discord.HTTPException as e:
+            raise BadUpload(f"Could not download that file from Discord ({e.status}); try again.") from None
+        return await asyncio.to_thread(load_upload, data, content_type=attachment.content_type, max_bytes=max_bytes)

@@ -38,7 +38,7 @@ def moe(
 
 
 register_engine(app)  # moe generate
-register_bot(app)  # moe bot
+register_bot(app)  # moe bot, moe db
 app.add_typer(train_app, name="train")
 register_export(app)  # moe export, moe packs
 app.add_typer(dataset_app, name="dataset")

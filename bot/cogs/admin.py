@@ -1,8 +1,10 @@
-"""`/moe-admin ...`: server settings for people with Manage Server.
+"""`/moe-admin ...`: server settings and moderation for people with Manage Server.
 
 `default_permissions(manage_guild=True)` hides the group from other members in the
 Discord client; `interaction_check` checks the permission again at run time, because
 server admins can override command visibility and the client is not to be trusted.
+The process-wide commands (`reload`, `packs`, which shows host paths, and `metrics`) are
+for the bot's owner only: the Discord application's owner or its team (`Client.is_owner`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,16 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+import bot.actions as actions
 from bot.errors import MissingPermission, UserError
+from bot.maintenance import purge_member
 
 if TYPE_CHECKING:
     from bot.context import BotContext
 
-__all__ = ["AdminCog"]
+__all__ = ["AdminCog", "OWNER_COMMANDS"]
+
+OWNER_COMMANDS = frozenset({"reload", "packs", "metrics"})
 
 
 @app_commands.guild_only()
@@ -29,6 +35,12 @@ class AdminCog(commands.GroupCog, group_name="moe-admin", group_description="Ava
         self.bot = bot
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
+        command = interaction.command.name if interaction.command else ""
+        if command in OWNER_COMMANDS:
+            if not await interaction.client.is_owner(interaction.user):
+                raise MissingPermission(f"Only the bot's owner can use /moe-admin {command}: it concerns every "
+                                        "server the bot is on.")
+            return True
         if interaction.guild_id is None or not interaction.permissions.manage_guild:
             raise MissingPermission("Only members with the Manage Server permission can change the avatar bot's settings.")
         return True
@@ -39,12 +51,13 @@ class AdminCog(commands.GroupCog, group_name="moe-admin", group_description="Ava
 
     async def _summary(self, guild_id: int) -> str:
         gs = await self.bot.db.guild_settings(guild_id)
-        s = self.bot.settings
         channels = ", ".join(f"<#{c}>" for c in sorted(gs.allowed_channels)) or "all channels"
+        limits = actions.limits_for(self.bot, gs)
+        rate = f"1 per {limits.refill_s:g} s" if limits.refill_s > 0 else "no steady limit"
         return (
             f"pack: **{gs.default_pack or self.bot.default_pack_name}**"
-            f" · cooldown: **{s.cooldown_s if gs.cooldown_s is None else gs.cooldown_s:g} s**"
-            f" · daily quota: **{(s.daily_quota if gs.daily_quota is None else gs.daily_quota) or 'unlimited'}**"
+            f" · burst: **{limits.burst}** then **{rate}**"
+            f" · daily quota: **{limits.daily_quota or 'unlimited'}**"
             f" · channels: {channels}"
         )
 
@@ -71,7 +84,7 @@ class AdminCog(commands.GroupCog, group_name="moe-admin", group_description="Ava
 
     @app_commands.command(name="packs")
     async def packs(self, interaction: discord.Interaction) -> None:
-        """List the installed model packs."""
+        """List the installed model packs and refused pack folders (bot owner only)."""
         lines = []
         for name, p in sorted(self.bot.engine.packs.items()):
             attrs = ", ".join(f"{a.name} ({a.cardinality})" for a in p.schema.attributes)
@@ -83,21 +96,48 @@ class AdminCog(commands.GroupCog, group_name="moe-admin", group_description="Ava
 
     @app_commands.command(name="reload")
     async def reload(self, interaction: discord.Interaction) -> None:
-        """Load new or changed packs from the packs folder now."""
+        """Load new or changed packs from the packs folder now (bot owner only)."""
         await interaction.response.defer(thinking=True, ephemeral=True)
         report = await self.bot.engine.reload()
         await interaction.followup.send(f"Reloaded.\n```json\n{json.dumps(report, default=str)[:1800]}\n```", ephemeral=True)
 
     @app_commands.command(name="limits")
-    @app_commands.describe(cooldown="seconds between one member's avatars", quota="avatars per member per day (0 = unlimited)")
+    @app_commands.describe(burst="avatars a member may make in a row", refill="then one every this many seconds (0 = no steady limit)",
+                           quota="avatars per member per day (0 = unlimited)")
     async def limits(self, interaction: discord.Interaction,
-                     cooldown: app_commands.Range[float, 0, 3600] | None = None,
+                     burst: app_commands.Range[int, 1, 10000] | None = None,
+                     refill: app_commands.Range[float, 0, 86400] | None = None,
                      quota: app_commands.Range[int, 0, 100000] | None = None) -> None:
-        """Set the per-member cooldown and daily quota on this server."""
-        changes = {k: v for k, v in (("cooldown_s", cooldown), ("daily_quota", quota)) if v is not None}
+        """Set how many avatars a member may make in a row, then how often, and per day."""
+        changes = {k: v for k, v in (("burst", burst), ("refill_s", refill), ("daily_quota", quota)) if v is not None}
         if changes:
             await self.bot.db.set_guild_settings(interaction.guild_id, **changes)
         await interaction.response.send_message(await self._summary(interaction.guild_id), ephemeral=True)
+
+    @app_commands.command(name="remove")
+    @app_commands.describe(avatar="the number of any saved avatar on this server (#id in the gallery)")
+    async def remove(self, interaction: discord.Interaction, avatar: int) -> None:
+        """Remove any member's saved avatar from this server."""
+        await interaction.response.defer(thinking=True, ephemeral=True)
+        gone = await self.bot.db.delete_avatar(avatar, interaction.guild_id, None)
+        await interaction.followup.send(f"Removed saved avatar #{gone.id} by <@{gone.member_id}>.", ephemeral=True,
+                                        allowed_mentions=discord.AllowedMentions.none())
+
+    @app_commands.command(name="purge")
+    @app_commands.describe(member="whose data on this server to delete", confirm="set to True to delete; without it you see what would go")
+    async def purge(self, interaction: discord.Interaction, member: discord.User, confirm: bool = False) -> None:
+        """Delete everything the bot keeps about a member on this server."""
+        await interaction.response.defer(thinking=True, ephemeral=True)
+        if not confirm:
+            saved = await self.bot.db.count_saved(interaction.guild_id, member.id)
+            await interaction.followup.send(
+                f"This deletes {member.mention}'s {saved} saved avatar(s), uploaded pictures, usage and rate-limit "
+                f"records on this server. Run `/moe-admin purge member: confirm: True` to do it.", ephemeral=True,
+                allowed_mentions=discord.AllowedMentions.none())
+            return
+        purged = await purge_member(self.bot.db, interaction.guild_id, member.id)
+        await interaction.followup.send(f"Deleted {member.mention}'s data on this server: {purged}.", ephemeral=True,
+                                        allowed_mentions=discord.AllowedMentions.none())
 
     @app_commands.command(name="channel")
     @app_commands.describe(channel="a text channel", allowed="allow avatars there (once any channel is allowed, only allowed ones work)")
@@ -114,7 +154,7 @@ class AdminCog(commands.GroupCog, group_name="moe-admin", group_description="Ava
 
     @app_commands.command(name="metrics")
     async def metrics(self, interaction: discord.Interaction) -> None:
-        """Engine metrics: requests, batches, latencies, queues."""
+        """Engine metrics: requests, batches, latencies, queues (bot owner only)."""
         text = json.dumps(self.bot.engine.metrics(), indent=1, default=str)
         if len(text) > 1900:
             text = json.dumps(self.bot.engine.metrics(), separators=(",", ":"), default=str)[:1900]

@@ -22,7 +22,7 @@ from discord.ext import commands
 import bot.actions as actions
 import bot.components as components
 from bot.errors import UserError
-from bot.uploads import read_attachment
+from bot.uploads import check_declared, read_attachment
 from engine.recipe import MAX_SEED
 from engine.schema import Attribute, Schema
 
@@ -106,8 +106,8 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
         gs = await actions.check_limits(interaction)
         pack = actions.pack_for_guild(self.bot, gs)
         cond = actions.condition_from_options(pack.schema, options)
-        async with actions.generation(interaction, gs):  # counted only once the options are valid
-            [result] = await self.bot.engine.generate(pack.name, cond, seed=seed)
+        async with actions.generation(interaction, gs) as engine:  # counted only once the options are valid
+            [result] = await engine.generate(pack.name, cond, seed=seed)
         await components.post_result(interaction, result)
 
     async def compare(self, interaction: discord.Interaction, options: dict[str, str | None], seed: int | None) -> None:
@@ -118,10 +118,10 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
             raise UserError(f"The pack {pack.name} has no VAE to compare with.")
         cond = actions.condition_from_options(pack.schema, options)
         seed = actions.new_seed() if seed is None else seed
-        async with actions.generation(interaction, gs):
+        async with actions.generation(interaction, gs) as engine:
             ([gan], [vae]) = await asyncio.gather(  # two models, two batchers: run side by side
-                self.bot.engine.generate(pack.name, cond, seed=seed, model="gan"),
-                self.bot.engine.generate(pack.name, cond, seed=seed, model="vae"))
+                engine.generate(pack.name, cond, seed=seed, model="gan"),
+                engine.generate(pack.name, cond, seed=seed, model="vae"))
         await components.post_compare(interaction, gan, vae)
 
     @app_commands.command(name="remix")
@@ -130,10 +130,11 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
         """Turn your picture into an avatar (read by the VAE), with the usual buttons."""
         await interaction.response.defer(thinking=True)
         gs = await actions.check_limits(interaction)
-        picture = await read_attachment(image, max_bytes=self.bot.settings.max_upload_bytes)
         pack = actions.pack_for_guild(self.bot, gs)
-        async with actions.generation(interaction, gs):
-            result = await self.bot.engine.encode(pack.name, picture)
+        check_declared(image.content_type, image.size, self.bot.settings.max_upload_bytes)  # metadata only
+        async with actions.generation(interaction, gs) as engine:  # before the download and the decode
+            picture = await read_attachment(image, max_bytes=self.bot.settings.max_upload_bytes)
+            result = await engine.encode(pack.name, picture)
         await components.post_result(interaction, result, note=" (remixed from your picture)")
 
     @app_commands.command(name="recipe")
@@ -142,8 +143,8 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
         """Redraw any avatar from its recipe code, exactly."""
         await interaction.response.defer(thinking=True)
         recipe = actions.parse_code(code)
-        async with actions.generation(interaction):
-            result = await self.bot.engine.redraw(recipe)
+        async with actions.generation(interaction) as engine:
+            result = await engine.redraw(recipe)
         await components.post_result(interaction, result)
 
     # -- saved avatars ----------------------------------------------------------------------
@@ -216,7 +217,7 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
     async def delete(self, interaction: discord.Interaction, avatar: int) -> None:
         """Delete one of your saved avatars."""
         await interaction.response.defer(thinking=True, ephemeral=True)
-        await self.bot.db.delete_avatar(avatar, interaction.guild_id, interaction.user.id)
+        await self.bot.db.delete_avatar(avatar, interaction.guild_id, interaction.user.id)  # own ones only
         await interaction.followup.send(f"Deleted your saved avatar #{avatar}.", ephemeral=True)
 
     @app_commands.command(name="export")
@@ -225,10 +226,11 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
                      transparent: bool = False, avatar: int | None = None) -> None:
         """Download one of your saved avatars as a PNG file."""
         await interaction.response.defer(thinking=True, ephemeral=True)
-        await actions.check_limits(interaction)
+        gs = await actions.check_limits(interaction)
         row, _ = await self._own_saved(interaction, avatar)
         recipe = actions.parse_code(row.code)
-        result = await self.bot.engine.redraw(recipe)
+        async with actions.generation(interaction, gs) as engine:
+            result = await engine.redraw(recipe)
         png = await actions.png_of(self.bot, result, size=size, transparent=transparent)
         await interaction.followup.send(f"Avatar #{row.id}, {size}x{size}{', transparent' if transparent else ''}:",
                                         file=components.png_file(png, f"avatar-{row.id}-{size}.png"), ephemeral=True)

@@ -31,9 +31,12 @@ class FakeDiscord:
     """
 
     def __init__(self, *, response_deadline_s: float = 3.0, token_life_s: float = 900.0,
-                 heartbeat_ms: int = 41250, enforce_command_permissions: bool = False) -> None:
+                 heartbeat_ms: int = 41250, enforce_command_permissions: bool = False,
+                 owner: Member | User | None = None) -> None:
         self.enforce_command_permissions = enforce_command_permissions
         self.world = World()
+        if owner is not None:
+            self.set_owner(owner)
         self.server = FakeServer(self.world, deadline_s=response_deadline_s, token_life_s=token_life_s,
                                  heartbeat_ms=heartbeat_ms)
 
@@ -101,6 +104,22 @@ class FakeDiscord:
         member = Member(user, guild, admin=admin)
         guild.members[user.id] = member
         return member
+
+    def set_owner(self, *owners: Member | User, team: bool = False) -> None:
+        """Who the application-info route reports as the application's owner (`team=True`: a
+        team of all `owners`, as admins). discord.py caches it on the first `is_owner` check,
+        so set it before the bot connects."""
+        users = [o.user if isinstance(o, Member) else o for o in owners]
+        self.world.owner, self.world.team = (users[0] if users else None), (users if team else [])
+
+    def add_thread(self, channel: Channel, name: str, owner: Member | None = None) -> Channel:
+        """A public thread (type 11) inside `channel`; interactions from it carry its `parent_id`.
+        Add it before the bot connects to have it in GUILD_CREATE (interactions work either way)."""
+        guild = self.world.guilds[channel.guild_id]
+        thread = Channel(snowflake(), guild.id, name, parent_id=channel.id, owner_id=owner.id if owner else None)
+        guild.threads.append(thread)
+        self.world.channels[thread.id] = thread
+        return thread
 
     async def wait_ready(self, timeout: float = 60.0, *, after: int = 0, commands: bool = True) -> int:
         """Wait until a bot has identified (READY number > `after`) and, by default, synced commands.
@@ -231,6 +250,8 @@ class FakeDiscord:
     async def _send(self, member: Member, kind: int, data: dict, channel: Channel | None,
                     message: Message | None = None) -> Interaction:
         guild = member.guild
+        if channel is None and message is not None:  # a component: the channel (or thread) of its message
+            channel = self.world.channels.get(message.channel_id)
         channel = channel or guild.channel
         iid = snowflake()
         payload: dict[str, Any] = {

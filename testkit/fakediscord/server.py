@@ -143,10 +143,17 @@ class FakeServer:
 
     async def get_application(self, request: web.Request) -> web.Response:
         w = self.world
+        team = None
+        if w.team:
+            team_id = str(w.application_id + 1)
+            team = {"id": team_id, "name": "team", "icon": None, "owner_user_id": str(w.team[0].id),
+                    "members": [{"membership_state": 2, "permissions": ["*"], "team_id": team_id, "role": "admin",
+                                 "user": u.to_payload()} for u in w.team]}
+        owner = (w.team[0] if w.team else w.owner) or w.bot
         return json_response({
             "id": str(w.application_id), "name": w.bot.name, "description": "", "icon": None,
-            "bot_public": False, "bot_require_code_grant": False, "owner": w.bot.to_payload(),
-            "verify_key": "0" * 64, "flags": 0, "team": None, "summary": "", "bot": w.bot.to_payload(),
+            "bot_public": False, "bot_require_code_grant": False, "owner": owner.to_payload(),
+            "verify_key": "0" * 64, "flags": 0, "team": team, "summary": "", "bot": w.bot.to_payload(),
         })
 
     def _command_out(self, cmd: dict, guild: int | None, existing: list[dict]) -> dict:

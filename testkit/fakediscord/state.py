@@ -77,8 +77,20 @@ class Channel:
     id: int
     guild_id: int
     name: str
+    parent_id: int | None = None  # set: a public thread (type 11) inside that channel
+    owner_id: int | None = None  # the thread's creator
+
+    @property
+    def is_thread(self) -> bool:
+        return self.parent_id is not None
 
     def to_payload(self) -> dict[str, Any]:
+        if self.is_thread:
+            return {"id": str(self.id), "type": 11, "guild_id": str(self.guild_id), "name": self.name,
+                    "parent_id": str(self.parent_id), "owner_id": str(self.owner_id or 0), "last_message_id": None,
+                    "rate_limit_per_user": 0, "message_count": 0, "member_count": 1, "flags": 0,
+                    "thread_metadata": {"archived": False, "auto_archive_duration": 1440, "locked": False,
+                                        "archive_timestamp": iso_now()}}
         return {"id": str(self.id), "type": 0, "guild_id": str(self.guild_id), "name": self.name, "position": 0,
                 "permission_overwrites": [], "nsfw": False, "parent_id": None, "topic": None,
                 "last_message_id": None, "rate_limit_per_user": 0, "flags": 0}
@@ -122,6 +134,7 @@ class Guild:
     admin_role_id: int
     channels: list[Channel] = field(default_factory=list)
     members: dict[int, Member] = field(default_factory=dict)
+    threads: list[Channel] = field(default_factory=list)  # active public threads
 
     @property
     def channel(self) -> Channel:
@@ -141,7 +154,7 @@ class Guild:
             "id": str(self.id), "name": self.name, "icon": None, "owner_id": str(self.owner_id),
             "roles": roles, "emojis": [], "stickers": [], "features": [], "unavailable": False, "large": False,
             "member_count": len(self.members) + 1, "members": [bot_member] + [m.to_payload() for m in self.members.values()],
-            "channels": [c.to_payload() for c in self.channels], "threads": [], "voice_states": [], "presences": [],
+            "channels": [c.to_payload() for c in self.channels], "threads": [t.to_payload() for t in self.threads], "voice_states": [], "presences": [],
             "stage_instances": [], "guild_scheduled_events": [], "joined_at": iso_now(), "preferred_locale": "en-US",
             "verification_level": 0, "default_message_notifications": 0, "explicit_content_filter": 0,
             "mfa_level": 0, "premium_tier": 0, "nsfw_level": 0, "system_channel_flags": 0,
@@ -256,6 +269,10 @@ class World:
     def __init__(self) -> None:
         self.bot = User(snowflake(), "moe-test-bot", bot=True)
         self.application_id = snowflake()
+        # Who the application-info route names as the application's owner (None: the bot's own
+        # user, as before), or its team's members when `team` is set.
+        self.owner: User | None = None
+        self.team: list[User] = []
         self.guilds: dict[int, Guild] = {}
         self.users: dict[int, User] = {self.bot.id: self.bot}
         self.messages: dict[int, Message] = {}

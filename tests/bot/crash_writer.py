@@ -19,7 +19,7 @@ async def main(path: str, member: int) -> None:
         code = f"m{member}-{i}"
         png = hashlib.sha256(code.encode()).digest() * 2048  # 64 KiB, derived from the code
         avatar_id = await db.save_avatar(1, member, code, png)
-        await db.put_latent(code, np.full(128, i, dtype="float32"))
+        await db.put_latent(code, np.full(128, i, dtype="float32"), guild_id=1, member_id=member)
         print(avatar_id, code, flush=True)
         i += 1
 

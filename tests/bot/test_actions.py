@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from bot import actions
-from bot.errors import CooldownActive, NotAllowedHere, UserError
+from bot.errors import BadUpload, NotAllowedHere, RateLimited, UserError
+from bot.limits import usage_today
 from bot.storage import Database
 from engine.errors import Busy, UnknownPack
 from engine.recipe import Recipe, Seed, Vary, pack_id_of
@@ -19,9 +20,10 @@ SCHEMA = Schema((Attribute("style", ("cat", "fox")), Attribute("eyes", ("big", "
 class FakeContext:
     """What handlers see of the bot (`bot.context.BotContext`), without Discord."""
 
-    def __init__(self, db: Database, packs: dict, default: str = "moe", cooldown_s: float = 60, daily_quota: int = 5):
+    def __init__(self, db: Database, packs: dict, default: str = "moe", burst: int = 1, refill_s: float = 60,
+                 daily_quota: int = 5):
         self.db = db
-        self.settings = SimpleNamespace(cooldown_s=cooldown_s, daily_quota=daily_quota, max_upload_bytes=1 << 20)
+        self.settings = SimpleNamespace(burst=burst, refill_s=refill_s, daily_quota=daily_quota, max_upload_bytes=1 << 20)
         self.engine = SimpleNamespace(packs=packs)
         self.default_pack_name = default
         self.schema = SCHEMA
@@ -31,8 +33,10 @@ def pack(name: str):
     return SimpleNamespace(name=name, pack_id=pack_id_of(name), schema=SCHEMA)
 
 
-def interaction(ctx, *, guild_id: int | None = 1, channel_id: int = 10, user_id: int = 5):
-    return SimpleNamespace(client=ctx, guild_id=guild_id, channel_id=channel_id, user=SimpleNamespace(id=user_id))
+def interaction(ctx, *, guild_id: int | None = 1, channel_id: int = 10, user_id: int = 5, parent_id: int | None = None):
+    channel = SimpleNamespace(id=channel_id, parent_id=parent_id) if parent_id else SimpleNamespace(id=channel_id)
+    return SimpleNamespace(client=ctx, guild_id=guild_id, channel_id=channel_id, channel=channel,
+                           user=SimpleNamespace(id=user_id))
 
 
 @pytest.fixture
@@ -42,22 +46,27 @@ async def ctx(tmp_path):
     await db.close()
 
 
-async def test_a_generation_the_engine_fails_is_given_back(ctx):
+async def test_a_draw_the_engine_fails_is_given_back_and_only_then(ctx):
     itx = interaction(ctx)
     with pytest.raises(Busy):
         async with actions.generation(itx):
             raise Busy()
-    assert await ctx.db.usage_today(1, 5) == 0
-    async with actions.generation(itx):  # no cooldown left from the failed one
+    assert await usage_today(ctx.db, 1, 5) == 0
+    async with actions.generation(itx):  # the token came back with the refund (burst 1)
         pass
-    assert await ctx.db.usage_today(1, 5) == 1
-    with pytest.raises(CooldownActive):  # the bot's default cooldown applies
+    assert await usage_today(ctx.db, 1, 5) == 1
+    with pytest.raises(RateLimited, match="try again in"):  # the bot's default bucket applies
         async with actions.generation(itx):
             pass
+    await ctx.db.set_guild_settings(1, refill_s=0)
+    with pytest.raises(BadUpload):  # the member's own mistake inside the gate: still counted
+        async with actions.generation(itx):
+            raise BadUpload("not a picture")
+    assert await usage_today(ctx.db, 1, 5) == 2
 
 
 async def test_server_limits_override_the_bot_defaults(ctx):
-    await ctx.db.set_guild_settings(1, cooldown_s=0, daily_quota=2)
+    await ctx.db.set_guild_settings(1, refill_s=0, daily_quota=2)
     itx = interaction(ctx)
     for _ in range(2):
         async with actions.generation(itx):
@@ -72,6 +81,10 @@ async def test_allowed_channels_and_direct_messages(ctx):
     with pytest.raises(NotAllowedHere, match="<#11>"):
         await actions.check_limits(interaction(ctx, channel_id=10))
     assert (await actions.check_limits(interaction(ctx, channel_id=11))).allowed_channels == {11}
+    # a thread inside an allowed channel is allowed; one inside another channel is not
+    assert await actions.check_limits(interaction(ctx, channel_id=500, parent_id=11))
+    with pytest.raises(NotAllowedHere):
+        await actions.check_limits(interaction(ctx, channel_id=501, parent_id=10))
     with pytest.raises(UserError, match="in servers"):
         await actions.check_limits(interaction(ctx, guild_id=None))
 

@@ -33,8 +33,8 @@ def test_no_token_is_refused_with_a_clear_message(tmp_path):
 
 
 def test_invalid_settings_are_refused(tmp_path):
-    out = moe_bot(tmp_path, MOE_DISCORD_TOKEN="x", MOE_COOLDOWN_S="-5")
-    assert out.returncode == 2 and "error: invalid settings" in out.stderr and "cooldown_s" in out.stderr
+    out = moe_bot(tmp_path, MOE_DISCORD_TOKEN="x", MOE_BURST="0")
+    assert out.returncode == 2 and "error: invalid settings" in out.stderr and "burst" in out.stderr
 
 
 def test_no_pack_is_refused_and_the_token_never_printed(tmp_path):

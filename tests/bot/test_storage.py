@@ -13,18 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bot.errors import CooldownActive, NotFound, QuotaExceeded, UserError
-from bot.storage import MAX_SAVED_PER_MEMBER, Database, LatentStore, migrations
+from bot.errors import NotFound, UserError
+from bot.storage import LATENT_SCOPE, MAX_SAVED_PER_MEMBER, Database, LatentStore, migrations
 
 ROOT = Path(__file__).resolve().parents[2]
 NOON = 1_800_000_000.0 - (1_800_000_000 % 86400) + 43200  # some UTC noon
-
-
-@pytest.fixture
-async def db(tmp_path):
-    db = await Database.open(tmp_path / "moe.sqlite3")
-    yield db
-    await db.close()
 
 
 async def test_migrations_applied_once_and_wal(tmp_path):
@@ -40,7 +33,7 @@ async def test_migrations_applied_once_and_wal(tmp_path):
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    assert {"saved_avatars", "guild_settings", "allowed_channels", "usage", "latents"} <= tables
+    assert {"saved_avatars", "guild_settings", "allowed_channels", "usage", "latents", "buckets", "avatar_latents"} <= tables
 
 
 async def test_saved_avatars_ownership_and_paging(db):
@@ -57,6 +50,10 @@ async def test_saved_avatars_ownership_and_paging(db):
     with pytest.raises(NotFound):
         await db.delete_avatar(other, 10, 1)  # member 1 cannot delete member 2's avatar
     assert await db.count_saved(10, 2) == 1
+    with pytest.raises(NotFound):
+        await db.delete_avatar(other, 99, None)  # an admin of another server cannot either
+    assert (await db.delete_avatar(other, 10, None)).member_id == 2  # an admin of this server can
+    assert await db.count_saved(10, 2) == 0
     await db.delete_avatar(ids[0], 10, 1)
     assert [a.id for a in await db.saved_avatars(10, 1)] == [ids[2], ids[1]]
 
@@ -71,11 +68,11 @@ async def test_save_cap_is_a_user_error(db):
 
 async def test_guild_settings_and_channels(db):
     s = await db.guild_settings(5)
-    assert (s.default_pack, s.cooldown_s, s.daily_quota, s.allowed_channels) == (None, None, None, frozenset())
-    s = await db.set_guild_settings(5, cooldown_s=30.0, daily_quota=3)
-    assert (s.cooldown_s, s.daily_quota) == (30.0, 3)
+    assert (s.default_pack, s.burst, s.refill_s, s.daily_quota, s.allowed_channels) == (None, None, None, None, frozenset())
+    s = await db.set_guild_settings(5, burst=4, refill_s=30.0, daily_quota=3)
+    assert (s.burst, s.refill_s, s.daily_quota) == (4, 30.0, 3)
     s = await db.set_guild_settings(5, default_pack="other")
-    assert (s.default_pack, s.cooldown_s) == ("other", 30.0)
+    assert (s.default_pack, s.refill_s) == ("other", 30.0)
     await db.set_channel_allowed(5, 100, True)
     await db.set_channel_allowed(5, 101, True)
     await db.set_channel_allowed(5, 100, False)
@@ -83,41 +80,28 @@ async def test_guild_settings_and_channels(db):
     await db.clear_allowed_channels(5)
     assert (await db.guild_settings(5)).allowed_channels == frozenset()
     with pytest.raises(ValueError):
-        await db.set_guild_settings(5, **{"cooldown_s = 0; DROP TABLE usage; --": 1})
+        await db.set_guild_settings(5, **{"burst = 0; DROP TABLE usage; --": 1})
 
 
-async def test_cooldown_and_quota(db):
-    assert await db.take_generation(1, 7, cooldown_s=10, daily_quota=3, now=NOON) == 1
-    with pytest.raises(CooldownActive) as e:
-        await db.take_generation(1, 7, cooldown_s=10, daily_quota=3, now=NOON + 4)
-    assert e.value.wait_s == pytest.approx(6) and "6.0 s" in str(e.value)
-    assert await db.take_generation(1, 8, cooldown_s=10, daily_quota=3, now=NOON + 4) == 1  # other member
-    assert await db.take_generation(1, 7, cooldown_s=10, daily_quota=3, now=NOON + 10) == 2
-    assert await db.take_generation(1, 7, cooldown_s=10, daily_quota=3, now=NOON + 20) == 3
-    with pytest.raises(QuotaExceeded) as e:
-        await db.take_generation(1, 7, cooldown_s=10, daily_quota=3, now=NOON + 30)
-    assert e.value.reset_in_s == pytest.approx(12 * 3600 - 30) and "11 h 59 min" in str(e.value)
-    assert await db.usage_today(1, 7, now=NOON + 30) == 3  # refused attempts are not counted
-    assert await db.take_generation(1, 7, cooldown_s=10, daily_quota=3, now=NOON + 86400) == 1  # next day
-    assert await db.take_generation(1, 7, cooldown_s=0, daily_quota=0, now=NOON + 86400) == 2  # 0 = off
-
-
-async def test_refund_gives_back_count_and_cooldown(db):
-    assert await db.take_generation(1, 7, cooldown_s=60, daily_quota=2, now=NOON) == 1
-    await db.refund_generation(1, 7, now=NOON + 1)  # e.g. the engine was busy
-    assert await db.usage_today(1, 7, now=NOON + 1) == 0
-    assert await db.take_generation(1, 7, cooldown_s=60, daily_quota=2, now=NOON + 2) == 1  # no cooldown
-    with pytest.raises(CooldownActive):
-        await db.take_generation(1, 7, cooldown_s=60, daily_quota=2, now=NOON + 3)
-
-
-async def test_latent_store_roundtrip(db):
+async def test_latent_store_roundtrip_scoped_to_the_server(db):
     store = LatentStore(db)
-    assert await store.get("nope") is None
     z = np.random.default_rng(0).standard_normal(128).astype(np.float32)
-    await store.put("up1", z)
-    got = await store.get("up1")
-    assert got.dtype == np.float32 and np.array_equal(got, z)
+    token = LATENT_SCOPE.set((10, 1))
+    try:
+        assert await store.get("nope") is None
+        await store.put("up1", z)
+        got = await store.get("up1")
+        assert got.dtype == np.float32 and np.array_equal(got, z)
+    finally:
+        LATENT_SCOPE.reset(token)
+    token = LATENT_SCOPE.set((99, 1))  # the same member on another server cannot redraw it
+    try:
+        assert await store.get("up1") is None
+    finally:
+        LATENT_SCOPE.reset(token)
+    assert await store.get("up1") is None  # outside a draw: nothing
+    with pytest.raises(RuntimeError, match="outside the generation gate"):
+        await store.put("up2", z)
 
 
 @pytest.mark.slow

@@ -88,3 +88,41 @@ def test_truncated_file_is_a_clear_error():
     with pytest.raises(BadUpload, match="could not be read") as e:
         load_upload(data[: len(data) // 3], content_type="image/jpeg", max_bytes=MAX)
     assert describe_error(e.value) == (str(e.value), True)  # shown to the member as is, not logged as a bug
+
+
+def test_a_phone_photo_comes_out_upright():
+    """A JPEG stored sideways with EXIF orientation 6 ("rotate 90 degrees clockwise to view")."""
+    stored = Image.new("RGB", (40, 20), (255, 255, 255))  # stored 40 wide, 20 high
+    stored.paste((255, 0, 0), (0, 0, 10, 20))  # red on the stored image's left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    im = load_upload(encode(stored, "JPEG", exif=exif.tobytes(), quality=95), content_type="image/jpeg", max_bytes=MAX)
+    assert im.size == (20, 40)  # upright: 20 wide, 40 high
+    top = np.asarray(im)[:8].reshape(-1, 3).mean(axis=0)  # the stored left edge is now the top
+    assert top[0] > 200 and top[1] < 80
+
+
+async def test_decodes_are_bounded_and_the_overflow_is_busy():
+    import asyncio
+
+    from bot.uploads import DecodeSlots
+    from engine.errors import Busy
+
+    slots, release = DecodeSlots(2), asyncio.Event()
+
+    async def decode():
+        async with slots.slot():
+            await release.wait()
+
+    tasks = [asyncio.create_task(decode()) for _ in range(4)]  # 2 running, 2 waiting
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert (slots.running, slots.waiting) == (2, 2)
+    with pytest.raises(Busy):
+        async with slots.slot():
+            pass
+    release.set()
+    await asyncio.gather(*tasks)
+    assert (slots.running, slots.waiting) == (0, 0)
+    async with slots.slot():  # free again
+        assert slots.running == 1

@@ -57,6 +57,9 @@ class World:
         self.eve, self.frank, self.grace = (fake.add_member(s, n) for n in ("eve", "frank", "grace"))
         self.boss = fake.add_member(s, "boss", admin=True)
         self.crowd = [fake.add_member(c, f"fan{i:02d}") for i in range(CROWD)]
+        fake.set_owner(self.root)  # the application's owner: reload, packs and metrics are theirs
+        self.art_thread = fake.add_thread(s.channels[1], "art-talk", owner=self.eve)
+        self.general_thread = fake.add_thread(s.channels[0], "chat", owner=self.eve)
 
     def rows(self, sql: str, *params) -> list[tuple]:
         with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True) as conn:  # WAL: reads beside the bot
@@ -70,7 +73,7 @@ async def world(packs_dir, tmp_path_factory):
     async with FakeDiscord() as fake, Engine([packs_dir], default_pack=name, watch_s=None, metrics_log_s=None) as engine:
         w = World(fake, None, engine, db_path, engine.packs[name])
         env = {"MOE_DATABASE_PATH": str(db_path), "MOE_PACKS_DIR": str(packs_dir), "MOE_DEFAULT_PACK": name,
-               "MOE_COOLDOWN_S": "0", "MOE_DAILY_QUOTA": "0", "MOE_MAX_UPLOAD_BYTES": str(256 * 1024),
+               "MOE_REFILL_S": "0", "MOE_DAILY_QUOTA": "0", "MOE_MAX_UPLOAD_BYTES": str(256 * 1024),
                "MOE_LOG_LEVEL": "INFO"}
         env.pop("MOE_DEV_GUILD_ID", None)  # global sync: both guilds see the commands
         w.bot = BotProcess(fake, env)

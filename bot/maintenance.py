@@ -1,0 +1,136 @@
+"""Keeping the database small, private and safe: pruning, purging a member, backups, one process.
+
+- `prune`: what nothing needs any more. Usage counters after `USAGE_KEEP_DAYS`; token
+  buckets full again for a day; upload latents and long-recipe refs unused for
+  `UNUSED_KEEP_DAYS` (a latent a saved avatar needs is kept while the avatar exists).
+  `MoeBot` runs it at start-up and every `PRUNE_EVERY_S`.
+- `purge_member`: a server admin's "forget this member here".
+- `backup`: SQLite's online backup API, consistent while the bot keeps writing.
+- `ProcessLock`: an exclusive lock on `<database>.lock`, so a second `moe bot` on the same
+  database refuses to start; the kernel drops it when the process dies, even by kill -9.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bot.storage import Database
+
+__all__ = ["USAGE_KEEP_DAYS", "UNUSED_KEEP_DAYS", "PRUNE_EVERY_S", "Pruned", "Purged", "prune", "purge_member",
+           "backup", "ProcessLock", "AlreadyRunning"]
+
+USAGE_KEEP_DAYS = 7
+UNUSED_KEEP_DAYS = 90
+PRUNE_EVERY_S = 3600.0
+
+
+@dataclass(frozen=True)
+class Pruned:
+    usage: int
+    buckets: int
+    latents: int
+    recipe_refs: int
+
+
+@dataclass(frozen=True)
+class Purged:
+    avatars: int
+    usage: int
+    buckets: int
+    latents: int
+
+    def __str__(self) -> str:
+        return (f"{self.avatars} saved avatar(s), {self.latents} uploaded picture(s), "
+                f"{self.usage} day(s) of usage and {self.buckets} rate-limit record(s)")
+
+
+async def prune(db: Database, *, now: float | None = None) -> Pruned:
+    now = time.time() if now is None else now
+    usage_cutoff = time.strftime("%Y-%m-%d", time.gmtime(now - USAGE_KEEP_DAYS * 86400))
+    unused = now - UNUSED_KEEP_DAYS * 86400
+    async with db.transaction() as conn:
+        usage = (await conn.execute("DELETE FROM usage WHERE day < ?", (usage_cutoff,))).rowcount
+        buckets = (await conn.execute("DELETE FROM buckets WHERE updated < ?", (now - 86400,))).rowcount
+        latents = (await conn.execute(
+            "DELETE FROM latents WHERE used < ? AND id NOT IN (SELECT latent_id FROM avatar_latents)", (unused,))).rowcount
+        refs = (await conn.execute("DELETE FROM recipe_refs WHERE used < ?", (unused,))).rowcount
+    return Pruned(usage, buckets, latents, refs)
+
+
+async def purge_member(db: Database, guild_id: int, member_id: int) -> Purged:
+    """Delete a member's saved avatars, usage, bucket and uploaded latents on one server."""
+    async with db.transaction() as conn:
+        where = (guild_id, member_id)
+        avatars = (await conn.execute("DELETE FROM saved_avatars WHERE guild_id = ? AND member_id = ?", where)).rowcount
+        usage = (await conn.execute("DELETE FROM usage WHERE guild_id = ? AND member_id = ?", where)).rowcount
+        buckets = (await conn.execute("DELETE FROM buckets WHERE guild_id = ? AND member_id = ?", where)).rowcount
+        latents = (await conn.execute("DELETE FROM latents WHERE guild_id = ? AND member_id = ?", where)).rowcount
+    return Purged(avatars, usage, buckets, latents)
+
+
+def backup(database: Path, out: Path) -> int:
+    """Copy `database` to `out` with SQLite's online backup (safe while the bot runs);
+    returns the number of pages copied. Refuses to overwrite `out`."""
+    if not database.exists():
+        raise FileNotFoundError(f"no database at {database}")
+    if out.exists():
+        raise FileExistsError(f"{out} exists; choose a new file name")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    src = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    try:
+        dst = sqlite3.connect(out)
+        try:
+            src.backup(dst, pages=1024)
+            (pages,) = dst.execute("PRAGMA page_count").fetchone()
+            (check,) = dst.execute("PRAGMA integrity_check").fetchone()
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"the copy fails integrity_check: {check}")
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    return pages
+
+
+class AlreadyRunning(RuntimeError):
+    pass
+
+
+class ProcessLock:
+    """`with ProcessLock(db_path):` or acquire()/release(); raises AlreadyRunning when another
+    live process holds it."""
+
+    def __init__(self, database: Path) -> None:
+        self.path = Path(f"{database}.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise AlreadyRunning(f"another moe bot process (pid {holder}) is using {self.path.with_suffix('')}; "
+                                 "stop it first (one process per database)") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
+
+    def __enter__(self) -> ProcessLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

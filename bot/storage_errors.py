@@ -1,0 +1,80 @@
+"""What `bot.storage` does with SQLite's errors and with cancellation.
+
+SQLite errors that mean "not now" (database locked by another process, disk or database
+full, I/O error) become `bot.errors.StorageUnavailable`, and are logged as one warning per
+kind per minute, never a traceback per request (the disk may be the full one). Statements
+that end a transaction run to completion even when their task is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable
+
+from bot.errors import StorageUnavailable
+
+__all__ = ["unavailable_kind", "report_unavailable", "translated", "to_completion"]
+
+log = logging.getLogger("bot.storage")
+
+_UNAVAILABLE = (("locked", ("database is locked", "database table is locked", "SQLITE_BUSY", "SQLITE_LOCKED")),
+                ("full", ("database or disk is full", "SQLITE_FULL")),
+                ("io", ("disk I/O error", "SQLITE_IOERR", "unable to open database", "SQLITE_CANTOPN",
+                        "attempt to write a readonly database")))
+_OS_KINDS = {errno.ENOSPC: "full", errno.EFBIG: "full", errno.EDQUOT: "full", errno.EIO: "io", errno.EROFS: "io"}
+_LOG_EVERY_S = 60.0
+_last_logged: dict[str, tuple[float, int]] = {}  # kind -> (when logged, suppressed since)
+
+
+def unavailable_kind(error: BaseException) -> str | None:
+    """"locked", "full" or "io" when `error` means the database cannot be used right now."""
+    if isinstance(error, sqlite3.OperationalError | sqlite3.DatabaseError) and not isinstance(error, sqlite3.IntegrityError):
+        text = f"{error} {getattr(error, 'sqlite_errorname', '')}"
+        for kind, signs in _UNAVAILABLE:
+            if any(sign in text for sign in signs):
+                return kind
+    if isinstance(error, OSError) and error.errno in _OS_KINDS:
+        return _OS_KINDS[error.errno]
+    return None
+
+
+def report_unavailable(kind: str, error: BaseException, now: float | None = None) -> None:
+    """One warning per kind per minute (never a traceback): a full disk must not fill up with logs."""
+    now = time.monotonic() if now is None else now
+    last, suppressed = _last_logged.get(kind, (-_LOG_EVERY_S, 0))
+    if now - last >= _LOG_EVERY_S:
+        more = f" ({suppressed} more since the last report)" if suppressed else ""
+        log.warning("storage unavailable (%s): %s%s", kind, error, more)
+        _last_logged[kind] = (now, 0)
+    else:
+        _last_logged[kind] = (last, suppressed + 1)
+
+
+def translated(error: BaseException) -> BaseException:
+    kind = unavailable_kind(error)
+    if kind is None:
+        return error
+    report_unavailable(kind, error)
+    return StorageUnavailable(kind)
+
+
+async def to_completion(operation: Awaitable):
+    """Await `operation` to its end even when this task is cancelled meanwhile (then re-raise
+    the cancellation), so BEGIN/COMMIT/ROLLBACK are never abandoned half-way."""
+    task = asyncio.ensure_future(operation)
+    cancelled = False
+    while True:
+        try:
+            result = await asyncio.shield(task)
+            break
+        except asyncio.CancelledError:
+            if task.done():
+                raise
+            cancelled = True
+    if cancelled:
+        raise asyncio.CancelledError
+    return result

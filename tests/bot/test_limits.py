@@ -1,0 +1,92 @@
+"""bot.limits: the generation gate's token bucket and daily quota, with an injected clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.errors import QuotaExceeded, RateLimited
+from bot.limits import Limits, refilled, refund_draw, take_draw, tokens_left, usage_today
+from bot.storage import Database
+
+NOON = 1_800_000_000.0 - (1_800_000_000 % 86400) + 43200  # some UTC noon
+DEFAULT = Limits(burst=10, refill_s=1.0, daily_quota=0)
+
+
+async def test_a_human_pace_reroll_loop_is_never_refused(db):
+    """One click every 1.2 s (the issue: 3 of 6 were refused by the 3 s cooldown)."""
+    for i in range(200):
+        await take_draw(db, 1, 7, DEFAULT, now=NOON + 1.2 * i)
+    assert await usage_today(db, 1, 7, now=NOON) == 200
+
+
+async def test_an_autoclicker_gets_at_most_the_burst_plus_the_rate(db):
+    granted, refused = 0, []
+    for i in range(600):  # 10 clicks a second for 60 s
+        try:
+            await take_draw(db, 1, 7, DEFAULT, now=NOON + 0.1 * i)
+            granted += 1
+        except RateLimited as e:
+            refused.append(e)
+    elapsed = 0.1 * 599
+    assert granted <= DEFAULT.burst + elapsed / DEFAULT.refill_s + 1
+    assert granted >= DEFAULT.burst + int(elapsed / DEFAULT.refill_s) - 1
+    assert all(0 < e.wait_s <= DEFAULT.refill_s for e in refused)
+    assert str(refused[0]).startswith("Slow down a little") and "try again in" in str(refused[0])
+    assert await take_draw(db, 1, 8, DEFAULT, now=NOON + 60) == 1  # another member has their own bucket
+    assert await take_draw(db, 2, 7, DEFAULT, now=NOON + 60) == 1  # and so has the same member elsewhere
+
+
+async def test_refused_draws_say_when_and_take_nothing(db):
+    slow = Limits(burst=2, refill_s=30, daily_quota=0)
+    await take_draw(db, 1, 7, slow, now=NOON)
+    await take_draw(db, 1, 7, slow, now=NOON)
+    with pytest.raises(RateLimited) as e:
+        await take_draw(db, 1, 7, slow, now=NOON + 10)
+    assert e.value.wait_s == pytest.approx(20) and "20.0 s" in str(e.value)
+    assert await usage_today(db, 1, 7, now=NOON) == 2  # the refusal is not counted
+    assert await tokens_left(db, 1, 7, slow, now=NOON + 10) == pytest.approx(1 / 3)
+    await take_draw(db, 1, 7, slow, now=NOON + 30)
+    assert await tokens_left(db, 1, 7, slow, now=NOON + 1000) == 2  # never above the burst
+
+
+async def test_the_daily_quota_counts_every_draw_and_resets_at_midnight(db):
+    quota = Limits(burst=100, refill_s=0, daily_quota=3)
+    for i in range(3):
+        assert await take_draw(db, 1, 7, quota, now=NOON + i) == i + 1
+    with pytest.raises(QuotaExceeded) as e:
+        await take_draw(db, 1, 7, quota, now=NOON + 30)
+    assert e.value.reset_in_s == pytest.approx(12 * 3600 - 30) and "11 h 59 min" in str(e.value)
+    assert await take_draw(db, 1, 7, quota, now=NOON + 86400) == 1
+
+
+async def test_a_refund_gives_back_the_token_and_the_count(db):
+    one = Limits(burst=1, refill_s=60, daily_quota=2)
+    await take_draw(db, 1, 7, one, now=NOON)
+    await refund_draw(db, 1, 7, now=NOON + 1)
+    assert await usage_today(db, 1, 7, now=NOON) == 0
+    await take_draw(db, 1, 7, one, now=NOON + 2)
+    with pytest.raises(RateLimited):
+        await take_draw(db, 1, 7, one, now=NOON + 3)
+
+
+async def test_two_connections_on_one_database_share_the_bucket(tmp_path):
+    """What two processes see: the read-modify-write is one write transaction."""
+    path = tmp_path / "shared.sqlite3"
+    a, b = await Database.open(path), await Database.open(path)
+    try:
+        limits = Limits(burst=4, refill_s=60, daily_quota=0)
+        for i in range(4):
+            await take_draw(a if i % 2 else b, 1, 7, limits, now=NOON)
+        for db in (a, b):
+            with pytest.raises(RateLimited):
+                await take_draw(db, 1, 7, limits, now=NOON)
+    finally:
+        await a.close()
+        await b.close()
+
+
+def test_refilled_caps_at_the_burst_and_ignores_clock_steps_back():
+    assert refilled(None, 0, NOON, DEFAULT) == 10
+    assert refilled(2.0, NOON, NOON + 3.5, DEFAULT) == 5.5
+    assert refilled(2.0, NOON, NOON - 100, DEFAULT) == 2.0
+    assert refilled(0.0, NOON, NOON, Limits(burst=3, refill_s=0, daily_quota=0)) == 3

@@ -1,0 +1,132 @@
+"""bot.maintenance and migration 0002: pruning, purging a member, backups, the one-process lock."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bot.limits import Limits, take_draw
+from bot.maintenance import AlreadyRunning, ProcessLock, backup, prune, purge_member
+from bot.storage import Database, migrations
+from engine.recipe import Recipe, Seed, Upload, Vary, pack_id_of
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY = 86400.0
+
+
+async def test_prune_keeps_what_is_needed(db):
+    now = time.time()
+    await take_draw(db, 1, 7, Limits(10, 1.0, 0), now=now - 30 * DAY)
+    await take_draw(db, 1, 8, Limits(10, 1.0, 0), now=now)
+    z = np.zeros(4, np.float32)
+    for latent in ("old-free", "old-saved", "new"):
+        await db.put_latent(latent, z, guild_id=1, member_id=7)
+    await db._conn.execute("UPDATE latents SET used = ? WHERE id LIKE 'old-%'", (now - 200 * DAY,))
+    await db.save_avatar(1, 7, "code", b"p", latent_ids={"old-saved"})
+    old_ref, new_ref = await db.recipe_ref("o" * 90), await db.recipe_ref("n" * 90)
+    await db._conn.execute("UPDATE recipe_refs SET used = ? WHERE id = ?", (now - 200 * DAY, old_ref))
+    pruned = await prune(db, now=now)
+    assert (pruned.usage, pruned.buckets, pruned.latents, pruned.recipe_refs) == (1, 1, 1, 1)
+    assert sorted(r[0] for r in await db._fetchall("SELECT id FROM latents")) == ["new", "old-saved"]
+    assert await db.recipe_by_ref(new_ref) == "n" * 90
+    assert await db._fetchall("SELECT member_id FROM usage") == [(8,)]
+
+
+async def test_purge_deletes_one_members_data_on_one_server(db):
+    z = np.zeros(4, np.float32)
+    for guild, member in ((1, 7), (1, 8), (2, 7)):
+        await db.save_avatar(guild, member, "c", b"p")
+        await db.put_latent(f"up{guild}{member}", z, guild_id=guild, member_id=member)
+        await take_draw(db, guild, member, Limits(10, 1.0, 0))
+    purged = await purge_member(db, 1, 7)
+    assert (purged.avatars, purged.latents, purged.usage, purged.buckets) == (1, 1, 1, 1)
+    assert "1 saved avatar(s)" in str(purged)
+    assert await db.count_saved(1, 7) == 0 and await db.count_saved(1, 8) == 1 and await db.count_saved(2, 7) == 1
+    assert sorted(r[0] for r in await db._fetchall("SELECT id FROM latents")) == ["up18", "up27"]
+
+
+async def test_migration_0002_keeps_old_data(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    (_, _, sql1), *_ = migrations()
+    upload = Recipe(pack_id=pack_id_of("moe"), pack_hash="0badcafe", model="vae",
+                    latent=Vary(Upload("0123456789ab"), 2, 0.4), cond=(1, 0)).to_code()
+    with sqlite3.connect(path) as conn:
+        conn.executescript(sql1 + "\nPRAGMA user_version = 1;")
+        conn.execute("INSERT INTO guild_settings VALUES (5, 'pack', 3.0, 9)")
+        conn.execute("INSERT INTO saved_avatars (guild_id, member_id, code, png, created) VALUES (5, 7, ?, x'00', 0)", (upload,))
+        conn.execute("INSERT INTO saved_avatars (guild_id, member_id, code, png, created) VALUES (5, 7, ?, x'00', 0)",
+                     (Recipe(pack_id=1, pack_hash="0badcafe", model="gan", latent=Seed(1), cond=(1, 0)).to_code(),))
+        conn.execute("INSERT INTO latents VALUES ('0123456789ab', ?, 0)", (np.ones(4, "<f4").tobytes(),))
+        conn.execute("INSERT INTO usage VALUES (5, 7, '2030-01-01', 3, 0)")
+        conn.execute("INSERT INTO recipe_refs (code) VALUES ('long')")
+    db = await Database.open(path)
+    try:
+        assert await db.schema_version() == 2
+        gs = await db.guild_settings(5)
+        assert (gs.default_pack, gs.burst, gs.refill_s, gs.daily_quota) == ("pack", None, None, 9)
+        assert await db._fetchall("SELECT avatar_id, latent_id FROM avatar_latents") == [(1, "0123456789ab")]
+        assert np.array_equal(await db.get_latent("0123456789ab", guild_id=42), np.ones(4))  # older: unscoped
+        assert await db.recipe_by_ref(1) == "long"
+        assert (await prune(db)).recipe_refs == 0  # refs from before 0002 count as used at migration time
+    finally:
+        await db.close()
+
+
+async def test_backup_while_writing_and_restore(db, tmp_path):
+    for i in range(50):
+        await db.save_avatar(1, 7, f"c{i}", os.urandom(2000))
+    copy = tmp_path / "backups" / "moe-backup.sqlite3"
+    assert backup(db.path, copy) > 0
+    with pytest.raises(FileExistsError):
+        backup(db.path, copy)
+    await db.save_avatar(1, 7, "after", b"p")  # the bot keeps writing
+    restored = await Database.open(copy)
+    try:
+        assert await restored.count_saved(1, 7) == 50
+    finally:
+        await restored.close()
+
+
+def test_moe_db_backup_command(tmp_path):
+    db_path = tmp_path / "live.sqlite3"
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.execute("INSERT INTO t VALUES (1)")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOE_")}
+    env.update(PYTHONPATH=str(ROOT), MOE_DATABASE_PATH=str(db_path))
+    out = subprocess.run([sys.executable, "-m", "moe", "db", "backup", str(tmp_path / "b.sqlite3")], cwd=tmp_path,
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    with sqlite3.connect(tmp_path / "b.sqlite3") as conn:
+        assert conn.execute("SELECT x FROM t").fetchall() == [(1,)]
+    again = subprocess.run([sys.executable, "-m", "moe", "db", "backup", str(tmp_path / "b.sqlite3")], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2 and "error:" in again.stderr and "exists" in again.stderr
+
+
+def test_one_process_per_database_and_a_killed_holder_does_not_block(tmp_path):
+    db_path = tmp_path / "moe.sqlite3"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from bot.maintenance import ProcessLock\n"
+         "ProcessLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(60)", str(db_path)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(AlreadyRunning, match=f"another moe bot process \\(pid {holder.pid}\\)"):
+            ProcessLock(db_path).acquire()
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        holder.stdout.close()
+    with ProcessLock(db_path):  # the kernel dropped the dead process's lock
+        with pytest.raises(AlreadyRunning):
+            ProcessLock(db_path).acquire()
+    ProcessLock(db_path).acquire()  # released on exit
