@@ -144,8 +144,8 @@ def test_augment_none_turns_diffaugment_off():
 @pytest.mark.parametrize("args", [("generate", "--seed", "1"), ("packs", "list"), ("packs", "verify", "moe-default")])
 def test_invalid_settings_are_one_usage_error_everywhere(args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no stray .env
-    r = moe(*args, MOE_COOLDOWN_S="-5")
-    assert r.exit_code == USAGE and "error: invalid settings" in r.output and "cooldown_s" in r.output, r.output
+    r = moe(*args, MOE_BURST="0")
+    assert r.exit_code == USAGE and "error: invalid settings" in r.output and "burst" in r.output, r.output
 
 
 def test_log_level_is_set_once_for_every_command(tmp_path, monkeypatch):
