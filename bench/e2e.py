@@ -4,7 +4,9 @@ For 1 member (sequential requests) and N members at once (bursts of concurrent r
 each doing `/avatar create`, measures per interaction:
 - ack: INTERACTION_CREATE sent -> the bot's first callback (a deferral or a message);
 - final: INTERACTION_CREATE sent -> the final message with the image.
-`failed` counts interactions with no image or any failure a member would see.
+`failed` counts interactions with no image or any failure a member would see (any violation the
+fake recorded for them included); `refused` counts busy and limit answers. With the bot's CPU per
+request, its peak RSS (VmHWM) during each member count is reported.
 
 Baseline in the same run: the same measurement against `testkit/fakediscord/demo_bot.py`
 (`/hello`, answered at once), i.e. the cost of the fake + discord.py round trip on this
