@@ -1,4 +1,4 @@
-"""`moe bench engine|train|e2e`: each benchmark module exposes `run(**options) -> dict`."""
+"""`moe bench engine|train|e2e|load`: each benchmark module exposes `run(**options) -> dict`."""
 
 from __future__ import annotations
 
@@ -48,6 +48,24 @@ def e2e(
 
     _emit(run(members=tuple(int(m) for m in members.split(",")), rounds=rounds, bursts=bursts, command=command,
               pack_dir=pack_dir), as_json)
+
+
+@app.command()
+def load(
+    as_json: bool = typer.Option(False, "--json/--no-json", help=_JSON_HELP),
+    members: str = typer.Option("50,200,500", "--members", help="Member counts, comma-separated; each count sends "
+                                "its requests all at once."),
+    bursts: int = typer.Option(1, "--bursts", min=1, help="Bursts of concurrent requests per member count."),
+    pack_dir: Path = typer.Option(None, "--pack-dir", help="Pack folder to time; default: the bundled moe-default."),
+) -> None:
+    """Latency, failures, refusals and peak memory of the real bot with many members at once.
+
+    Each member sends /avatar create through the fake Discord; a same-run baseline bot gives the
+    cost of the fake and discord.py at the same concurrency. Targets are issue 13's.
+    """
+    from bench.load import run
+
+    _emit(run(members=tuple(int(m) for m in members.split(",")), bursts=bursts, pack_dir=pack_dir), as_json)
 
 
 @app.command("train")

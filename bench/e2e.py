@@ -4,7 +4,9 @@ For 1 member (sequential requests) and N members at once (bursts of concurrent r
 each doing `/avatar create`, measures per interaction:
 - ack: INTERACTION_CREATE sent -> the bot's first callback (a deferral or a message);
 - final: INTERACTION_CREATE sent -> the final message with the image.
-`failed` counts interactions with no image or any failure a member would see.
+`failed` counts interactions with no image or any failure a member would see (any violation the
+fake recorded for them included); `refused` counts busy and limit answers. With the bot's CPU per
+request, its peak RSS (VmHWM) during each member count is reported.
 
 Baseline in the same run: the same measurement against `testkit/fakediscord/demo_bot.py`
 (`/hello`, answered at once), i.e. the cost of the fake + discord.py round trip on this
@@ -26,10 +28,12 @@ from pathlib import Path
 from moe.settings import BUNDLED_PACKS_DIR
 from testkit.fakediscord import DEMO_BOT, BotProcess, FakeDiscord, Interaction, InteractionFailed
 
-__all__ = ["run", "percentile", "summarize"]
+__all__ = ["run", "percentile", "summarize", "bench", "machine", "ratios", "loadavg"]
 
 BUNDLED = BUNDLED_PACKS_DIR / "moe-default"
 TARGETS = {"ack_p95_ms": 300.0, "final_p95_ms": 1500.0}
+# How the bot says no (engine busy, generation gate, daily quota): a clear answer, not a failure.
+REFUSALS = ("The avatar engine is busy", "Slow down a little", "You have used today's")
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -41,30 +45,35 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[int(rank) - 1]
 
 
-def summarize(itxs: list[Interaction], failed: int) -> dict:
+def summarize(itxs: list[Interaction], failed: int, refused: int = 0) -> dict:
+    """Counts and nearest-rank latency percentiles (ms) of answered interactions."""
     ack = [i.ack_latency * 1000 for i in itxs if i.ack_latency is not None]
     final = [i.final_latency * 1000 for i in itxs if i.final_latency is not None]
 
     def r(x: float | None) -> float | None:
         return None if x is None else round(x, 1)
 
-    return {"requests": len(itxs), "failed": failed,
-            "ack_p50_ms": r(percentile(ack, 50)), "ack_p95_ms": r(percentile(ack, 95)),
-            "final_p50_ms": r(percentile(final, 50)), "final_p95_ms": r(percentile(final, 95)),
-            "final_max_ms": r(max(final) if final else None)}
+    out: dict = {"requests": len(itxs), "failed": failed, "refused": refused}
+    for name, values in (("ack", ack), ("final", final)):
+        out.update({f"{name}_p{q}_ms": r(percentile(values, q)) for q in (50, 95, 99)})
+    out["final_max_ms"] = r(max(final) if final else None)
+    return out
 
 
 async def _one(fake: FakeDiscord, member, command: str, options: dict, need_file: bool,
-               timeout: float) -> tuple[Interaction | None, bool]:
-    """(interaction, ok): ok when the member got a final message (with an image when `need_file`)."""
+               timeout: float) -> tuple[Interaction | None, str]:
+    """(interaction, outcome): "ok" when the member got a public final message (with an image when
+    `need_file`), "refused" for a busy or limit answer, else "failed"."""
     try:
         itx = await fake.slash(member, command, **options)
         msg = await itx.wait_done(timeout)
     except (InteractionFailed, asyncio.TimeoutError, ConnectionError):
-        return None, False
+        return None, "failed"
+    if msg is not None and msg.content.startswith(REFUSALS):
+        return itx, "refused"
     ok = msg is not None and not msg.ephemeral and (not need_file or any(
         f.data.startswith(b"\x89PNG") for f in msg.files))
-    return itx, ok
+    return itx, "ok" if ok else "failed"
 
 
 def _cpu_s(pid: int | None) -> float:
@@ -78,27 +87,55 @@ def _cpu_s(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _reset_peak_rss(pid: int) -> None:
+    """Restart the kernel's peak-RSS count (VmHWM) of process `pid` (Linux; no-op elsewhere)."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mb(pid: int) -> float | None:
+    """Peak resident memory (VmHWM) of process `pid` in MiB since start or the last reset (Linux)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 async def _measure(fake: FakeDiscord, members: list, n: int, rounds: int, command: str, need_file: bool,
                    timeout: float, seed0: int, bot: BotProcess | None = None) -> dict:
     """`rounds` bursts of `n` members at once (n=1: `rounds` sequential requests), with the CPU
-    time the fake (this process) and the bot spent per request."""
+    time the fake (this process) and the bot spent per request and the bot's peak RSS meanwhile.
+    An interaction with any violation recorded by the fake (e.g. no acknowledgement within its
+    deadline) counts as failed."""
     itxs: list[Interaction] = []
-    failed = 0
+    failed = refused = 0
     bot_pid = bot.proc.pid if bot is not None and bot.proc is not None else None
+    if bot_pid is not None:
+        _reset_peak_rss(bot_pid)
     cpu0 = (_cpu_s(None), _cpu_s(bot_pid))
     for r in range(rounds):
         opts = [{"seed": seed0 + r * n + i} if need_file else {} for i in range(n)]
         results = await asyncio.gather(*(_one(fake, members[i], command, opts[i], need_file, timeout)
                                          for i in range(n)))
-        for itx, ok in results:
-            failed += not ok
+        violated = {v.interaction_id for v in fake.violations}
+        for itx, outcome in results:
+            if itx is not None and itx.id in violated:
+                outcome = "failed"
+            failed += outcome == "failed"
+            refused += outcome == "refused"
             if itx is not None:
                 itxs.append(itx)
-    out = summarize(itxs, failed)
+    out = summarize(itxs, failed, refused)
     requests = max(1, n * rounds)
     out["fake_cpu_ms_per_request"] = round((_cpu_s(None) - cpu0[0]) * 1000 / requests, 2)
     if bot_pid is not None:
         out["bot_cpu_ms_per_request"] = round((_cpu_s(bot_pid) - cpu0[1]) * 1000 / requests, 2)
+        out["bot_peak_rss_mb"] = _peak_rss_mb(bot_pid)
     return out
 
 
@@ -158,40 +195,62 @@ async def _bench(counts: tuple[int, ...], rounds: int, bursts: int, command: str
     return out
 
 
+def bench(members: tuple[int, ...], *, rounds: int, bursts: int, command: str, bot_args: tuple[str, ...],
+          pack: bool, pack_dir: Path | None, timeout_s: float, env: dict[str, str] | None = None) -> dict:
+    """The measurement `moe bench e2e` and `moe bench load` share: baseline, then the bot, per
+    member count; `env` adds settings for the bot (after the bench's own)."""
+    with tempfile.TemporaryDirectory(prefix="moe-bench-e2e-") as tmp:
+        work = Path(tmp)
+        bot_env = {"MOE_DATABASE_PATH": str(work / "bench.sqlite3"), "MOE_COOLDOWN_S": "0", "MOE_DAILY_QUOTA": "0",
+                   "MOE_LOG_LEVEL": "WARNING"}
+        pack_name, note = None, None
+        if pack:
+            pack_env, pack_name, note = _pack_env(work, pack_dir)
+            bot_env.update(pack_env)
+        bot_env.update(env or {})
+        result = asyncio.run(_bench(tuple(members), rounds, bursts, command, tuple(bot_args), bot_env, timeout_s))
+    result = {"command": "/" + command, "pack": pack_name, "members": list(members), **result}
+    if note:
+        result["note"] = note
+    return result
+
+
+def machine(load_before: float | None) -> dict:
+    """The machine, and its 1-minute load before and after (others' work on a shared machine)."""
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "load_1min_before_after": [load_before, loadavg()]}
+
+
 def run(members: tuple[int, ...] = (1, 50), rounds: int = 10, bursts: int = 2, command: str = "avatar create",
         bot_args: tuple[str, ...] = ("-m", "moe", "bot"), pack: bool = True, pack_dir: Path | None = None,
         timeout_s: float = 30.0) -> dict:
     """Measure and return the JSON-ready result. `pack_dir` times that pack folder instead of the
     bundled one; `pack=False` skips pack set-up (custom bots)."""
-    with tempfile.TemporaryDirectory(prefix="moe-bench-e2e-") as tmp:
-        work = Path(tmp)
-        env = {"MOE_DATABASE_PATH": str(work / "bench.sqlite3"), "MOE_COOLDOWN_S": "0", "MOE_DAILY_QUOTA": "0",
-               "MOE_LOG_LEVEL": "WARNING"}
-        pack_name, note = None, None
-        if pack:
-            pack_env, pack_name, note = _pack_env(work, pack_dir)
-            env.update(pack_env)
-        t0, load0 = time.monotonic(), _loadavg()
-        result = asyncio.run(_bench(tuple(members), rounds, bursts, command, tuple(bot_args), env, timeout_s))
+    t0, load0 = time.monotonic(), loadavg()
+    result = bench(tuple(members), rounds=rounds, bursts=bursts, command=command, bot_args=bot_args, pack=pack,
+                   pack_dir=pack_dir, timeout_s=timeout_s)
+    note = result.pop("note", None)
     largest = str(max(members))
-    res = {"bench": "e2e", "command": "/" + command, "pack": pack_name, "members": list(members),
-           "rounds_1_member": rounds, "bursts": bursts, **result,
+    res = {"bench": "e2e", **result, "rounds_1_member": rounds, "bursts": bursts,
            "targets": {**TARGETS, "at_members": int(largest)},
            "meets_targets": bool(result[largest]["failed"] == 0
                                  and (result[largest]["ack_p95_ms"] or 1e9) < TARGETS["ack_p95_ms"]
                                  and (result[largest]["final_p95_ms"] or 1e9) < TARGETS["final_p95_ms"]),
-           "ratios_vs_baseline": {n: {"ack_p95": _ratio(result[n]["ack_p95_ms"], result["baseline"][n]["ack_p95_ms"]),
-                                      "final_p95": _ratio(result[n]["final_p95_ms"], result["baseline"][n]["final_p95_ms"])}
-                                  for n in map(str, members)},
-           "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                       "load_1min_before_after": [load0, _loadavg()]},  # others' work on a shared machine
-           "wall_s": round(time.monotonic() - t0, 1)}
+           "ratios_vs_baseline": ratios(result, members),
+           "machine": machine(load0), "wall_s": round(time.monotonic() - t0, 1)}
     if note:
         res["note"] = note
     return res
 
 
-def _loadavg() -> float | None:
+def ratios(result: dict, members) -> dict:
+    """p95 latencies of the bot over the baseline's, per member count."""
+    return {n: {"ack_p95": _ratio(result[n]["ack_p95_ms"], result["baseline"][n]["ack_p95_ms"]),
+                "final_p95": _ratio(result[n]["final_p95_ms"], result["baseline"][n]["final_p95_ms"])}
+            for n in map(str, members)}
+
+
+def loadavg() -> float | None:
     try:
         return round(os.getloadavg()[0], 2)
     except OSError:

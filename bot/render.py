@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
-from engine.image import upscale
+from engine.image import PNG_OPTIONS, upscale
 
 __all__ = ["grid_png"]
 
@@ -43,5 +43,5 @@ def grid_png(pictures: list[bytes | np.ndarray], *, cols: int, cell: int, labels
             draw.rectangle((x, y, x + 14 + 6 * len(labels[i]), y + 14), fill=(0, 0, 0))
             draw.text((x + 4, y + 1), labels[i], fill=(255, 255, 255))
     out = io.BytesIO()
-    sheet.save(out, "PNG", optimize=False)
+    sheet.save(out, **PNG_OPTIONS)
     return out.getvalue()

@@ -1,0 +1,50 @@
+"""`moe bench load`: many members at once through the fake Discord and the real bot process.
+
+For each member count (default 50, 200 and 500), that many members each send one
+`/avatar create` at the same moment (`bursts` times). Per count, from `bench.e2e`'s
+measurement: ack and final p50/p95/p99, `failed` (no final answer, an answer after the fake's
+3 s acknowledgement deadline or any other violation, or no image), `refused` (a busy or limit
+answer: a clear "no", not a failure) and the bot process's peak RSS during that count
+(VmHWM from /proc, reset before each count). The same-run baseline (`testkit/fakediscord/demo_bot.py`,
+`/hello` answered at once) gives the fake + discord.py cost at the same concurrency.
+
+The generation gate is opened wide (`MOE_BURST`, `MOE_REFILL_S`) so the engine path is measured,
+not the limiter; the targets are issue 13's.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from bench.e2e import loadavg, bench, machine, ratios
+
+__all__ = ["run", "TARGETS", "check"]
+
+# Issue 13, per member count: p95 latencies in ms; failed must be 0 everywhere; RSS in MiB.
+TARGETS = {"50": {"final_p95_ms": 500.0}, "200": {"final_p95_ms": 2000.0, "ack_p95_ms": 300.0},
+           "500": {"peak_rss_mb": 1536.0}}
+OPEN_GATE = {"MOE_BURST": "1000000", "MOE_REFILL_S": "0.000001", "MOE_COOLDOWN_S": "0", "MOE_DAILY_QUOTA": "0"}
+
+
+def check(section: dict, targets: dict) -> dict[str, bool]:
+    """Which targets one member count meets: `failed` == 0 always, plus its latency/RSS rows."""
+    met = {"failed": section["failed"] == 0}
+    for key, limit in targets.items():
+        value = section.get("bot_peak_rss_mb" if key == "peak_rss_mb" else key)
+        met[key] = value is not None and value < limit
+    return met
+
+
+def run(members: tuple[int, ...] = (50, 200, 500), bursts: int = 1, command: str = "avatar create",
+        bot_args: tuple[str, ...] = ("-m", "moe", "bot"), pack: bool = True, pack_dir: Path | None = None,
+        timeout_s: float = 30.0) -> dict:
+    """Measure and return the JSON-ready result (see the module docstring)."""
+    t0, load0 = time.monotonic(), loadavg()
+    result = bench(tuple(members), rounds=bursts, bursts=bursts, command=command, bot_args=bot_args, pack=pack,
+                   pack_dir=pack_dir, timeout_s=timeout_s, env=OPEN_GATE)
+    met = {str(n): check(result[str(n)], TARGETS.get(str(n), {})) for n in members}
+    return {"bench": "load", **result, "bursts": bursts, "targets": TARGETS, "targets_met": met,
+            "meets_targets": all(all(m.values()) for m in met.values()),
+            "ratios_vs_baseline": ratios(result, members),
+            "machine": machine(load0), "wall_s": round(time.monotonic() - t0, 1)}
