@@ -21,10 +21,10 @@ from bench.e2e import loadavg, bench, machine, ratios
 
 __all__ = ["run", "TARGETS", "check"]
 
-# Issue 13, per member count: p95 latencies in ms; failed must be 0 everywhere; RSS in MiB.
+# The reliability targets (README, Reliability), per member count: p95 latencies in ms; failed must be 0 everywhere; RSS in MiB.
 TARGETS = {"50": {"final_p95_ms": 500.0}, "200": {"final_p95_ms": 2000.0, "ack_p95_ms": 300.0},
            "500": {"peak_rss_mb": 1536.0}}
-OPEN_GATE = {"MOE_BURST": "1000000", "MOE_REFILL_S": "0.000001", "MOE_COOLDOWN_S": "0", "MOE_DAILY_QUOTA": "0"}
+OPEN_GATE = {"MOE_BURST": "10000", "MOE_REFILL_S": "0", "MOE_DAILY_QUOTA": "0"}  # each member draws once: measure the engine path, gate included
 
 
 def check(section: dict, targets: dict) -> dict[str, bool]:
