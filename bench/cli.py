@@ -61,7 +61,7 @@ def load(
     """Latency, failures, refusals and peak memory of the real bot with many members at once.
 
     Each member sends /avatar create through the fake Discord; a same-run baseline bot gives the
-    cost of the fake and discord.py at the same concurrency. Targets are issue 13's.
+    cost of the fake and discord.py at the same concurrency. Targets: the README's Reliability table.
     """
     from bench.load import run
 

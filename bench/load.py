@@ -9,7 +9,7 @@ answer: a clear "no", not a failure) and the bot process's peak RSS during that 
 `/hello` answered at once) gives the fake + discord.py cost at the same concurrency.
 
 The generation gate is opened wide (`MOE_BURST`, `MOE_REFILL_S`) so the engine path is measured,
-not the limiter; the targets are issue 13's.
+not the limiter (its bucket write is still timed); the targets are the README's Reliability table.
 """
 
 from __future__ import annotations
