@@ -40,15 +40,20 @@ def _die_with_parent() -> None:
 class BotProcess:
     """Start, kill -9 and restart a bot subprocess wired to a FakeDiscord.
 
-    `env` is added to a copy of os.environ, after `fake.env()`. Output goes to `log_path`
-    (a temp file by default); `log_tail()` shows it when something fails.
+    `env` is added to a copy of os.environ, after `fake.env()`. `pythonpath` folders go on
+    PYTHONPATH right after the fake's shim (e.g. `testkit.faults.SHIM_DIR`, whose
+    sitecustomize the shim's runs). Output goes to `log_path` (a temp file by default);
+    `log_tail()` shows it when something fails.
     """
 
     def __init__(self, fake: FakeDiscord, env: dict[str, str] | None = None, *,
                  args: tuple[str, ...] = ("-m", "moe", "bot"), cwd: Path = REPO_ROOT,
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None, pythonpath: tuple[Path, ...] = ()) -> None:
         self.fake = fake
         self.env = {**os.environ, **fake.env(), **(env or {})}
+        if pythonpath:
+            shim, _, rest = self.env["PYTHONPATH"].partition(os.pathsep)
+            self.env["PYTHONPATH"] = os.pathsep.join([shim, *map(str, pythonpath), *([rest] if rest else [])])
         self.args = args
         self.cwd = cwd
         self.log_path = log_path or Path(tempfile.mkstemp(prefix="fake-discord-bot-", suffix=".log")[1])
@@ -61,6 +66,11 @@ class BotProcess:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, "the bot was never started"
+        return self.proc.pid
 
     @property
     def running(self) -> bool:
