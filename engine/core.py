@@ -113,7 +113,7 @@ class Engine:
         """Build from `moe.settings.Settings` (keyword overrides win)."""
         kw = dict(max_batch=settings.max_batch, max_wait_ms=settings.max_wait_ms, queue_size=settings.queue_size,
                   timeout_s=settings.request_timeout_s, providers=settings.providers,
-                  default_pack=settings.default_pack)
+                  default_pack=settings.default_pack, watch_s=settings.watch_s or None)
         kw.update(overrides)
         return cls(settings.pack_dirs(), **kw)
 

@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(0.0, ge=0, le=100, description="how long a batch waits for more requests")
     queue_size: int = Field(1024, ge=1, description="requests queued per model before answering busy")
     request_timeout_s: float = Field(20.0, gt=0, description="per-request deadline inside the engine")
+    watch_s: float = Field(2.0, ge=0, description="how often the packs folders are checked for new or changed packs, 0 = never")
 
     # Storage and limits
     database_path: Path = Field(Path("moe-avatar.sqlite3"), description="SQLite file for saved avatars and server settings")

@@ -20,7 +20,7 @@ def moe_env(guild, data_dir: Path, *, packs_dir: Path | None = None, default_pac
     synced to `guild`, no cooldown; `packs_dir`/`default_pack` pick the pack; any other
     Settings field as a keyword (`daily_quota=2` -> MOE_DAILY_QUOTA=2)."""
     env = {"MOE_DATABASE_PATH": str(Path(data_dir) / "moe-test.sqlite3"), "MOE_DEV_GUILD_ID": str(guild.id),
-           "MOE_PACKS_DIR": str(packs_dir or Path(data_dir) / "packs"), "MOE_COOLDOWN_S": "0"}
+           "MOE_PACKS_DIR": str(packs_dir or Path(data_dir) / "packs"), "MOE_REFILL_S": "0"}
     if default_pack:
         env["MOE_DEFAULT_PACK"] = default_pack
     env.update({f"MOE_{k.upper()}": str(v) for k, v in settings.items()})

@@ -53,7 +53,7 @@ async def test_half_written_pack_is_refused_then_loaded(fake, club, launch, pack
     whose manifest has a wrong type stays refused and does not hold the new pack back."""
     admin = fake.add_member(club, "root", admin=True)
     members = [fake.add_member(club, f"m{i}") for i in range(3)]
-    bot = await launch()
+    bot = await launch(watch_s=0.2)  # the watcher looks often: fewer waits
     manifest = json.loads((tiny_pack / "manifest.json").read_text())
     models = {k: v for k, v in manifest["models"].items() if k not in ("encoder", "decoder")}
     manifest.update(name="novae", models=models, content_hash=content_hash(models))
@@ -68,7 +68,7 @@ async def test_half_written_pack_is_refused_then_loaded(fake, club, launch, pack
 
     async def next_refusal(seen: int) -> int:
         answers = []
-        for _ in range(200):  # the watcher looks every couple of seconds; members draw meanwhile
+        for _ in range(200):  # members draw while the watcher looks
             answers += await draw_all(fake, members)
             if refusals() > seen:
                 break
