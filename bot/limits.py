@@ -7,14 +7,20 @@ one per `refill_s`) is never refused, and an autoclicker gets at most `burst` pl
 every draw; 0 = unlimited.
 
 The read-modify-write of the bucket and the day's count happens inside one write
-transaction (`BEGIN IMMEDIATE`), so several processes on one database agree. Handlers
-never call this directly: they go through `bot.actions.generation`, the one gate.
+transaction (`BEGIN IMMEDIATE`), so several processes on one database agree. Draws asked for
+while a transaction is under way are taken together in the next one (group commit: one
+read of the buckets and counts, one write of each, whatever the number of members), so a
+crowd waits for a few transactions instead of queueing one transaction per member; each
+draw still gets its own answer, in the order they were asked. Handlers never call this
+directly: they go through `bot.actions.generation`, the one gate.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
+import weakref
 from dataclasses import dataclass
 
 from bot.errors import QuotaExceeded, RateLimited
@@ -50,28 +56,91 @@ def refilled(tokens: float | None, updated: float, now: float, limits: Limits) -
 async def take_draw(db: Database, guild_id: int, member_id: int, limits: Limits, *, now: float | None = None) -> int:
     """Take one draw for the member, or raise RateLimited / QuotaExceeded (nothing taken).
     Returns the member's count for today (UTC) after this one."""
-    now = time.time() if now is None else now
-    day = day_of(now)
-    async with db.transaction() as conn:
-        bucket = await conn.execute_fetchall(
-            "SELECT tokens, updated FROM buckets WHERE guild_id = ? AND member_id = ?", (guild_id, member_id))
-        tokens = refilled(*(bucket[0] if bucket else (None, now)), now, limits)
+    loop = asyncio.get_running_loop()
+    draw = _Draw(guild_id, member_id, limits, time.time() if now is None else now, loop.create_future())
+    waiting = _waiting.get(db)
+    if waiting is None:  # the first to wait starts the transaction that takes everyone waiting by then
+        waiting = _waiting[db] = []
+        task = loop.create_task(_take_waiting(db), name="bot-take-draws")
+        _running.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(_running.discard)
+    waiting.append(draw)
+    return await draw.answer
+
+
+@dataclass(frozen=True)
+class _Draw:
+    guild_id: int
+    member_id: int
+    limits: Limits
+    now: float
+    answer: asyncio.Future
+
+
+_waiting: weakref.WeakKeyDictionary[Database, list[_Draw]] = weakref.WeakKeyDictionary()
+_running: set[asyncio.Task] = set()
+_CHUNK = 400  # members per SELECT (two parameters each, well under SQLite's limit)
+
+
+async def _take_waiting(db: Database) -> None:
+    """One write transaction for every draw waiting when it begins; answers after COMMIT."""
+    draws: list[_Draw] = []
+    try:
+        async with db.transaction() as conn:
+            draws = _waiting.pop(db, [])
+            answers = await _take_all(conn, draws)
+    except Exception as e:  # storage unavailable (or a bug): every draw in it gets the error
+        draws = draws or _waiting.pop(db, [])
+        answers = [e] * len(draws)
+    for draw, answer in zip(draws, answers):
+        if draw.answer.done():  # the member's task was cancelled
+            continue
+        if isinstance(answer, Exception):
+            draw.answer.set_exception(answer)
+        else:
+            draw.answer.set_result(answer)
+
+
+async def _take_all(conn, draws: list[_Draw]) -> list[int | Exception]:
+    """Each draw in order against the buckets and counts as the ones before it left them."""
+    keys = sorted({(d.guild_id, d.member_id) for d in draws})
+    buckets: dict[tuple[int, int], tuple[float, float]] = {}
+    counts: dict[tuple[int, int, str], int] = {}
+    for i in range(0, len(keys), _CHUNK):
+        chunk = keys[i : i + _CHUNK]
+        pairs = ", ".join(["(?, ?)"] * len(chunk))
+        flat = [v for key in chunk for v in key]
+        for g, m, tokens, updated in await conn.execute_fetchall(
+                f"SELECT guild_id, member_id, tokens, updated FROM buckets WHERE (guild_id, member_id) IN (VALUES {pairs})",
+                flat):
+            buckets[g, m] = (tokens, updated)
+        for g, m, day, count in await conn.execute_fetchall(
+                f"SELECT guild_id, member_id, day, count FROM usage WHERE (guild_id, member_id) IN (VALUES {pairs})"
+                " AND day >= ?", [*flat, min(day_of(d.now) for d in draws)]):
+            counts[g, m, day] = count
+    answers: list[int | Exception] = []
+    for d in draws:
+        key, day = (d.guild_id, d.member_id), day_of(d.now)
+        tokens = refilled(*buckets.get(key, (None, d.now)), d.now, d.limits)
+        count = counts.get((*key, day), 0)
         if tokens < 1:
-            raise RateLimited((1 - tokens) * limits.refill_s)
-        [(count,)] = await conn.execute_fetchall(
-            "SELECT coalesce(sum(count), 0) FROM usage WHERE guild_id = ? AND member_id = ? AND day = ?",
-            (guild_id, member_id, day))
-        if limits.daily_quota > 0 and count >= limits.daily_quota:
-            raise QuotaExceeded(limits.daily_quota, seconds_to_midnight(now))
-        await conn.execute(
+            answers.append(RateLimited((1 - tokens) * d.limits.refill_s))
+        elif d.limits.daily_quota > 0 and count >= d.limits.daily_quota:
+            answers.append(QuotaExceeded(d.limits.daily_quota, seconds_to_midnight(d.now)))
+        else:
+            buckets[key], counts[(*key, day)] = (tokens - 1, d.now), count + 1
+            answers.append(count + 1)
+    taken = [d for d, a in zip(draws, answers) if not isinstance(a, Exception)]
+    if taken:
+        await conn.executemany(
             "INSERT INTO buckets (guild_id, member_id, tokens, updated) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (guild_id, member_id) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated",
-            (guild_id, member_id, tokens - 1, now))
-        await conn.execute(
-            "INSERT INTO usage (guild_id, member_id, day, count) VALUES (?, ?, ?, 1)"
-            " ON CONFLICT (guild_id, member_id, day) DO UPDATE SET count = count + 1",
-            (guild_id, member_id, day))
-        return count + 1
+            [(*key, *buckets[key]) for key in {(d.guild_id, d.member_id) for d in taken}])
+        await conn.executemany(
+            "INSERT INTO usage (guild_id, member_id, day, count) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (guild_id, member_id, day) DO UPDATE SET count = excluded.count",
+            [(*key, counts[key]) for key in {(d.guild_id, d.member_id, day_of(d.now)) for d in taken}])
+    return answers
 
 
 async def refund_draw(db: Database, guild_id: int, member_id: int, *, now: float | None = None) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+from contextlib import asynccontextmanager
+
 import pytest
 
-from bot.errors import QuotaExceeded, RateLimited
+from bot.errors import QuotaExceeded, RateLimited, StorageUnavailable
 from bot.limits import Limits, refilled, refund_draw, take_draw, tokens_left, usage_today
 from bot.storage import Database
 
@@ -34,6 +37,41 @@ async def test_an_autoclicker_gets_at_most_the_burst_plus_the_rate(db):
     assert str(refused[0]).startswith("Slow down a little") and "try again in" in str(refused[0])
     assert await take_draw(db, 1, 8, DEFAULT, now=NOON + 60) == 1  # another member has their own bucket
     assert await take_draw(db, 2, 7, DEFAULT, now=NOON + 60) == 1  # and so has the same member elsewhere
+
+
+async def test_draws_asked_together_share_one_transaction_and_keep_their_order(db, monkeypatch):
+    """A crowd is taken in group commits; each draw is answered as if taken alone, in order."""
+    transactions = 0
+    begin = db.transaction
+
+    def counted():
+        nonlocal transactions
+        transactions += 1
+        return begin()
+
+    monkeypatch.setattr(db, "transaction", counted)
+    limits = Limits(burst=3, refill_s=60, daily_quota=0)
+    asks = [(1, 7)] * 5 + [(1, 8)] * 2 + [(2, 7)] * 4  # (guild, member), asked in this order
+    answers = await asyncio.gather(*(take_draw(db, g, m, limits, now=NOON) for g, m in asks),
+                                   return_exceptions=True)
+    assert answers[:5] == [1, 2, 3, *answers[3:5]] and all(isinstance(a, RateLimited) for a in answers[3:5])
+    assert answers[5:7] == [1, 2] and answers[7:10] == [1, 2, 3] and isinstance(answers[10], RateLimited)
+    assert transactions <= 2  # the first draw's own, then everyone who waited meanwhile
+    assert await usage_today(db, 1, 7, now=NOON) == 3 and await usage_today(db, 2, 7, now=NOON) == 3
+    assert await tokens_left(db, 1, 8, limits, now=NOON) == 1
+
+
+async def test_storage_errors_reach_every_draw_of_the_transaction(db, monkeypatch):
+    @asynccontextmanager
+    async def unavailable():
+        raise StorageUnavailable()
+        yield
+
+    monkeypatch.setattr(db, "transaction", unavailable)
+    answers = await asyncio.gather(*(take_draw(db, 1, m, DEFAULT, now=NOON) for m in range(4)), return_exceptions=True)
+    assert all(isinstance(a, StorageUnavailable) for a in answers)
+    monkeypatch.undo()
+    assert await take_draw(db, 1, 0, DEFAULT, now=NOON) == 1  # nothing was taken, nothing is stuck
 
 
 async def test_refused_draws_say_when_and_take_nothing(db):
