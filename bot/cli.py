@@ -1,5 +1,6 @@
-"""`moe bot` (run the Discord bot) and `moe db backup` (copy its database while it runs).
-discord.py, the engine and SQLite load inside the commands."""
+"""`moe bot` (run the Discord bot), `moe db backup` (copy its SQLite database while it runs)
+and `moe db migrate` (copy a database to another backend, verified). discord.py, the engine
+and the storage backends load inside the commands."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def bot_command(ctx: typer.Context) -> None:
         pass
 
 
-db_app = typer.Typer(help="The bot's SQLite database: backups (restore: README, Backups).", no_args_is_help=True)
+db_app = typer.Typer(help="The bot's database: backups (restore: README, Backups) and moving it to PostgreSQL.",
+                     no_args_is_help=True)
 
 
 @db_app.command("backup")
@@ -44,16 +46,79 @@ def backup_command(
     ctx: typer.Context,
     out: Path = typer.Argument(..., help="The new backup file to write (an existing file is refused)."),
 ) -> None:
-    """Copy the bot's database (MOE_DATABASE_PATH) to a new file, consistently, even while the bot runs."""
+    """Copy the bot's SQLite database (MOE_DATABASE_PATH) to a new file, consistently, even while the bot runs."""
     from bot.maintenance import backup
+    from bot.storage import is_postgres_url
+    from bot.storage_sqlite import path_of_url
 
     s = settings(ctx)
-    if not s.database_path.exists():
-        raise UsageError(f"no database at {s.database_path} (MOE_DATABASE_PATH)")
+    url = s.database_url_or_default()
+    if is_postgres_url(url):
+        raise UsageError("the database is PostgreSQL (MOE_DATABASE_URL): back it up with pg_dump "
+                         "(pg_dump -Fc -f moe.dump URL; restore with pg_restore), see the README")
+    database = path_of_url(url)
+    if not database.exists():
+        raise UsageError(f"no database at {database} (MOE_DATABASE_PATH or MOE_DATABASE_URL)")
     if out.exists():
         raise UsageError(f"{out} exists; choose a new file name")
-    pages = backup(s.database_path, out)
-    typer.echo(f"backed up {s.database_path} to {out} ({pages} pages, integrity ok)")
+    pages = backup(database, out)
+    typer.echo(f"backed up {database} to {out} ({pages} pages, integrity ok)")
+
+
+@db_app.command("migrate")
+def migrate_command(
+    source: str = typer.Option(..., "--from", help="The database to copy, e.g. sqlite:///moe-avatar.sqlite3."),
+    target: str = typer.Option(..., "--to", help="The empty database to fill, e.g. postgresql://moe@127.0.0.1:5432/moe."),
+) -> None:
+    """Copy every table of the bot's database into another (an empty one), verifying counts and a checksum per table.
+
+    The target is migrated to the current schema first and must hold no data. The source is
+    migrated to the current schema too when it is older (as `moe bot` would). Exit 1 when a
+    table does not match.
+    """
+    import asyncio
+
+    from moe.command import fail
+
+    checks = asyncio.run(_migrate(source, target))
+    width = max(len(c.table) for c in checks)
+    typer.echo(f"{'table':<{width}}  {'rows':>8}  {'copied':>8}  sha256 (source = target)")
+    for c in checks:
+        same = "ok" if c.ok else f"MISMATCH target {c.target_sha256[:16]}"
+        typer.echo(f"{c.table:<{width}}  {c.source_rows:>8}  {c.target_rows:>8}  {c.source_sha256[:16]} {same}")
+    bad = [c.table for c in checks if not c.ok]
+    if bad:
+        fail(f"the copy does not match the source in: {', '.join(bad)}", 1)
+    typer.echo(f"copied {sum(c.source_rows for c in checks)} rows in {len(checks)} tables, all verified")
+
+
+async def _migrate(source: str, target: str):
+    from bot.dbcopy import NotEmpty, copy_database
+    from bot.errors import StorageUnavailable
+    from bot.storage import Database
+
+    if not source.startswith(("sqlite:///", "postgresql://", "postgres://")) or \
+            not target.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise UsageError("--from and --to are database URLs: sqlite:///path or postgresql://user@host:port/db")
+    if source.startswith("sqlite:///") and not Path(source[len("sqlite:///"):]).exists():
+        raise UsageError(f"no database at {source[len('sqlite:///'):]}")
+    try:
+        src = await Database.open(source)
+    except StorageUnavailable as e:
+        raise UsageError(f"cannot open {source}: {e.kind}") from None
+    try:
+        try:
+            dst = await Database.open(target)
+        except StorageUnavailable as e:
+            raise UsageError(f"cannot open {target}: {e.kind}") from None
+        try:
+            return await copy_database(src, dst)
+        except NotEmpty as e:
+            raise UsageError(str(e)) from None
+        finally:
+            await dst.close()
+    finally:
+        await src.close()
 
 
 def register(app: typer.Typer) -> None:

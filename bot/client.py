@@ -8,8 +8,9 @@ registers the restart-proof components, installs the one error handler, starts t
 database pruning (`bot.maintenance.prune`, at start and every `PRUNE_EVERY_S`), and syncs
 the commands (to `settings.dev_guild_id` when set: instant; else globally).
 
-`run_bot` takes the database's process lock first: a second `moe bot` on the same
-database refuses to start (`bot.maintenance.AlreadyRunning`).
+`run_bot` opens the storage that `settings.database_url_or_default()` names. On SQLite it
+takes the file's process lock first: a second `moe bot` on the same file refuses to start
+(`bot.maintenance.AlreadyRunning`). Several processes may share one PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from bot.cogs.admin import AdminCog
 from bot.cogs.avatar import AvatarCog
 from bot.errors import StorageUnavailable, report_error
 from bot.maintenance import PRUNE_EVERY_S, ProcessLock, prune
-from bot.storage import Database, LatentStore
+from bot.storage import Database, LatentStore, is_postgres_url
+from bot.storage_sqlite import path_of_url
 from engine import Engine
 from engine.schema import Schema
 
@@ -99,18 +101,22 @@ class MoeBot(commands.AutoShardedBot):
 
 
 async def run_bot(settings) -> None:
-    """Take the database's process lock, open it, start the engine (remix latents in SQLite),
-    run until SIGTERM/SIGINT."""
-    lock = ProcessLock(settings.database_path)
+    """Open the database (on SQLite, under its process lock), start the engine (remix latents
+    in the database), run until SIGTERM/SIGINT."""
+    url = settings.database_url_or_default()
+    if is_postgres_url(url):
+        await _run_locked(settings, url)
+        return
+    lock = ProcessLock(path_of_url(url))
     lock.acquire()  # AlreadyRunning: another process serves this database
     try:
-        await _run_locked(settings)
+        await _run_locked(settings, url)
     finally:
         lock.release()
 
 
-async def _run_locked(settings) -> None:
-    db = await Database.open(settings.database_path)
+async def _run_locked(settings, url: str) -> None:
+    db = await Database.open(url)
     try:
         async with Engine.from_settings(settings, latent_store=LatentStore(db)) as engine:
             if engine.default_pack is None:

@@ -7,8 +7,11 @@ one per `refill_s`) is never refused, and an autoclicker gets at most `burst` pl
 every draw; 0 = unlimited.
 
 The read-modify-write of the bucket and the day's count happens inside one write
-transaction (`BEGIN IMMEDIATE`), so several processes on one database agree. Draws asked for
-while a transaction is under way are taken together in the next one (group commit: one
+transaction, so several processes on one database agree: SQLite's `BEGIN IMMEDIATE` holds
+the file's write lock; on PostgreSQL the transaction first takes each member's advisory lock
+(`Database.lock_members`), so two processes never both read a bucket before either writes.
+Within a process one gate transaction runs at a time (`Database.gate_lock`); draws asked for
+while it is under way are taken together in the next one (group commit: one
 read of the buckets and counts, one write of each, whatever the number of members), so a
 crowd waits for a few transactions instead of queueing one transaction per member; each
 draw still gets its own answer, in the order they were asked. Handlers never call this
@@ -79,16 +82,16 @@ class _Draw:
 
 _waiting: weakref.WeakKeyDictionary[Database, list[_Draw]] = weakref.WeakKeyDictionary()
 _running: set[asyncio.Task] = set()
-_CHUNK = 400  # members per SELECT (two parameters each, well under SQLite's limit)
+_CHUNK = 400  # members per SELECT (two parameters each in SQLite, well under its limit)
 
 
 async def _take_waiting(db: Database) -> None:
     """One write transaction for every draw waiting when it begins; answers after COMMIT."""
     draws: list[_Draw] = []
     try:
-        async with db.transaction() as conn:
+        async with db.gate_lock, db.transaction() as tx:
             draws = _waiting.pop(db, [])
-            answers = await _take_all(conn, draws)
+            answers = await _take_all(db, tx, draws)
     except Exception as e:  # storage unavailable (or a bug): every draw in it gets the error
         draws = draws or _waiting.pop(db, [])
         answers = [e] * len(draws)
@@ -101,22 +104,20 @@ async def _take_waiting(db: Database) -> None:
             draw.answer.set_result(answer)
 
 
-async def _take_all(conn, draws: list[_Draw]) -> list[int | Exception]:
+async def _take_all(db: Database, tx, draws: list[_Draw]) -> list[int | Exception]:
     """Each draw in order against the buckets and counts as the ones before it left them."""
     keys = sorted({(d.guild_id, d.member_id) for d in draws})
     buckets: dict[tuple[int, int], tuple[float, float]] = {}
     counts: dict[tuple[int, int, str], int] = {}
+    await db.lock_members(tx, keys)
     for i in range(0, len(keys), _CHUNK):
-        chunk = keys[i : i + _CHUNK]
-        pairs = ", ".join(["(?, ?)"] * len(chunk))
-        flat = [v for key in chunk for v in key]
-        for g, m, tokens, updated in await conn.execute_fetchall(
-                f"SELECT guild_id, member_id, tokens, updated FROM buckets WHERE (guild_id, member_id) IN (VALUES {pairs})",
-                flat):
+        where, params = db.keys_in(keys[i : i + _CHUNK])
+        for g, m, tokens, updated in await tx.fetch(
+                f"SELECT guild_id, member_id, tokens, updated FROM buckets WHERE {where}", params):
             buckets[g, m] = (tokens, updated)
-        for g, m, day, count in await conn.execute_fetchall(
-                f"SELECT guild_id, member_id, day, count FROM usage WHERE (guild_id, member_id) IN (VALUES {pairs})"
-                " AND day >= ?", [*flat, min(day_of(d.now) for d in draws)]):
+        for g, m, day, count in await tx.fetch(
+                f"SELECT guild_id, member_id, day, count FROM usage WHERE {where} AND day >= ?",
+                [*params, min(day_of(d.now) for d in draws)]):
             counts[g, m, day] = count
     answers: list[int | Exception] = []
     for d in draws:
@@ -132,11 +133,11 @@ async def _take_all(conn, draws: list[_Draw]) -> list[int | Exception]:
             answers.append(count + 1)
     taken = [d for d, a in zip(draws, answers) if not isinstance(a, Exception)]
     if taken:
-        await conn.executemany(
+        await tx.executemany(
             "INSERT INTO buckets (guild_id, member_id, tokens, updated) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (guild_id, member_id) DO UPDATE SET tokens = excluded.tokens, updated = excluded.updated",
             [(*key, *buckets[key]) for key in {(d.guild_id, d.member_id) for d in taken}])
-        await conn.executemany(
+        await tx.executemany(
             "INSERT INTO usage (guild_id, member_id, day, count) VALUES (?, ?, ?, ?)"
             " ON CONFLICT (guild_id, member_id, day) DO UPDATE SET count = excluded.count",
             [(*key, counts[key]) for key in {(d.guild_id, d.member_id, day_of(d.now)) for d in taken}])
@@ -147,11 +148,11 @@ async def refund_draw(db: Database, guild_id: int, member_id: int, *, now: float
     """Give back the draw just taken (the engine failed): the token and one off today's count.
     A token above the burst is trimmed at the next take."""
     now = time.time() if now is None else now
-    async with db.transaction() as conn:
-        await conn.execute("UPDATE buckets SET tokens = tokens + 1 WHERE guild_id = ? AND member_id = ?",
-                           (guild_id, member_id))
-        await conn.execute("UPDATE usage SET count = max(count - 1, 0) WHERE guild_id = ? AND member_id = ? AND day = ?",
-                           (guild_id, member_id, day_of(now)))
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE buckets SET tokens = tokens + 1 WHERE guild_id = ? AND member_id = ?",
+                         (guild_id, member_id))
+        await tx.execute("UPDATE usage SET count = CASE WHEN count > 0 THEN count - 1 ELSE 0 END"
+                         " WHERE guild_id = ? AND member_id = ? AND day = ?", (guild_id, member_id, day_of(now)))
 
 
 async def usage_today(db: Database, guild_id: int, member_id: int, *, now: float | None = None) -> int:

@@ -5,9 +5,13 @@
   `UNUSED_KEEP_DAYS` (a latent a saved avatar needs is kept while the avatar exists).
   `MoeBot` runs it at start-up and every `PRUNE_EVERY_S`.
 - `purge_member`: a server admin's "forget this member here".
-- `backup`: SQLite's online backup API, consistent while the bot keeps writing.
+- `backup`: SQLite's online backup API, consistent while the bot keeps writing (PostgreSQL:
+  `pg_dump`, see the README).
 - `ProcessLock`: an exclusive lock on `<database>.lock`, so a second `moe bot` on the same
-  database refuses to start; the kernel drops it when the process dies, even by kill -9.
+  SQLite database refuses to start; the kernel drops it when the process dies, even by
+  kill -9. PostgreSQL needs none: several processes may share its database.
+
+Both functions run on either backend.
 """
 
 from __future__ import annotations
@@ -53,23 +57,24 @@ async def prune(db: Database, *, now: float | None = None) -> Pruned:
     now = time.time() if now is None else now
     usage_cutoff = time.strftime("%Y-%m-%d", time.gmtime(now - USAGE_KEEP_DAYS * 86400))
     unused = now - UNUSED_KEEP_DAYS * 86400
-    async with db.transaction() as conn:
-        usage = (await conn.execute("DELETE FROM usage WHERE day < ?", (usage_cutoff,))).rowcount
-        buckets = (await conn.execute("DELETE FROM buckets WHERE updated < ?", (now - 86400,))).rowcount
-        latents = (await conn.execute(
-            "DELETE FROM latents WHERE used < ? AND id NOT IN (SELECT latent_id FROM avatar_latents)", (unused,))).rowcount
-        refs = (await conn.execute("DELETE FROM recipe_refs WHERE used < ?", (unused,))).rowcount
+    async with db.transaction() as tx:
+        usage = await tx.execute("DELETE FROM usage WHERE day < ?", (usage_cutoff,))
+        buckets = await tx.execute("DELETE FROM buckets WHERE updated < ?", (now - 86400,))
+        latents = await tx.execute(
+            "DELETE FROM latents WHERE used < ? AND id NOT IN (SELECT latent_id FROM avatar_latents)", (unused,))
+        refs = await tx.execute("DELETE FROM recipe_refs WHERE used < ?", (unused,))
     return Pruned(usage, buckets, latents, refs)
 
 
 async def purge_member(db: Database, guild_id: int, member_id: int) -> Purged:
     """Delete a member's saved avatars, usage, bucket and uploaded latents on one server."""
-    async with db.transaction() as conn:
+    async with db.transaction() as tx:
+        await db.lock_members(tx, [(guild_id, member_id)])
         where = (guild_id, member_id)
-        avatars = (await conn.execute("DELETE FROM saved_avatars WHERE guild_id = ? AND member_id = ?", where)).rowcount
-        usage = (await conn.execute("DELETE FROM usage WHERE guild_id = ? AND member_id = ?", where)).rowcount
-        buckets = (await conn.execute("DELETE FROM buckets WHERE guild_id = ? AND member_id = ?", where)).rowcount
-        latents = (await conn.execute("DELETE FROM latents WHERE guild_id = ? AND member_id = ?", where)).rowcount
+        avatars = await tx.execute("DELETE FROM saved_avatars WHERE guild_id = ? AND member_id = ?", where)
+        usage = await tx.execute("DELETE FROM usage WHERE guild_id = ? AND member_id = ?", where)
+        buckets = await tx.execute("DELETE FROM buckets WHERE guild_id = ? AND member_id = ?", where)
+        latents = await tx.execute("DELETE FROM latents WHERE guild_id = ? AND member_id = ?", where)
     return Purged(avatars, usage, buckets, latents)
 
 

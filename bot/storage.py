@@ -1,15 +1,18 @@
-"""SQLite storage for the bot: saved avatars, server settings, remix latents, recipe refs.
+"""The bot's storage: saved avatars, server settings, remix latents, recipe refs.
 
-One aiosqlite connection in WAL mode. The numbered files in `bot/migrations/` are applied
-at start-up, each in its own transaction, and `PRAGMA user_version` records the last one.
-Every write runs inside `BEGIN IMMEDIATE ... COMMIT` under one asyncio lock (`transaction`):
-BEGIN, COMMIT and ROLLBACK run to completion even when the task awaiting them is cancelled,
-and any error rolls back, so one failed or cancelled write never leaves the connection
-inside a transaction. SQLite's own errors that mean "not now" (disk full, database locked,
-I/O error) become `StorageUnavailable`, logged once per kind per minute.
+One small async protocol over two backends, chosen by the URL given to `Database.open`:
+SQLite (`sqlite:///path` or a plain path; `bot.storage_sqlite`, the default: one process)
+and PostgreSQL (`postgresql://...`; `bot.storage_postgres`, several processes may share it).
+The SQL below is shared (`?` placeholders, `ON CONFLICT`, `RETURNING`, row values); what
+differs (placeholders, locking, copying) is in each backend's module. The numbered files in
+`bot/migrations/<dialect>/` build the same schema in both, applied at start-up.
+
+Every write is one transaction (`transaction`): commit on success, roll back on any error or
+cancellation. Errors that mean "not now" (disk full, database locked, I/O error, connection
+lost, server shutting down) become `StorageUnavailable`, logged once per kind per minute.
 
 The generation gate's SQL is in `bot.limits`; pruning, purging, backups and the
-one-process lock in `bot.maintenance`.
+one-process lock in `bot.maintenance`; copying a database to another in `bot.dbcopy`.
 """
 
 from __future__ import annotations
@@ -18,19 +21,16 @@ import asyncio
 import contextvars
 import logging
 import re
-import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import aiosqlite
 import numpy as np
 
 from bot.errors import NotFound, UserError
-from bot.storage_errors import report_unavailable, to_completion, translated, unavailable_kind
 
 __all__ = ["Database", "SavedAvatar", "GuildSettings", "LatentStore", "MAX_SAVED_PER_MEMBER", "LATENT_SCOPE",
            "upload_ids"]
@@ -63,10 +63,15 @@ class GuildSettings:
     allowed_channels: frozenset[int] = frozenset()
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """(number, file name, SQL) of every migration shipped in bot/migrations, in order."""
+DIALECTS = ("sqlite", "postgresql")
+
+
+def migrations(dialect: str = "sqlite") -> list[tuple[int, str, str]]:
+    """(number, file name, SQL) of every migration shipped in bot/migrations/<dialect>, in order."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown dialect {dialect!r}")
     out = []
-    for entry in resources.files("bot").joinpath("migrations").iterdir():
+    for entry in resources.files("bot").joinpath("migrations", dialect).iterdir():
         m = _MIGRATION_NAME.match(entry.name)
         if m:
             out.append((int(m.group(1)), entry.name, entry.read_text(encoding="utf-8")))
@@ -90,39 +95,50 @@ def upload_ids(latent) -> set[str]:
     return set()
 
 
-class Database:
-    """Open with `await Database.open(path)` (or `async with await Database.open(path)`)."""
+def is_postgres_url(url: str | Path) -> bool:
+    return isinstance(url, str) and url.startswith(("postgresql://", "postgres://"))
 
-    def __init__(self, conn: aiosqlite.Connection, path: Path) -> None:
-        self._conn = conn
-        self.path = path
-        self._write_lock = asyncio.Lock()
-        # Server settings are read on every interaction and written by admins only, always
-        # through this object: cached, replaced after each write commits (under the write
-        # lock); a read that overlapped a write (its generation moved) is not cached.
-        self._guild_cache: dict[int, GuildSettings] = {}
+
+class Database:
+    """Open with `await Database.open(url_or_path)` (or `async with await Database.open(...)`)."""
+
+    def __init__(self, backend) -> None:
+        self._backend = backend
+        self.dialect: str = backend.dialect
+        self.path: Path | None = backend.path  # the SQLite file (None for PostgreSQL)
+        self.url: str = backend.url
+        self.gate_lock = asyncio.Lock()  # one gate transaction at a time in this process (bot.limits)
+        # Server settings are read on every interaction and written by admins only: cached,
+        # replaced after each write commits (under `_settings_lock`); a read that overlapped a
+        # write (its generation moved) is not cached. With PostgreSQL another process may
+        # write them, so an entry is trusted for `settings_ttl_s` only.
+        self.settings_ttl_s: float = backend.settings_ttl_s
+        self._settings_lock = asyncio.Lock()
+        self._guild_cache: dict[int, tuple[GuildSettings, float]] = {}
         self._guild_gen: dict[int, int] = {}
 
     @classmethod
-    async def open(cls, path: str | Path, *, busy_timeout_ms: int = 5000) -> Database:
-        path = Path(path)
-        if str(path) != ":memory:":
-            path.parent.mkdir(parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(path, isolation_level=None)  # autocommit; we BEGIN ourselves
-        db = cls(conn, path)
+    async def open(cls, url: str | Path, *, busy_timeout_ms: int = 5000) -> Database:
+        """`postgresql://...`, `sqlite:///path`, or a path (SQLite); applies the migrations."""
+        if is_postgres_url(url):
+            from bot.storage_postgres import PostgresBackend
+
+            backend = await PostgresBackend.open(str(url))
+        else:
+            from bot.storage_sqlite import SqliteBackend, path_of_url
+
+            path = path_of_url(url) if isinstance(url, str) and url.startswith("sqlite:") else Path(url)
+            backend = await SqliteBackend.open(path, busy_timeout_ms=busy_timeout_ms)
+        db = cls(backend)
         try:
-            await conn.execute("PRAGMA journal_mode=WAL")
-            await conn.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
-            await conn.execute("PRAGMA foreign_keys=ON")
-            await conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             await db._migrate()
         except BaseException:
-            await conn.close()
+            await backend.close()
             raise
         return db
 
     async def close(self) -> None:
-        await self._conn.close()
+        await self._backend.close()
 
     async def __aenter__(self) -> Database:
         return self
@@ -131,17 +147,12 @@ class Database:
         await self.close()
 
     async def _migrate(self) -> None:
-        (current,) = await self._fetchone("PRAGMA user_version")
-        for number, name, sql in migrations():
+        current = await self._backend.schema_version()
+        for number, name, sql in migrations(self.dialect):
             if number <= current:
                 continue
-            log.info("applying migration %s", name)
-            try:
-                await self._conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
-            except Exception:
-                if self._conn.in_transaction:
-                    await self._conn.rollback()
-                raise
+            log.info("applying migration %s/%s", self.dialect, name)
+            await self._backend.apply_migration(number, sql)
             if number == 2:
                 await self._link_saved_latents()
 
@@ -151,77 +162,57 @@ class Database:
         from engine.recipe import Recipe
 
         rows = await self._fetchall("SELECT id, code FROM saved_avatars")
-        async with self.transaction() as conn:
+        async with self.transaction() as tx:
             for avatar_id, code in rows:
                 try:
                     ids = upload_ids(Recipe.from_code(code).latent)
                 except InvalidRecipe:
                     continue
-                await conn.executemany("INSERT OR IGNORE INTO avatar_latents VALUES (?, ?)",
-                                       [(avatar_id, i) for i in sorted(ids)])
+                await tx.executemany("INSERT INTO avatar_latents VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                     [(avatar_id, i) for i in sorted(ids)])
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Serialised write transaction: commits on success, rolls back on any error or
-        cancellation; disk-full/locked/I-O errors come out as `StorageUnavailable`."""
-        async with self._write_lock, self._unlocked_transaction() as conn:
-            yield conn
+    def transaction(self):
+        """`async with db.transaction() as tx:` `tx.execute/executemany/fetch(sql, params)`
+        (`?` placeholders) in one transaction: commits on success, rolls back on any error
+        or cancellation; "not now" errors come out as `StorageUnavailable`."""
+        return self._backend.transaction()
 
-    @asynccontextmanager
-    async def _unlocked_transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """BEGIN inside the try; COMMIT/ROLLBACK to completion; the caller holds the write lock."""
-        try:
-            await to_completion(self._conn.execute("BEGIN IMMEDIATE"))
-            yield self._conn
-            await to_completion(self._conn.commit())
-        except BaseException as e:
-            # to_completion: no BEGIN/COMMIT is still in flight, so in_transaction is the truth
-            if self._conn.in_transaction:
-                try:
-                    await to_completion(self._conn.rollback())
-                except Exception as rollback_error:  # reported once; the next BEGIN says if it is still stuck
-                    report_unavailable(unavailable_kind(rollback_error) or "rollback", rollback_error)
-            error = translated(e)
-            if error is e:
-                raise
-            raise error from e
+    async def lock_members(self, tx, keys: Sequence[tuple[int, int]]) -> None:
+        """Serialise read-modify-writes of these members' state across processes, till the
+        end of `tx` (SQLite's write transaction already does)."""
+        await self._backend.lock_members(tx, sorted(set(keys)))
 
-    async def _fetchone(self, sql: str, params: tuple = ()) -> tuple | None:
+    def keys_in(self, keys: Sequence[tuple[int, int]]) -> tuple[str, list]:
+        """SQL filter `(guild_id, member_id) IN <these pairs>` and its parameters."""
+        return self._backend.keys_in(keys)
+
+    async def _fetchone(self, sql: str, params: Sequence = ()) -> tuple | None:
         rows = await self._fetchall(sql, params)
         return rows[0] if rows else None
 
-    async def _fetchall(self, sql: str, params: tuple = ()) -> list[tuple]:
-        try:
-            return list(await self._conn.execute_fetchall(sql, params))
-        except (sqlite3.Error, OSError) as e:
-            error = translated(e)
-            if error is e:
-                raise
-            raise error from e
+    async def _fetchall(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        return await self._backend.fetch(sql, params)
 
     async def schema_version(self) -> int:
-        (v,) = await self._fetchone("PRAGMA user_version")
-        return v
+        return await self._backend.schema_version()
 
     # -- saved avatars ----------------------------------------------------------------------
     async def save_avatar(self, guild_id: int, member_id: int, code: str, png: bytes, *,
                           latent_ids: tuple[str, ...] | set[str] = (), now: float | None = None) -> int:
         """Keep an avatar (and pin the upload latents it needs against pruning)."""
         now = time.time() if now is None else now
-        async with self.transaction() as conn:
-            async with conn.execute(
-                "SELECT count(*) FROM saved_avatars WHERE guild_id = ? AND member_id = ?", (guild_id, member_id)
-            ) as cur:
-                (count,) = await cur.fetchone()
+        async with self.transaction() as tx:
+            await self.lock_members(tx, [(guild_id, member_id)])  # the cap holds across processes
+            [(count,)] = await tx.fetch(
+                "SELECT count(*) FROM saved_avatars WHERE guild_id = ? AND member_id = ?", (guild_id, member_id))
             if count >= MAX_SAVED_PER_MEMBER:
                 raise collection_full()
-            cur = await conn.execute(
-                "INSERT INTO saved_avatars (guild_id, member_id, code, png, created) VALUES (?, ?, ?, ?, ?)",
+            [(avatar_id,)] = await tx.fetch(
+                "INSERT INTO saved_avatars (guild_id, member_id, code, png, created) VALUES (?, ?, ?, ?, ?) RETURNING id",
                 (guild_id, member_id, code, png, now),
             )
-            avatar_id = cur.lastrowid
-            await conn.executemany("INSERT OR IGNORE INTO avatar_latents VALUES (?, ?)",
-                                   [(avatar_id, i) for i in sorted(latent_ids)])
+            await tx.executemany("INSERT INTO avatar_latents VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                 [(avatar_id, i) for i in sorted(latent_ids)])
             return avatar_id
 
     async def saved_avatars(self, guild_id: int, member_id: int | None = None, *, limit: int = 25, offset: int = 0) -> list[SavedAvatar]:
@@ -267,11 +258,11 @@ class Database:
     async def delete_avatar(self, avatar_id: int, guild_id: int, member_id: int | None) -> SavedAvatar:
         """Delete a saved avatar on this server: the member's own (`member_id`), or any one
         (`member_id=None`: an admin removing it). Returns what was deleted."""
-        async with self.transaction() as conn:
-            rows = await conn.execute_fetchall(
-                "DELETE FROM saved_avatars WHERE id = ? AND guild_id = ? AND (? IS NULL OR member_id = ?)"
+        async with self.transaction() as tx:
+            rows = await tx.fetch(
+                "DELETE FROM saved_avatars WHERE id = ? AND guild_id = ? AND member_id = coalesce(?, member_id)"
                 " RETURNING id, guild_id, member_id, code, created",
-                (avatar_id, guild_id, member_id, member_id),
+                (avatar_id, guild_id, member_id),
             )
             if not rows:
                 whose = "You have no" if member_id is not None else "There is no"
@@ -281,12 +272,12 @@ class Database:
     # -- server settings --------------------------------------------------------------------
     async def guild_settings(self, guild_id: int) -> GuildSettings:
         cached = self._guild_cache.get(guild_id)
-        if cached is not None:
-            return cached
-        gen = self._guild_gen.get(guild_id, 0)
+        if cached is not None and time.monotonic() - cached[1] < self.settings_ttl_s:
+            return cached[0]
+        gen, read_at = self._guild_gen.get(guild_id, 0), time.monotonic()
         gs = await self._read_guild_settings(guild_id)
         if self._guild_gen.get(guild_id, 0) == gen:  # no write committed meanwhile: gs is current
-            self._guild_cache[guild_id] = gs
+            self._guild_cache[guild_id] = (gs, read_at)
         return gs
 
     async def _read_guild_settings(self, guild_id: int) -> GuildSettings:
@@ -298,49 +289,53 @@ class Database:
         return GuildSettings(pack, burst, refill_s, quota, frozenset(c for (c,) in channels))
 
     @asynccontextmanager
-    async def _settings_write(self, guild_id: int) -> AsyncIterator[aiosqlite.Connection]:
+    async def _settings_write(self, guild_id: int) -> AsyncIterator:
         """A write of one server's settings: the cache entry is replaced after the commit,
-        still under the write lock, so no read that began before it can store the old row."""
-        async with self._write_lock:
-            async with self._unlocked_transaction() as conn:
-                yield conn
-            self._guild_gen[guild_id] = self._guild_gen.get(guild_id, 0) + 1
-            self._guild_cache.pop(guild_id, None)
-            self._guild_cache[guild_id] = await self._read_guild_settings(guild_id)
+        still under the settings lock, so no read that began before it can store the old row."""
+        async with self._settings_lock:
+            try:
+                async with self.transaction() as tx:
+                    yield tx
+            finally:
+                self._guild_gen[guild_id] = self._guild_gen.get(guild_id, 0) + 1
+                self._guild_cache.pop(guild_id, None)
+            read_at = time.monotonic()
+            self._guild_cache[guild_id] = (await self._read_guild_settings(guild_id), read_at)
 
     async def set_guild_settings(self, guild_id: int, **changes: object) -> GuildSettings:
         """Change some of default_pack, burst, refill_s, daily_quota (None resets to the bot default)."""
         allowed = {"default_pack", "burst", "refill_s", "daily_quota"}
         if not changes or set(changes) - allowed:
             raise ValueError(f"expected some of {sorted(allowed)}, got {sorted(changes)}")
-        async with self._settings_write(guild_id) as conn:
-            await conn.execute("INSERT OR IGNORE INTO guild_settings (guild_id) VALUES (?)", (guild_id,))
+        async with self._settings_write(guild_id) as tx:
+            await tx.execute("INSERT INTO guild_settings (guild_id) VALUES (?) ON CONFLICT DO NOTHING", (guild_id,))
             for column, value in changes.items():  # column names come from `allowed`, never from input
-                await conn.execute(f"UPDATE guild_settings SET {column} = ? WHERE guild_id = ?", (value, guild_id))
+                await tx.execute(f"UPDATE guild_settings SET {column} = ? WHERE guild_id = ?", (value, guild_id))
         return await self.guild_settings(guild_id)
 
     async def set_channel_allowed(self, guild_id: int, channel_id: int, allowed: bool) -> None:
-        async with self._settings_write(guild_id) as conn:
+        async with self._settings_write(guild_id) as tx:
             if allowed:
-                await conn.execute(
-                    "INSERT OR IGNORE INTO allowed_channels (guild_id, channel_id) VALUES (?, ?)", (guild_id, channel_id)
-                )
+                await tx.execute("INSERT INTO allowed_channels (guild_id, channel_id) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                 (guild_id, channel_id))
             else:
-                await conn.execute(
+                await tx.execute(
                     "DELETE FROM allowed_channels WHERE guild_id = ? AND channel_id = ?", (guild_id, channel_id)
                 )
 
     async def clear_allowed_channels(self, guild_id: int) -> None:
-        async with self._settings_write(guild_id) as conn:
-            await conn.execute("DELETE FROM allowed_channels WHERE guild_id = ?", (guild_id,))
+        async with self._settings_write(guild_id) as tx:
+            await tx.execute("DELETE FROM allowed_channels WHERE guild_id = ?", (guild_id,))
 
     # -- remix latents (scoped to the server and member that uploaded the picture) ----------
     async def put_latent(self, latent_id: str, z: np.ndarray, *, guild_id: int, member_id: int) -> None:
         blob = np.ascontiguousarray(z, dtype="<f4").tobytes()
         now = time.time()
-        async with self.transaction() as conn:
-            await conn.execute(
-                "INSERT OR REPLACE INTO latents (guild_id, member_id, id, z, created, used) VALUES (?, ?, ?, ?, ?, ?)",
+        async with self.transaction() as tx:
+            await tx.execute(
+                "INSERT INTO latents (guild_id, member_id, id, z, created, used) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (guild_id, id) DO UPDATE SET member_id = excluded.member_id, z = excluded.z,"
+                " created = excluded.created, used = excluded.used",
                 (guild_id, member_id, latent_id, blob, now, now),
             )
 
@@ -355,18 +350,19 @@ class Database:
         z, used, owner_guild = row
         now = time.time()
         if now - used > TOUCH_EVERY_S:
-            async with self.transaction() as conn:
-                await conn.execute("UPDATE latents SET used = ? WHERE guild_id = ? AND id = ?", (now, owner_guild, latent_id))
+            async with self.transaction() as tx:
+                await tx.execute("UPDATE latents SET used = ? WHERE guild_id = ? AND id = ?", (now, owner_guild, latent_id))
         return np.frombuffer(z, dtype="<f4").astype(np.float32)
 
     # -- long recipe codes ------------------------------------------------------------------
     async def recipe_ref(self, code: str) -> int:
         """A small stable id for a recipe code (same code, same id)."""
-        async with self.transaction() as conn:
-            await conn.execute("INSERT INTO recipe_refs (code, used) VALUES (?, ?) ON CONFLICT (code) DO UPDATE"
-                               " SET used = excluded.used WHERE used < excluded.used - ?", (code, time.time(), TOUCH_EVERY_S))
-            async with conn.execute("SELECT id FROM recipe_refs WHERE code = ?", (code,)) as cur:
-                (ref,) = await cur.fetchone()
+        b = self._backend
+        async with self.transaction() as tx:
+            await tx.execute(f"INSERT INTO recipe_refs (code, used) VALUES (?, ?) ON CONFLICT {b.recipe_conflict} DO UPDATE"
+                             " SET used = excluded.used WHERE recipe_refs.used < excluded.used - ?",
+                             (code, time.time(), TOUCH_EVERY_S))
+            [(ref,)] = await tx.fetch(f"SELECT id FROM recipe_refs WHERE {b.recipe_match}", (code, code))
         return ref
 
     async def recipe_by_ref(self, ref: int) -> str:
@@ -375,8 +371,8 @@ class Database:
             raise NotFound("This button points to a recipe that is no longer stored.")
         now = time.time()
         if now - row[1] > TOUCH_EVERY_S:
-            async with self.transaction() as conn:
-                await conn.execute("UPDATE recipe_refs SET used = ? WHERE id = ?", (now, ref))
+            async with self.transaction() as tx:
+                await tx.execute("UPDATE recipe_refs SET used = ? WHERE id = ?", (now, ref))
         return row[0]
 
 

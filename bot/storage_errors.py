@@ -1,7 +1,9 @@
-"""What `bot.storage` does with SQLite's errors and with cancellation.
+"""What `bot.storage` does with its backends' errors and with cancellation.
 
-SQLite errors that mean "not now" (database locked by another process, disk or database
-full, I/O error) become `bot.errors.StorageUnavailable`, and are logged as one warning per
+Errors that mean "not now" become `bot.errors.StorageUnavailable`: from SQLite, the
+database locked by another process, disk or database full, I/O error; from PostgreSQL
+(asyncpg), the connection lost or refused, the server shutting down or starting, a full
+disk, too many connections, a deadlock or serialisation failure. They and are logged as one warning per
 kind per minute, never a traceback per request (the disk may be the full one). Statements
 that end a transaction run to completion even when their task is cancelled.
 """
@@ -30,8 +32,28 @@ _LOG_EVERY_S = 60.0
 _last_logged: dict[str, tuple[float, int]] = {}  # kind -> (when logged, suppressed since)
 
 
+# PostgreSQL SQLSTATEs (and classes, by their first two characters) that mean "not now"
+_PG_STATES = {"53100": "full", "53": "resources", "08": "connection", "57P01": "shutdown", "57P02": "shutdown",
+              "57P03": "shutdown", "40P01": "locked", "40001": "locked", "55P03": "locked", "58": "io"}
+
+
+def _postgres_kind(error: BaseException) -> str | None:
+    state = getattr(error, "sqlstate", None)
+    if isinstance(state, str):
+        return _PG_STATES.get(state) or _PG_STATES.get(state[:2])
+    # asyncpg's InterfaceError without a state: the connection went away under a query
+    if type(error).__name__ in ("ConnectionDoesNotExistError", "InterfaceError") and "closed" in str(error):
+        return "connection"
+    return None
+
+
 def unavailable_kind(error: BaseException) -> str | None:
-    """"locked", "full" or "io" when `error` means the database cannot be used right now."""
+    """"locked", "full", "io", "connection", "shutdown" or "resources" when `error` means the
+    database cannot be used right now."""
+    if type(error).__module__.startswith("asyncpg"):
+        return _postgres_kind(error)
+    if isinstance(error, ConnectionError | TimeoutError):  # the server refused, reset or did not answer
+        return "connection"
     if isinstance(error, sqlite3.OperationalError | sqlite3.DatabaseError) and not isinstance(error, sqlite3.IntegrityError):
         text = f"{error} {getattr(error, 'sqlite_errorname', '')}"
         for kind, signs in _UNAVAILABLE:

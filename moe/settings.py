@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     watch_s: float = Field(2.0, ge=0, description="how often the packs folders are checked for new or changed packs, 0 = never")
 
     # Storage and limits
-    database_path: Path = Field(Path("moe-avatar.sqlite3"), description="SQLite file for saved avatars and server settings")
+    database_path: Path = Field(Path("moe-avatar.sqlite3"), description="SQLite file for saved avatars and server settings (when MOE_DATABASE_URL is unset)")
+    database_url: str | None = Field(None, description="storage backend: sqlite:///path or postgresql://user@host:port/db; wins over MOE_DATABASE_PATH")
     burst: int = Field(10, ge=1, le=10000, description="draws a member may make in a row before the steady rate applies (per server: /moe-admin limits)")
     refill_s: float = Field(1.0, ge=0, le=86400, description="seconds per draw at the steady rate after the burst, 0 = no steady limit")
     daily_quota: int = Field(200, ge=0, description="default generations per member per day, 0 = unlimited")
@@ -49,6 +50,18 @@ class Settings(BaseSettings):
         if value.upper() not in LOG_LEVELS:
             raise ValueError(f"must be one of {', '.join(LOG_LEVELS)}")
         return value.upper()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_backend(cls, value: str | None) -> str | None:
+        value = value.strip() if value else None  # an empty MOE_DATABASE_URL= is unset
+        if value is not None and not value.startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ValueError("must start with sqlite:/// or postgresql://")
+        return value
+
+    def database_url_or_default(self) -> str:
+        """The storage to use: MOE_DATABASE_URL, else the SQLite file MOE_DATABASE_PATH."""
+        return self.database_url or f"sqlite:///{self.database_path}"
 
     def pack_dirs(self) -> list[Path]:
         """Where packs are looked for: the bundled ones, then the admin's folder."""

@@ -18,3 +18,25 @@ def tiny_pack(tmp_path_factory) -> Path:
     from testkit.tinypack import make_tiny_pack
 
     return make_tiny_pack(tmp_path_factory.mktemp("tiny-pack"))
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A throwaway PostgreSQL server for the session (`testkit.postgres.PostgresServer`);
+    the test is skipped, with the reason, where none can run."""
+    from testkit.postgres import PostgresServer
+
+    reason = PostgresServer.available()
+    if reason:
+        pytest.skip(f"PostgreSQL not available: {reason}")
+    with PostgresServer() as pg:
+        yield pg
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """A fresh, empty database of each backend: `sqlite:///<tmp>/moe.sqlite3`, then a new
+    database on the session's PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'moe.sqlite3'}"
+    return request.getfixturevalue("postgres").new_database()

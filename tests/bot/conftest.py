@@ -8,8 +8,8 @@ from bot.storage import Database
 
 
 @pytest.fixture
-async def db(tmp_path):
-    """A fresh database with every migration applied."""
-    db = await Database.open(tmp_path / "moe.sqlite3")
+async def db(database_url):
+    """A fresh database with every migration applied, on each backend (SQLite, PostgreSQL)."""
+    db = await Database.open(database_url)
     yield db
     await db.close()

@@ -29,10 +29,12 @@ async def test_prune_keeps_what_is_needed(db):
     z = np.zeros(4, np.float32)
     for latent in ("old-free", "old-saved", "new"):
         await db.put_latent(latent, z, guild_id=1, member_id=7)
-    await db._conn.execute("UPDATE latents SET used = ? WHERE id LIKE 'old-%'", (now - 200 * DAY,))
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE latents SET used = ? WHERE id LIKE 'old-%'", (now - 200 * DAY,))
     await db.save_avatar(1, 7, "code", b"p", latent_ids={"old-saved"})
     old_ref, new_ref = await db.recipe_ref("o" * 90), await db.recipe_ref("n" * 90)
-    await db._conn.execute("UPDATE recipe_refs SET used = ? WHERE id = ?", (now - 200 * DAY, old_ref))
+    async with db.transaction() as tx:
+        await tx.execute("UPDATE recipe_refs SET used = ? WHERE id = ?", (now - 200 * DAY, old_ref))
     pruned = await prune(db, now=now)
     assert (pruned.usage, pruned.buckets, pruned.latents, pruned.recipe_refs) == (1, 1, 1, 1)
     assert sorted(r[0] for r in await db._fetchall("SELECT id FROM latents")) == ["new", "old-saved"]
@@ -80,7 +82,8 @@ async def test_migration_0002_keeps_old_data(tmp_path):
         await db.close()
 
 
-async def test_backup_while_writing_and_restore(db, tmp_path):
+async def test_backup_while_writing_and_restore(tmp_path):
+    db = await Database.open(tmp_path / "moe.sqlite3")
     for i in range(50):
         await db.save_avatar(1, 7, f"c{i}", os.urandom(2000))
     copy = tmp_path / "backups" / "moe-backup.sqlite3"
@@ -88,6 +91,7 @@ async def test_backup_while_writing_and_restore(db, tmp_path):
     with pytest.raises(FileExistsError):
         backup(db.path, copy)
     await db.save_avatar(1, 7, "after", b"p")  # the bot keeps writing
+    await db.close()
     restored = await Database.open(copy)
     try:
         assert await restored.count_saved(1, 7) == 50
@@ -110,6 +114,10 @@ def test_moe_db_backup_command(tmp_path):
     again = subprocess.run([sys.executable, "-m", "moe", "db", "backup", str(tmp_path / "b.sqlite3")], cwd=tmp_path,
                            env=env, capture_output=True, text=True, timeout=60)
     assert again.returncode == 2 and "error:" in again.stderr and "exists" in again.stderr
+    env["MOE_DATABASE_URL"] = "postgresql://moe@127.0.0.1:1/moe"
+    pg = subprocess.run([sys.executable, "-m", "moe", "db", "backup", str(tmp_path / "c.sqlite3")], cwd=tmp_path,
+                        env=env, capture_output=True, text=True, timeout=60)
+    assert pg.returncode == 2 and "pg_dump" in pg.stderr and not (tmp_path / "c.sqlite3").exists()
 
 
 def test_one_process_per_database_and_a_killed_holder_does_not_block(tmp_path):
