@@ -19,25 +19,35 @@ def fresh_log_budget(monkeypatch):
     monkeypatch.setattr(storage_errors, "_last_logged", {})
 
 
-async def test_a_failed_commit_rolls_back_and_later_writes_work(db):
-    real_commit = db._conn.commit
+@pytest.fixture
+async def sqlite_db(tmp_path):
+    db = await Database.open(tmp_path / "moe.sqlite3")
+    yield db
+    await db.close()
+
+
+async def test_a_failed_commit_rolls_back_and_later_writes_work(sqlite_db):
+    db = sqlite_db
+    conn = db._backend._conn
+    real_commit = conn.commit
 
     async def failing_commit():
         raise sqlite3.OperationalError("disk I/O error")
 
-    db._conn.commit = failing_commit
+    conn.commit = failing_commit
     with pytest.raises(StorageUnavailable) as e:
         await db.save_avatar(1, 1, "lost", b"p")
     assert e.value.kind == "io" and "nothing was lost" in str(e.value)
-    db._conn.commit = real_commit
-    assert not db._conn.in_transaction
+    conn.commit = real_commit
+    assert not conn.in_transaction
     await db.save_avatar(1, 1, "kept", b"p")  # before: "cannot start a transaction within a transaction"
     assert [a.code for a in await db.saved_avatars(1, 1)] == ["kept"]
 
 
-async def test_a_write_cancelled_while_waiting_for_begin_does_not_wedge(db):
+async def test_a_write_cancelled_while_waiting_for_begin_does_not_wedge(sqlite_db):
     """The task is cancelled while BEGIN IMMEDIATE waits for another process's lock; the
     BEGIN still completes in aiosqlite's thread afterwards and must be rolled back."""
+    db = sqlite_db
     other = sqlite3.connect(db.path, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another process writing
     task = asyncio.create_task(db.save_avatar(1, 1, "cancelled", b"p"))
@@ -48,7 +58,7 @@ async def test_a_write_cancelled_while_waiting_for_begin_does_not_wedge(db):
     other.close()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert not db._conn.in_transaction
+    assert not db._backend._conn.in_transaction
     await db.save_avatar(1, 1, "after", b"p")
     assert [a.code for a in await db.saved_avatars(1, 1)] == ["after"]
 
@@ -99,13 +109,14 @@ def test_the_log_line_comes_back_after_a_minute_with_a_count(caplog):
     assert len(messages) == 2 and "(2 more since the last report)" in messages[1]
 
 
-async def test_a_full_database_is_unavailable_then_recovers(db):
+async def test_a_full_database_is_unavailable_then_recovers(sqlite_db):
+    db = sqlite_db
     (pages,) = await db._fetchone("PRAGMA page_count")
-    await db._conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+    await db._backend._conn.execute(f"PRAGMA max_page_count = {pages + 2}")
     with pytest.raises(StorageUnavailable) as e:
         await db.save_avatar(1, 1, "big", b"x" * 200_000)
     assert e.value.kind == "full"
-    await db._conn.execute("PRAGMA max_page_count = 1073741823")
+    await db._backend._conn.execute("PRAGMA max_page_count = 1073741823")
     await db.save_avatar(1, 1, "big", b"x" * 200_000)
     assert await db.count_saved(1, 1) == 1
 
@@ -116,9 +127,21 @@ async def test_a_full_database_is_unavailable_then_recovers(db):
     ("io", sqlite3.OperationalError("disk I/O error")),
     (None, sqlite3.OperationalError("no such table: nope")),
     (None, sqlite3.IntegrityError("UNIQUE constraint failed")),
+    ("connection", ConnectionRefusedError(111, "Connection refused")),
 ])
 def test_unavailable_kinds(kind, error):
     assert storage_errors.unavailable_kind(error) == kind
+
+
+def test_postgres_unavailable_kinds():
+    asyncpg = pytest.importorskip("asyncpg")
+    kinds = {asyncpg.DiskFullError: "full", asyncpg.AdminShutdownError: "shutdown", asyncpg.CannotConnectNowError: "shutdown",
+             asyncpg.TooManyConnectionsError: "resources", asyncpg.DeadlockDetectedError: "locked",
+             asyncpg.ConnectionDoesNotExistError: "connection", asyncpg.UniqueViolationError: None,
+             asyncpg.UndefinedTableError: None}
+    for cls, kind in kinds.items():
+        assert storage_errors.unavailable_kind(cls("x")) == kind, cls
+    assert storage_errors.unavailable_kind(asyncpg.InterfaceError("connection is closed")) == "connection"
 
 
 async def test_an_admin_write_during_a_members_read_is_not_lost(db):

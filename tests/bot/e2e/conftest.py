@@ -1,7 +1,8 @@
 """The world the end-to-end tests share: the real `python -m moe bot` against the fake Discord.
 
-One bot process (and one fake Discord) serves every test in this package; the tests share
-it (a guild per concern, so limits set in one test do not leak into another) and each
+The package runs once per storage backend (SQLite, then a fresh PostgreSQL database on the
+session's test server). One bot process (and one fake Discord) serves every test of a run;
+the tests share it (a guild per concern, so limits set in one test do not leak into another) and each
 sets up what it needs. Every test ends by checking that the fake saw no violation of
 Discord's rules (late or missing answers included) and no REST call it does not know.
 Pixels are checked against an engine in the test process drawing the same recipe code
@@ -10,15 +11,19 @@ from the same pack.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import shutil
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 
+from bot.dbcopy import TABLES
 from engine import Engine
 from engine.pack import content_hash
 from testkit.fakediscord import BotProcess, FakeDiscord
@@ -47,8 +52,9 @@ def packs_dir(request, tmp_path_factory) -> Path:
 
 
 class World:
-    def __init__(self, fake, bot, engine, db_path, pack):
-        self.fake, self.bot, self.engine, self.db_path, self.pack = fake, bot, engine, db_path, pack
+    def __init__(self, fake, bot, engine, database_url, pack):
+        self.fake, self.bot, self.engine, self.database_url, self.pack = fake, bot, engine, database_url, pack
+        self.backend = "postgresql" if database_url.startswith("postgresql") else "sqlite"
         self.club = fake.add_guild("Moe Club", channels=("general", "art"))
         self.strict = fake.add_guild("Strict Club", channels=("general", "art"))
         c, s = self.club, self.strict
@@ -62,17 +68,48 @@ class World:
         self.general_thread = fake.add_thread(s.channels[0], "chat", owner=self.eve)
 
     def rows(self, sql: str, *params) -> list[tuple]:
-        with sqlite3.connect(f"file:{self.db_path}?mode=ro", uri=True) as conn:  # WAL: reads beside the bot
-            return conn.execute(sql, params).fetchall()
+        """A read beside the bot (`?` placeholders, on either backend)."""
+        if self.backend == "sqlite":
+            path = self.database_url[len("sqlite:///"):]
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:  # WAL: reads beside the bot
+                return conn.execute(sql, params).fetchall()
+        if sql.strip() == "PRAGMA integrity_check":  # PostgreSQL has none: every table must read back whole
+            sql = " UNION ALL ".join(f"SELECT count(*) FROM {t}" for t in TABLES)
+            return [("ok",)] if len(_pg_rows(self.database_url, sql, ())) == len(TABLES) else [("broken",)]
+        return _pg_rows(self.database_url, sql, params)
 
 
-@pytest_asyncio.fixture(scope="package", loop_scope="package")
-async def world(packs_dir, tmp_path_factory):
+def _pg_rows(url: str, sql: str, params: tuple) -> list[tuple]:
+    """asyncpg in a thread of its own: the tests call `rows` from inside the event loop."""
+    import asyncpg
+
+    async def read():
+        conn = await asyncpg.connect(url)
+        try:
+            counter = iter(range(1, 1000))
+            return [tuple(r) for r in await conn.fetch(re.sub(r"\?", lambda _: f"${next(counter)}", sql), *params)]
+        finally:
+            await conn.close()
+
+    out: list = []
+    thread = threading.Thread(target=lambda: out.append(asyncio.run(read())))
+    thread.start()
+    thread.join()
+    if not out:
+        raise RuntimeError(f"reading the PostgreSQL database failed: {sql}")
+    return out[0]
+
+
+@pytest_asyncio.fixture(scope="package", loop_scope="package", params=["sqlite", "postgresql"])
+async def world(request, packs_dir, tmp_path_factory):
     name = next(p.name for p in packs_dir.iterdir() if p.name != "novae")
-    db_path = tmp_path_factory.mktemp("e2e-db") / "moe.sqlite3"
+    if request.param == "sqlite":
+        database_url = f"sqlite:///{tmp_path_factory.mktemp('e2e-db') / 'moe.sqlite3'}"
+    else:
+        database_url = request.getfixturevalue("postgres").new_database()
     async with FakeDiscord() as fake, Engine([packs_dir], default_pack=name, watch_s=None, metrics_log_s=None) as engine:
-        w = World(fake, None, engine, db_path, engine.packs[name])
-        env = {"MOE_DATABASE_PATH": str(db_path), "MOE_PACKS_DIR": str(packs_dir), "MOE_DEFAULT_PACK": name,
+        w = World(fake, None, engine, database_url, engine.packs[name])
+        env = {"MOE_DATABASE_URL": database_url, "MOE_PACKS_DIR": str(packs_dir), "MOE_DEFAULT_PACK": name,
                "MOE_REFILL_S": "0", "MOE_DAILY_QUOTA": "0", "MOE_MAX_UPLOAD_BYTES": str(256 * 1024),
                "MOE_LOG_LEVEL": "INFO"}
         env.pop("MOE_DEV_GUILD_ID", None)  # global sync: both guilds see the commands
@@ -83,6 +120,18 @@ async def world(packs_dir, tmp_path_factory):
         finally:
             await w.bot.stop()
             print(w.bot.log_tail())
+
+
+# What holds on SQLite only, by design: several bot processes may share one PostgreSQL database.
+SQLITE_ONLY = {"test_a_second_bot_process_on_the_same_database_refuses_to_start":
+               "several bot processes share one PostgreSQL database by design (no process lock)"}
+
+
+@pytest.fixture(autouse=True)
+def backend_applies(request, world):
+    reason = SQLITE_ONLY.get(request.node.originalname)
+    if reason and world.backend != "sqlite":
+        pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)
