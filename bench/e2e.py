@@ -201,7 +201,7 @@ def bench(members: tuple[int, ...], *, rounds: int, bursts: int, command: str, b
     member count; `env` adds settings for the bot (after the bench's own)."""
     with tempfile.TemporaryDirectory(prefix="moe-bench-e2e-") as tmp:
         work = Path(tmp)
-        bot_env = {"MOE_DATABASE_PATH": str(work / "bench.sqlite3"), "MOE_REFILL_S": "0", "MOE_DAILY_QUOTA": "0",
+        bot_env = {"MOE_DATABASE_PATH": str(work / "bench.sqlite3"), "MOE_DATABASE_URL": "", "MOE_REFILL_S": "0", "MOE_DAILY_QUOTA": "0",
                    "MOE_LOG_LEVEL": "WARNING"}
         pack_name, note = None, None
         if pack:

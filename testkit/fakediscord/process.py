@@ -15,11 +15,13 @@ __all__ = ["BotProcess", "moe_env"]
 
 
 def moe_env(guild, data_dir: Path, *, packs_dir: Path | None = None, default_pack: str | None = None,
-            **settings: object) -> dict[str, str]:
-    """Settings for `moe bot` as MOE_* variables: its own database under `data_dir`, commands
-    synced to `guild`, no cooldown; `packs_dir`/`default_pack` pick the pack; any other
-    Settings field as a keyword (`daily_quota=2` -> MOE_DAILY_QUOTA=2)."""
-    env = {"MOE_DATABASE_PATH": str(Path(data_dir) / "moe-test.sqlite3"), "MOE_DEV_GUILD_ID": str(guild.id),
+            database_url: str | None = None, **settings: object) -> dict[str, str]:
+    """Settings for `moe bot` as MOE_* variables: its own database (a SQLite file under
+    `data_dir`, or `database_url`, e.g. a `testkit.postgres` database that several bot
+    processes share), commands synced to `guild`, no cooldown; `packs_dir`/`default_pack`
+    pick the pack; any other Settings field as a keyword (`daily_quota=2` -> MOE_DAILY_QUOTA=2)."""
+    env = {"MOE_DATABASE_PATH": str(Path(data_dir) / "moe-test.sqlite3"), "MOE_DATABASE_URL": database_url or "",
+           "MOE_DEV_GUILD_ID": str(guild.id),
            "MOE_PACKS_DIR": str(packs_dir or Path(data_dir) / "packs"), "MOE_REFILL_S": "0"}
     if default_pack:
         env["MOE_DEFAULT_PACK"] = default_pack

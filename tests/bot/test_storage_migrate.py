@@ -28,7 +28,7 @@ async def fill(db: Database, avatars: int, *, png_bytes: int = 2000) -> None:
             "INSERT INTO saved_avatars (guild_id, member_id, code, png, created) VALUES (?, ?, ?, ?, ?)",
             [(1 + i % 7, 1000 + i % 97, f"code-{i}-" + "x" * 60, rng.bytes(png_bytes), 1.7e9 + i / 3)
              for i in range(avatars)])
-        await tx.executemany("INSERT INTO latents VALUES (?, ?, ?, ?, ?, ?)",
+        await tx.executemany("INSERT INTO latents (guild_id, member_id, id, z, created, used) VALUES (?, ?, ?, ?, ?, ?)",
                              [(1 + i % 7, 1000 + i % 97, f"up{i:04d}é", rng.bytes(512), 1.7e9, 1.7e9 + i)
                               for i in range(max(1, avatars // 10))])
         await tx.executemany("INSERT INTO avatar_latents VALUES (?, ?)",

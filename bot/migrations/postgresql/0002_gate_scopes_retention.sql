@@ -13,18 +13,16 @@ CREATE TABLE buckets (
     PRIMARY KEY (guild_id, member_id)
 );
 
-CREATE TABLE latents_scoped (
-    guild_id  bigint           NOT NULL,   -- 0: stored before 0002, not scoped
-    member_id bigint           NOT NULL,
-    id        text             NOT NULL,
-    z         bytea            NOT NULL,
-    created   double precision NOT NULL,
-    used      double precision NOT NULL,
-    PRIMARY KEY (guild_id, id)
-);
-INSERT INTO latents_scoped (guild_id, member_id, id, z, created, used) SELECT 0, 0, id, z, created, created FROM latents;
-DROP TABLE latents;
-ALTER TABLE latents_scoped RENAME TO latents;
+-- upload latents: scoped by (guild_id, id); 0 = stored before 0002, not scoped
+ALTER TABLE latents ADD COLUMN guild_id bigint NOT NULL DEFAULT 0,
+                    ADD COLUMN member_id bigint NOT NULL DEFAULT 0,
+                    ADD COLUMN used double precision;    -- last redrawn (pruning), updated at most daily
+UPDATE latents SET used = created;
+ALTER TABLE latents ALTER COLUMN used SET NOT NULL,
+                    ALTER COLUMN guild_id DROP DEFAULT,
+                    ALTER COLUMN member_id DROP DEFAULT,
+                    DROP CONSTRAINT latents_pkey,
+                    ADD PRIMARY KEY (guild_id, id);
 CREATE INDEX latents_member ON latents (guild_id, member_id);
 
 CREATE TABLE avatar_latents (
