@@ -56,8 +56,9 @@ class RateLimited(UserError):
 
 
 class StorageUnavailable(UserError):
-    """SQLite could not be used right now (disk full, database locked, I/O error); raised by
-    `bot.storage`, which logs it once per kind per minute instead of a traceback per request."""
+    """The database could not be used right now (SQLite: disk full, locked, I/O error;
+    PostgreSQL: also connection lost or server shutting down); raised by `bot.storage`, which
+    logs it once per kind per minute instead of a traceback per request."""
 
     def __init__(self, kind: str = "unavailable") -> None:
         self.kind = kind

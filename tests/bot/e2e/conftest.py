@@ -122,18 +122,6 @@ async def world(request, packs_dir, tmp_path_factory):
             print(w.bot.log_tail())
 
 
-# What holds on SQLite only, by design: several bot processes may share one PostgreSQL database.
-SQLITE_ONLY = {"test_a_second_bot_process_on_the_same_database_refuses_to_start":
-               "several bot processes share one PostgreSQL database by design (no process lock)"}
-
-
-@pytest.fixture(autouse=True)
-def backend_applies(request, world):
-    reason = SQLITE_ONLY.get(request.node.originalname)
-    if reason and world.backend != "sqlite":
-        pytest.skip(reason)
-
-
 @pytest.fixture(autouse=True)
 def no_violations(world):
     yield
