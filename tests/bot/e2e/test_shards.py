@@ -107,7 +107,9 @@ async def test_two_processes_hold_one_shard_each(packs_dir, databases):
             check_result(mine_a, alice)
             check_result(mine_b, bob)
             saved = await save_and_list(fake, alice, mine_a)  # alice: 2 of her 4 draws, through A
-            await save_and_list(fake, bob, mine_b)
+            saved_b = await save_and_list(fake, bob, mine_b)
+            if databases[0] == databases[1]:  # one database: one sequence of saved ids for both processes
+                assert saved != saved_b
 
             await a.kill()  # shard 0 has nobody; B keeps serving shard 1
             with pytest.raises(ConnectionError, match="no bot connected"):
