@@ -57,15 +57,22 @@ def load(
                                 "its requests all at once."),
     bursts: int = typer.Option(1, "--bursts", min=1, help="Bursts of concurrent requests per member count."),
     pack_dir: Path = typer.Option(None, "--pack-dir", help="Pack folder to time; default: the bundled moe-default."),
+    shards: int = typer.Option(1, "--shards", min=1, help="Also run the bursts through this many bot processes, one "
+                               "shard each, and compare them with the one process."),
+    database_url: str = typer.Option(None, "--database-url", help="Database the shard processes share "
+                                     "(postgresql://...) [a throwaway PostgreSQL, else one SQLite file per shard]."),
 ) -> None:
     """Latency, failures, refusals and peak memory of the real bot with many members at once.
 
     Each member sends /avatar create through the fake Discord; a same-run baseline bot gives the
     cost of the fake and discord.py at the same concurrency. Targets: the README's Reliability table.
+    With --shards N the same bursts then go through N shard processes (moe bot --shard-ids i),
+    each with its own engine, sharing one database; the one process uses SQLite.
     """
     from bench.load import run
 
-    _emit(run(members=tuple(int(m) for m in members.split(",")), bursts=bursts, pack_dir=pack_dir), as_json)
+    _emit(run(members=tuple(int(m) for m in members.split(",")), bursts=bursts, pack_dir=pack_dir, shards=shards,
+              database_url=database_url), as_json)
 
 
 @app.command("train")

@@ -10,6 +10,10 @@ answer: a clear "no", not a failure) and the bot process's peak RSS during that 
 
 The generation gate is opened wide (`MOE_BURST`, `MOE_REFILL_S`) so the engine path is measured,
 not the limiter (its bucket write is still timed); the targets are the README's Reliability table.
+
+`shards=N` (N > 1) then runs the same bursts through N shard processes (`bench/shards.py`) and
+reports them under `shards`, with their p95 latencies over the one process's (`vs_one_process`),
+checked against `SHARD_TARGET`.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from pathlib import Path
 
 from bench.e2e import loadavg, bench, machine, ratios
 
-__all__ = ["run", "TARGETS", "check"]
+__all__ = ["run", "TARGETS", "SHARD_TARGET", "check", "compare_shards"]
 
 # The reliability targets (README, Reliability), per member count: p95 latencies in ms; failed must be 0 everywhere; RSS in MiB.
 TARGETS = {"50": {"final_p95_ms": 500.0}, "200": {"final_p95_ms": 2000.0, "ack_p95_ms": 300.0},
            "500": {"peak_rss_mb": 1536.0}}
+# N shard processes against one process on SQLite, same run: final p95 ratio at most this; 0 failed.
+SHARD_TARGET = {"final_p95_ratio": 1.5}
 OPEN_GATE = {"MOE_BURST": "10000", "MOE_REFILL_S": "0", "MOE_DAILY_QUOTA": "0"}  # each member draws once: measure the engine path, gate included
 
 
@@ -36,15 +42,40 @@ def check(section: dict, targets: dict) -> dict[str, bool]:
     return met
 
 
+def compare_shards(one: dict, sharded: dict, members) -> dict:
+    """Per member count: the shard processes' p95 latencies over the one process's, and whether
+    they meet `SHARD_TARGET` (no failed interaction, final p95 ratio within it)."""
+    out = {}
+    for n in map(str, members):
+        a, b = one[n], sharded[n]
+        final = _ratio(b["final_p95_ms"], a["final_p95_ms"])
+        out[n] = {"ack_p95": _ratio(b["ack_p95_ms"], a["ack_p95_ms"]), "final_p95": final,
+                  "met": b["failed"] == 0 and final is not None and final <= SHARD_TARGET["final_p95_ratio"]}
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return None if a is None or not b else round(a / b, 2)
+
+
 def run(members: tuple[int, ...] = (50, 200, 500), bursts: int = 1, command: str = "avatar create",
         bot_args: tuple[str, ...] = ("-m", "moe", "bot"), pack: bool = True, pack_dir: Path | None = None,
-        timeout_s: float = 30.0) -> dict:
+        timeout_s: float = 30.0, shards: int = 1, database_url: str | None = None) -> dict:
     """Measure and return the JSON-ready result (see the module docstring)."""
     t0, load0 = time.monotonic(), loadavg()
     result = bench(tuple(members), rounds=bursts, bursts=bursts, command=command, bot_args=bot_args, pack=pack,
                    pack_dir=pack_dir, timeout_s=timeout_s, env=OPEN_GATE)
     met = {str(n): check(result[str(n)], TARGETS.get(str(n), {})) for n in members}
-    return {"bench": "load", **result, "bursts": bursts, "targets": TARGETS, "targets_met": met,
-            "meets_targets": all(all(m.values()) for m in met.values()),
-            "ratios_vs_baseline": ratios(result, members),
-            "machine": machine(load0), "wall_s": round(time.monotonic() - t0, 1)}
+    out = {"bench": "load", **result, "bursts": bursts, "targets": TARGETS, "targets_met": met,
+           "meets_targets": all(all(m.values()) for m in met.values()),
+           "ratios_vs_baseline": ratios(result, members)}
+    if shards > 1:
+        from bench.shards import run_shards
+
+        sharded = run_shards(tuple(members), shards=shards, bursts=bursts, command=command, pack_dir=pack_dir,
+                             database_url=database_url, env=OPEN_GATE, timeout_s=timeout_s)
+        sharded["vs_one_process"] = compare_shards(result, sharded, members)
+        sharded["target"] = SHARD_TARGET
+        out["shards"] = sharded
+        out["meets_targets"] = out["meets_targets"] and all(c["met"] for c in sharded["vs_one_process"].values())
+    return {**out, "machine": machine(load0), "wall_s": round(time.monotonic() - t0, 1)}

@@ -1,7 +1,10 @@
 """The Discord client: a `commands.Bot` that gets its settings, engine and database given.
 
 It is an `AutoShardedBot` (a `commands.Bot` that opens as many gateway shards as Discord
-asks for, which it requires past 2,500 servers; with one shard it is a plain Bot).
+asks for, which it requires past 2,500 servers; with one shard it is a plain Bot). A
+`shard_count` fixes the count (all of them in this process), and `shard_ids` a slice of them
+(other processes hold the rest, sharing a PostgreSQL database): `moe bot --shard-count N
+--shard-ids I,J`. Only the process holding shard 0 syncs the commands.
 
 `setup_hook` adds the cogs (building `/avatar create` from the default pack's schema),
 registers the restart-proof components, installs the one error handler, starts the
@@ -44,10 +47,12 @@ class NoPackInstalled(RuntimeError):
 class MoeBot(commands.AutoShardedBot):
     """The bot; also the `bot.context.BotContext` its commands and buttons are handed."""
 
-    def __init__(self, *, settings, engine: Engine, db: Database, **options) -> None:
+    def __init__(self, *, settings, engine: Engine, db: Database, shard_count: int | None = None,
+                 shard_ids: list[int] | None = None, **options) -> None:
         intents = discord.Intents.none()
         intents.guilds = True  # slash commands and components need nothing else
-        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None, **options)
+        super().__init__(command_prefix=commands.when_mentioned, intents=intents, help_command=None,
+                         shard_count=shard_count, shard_ids=shard_ids, **options)
         self.settings, self.engine, self.db = settings, engine, db
         self.tree.error(report_error)
         self._pruning: asyncio.Task | None = None
@@ -70,7 +75,9 @@ class MoeBot(commands.AutoShardedBot):
         await self.add_cog(AdminCog(self))
         self.add_dynamic_items(*components.ITEMS)
         self._pruning = asyncio.create_task(self._prune_forever(), name="moe-prune")
-        if self.settings.dev_guild_id:
+        if self.shard_ids is not None and 0 not in self.shard_ids:
+            log.info("commands are synced by the process holding shard 0")
+        elif self.settings.dev_guild_id:
             guild = discord.Object(id=self.settings.dev_guild_id)
             self.tree.copy_global_to(guild=guild)
             synced = await self.tree.sync(guild=guild)
@@ -96,26 +103,26 @@ class MoeBot(commands.AutoShardedBot):
         await super().close()
 
     async def on_ready(self) -> None:
-        log.info("ready as %s in %d servers; pack %s (%s)", self.user, len(self.guilds), self.default_pack_name,
-                 ", ".join(self._schema.names))
+        log.info("ready as %s in %d servers on shards %s of %s; pack %s (%s)", self.user, len(self.guilds),
+                 sorted(self.shards), self.shard_count, self.default_pack_name, ", ".join(self._schema.names))
 
 
-async def run_bot(settings) -> None:
+async def run_bot(settings, **shards) -> None:
     """Open the database (on SQLite, under its process lock), start the engine (remix latents
-    in the database), run until SIGTERM/SIGINT."""
+    in the database), run until SIGTERM/SIGINT. `shards`: `shard_count` and `shard_ids` for `MoeBot`."""
     url = settings.database_url_or_default()
     if is_postgres_url(url):
-        await _run_locked(settings, url)
+        await _run_locked(settings, url, **shards)
         return
     lock = ProcessLock(path_of_url(url))
     lock.acquire()  # AlreadyRunning: another process serves this database
     try:
-        await _run_locked(settings, url)
+        await _run_locked(settings, url, **shards)
     finally:
         lock.release()
 
 
-async def _run_locked(settings, url: str) -> None:
+async def _run_locked(settings, url: str, **shards) -> None:
     db = await Database.open(url)
     try:
         async with Engine.from_settings(settings, latent_store=LatentStore(db)) as engine:
@@ -124,7 +131,7 @@ async def _run_locked(settings, url: str) -> None:
                     f"no model pack could be loaded from {', '.join(str(d) for d in settings.pack_dirs())}"
                     f" (refused: {engine.refused or 'none'}); export one with `moe export` or check MOE_PACKS_DIR"
                 )
-            async with MoeBot(settings=settings, engine=engine, db=db) as bot:
+            async with MoeBot(settings=settings, engine=engine, db=db, **shards) as bot:
                 loop = asyncio.get_running_loop()
                 loop.add_signal_handler(signal.SIGTERM, lambda: asyncio.ensure_future(bot.close()))
                 await bot.start(settings.discord_token.get_secret_value())

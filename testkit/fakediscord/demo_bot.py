@@ -3,7 +3,11 @@
 Run with the shim on PYTHONPATH (see `FakeDiscord.env()`): `python testkit/fakediscord/demo_bot.py`.
 Commands: /hello (instant answer), /draw (defer, then a followup with a PNG and a persistent
 DynamicItem button), /slow (answers after DEMO_SLOW_S seconds), /pick (autocomplete),
-/echo (attachment option: answers with the attachment's bytes), /ask (opens a modal).
+/echo (attachment option: answers with the attachment's bytes), /ask (opens a modal),
+/where (which process and shard answered, and how many guilds that process knows).
+
+`DEMO_SHARD_COUNT=N` (with `DEMO_SHARD_IDS=I,J` for a slice) makes it an AutoShardedBot
+holding those shards; without them it is a plain Bot on one unsharded session.
 """
 
 from __future__ import annotations
@@ -100,12 +104,22 @@ class Ask(discord.ui.Modal, title="Ask"):
         await interaction.response.send_message(f"you asked: {self.question.value}", ephemeral=True)
 
 
-class DemoBot(commands.Bot):
+SHARD_COUNT = int(os.environ.get("DEMO_SHARD_COUNT") or 0)
+
+
+class DemoBot(commands.AutoShardedBot if SHARD_COUNT else commands.Bot):  # type: ignore[misc]
     def __init__(self) -> None:
-        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default())
+        shards = {}
+        if SHARD_COUNT:
+            ids = os.environ.get("DEMO_SHARD_IDS")
+            shards = {"shard_count": SHARD_COUNT, "shard_ids": [int(i) for i in ids.split(",")] if ids else None}
+        super().__init__(command_prefix=commands.when_mentioned, intents=discord.Intents.default(), **shards)
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(Again, Swap, Size)
+        if not os.environ.get("MOE_DEV_GUILD_ID"):
+            await self.tree.sync()  # global commands: every guild sees them
+            return
         guild = discord.Object(int(os.environ["MOE_DEV_GUILD_ID"]))
         self.tree.copy_global_to(guild=guild)
         await self.tree.sync(guild=guild)
@@ -118,6 +132,13 @@ bot = DemoBot()
 async def hello(interaction: discord.Interaction) -> None:
     """Answer at once."""
     await interaction.response.send_message(f"hello {interaction.user.name}")
+
+
+@bot.tree.command()
+async def where(interaction: discord.Interaction) -> None:
+    """Say which process and shard answered."""
+    shard = interaction.guild.shard_id if interaction.guild else 0
+    await interaction.response.send_message(f"pid {os.getpid()} shard {shard} guilds {len(bot.guilds)}")
 
 
 @bot.tree.command()

@@ -10,8 +10,10 @@ from typing import Any
 
 from .interaction import Interaction, ResponseType
 from .invoke import InvalidInvocation, build_options, find_command, nest
+from .gateway import shard_of
 from .server import TOKEN, FakeServer
-from .state import ALL_PERMISSIONS, MAX_FILE_BYTES, Attachment, Channel, Guild, Member, Message, User, Violation, World, snowflake
+from .state import (ALL_PERMISSIONS, MAX_FILE_BYTES, Attachment, Channel, Guild, Member, Message, User, Violation, World,
+                    snowflake, snowflake_on_shard)
 
 __all__ = ["FakeDiscord", "SHIM_DIR", "REPO_ROOT", "DEMO_BOT"]
 
@@ -28,17 +30,21 @@ class FakeDiscord:
     `enforce_command_permissions`: refuse (as the Discord client does, unless a server
     overrides it) commands whose `default_member_permissions` the member lacks. Off by
     default, so tests can check the bot's own permission checks.
+    `shards`: the shard count `GET /gateway/bot` recommends (what a bot without a shard count
+    of its own opens); guilds are spread over that many shards.
     """
 
     def __init__(self, *, response_deadline_s: float = 3.0, token_life_s: float = 900.0,
                  heartbeat_ms: int = 41250, enforce_command_permissions: bool = False,
-                 owner: Member | User | None = None) -> None:
+                 owner: Member | User | None = None, shards: int = 1) -> None:
+        if shards < 1:
+            raise ValueError("shards must be at least 1")
         self.enforce_command_permissions = enforce_command_permissions
         self.world = World()
         if owner is not None:
             self.set_owner(owner)
         self.server = FakeServer(self.world, deadline_s=response_deadline_s, token_life_s=token_life_s,
-                                 heartbeat_ms=heartbeat_ms)
+                                 heartbeat_ms=heartbeat_ms, shards=shards)
 
     async def __aenter__(self) -> FakeDiscord:
         await self.server.start()
@@ -67,6 +73,15 @@ class FakeDiscord:
     def interactions(self) -> list[Interaction]:
         return list(self.server.interactions.values())
 
+    @property
+    def shards(self) -> int:
+        """The recommended shard count (`GET /gateway/bot`)."""
+        return self.server.shards
+
+    def shard_of(self, guild: Guild, count: int | None = None) -> int:
+        """The shard (of `count`, default `shards`) that receives `guild`'s events."""
+        return shard_of(guild.id, count or self.shards)
+
     def env(self) -> dict[str, str]:
         """Environment for a bot subprocess: token, API/gateway URLs and the shim on PYTHONPATH."""
         path = os.pathsep.join(p for p in (str(SHIM_DIR), str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
@@ -85,11 +100,19 @@ class FakeDiscord:
 
     # -- setting up the world --------------------------------------------------------------
 
-    def add_guild(self, name: str = "Test Server", channels: tuple[str, ...] = ("general",)) -> Guild:
-        """A guild with text channels; added before the bot connects (or sent at its next connect)."""
+    def add_guild(self, name: str = "Test Server", channels: tuple[str, ...] = ("general",), *,
+                  shard: int | None = None) -> Guild:
+        """A guild with text channels; added before the bot connects (or sent at its next connect).
+
+        Its id lands on `shard` of `shards` (`(id >> 22) % shards`); by default guilds take the
+        shards in turn, so every shard gets guilds."""
+        if shard is None:
+            shard = len(self.world.guilds) % self.shards
+        if not 0 <= shard < self.shards:
+            raise ValueError(f"shard {shard} is not one of the fake's {self.shards} shards")
         owner = User(snowflake(), f"{name}-owner")
         self.world.users[owner.id] = owner
-        guild = Guild(snowflake(), name, owner.id, snowflake())
+        guild = Guild(snowflake_on_shard(shard, self.shards), name, owner.id, snowflake())
         for cname in channels:
             ch = Channel(snowflake(), guild.id, cname)
             guild.channels.append(ch)
@@ -121,27 +144,34 @@ class FakeDiscord:
         self.world.channels[thread.id] = thread
         return thread
 
-    async def wait_ready(self, timeout: float = 60.0, *, after: int = 0, commands: bool = True) -> int:
-        """Wait until a bot has identified (READY number > `after`) and, by default, synced commands.
+    async def wait_ready(self, timeout: float = 60.0, *, after: int = 0, commands: bool = True,
+                         sessions: int = 1, pid: int | None = None) -> int:
+        """Wait until a bot has identified (`sessions` connected sessions with a READY number >
+        `after`, of process `pid` when given) and, by default, synced commands.
 
-        Returns the READY number; pass it as `after` to wait for the next (re)connect.
+        Returns the newest READY number; pass it as `after` to wait for the next (re)connect.
         """
         s = self.server
 
+        def fresh() -> list:
+            return [x for x in s.sessions if x.number > after and (pid is None or x.pid == pid)]
+
         def ready() -> bool:
-            return (s.session is not None and s.session.number > after
-                    and (not commands or any(self.world.commands.values())))
+            return len(fresh()) >= sessions and (not commands or any(self.world.commands.values()))
 
         try:
             await s.wait_for(ready, timeout)
         except asyncio.TimeoutError:
             raise asyncio.TimeoutError(f"no bot ready after {timeout} s (READYs so far: {s.ready_count}, "
+                                       f"sessions: {[(x.shard, x.pid) for x in s.sessions]}, "
                                        f"synced: {sorted(map(str, self.world.commands))}, "
                                        f"unhandled: {s.unhandled[-5:]})") from None
-        return s.session.number  # type: ignore[union-attr]
+        return max(x.number for x in fresh())
 
-    async def wait_disconnected(self, timeout: float = 10.0) -> None:
-        await self.server.wait_for(lambda: self.server.session is None, timeout)
+    async def wait_disconnected(self, timeout: float = 10.0, *, pid: int | None = None) -> None:
+        """Wait until no session (of process `pid`, when given) is connected."""
+        await self.server.wait_for(lambda: not [x for x in self.server.sessions if pid is None or x.pid == pid],
+                                   timeout)
 
     # -- what a member can do --------------------------------------------------------------
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .driver import REPO_ROOT, FakeDiscord
 
-__all__ = ["BotProcess", "moe_env"]
+__all__ = ["BotProcess", "moe_env", "sessions_opened"]
 
 
 def moe_env(guild, data_dir: Path, *, packs_dir: Path | None = None, default_pack: str | None = None,
@@ -39,19 +39,37 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def sessions_opened(args: tuple[str, ...], fake: FakeDiscord) -> int:
+    """How many gateway sessions a bot started with `args` opens: one per id of `--shard-ids`,
+    else `--shard-count`, else, for `moe bot`, the fake's recommended count; other scripts 1."""
+    flags = {}
+    for i, a in enumerate(args):
+        name, eq, value = a.partition("=")
+        if name in ("--shard-ids", "--shard-count"):
+            flags[name] = value if eq else (args[i + 1] if i + 1 < len(args) else "")
+    if flags.get("--shard-ids"):
+        return len(flags["--shard-ids"].split(","))
+    if flags.get("--shard-count"):
+        return int(flags["--shard-count"])
+    return fake.shards if "moe" in args and "bot" in args else 1
+
+
 class BotProcess:
     """Start, kill -9 and restart a bot subprocess wired to a FakeDiscord.
 
     `env` is added to a copy of os.environ, after `fake.env()`. `pythonpath` folders go on
     PYTHONPATH right after the fake's shim (e.g. `testkit.faults.SHIM_DIR`, whose
     sitecustomize the shim's runs). Output goes to `log_path` (a temp file by default);
-    `log_tail()` shows it when something fails.
+    `log_tail()` shows it when something fails. `sessions`: the gateway sessions (shards) the
+    process opens, all awaited by `start()` (default: `sessions_opened(args, fake)`).
     """
 
     def __init__(self, fake: FakeDiscord, env: dict[str, str] | None = None, *,
                  args: tuple[str, ...] = ("-m", "moe", "bot"), cwd: Path = REPO_ROOT,
-                 log_path: Path | None = None, pythonpath: tuple[Path, ...] = ()) -> None:
+                 log_path: Path | None = None, pythonpath: tuple[Path, ...] = (),
+                 sessions: int | None = None) -> None:
         self.fake = fake
+        self.sessions = sessions or sessions_opened(args, fake)
         self.env = {**os.environ, **fake.env(), **(env or {})}
         if pythonpath:
             shim, _, rest = self.env["PYTHONPATH"].partition(os.pathsep)
@@ -93,7 +111,8 @@ class BotProcess:
         self.starts += 1
         if not wait_ready:
             return
-        ready = asyncio.ensure_future(self.fake.wait_ready(timeout, after=mark))
+        ready = asyncio.ensure_future(self.fake.wait_ready(timeout, after=mark, sessions=self.sessions,
+                                                           pid=self.proc.pid))
         exited = asyncio.ensure_future(self.proc.wait())
         done, _ = await asyncio.wait({ready, exited}, return_when=asyncio.FIRST_COMPLETED)
         if ready in done:
@@ -104,12 +123,12 @@ class BotProcess:
         raise RuntimeError(f"bot exited with {self.proc.returncode} before it was ready:\n{self.log_tail()}")
 
     async def kill(self) -> None:
-        """kill -9, as a crash would; waits until the fake saw the gateway connection drop."""
+        """kill -9, as a crash would; waits until the fake saw its gateway connections drop."""
         if self.running:
             assert self.proc is not None
             self.proc.send_signal(signal.SIGKILL)
             await self.proc.wait()
-            await self.fake.wait_disconnected()
+            await self.fake.wait_disconnected(pid=self.proc.pid)
 
     async def stop(self, timeout: float = 10.0) -> None:
         """SIGTERM, then SIGKILL after `timeout` seconds."""

@@ -24,8 +24,9 @@ __all__ = ["FakeServer", "TOKEN"]
 
 class FakeServer:
     def __init__(self, world: World, *, deadline_s: float = 3.0, token_life_s: float = 900.0,
-                 heartbeat_ms: int = 41250) -> None:
+                 heartbeat_ms: int = 41250, shards: int = 1) -> None:
         self.world = world
+        self.shards = shards  # the shard count GET /gateway/bot recommends
         self.deadline_s = deadline_s
         self.token_life_s = token_life_s
         self.port = 0
@@ -40,8 +41,13 @@ class FakeServer:
 
     @property
     def session(self):
-        """The connected, identified bot's gateway session (None while no bot is connected)."""
+        """The newest connected, identified gateway session (None while no bot is connected)."""
         return self.gateway.session
+
+    @property
+    def sessions(self):
+        """Every connected, identified gateway session (one per shard a bot holds)."""
+        return self.gateway.sessions
 
     @property
     def ready_count(self) -> int:
@@ -67,6 +73,7 @@ class FakeServer:
         r = app.router
         api = "/api/v10"
         r.add_get("/gateway", self.gateway.handle)
+        r.add_get("/gateway/pid/{pid:\\d+}", self.gateway.handle)
         r.add_get("/cdn/attachments/{channel:\\d+}/{attachment:\\d+}/{filename}", self.cdn)
         r.add_get(api + "/gateway", self.get_gateway)
         r.add_get(api + "/gateway/bot", self.get_gateway)
@@ -114,7 +121,8 @@ class FakeServer:
             itx.dispatched_at = time.monotonic()
 
         try:
-            await self.gateway.dispatch("INTERACTION_CREATE", itx.payload, on_send=started)
+            guild = int(itx.payload["guild_id"]) if "guild_id" in itx.payload else None
+            await self.gateway.dispatch("INTERACTION_CREATE", itx.payload, on_send=started, guild_id=guild)
         except ConnectionError:
             del self.interactions[itx.id], self._by_token[itx.token]
             raise
@@ -133,7 +141,7 @@ class FakeServer:
     # -- REST: identity and commands -------------------------------------------------------
 
     async def get_gateway(self, request: web.Request) -> web.Response:
-        return json_response({"url": self.gateway_url, "shards": 1, "session_start_limit": {
+        return json_response({"url": self.gateway_url, "shards": self.shards, "session_start_limit": {
             "total": 1000, "remaining": 1000, "reset_after": 0, "max_concurrency": 1}})
 
     async def get_me(self, request: web.Request) -> web.Response:
@@ -390,4 +398,4 @@ class FakeServer:
         return error(404, 0, f"fake discord does not implement {line}")
 
     def __repr__(self) -> str:  # pragma: no cover - debugging aid
-        return f"<FakeServer {self.base} session={self.session and self.session.id} at {iso_now()}>"
+        return f"<FakeServer {self.base} sessions={[s.shard for s in self.sessions]} at {iso_now()}>"

@@ -45,6 +45,14 @@ def snowflake() -> int:
     return ((int(time.time() * 1000) - DISCORD_EPOCH_MS) << 22) | (next(_ids) & 0x3FFFFF)
 
 
+def snowflake_on_shard(shard: int, count: int) -> int:
+    """A unique snowflake whose guild events go to `shard` of `count`: its timestamp part
+    (`id >> 22`) is moved up to the next millisecond with that remainder."""
+    t = int(time.time() * 1000) - DISCORD_EPOCH_MS
+    t += (shard - t) % count
+    return (t << 22) | (next(_ids) & 0x3FFFFF)
+
+
 def iso_now() -> str:
     return datetime.now(timezone.utc).isoformat()
 

@@ -1,8 +1,10 @@
-"""bench/load.py against the demo bot (the real bot is timed by `moe bench load` itself)."""
+"""bench/load.py against the demo bot, and its shard mode against the real bot with the tiny pack."""
 
 from __future__ import annotations
 
-from bench.load import TARGETS, check, run
+import pytest
+
+from bench.load import TARGETS, check, compare_shards, run
 from testkit.fakediscord import DEMO_BOT
 
 
@@ -27,3 +29,24 @@ def test_targets_are_checked_per_member_count():
     slow = {**ok, "failed": 1, "final_p95_ms": 2500.0, "ack_p95_ms": 350.0}
     assert check(slow, TARGETS["200"]) == {"failed": False, "final_p95_ms": False, "ack_p95_ms": False}
     assert check({**ok, "bot_peak_rss_mb": None}, TARGETS["500"])["peak_rss_mb"] is False
+
+
+def test_shard_processes_are_compared_with_one_process():
+    one = {"failed": 0, "final_p95_ms": 400.0, "ack_p95_ms": 20.0}
+    near = {**one, "final_p95_ms": 580.0, "ack_p95_ms": 30.0}
+    cmp = compare_shards({"50": one, "200": one}, {"50": near, "200": {**near, "final_p95_ms": 620.0}}, (50, 200))
+    assert cmp["50"] == {"ack_p95": 1.5, "final_p95": 1.45, "met": True}
+    assert cmp["200"]["final_p95"] == 1.55 and not cmp["200"]["met"]
+    assert not compare_shards({"5": one}, {"5": {**one, "failed": 1}}, (5,))["5"]["met"]
+
+
+@pytest.mark.slow
+def test_load_bench_runs_two_shard_processes(tiny_pack):
+    result = run(members=(4,), pack_dir=tiny_pack, shards=2)
+    sharded = result["shards"]
+    assert sharded["processes"] == 2 and sharded["database"]
+    section = sharded["4"]
+    assert section["requests"] == 4 and section["failed"] == 0 and section["refused"] == 0
+    assert len(section["bot_peak_rss_mb"]) == 2 and all(10 < mb < 4096 for mb in section["bot_peak_rss_mb"])
+    assert sharded["violations"] == [] and sharded["unhandled"] == []
+    assert sharded["vs_one_process"]["4"]["final_p95"] > 0

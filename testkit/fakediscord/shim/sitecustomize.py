@@ -3,8 +3,9 @@
 Python imports `sitecustomize` at start-up from sys.path, so a process started with this
 folder on PYTHONPATH and `FAKE_DISCORD_API` / `FAKE_DISCORD_GATEWAY` set talks to the
 fake: once `discord.http` / `discord.gateway` are imported (whenever the program imports
-them), `Route.BASE` and `DiscordWebSocket.DEFAULT_GATEWAY` are replaced. Without the
-variables this file does nothing.
+them), `Route.BASE` and `DiscordWebSocket.DEFAULT_GATEWAY` are replaced. The gateway URL
+(also the one `GET /gateway/bot` answers) gets `/pid/<this process id>` appended, so the
+fake knows which process holds which shard. Without the variables this file does nothing.
 """
 
 from __future__ import annotations
@@ -19,14 +20,25 @@ _API = os.environ.get("FAKE_DISCORD_API")
 _GATEWAY = os.environ.get("FAKE_DISCORD_GATEWAY")
 
 
+def _gateway_url() -> str:
+    return f"{_GATEWAY.rstrip('/')}/pid/{os.getpid()}"
+
+
 def _patch_http(module) -> None:
     module.Route.BASE = _API
+    get_bot_gateway = module.HTTPClient.get_bot_gateway
+
+    async def tagged_bot_gateway(self):
+        shards, _, limits = await get_bot_gateway(self)
+        return shards, _gateway_url(), limits
+
+    module.HTTPClient.get_bot_gateway = tagged_bot_gateway
 
 
 def _patch_gateway(module) -> None:
     import yarl
 
-    module.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(_GATEWAY)
+    module.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(_gateway_url())
 
 
 _PATCHES = {"discord.http": _patch_http, "discord.gateway": _patch_gateway}
