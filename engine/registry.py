@@ -6,6 +6,11 @@ model), then swaps it in: new requests go to the new batchers, and the old ones 
 requests already in flight before their threads stop. A pack that fails to load, for any
 reason, is refused with a one-line message (logged once) and not tried again until its
 files change; the other packs load, and whatever was serving keeps serving.
+
+One pack name is served from one folder: a second folder holding a pack of the same name
+is refused while the first still serves it, whatever the order the files were written in;
+when the serving folder is removed (or renamed to another pack), the refused copy is tried
+again, in the same reload if the serving folder is gone, else at the next one.
 """
 
 from __future__ import annotations
@@ -55,6 +60,14 @@ class Loaded:
         self.users -= 1
         if self.retired and self.users == 0:
             self.idle.set()
+
+
+class _Duplicate(PackError):
+    """A folder whose pack name is already served from another folder."""
+
+    def __init__(self, message: str, name: str, where: str) -> None:
+        super().__init__(message)
+        self.name, self.where = name, where
 
 
 def _stamp(folder: Path) -> tuple:
@@ -156,6 +169,7 @@ class Registry:
         self.reloads = 0
         self._folders: dict[str, tuple[str, tuple]] = {}  # folder path -> (pack name, stamp)
         self._refused_stamps: dict[str, tuple] = {}
+        self._duplicates: dict[str, tuple[str, str]] = {}  # refused folder -> (its pack name, the folder serving it)
         self._metrics: dict[tuple[str, str], ModelMetrics] = {}
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task] = set()
@@ -187,14 +201,21 @@ class Registry:
                 if self._folders.get(key, (None, None))[1] == stamp:
                     report["unchanged"].append(self._folders[key][0])
                     continue
-                if self._refused_stamps.get(key) == stamp:
+                dup = self._duplicates.get(key)  # refused while another folder served it: still so?
+                if self._refused_stamps.get(key) == stamp and (
+                        dup is None or self._served_elsewhere(dup[0], key, found) == dup[1]):
                     report["refused"][key] = self.refused[key]
                     continue
                 try:
-                    name = await self._swap_in(key, folder, stamp)
+                    name = await self._swap_in(key, folder, stamp, found)
                 except Exception as e:  # any error refuses this pack only, until its files change
                     reason = _one_line(e, folder)
-                    log.warning("pack refused until its files change: %s", reason)
+                    if isinstance(e, _Duplicate):
+                        log.warning("pack refused while the other copy serves: %s", reason)
+                        self._duplicates[key] = (e.name, e.where)
+                    else:
+                        log.warning("pack refused until its files change: %s", reason)
+                        self._duplicates.pop(key, None)
                     if not isinstance(e, PackError):
                         log.debug("pack %s: the error in full", folder, exc_info=e)
                     self.refused[key] = report["refused"][key] = reason
@@ -202,10 +223,12 @@ class Registry:
                     continue
                 self.refused.pop(key, None)
                 self._refused_stamps.pop(key, None)
+                self._duplicates.pop(key, None)
                 report["loaded"].append(name)
             for key in [k for k in self.refused if k not in found]:  # a refused folder that was removed
                 self.refused.pop(key)
                 self._refused_stamps.pop(key, None)
+                self._duplicates.pop(key, None)
             for key in list(self._folders):
                 if key not in found:
                     name, _ = self._folders.pop(key)
@@ -216,7 +239,13 @@ class Registry:
             self.reloads += 1
             return report
 
-    async def _swap_in(self, key: str, folder: Path, stamp: tuple) -> str:
+    def _served_elsewhere(self, name: str, key: str, found: dict[str, Path]) -> str | None:
+        """The folder other than `key`, still present, that serves the pack `name`; None if none."""
+        lp = self.loaded.get(name)
+        where = None if lp is None else str(lp.pack.path)
+        return where if where is not None and where != key and where in found else None
+
+    async def _swap_in(self, key: str, folder: Path, stamp: tuple, found: dict[str, Path]) -> str:
         o = self.options
         fp16 = o.precision == "fp16" or (o.precision == "auto" and self.providers[0] == "CUDAExecutionProvider")
         pack, runners, caps = await asyncio.to_thread(load_runners, folder, self.providers, self.threads,
@@ -224,9 +253,12 @@ class Registry:
         other = self.by_id.get(pack.pack_id)
         if other is not None and other != pack.name:
             raise PackError(f"{folder}: pack {pack.name!r} has the same short id as {other!r}; rename one")
+        if (where := self._served_elsewhere(pack.name, key, found)) is not None:
+            raise _Duplicate(f"{folder}: pack {pack.name!r} is already served from {where}; remove or rename one",
+                             pack.name, where)
         old = self.loaded.get(pack.name)
-        if old is not None and str(old.pack.path) != key and key not in self._folders:
-            log.warning("pack %s in %s replaces the one in %s", pack.name, folder, old.pack.path)
+        if old is not None and str(old.pack.path) != key:  # its folder was removed: this copy takes over
+            log.info("pack %s now served from %s (%s was removed)", pack.name, folder, old.pack.path)
         lp = Loaded(pack, runners, caps)
         for model, runner in runners.items():
             metrics = self._metrics.setdefault((pack.name, model), ModelMetrics())

@@ -220,3 +220,26 @@ async def test_a_refused_pack_fixed_by_a_copy_that_keeps_mtimes_is_tried_again(p
         gen.write_bytes(good)  # repaired as `cp -p` would: same size, same mtime again
         os.utime(gen, ns=(st.st_atime_ns, st.st_mtime_ns))
         assert (await eng.reload())["loaded"] == ["tiny"]
+
+
+async def test_two_folders_with_one_pack_name_serve_from_one_and_hand_over_when_it_is_removed(packs_dir):
+    served = lambda eng: eng.packs["tiny"].path  # noqa: E731
+    shutil.copytree(packs_dir / "tiny", packs_dir / "zz")  # the same manifest name, "tiny"
+    async with Engine([packs_dir], watch_s=None, tune_batch=False) as eng:
+        assert served(eng) == packs_dir / "tiny"
+        [(folder, why)] = eng.refused.items()
+        assert folder == str(packs_dir / "zz") and "\n" not in why
+        assert why == f"{packs_dir / 'zz'}: pack 'tiny' is already served from {packs_dir / 'tiny'}; remove or rename one"
+        write_manifest(packs_dir / "zz", manifest(packs_dir / "zz"))  # the copy written last does not take over
+        assert (await eng.reload())["loaded"] == [] and served(eng) == packs_dir / "tiny"
+        shutil.copytree(packs_dir / "tiny", packs_dir / "aa")  # nor does one listed first
+        report = await eng.reload()
+        assert report["loaded"] == [] and set(report["refused"]) == {str(packs_dir / "aa"), str(packs_dir / "zz")}
+        shutil.rmtree(packs_dir / "tiny")  # the serving folder goes: a copy takes over in the same reload
+        report = await eng.reload()
+        assert report["loaded"] == ["tiny"] and report["removed"] == [] and served(eng) == packs_dir / "aa"
+        assert "already served from " + str(packs_dir / "aa") in eng.refused[str(packs_dir / "zz")]
+        assert (await eng.reload())["loaded"] == [] and "tiny" in eng.packs
+        assert len(await eng.generate("tiny", seed=1)) == 1
+        shutil.rmtree(packs_dir / "aa")  # and the last copy after it
+        assert (await eng.reload())["loaded"] == ["tiny"] and eng.refused == {}
