@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from engine.recipe import MAX_SEED
 from moe.command import UsageError, settings
 
 __all__ = ["register"]
@@ -31,7 +32,8 @@ def _pairs(items: list[str], flag: str) -> dict[str, str]:
 def generate(
     ctx: typer.Context,
     set_: list[str] = typer.Option([], "--set", "-s", help="An attribute=value condition, repeatable; unset attributes are random."),
-    seed: int | None = typer.Option(None, "--seed", help="Seed from 0 to 4294967295; random (and printed) when left out."),
+    seed: int | None = typer.Option(None, "--seed", min=0, max=MAX_SEED,
+                                    help=f"Seed from 0 to {MAX_SEED}; random (and printed) when left out."),
     out: Path = typer.Option(Path("avatar.png"), "--out", "-o", help="PNG file to write."),
     pack: str | None = typer.Option(None, "--pack", help="Name of the installed pack to draw from; default: MOE_DEFAULT_PACK."),
     n: int = typer.Option(1, "--n", "-n", min=1, max=64, help="How many images: seeds seed..seed+n-1, variations or blend steps."),
@@ -85,6 +87,10 @@ async def _tiles(eng, name: str, o: dict) -> list[list]:
     if o["model"] not in ("gan", "vae", "both"):
         raise UsageError(f"--model must be gan, vae or both, got {o['model']!r}")
     models = ["gan", "vae"] if o["model"] == "both" else [o["model"]]
+    if "vae" in models and not pack.has_vae:
+        raise UsageError(f"pack {name!r} has no VAE model; use --model gan")
+    if o["best_of"] and not pack.has_discriminator:
+        raise UsageError(f"pack {name!r} has no discriminator to rank candidates with; leave out --best-of")
     if o["model"] == "both" and (o["recipe"] or o["blend"]):
         raise UsageError("--model both compares the two models on fresh seeds; leave out --recipe/--blend")
     seed = o["seed"]

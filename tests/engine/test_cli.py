@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -93,3 +95,36 @@ def test_transparent_vary_grid(moe, tmp_path):
 def test_list_attributes(moe):
     r = moe("--pack", "tiny", "--list-attributes")
     assert r.exit_code == 0 and "style" in r.output and "accessory" in r.output
+
+
+def one_error(r) -> str:
+    """The one `error:` line of a refused command (no traceback)."""
+    assert isinstance(r.exception, SystemExit) and "Traceback" not in r.output, r.output
+    [line] = [ln for ln in r.output.splitlines() if ln.startswith("error: ")]
+    return line
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+def test_a_seed_out_of_range_is_a_usage_error_before_the_engine_loads(moe, monkeypatch, seed):
+    monkeypatch.setattr("engine.core.Engine.from_settings", lambda *a, **k: pytest.fail("the engine was loaded"))
+    r = moe("--seed", seed)
+    assert r.exit_code == 2 and "Invalid value for '--seed'" in r.output, r.output
+    assert isinstance(r.exception, SystemExit) and "Traceback" not in r.output
+
+
+def test_models_the_pack_lacks_are_usage_errors(moe, packs_dir):
+    from engine.pack import content_hash
+
+    path = packs_dir / "tiny" / "manifest.json"
+    m = json.loads(path.read_text())
+    m["models"] = {"generator": m["models"]["generator"]}
+    m["content_hash"] = content_hash(m["models"])
+    path.write_text(json.dumps(m))
+    r = moe("--model", "vae", "--seed", "1")
+    assert r.exit_code == 2 and one_error(r) == "error: pack 'tiny' has no VAE model; use --model gan"
+    r = moe("--model", "both", "--seed", "1")
+    assert r.exit_code == 2 and "has no VAE model" in one_error(r)
+    r = moe("--best-of", "4", "--seed", "1")
+    assert r.exit_code == 2
+    assert one_error(r) == "error: pack 'tiny' has no discriminator to rank candidates with; leave out --best-of"
+    assert moe("--seed", "1").exit_code == 0  # the generator alone still draws
