@@ -7,6 +7,7 @@ mirrored, with a one-line comment, in `.env.example`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,7 +28,7 @@ class Settings(BaseSettings):
     # Packs and engine
     packs_dir: Path = Field(Path("packs"), description="folder of extra model packs, watched for hot reload")
     default_pack: str = Field("moe-default", description="pack used when a server has not chosen one")
-    providers: str = Field("auto", description="onnxruntime providers: auto, cpu or cuda")
+    providers: Literal["auto", "cpu", "cuda"] = Field("auto", description="onnxruntime providers: auto, cpu or cuda")
     max_batch: int = Field(64, ge=1, le=1024, description="largest micro-batch per model")
     max_wait_ms: float = Field(0.0, ge=0, le=100, description="how long a batch waits for more requests")
     queue_size: int = Field(1024, ge=1, description="requests queued per model before answering busy")

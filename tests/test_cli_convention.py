@@ -146,6 +146,9 @@ def test_invalid_settings_are_one_usage_error_everywhere(args, tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)  # no stray .env
     r = moe(*args, MOE_BURST="0")
     assert r.exit_code == USAGE and "error: invalid settings" in r.output and "burst" in r.output, r.output
+    r = moe(*args, MOE_PROVIDERS="gpu")
+    assert r.exit_code == USAGE and "error: invalid settings" in r.output and "providers" in r.output, r.output
+    assert isinstance(r.exception, SystemExit)  # no traceback
 
 
 def test_log_level_is_set_once_for_every_command(tmp_path, monkeypatch):
