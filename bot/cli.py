@@ -55,12 +55,17 @@ def bot_command(
     import discord
 
     from bot.client import run_bot
+    from bot.errors import StorageUnavailable
     from bot.maintenance import AlreadyRunning
+    from moe.command import FAILURE, fail
 
     try:
         asyncio.run(run_bot(s, **shards))
     except AlreadyRunning as e:
         raise UsageError(str(e)) from None
+    except StorageUnavailable as e:  # its message is for members; the URL may hold a password, so never print it
+        where = "MOE_DATABASE_URL" if s.database_url else "MOE_DATABASE_PATH"
+        fail(f"cannot open the database ({e.kind}); check {where} and that the database is up", FAILURE)
     except discord.LoginFailure:
         raise UsageError("Discord rejected the bot token (MOE_DISCORD_TOKEN); reset it in the developer portal") from None
     except KeyboardInterrupt:

@@ -44,3 +44,17 @@ def test_no_pack_is_refused_and_the_token_never_printed(tmp_path):
     assert out.returncode == 2, out.stderr
     assert "error: no model pack could be loaded" in out.stderr and "no-bundled-packs" in out.stderr
     assert secret not in out.stdout + out.stderr
+
+
+def test_an_unknown_provider_is_an_invalid_setting(tmp_path):
+    out = moe_bot(tmp_path, MOE_DISCORD_TOKEN="x", MOE_PROVIDERS="gpu")
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "error: invalid settings" in out.stderr and "providers" in out.stderr
+
+
+def test_an_unreachable_database_is_a_failure_that_never_prints_the_password(tmp_path):
+    out = moe_bot(tmp_path, MOE_DISCORD_TOKEN="x", MOE_DATABASE_URL="postgresql://moe:hunter2@127.0.0.1:1/x")
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.stderr
+    [line] = [ln for ln in out.stderr.splitlines() if ln.startswith("error: ")]
+    assert line.startswith("error: cannot open the database (connection)") and "MOE_DATABASE_URL" in line
+    assert "hunter2" not in out.stdout + out.stderr and "Storage is unavailable" not in out.stderr
