@@ -7,12 +7,23 @@ from pathlib import Path
 
 import typer
 
-from moe.command import THREADS_HELP
+from moe.command import THREADS_HELP, UsageError
 
 app = typer.Typer(help="Benchmarks; each prints one JSON object, with ratios against a baseline measured in the same run.",
                   no_args_is_help=True)
 
 _JSON_HELP = "Print the result on one line instead of indented."
+
+
+def _members(text: str) -> tuple[int, ...]:
+    """The --members list: whole numbers from 1, comma-separated; anything else is a usage error."""
+    try:
+        counts = tuple(int(m) for m in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 1:
+        raise UsageError(f"--members {text!r}: give member counts from 1, separated by commas, e.g. 1,50")
+    return counts
 
 
 def _emit(result: dict, as_json: bool) -> None:
@@ -46,7 +57,7 @@ def e2e(
     """Acknowledgement and final-image latency of /avatar create through the fake Discord and the real bot."""
     from bench.e2e import run
 
-    _emit(run(members=tuple(int(m) for m in members.split(",")), rounds=rounds, bursts=bursts, command=command,
+    _emit(run(members=_members(members), rounds=rounds, bursts=bursts, command=command,
               pack_dir=pack_dir), as_json)
 
 
@@ -71,7 +82,7 @@ def load(
     """
     from bench.load import run
 
-    _emit(run(members=tuple(int(m) for m in members.split(",")), bursts=bursts, pack_dir=pack_dir, shards=shards,
+    _emit(run(members=_members(members), bursts=bursts, pack_dir=pack_dir, shards=shards,
               database_url=database_url), as_json)
 
 

@@ -164,3 +164,12 @@ def test_log_level_is_set_once_for_every_command(tmp_path, monkeypatch):
         assert r.exit_code == USAGE and "--log-level" in r.output
     finally:
         root.setLevel(before)
+
+
+@pytest.mark.parametrize("bench", ["load", "e2e"])
+@pytest.mark.parametrize("members", ["5,x", "5,,6", "0", "-3"])
+def test_a_bad_member_list_is_a_usage_error_before_the_benchmark_runs(bench, members):
+    r = moe("bench", bench, "--members", members)
+    assert r.exit_code == USAGE and isinstance(r.exception, SystemExit), r.output
+    [line] = [ln for ln in r.output.splitlines() if ln.startswith("error: ")]
+    assert line == f"error: --members {members!r}: give member counts from 1, separated by commas, e.g. 1,50"
