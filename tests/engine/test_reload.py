@@ -223,7 +223,7 @@ async def test_a_refused_pack_fixed_by_a_copy_that_keeps_mtimes_is_tried_again(p
 
 
 async def test_two_folders_with_one_pack_name_serve_from_one_and_hand_over_when_it_is_removed(packs_dir):
-    served = lambda eng: eng.packs["tiny"].path  # noqa: E731
+    served = lambda eng: eng.packs["tiny"].path
     shutil.copytree(packs_dir / "tiny", packs_dir / "zz")  # the same manifest name, "tiny"
     async with Engine([packs_dir], watch_s=None, tune_batch=False) as eng:
         assert served(eng) == packs_dir / "tiny"
