@@ -102,13 +102,16 @@ class PostgresBackend:
         rows = await self.fetch("SELECT coalesce(max(version), 0) FROM schema_version")
         return rows[0][0]
 
-    async def apply_migration(self, number: int, sql: str) -> None:
+    async def apply_migration(self, number: int, sql: str, *, then=None) -> None:
+        """One transaction: the migration's SQL, then `await then(tx)` (data it needs), then the version."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
             await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY)")
             if await conn.fetchval("SELECT count(*) FROM schema_version WHERE version = $1", number):
                 return  # another process applied it meanwhile
             await conn.execute(sql)
+            if then is not None:
+                await then(_Tx(conn))
             await conn.execute("INSERT INTO schema_version VALUES ($1)", number)
 
     async def ensure_version_table(self) -> None:

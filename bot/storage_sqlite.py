@@ -83,13 +83,18 @@ class SqliteBackend:
         (row,) = await self.fetch("PRAGMA user_version")
         return row[0]
 
-    async def apply_migration(self, number: int, sql: str) -> None:
+    async def apply_migration(self, number: int, sql: str, *, then=None) -> None:
+        """One transaction: the migration's SQL, then `await then(tx)` (data it needs), then the version."""
         async with self._write_lock:
             try:
-                await self._conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
-            except Exception:
+                await self._conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\n")
+                if then is not None:
+                    await then(_Tx(self._conn))
+                await self._conn.execute(f"PRAGMA user_version = {int(number)}")
+                await to_completion(self._conn.commit())
+            except BaseException:
                 if self._conn.in_transaction:
-                    await self._conn.rollback()
+                    await to_completion(self._conn.rollback())
                 raise
 
     @asynccontextmanager

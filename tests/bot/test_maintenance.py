@@ -138,3 +138,33 @@ def test_one_process_per_database_and_a_killed_holder_does_not_block(tmp_path):
         with pytest.raises(AlreadyRunning):
             ProcessLock(db_path).acquire()
     ProcessLock(db_path).acquire()  # released on exit
+
+
+async def test_migration_0002_failing_while_linking_is_retried_whole(tmp_path, monkeypatch):
+    """A crash while linking saved avatars to their latents leaves version 1: the next start links them."""
+    path = tmp_path / "old.sqlite3"
+    (_, _, sql1), *_ = migrations()
+    upload = Recipe(pack_id=pack_id_of("moe"), pack_hash="0badcafe", model="vae",
+                    latent=Vary(Upload("0123456789ab"), 2, 0.4), cond=(1, 0)).to_code()
+    with sqlite3.connect(path) as conn:
+        conn.executescript(sql1 + "\nPRAGMA user_version = 1;")
+        conn.execute("INSERT INTO saved_avatars (guild_id, member_id, code, png, created) VALUES (5, 7, ?, x'00', 0)", (upload,))
+        conn.execute("INSERT INTO latents VALUES ('0123456789ab', ?, 0)", (np.ones(4, "<f4").tobytes(),))
+
+    async def disk_full(tx):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(Database, "_link_saved_latents", staticmethod(disk_full))
+        with pytest.raises(Exception):
+            await Database.open(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+    db = await Database.open(path)
+    try:
+        assert await db.schema_version() == 2
+        assert await db._fetchall("SELECT avatar_id, latent_id FROM avatar_latents") == [(1, "0123456789ab")]
+        assert (await prune(db)).latents == 0
+        assert await db.get_latent("0123456789ab", guild_id=5) is not None
+    finally:
+        await db.close()
