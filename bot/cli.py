@@ -122,25 +122,46 @@ def migrate_command(
     typer.echo(f"copied {sum(c.source_rows for c in checks)} rows in {len(checks)} tables, all verified")
 
 
-async def _migrate(source: str, target: str):
-    from bot.dbcopy import NotEmpty, copy_database
+async def _open_or_usage_error(url: str):
+    """The database at `url`, or a usage error naming it without its password."""
     from bot.errors import StorageUnavailable
     from bot.storage import Database
+    from bot.storage_errors import redacted
+
+    try:
+        return await Database.open(url)
+    except StorageUnavailable as e:
+        raise UsageError(f"cannot open {redacted(url)}: {e.kind}") from None
+    except Exception as e:
+        if not type(e).__module__.startswith("asyncpg") and not isinstance(e, ValueError):
+            raise
+        reason = redacted(str(e))
+        password = _password(url)
+        if password:
+            reason = reason.replace(password, "***")
+        raise UsageError(f"cannot open {redacted(url)}: {reason}") from None
+
+
+def _password(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+async def _migrate(source: str, target: str):
+    from bot.dbcopy import NotEmpty, copy_database
 
     if not source.startswith(("sqlite:///", "postgresql://", "postgres://")) or \
             not target.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise UsageError("--from and --to are database URLs: sqlite:///path or postgresql://user@host:port/db")
     if source.startswith("sqlite:///") and not Path(source[len("sqlite:///"):]).exists():
         raise UsageError(f"no database at {source[len('sqlite:///'):]}")
+    src = await _open_or_usage_error(source)
     try:
-        src = await Database.open(source)
-    except StorageUnavailable as e:
-        raise UsageError(f"cannot open {source}: {e.kind}") from None
-    try:
-        try:
-            dst = await Database.open(target)
-        except StorageUnavailable as e:
-            raise UsageError(f"cannot open {target}: {e.kind}") from None
+        dst = await _open_or_usage_error(target)
         try:
             return await copy_database(src, dst)
         except NotEmpty as e:

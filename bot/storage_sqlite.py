@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.storage_errors import report_unavailable, to_completion, translated, unavailable_kind
+from bot.storage_errors import redacted, report_unavailable, to_completion, translated, unavailable_kind
 
 __all__ = ["SqliteBackend", "path_of_url"]
 
@@ -26,7 +26,7 @@ __all__ = ["SqliteBackend", "path_of_url"]
 def path_of_url(url: str) -> Path:
     """`sqlite:///relative.sqlite3` or `sqlite:////absolute/path.sqlite3` (as SQLAlchemy)."""
     if not url.startswith("sqlite:///"):
-        raise ValueError(f"expected sqlite:///path, got {url!r}")
+        raise ValueError(f"expected sqlite:///path, got {redacted(url)!r}")
     return Path(url[len("sqlite:///"):])
 
 

@@ -168,3 +168,32 @@ async def test_migration_0002_failing_while_linking_is_retried_whole(tmp_path, m
         assert await db.get_latent("0123456789ab", guild_id=5) is not None
     finally:
         await db.close()
+
+
+def _moe(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MOE_")}
+    return subprocess.run([sys.executable, "-m", "moe", "--log-level", "DEBUG", *args], cwd=tmp_path,
+                          env={**clean, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True, timeout=60)
+
+
+def test_a_database_password_never_shows(tmp_path):
+    from bot.storage_errors import redacted
+    from bot.storage_sqlite import path_of_url
+
+    secret = "S3cretPass"
+    assert redacted(f"postgresql://moe:{secret}@h:5432/moe") == "postgresql://moe:***@h:5432/moe"
+    assert redacted(f"postgres://h/moe?user=moe&password={secret}&sslmode=require").count(secret) == 0
+    assert redacted("sqlite:///a:b@c.sqlite3") == "sqlite:///a:b@c.sqlite3"
+    with pytest.raises(ValueError) as e:
+        path_of_url(f"postgresql://moe:{secret}@h/moe")
+    assert secret not in str(e.value)
+
+    sqlite3.connect(tmp_path / "src.sqlite3").close()
+    for to in (f"postgresql://moe:{secret}@127.0.0.1:1/moe", f"postgresql://moe:{secret}@127.0.0.1:notaport/moe"):
+        out = _moe(tmp_path, "db", "migrate", "--from", "sqlite:///src.sqlite3", "--to", to)
+        assert out.returncode == 2 and "cannot open postgresql://moe:***@127.0.0.1" in out.stderr, out.stderr
+        assert secret not in out.stdout + out.stderr
+    bad = _moe(tmp_path, "db", "backup", "b.sqlite3", MOE_DATABASE_URL=f"mysql://moe:{secret}@h/moe")
+    assert bad.returncode == 2 and "database_url" in bad.stderr and secret not in bad.stdout + bad.stderr
+    pg = _moe(tmp_path, "db", "backup", "b.sqlite3", MOE_DATABASE_URL=f"postgresql://moe:{secret}@h/moe")
+    assert pg.returncode == 2 and secret not in pg.stdout + pg.stderr
