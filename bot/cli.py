@@ -77,7 +77,7 @@ def backup_command(
     out: Path = typer.Argument(..., help="The new backup file to write (an existing file is refused)."),
 ) -> None:
     """Copy the bot's SQLite database (MOE_DATABASE_PATH) to a new file, consistently, even while the bot runs."""
-    from bot.maintenance import backup
+    from bot.maintenance import NotADatabase, backup
     from bot.storage import is_postgres_url
     from bot.storage_sqlite import path_of_url
 
@@ -91,7 +91,10 @@ def backup_command(
         raise UsageError(f"no database at {database} (MOE_DATABASE_PATH or MOE_DATABASE_URL)")
     if out.exists():
         raise UsageError(f"{out} exists; choose a new file name")
-    pages = backup(database, out)
+    try:
+        pages = backup(database, out)
+    except NotADatabase as e:
+        raise UsageError(str(e)) from None
     typer.echo(f"backed up {database} to {out} ({pages} pages, integrity ok)")
 
 

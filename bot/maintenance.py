@@ -26,7 +26,7 @@ from pathlib import Path
 from bot.storage import Database
 
 __all__ = ["USAGE_KEEP_DAYS", "UNUSED_KEEP_DAYS", "PRUNE_EVERY_S", "Pruned", "Purged", "prune", "purge_member",
-           "backup", "ProcessLock", "AlreadyRunning"]
+           "backup", "NotADatabase", "ProcessLock", "AlreadyRunning"]
 
 USAGE_KEEP_DAYS = 7
 UNUSED_KEEP_DAYS = 90
@@ -78,17 +78,28 @@ async def purge_member(db: Database, guild_id: int, member_id: int) -> Purged:
     return Purged(avatars, usage, buckets, latents)
 
 
+class NotADatabase(ValueError):
+    """`moe db backup` was pointed at a file that is not a SQLite database."""
+
+
 def backup(database: Path, out: Path) -> int:
     """Copy `database` to `out` with SQLite's online backup (safe while the bot runs);
-    returns the number of pages copied. Refuses to overwrite `out`."""
+    returns the number of pages copied. Refuses to overwrite `out`; `out` appears (renamed
+    from a temporary file beside it) only once the copy passes integrity_check."""
     if not database.exists():
         raise FileNotFoundError(f"no database at {database}")
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new file name")
     out.parent.mkdir(parents=True, exist_ok=True)
-    src = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    # a file: URI escapes '#', '?' and '%' in the name; mode=ro never creates a database
+    src = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True)
     try:
-        dst = sqlite3.connect(out)
+        try:
+            src.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise NotADatabase(f"{database} is not a SQLite database ({e})") from None
+        dst = sqlite3.connect(partial)
         try:
             src.backup(dst, pages=1024)
             (pages,) = dst.execute("PRAGMA page_count").fetchone()
@@ -97,8 +108,12 @@ def backup(database: Path, out: Path) -> int:
                 raise sqlite3.DatabaseError(f"the copy fails integrity_check: {check}")
         finally:
             dst.close()
+        if out.exists():
+            raise FileExistsError(f"{out} exists; choose a new file name")
+        os.replace(partial, out)
     finally:
         src.close()
+        partial.unlink(missing_ok=True)
     return pages
 
 

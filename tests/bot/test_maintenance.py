@@ -197,3 +197,44 @@ def test_a_database_password_never_shows(tmp_path):
     assert bad.returncode == 2 and "database_url" in bad.stderr and secret not in bad.stdout + bad.stderr
     pg = _moe(tmp_path, "db", "backup", "b.sqlite3", MOE_DATABASE_URL=f"postgresql://moe:{secret}@h/moe")
     assert pg.returncode == 2 and secret not in pg.stdout + pg.stderr
+
+
+@pytest.mark.parametrize("name", ["moe#1.sqlite3", "moe?x=1.sqlite3", "moe%20.sqlite3"])
+def test_backup_of_a_database_with_uri_characters_in_its_name(tmp_path, name):
+    db_path = tmp_path / name
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("CREATE TABLE keep (x)")
+        conn.executemany("INSERT INTO keep VALUES (?)", [(i,) for i in range(1000)])
+    conn.close()
+    backup(db_path, tmp_path / "b.sqlite3")
+    with sqlite3.connect(tmp_path / "b.sqlite3") as conn:
+        assert conn.execute("SELECT count(*) FROM keep").fetchone() == (1000,)
+    conn.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "b.sqlite3"])  # no stray or partial file
+
+
+def test_a_failed_backup_leaves_no_file(tmp_path):
+    from bot.maintenance import NotADatabase
+
+    (tmp_path / "text.sqlite3").write_text("not a database, but long enough to have a header" * 20)
+    with pytest.raises(NotADatabase):
+        backup(tmp_path / "text.sqlite3", tmp_path / "b.sqlite3")
+    assert not (tmp_path / "b.sqlite3").exists()
+    corrupt = tmp_path / "corrupt.sqlite3"
+    with sqlite3.connect(corrupt) as conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.executemany("INSERT INTO t VALUES (?)", [(os.urandom(300),) for _ in range(200)])
+    conn.close()
+    with open(corrupt, "r+b") as f:  # a table page in the middle: page 1 (the schema) still reads
+        f.seek(4096 * 5)
+        f.write(b"\xff" * 4096)
+    with pytest.raises(sqlite3.DatabaseError):  # the copy fails integrity_check (or cannot even run it)
+        backup(corrupt, tmp_path / "b.sqlite3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.sqlite3", "text.sqlite3"]
+
+
+def test_moe_db_backup_of_a_file_that_is_not_a_database(tmp_path):
+    (tmp_path / "text.sqlite3").write_text("hello " * 200)
+    out = _moe(tmp_path, "db", "backup", "b.sqlite3", MOE_DATABASE_PATH=str(tmp_path / "text.sqlite3"))
+    assert out.returncode == 2 and "not a SQLite database" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "b.sqlite3").exists()
