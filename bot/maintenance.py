@@ -67,14 +67,18 @@ async def prune(db: Database, *, now: float | None = None) -> Pruned:
 
 
 async def purge_member(db: Database, guild_id: int, member_id: int) -> Purged:
-    """Delete a member's saved avatars, usage, bucket and uploaded latents on one server."""
+    """Delete a member's saved avatars, usage, bucket and uploaded latents on one server
+    (except an upload another member's saved avatar there needs)."""
     async with db.transaction() as tx:
         await db.lock_members(tx, [(guild_id, member_id)])
         where = (guild_id, member_id)
         avatars = await tx.execute("DELETE FROM saved_avatars WHERE guild_id = ? AND member_id = ?", where)
         usage = await tx.execute("DELETE FROM usage WHERE guild_id = ? AND member_id = ?", where)
         buckets = await tx.execute("DELETE FROM buckets WHERE guild_id = ? AND member_id = ?", where)
-        latents = await tx.execute("DELETE FROM latents WHERE guild_id = ? AND member_id = ?", where)
+        # an upload another member's saved avatar needs stays (their avatar must keep working)
+        latents = await tx.execute(
+            "DELETE FROM latents WHERE guild_id = ? AND member_id = ? AND id NOT IN (SELECT l.latent_id FROM"
+            " avatar_latents l JOIN saved_avatars s ON s.id = l.avatar_id WHERE s.guild_id = ?)", (*where, guild_id))
     return Purged(avatars, usage, buckets, latents)
 
 

@@ -331,9 +331,10 @@ class Database:
         blob = np.ascontiguousarray(z, dtype="<f4").tobytes()
         now = time.time()
         async with self.transaction() as tx:
+            # the same picture uploaded again on the server (same content id) stays its first uploader's
             await tx.execute(
                 "INSERT INTO latents (guild_id, member_id, id, z, created, used) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (guild_id, id) DO UPDATE SET member_id = excluded.member_id, z = excluded.z,"
+                " ON CONFLICT (guild_id, id) DO UPDATE SET z = excluded.z,"
                 " created = excluded.created, used = excluded.used",
                 (guild_id, member_id, latent_id, blob, now, now),
             )

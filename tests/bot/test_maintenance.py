@@ -238,3 +238,20 @@ def test_moe_db_backup_of_a_file_that_is_not_a_database(tmp_path):
     out = _moe(tmp_path, "db", "backup", "b.sqlite3", MOE_DATABASE_PATH=str(tmp_path / "text.sqlite3"))
     assert out.returncode == 2 and "not a SQLite database" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "b.sqlite3").exists()
+
+
+async def test_purging_a_member_keeps_the_uploads_other_members_avatars_need(db):
+    z = np.ones(4, "f4")
+    await db.put_latent("shared", z, guild_id=1, member_id=10)  # A uploads a picture
+    await db.save_avatar(1, 10, "codeA", b"p", latent_ids={"shared"})  # and saves an avatar drawn from it
+    await db.put_latent("shared", z, guild_id=1, member_id=20)  # B uploads the same picture
+    await db.put_latent("onlyB", z, guild_id=1, member_id=20)
+    await db.put_latent("b-pinned-by-c", z, guild_id=1, member_id=20)
+    await db.save_avatar(1, 30, "codeC", b"p", latent_ids={"b-pinned-by-c"})  # C saved one from B's upload
+    await db.save_avatar(1, 20, "codeB", b"p", latent_ids={"onlyB"})
+    assert await db._fetchall("SELECT member_id FROM latents WHERE id = 'shared'") == [(10,)]  # the first uploader's
+    purged = await purge_member(db, 1, 20)
+    assert (purged.avatars, purged.latents) == (1, 1)
+    assert await db.get_latent("shared", guild_id=1) is not None and await db.count_saved(1, 10) == 1
+    assert await db.get_latent("b-pinned-by-c", guild_id=1) is not None
+    assert await db.get_latent("onlyB", guild_id=1) is None
