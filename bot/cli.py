@@ -156,6 +156,7 @@ def _password(url: str) -> str | None:
 
 async def _migrate(source: str, target: str):
     from bot.dbcopy import NotEmpty, copy_database
+    from bot.maintenance import AlreadyRunning
 
     if not source.startswith(("sqlite:///", "postgresql://", "postgres://")) or \
             not target.startswith(("sqlite:///", "postgresql://", "postgres://")):
@@ -167,7 +168,7 @@ async def _migrate(source: str, target: str):
         dst = await _open_or_usage_error(target)
         try:
             return await copy_database(src, dst)
-        except NotEmpty as e:
+        except (NotEmpty, AlreadyRunning) as e:
             raise UsageError(str(e)) from None
         finally:
             await dst.close()

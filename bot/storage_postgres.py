@@ -162,8 +162,18 @@ class PostgresBackend:
     async def copy_rows(self, tx: _Tx, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
         await tx._conn.copy_records_to_table(table, records=rows, columns=list(columns))
 
-    async def reset_ids(self, tx: _Tx) -> None:
-        """After rows were copied with their ids: the identities continue after the largest."""
+    async def id_high_water(self) -> dict[str, int]:
+        """The largest id each identity ever handed out (deleted ones included)."""
+        out = {}
         for table in ("saved_avatars", "recipe_refs"):
-            await tx.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce(max(id), 0) + 1, false)"
-                             f" FROM {table}")
+            [(last,)] = await self.fetch(f"SELECT pg_sequence_last_value(pg_get_serial_sequence('{table}', 'id')::regclass)")
+            if last is not None:
+                out[table] = int(last)
+        return out
+
+    async def reset_ids(self, tx: _Tx, high_water: dict[str, int]) -> None:
+        """After rows were copied with their ids: the identities continue after the largest id
+        copied or ever handed out by the source (`high_water`), so no deleted id comes back."""
+        for table in ("saved_avatars", "recipe_refs"):
+            await tx.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), greatest(coalesce(max(id), 0), ?) + 1,"
+                             f" false) FROM {table}", (high_water.get(table, 0),))

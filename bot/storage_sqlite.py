@@ -145,5 +145,13 @@ class SqliteBackend:
     async def copy_rows(self, tx: _Tx, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
         await tx.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows)
 
-    async def reset_ids(self, tx: _Tx) -> None:
-        """AUTOINCREMENT follows the largest id inserted: nothing to reset."""
+    async def id_high_water(self) -> dict[str, int]:
+        """The largest id each AUTOINCREMENT table ever handed out (deleted ones included)."""
+        rows = await self.fetch("SELECT name, seq FROM sqlite_sequence WHERE name IN ('saved_avatars', 'recipe_refs')")
+        return {name: int(seq) for name, seq in rows}
+
+    async def reset_ids(self, tx: _Tx, high_water: dict[str, int]) -> None:
+        """AUTOINCREMENT follows the largest id inserted; it also never goes below the source's."""
+        for table, seq in high_water.items():
+            if not await tx.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?", (seq, table)):
+                await tx.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, seq))
