@@ -1,7 +1,7 @@
 """Keeping the database small, private and safe: pruning, purging a member, backups, one process.
 
 - `prune`: what nothing needs any more. Usage counters after `USAGE_KEEP_DAYS`; token
-  buckets full again for a day; upload latents and long-recipe refs unused for
+  buckets a day old and full again; upload latents and long-recipe refs unused for
   `UNUSED_KEEP_DAYS` (a latent a saved avatar needs is kept while the avatar exists).
   `MoeBot` runs it at start-up and every `PRUNE_EVERY_S`.
 - `purge_member`: a server admin's "forget this member here".
@@ -53,13 +53,22 @@ class Purged:
                 f"{self.usage} day(s) of usage and {self.buckets} rate-limit record(s)")
 
 
-async def prune(db: Database, *, now: float | None = None) -> Pruned:
+async def prune(db: Database, *, now: float | None = None, limits=None) -> Pruned:
+    """Delete what nothing needs. A token bucket goes once it is full again (deleting it changes
+    nothing) and a day old: full under its server's burst and refill_s, else under `limits` (the
+    bot's `bot.limits.Limits`); a server without its own limits and no `limits` given: a day old."""
     now = time.time() if now is None else now
     usage_cutoff = time.strftime("%Y-%m-%d", time.gmtime(now - USAGE_KEEP_DAYS * 86400))
     unused = now - UNUSED_KEEP_DAYS * 86400
     async with db.transaction() as tx:
         usage = await tx.execute("DELETE FROM usage WHERE day < ?", (usage_cutoff,))
-        buckets = await tx.execute("DELETE FROM buckets WHERE updated < ?", (now - 86400,))
+        burst, refill_s = (None, None) if limits is None else (limits.burst, limits.refill_s)
+        buckets = await tx.execute(
+            "DELETE FROM buckets WHERE updated < ? AND (guild_id, member_id) IN (SELECT b.guild_id, b.member_id"
+            " FROM buckets b LEFT JOIN guild_settings g ON g.guild_id = b.guild_id"
+            " WHERE coalesce(g.refill_s, ?) IS NULL OR coalesce(g.burst, ?) IS NULL OR coalesce(g.refill_s, ?) <= 0"
+            " OR b.tokens + (? - b.updated) / coalesce(g.refill_s, ?) >= coalesce(g.burst, ?))",
+            (now - 86400, refill_s, burst, refill_s, now, refill_s, burst))
         latents = await tx.execute(
             "DELETE FROM latents WHERE used < ? AND id NOT IN (SELECT latent_id FROM avatar_latents)", (unused,))
         refs = await tx.execute("DELETE FROM recipe_refs WHERE used < ?", (unused,))

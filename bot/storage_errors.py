@@ -14,6 +14,7 @@ import asyncio
 import errno
 import logging
 import re
+import socket
 import sqlite3
 import time
 from collections.abc import Awaitable
@@ -62,7 +63,8 @@ def unavailable_kind(error: BaseException) -> str | None:
     database cannot be used right now."""
     if type(error).__module__.startswith("asyncpg"):
         return _postgres_kind(error)
-    if isinstance(error, ConnectionError | TimeoutError):  # the server refused, reset or did not answer
+    # the server refused, reset or did not answer, or its name did not resolve (DNS down while reconnecting)
+    if isinstance(error, ConnectionError | TimeoutError | socket.gaierror):
         return "connection"
     if isinstance(error, sqlite3.OperationalError | sqlite3.DatabaseError) and not isinstance(error, sqlite3.IntegrityError):
         text = f"{error} {getattr(error, 'sqlite_errorname', '')}"

@@ -255,3 +255,31 @@ async def test_purging_a_member_keeps_the_uploads_other_members_avatars_need(db)
     assert await db.get_latent("shared", guild_id=1) is not None and await db.count_saved(1, 10) == 1
     assert await db.get_latent("b-pinned-by-c", guild_id=1) is not None
     assert await db.get_latent("onlyB", guild_id=1) is None
+
+
+async def test_prune_keeps_a_bucket_that_is_not_full_again(db):
+    """burst x refill_s longer than a day: a bucket two days old is still refilling."""
+    from bot.limits import tokens_left
+
+    slow = Limits(burst=10, refill_s=6 * 3600, daily_quota=0)  # 60 h from empty to full
+    now = time.time()
+    for _ in range(10):
+        await take_draw(db, 1, 7, slow, now=now - 2 * DAY)  # emptied two days ago: 8 of 10 back now
+    await take_draw(db, 1, 8, slow, now=now - 3 * DAY)  # full again
+    await db.set_guild_settings(2, burst=10, refill_s=6 * 3600)  # a server's own limits
+    for _ in range(10):
+        await take_draw(db, 2, 7, slow, now=now - 2 * DAY)
+    assert (await prune(db, now=now, limits=slow)).buckets == 1
+    assert await tokens_left(db, 1, 7, slow, now=now) == pytest.approx(8)
+    # no bot-wide limits given: a server's own limits still count; without them, a day old is enough
+    assert (await prune(db, now=now)).buckets == 1
+    assert await db._fetchall("SELECT guild_id, member_id FROM buckets") == [(2, 7)]
+    assert (await prune(db, now=now + 3 * DAY)).buckets == 1  # server 2's bucket is full by then
+
+
+def test_a_dns_failure_is_the_connection_kind():
+    import socket
+
+    from bot.storage_errors import unavailable_kind
+
+    assert unavailable_kind(socket.gaierror(-3, "Temporary failure in name resolution")) == "connection"
