@@ -82,7 +82,7 @@ def backup_command(
     out: Path = typer.Argument(..., help="The new backup file to write (an existing file is refused)."),
 ) -> None:
     """Copy the bot's SQLite database (MOE_DATABASE_PATH) to a new file, consistently, even while the bot runs."""
-    from bot.maintenance import backup
+    from bot.maintenance import NotADatabase, backup
     from bot.storage import is_postgres_url
     from bot.storage_sqlite import path_of_url
 
@@ -96,7 +96,10 @@ def backup_command(
         raise UsageError(f"no database at {database} (MOE_DATABASE_PATH or MOE_DATABASE_URL)")
     if out.exists():
         raise UsageError(f"{out} exists; choose a new file name")
-    pages = backup(database, out)
+    try:
+        pages = backup(database, out)
+    except NotADatabase as e:
+        raise UsageError(str(e)) from None
     typer.echo(f"backed up {database} to {out} ({pages} pages, integrity ok)")
 
 
@@ -127,28 +130,50 @@ def migrate_command(
     typer.echo(f"copied {sum(c.source_rows for c in checks)} rows in {len(checks)} tables, all verified")
 
 
-async def _migrate(source: str, target: str):
-    from bot.dbcopy import NotEmpty, copy_database
+async def _open_or_usage_error(url: str):
+    """The database at `url`, or a usage error naming it without its password."""
     from bot.errors import StorageUnavailable
     from bot.storage import Database
+    from bot.storage_errors import redacted
+
+    try:
+        return await Database.open(url)
+    except StorageUnavailable as e:
+        raise UsageError(f"cannot open {redacted(url)}: {e.kind}") from None
+    except Exception as e:
+        if not type(e).__module__.startswith("asyncpg") and not isinstance(e, ValueError):
+            raise
+        reason = redacted(str(e))
+        password = _password(url)
+        if password:
+            reason = reason.replace(password, "***")
+        raise UsageError(f"cannot open {redacted(url)}: {reason}") from None
+
+
+def _password(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+async def _migrate(source: str, target: str):
+    from bot.dbcopy import NotEmpty, copy_database
+    from bot.maintenance import AlreadyRunning
 
     if not source.startswith(("sqlite:///", "postgresql://", "postgres://")) or \
             not target.startswith(("sqlite:///", "postgresql://", "postgres://")):
         raise UsageError("--from and --to are database URLs: sqlite:///path or postgresql://user@host:port/db")
     if source.startswith("sqlite:///") and not Path(source[len("sqlite:///"):]).exists():
         raise UsageError(f"no database at {source[len('sqlite:///'):]}")
+    src = await _open_or_usage_error(source)
     try:
-        src = await Database.open(source)
-    except StorageUnavailable as e:
-        raise UsageError(f"cannot open {source}: {e.kind}") from None
-    try:
-        try:
-            dst = await Database.open(target)
-        except StorageUnavailable as e:
-            raise UsageError(f"cannot open {target}: {e.kind}") from None
+        dst = await _open_or_usage_error(target)
         try:
             return await copy_database(src, dst)
-        except NotEmpty as e:
+        except (NotEmpty, AlreadyRunning) as e:
             raise UsageError(str(e)) from None
         finally:
             await dst.close()

@@ -1,18 +1,22 @@
 """Copy the bot's database to another backend and prove the copy: `moe db migrate`.
 
-The target is opened (so freshly migrated) and must be empty. Every table is copied with its
-ids in one transaction on the target (PostgreSQL: `COPY`, in batches), the identity
-sequences then continue after the largest id, and each table is verified on both sides: the
-row count and a sha256 over its rows in primary-key order (values typed and length-prefixed,
-text ordered bytewise on both backends).
+The target is opened (so freshly migrated) and must be empty; a SQLite database on either side
+is held under its process lock (`bot.maintenance.ProcessLock`: stop the bot first). Every table
+is copied with its ids in one transaction on the target (PostgreSQL: `COPY`, in batches), the
+identity sequences then continue after the largest id the source ever handed out (a deleted
+one is never reused, so an old `~<id>` button never opens another recipe), and each table is
+verified on both sides: the row count and a sha256 over its rows in primary-key order (values
+typed and length-prefixed, text ordered bytewise on both backends).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from dataclasses import dataclass
 
+from bot.maintenance import ProcessLock
 from bot.storage import Database
 
 __all__ = ["TABLES", "TableCheck", "NotEmpty", "copy_database", "table_digest"]
@@ -82,16 +86,26 @@ async def table_digest(db: Database, table: str) -> tuple[int, str]:
 
 
 async def copy_database(source: Database, target: Database) -> list[TableCheck]:
-    """Copy every table of `source` into the empty `target` and verify both; one check per table."""
+    """Copy every table of `source` into the empty `target` and verify both; one check per table.
+    A SQLite database is copied under its process lock (`AlreadyRunning` while a bot uses it)."""
+    with contextlib.ExitStack() as locks:
+        for db in (source, target):
+            if db.path is not None and str(db.path) != ":memory:":
+                locks.enter_context(ProcessLock(db.path))
+        return await _copy(source, target)
+
+
+async def _copy(source: Database, target: Database) -> list[TableCheck]:
     for table in TABLES:
         [(n,)] = await target._fetchall(f"SELECT count(*) FROM {table}")
         if n:
             raise NotEmpty(f"the target already holds data ({n} row(s) in {table}); migrate into an empty database")
+    high_water = await source._backend.id_high_water()
     async with target.transaction() as tx:
         for table, (columns, _) in TABLES.items():
             async for rows in source._backend.stream(_select(source, table), _BATCH.get(table, 5000)):
                 await target._backend.copy_rows(tx, table, columns, rows)
-        await target._backend.reset_ids(tx)
+        await target._backend.reset_ids(tx, high_water)
     checks = []
     for table in TABLES:
         (n_src, h_src), (n_dst, h_dst) = await asyncio.gather(table_digest(source, table), table_digest(target, table))

@@ -22,14 +22,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 import time
 import weakref
 from dataclasses import dataclass
 
-from bot.errors import QuotaExceeded, RateLimited
+from bot.errors import QuotaExceeded, RateLimited, StorageUnavailable
 from bot.storage import Database
 
 __all__ = ["Limits", "refilled", "take_draw", "refund_draw", "usage_today", "tokens_left", "day_of", "seconds_to_midnight"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,22 +89,43 @@ _CHUNK = 400  # members per SELECT (two parameters each in SQLite, well under it
 
 
 async def _take_waiting(db: Database) -> None:
-    """One write transaction for every draw waiting when it begins; answers after COMMIT."""
-    draws: list[_Draw] = []
+    """One write transaction for every draw waiting when it begins; answers after COMMIT.
+    A draw whose caller was cancelled before the transaction read the buckets is not taken."""
+    draws: list[_Draw] | None = None
     try:
         async with db.gate_lock, db.transaction() as tx:
+            draws = [d for d in _waiting.pop(db, []) if not d.answer.done()]
+            answers = await _take_all(db, tx, draws) if draws else []
+    except BaseException as e:  # storage unavailable, a bug, or this task cancelled: nothing was taken
+        if draws is None:  # failed before taking the list: the draws waiting for this transaction
             draws = _waiting.pop(db, [])
-            answers = await _take_all(db, tx, draws)
-    except Exception as e:  # storage unavailable (or a bug): every draw in it gets the error
-        draws = draws or _waiting.pop(db, [])
-        answers = [e] * len(draws)
+        if not isinstance(e, StorageUnavailable | asyncio.CancelledError):
+            log.error("the generation gate's transaction failed (%d draw(s) refused)", len(draws), exc_info=e)
+        for draw in draws:
+            if not draw.answer.done():
+                draw.answer.set_exception(_own_error(e))
+        if not isinstance(e, Exception):
+            raise
+        return
     for draw, answer in zip(draws, answers):
-        if draw.answer.done():  # the member's task was cancelled
+        if draw.answer.done():  # the member's task was cancelled during the transaction
             continue
         if isinstance(answer, Exception):
             draw.answer.set_exception(answer)
         else:
             draw.answer.set_result(answer)
+
+
+def _own_error(e: BaseException) -> Exception:
+    """A new exception for one draw of a failed transaction (one object per future: tracebacks
+    of several awaiting tasks never mix)."""
+    if isinstance(e, StorageUnavailable):
+        return StorageUnavailable(e.kind)
+    if isinstance(e, asyncio.CancelledError):
+        return StorageUnavailable("cancelled")
+    error = RuntimeError("the generation gate failed; see the log")
+    error.__cause__ = e
+    return error
 
 
 async def _take_all(db: Database, tx, draws: list[_Draw]) -> list[int | Exception]:
@@ -149,6 +173,7 @@ async def refund_draw(db: Database, guild_id: int, member_id: int, *, now: float
     A token above the burst is trimmed at the next take."""
     now = time.time() if now is None else now
     async with db.transaction() as tx:
+        await db.lock_members(tx, [(guild_id, member_id)])  # not between a gate transaction's read and write
         await tx.execute("UPDATE buckets SET tokens = tokens + 1 WHERE guild_id = ? AND member_id = ?",
                          (guild_id, member_id))
         await tx.execute("UPDATE usage SET count = CASE WHEN count > 0 THEN count - 1 ELSE 0 END"

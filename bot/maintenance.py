@@ -1,7 +1,7 @@
 """Keeping the database small, private and safe: pruning, purging a member, backups, one process.
 
 - `prune`: what nothing needs any more. Usage counters after `USAGE_KEEP_DAYS`; token
-  buckets full again for a day; upload latents and long-recipe refs unused for
+  buckets a day old and full again; upload latents and long-recipe refs unused for
   `UNUSED_KEEP_DAYS` (a latent a saved avatar needs is kept while the avatar exists).
   `MoeBot` runs it at start-up and every `PRUNE_EVERY_S`.
 - `purge_member`: a server admin's "forget this member here".
@@ -26,7 +26,7 @@ from pathlib import Path
 from bot.storage import Database
 
 __all__ = ["USAGE_KEEP_DAYS", "UNUSED_KEEP_DAYS", "PRUNE_EVERY_S", "Pruned", "Purged", "prune", "purge_member",
-           "backup", "ProcessLock", "AlreadyRunning"]
+           "backup", "NotADatabase", "ProcessLock", "AlreadyRunning"]
 
 USAGE_KEEP_DAYS = 7
 UNUSED_KEEP_DAYS = 90
@@ -53,13 +53,22 @@ class Purged:
                 f"{self.usage} day(s) of usage and {self.buckets} rate-limit record(s)")
 
 
-async def prune(db: Database, *, now: float | None = None) -> Pruned:
+async def prune(db: Database, *, now: float | None = None, limits=None) -> Pruned:
+    """Delete what nothing needs. A token bucket goes once it is full again (deleting it changes
+    nothing) and a day old: full under its server's burst and refill_s, else under `limits` (the
+    bot's `bot.limits.Limits`); a server without its own limits and no `limits` given: a day old."""
     now = time.time() if now is None else now
     usage_cutoff = time.strftime("%Y-%m-%d", time.gmtime(now - USAGE_KEEP_DAYS * 86400))
     unused = now - UNUSED_KEEP_DAYS * 86400
     async with db.transaction() as tx:
         usage = await tx.execute("DELETE FROM usage WHERE day < ?", (usage_cutoff,))
-        buckets = await tx.execute("DELETE FROM buckets WHERE updated < ?", (now - 86400,))
+        burst, refill_s = (None, None) if limits is None else (limits.burst, limits.refill_s)
+        buckets = await tx.execute(
+            "DELETE FROM buckets WHERE updated < ? AND (guild_id, member_id) IN (SELECT b.guild_id, b.member_id"
+            " FROM buckets b LEFT JOIN guild_settings g ON g.guild_id = b.guild_id"
+            " WHERE coalesce(g.refill_s, ?) IS NULL OR coalesce(g.burst, ?) IS NULL OR coalesce(g.refill_s, ?) <= 0"
+            " OR b.tokens + (? - b.updated) / coalesce(g.refill_s, ?) >= coalesce(g.burst, ?))",
+            (now - 86400, refill_s, burst, refill_s, now, refill_s, burst))
         latents = await tx.execute(
             "DELETE FROM latents WHERE used < ? AND id NOT IN (SELECT latent_id FROM avatar_latents)", (unused,))
         refs = await tx.execute("DELETE FROM recipe_refs WHERE used < ?", (unused,))
@@ -67,28 +76,43 @@ async def prune(db: Database, *, now: float | None = None) -> Pruned:
 
 
 async def purge_member(db: Database, guild_id: int, member_id: int) -> Purged:
-    """Delete a member's saved avatars, usage, bucket and uploaded latents on one server."""
+    """Delete a member's saved avatars, usage, bucket and uploaded latents on one server
+    (except an upload another member's saved avatar there needs)."""
     async with db.transaction() as tx:
         await db.lock_members(tx, [(guild_id, member_id)])
         where = (guild_id, member_id)
         avatars = await tx.execute("DELETE FROM saved_avatars WHERE guild_id = ? AND member_id = ?", where)
         usage = await tx.execute("DELETE FROM usage WHERE guild_id = ? AND member_id = ?", where)
         buckets = await tx.execute("DELETE FROM buckets WHERE guild_id = ? AND member_id = ?", where)
-        latents = await tx.execute("DELETE FROM latents WHERE guild_id = ? AND member_id = ?", where)
+        # an upload another member's saved avatar needs stays (their avatar must keep working)
+        latents = await tx.execute(
+            "DELETE FROM latents WHERE guild_id = ? AND member_id = ? AND id NOT IN (SELECT l.latent_id FROM"
+            " avatar_latents l JOIN saved_avatars s ON s.id = l.avatar_id WHERE s.guild_id = ?)", (*where, guild_id))
     return Purged(avatars, usage, buckets, latents)
+
+
+class NotADatabase(ValueError):
+    """`moe db backup` was pointed at a file that is not a SQLite database."""
 
 
 def backup(database: Path, out: Path) -> int:
     """Copy `database` to `out` with SQLite's online backup (safe while the bot runs);
-    returns the number of pages copied. Refuses to overwrite `out`."""
+    returns the number of pages copied. Refuses to overwrite `out`; `out` appears (renamed
+    from a temporary file beside it) only once the copy passes integrity_check."""
     if not database.exists():
         raise FileNotFoundError(f"no database at {database}")
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new file name")
     out.parent.mkdir(parents=True, exist_ok=True)
-    src = sqlite3.connect(f"file:{database}?mode=ro", uri=True)
+    partial = out.with_name(f".{out.name}.{os.getpid()}.partial")
+    # a file: URI escapes '#', '?' and '%' in the name; mode=ro never creates a database
+    src = sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True)
     try:
-        dst = sqlite3.connect(out)
+        try:
+            src.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as e:
+            raise NotADatabase(f"{database} is not a SQLite database ({e})") from None
+        dst = sqlite3.connect(partial)
         try:
             src.backup(dst, pages=1024)
             (pages,) = dst.execute("PRAGMA page_count").fetchone()
@@ -97,8 +121,12 @@ def backup(database: Path, out: Path) -> int:
                 raise sqlite3.DatabaseError(f"the copy fails integrity_check: {check}")
         finally:
             dst.close()
+        if out.exists():
+            raise FileExistsError(f"{out} exists; choose a new file name")
+        os.replace(partial, out)
     finally:
         src.close()
+        partial.unlink(missing_ok=True)
     return pages
 
 

@@ -152,24 +152,23 @@ class Database:
             if number <= current:
                 continue
             log.info("applying migration %s/%s", self.dialect, name)
-            await self._backend.apply_migration(number, sql)
-            if number == 2:
-                await self._link_saved_latents()
+            # 0002's links are written in its own transaction: a failure leaves version 1, retried next start
+            then = self._link_saved_latents if number == 2 else None
+            await self._backend.apply_migration(number, sql, then=then)
 
-    async def _link_saved_latents(self) -> None:
-        """Fill avatar_latents for avatars saved before migration 0002."""
+    @staticmethod
+    async def _link_saved_latents(tx) -> None:
+        """Fill avatar_latents for avatars saved before migration 0002 (inside the migration)."""
         from engine.errors import InvalidRecipe
         from engine.recipe import Recipe
 
-        rows = await self._fetchall("SELECT id, code FROM saved_avatars")
-        async with self.transaction() as tx:
-            for avatar_id, code in rows:
-                try:
-                    ids = upload_ids(Recipe.from_code(code).latent)
-                except InvalidRecipe:
-                    continue
-                await tx.executemany("INSERT INTO avatar_latents VALUES (?, ?) ON CONFLICT DO NOTHING",
-                                     [(avatar_id, i) for i in sorted(ids)])
+        for avatar_id, code in await tx.fetch("SELECT id, code FROM saved_avatars"):
+            try:
+                ids = upload_ids(Recipe.from_code(code).latent)
+            except InvalidRecipe:
+                continue
+            await tx.executemany("INSERT INTO avatar_latents VALUES (?, ?) ON CONFLICT DO NOTHING",
+                                 [(avatar_id, i) for i in sorted(ids)])
 
     def transaction(self):
         """`async with db.transaction() as tx:` `tx.execute/executemany/fetch(sql, params)`
@@ -332,9 +331,10 @@ class Database:
         blob = np.ascontiguousarray(z, dtype="<f4").tobytes()
         now = time.time()
         async with self.transaction() as tx:
+            # the same picture uploaded again on the server (same content id) stays its first uploader's
             await tx.execute(
                 "INSERT INTO latents (guild_id, member_id, id, z, created, used) VALUES (?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (guild_id, id) DO UPDATE SET member_id = excluded.member_id, z = excluded.z,"
+                " ON CONFLICT (guild_id, id) DO UPDATE SET z = excluded.z,"
                 " created = excluded.created, used = excluded.used",
                 (guild_id, member_id, latent_id, blob, now, now),
             )

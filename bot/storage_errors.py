@@ -13,13 +13,15 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import re
+import socket
 import sqlite3
 import time
 from collections.abc import Awaitable
 
 from bot.errors import StorageUnavailable
 
-__all__ = ["unavailable_kind", "report_unavailable", "translated", "to_completion"]
+__all__ = ["unavailable_kind", "report_unavailable", "translated", "to_completion", "redacted"]
 
 log = logging.getLogger("bot.storage")
 
@@ -30,6 +32,15 @@ _UNAVAILABLE = (("locked", ("database is locked", "database table is locked", "S
 _OS_KINDS = {errno.ENOSPC: "full", errno.EFBIG: "full", errno.EDQUOT: "full", errno.EIO: "io", errno.EROFS: "io"}
 _LOG_EVERY_S = 60.0
 _last_logged: dict[str, tuple[float, int]] = {}  # kind -> (when logged, suppressed since)
+
+
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://[^:@/?#]*:)[^@]*@")
+_PASSWORD_PARAM = re.compile(r"(?i)([?&]password=)[^&#]*")
+
+
+def redacted(url: object) -> str:
+    """A database URL fit for messages and logs: its password (user:PASSWORD@ or ?password=) as ***."""
+    return _PASSWORD_PARAM.sub(r"\1***", _USERINFO.sub(r"\1***@", str(url)))
 
 
 # PostgreSQL SQLSTATEs (and classes, by their first two characters) that mean "not now"
@@ -52,7 +63,8 @@ def unavailable_kind(error: BaseException) -> str | None:
     database cannot be used right now."""
     if type(error).__module__.startswith("asyncpg"):
         return _postgres_kind(error)
-    if isinstance(error, ConnectionError | TimeoutError):  # the server refused, reset or did not answer
+    # the server refused, reset or did not answer, or its name did not resolve (DNS down while reconnecting)
+    if isinstance(error, ConnectionError | TimeoutError | socket.gaierror):
         return "connection"
     if isinstance(error, sqlite3.OperationalError | sqlite3.DatabaseError) and not isinstance(error, sqlite3.IntegrityError):
         text = f"{error} {getattr(error, 'sqlite_errorname', '')}"

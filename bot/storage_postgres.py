@@ -102,13 +102,16 @@ class PostgresBackend:
         rows = await self.fetch("SELECT coalesce(max(version), 0) FROM schema_version")
         return rows[0][0]
 
-    async def apply_migration(self, number: int, sql: str) -> None:
+    async def apply_migration(self, number: int, sql: str, *, then=None) -> None:
+        """One transaction: the migration's SQL, then `await then(tx)` (data it needs), then the version."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
             await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY)")
             if await conn.fetchval("SELECT count(*) FROM schema_version WHERE version = $1", number):
                 return  # another process applied it meanwhile
             await conn.execute(sql)
+            if then is not None:
+                await then(_Tx(conn))
             await conn.execute("INSERT INTO schema_version VALUES ($1)", number)
 
     async def ensure_version_table(self) -> None:
@@ -159,8 +162,18 @@ class PostgresBackend:
     async def copy_rows(self, tx: _Tx, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
         await tx._conn.copy_records_to_table(table, records=rows, columns=list(columns))
 
-    async def reset_ids(self, tx: _Tx) -> None:
-        """After rows were copied with their ids: the identities continue after the largest."""
+    async def id_high_water(self) -> dict[str, int]:
+        """The largest id each identity ever handed out (deleted ones included)."""
+        out = {}
         for table in ("saved_avatars", "recipe_refs"):
-            await tx.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce(max(id), 0) + 1, false)"
-                             f" FROM {table}")
+            [(last,)] = await self.fetch(f"SELECT pg_sequence_last_value(pg_get_serial_sequence('{table}', 'id')::regclass)")
+            if last is not None:
+                out[table] = int(last)
+        return out
+
+    async def reset_ids(self, tx: _Tx, high_water: dict[str, int]) -> None:
+        """After rows were copied with their ids: the identities continue after the largest id
+        copied or ever handed out by the source (`high_water`), so no deleted id comes back."""
+        for table in ("saved_avatars", "recipe_refs"):
+            await tx.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), greatest(coalesce(max(id), 0), ?) + 1,"
+                             f" false) FROM {table}", (high_water.get(table, 0),))

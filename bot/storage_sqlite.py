@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.storage_errors import report_unavailable, to_completion, translated, unavailable_kind
+from bot.storage_errors import redacted, report_unavailable, to_completion, translated, unavailable_kind
 
 __all__ = ["SqliteBackend", "path_of_url"]
 
@@ -26,7 +26,7 @@ __all__ = ["SqliteBackend", "path_of_url"]
 def path_of_url(url: str) -> Path:
     """`sqlite:///relative.sqlite3` or `sqlite:////absolute/path.sqlite3` (as SQLAlchemy)."""
     if not url.startswith("sqlite:///"):
-        raise ValueError(f"expected sqlite:///path, got {url!r}")
+        raise ValueError(f"expected sqlite:///path, got {redacted(url)!r}")
     return Path(url[len("sqlite:///"):])
 
 
@@ -83,13 +83,18 @@ class SqliteBackend:
         (row,) = await self.fetch("PRAGMA user_version")
         return row[0]
 
-    async def apply_migration(self, number: int, sql: str) -> None:
+    async def apply_migration(self, number: int, sql: str, *, then=None) -> None:
+        """One transaction: the migration's SQL, then `await then(tx)` (data it needs), then the version."""
         async with self._write_lock:
             try:
-                await self._conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\nPRAGMA user_version = {number};\nCOMMIT;")
-            except Exception:
+                await self._conn.executescript(f"BEGIN IMMEDIATE;\n{sql}\n")
+                if then is not None:
+                    await then(_Tx(self._conn))
+                await self._conn.execute(f"PRAGMA user_version = {int(number)}")
+                await to_completion(self._conn.commit())
+            except BaseException:
                 if self._conn.in_transaction:
-                    await self._conn.rollback()
+                    await to_completion(self._conn.rollback())
                 raise
 
     @asynccontextmanager
@@ -140,5 +145,13 @@ class SqliteBackend:
     async def copy_rows(self, tx: _Tx, table: str, columns: Sequence[str], rows: list[tuple]) -> None:
         await tx.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows)
 
-    async def reset_ids(self, tx: _Tx) -> None:
-        """AUTOINCREMENT follows the largest id inserted: nothing to reset."""
+    async def id_high_water(self) -> dict[str, int]:
+        """The largest id each AUTOINCREMENT table ever handed out (deleted ones included)."""
+        rows = await self.fetch("SELECT name, seq FROM sqlite_sequence WHERE name IN ('saved_avatars', 'recipe_refs')")
+        return {name: int(seq) for name, seq in rows}
+
+    async def reset_ids(self, tx: _Tx, high_water: dict[str, int]) -> None:
+        """AUTOINCREMENT follows the largest id inserted; it also never goes below the source's."""
+        for table, seq in high_water.items():
+            if not await tx.execute("UPDATE sqlite_sequence SET seq = max(seq, ?) WHERE name = ?", (seq, table)):
+                await tx.execute("INSERT INTO sqlite_sequence (name, seq) VALUES (?, ?)", (table, seq))

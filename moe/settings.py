@@ -19,7 +19,8 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MOE_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: an invalid value is not echoed (MOE_DATABASE_URL may hold a password)
+    model_config = SettingsConfigDict(env_prefix="MOE_", env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     # Discord
     discord_token: SecretStr | None = Field(None, description="bot token from the Discord developer portal")

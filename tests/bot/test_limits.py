@@ -128,3 +128,59 @@ def test_refilled_caps_at_the_burst_and_ignores_clock_steps_back():
     assert refilled(2.0, NOON, NOON + 3.5, DEFAULT) == 5.5
     assert refilled(2.0, NOON, NOON - 100, DEFAULT) == 2.0
     assert refilled(0.0, NOON, NOON, Limits(burst=3, refill_s=0, daily_quota=0)) == 3
+
+
+async def test_a_draw_cancelled_before_its_transaction_is_not_charged(db):
+    limits = Limits(burst=3, refill_s=3600, daily_quota=10)
+    asked = asyncio.create_task(take_draw(db, 1, 7, limits, now=NOON))
+    await asyncio.sleep(0)  # queued; the group commit has not read the buckets yet
+    asked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asked
+    assert await take_draw(db, 1, 8, limits, now=NOON) == 1  # the next group commit has run
+    assert await usage_today(db, 1, 7, now=NOON) == 0
+    assert await tokens_left(db, 1, 7, limits, now=NOON) == 3
+
+
+async def test_a_failed_group_commit_gives_each_draw_its_own_error(db, monkeypatch, caplog):
+    import bot.limits
+
+    async def bug(db, tx, draws):
+        raise KeyError("bug")
+
+    monkeypatch.setattr(bot.limits, "_take_all", bug)
+    answers = await asyncio.gather(*(take_draw(db, 1, m, DEFAULT, now=NOON) for m in range(3)), return_exceptions=True)
+    assert all(isinstance(a, RuntimeError) and isinstance(a.__cause__, KeyError) for a in answers)
+    assert len({id(a) for a in answers}) == 3
+    assert sum("generation gate" in r.getMessage() and r.exc_info is not None for r in caplog.records) == 1
+
+    @asynccontextmanager
+    async def unavailable():
+        raise StorageUnavailable("full")
+        yield
+
+    monkeypatch.setattr(db, "transaction", unavailable)
+    answers = await asyncio.gather(*(take_draw(db, 1, m, DEFAULT, now=NOON) for m in range(3)), return_exceptions=True)
+    assert all(isinstance(a, StorageUnavailable) and a.kind == "full" for a in answers)
+    assert len({id(a) for a in answers}) == 3
+
+
+async def test_a_cancelled_group_commit_answers_every_draw(db, monkeypatch):
+    import bot.limits
+
+    started = asyncio.Event()
+
+    async def stuck(db, tx, draws):
+        started.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(bot.limits, "_take_all", stuck)
+    asks = [asyncio.ensure_future(take_draw(db, 1, m, DEFAULT, now=NOON)) for m in range(3)]
+    await started.wait()
+    (flush,) = [t for t in bot.limits._running if t.get_name() == "bot-take-draws"]
+    flush.cancel()
+    answers = await asyncio.wait_for(asyncio.gather(*asks, return_exceptions=True), 5)
+    assert all(isinstance(a, StorageUnavailable) for a in answers)
+    assert flush.cancelled()
+    monkeypatch.undo()
+    assert await take_draw(db, 1, 0, DEFAULT, now=NOON) == 1

@@ -138,3 +138,148 @@ def test_one_process_per_database_and_a_killed_holder_does_not_block(tmp_path):
         with pytest.raises(AlreadyRunning):
             ProcessLock(db_path).acquire()
     ProcessLock(db_path).acquire()  # released on exit
+
+
+async def test_migration_0002_failing_while_linking_is_retried_whole(tmp_path, monkeypatch):
+    """A crash while linking saved avatars to their latents leaves version 1: the next start links them."""
+    path = tmp_path / "old.sqlite3"
+    (_, _, sql1), *_ = migrations()
+    upload = Recipe(pack_id=pack_id_of("moe"), pack_hash="0badcafe", model="vae",
+                    latent=Vary(Upload("0123456789ab"), 2, 0.4), cond=(1, 0)).to_code()
+    with sqlite3.connect(path) as conn:
+        conn.executescript(sql1 + "\nPRAGMA user_version = 1;")
+        conn.execute("INSERT INTO saved_avatars (guild_id, member_id, code, png, created) VALUES (5, 7, ?, x'00', 0)", (upload,))
+        conn.execute("INSERT INTO latents VALUES ('0123456789ab', ?, 0)", (np.ones(4, "<f4").tobytes(),))
+
+    async def disk_full(tx):
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(Database, "_link_saved_latents", staticmethod(disk_full))
+        with pytest.raises(Exception):
+            await Database.open(path)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+    db = await Database.open(path)
+    try:
+        assert await db.schema_version() == 2
+        assert await db._fetchall("SELECT avatar_id, latent_id FROM avatar_latents") == [(1, "0123456789ab")]
+        assert (await prune(db)).latents == 0
+        assert await db.get_latent("0123456789ab", guild_id=5) is not None
+    finally:
+        await db.close()
+
+
+def _moe(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MOE_")}
+    return subprocess.run([sys.executable, "-m", "moe", "--log-level", "DEBUG", *args], cwd=tmp_path,
+                          env={**clean, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True, timeout=60)
+
+
+def test_a_database_password_never_shows(tmp_path):
+    from bot.storage_errors import redacted
+    from bot.storage_sqlite import path_of_url
+
+    secret = "S3cretPass"
+    assert redacted(f"postgresql://moe:{secret}@h:5432/moe") == "postgresql://moe:***@h:5432/moe"
+    assert redacted(f"postgres://h/moe?user=moe&password={secret}&sslmode=require").count(secret) == 0
+    assert redacted("sqlite:///a:b@c.sqlite3") == "sqlite:///a:b@c.sqlite3"
+    with pytest.raises(ValueError) as e:
+        path_of_url(f"postgresql://moe:{secret}@h/moe")
+    assert secret not in str(e.value)
+
+    sqlite3.connect(tmp_path / "src.sqlite3").close()
+    for to in (f"postgresql://moe:{secret}@127.0.0.1:1/moe", f"postgresql://moe:{secret}@127.0.0.1:notaport/moe"):
+        out = _moe(tmp_path, "db", "migrate", "--from", "sqlite:///src.sqlite3", "--to", to)
+        assert out.returncode == 2 and "cannot open postgresql://moe:***@127.0.0.1" in out.stderr, out.stderr
+        assert secret not in out.stdout + out.stderr
+    bad = _moe(tmp_path, "db", "backup", "b.sqlite3", MOE_DATABASE_URL=f"mysql://moe:{secret}@h/moe")
+    assert bad.returncode == 2 and "database_url" in bad.stderr and secret not in bad.stdout + bad.stderr
+    pg = _moe(tmp_path, "db", "backup", "b.sqlite3", MOE_DATABASE_URL=f"postgresql://moe:{secret}@h/moe")
+    assert pg.returncode == 2 and secret not in pg.stdout + pg.stderr
+
+
+@pytest.mark.parametrize("name", ["moe#1.sqlite3", "moe?x=1.sqlite3", "moe%20.sqlite3"])
+def test_backup_of_a_database_with_uri_characters_in_its_name(tmp_path, name):
+    db_path = tmp_path / name
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("CREATE TABLE keep (x)")
+        conn.executemany("INSERT INTO keep VALUES (?)", [(i,) for i in range(1000)])
+    conn.close()
+    backup(db_path, tmp_path / "b.sqlite3")
+    with sqlite3.connect(tmp_path / "b.sqlite3") as conn:
+        assert conn.execute("SELECT count(*) FROM keep").fetchone() == (1000,)
+    conn.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([name, "b.sqlite3"])  # no stray or partial file
+
+
+def test_a_failed_backup_leaves_no_file(tmp_path):
+    from bot.maintenance import NotADatabase
+
+    (tmp_path / "text.sqlite3").write_text("not a database, but long enough to have a header" * 20)
+    with pytest.raises(NotADatabase):
+        backup(tmp_path / "text.sqlite3", tmp_path / "b.sqlite3")
+    assert not (tmp_path / "b.sqlite3").exists()
+    corrupt = tmp_path / "corrupt.sqlite3"
+    with sqlite3.connect(corrupt) as conn:
+        conn.execute("CREATE TABLE t (x)")
+        conn.executemany("INSERT INTO t VALUES (?)", [(os.urandom(300),) for _ in range(200)])
+    conn.close()
+    with open(corrupt, "r+b") as f:  # a table page in the middle: page 1 (the schema) still reads
+        f.seek(4096 * 5)
+        f.write(b"\xff" * 4096)
+    with pytest.raises(sqlite3.DatabaseError):  # the copy fails integrity_check (or cannot even run it)
+        backup(corrupt, tmp_path / "b.sqlite3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["corrupt.sqlite3", "text.sqlite3"]
+
+
+def test_moe_db_backup_of_a_file_that_is_not_a_database(tmp_path):
+    (tmp_path / "text.sqlite3").write_text("hello " * 200)
+    out = _moe(tmp_path, "db", "backup", "b.sqlite3", MOE_DATABASE_PATH=str(tmp_path / "text.sqlite3"))
+    assert out.returncode == 2 and "not a SQLite database" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "b.sqlite3").exists()
+
+
+async def test_purging_a_member_keeps_the_uploads_other_members_avatars_need(db):
+    z = np.ones(4, "f4")
+    await db.put_latent("shared", z, guild_id=1, member_id=10)  # A uploads a picture
+    await db.save_avatar(1, 10, "codeA", b"p", latent_ids={"shared"})  # and saves an avatar drawn from it
+    await db.put_latent("shared", z, guild_id=1, member_id=20)  # B uploads the same picture
+    await db.put_latent("onlyB", z, guild_id=1, member_id=20)
+    await db.put_latent("b-pinned-by-c", z, guild_id=1, member_id=20)
+    await db.save_avatar(1, 30, "codeC", b"p", latent_ids={"b-pinned-by-c"})  # C saved one from B's upload
+    await db.save_avatar(1, 20, "codeB", b"p", latent_ids={"onlyB"})
+    assert await db._fetchall("SELECT member_id FROM latents WHERE id = 'shared'") == [(10,)]  # the first uploader's
+    purged = await purge_member(db, 1, 20)
+    assert (purged.avatars, purged.latents) == (1, 1)
+    assert await db.get_latent("shared", guild_id=1) is not None and await db.count_saved(1, 10) == 1
+    assert await db.get_latent("b-pinned-by-c", guild_id=1) is not None
+    assert await db.get_latent("onlyB", guild_id=1) is None
+
+
+async def test_prune_keeps_a_bucket_that_is_not_full_again(db):
+    """burst x refill_s longer than a day: a bucket two days old is still refilling."""
+    from bot.limits import tokens_left
+
+    slow = Limits(burst=10, refill_s=6 * 3600, daily_quota=0)  # 60 h from empty to full
+    now = time.time()
+    for _ in range(10):
+        await take_draw(db, 1, 7, slow, now=now - 2 * DAY)  # emptied two days ago: 8 of 10 back now
+    await take_draw(db, 1, 8, slow, now=now - 3 * DAY)  # full again
+    await db.set_guild_settings(2, burst=10, refill_s=6 * 3600)  # a server's own limits
+    for _ in range(10):
+        await take_draw(db, 2, 7, slow, now=now - 2 * DAY)
+    assert (await prune(db, now=now, limits=slow)).buckets == 1
+    assert await tokens_left(db, 1, 7, slow, now=now) == pytest.approx(8)
+    # no bot-wide limits given: a server's own limits still count; without them, a day old is enough
+    assert (await prune(db, now=now)).buckets == 1
+    assert await db._fetchall("SELECT guild_id, member_id FROM buckets") == [(2, 7)]
+    assert (await prune(db, now=now + 3 * DAY)).buckets == 1  # server 2's bucket is full by then
+
+
+def test_a_dns_failure_is_the_connection_kind():
+    import socket
+
+    from bot.storage_errors import unavailable_kind
+
+    assert unavailable_kind(socket.gaierror(-3, "Temporary failure in name resolution")) == "connection"

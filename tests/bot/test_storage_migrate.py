@@ -121,3 +121,40 @@ async def test_migrating_a_big_database(tmp_path, postgres):
     elapsed = time.perf_counter() - start
     assert out.returncode == 0, out.stderr
     print(f"migrated {n} avatars in {elapsed:.1f} s\n{out.stdout}")
+
+
+async def test_deleted_top_ids_are_never_reused_after_a_copy(tmp_path, postgres):
+    src = await Database.open(tmp_path / "s.sqlite3")
+    dst = await Database.open(postgres.new_database())
+    back = await Database.open(tmp_path / "back.sqlite3")
+    try:
+        for i in range(3):
+            await src.save_avatar(1, 2, f"code{i}", b"png")
+        await src.delete_avatar(3, 1, 2)  # the top id is gone; AUTOINCREMENT will not hand it out again
+        refs = [await src.recipe_ref(f"long-{i}") for i in range(2)]
+        async with src.transaction() as tx:
+            await tx.execute("DELETE FROM recipe_refs WHERE id = ?", (refs[-1],))
+        assert all(c.ok for c in await copy_database(src, dst))
+        assert await dst.save_avatar(1, 2, "new", b"") == await src.save_avatar(1, 2, "new", b"") == 4
+        assert await dst.recipe_ref("another") == await src.recipe_ref("another") == refs[-1] + 1
+        await dst.delete_avatar(4, 1, 2)  # and back: PostgreSQL's sequence is the high-water mark
+        assert all(c.ok for c in await copy_database(dst, back))
+        assert await back.save_avatar(1, 2, "newer", b"") == 5
+    finally:
+        await src.close()
+        await dst.close()
+        await back.close()
+
+
+async def test_a_sqlite_database_in_use_by_a_bot_is_not_copied(tmp_path, postgres):
+    from bot.maintenance import AlreadyRunning, ProcessLock
+
+    src = await Database.open(tmp_path / "s.sqlite3")
+    dst = await Database.open(postgres.new_database())
+    try:
+        with ProcessLock(tmp_path / "s.sqlite3"), pytest.raises(AlreadyRunning, match="stop it first"):
+            await copy_database(src, dst)
+        assert all(c.ok for c in await copy_database(src, dst))  # once the bot stopped
+    finally:
+        await src.close()
+        await dst.close()

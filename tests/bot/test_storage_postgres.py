@@ -99,3 +99,28 @@ async def test_the_server_stopped_then_restarted(postgres, caplog, monkeypatch):
             assert await take_draw(db, 1, 1, Limits(5, 1.0, 0)) == 1
         finally:
             await db.close()
+
+
+async def test_a_refund_from_another_process_is_not_lost_in_a_draw(two, monkeypatch):
+    """The refund waits for the member's advisory lock: it never lands between the gate's read and write."""
+    import bot.storage_postgres as storage_postgres
+    from bot.limits import refund_draw, tokens_left
+
+    a, b = two
+    limits = Limits(burst=5, refill_s=3600, daily_quota=100)
+    await take_draw(a, 1, 2, limits, now=NOON)  # tokens 4, count 1
+    executemany = storage_postgres._Tx.executemany
+    refund: asyncio.Task | None = None
+
+    async def refund_meanwhile(self, sql, rows):
+        nonlocal refund
+        if refund is None and "INSERT INTO buckets" in sql:
+            refund = asyncio.create_task(refund_draw(b, 1, 2, now=NOON))
+            await asyncio.wait([refund], timeout=0.5)  # it would commit now without the lock
+        return await executemany(self, sql, rows)
+
+    monkeypatch.setattr(storage_postgres._Tx, "executemany", refund_meanwhile)
+    assert await take_draw(a, 1, 2, limits, now=NOON) == 2
+    await refund
+    assert await tokens_left(a, 1, 2, limits, now=NOON) == 4  # 5 - 2 + 1
+    assert await usage_today(a, 1, 2, now=NOON) == 1
