@@ -29,6 +29,7 @@ import bot.components as components
 from bot.cogs.admin import AdminCog
 from bot.cogs.avatar import AvatarCog
 from bot.errors import StorageUnavailable, report_error
+from bot.limits import Limits
 from bot.maintenance import PRUNE_EVERY_S, ProcessLock, prune
 from bot.storage import Database, LatentStore, is_postgres_url
 from bot.storage_sqlite import path_of_url
@@ -89,7 +90,8 @@ class MoeBot(commands.AutoShardedBot):
     async def _prune_forever(self) -> None:
         while True:
             try:
-                pruned = await prune(self.db)
+                s = self.settings  # buckets of servers without their own limits are full again under these
+                pruned = await prune(self.db, limits=Limits(s.burst, s.refill_s, s.daily_quota))
                 log.info("pruned the database: %s", pruned)
             except StorageUnavailable:
                 pass  # already reported (rate-limited); try again next time
