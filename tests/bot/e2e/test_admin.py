@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -144,3 +145,19 @@ async def test_sigterm_stops_cleanly_and_the_database_is_sound(world):
     assert world.rows("PRAGMA integrity_check") == [("ok",)]
     assert world.bot.env["MOE_DISCORD_TOKEN"] not in world.bot.log_path.read_text(errors="replace")
     await world.bot.start()
+
+
+async def test_a_locked_database_delays_answers_instead_of_dropping_them(world):
+    """Another process holds SQLite's write lock past the bot's busy timeout (5 s, longer than
+    Discord's 3 s): the admin's write waits, but the command was acknowledged first, so the
+    admin gets the storage message (only they see it) instead of 'did not respond'."""
+    if world.backend != "sqlite":
+        pytest.skip("the lock of one SQLite file")
+    from testkit.faults import hold_write_lock
+
+    with hold_write_lock(Path(world.database_url[len("sqlite:///"):])):
+        reset = await world.fake.slash(world.boss, "moe-admin channels-reset")
+        refused = await reset.wait_done(60)
+    assert reset.deferred and refused.ephemeral and "Storage is unavailable" in refused.content, refused.content
+    again = await done(await world.fake.slash(world.boss, "moe-admin channels-reset"))  # released: it works
+    assert again.ephemeral and "channels: all channels" in again.content
