@@ -119,8 +119,8 @@ async def test_server_pack_choice_and_errors_after_deferral(world):
     assert Recipe.from_code(code_of(msg)).pack_id == pack_id_of("novae")
     compare = await done(await world.fake.slash(world.grace, "avatar compare"))
     assert compare.ephemeral and "no VAE" in compare.content
-    # this one fails inside the engine, after the "thinking..." deferral: the public
-    # placeholder goes away, the reason reaches only the member, and the try is not counted
+    # this one is refused after the "thinking..." deferral (before the gate: nothing downloaded):
+    # the public placeholder goes away, the reason reaches only the member, and the try is not counted
     used = world.rows("SELECT sum(count) FROM usage WHERE member_id = ?", world.grace.user.id)
     itx = await world.fake.slash(world.grace, "avatar remix",
                                  image=("me.png", png_bytes(Image.new("RGB", (40, 40), (9, 9, 9))), "image/png"))
