@@ -13,7 +13,9 @@ kept in SQLite; `<uid>` is the requester's user id. The longest id, `moe:s:` + 2
 + `:` + 70, is 97 characters. Every item rebuilds itself from its template's named groups
 (`MoeItem.from_custom_id`), which only copies matched strings, so it cannot fail; recipes
 are decoded in the callback, where a forged or stale id becomes a plain ephemeral message
-through `bot.errors.report_error`.
+through `bot.errors.report_error`. Every callback acknowledges the interaction before it
+touches the database (a `~<id>` lookup, saved avatars), so Discord's 3-second deadline never
+waits on storage.
 """
 
 from __future__ import annotations
@@ -128,6 +130,7 @@ class EditButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}")
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)  # before the stored-ref lookup
         recipe = await actions.recipe_from_ref(bot, self.ref)
         schema = actions.pack_of(bot, recipe).schema
         current = schema.decode(recipe.cond)
@@ -135,9 +138,7 @@ class EditButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}")
         for i, attr in enumerate(schema.attributes[:5]):  # 5 rows per message
             view.add_item(EditSelect(i, self.ref, attr, current[attr.name]))
         note = "" if len(schema) <= 5 else f" (the first 5 of {len(schema)} attributes)"
-        await interaction.response.send_message(
-            f"Change one thing{note}; the character stays the same:", view=view, ephemeral=True
-        )
+        await interaction.followup.send(f"Change one thing{note}; the character stays the same:", view=view, ephemeral=True)
 
 
 class EditSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index>[0-9]{{1,2}}):{REF}"):
@@ -179,6 +180,8 @@ class BlendButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
+        # a silent acknowledgement: the answer is public (one fit: the blend) or ephemeral (the menu, refusals)
+        await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot, self.ref)
         if interaction.guild_id is None:
             raise UserError("Blending works in servers only.")
@@ -194,7 +197,6 @@ class BlendButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"
             raise UserError(f"None of your saved avatars can be blended with this one: it takes a saved avatar "
                             f"of the same pack and model ({recipe.model.upper()}) that is not a blend itself.")
         if len(fits) == 1:
-            await interaction.response.defer()
             await blend_with(interaction, recipe, fits[0][0].id)
             return
         options = [
@@ -203,7 +205,7 @@ class BlendButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"
         ]
         view = ui.View(timeout=None)
         view.add_item(BlendSelect(self.ref, options))
-        await interaction.response.send_message("Blend with which of your saved avatars?", view=view, ephemeral=True)
+        await interaction.followup.send("Blend with which of your saved avatars?", view=view, ephemeral=True)
 
 
 class BlendSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:B:{REF}"):
@@ -275,13 +277,14 @@ class RecipeButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:i:{REF}
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
+        await interaction.response.defer(ephemeral=True, thinking=True)  # before the stored-ref lookup
         recipe = await actions.recipe_from_ref(bot, self.ref)
         try:
             pack = actions.pack_of(bot, recipe)
             pack_line = f"{pack.name} {pack.manifest.get('version', '')} (hash {recipe.pack_hash})"
         except UnknownPack:
             pack_line = f"not installed (hash {recipe.pack_hash})"
-        await interaction.response.send_message(
+        await interaction.followup.send(
             f"**Recipe code** (redraw it any time with `/avatar recipe code:`):\n```\n{recipe.to_code()}\n```"
             f"{actions.describe(bot, recipe)}\npack: {pack_line}",
             ephemeral=True,

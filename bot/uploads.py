@@ -96,8 +96,8 @@ class DecodeSlots:
         self.running = 0
         self.waiting = 0
 
-    @asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
+    async def acquire(self) -> None:
+        """Take a slot (waiting for one); raises Busy when the waiting room is full too."""
         if self.running >= self.slots and self.waiting >= self.slots:
             raise Busy("too many pictures are being read right now")
         self.waiting += 1
@@ -106,11 +106,18 @@ class DecodeSlots:
         finally:
             self.waiting -= 1
         self.running += 1
+
+    def release(self) -> None:
+        self.running -= 1
+        self._free.release()
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        await self.acquire()
         try:
             yield
         finally:
-            self.running -= 1
-            self._free.release()
+            self.release()
 
 
 DECODE_SLOTS = DecodeSlots(2)
@@ -118,11 +125,30 @@ DECODE_SLOTS = DecodeSlots(2)
 
 async def read_attachment(attachment: discord.Attachment, *, max_bytes: int,
                           slots: DecodeSlots | None = None) -> Image.Image:
-    """Check the metadata, download, validate and decode (off the event loop), in a decode slot."""
+    """Check the metadata, download, validate and decode (off the event loop), in a decode slot.
+
+    A thread cannot be stopped: when the handler is cancelled during the decode, the decode
+    runs on and keeps its slot until it ends, so no more than the bound ever decode at once."""
     check_declared(attachment.content_type, attachment.size, max_bytes)
-    async with (slots or DECODE_SLOTS).slot():
+    slots = slots or DECODE_SLOTS
+    await slots.acquire()
+    decoding = None
+    try:
         try:
             data = await attachment.read()
         except discord.HTTPException as e:
             raise BadUpload(f"Could not download that file from Discord ({e.status}); try again.") from None
-        return await asyncio.to_thread(load_upload, data, content_type=attachment.content_type, max_bytes=max_bytes)
+        decoding = asyncio.ensure_future(
+            asyncio.to_thread(load_upload, data, content_type=attachment.content_type, max_bytes=max_bytes))
+        decoding.add_done_callback(lambda done: _decoded(slots, done))
+        return await asyncio.shield(decoding)
+    finally:
+        if decoding is None:  # refused or cancelled before the decode started: nothing runs on
+            slots.release()
+
+
+def _decoded(slots: DecodeSlots, done: asyncio.Future) -> None:
+    """The decode thread ended: free its slot (and retrieve an error nobody awaits any more)."""
+    slots.release()
+    if not done.cancelled():
+        done.exception()

@@ -5,6 +5,8 @@ Discord client; `interaction_check` checks the permission again at run time, bec
 server admins can override command visibility and the client is not to be trusted.
 The process-wide commands (`reload`, `packs`, which shows host paths, and `metrics`) are
 for the bot's owner only: the Discord application's owner or its team (`Client.is_owner`).
+Every command that reads or writes the database defers (ephemeral "thinking...") first, so a
+slow or locked database delays the answer instead of missing Discord's 3-second deadline.
 """
 
 from __future__ import annotations
@@ -64,12 +66,14 @@ class AdminCog(commands.GroupCog, group_name="moe-admin", group_description="Ava
     @app_commands.command(name="settings")
     async def show_settings(self, interaction: discord.Interaction) -> None:
         """Show this server's avatar settings."""
-        await interaction.response.send_message(await self._summary(interaction.guild_id), ephemeral=True)
+        await interaction.response.defer(thinking=True, ephemeral=True)
+        await interaction.followup.send(await self._summary(interaction.guild_id), ephemeral=True)
 
     @app_commands.command(name="pack")
     @app_commands.describe(name="an installed pack (see /moe-admin packs)")
     async def pack(self, interaction: discord.Interaction, name: str) -> None:
         """Choose the model pack this server draws with."""
+        await interaction.response.defer(thinking=True, ephemeral=True)
         pack = self.bot.engine.packs.get(name)
         if pack is None:
             raise UserError(f"There is no pack {name!r}; installed: {', '.join(sorted(self.bot.engine.packs)) or 'none'}.")
@@ -78,7 +82,7 @@ class AdminCog(commands.GroupCog, group_name="moe-admin", group_description="Ava
             note = ("\nNote: its attributes differ from the ones /avatar create offers; "
                     "options it does not know will be refused until the bot restarts with it as the default.")
         await self.bot.db.set_guild_settings(interaction.guild_id, default_pack=name)
-        await interaction.response.send_message(f"This server now draws with **{name}**.{note}", ephemeral=True)
+        await interaction.followup.send(f"This server now draws with **{name}**.{note}", ephemeral=True)
 
     pack.autocomplete("name")(_pack_autocomplete)
 
@@ -109,10 +113,11 @@ class AdminCog(commands.GroupCog, group_name="moe-admin", group_description="Ava
                      refill: app_commands.Range[float, 0, 86400] | None = None,
                      quota: app_commands.Range[int, 0, 100000] | None = None) -> None:
         """Set how many avatars a member may make in a row, then how often, and per day."""
+        await interaction.response.defer(thinking=True, ephemeral=True)
         changes = {k: v for k, v in (("burst", burst), ("refill_s", refill), ("daily_quota", quota)) if v is not None}
         if changes:
             await self.bot.db.set_guild_settings(interaction.guild_id, **changes)
-        await interaction.response.send_message(await self._summary(interaction.guild_id), ephemeral=True)
+        await interaction.followup.send(await self._summary(interaction.guild_id), ephemeral=True)
 
     @app_commands.command(name="remove")
     @app_commands.describe(avatar="the number of any saved avatar on this server (#id in the gallery)")
@@ -143,14 +148,16 @@ class AdminCog(commands.GroupCog, group_name="moe-admin", group_description="Ava
     @app_commands.describe(channel="a text channel", allowed="allow avatars there (once any channel is allowed, only allowed ones work)")
     async def channel(self, interaction: discord.Interaction, channel: discord.TextChannel, allowed: bool) -> None:
         """Allow or disallow avatar commands in a channel."""
+        await interaction.response.defer(thinking=True, ephemeral=True)
         await self.bot.db.set_channel_allowed(interaction.guild_id, channel.id, allowed)
-        await interaction.response.send_message(await self._summary(interaction.guild_id), ephemeral=True)
+        await interaction.followup.send(await self._summary(interaction.guild_id), ephemeral=True)
 
     @app_commands.command(name="channels-reset")
     async def channels_reset(self, interaction: discord.Interaction) -> None:
         """Allow avatar commands in every channel again."""
+        await interaction.response.defer(thinking=True, ephemeral=True)
         await self.bot.db.clear_allowed_channels(interaction.guild_id)
-        await interaction.response.send_message(await self._summary(interaction.guild_id), ephemeral=True)
+        await interaction.followup.send(await self._summary(interaction.guild_id), ephemeral=True)
 
     @app_commands.command(name="metrics")
     async def metrics(self, interaction: discord.Interaction) -> None:

@@ -131,6 +131,8 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
         await interaction.response.defer(thinking=True)
         gs = await actions.check_limits(interaction)
         pack = actions.pack_for_guild(self.bot, gs)
+        if not pack.has_vae:  # before the gate: no draw taken, nothing downloaded or decoded
+            raise UserError(f"The pack {pack.name} has no VAE, so it cannot read pictures.")
         check_declared(image.content_type, image.size, self.bot.settings.max_upload_bytes)  # metadata only
         async with actions.generation(interaction, gs) as engine:  # before the download and the decode
             picture = await read_attachment(image, max_bytes=self.bot.settings.max_upload_bytes)
@@ -229,6 +231,8 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
         gs = await actions.check_limits(interaction)
         row, _ = await self._own_saved(interaction, avatar)
         recipe = actions.parse_code(row.code)
+        if transparent and actions.pack_of(self.bot, recipe).background != "flat":  # before the gate and the redraw
+            raise UserError("This avatar's pack has no flat background to cut out; export it without transparent.")
         async with actions.generation(interaction, gs) as engine:
             result = await engine.redraw(recipe)
         png = await actions.png_of(self.bot, result, size=size, transparent=transparent)

@@ -112,6 +112,9 @@ class Recorder:
     async def send_followup(self, content, *, ephemeral=False, **kw):
         self.sent.append((content, ephemeral))
 
+    async def delete_original_response(self):
+        pass
+
 
 async def dispatch(custom_id: str, interaction: Recorder) -> None:
     """What discord.py's ViewStore does for a dynamic item, minus the message lookup."""

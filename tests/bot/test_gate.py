@@ -19,6 +19,7 @@ from bot.errors import report_error
 from bot.limits import usage_today
 from bot.storage import MAX_SAVED_PER_MEMBER, Database
 from engine.core import Result
+from engine.errors import EngineError
 from engine.recipe import Recipe, Seed, Upload, pack_id_of
 from engine.schema import Attribute, Schema
 
@@ -63,12 +64,16 @@ class GatedEngine:
         return self._draw("blend", [a])[0]
 
     async def encode(self, pack, image):
+        if not self.packs[pack].has_vae:  # as the engine does, after the gate
+            raise EngineError(f"pack {pack!r} has no VAE, so it cannot read pictures")
         return self._draw("encode", [recipe(latent=Upload("0123456789ab"), model="vae")])[0]
 
     async def redraw(self, r):
         return self._draw("redraw", [r])[0]
 
     async def render_png(self, result, size=256, transparent=False):
+        if transparent and getattr(self.packs["moe"], "background", None) != "flat":  # as the engine does
+            raise EngineError("this pack has no flat background, so it cannot make transparent pictures")
         return b"\x89PNG fake"
 
 
@@ -217,3 +222,27 @@ async def test_saving_a_remix_pins_its_latent(db):
     remixed = recipe(latent=Upload("0123456789ab"), model="vae")
     await click(components.SaveButton(member, remixed.to_code()), Itx(bot, member))
     assert await db._fetchall("SELECT latent_id FROM avatar_latents") == [("0123456789ab",)]
+
+
+async def test_transparent_export_without_a_flat_background_is_refused_before_the_gate(db):
+    bot, member = Bot(db, burst=5), 7
+    avatar = await db.save_avatar(GUILD, member, recipe(5).to_code(), b"\x89PNG")
+    bot.engine.packs["moe"].background = None
+    itx = Itx(bot, member)
+    await slash(AvatarCog(bot, SCHEMA), "export", itx, 512, True, avatar)
+    assert bot.engine.draws == [] and await usage_today(db, GUILD, member) == 0  # no redraw, nothing charged
+    assert itx.sent[-1][1] and "no flat background" in itx.sent[-1][0], itx.sent
+    bot.engine.packs["moe"].background = "flat"
+    ok = Itx(bot, member)
+    await slash(AvatarCog(bot, SCHEMA), "export", ok, 512, True, avatar)
+    assert bot.engine.draws == ["redraw"] and ok.sent[-1] == (f"Avatar #{avatar}, 512x512, transparent:", True)
+
+
+async def test_remix_on_a_pack_without_vae_is_refused_before_the_gate(db):
+    bot, member, upload = Bot(db, burst=5), 7, Upload_()
+    bot.engine.packs["moe"].has_vae = False
+    itx = Itx(bot, member)
+    await slash(AvatarCog(bot, SCHEMA), "remix", itx, upload)
+    assert upload.downloads == 0 and bot.engine.draws == []  # nothing downloaded or decoded
+    assert await usage_today(db, GUILD, member) == 0
+    assert itx.sent[-1][1] and "has no VAE" in itx.sent[-1][0], itx.sent

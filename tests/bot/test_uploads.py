@@ -126,3 +126,46 @@ async def test_decodes_are_bounded_and_the_overflow_is_busy():
     assert (slots.running, slots.waiting) == (0, 0)
     async with slots.slot():  # free again
         assert slots.running == 1
+
+
+async def test_a_cancelled_remix_keeps_its_slot_until_the_decode_thread_ends(monkeypatch):
+    """The handler is cancelled mid-decode; the thread runs on, so its slot stays taken and
+    the next picture waits instead of decoding beside it."""
+    import asyncio
+    import threading
+
+    import bot.uploads as uploads
+
+    started, finish, threads = threading.Event(), threading.Event(), []
+
+    def slow_load(data, **kw):
+        threads.append(threading.current_thread().name)
+        started.set()
+        assert finish.wait(10)
+        return Image.new("RGB", (4, 4))
+
+    class Attachment:
+        content_type, size = "image/png", 10
+
+        async def read(self):
+            return b"\x89PNG\r\n\x1a\n"
+
+    monkeypatch.setattr(uploads, "load_upload", slow_load)
+    try:
+        slots = uploads.DecodeSlots(1)
+        first = asyncio.create_task(uploads.read_attachment(Attachment(), max_bytes=MAX, slots=slots))
+        assert await asyncio.to_thread(started.wait, 10)
+        first.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await first
+        assert slots.running == 1  # the thread still decodes
+        started.clear()
+        second = asyncio.create_task(uploads.read_attachment(Attachment(), max_bytes=MAX, slots=slots))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert (slots.running, slots.waiting, len(threads)) == (1, 1, 1)  # waits for the first decode
+        finish.set()
+        assert (await asyncio.wait_for(second, 10)).size == (4, 4)
+        assert (slots.running, slots.waiting, len(threads)) == (0, 0, 2)
+    finally:
+        finish.set()  # never leave the thread waiting

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -118,8 +119,8 @@ async def test_server_pack_choice_and_errors_after_deferral(world):
     assert Recipe.from_code(code_of(msg)).pack_id == pack_id_of("novae")
     compare = await done(await world.fake.slash(world.grace, "avatar compare"))
     assert compare.ephemeral and "no VAE" in compare.content
-    # this one fails inside the engine, after the "thinking..." deferral: the public
-    # placeholder goes away, the reason reaches only the member, and the try is not counted
+    # this one is refused after the "thinking..." deferral (before the gate: nothing downloaded):
+    # the public placeholder goes away, the reason reaches only the member, and the try is not counted
     used = world.rows("SELECT sum(count) FROM usage WHERE member_id = ?", world.grace.user.id)
     itx = await world.fake.slash(world.grace, "avatar remix",
                                  image=("me.png", png_bytes(Image.new("RGB", (40, 40), (9, 9, 9))), "image/png"))
@@ -144,3 +145,19 @@ async def test_sigterm_stops_cleanly_and_the_database_is_sound(world):
     assert world.rows("PRAGMA integrity_check") == [("ok",)]
     assert world.bot.env["MOE_DISCORD_TOKEN"] not in world.bot.log_path.read_text(errors="replace")
     await world.bot.start()
+
+
+async def test_a_locked_database_delays_answers_instead_of_dropping_them(world):
+    """Another process holds SQLite's write lock past the bot's busy timeout (5 s, longer than
+    Discord's 3 s): the admin's write waits, but the command was acknowledged first, so the
+    admin gets the storage message (only they see it) instead of 'did not respond'."""
+    if world.backend != "sqlite":
+        pytest.skip("the lock of one SQLite file")
+    from testkit.faults import hold_write_lock
+
+    with hold_write_lock(Path(world.database_url[len("sqlite:///"):])):
+        reset = await world.fake.slash(world.boss, "moe-admin channels-reset")
+        refused = await reset.wait_done(60)
+    assert reset.deferred and refused.ephemeral and "Storage is unavailable" in refused.content, refused.content
+    again = await done(await world.fake.slash(world.boss, "moe-admin channels-reset"))  # released: it works
+    assert again.ephemeral and "channels: all channels" in again.content
