@@ -33,10 +33,27 @@ def postgres():
         yield pg
 
 
+@pytest.fixture(scope="session")
+def _emptied_databases(postgres) -> list[str]:
+    """PostgreSQL databases whose test has finished and whose schema was emptied, to reuse
+    (CREATE DATABASE takes ~0.2 s; emptying a schema a few milliseconds)."""
+    return []
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path) -> str:
-    """A fresh, empty database of each backend: `sqlite:///<tmp>/moe.sqlite3`, then a new
-    database on the session's PostgreSQL server."""
+def database_url(request, tmp_path):
+    """A fresh, empty database of each backend: `sqlite:///<tmp>/moe.sqlite3`, then an empty
+    database on the session's PostgreSQL server (a new one, or one a finished test left, its
+    `public` schema dropped and made again)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'moe.sqlite3'}"
-    return request.getfixturevalue("postgres").new_database()
+        yield f"sqlite:///{tmp_path / 'moe.sqlite3'}"
+        return
+    pg = request.getfixturevalue("postgres")
+    emptied = request.getfixturevalue("_emptied_databases")
+    name = emptied.pop() if emptied else pg.new_database().rsplit("/", 1)[1]
+    yield pg.url_of(name)
+    try:  # a connection the test left open makes this time out: that database is not reused
+        pg.psql("SET lock_timeout = '2s'; DROP SCHEMA public CASCADE; CREATE SCHEMA public;", database=name)
+    except RuntimeError:
+        return
+    emptied.append(name)

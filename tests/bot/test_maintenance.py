@@ -99,6 +99,7 @@ async def test_backup_while_writing_and_restore(tmp_path):
         await restored.close()
 
 
+@pytest.mark.slow  # runs moe in subprocesses
 def test_moe_db_backup_command(tmp_path):
     db_path = tmp_path / "live.sqlite3"
     with sqlite3.connect(db_path) as conn:
@@ -176,6 +177,7 @@ def _moe(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
                           env={**clean, "PYTHONPATH": str(ROOT), **env}, capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow  # runs moe in subprocesses
 def test_a_database_password_never_shows(tmp_path):
     from bot.storage_errors import redacted
     from bot.storage_sqlite import path_of_url

@@ -85,6 +85,7 @@ def _moe(*args, cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=300)
 
 
+@pytest.mark.slow  # runs moe in subprocesses
 async def test_moe_db_migrate_command(tmp_path, postgres):
     db = await Database.open(tmp_path / "old.sqlite3")
     await fill(db, 30)

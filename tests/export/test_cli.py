@@ -89,6 +89,7 @@ def _moe_without_torch(*args):
                           env={**os.environ, **ENV})
 
 
+@pytest.mark.slow  # runs moe in subprocesses
 def test_packs_verify_works_without_torch(tiny_pack, tmp_path):
     r = _moe_without_torch("packs", "verify", tiny_pack, "--runs-dir", tiny_pack.parent / "runs")
     assert r.returncode == 0, r.stdout + r.stderr

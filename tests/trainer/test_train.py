@@ -205,6 +205,7 @@ def test_cli_config_errors(tmp_path, tiny_set):
     assert r.exit_code == 2 and "--device must be" in r.output
 
 
+@pytest.mark.slow
 def test_max_minutes_stops_cleanly_with_a_checkpoint(tiny_set, tmp_path):
     run = training_loop(_cfg("gan", tiny_set, tmp_path, kimg=1000.0, max_minutes=1e-9), progress=False)
     meta = json.loads((run / "checkpoint.json").read_text())
