@@ -35,7 +35,7 @@ def generate(
     seed: int | None = typer.Option(None, "--seed", min=0, max=MAX_SEED,
                                     help=f"Seed from 0 to {MAX_SEED}; random (and printed) when left out."),
     out: Path = typer.Option(Path("avatar.png"), "--out", "-o", help="PNG file to write."),
-    pack: str | None = typer.Option(None, "--pack", help="Name of the installed pack to draw from; default: MOE_DEFAULT_PACK."),
+    pack: str | None = typer.Option(None, "--pack", help="Name of the installed pack to draw from (its newest version); default: MOE_DEFAULT_PACK."),
     n: int = typer.Option(1, "--n", "-n", min=1, max=64, help="How many images: seeds seed..seed+n-1, variations or blend steps."),
     size: int = typer.Option(256, "--size", help="Pixels per tile: 128, 256 or 512."),
     model: str = typer.Option("gan", "--model", help="Model: gan, vae, or both (two rows, GAN above VAE, same seeds)."),
@@ -130,9 +130,10 @@ async def _tiles(eng, name: str, o: dict) -> list[list]:
         for r, _ in row:
             rc = r.recipe
             seed_txt = f" seed={rc.seed}" if rc.seed is not None else ""
-            text = " ".join(f"{k}={v}" for k, v in pack.schema.decode(rc.cond).items())
+            schema = next(p.schema for p in eng.pack_versions[rc.pack] if p.content_hash.startswith(rc.pack_hash))
+            text = " ".join(f"{k}={v}" for k, v in schema.decode(rc.cond).items())
             if rc.cond_b is not None:
-                text += f"  <-{rc.mix:.2f}->  " + " ".join(f"{k}={v}" for k, v in pack.schema.decode(rc.cond_b).items())
+                text += f"  <-{rc.mix:.2f}->  " + " ".join(f"{k}={v}" for k, v in schema.decode(rc.cond_b).items())
             typer.echo(f"{r.code}  {rc.model}{seed_txt} {text}")
     return rows
 

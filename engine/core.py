@@ -4,9 +4,11 @@
         [res] = await eng.generate("moe-default", {"style": "cat"}, seed=7)
         png = await eng.render_png(res, size=256)
 
-Every result carries a `Recipe` that redraws it bit-for-bit on the same provider and
-pack content (when a recipe's pack has since been updated, the current version of that
-pack draws it). Methods with `n` return a list of results; the others return one.
+Every result carries a `Recipe` that redraws it bit-for-bit on the same provider: a recipe
+is drawn only by the pack version whose content hash it records (several versions of a
+pack are installed side by side), and when that version is gone it is refused with
+`UnknownPack`, never drawn by another. New avatars use the newest version of a pack.
+Methods with `n` return a list of results; the others return one.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from engine.errors import EngineError, InvalidRecipe, UnknownPack
 from engine.image import png_bytes, to_rgb_array
 from engine.latents import materialize, seed_draws
 from engine.pack import Pack
-from engine.recipe import MAX_SEED, Recipe, Seed, Slerp, Upload, Vary
+from engine.recipe import MAX_SEED, Recipe, Seed, Slerp, Upload, Vary, pack_id_of
 from engine.registry import BatchOptions, Loaded, Registry
 from engine.sessions import choose_providers
+from engine.versions import RELEASED, newest_key
 
 __all__ = ["Engine", "Result", "LatentStore", "MemoryLatentStore"]
 
@@ -86,7 +89,7 @@ def _check_fits(recipe: Recipe, pack: Pack) -> None:
     card = pack.schema.cardinalities
     for cond in (recipe.cond, recipe.cond_b):
         if cond is not None and (len(cond) != len(card) or any(i >= c for i, c in zip(cond, card))):
-            raise InvalidRecipe(f"this recipe does not fit the installed version of pack {pack.name!r}")
+            raise InvalidRecipe(f"this recipe does not fit pack {pack.name!r} {pack.manifest.get('version', '')}")
     if recipe.model == "vae" and not pack.has_vae:
         raise EngineError(f"pack {pack.name!r} has no VAE model")
 
@@ -179,7 +182,19 @@ class Engine:
     # -- packs ------------------------------------------------------------------------------
     @property
     def packs(self) -> dict[str, Pack]:
+        """{name: the newest installed version}: what new avatars are drawn with."""
         return {name: lp.pack for name, lp in self._registry.loaded.items()}
+
+    @property
+    def pack_versions(self) -> dict[str, list[Pack]]:
+        """{name: every installed version, newest first}; recipes draw with the one they record."""
+        out = {}
+        for name, vs in sorted(self._registry.versions.items()):
+            newest = self._registry.loaded[name]
+            out[name] = [newest.pack] + sorted((lp.pack for lp in vs.values() if lp is not newest),
+                                               key=lambda p: newest_key(p.manifest.get("version"), p.content_hash),
+                                               reverse=True)
+        return out
 
     @property
     def default_pack(self) -> str | None:
@@ -198,13 +213,15 @@ class Engine:
     def _lease(self, pack: str | None = None, *, recipe: Recipe | None = None) -> Iterator[Loaded]:
         """The loaded pack one call uses, held until the call ends: a reload sends new calls
         to the new version and retires this one only when no lease holds it. `pack` None
-        means the default pack; with `recipe`, the recipe's pack, checked to fit it."""
+        means the default pack; a name means its newest version; with `recipe`, exactly the
+        version whose content hash the recipe records, checked to fit it."""
+        pack_hash = None
         if recipe is not None:
-            name = self._pack_of(recipe)
+            name, pack_hash = self._pack_of(recipe), recipe.pack_hash
         elif (name := pack or self.default_pack) is None:
             dirs = ", ".join(str(d) for d in self._registry.dirs)
             raise UnknownPack(f"no model pack is installed (looked in {dirs})")
-        lp = self._registry.acquire(name)
+        lp = self._registry.acquire(name, pack_hash)
         try:
             if recipe is not None:
                 _check_fits(recipe, lp.pack)
@@ -217,6 +234,10 @@ class Engine:
             raise InvalidRecipe(f"expected a Recipe, got {type(recipe).__name__}")
         name = self._registry.by_id.get(recipe.pack_id)
         if name is None:
+            known = [(n, v) for (n, h), v in RELEASED.items() if h == recipe.pack_hash and pack_id_of(n) == recipe.pack_id]
+            if known:
+                raise UnknownPack(f"this avatar was drawn with {known[0][0]} {known[0][1]}, "
+                                  "which is no longer installed on this bot")
             raise UnknownPack("this avatar was made with a pack that is not installed here")
         return name
 
@@ -243,15 +264,18 @@ class Engine:
         (or None) get their default or a choice drawn from each result's seed."""
         seed, n = _check_seed(seed), _check_n(n)
         with self._lease(pack) as lp:
-            p = lp.pack
-            if model not in ("gan", "vae") or (model == "vae" and not p.has_vae):
-                raise EngineError(f"model must be gan{' or vae' if p.has_vae else ''}, got {model!r}")
-            recipes, zs = [], np.empty((n, p.z_dim), np.float32)
-            for i in range(n):
-                s = (seed + i) & MAX_SEED
-                zs[i], draws = seed_draws(s, p.z_dim, len(p.schema))
-                recipes.append(self._recipe(lp, model, Seed(s), p.schema.complete(conditions, draws)))
-            return await self._draw(lp, recipes, zs)
+            return await self._generate(lp, conditions, seed, n, model)
+
+    async def _generate(self, lp: Loaded, conditions, seed: int, n: int, model: str) -> list[Result]:
+        p = lp.pack
+        if model not in ("gan", "vae") or (model == "vae" and not p.has_vae):
+            raise EngineError(f"model must be gan{' or vae' if p.has_vae else ''}, got {model!r}")
+        recipes, zs = [], np.empty((n, p.z_dim), np.float32)
+        for i in range(n):
+            s = (seed + i) & MAX_SEED
+            zs[i], draws = seed_draws(s, p.z_dim, len(p.schema))
+            recipes.append(self._recipe(lp, model, Seed(s), p.schema.complete(conditions, draws)))
+        return await self._draw(lp, recipes, zs)
 
     async def redraw(self, recipe: Recipe) -> Result:
         """Draw a recipe (e.g. one decoded from a button's code)."""
@@ -290,8 +314,8 @@ class Engine:
 
     async def blend(self, a: Recipe, b: Recipe, t: float = 0.5) -> Result:
         """Slerp of the two latents and a (1-t, t) mix of their condition embeddings."""
-        if a.pack_id != b.pack_id:
-            raise EngineError("both avatars must come from the same pack to blend them")
+        if a.pack_id != b.pack_id or a.pack_hash != b.pack_hash:
+            raise EngineError("both avatars must come from the same pack and version to blend them")
         if a.model != b.model:
             raise EngineError("both avatars must come from the same model (gan or vae) to blend them")
         if a.is_blend or b.is_blend:
@@ -329,7 +353,7 @@ class Engine:
         with self._lease(pack) as lp:
             if not lp.pack.has_discriminator:
                 raise EngineError(f"pack {lp.pack.name!r} has no discriminator to rank candidates with")
-            results = await self.generate(lp.pack.name, conditions, seed, k, model)
+            results = await self._generate(lp, conditions, seed, k, model)
             images = np.stack([r.image for r in results])
             cond = np.array([r.recipe.cond for r in results], dtype=np.int64)
             (scores,) = await lp.batchers["discriminator"].submit({"image": images, "cond": cond})
@@ -344,7 +368,12 @@ class Engine:
         upscales by nearest neighbour (pixel-art look) instead of clamped Lanczos."""
         if transparent:
             name = self._registry.by_id.get(result.recipe.pack_id)
-            pack = self._registry.loaded[name].pack if name else None
+            pack = None
+            if name is not None:
+                try:
+                    pack = self._registry.get_version(name, result.recipe.pack_hash).pack
+                except UnknownPack:
+                    pass
             if pack is None or pack.background != "flat":
                 raise EngineError("this pack has no flat background, so it cannot make transparent pictures")
         return await asyncio.to_thread(png_bytes, result.image, size, transparent, smooth)

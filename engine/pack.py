@@ -229,8 +229,9 @@ def _check_io(m: Mapping, key: str, n_attr: int, z_dim: int, where: str) -> None
 
 
 def find_packs(dirs: Iterable[Path | str]) -> dict[str, Path]:
-    """{folder name: path} of every sub-folder with a manifest.json; later dirs override
-    earlier ones (an admin's pack replaces a bundled one of the same name)."""
+    """{folder path: path} of every sub-folder with a manifest.json, in every dir. A folder
+    of the same name in a later dir does not hide an earlier one: each folder is one pack
+    version, served side by side (the bundled `moe-default` stays beside an admin's copy)."""
     found: dict[str, Path] = {}
     for d in dirs:
         d = Path(d)
@@ -238,7 +239,5 @@ def find_packs(dirs: Iterable[Path | str]) -> dict[str, Path]:
             continue
         for sub in sorted(d.iterdir()):
             if (sub / "manifest.json").is_file():
-                if sub.name in found:
-                    log.info("pack %s in %s overrides %s", sub.name, d, found[sub.name])
-                found[sub.name] = sub
+                found[str(sub)] = sub
     return found

@@ -7,10 +7,14 @@ requests already in flight before their threads stop. A pack that fails to load,
 reason, is refused with a one-line message (logged once) and not tried again until its
 files change; the other packs load, and whatever was serving keeps serving.
 
-One pack name is served from one folder: a second folder holding a pack of the same name
-is refused while the first still serves it, whatever the order the files were written in;
-when the serving folder is removed (or renamed to another pack), the refused copy is tried
-again, in the same reload if the serving folder is gone, else at the next one.
+Several versions of one pack name are served side by side, one entry per (name, content
+hash), each from its own folder (`packs/<name>@<version>/` by convention). `loaded` holds the
+newest version of each name (the default for new avatars, `engine.versions.newest_key`);
+`versions` holds them all, and a recipe is leased to the version whose content hash it
+records. One (name, content hash) is served from one folder: a second folder holding the same
+version is refused while the first still serves it, whatever the order the files were written
+in; when the serving folder is removed (or changed to another pack or version), the refused
+copy is tried again, in the same reload if the serving folder is gone, else at the next one.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from engine.metrics import ModelMetrics
 from engine.pack import MODEL_IO, Pack, find_packs, load_pack, read_model
 from engine.recipe import pack_id_of
 from engine.sessions import Runner, fixed_batch_inputs, make_session, tune_batch
+from engine.versions import REEXPORTS, RELEASED, newest_key
 
 __all__ = ["Loaded", "Registry"]
 
@@ -63,11 +68,15 @@ class Loaded:
 
 
 class _Duplicate(PackError):
-    """A folder whose pack name is already served from another folder."""
+    """A folder whose pack version (name and content hash) is already served from another folder."""
 
-    def __init__(self, message: str, name: str, where: str) -> None:
+    def __init__(self, message: str, version: tuple[str, str], where: str) -> None:
         super().__init__(message)
-        self.name, self.where = name, where
+        self.version, self.where = version, where
+
+
+def _label(pack: Pack) -> str:
+    return f"{pack.name} {pack.manifest.get('version', '?')}"
 
 
 def _stamp(folder: Path) -> tuple:
@@ -163,13 +172,15 @@ class Registry:
                  options: BatchOptions) -> None:
         self.dirs = [Path(d) for d in dirs]
         self.providers, self.threads, self.options = providers, threads, options
-        self.loaded: dict[str, Loaded] = {}
+        self.loaded: dict[str, Loaded] = {}  # name -> its newest version (the default for new avatars)
+        self.versions: dict[str, dict[str, Loaded]] = {}  # name -> content hash -> every version served
         self.by_id: dict[int, str] = {}
         self.refused: dict[str, str] = {}  # folder -> message
         self.reloads = 0
-        self._folders: dict[str, tuple[str, tuple]] = {}  # folder path -> (pack name, stamp)
+        self._folders: dict[str, tuple[tuple[str, str], tuple]] = {}  # folder -> ((name, content hash), stamp)
         self._refused_stamps: dict[str, tuple] = {}
-        self._duplicates: dict[str, tuple[str, str]] = {}  # refused folder -> (its pack name, the folder serving it)
+        self._duplicates: dict[str, tuple[tuple[str, str], str]] = {}  # refused folder -> (its version, serving folder)
+        self._seen: dict[tuple[str, str], str] = {}  # (name, 8-hex hash) -> version, of every version loaded
         self._metrics: dict[tuple[str, str], ModelMetrics] = {}
         self._lock = asyncio.Lock()
         self._retiring: set[asyncio.Task] = set()
@@ -181,8 +192,23 @@ class Registry:
             known = ", ".join(sorted(self.loaded)) or "none installed"
             raise UnknownPack(f"no pack named {name!r} (installed: {known})") from None
 
-    def acquire(self, name: str) -> Loaded:
-        lp = self.get(name)
+    def get_version(self, name: str, pack_hash: str) -> Loaded:
+        """The version of `name` whose content hash starts with `pack_hash` (a recipe's 8 hex),
+        or the one a known re-export of that version names; UnknownPack when it is not installed."""
+        served = self.versions.get(name, {})
+        for want in (pack_hash, REEXPORTS.get((name, pack_hash))):
+            for h, lp in served.items():
+                if want is not None and h.startswith(want):
+                    return lp
+        version = self._seen.get((name, pack_hash)) or RELEASED.get((name, pack_hash))
+        what = f"{name} {version}" if version else f"{name} (content {pack_hash})"
+        installed = ", ".join(sorted(lp.pack.manifest.get("version", "?") for lp in served.values())) or "none"
+        raise UnknownPack(f"this avatar was drawn with {what}, which is no longer installed on this bot "
+                          f"(installed versions of {name}: {installed})")
+
+    def acquire(self, name: str, pack_hash: str | None = None) -> Loaded:
+        """Lease the newest version of `name`, or with `pack_hash` exactly the version a recipe records."""
+        lp = self.get(name) if pack_hash is None else self.get_version(name, pack_hash)
         lp.users += 1
         return lp
 
@@ -199,7 +225,7 @@ class Registry:
                     report["refused"][key] = f"{folder}: cannot be read ({e})"
                     continue
                 if self._folders.get(key, (None, None))[1] == stamp:
-                    report["unchanged"].append(self._folders[key][0])
+                    report["unchanged"].append(self._folders[key][0][0])
                     continue
                 dup = self._duplicates.get(key)  # refused while another folder served it: still so?
                 if self._refused_stamps.get(key) == stamp and (
@@ -212,7 +238,7 @@ class Registry:
                     reason = _one_line(e, folder)
                     if isinstance(e, _Duplicate):
                         log.warning("pack refused while the other copy serves: %s", reason)
-                        self._duplicates[key] = (e.name, e.where)
+                        self._duplicates[key] = (e.version, e.where)
                     else:
                         log.warning("pack refused until its files change: %s", reason)
                         self._duplicates.pop(key, None)
@@ -231,19 +257,36 @@ class Registry:
                 self._duplicates.pop(key, None)
             for key in list(self._folders):
                 if key not in found:
-                    name, _ = self._folders.pop(key)
-                    if name in self.loaded and str(self.loaded[name].pack.path) == key:
-                        self._retire(self.loaded.pop(name))
-                        self.by_id.pop(pack_id_of(name), None)
-                        report["removed"].append(name)
+                    version, _ = self._folders.pop(key)
+                    if self._drop(version, key):
+                        report["removed"].append(version[0])
+            self._refresh()
             self.reloads += 1
             return report
 
-    def _served_elsewhere(self, name: str, key: str, found: dict[str, Path]) -> str | None:
-        """The folder other than `key`, still present, that serves the pack `name`; None if none."""
-        lp = self.loaded.get(name)
+    def _served_elsewhere(self, version: tuple[str, str], key: str, found: dict[str, Path]) -> str | None:
+        """The folder other than `key`, still present, that serves `version` (name, content hash); None if none."""
+        lp = self.versions.get(version[0], {}).get(version[1])
         where = None if lp is None else str(lp.pack.path)
         return where if where is not None and where != key and where in found else None
+
+    def _drop(self, version: tuple[str, str], key: str) -> bool:
+        """Retire `version` if the folder `key` serves it; True if it did."""
+        name, h = version
+        lp = self.versions.get(name, {}).get(h)
+        if lp is None or str(lp.pack.path) != key:
+            return False
+        self._retire(self.versions[name].pop(h))
+        if not self.versions[name]:
+            del self.versions[name]
+        return True
+
+    def _refresh(self) -> None:
+        """`loaded` (the newest version of each name) and `by_id` from `versions`."""
+        self.loaded = {name: max(vs.values(), key=lambda lp: newest_key(lp.pack.manifest.get("version"),
+                                                                         lp.pack.content_hash))
+                       for name, vs in sorted(self.versions.items())}
+        self.by_id = {pack_id_of(name): name for name in self.loaded}
 
     async def _swap_in(self, key: str, folder: Path, stamp: tuple, found: dict[str, Path]) -> str:
         o = self.options
@@ -253,27 +296,33 @@ class Registry:
         other = self.by_id.get(pack.pack_id)
         if other is not None and other != pack.name:
             raise PackError(f"{folder}: pack {pack.name!r} has the same short id as {other!r}; rename one")
-        if (where := self._served_elsewhere(pack.name, key, found)) is not None:
-            raise _Duplicate(f"{folder}: pack {pack.name!r} is already served from {where}; remove or rename one",
-                             pack.name, where)
-        old = self.loaded.get(pack.name)
+        version = (pack.name, pack.content_hash)
+        if (where := self._served_elsewhere(version, key, found)) is not None:
+            raise _Duplicate(f"{folder}: pack {_label(pack)} (content {pack.content_hash}) is already served "
+                             f"from {where}; remove or rename one", version, where)
+        for h, other_lp in self.versions.get(pack.name, {}).items():
+            if h != pack.content_hash and h[:8] == pack.content_hash[:8] and str(other_lp.pack.path) != key:
+                raise PackError(f"{folder}: pack {_label(pack)!r} has the same 8-hex content prefix as "
+                                f"{_label(other_lp.pack)!r}, so recipes could not tell them apart; re-export one")
+        old = self.versions.get(pack.name, {}).get(pack.content_hash)
         if old is not None and str(old.pack.path) != key:  # its folder was removed: this copy takes over
-            log.info("pack %s now served from %s (%s was removed)", pack.name, folder, old.pack.path)
+            log.info("pack %s now served from %s (%s was removed)", _label(pack), folder, old.pack.path)
         lp = Loaded(pack, runners, caps)
+        tag = f"{pack.name}@{pack.content_hash[:8]}"
         for model, runner in runners.items():
-            metrics = self._metrics.setdefault((pack.name, model), ModelMetrics())
+            metrics = self._metrics.setdefault((tag, model), ModelMetrics())
             lp.batchers[model] = Batcher(
-                f"{pack.name}/{model}", chunked(runner, caps[model]), len(runner.output_names), max_batch=o.max_batch,
+                f"{tag}/{model}", chunked(runner, caps[model]), len(runner.output_names), max_batch=o.max_batch,
                 max_wait_s=o.max_wait_s, queue_size=o.queue_size, timeout_s=o.timeout_s, metrics=metrics).start()
         previous = self._folders.get(key, (None, None))[0]
-        if previous not in (None, pack.name) and previous in self.loaded:  # the folder's pack was renamed
-            self._retire(self.loaded.pop(previous))
-            self.by_id.pop(pack_id_of(previous), None)
-        self.loaded[pack.name] = lp
-        self.by_id[pack.pack_id] = pack.name
-        self._folders[key] = (pack.name, stamp)
-        if old is not None:
+        if previous not in (None, version):  # the folder now holds another pack or version
+            self._drop(previous, key)
+        self.versions.setdefault(pack.name, {})[pack.content_hash] = lp
+        self._seen[(pack.name, pack.content_hash[:8])] = str(pack.manifest.get("version", "?"))
+        self._folders[key] = (version, stamp)
+        if old is not None and old is not lp:
             self._retire(old)
+        self._refresh()
         log.info("pack %s %s loaded from %s (content %s, run chunks %s, providers %s)", pack.name,
                  pack.manifest.get("version", "?"), folder, pack.content_hash, caps, self.providers)
         return pack.name
@@ -293,8 +342,11 @@ class Registry:
         task.add_done_callback(self._retiring.discard)
 
     async def close(self) -> None:
-        for name in list(self.loaded):
-            self._retire(self.loaded.pop(name))
+        for vs in self.versions.values():
+            for lp in vs.values():
+                self._retire(lp)
+        self.versions.clear()
+        self.loaded.clear()
         self.by_id.clear()
         self._folders.clear()
         if self._retiring:
@@ -307,8 +359,12 @@ class Registry:
                 "aborted": sum(m.aborted for m in ms)}
 
     def metrics(self) -> dict:
+        """{pack name: {model: ...}} for the newest version of each name; older versions
+        served beside it under "name@<8-hex content hash>"."""
         out: dict = {}
-        for name, lp in self.loaded.items():
-            out[name] = {m: {**b.metrics.to_dict(b.queue_depth), "run_chunk": lp.caps[m]}
-                         for m, b in lp.batchers.items()}
+        for name, vs in self.versions.items():
+            for h, lp in vs.items():
+                label = name if lp is self.loaded.get(name) else f"{name}@{h[:8]}"
+                out[label] = {m: {**b.metrics.to_dict(b.queue_depth), "run_chunk": lp.caps[m]}
+                              for m, b in lp.batchers.items()}
         return out

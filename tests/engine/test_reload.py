@@ -222,14 +222,16 @@ async def test_a_refused_pack_fixed_by_a_copy_that_keeps_mtimes_is_tried_again(p
         assert (await eng.reload())["loaded"] == ["tiny"]
 
 
-async def test_two_folders_with_one_pack_name_serve_from_one_and_hand_over_when_it_is_removed(packs_dir):
+async def test_two_folders_with_one_pack_version_serve_from_one_and_hand_over_when_it_is_removed(packs_dir):
     served = lambda eng: eng.packs["tiny"].path
     shutil.copytree(packs_dir / "tiny", packs_dir / "zz")  # the same manifest name, "tiny"
     async with Engine([packs_dir], watch_s=None, tune_batch=False) as eng:
         assert served(eng) == packs_dir / "tiny"
         [(folder, why)] = eng.refused.items()
         assert folder == str(packs_dir / "zz") and "\n" not in why
-        assert why == f"{packs_dir / 'zz'}: pack 'tiny' is already served from {packs_dir / 'tiny'}; remove or rename one"
+        h = eng.packs["tiny"].content_hash
+        assert why == (f"{packs_dir / 'zz'}: pack tiny 0.0.1 (content {h}) is already served from {packs_dir / 'tiny'}; "
+                       "remove or rename one")
         write_manifest(packs_dir / "zz", manifest(packs_dir / "zz"))  # the copy written last does not take over
         assert (await eng.reload())["loaded"] == [] and served(eng) == packs_dir / "tiny"
         shutil.copytree(packs_dir / "tiny", packs_dir / "aa")  # nor does one listed first
