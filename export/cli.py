@@ -1,4 +1,4 @@
-"""`moe export` and `moe packs list|verify`.
+"""`moe export` and `moe packs list|verify|remove`.
 
 torch, onnx and onnxruntime are imported inside the commands: `moe packs list` and
 `moe packs verify` (hashes, schema, onnx.checker when onnx is there, onnxruntime runs)
@@ -16,7 +16,7 @@ from moe.command import FAILURE, UsageError, fail, settings
 
 __all__ = ["register"]
 
-packs_app = typer.Typer(help="Model packs: list the installed ones, verify one.", no_args_is_help=True)
+packs_app = typer.Typer(help="Model packs: list the installed versions, verify one, remove an old version.", no_args_is_help=True)
 
 
 def _console():
@@ -82,16 +82,14 @@ def export_command(
 
 
 def _resolve_pack(ctx: typer.Context, pack: str) -> Path:
-    """A pack folder (one holding manifest.json), else the name of an installed pack."""
+    """A pack folder (one holding manifest.json), else the name of an installed pack (its newest version)."""
     path = Path(pack)
     if (path / "manifest.json").is_file():
         return path
-    from engine.pack import find_packs
-
-    found = find_packs(settings(ctx).pack_dirs())
-    if pack in found:
-        return found[pack]
-    known = ", ".join(sorted(found)) or "none installed"
+    by_name, _ = _versions(settings(ctx).pack_dirs())
+    if pack in by_name:
+        return by_name[pack][0].path  # the newest version; a folder names any other
+    known = ", ".join(by_name) or "none installed"
     raise UsageError(f"{pack!r} is neither a pack folder nor an installed pack ({known})")
 
 
@@ -141,41 +139,103 @@ def _torch_parity(path: Path, runs_dir: Path):
     return parity_against_runs(path, load_runs([runs_dir / r for r in sorted(wanted)]))
 
 
+def _versions(dirs: list[Path]) -> tuple[dict[str, list], list]:
+    """{name: [Pack, ...] newest first} of every pack folder in `dirs`, and [(folder, PackError)]
+    for the folders that cannot be read."""
+    from engine.errors import PackError
+    from engine.pack import find_packs, load_pack
+    from engine.versions import newest_key
+
+    by_name: dict[str, list] = {}
+    broken = []
+    for path in find_packs(dirs).values():
+        try:
+            p = load_pack(path, verify_hashes=False)
+        except PackError as e:
+            broken.append((path, e))
+            continue
+        by_name.setdefault(p.name, []).append(p)
+    for packs in by_name.values():
+        packs.sort(key=lambda p: newest_key(p.manifest.get("version"), p.content_hash), reverse=True)
+    return dict(sorted(by_name.items())), broken
+
+
 @packs_app.command("list")
 def list_command(
     ctx: typer.Context,
     dirs: list[Path] = typer.Option(None, "--packs-dir", help="Folder of packs to look in, repeatable; default: the "
                                     "bundled packs and MOE_PACKS_DIR."),
 ) -> None:
-    """List the installed packs with their schema, models and metrics."""
+    """List every installed pack version with its content hash, schema, models and metrics.
+
+    The newest version of a name draws its new avatars; older versions stay installed to
+    redraw the recipes made with them.
+    """
     from rich.table import Table
 
-    from engine.errors import PackError
-    from engine.pack import find_packs, load_pack
-
     dirs = dirs or settings(ctx).pack_dirs()
-    found = find_packs(dirs)
+    by_name, broken = _versions(dirs)
     console = _console()
-    if not found:
+    if not by_name and not broken:
         console.print(f"no packs in {', '.join(map(str, dirs))}; create one with `moe export RUN... --out DIR`")
         return
+    default = settings(ctx).default_pack
     t = Table(title="model packs")
-    for col in ("pack", "version", "schema", "models", "res / z", "data", "metrics"):
+    for col in ("pack", "version", "content", "new avatars", "schema", "models", "res / z", "data", "metrics"):
         t.add_column(col, overflow="fold")
-    for name, path in found.items():
-        try:
-            p = load_pack(path, verify_hashes=False)
-        except PackError as e:
-            t.add_row(f"{name}\n[dim]{path}[/]", "", f"[red]{e}[/]", "", "", "", "")
-            continue
-        m = p.manifest
-        schema = "\n".join(f"{a.name} ({a.cardinality})" for a in p.schema.attributes)
-        models = "\n".join(k + (" +fp16" if s.fp16_file else "") for k, s in p.models.items())
-        data = m.get("data") or {}
-        t.add_row(f"{p.name}\n[dim]{path}[/]", str(m.get("version", "")), schema, models,
-                  f"{p.resolution} / {p.z_dim}", "\n".join(str(v) for v in (data.get("name"), data.get("license")) if v),
-                  _metrics_summary(m.get("metrics") or {}))
+    for name, packs in by_name.items():
+        for i, p in enumerate(packs):
+            m = p.manifest
+            role = ("default" if name == default else "newest") if i == 0 else "recipes only"
+            schema = "\n".join(f"{a.name} ({a.cardinality})" for a in p.schema.attributes)
+            models = "\n".join(k + (" +fp16" if s.fp16_file else "") for k, s in p.models.items())
+            data = m.get("data") or {}
+            t.add_row(f"{p.name}\n[dim]{p.path}[/]", str(m.get("version", "")), p.content_hash, role, schema, models,
+                      f"{p.resolution} / {p.z_dim}",
+                      "\n".join(str(v) for v in (data.get("name"), data.get("license")) if v),
+                      _metrics_summary(m.get("metrics") or {}))
+    for path, e in broken:
+        t.add_row(f"{path.name}\n[dim]{path}[/]", "", "", "", f"[red]{e}[/]", "", "", "", "")
     console.print(t)
+
+
+@packs_app.command("remove")
+def remove_command(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The name of the installed pack to remove a version of."),
+    version: str = typer.Option(..., "--version", help="The version to remove (as `moe packs list` shows it)."),
+    force: bool = typer.Option(False, "--force/--no-force",
+                               help="Remove the last installed version of the default pack too."),
+    dirs: list[Path] = typer.Option(None, "--packs-dir", help="Folder of packs to look in, repeatable; default: "
+                                    "MOE_PACKS_DIR."),
+) -> None:
+    """Remove one installed version of a pack by deleting its folder.
+
+    Recipes made with that version are refused from then on, with a message naming it; a
+    running bot drops the version at its next hot reload. Bundled packs are not removed.
+    """
+    import shutil
+
+    from moe.settings import BUNDLED_PACKS_DIR
+
+    s = settings(ctx)
+    by_name, _ = _versions(dirs or s.pack_dirs())
+    packs = by_name.get(name, [])
+    doomed = [p for p in packs if str(p.manifest.get("version")) == version]
+    if not doomed:
+        have = ", ".join(str(p.manifest.get("version")) for p in packs) or "none"
+        raise UsageError(f"pack {name!r} has no installed version {version!r} (installed versions: {have})")
+    bundled = [p for p in doomed if p.path.resolve().is_relative_to(BUNDLED_PACKS_DIR.resolve())]
+    if bundled:
+        raise UsageError(f"{name} {version} at {bundled[0].path} is bundled with moe-avatar and is not removed")
+    if name == s.default_pack and len(doomed) == len(packs) and not force:
+        raise UsageError(f"{name} {version} is the last installed version of the default pack (MOE_DEFAULT_PACK); "
+                         "install another version first, or pass --force")
+    console = _console()
+    for p in doomed:
+        shutil.rmtree(p.path)
+        console.print(f"removed {name} {version} (content {p.content_hash}) from {p.path}; "
+                      "a running bot drops it at its next hot reload")
 
 
 HEADLINE = ("fid", "kid", "accuracy_ratio_min", "diversity_ratio", "recon_psnr", "edit_success")

@@ -46,7 +46,8 @@ def _ids(items):
 
 def test_the_walk_sees_every_command():
     names = {" ".join(path) for path, _ in COMMANDS}
-    assert {"moe generate", "moe bot", "moe export", "moe packs verify", "moe packs list", "moe train gan",
+    assert {"moe generate", "moe bot", "moe export", "moe packs verify", "moe packs list", "moe packs remove",
+            "moe train gan",
             "moe train vae", "moe train eval", "moe dataset preview", "moe bench engine", "moe bench e2e",
             "moe bench train"} <= names
 

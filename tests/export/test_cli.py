@@ -104,3 +104,45 @@ def test_packs_verify_works_without_torch(tiny_pack, tmp_path):
     (pack / "manifest.json").write_text(json.dumps(doc))
     r = _moe_without_torch("packs", "verify", pack)
     assert r.returncode == 1 and "encoder.onnx" in r.stdout and "INVALID_PROTOBUF" in r.stdout, r.stdout + r.stderr
+
+
+def _version_of(src, dst, name, version, generator_only=False):
+    shutil.copytree(src, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    m.update(name=name, version=version)
+    if generator_only:  # another content hash
+        m["models"] = {"generator": m["models"]["generator"]}
+        m["content_hash"] = content_hash(m["models"])
+    (dst / "manifest.json").write_text(json.dumps(m))
+    return json.loads((dst / "manifest.json").read_text())["content_hash"]
+
+
+def test_packs_list_shows_every_version_and_remove_takes_one_away(tiny_pack, tmp_path, monkeypatch):
+    monkeypatch.setenv("MOE_DEFAULT_PACK", "tiny")
+    packs = tmp_path / "packs"
+    old = _version_of(tiny_pack, packs / "tiny", "tiny", "1.0.0")
+    new = _version_of(tiny_pack, packs / "tiny@2.0.0", "tiny", "2.0.0", generator_only=True)
+    listed = moe("packs", "list", "--packs-dir", packs)
+    assert listed.exit_code == 0, listed.output
+    rows = [line for line in listed.output.splitlines() if new in line or old in line]  # newest first
+    assert len(rows) == 2 and "2.0.0" in rows[0] and new in rows[0] and "default" in rows[0]
+    assert "1.0.0" in rows[1] and old in rows[1] and "recipes only" in rows[1]
+    r = moe("packs", "remove", "tiny", "--version", "3.0.0", "--packs-dir", packs)
+    assert r.exit_code == 2 and "installed versions: 2.0.0, 1.0.0" in r.output
+    r = moe("packs", "remove", "tiny", "--version", "1.0.0", "--packs-dir", packs)
+    assert r.exit_code == 0, r.output
+    assert not (packs / "tiny").exists() and (packs / "tiny@2.0.0").is_dir()
+    r = moe("packs", "remove", "tiny", "--version", "2.0.0", "--packs-dir", packs)  # the default's last version
+    assert r.exit_code == 2 and "--force" in r.output and (packs / "tiny@2.0.0").is_dir()
+    r = moe("packs", "remove", "tiny", "--version", "2.0.0", "--force", "--packs-dir", packs)
+    assert r.exit_code == 0 and not (packs / "tiny@2.0.0").exists()
+
+
+def test_packs_remove_leaves_the_bundled_pack_alone(tmp_path):
+    from moe.settings import BUNDLED_PACKS_DIR
+
+    if not (BUNDLED_PACKS_DIR / "moe-default" / "manifest.json").is_file():
+        pytest.skip("bundled pack not built yet")
+    r = moe("packs", "remove", "moe-default", "--version", "1.1.0", "--force", "--packs-dir", BUNDLED_PACKS_DIR)
+    assert r.exit_code == 2 and "bundled" in r.output
+    assert (BUNDLED_PACKS_DIR / "moe-default" / "manifest.json").is_file()
