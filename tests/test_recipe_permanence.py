@@ -51,3 +51,17 @@ async def test_a_recorded_code_whose_version_is_removed_is_refused_by_name(newer
         for rec in RECORDED["recipes"]:
             with pytest.raises(UnknownPack, match="drawn with moe-default 1.1.0, which is no longer installed"):
                 eng.recipe(rec["code"])
+
+
+async def test_codes_of_1_0_0_draw_with_its_reexport_1_1_0():
+    """moe-default 1.1.0 is 1.0.0's trained weights in the fused graph (engine.versions.REEXPORTS):
+    buttons on messages made by 1.0.0 keep working, drawn by 1.1.0."""
+    async with Engine([BUNDLED_PACKS_DIR], watch_s=None, metrics_log_s=None, tune_batch=False) as eng:
+        rec = RECORDED["recipes"][0]
+        current = eng.recipe(rec["code"])
+        old = current.with_(pack_hash="d35e1823")  # the same avatar, recorded by 1.0.0
+        r = await eng.redraw(eng.recipe(old.to_code()))
+        assert digest(r) == rec["sha256"]
+        unknown = current.with_(pack_hash="0badc0de")  # a version this bot never had
+        with pytest.raises(UnknownPack, match="moe-default"):
+            eng.recipe(unknown.to_code())
