@@ -7,13 +7,16 @@ registry of ops; each draws its randomness with the input's dtype and device.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+import numpy as np
 import torch
 
-__all__ = ["diff_augment", "AUGMENTS", "DEFAULT_POLICY"]
+__all__ = ["diff_augment", "AUGMENTS", "DEFAULT_POLICY", "AUTO", "colour_scores", "choose_policy"]
 
 DEFAULT_POLICY = "color,translation,cutout"
+AUTO = "auto"  # DEFAULT_POLICY, less "color" when an attribute is colour-valued (`choose_policy`)
+COLOUR_VALUED = 0.8  # chance-corrected accuracy of the colour-only classifier that makes an attribute colour-valued
 
 
 def _rand(x: torch.Tensor, *shape: int) -> torch.Tensor:
@@ -75,3 +78,60 @@ def diff_augment(x: torch.Tensor, policy: str = DEFAULT_POLICY) -> torch.Tensor:
         for op in AUGMENTS[name]:
             x = op(x)
     return x.contiguous()
+
+
+# -- which policy fits the data ---------------------------------------------------------------
+
+def _colour_histograms(images: np.ndarray, levels: int = 4) -> np.ndarray:
+    """uint8 (N, H, W, 3) -> (N, levels^3) normalised joint RGB histograms: colour only, no shape or place."""
+    q = (images.astype(np.int64) * levels) >> 8  # (N, H, W, 3) in [0, levels)
+    bins = (q[..., 0] * levels + q[..., 1]) * levels + q[..., 2]  # (N, H, W)
+    flat = bins.reshape(len(images), -1)
+    hist = np.zeros((len(images), levels**3))
+    np.add.at(hist, (np.repeat(np.arange(len(images)), flat.shape[1]), flat.ravel()), 1.0)
+    return hist / flat.shape[1]
+
+
+def colour_scores(images: np.ndarray, labels: np.ndarray, cardinalities: Sequence[int], *, sample: int = 2000,
+                  seed: int = 0) -> np.ndarray:
+    """How well colour alone tells each attribute's values apart: a nearest-centroid classifier on
+    colour histograms, fitted on half of a sample and scored on the other half, as chance-corrected
+    accuracy ((acc - 1/K) / (1 - 1/K); 1 = colour alone decides the value, 0 = no better than chance)."""
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(images), min(sample, len(images)), replace=False))
+    step = max(1, images.shape[1] // 32)  # colour needs no detail: every step-th pixel of a 32 px grid
+    h, y = _colour_histograms(np.asarray(images[pick])[:, ::step, ::step]), labels[pick]
+    fit = np.zeros(len(pick), bool)
+    fit[rng.permutation(len(pick))[:len(pick) // 2]] = True
+    scores = np.zeros(len(cardinalities))
+    for a, k in enumerate(cardinalities):
+        if k < 2:
+            continue
+        centroids = np.stack([h[fit & (y[:, a] == v)].mean(0) if (fit & (y[:, a] == v)).any()
+                              else np.full(h.shape[1], np.inf) for v in range(k)])  # (K, bins)
+        d = np.abs(h[~fit][:, None, :] - centroids[None]).sum(-1)  # (M, K) L1 distances
+        acc = float((d.argmin(1) == y[~fit, a]).mean()) if (~fit).any() else 0.0
+        scores[a] = max(0.0, (acc - 1 / k) / (1 - 1 / k))
+    return scores
+
+
+def choose_policy(requested: str, images: np.ndarray, labels: np.ndarray, names: Sequence[str],
+                  cardinalities: Sequence[int]) -> tuple[str, str]:
+    """The DiffAugment policy for a run and one line saying why. `requested` "auto" is DEFAULT_POLICY
+    without "color" when an attribute is colour-valued (a jittered tone is no longer the labelled tone,
+    for D or its classification term); an explicit policy is kept, with a warning if it jitters colour."""
+    scores = colour_scores(images, labels, cardinalities)
+    coloured = [(n, s) for n, s in zip(names, scores) if s >= COLOUR_VALUED]
+    why = ", ".join(f"attribute {n!r} is colour-valued, a colour-only classifier gets {s:.2f} of it"
+                    for n, s in coloured)
+    if requested != AUTO:
+        ops = [op for op in requested.split(",") if op]
+        line = f"augment: {', '.join(ops) or 'none'} (as given)"
+        if "color" in ops and coloured:
+            line += f"; warning: color jitter changes what a label describes ({why})"
+        return requested, line
+    ops = DEFAULT_POLICY.split(",")
+    if not coloured:
+        return DEFAULT_POLICY, f"augment: {', '.join(ops)} (no attribute is colour-valued)"
+    kept = [op for op in ops if op != "color"]
+    return ",".join(kept), f"augment: {', '.join(kept)} (color dropped: {why})"

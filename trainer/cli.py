@@ -123,7 +123,7 @@ _OUT = _O(Path("runs"), "--out", help="Parent folder of the run folder NNNNN-<ki
 _BATCH = _O(None, "--batch", help="Batch size over all processes [32; 16 at 128 px].")
 _Z_DIM = _O(None, "--z-dim", help="Latent size [128].")
 _AUGMENT = _O(None, "--augment", help="DiffAugment policy: a comma list of color, translation and cutout, or none "
-              "[color,translation,cutout].")
+              "[color,translation,cutout; no color if an attribute is colour-valued].")
 _RESUME = _O(None, "--resume", help="Continue this run folder with its own config; only --kimg, --threads, --device "
              "and --max-minutes apply.")
 _DRY_RUN = _O(False, "--dry-run/--no-dry-run", help="Print the resolved config and exit.")

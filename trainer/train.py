@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from trainer.augment import AUGMENTS, DEFAULT_POLICY
+from trainer.augment import AUGMENTS, AUTO, choose_policy
 from trainer.checkpoint import load_training_state, save_checkpoint
 from trainer.data import load_dataset
 from trainer.samples import make_grid_spec, render_grid
@@ -61,7 +61,7 @@ class TrainConfig:
     cls_weight: float = 0.0  # gan: dual-projection classification loss on D's real and G's fake images;
     # vae: a classifier trained on real images checks every decode and edit (x the adaptive weight); 0 = off
     ms_weight: float = 0.0  # gan: mode-seeking term (pairs of fakes with the same conditions); 0 = off
-    augment: str = DEFAULT_POLICY  # DiffAugment on every discriminator input; "" = off
+    augment: str = AUTO  # DiffAugment on every discriminator input; "" = off; auto = chosen from the data
     cond_ramp_kimg: float = -1.0  # conditioning 0 -> 1 over this many kimg; -1 = auto (small sets only)
     ema_kimg: float = 10.0  # EMA half-life of the generator weights
     ema_rampup: float = 0.05
@@ -84,7 +84,7 @@ class TrainConfig:
                   (self.loss in ("hinge", "ns", "wgan-gp"), f"--loss must be hinge, ns or wgan-gp, not {self.loss!r}"),
                   (self.kimg > 0 and self.batch >= 2 and self.lr > 0, "--kimg, --lr must be > 0 and --batch >= 2"),
                   (self.width >= 4 and self.z_dim >= 2, "--width must be >= 4 and --z-dim >= 2"),
-                  (set(filter(None, self.augment.split(","))) <= set(AUGMENTS),
+                  (self.augment == AUTO or set(filter(None, self.augment.split(","))) <= set(AUGMENTS),
                    f"--augment takes a comma list of {', '.join(AUGMENTS)}, not {self.augment!r}")]
         for ok, msg in checks:
             if not ok:
@@ -162,6 +162,11 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool) -> Path:
         log.warning("data: %s", note)
     if cfg.cond_ramp_kimg < 0:
         cfg = dataclasses.replace(cfg, cond_ramp_kimg=round(cfg.kimg / 4, 3) if len(ds) < SMALL_DATASET else 0.0)
+    if resume is None:  # a resumed run keeps the policy its config.json recorded
+        policy, why = choose_policy(cfg.augment, ds.images, ds.labels, ds.schema.names, ds.schema.cardinalities)
+        cfg = dataclasses.replace(cfg, augment=policy)
+        if rank == 0:
+            (log.warning if "warning:" in why else log.info)("%s", why)
     images = torch.from_numpy(ds.images).permute(0, 3, 1, 2).contiguous().to(device)  # (N, 3, H, W) uint8
     labels = torch.from_numpy(ds.labels).to(device)  # (N, A) int64
 
