@@ -90,6 +90,7 @@ def _time(fn, batch: int, seconds: float, warmup: int = 1) -> float:
 def run(*, seconds: float = 2.0, width: int | None = None, batch: int = 32, threads: int = 0,
         resolutions: tuple[int, ...] = (64, 128), kinds: tuple[str, ...] = ("gan", "vae")) -> dict:
     from trainer.steps import make_task
+    from trainer.augment import DEFAULT_POLICY
     from trainer.train import default_width, make_config
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
@@ -102,7 +103,8 @@ def run(*, seconds: float = 2.0, width: int | None = None, batch: int = 32, thre
             torch.manual_seed(0)
             b = batch if res == 64 else batch // 2
             # patch D on from the first step so the VAE step includes it, as in a long run
-            cfg = make_config(kind, res=res, width=width, batch=b, cond_ramp_kimg=0.0, patch_start_kimg=0.0)
+            cfg = make_config(kind, res=res, width=width, batch=b, cond_ramp_kimg=0.0, patch_start_kimg=0.0,
+                              augment=DEFAULT_POLICY)  # every op timed (a run on data may drop color)
             labels = torch.stack([torch.randint(n, (256,)) for n in cards], dim=1).to(device)
             task = make_task(cfg, cards, device, labels)
             real = torch.rand(b, 3, res, res, device=device) * 2 - 1

@@ -16,7 +16,7 @@ __all__ = ["diff_augment", "AUGMENTS", "DEFAULT_POLICY", "AUTO", "colour_scores"
 
 DEFAULT_POLICY = "color,translation,cutout"
 AUTO = "auto"  # DEFAULT_POLICY, less "color" when an attribute is colour-valued (`choose_policy`)
-COLOUR_VALUED = 0.8  # chance-corrected accuracy of the colour-only classifier that makes an attribute colour-valued
+COLOUR_VALUED = 0.7  # chance-corrected accuracy of the colour-only classifier that makes an attribute colour-valued
 
 
 def _rand(x: torch.Tensor, *shape: int) -> torch.Tensor:
@@ -96,22 +96,29 @@ def colour_scores(images: np.ndarray, labels: np.ndarray, cardinalities: Sequenc
                   seed: int = 0) -> np.ndarray:
     """How well colour alone tells each attribute's values apart: a nearest-centroid classifier on
     colour histograms, fitted on half of a sample and scored on the other half, as chance-corrected
-    accuracy ((acc - 1/K) / (1 - 1/K); 1 = colour alone decides the value, 0 = no better than chance)."""
+    accuracy ((acc - 1/K) / (1 - 1/K); 1 = colour alone decides the value, 0 = no better than chance).
+    Each attribute gets the better of two histograms: the whole picture's, and the picture's without
+    its most frequent colour (a flat background, which otherwise drowns the subject's colours)."""
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(images), min(sample, len(images)), replace=False))
     step = max(1, images.shape[1] // 32)  # colour needs no detail: every step-th pixel of a 32 px grid
-    h, y = _colour_histograms(np.asarray(images[pick])[:, ::step, ::step]), labels[pick]
+    whole, y = _colour_histograms(np.asarray(images[pick])[:, ::step, ::step]), labels[pick]
+    rest = whole.copy()
+    rest[np.arange(len(rest)), rest.argmax(1)] = 0.0
+    left = rest.sum(1, keepdims=True)
+    rest = np.where(left > 0, rest / np.maximum(left, 1e-12), whole)  # a picture of one colour keeps it
     fit = np.zeros(len(pick), bool)
     fit[rng.permutation(len(pick))[:len(pick) // 2]] = True
     scores = np.zeros(len(cardinalities))
     for a, k in enumerate(cardinalities):
         if k < 2:
             continue
-        centroids = np.stack([h[fit & (y[:, a] == v)].mean(0) if (fit & (y[:, a] == v)).any()
-                              else np.full(h.shape[1], np.inf) for v in range(k)])  # (K, bins)
-        d = np.abs(h[~fit][:, None, :] - centroids[None]).sum(-1)  # (M, K) L1 distances
-        acc = float((d.argmin(1) == y[~fit, a]).mean()) if (~fit).any() else 0.0
-        scores[a] = max(0.0, (acc - 1 / k) / (1 - 1 / k))
+        for h in (whole, rest):
+            centroids = np.stack([h[fit & (y[:, a] == v)].mean(0) if (fit & (y[:, a] == v)).any()
+                                  else np.full(h.shape[1], np.inf) for v in range(k)])  # (K, bins)
+            d = np.abs(h[~fit][:, None, :] - centroids[None]).sum(-1)  # (M, K) L1 distances
+            acc = float((d.argmin(1) == y[~fit, a]).mean()) if (~fit).any() else 0.0
+            scores[a] = max(scores[a], (acc - 1 / k) / (1 - 1 / k))
     return scores
 
 
