@@ -2,8 +2,9 @@
 
 KID (Bińkowski et al. 2018) and FID (Heusel et al. 2017) between two feature sets, a
 Gaussian blur for the blurred reference, intra-group diversity and the grouping it uses,
-and nearest-neighbour distances for the memorisation check. No I/O, no models: the run
-evaluation (`trainer/eval.py`) feeds them the judge's features.
+nearest-neighbour distances for the memorisation check, and two edge-sharpness statistics on
+images (mean gradient magnitude, high-frequency energy). No I/O, no models: the run
+evaluation (`trainer/eval.py`, `trainer/sharpness.py`) feeds them features and images.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from torch.nn import functional as F
 
 __all__ = ["kid", "fid", "gaussian_blur", "group_ids", "choose_grouping", "diversity", "nearest_distances",
-           "MIN_GROUPS", "GROUP_CAP"]
+           "luminance", "gradient_magnitude", "high_freq_energy", "MIN_GROUPS", "GROUP_CAP"]
 
 MIN_GROUPS = 16  # diversity: fewest groups of >= 2 real held-out images a grouping must give
 GROUP_CAP = 12  # diversity: images per group (real: at most; generated: exactly)
@@ -137,3 +138,38 @@ def nearest_distances(query: np.ndarray, ref: np.ndarray, chunk: int = 1024) -> 
         arg[i:i + chunk] = d2.argmin(1)
         dist[i:i + chunk] = np.sqrt(np.clip(d2[np.arange(len(q)), arg[i:i + chunk]], 0, None))
     return dist, arg
+
+
+def luminance(images: np.ndarray) -> torch.Tensor:
+    """uint8 NHWC -> float (N, H, W) luma in [0, 1] (Rec. 601 weights)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float() / 255
+    return x @ torch.tensor([0.299, 0.587, 0.114])
+
+
+def gradient_magnitude(images: np.ndarray, chunk: int = 64) -> np.ndarray:
+    """Mean gradient magnitude of each image's luma (central differences, per pixel, [0, 1]
+    scale): (N,) float64. Blur lowers it; an outline drawn crisply raises it."""
+    out = []
+    for i in range(0, len(images), chunk):
+        y = luminance(images[i:i + chunk])
+        gx = (y[:, 1:-1, 2:] - y[:, 1:-1, :-2]) / 2
+        gy = (y[:, 2:, 1:-1] - y[:, :-2, 1:-1]) / 2
+        out.append(torch.sqrt(gx**2 + gy**2).mean((1, 2)).double().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def high_freq_energy(images: np.ndarray, cutoff: float = 0.25, chunk: int = 64) -> np.ndarray:
+    """Spectral power of each image's luma above `cutoff` of the Nyquist frequency (radially),
+    per pixel: (N,) float64. At 256 px, cutoff 0.25 is exactly the detail a 64 px image cannot
+    hold, so an upscaled 64 px image keeps only what its filter's overshoot makes."""
+    out = []
+    for i in range(0, len(images), chunk):
+        y = luminance(images[i:i + chunk])
+        h, w = y.shape[1:]
+        power = torch.fft.rfft2(y - y.mean((1, 2), keepdim=True), norm="ortho").abs() ** 2
+        fy = torch.fft.fftfreq(h)[:, None] * 2  # in units of Nyquist
+        fx = torch.fft.rfftfreq(w)[None, :] * 2
+        high = torch.sqrt(fx**2 + fy**2) > cutoff
+        weight = torch.where(fx > 0, 2.0, 1.0)  # rfft: the columns 1.. stand for two halves of the spectrum
+        out.append(((power * weight)[:, high].sum(1) / (h * w)).double().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
