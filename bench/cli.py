@@ -1,8 +1,9 @@
-"""`moe bench engine|train|e2e|load`: each benchmark module exposes `run(**options) -> dict`."""
+"""`moe bench engine|train|e2e|load|sharpness`: each benchmark module exposes `run(**options) -> dict` (sharpness: `trainer.sharpness.measure_pack`)."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -84,6 +85,22 @@ def load(
 
     _emit(run(members=_members(members), bursts=bursts, pack_dir=pack_dir, shards=shards,
               database_url=database_url), as_json)
+
+
+@app.command()
+def sharpness(
+    as_json: bool = typer.Option(False, "--json/--no-json", help=_JSON_HELP),
+    pack_dir: Path = typer.Option(None, "--pack-dir", help="Pack folder to measure; default: the bundled moe-default."),
+    images: int = typer.Option(1000, "--images", min=4, help="Held-out images of the built-in set to measure."),
+    threads: int = typer.Option(1, "--threads", min=0, help=THREADS_HELP),
+) -> None:
+    """A pack's output at 256 px through the engine, beside Lanczos-upscaled real 64 px images, against native renders."""
+    import torch
+
+    from trainer.sharpness import measure_pack
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    _emit(measure_pack(pack_dir, n=images), as_json)
 
 
 @app.command("train")

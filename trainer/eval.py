@@ -12,7 +12,9 @@ downloaded. The report (`RUN/eval.json`, `RUN/eval.png`) holds:
 - intra-condition diversity: mean pairwise distance within groups of images that share a
   condition, generated / real, in judge features and in pixels (16x16); the headline ratio is
   the lower of the two; and a nearest-training-neighbour check;
-- for a VAE: reconstruction MSE/PSNR, edit success, and all of the above for prior samples.
+- for a VAE: reconstruction MSE/PSNR, edit success, and all of the above for prior samples;
+- for the built-in set, sharpness at 256 px (`trainer/sharpness.py`): the output upscaled as the
+  engine does, and Lanczos-upscaled real 64 px images (the reference), against native renders.
 
 Generated images come from the EMA generator (GAN) or the decoder with z ~ N(0, I) (VAE);
 their conditions are random rows of the data's labels (its joint label distribution), with
@@ -274,6 +276,7 @@ def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = Non
         section["latent_prior"] = "fitted to the codes" if "prior" in run.models else "N(0, I)"
         report["vae"], vgrid = _vae_report(run.models["encoder"], generator, ref, tj.model, schema, seed, batch)
         grid |= vgrid
+    report["sharpness"] = _sharpness(spec, generator, labels, tj.held_idx, z_dim, seed, batch)
     report["summary"] = _summary(report)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     if write:
@@ -281,6 +284,20 @@ def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = Non
         save_grid(grid, run_dir / "eval.png")
         log.info("wrote %s and %s", run_dir / "eval.json", run_dir / "eval.png")
     return report
+
+
+def _sharpness(spec: str, generator, labels: np.ndarray, held_idx: np.ndarray, z_dim: int, seed: int,
+               batch: int) -> dict:
+    """Output at 256 px vs native 256 px renders, beside Lanczos-upscaled real 64 px images
+    (`trainer/sharpness.py`); only the built-in set can be drawn natively at 256 px."""
+    if spec != "builtin":
+        return {"skipped": "only the built-in style set can be rendered natively at 256 px"}
+    from trainer.sharpness import sharpness_section
+
+    log.info("measuring sharpness at 256 px against native renders")
+    g = torch.Generator().manual_seed(seed + 1)
+    return sharpness_section(lambda c: _decode(generator, torch.randn(len(c), z_dim, generator=g), c, batch),
+                             labels, held_idx, seed=seed)
 
 
 def _summary(r: dict) -> dict:
@@ -304,6 +321,11 @@ def _summary(r: dict) -> dict:
                     # "clearly below the blurred reference": at most half of it
                     "kid<=0.5*blur": None if s["kid_vs_blur"] is None else s["kid_vs_blur"] <= 0.5,
                     "diversity_ratio>=0.7": _ok(s["diversity_ratio"], 0.7)}
+    sh = r.get("sharpness", {})
+    if "generated" in sh:
+        s |= {"sharp_kid": sh["generated"]["kid"]["mean"], "sharp_kid_reference": sh["lanczos_real"]["kid"]["mean"],
+              "sharp_edge_ratio": sh["generated"]["edge_ratio"], "sharp_hf_ratio": sh["generated"]["hf_ratio"]}
+        s["targets"]["sharp_kid<lanczos_real"] = sh["beats_reference"]
     if "vae" in r:
         e = r["vae"]["edit"]
         er = [v["ratio"] for v in e["per_attribute"].values() if v["ratio"] is not None]

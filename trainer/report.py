@@ -72,6 +72,29 @@ def print_report(r: dict, console=None) -> None:
         console.print(f"VAE: reconstruction MSE {v['reconstruction']['mse']:.4f}, PSNR "
                       f"{v['reconstruction']['psnr']:.2f} dB; edit success {v['edit']['success']:.3f}, other "
                       f"attributes kept {v['edit']['kept']:.3f} (real {v['edit']['kept_real']:.3f})")
+    _print_sharpness(r.get("sharpness"), console)
     marks = "  ".join(f"{k}: {'[green]yes[/]' if ok else '[red]no[/]' if ok is False else '—'}"
                       for k, ok in s["targets"].items())
     console.print(f"Targets: {marks}")
+
+
+def _print_sharpness(sh: dict | None, console) -> None:
+    """The 256 px sharpness table (built-in set), or why it was skipped."""
+    from rich.table import Table
+
+    if not sh:
+        return
+    if "skipped" in sh:
+        console.print(f"Sharpness at 256 px: skipped ({sh['skipped']})")
+        return
+    t = Table(title=f"Sharpness at {sh['size']} px vs native {sh['size']} px renders ({sh['n']} held-out; "
+                    "detail features; lower KID/FID is better, ratios: 1 = as sharp as native)")
+    for col in ("set", "KID", "± std", "FID", "edge ratio", "HF ratio"):
+        t.add_column(col, justify="left" if col == "set" else "right")
+    rows = (("native renders, half vs half (ceiling)", sh["native"]),
+            (f"output {sh['generated_res']} px, engine upscale", sh["generated"]),
+            (f"real {sh['reference_res']} px, Lanczos upscale (reference)", sh["lanczos_real"]))
+    for name, v in rows:
+        t.add_row(name, _f(v["kid"]["mean"], "{:.4f}"), _f(v["kid"]["std"], "{:.4f}"), _f(v["fid"], "{:.2f}"),
+                  _f(v["edge_ratio"]), _f(v["hf_ratio"]))
+    console.print(t)

@@ -185,6 +185,7 @@ def test_evaluate_tiny_run_writes_a_complete_finite_report(tmp_path, toy_folder,
         assert png.height == (7 if kind == "vae" else 4) * 64  # generated, 2 same-condition, nearest (+ 3 VAE)
     assert r["kind"] == kind and r["generated"]["n"] == 64 and r["data"]["fingerprint_matches_run"] is True
     assert set(r["generated"]["accuracy"]) == {"colour", "shape"}
+    assert "skipped" in r["sharpness"] and "sharp_kid" not in r["summary"]  # a folder: no native 256 px drawings
     s = r["summary"]
     for key in ("kid", "kid_floor", "kid_blur", "fid", "fid_floor", "fid_blur", "nn_ratio", "frac_below_held_p1"):
         assert np.isfinite(s[key]), key

@@ -1,0 +1,104 @@
+"""Sharpness at 256 px: the edge statistics rank blur below sharp, native renders are the ceiling,
+and `moe train eval` reports the section for a built-in run (skipped for a folder)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from trainer import styleset
+from trainer.data import _downsample
+from trainer.metrics import gaussian_blur, gradient_magnitude, high_freq_energy
+from trainer.sharpness import detail_features, measure, render_native, upscale_all
+
+
+@pytest.fixture(scope="module")
+def native():
+    labels = styleset.sample_labels(24, 0)
+    return labels, render_native(labels, np.arange(24), seed=0)
+
+
+def test_blurred_images_score_below_sharp_ones(native):
+    _, sharp = native
+    blurred = gaussian_blur(sharp[:6], 2.0)
+    assert (gradient_magnitude(blurred) < gradient_magnitude(sharp[:6])).all()
+    assert (high_freq_energy(blurred) < 0.5 * high_freq_energy(sharp[:6])).all()
+    # more blur, less detail: the statistic is monotone, not just different
+    assert gradient_magnitude(gaussian_blur(sharp[:6], 4.0)).mean() < gradient_magnitude(blurred).mean()
+
+
+def test_native_renders_are_the_ceiling(native):
+    labels, sharp = native
+    small = _downsample(render_native(labels, np.arange(len(labels)), 128, seed=0), 64)
+    lanczos = upscale_all(small)
+    assert lanczos.shape == sharp.shape
+    r = measure(sharp, {"lanczos": lanczos, "blurred": gaussian_blur(sharp, 3.0), "same": sharp})
+    assert r["native"]["edge_ratio"] == r["native"]["hf_ratio"] == 1.0
+    assert r["same"]["edge_ratio"] == pytest.approx(1.0) and r["same"]["kid"] == r["native"]["kid"]  # same halves
+    for name in ("lanczos", "blurred"):
+        assert r[name]["hf_ratio"] < 0.5 and r[name]["edge_ratio"] < 1.0
+        assert r[name]["kid"]["mean"] > r["native"]["kid"]["mean"], name  # 12 vs 12 images: noisy, so no margin
+        assert r[name]["fid"] > r["native"]["fid"]
+    # a strong blur is further from native than the 64 px images are
+    assert r["blurred"]["hf_ratio"] < r["lanczos"]["hf_ratio"]
+
+
+def test_detail_features_refuse_other_sizes():
+    with pytest.raises(ValueError, match="256"):
+        detail_features(np.zeros((2, 64, 64, 3), np.uint8))
+
+
+def test_folder_datasets_skip_the_section():
+    from trainer.eval import _sharpness
+
+    r = _sharpness("/some/folder", None, np.zeros((4, 2), np.int64), np.arange(2), 8, 0, 4)
+    assert r == {"skipped": "only the built-in style set can be rendered natively at 256 px"}
+
+
+@pytest.mark.slow
+def test_evaluate_tiny_builtin_run_reports_sharpness(tmp_path, monkeypatch):
+    import trainer.data
+    from trainer.checkpoint import save_checkpoint
+    from trainer.eval import evaluate
+    from trainer.judge import JudgeConfig
+    from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+    from trainer.report import print_report
+
+    monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(trainer.data, "BUILTIN_SIZE", 160)
+    ds = trainer.data.load_dataset("builtin", 16, progress=False)
+    card = ds.schema.cardinalities
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(cardinalities=card, res=16, z_dim=8, width=8, embed_dim=4, w_dim=16))
+    d = Discriminator(DiscriminatorConfig(cardinalities=card, res=16, width=8))
+    meta = {"schema": ds.schema.to_dict(), "res": 16, "z_dim": 8, "step": 3, "kimg": 0.1, "data_spec": "builtin",
+            "data": {"name": ds.name, "fingerprint": ds.fingerprint, "license": "", "attribution": ""}}
+    run = tmp_path / "00001-gan"
+    run.mkdir()
+    save_checkpoint(run, kind="gan", meta=meta, models={"G_ema": g.eval(), "D": d.eval()})
+    r = evaluate(run, samples=32, judge_config=JudgeConfig(width=8, feat_dim=16, epochs=1, min_seen=0, batch=32))
+    sh = json.loads((run / "eval.json").read_text())["sharpness"]
+    assert sh["n"] == r["data"]["n_held"] == 20 and sh["generated_res"] == 16 and sh["reference_res"] == 64
+    for name in ("native", "generated", "lanczos_real"):
+        assert np.isfinite(sh[name]["kid"]["mean"]) and np.isfinite(sh[name]["fid"]), name
+    # a random-init 16 px generator is far from the drawings, further than real 64 px upscaled
+    assert sh["beats_reference"] is False and r["summary"]["targets"]["sharp_kid<lanczos_real"] is False
+    assert sh["lanczos_real"]["kid"]["mean"] > sh["native"]["kid"]["mean"]
+    from rich.console import Console
+
+    console = Console(record=True, width=200)
+    print_report(r, console)
+    text = console.export_text()
+    assert "Sharpness at 256 px" in text and "Lanczos upscale (reference)" in text
+
+
+@pytest.mark.slow
+def test_measure_the_bundled_pack_through_the_engine():
+    from trainer.sharpness import measure_pack
+
+    r = measure_pack(n=8)
+    assert (r["pack"], r["version"]) == ("moe-default", "1.1.0") and r["n"] == 8 and r["generated_res"] == 64
+    assert np.isfinite(r["generated"]["kid"]["mean"]) and 0 < r["generated"]["hf_ratio"] < 1
