@@ -92,7 +92,7 @@ def sharpness(
     as_json: bool = typer.Option(False, "--json/--no-json", help=_JSON_HELP),
     pack_dir: Path = typer.Option(None, "--pack-dir", help="Pack folder to measure; default: the bundled moe-default."),
     images: int = typer.Option(1000, "--images", min=4, help="Held-out images of the built-in set to measure."),
-    threads: int = typer.Option(1, "--threads", min=0, help=THREADS_HELP),
+    threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
 ) -> None:
     """A pack's output at 256 px through the engine, beside Lanczos-upscaled real 64 px images, against native renders."""
     import torch
