@@ -20,6 +20,7 @@ from discord import app_commands
 from discord.ext import commands
 
 import bot.actions as actions
+import bot.alt_text as alt_text
 import bot.components as components
 from bot.errors import UserError
 from bot.uploads import check_declared, read_attachment
@@ -202,7 +203,9 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
             if len(text) + len(line) > 2000:
                 break
             text += line
-        await interaction.followup.send(text, file=components.png_file(sheet, "saved.png"),
+        alt = alt_text.saved_sheet(getattr(member, "display_name", str(member.id)),
+                                   components.saved_items(self.bot, shown))
+        await interaction.followup.send(text, file=components.png_file(sheet, "saved.png", alt),
                                         ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none())
 
     @app_commands.command(name="gallery")
@@ -237,7 +240,9 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
             result = await engine.redraw(recipe)
         png = await actions.png_of(self.bot, result, size=size, transparent=transparent)
         await interaction.followup.send(f"Avatar #{row.id}, {size}x{size}{', transparent' if transparent else ''}:",
-                                        file=components.png_file(png, f"avatar-{row.id}-{size}.png"), ephemeral=True)
+                                        file=components.png_file(png, f"avatar-{row.id}-{size}.png", alt_text.export(
+                                            row.id, size, transparent, actions.schema_of(self.bot, recipe), recipe)),
+                                        ephemeral=True)
 
     delete.autocomplete("avatar")(_saved_autocomplete)
     export.autocomplete("avatar")(_saved_autocomplete)

@@ -120,9 +120,11 @@ class FakeDiscord:
         self.world.guilds[guild.id] = guild
         return guild
 
-    def add_member(self, guild: Guild, name: str, *, admin: bool = False) -> Member:
-        """A member; `admin=True` gives a role with Manage Server."""
-        user = User(snowflake(), name)
+    def add_member(self, guild: Guild, name: str, *, admin: bool = False, user: User | None = None) -> Member:
+        """A member; `admin=True` gives a role with Manage Server; `user=` (another member's `.user`)
+        makes the same Discord user a member of `guild` too."""
+        if user is None:
+            user = User(snowflake(), name)
         self.world.users[user.id] = user
         member = Member(user, guild, admin=admin)
         guild.members[user.id] = member
