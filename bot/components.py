@@ -6,7 +6,7 @@ carries all its state, so no view lives in memory and old messages keep working.
     moe:E:<i>:<ref>       select: attribute i       moe:b:<ref>         🔀 blend with your saved avatar(s)
     moe:B:<ref>           select: which saved one   moe:s:<uid>:<ref>   💾 save (requester only)
     moe:d:<uid>           🗑 delete (requester)      moe:i:<ref>         ℹ️ recipe (ephemeral)
-    moe:g:<page>:<dir>    gallery paging
+    moe:g:<page>:<dir>    gallery paging            moe:forget:<uid>    confirm /avatar forget (that member only)
 
 `<ref>` is a recipe code (URL-safe, at most 70 characters) or `~<id>` of a longer code
 kept in SQLite; `<uid>` is the requester's user id. The longest id, `moe:s:` + 20 digits
@@ -27,16 +27,18 @@ from discord import ui
 
 import bot.actions as actions
 import bot.alt_text as alt_text
+import bot.forget_text as forget_text
 from bot.actions import REF_PATTERN
 from bot.context import context_of
 from bot.errors import NotOwner, UserError, report_error
+from bot.maintenance import forget_member
 from bot.storage import MAX_SAVED_PER_MEMBER, collection_full
 from engine.errors import EngineError, UnknownPack
 
 __all__ = [
     "ITEMS", "MoeItem", "result_view", "png_file", "post_result", "post_variations", "post_compare", "gallery_page",
     "RerollButton", "VariationsButton", "EditButton", "EditSelect", "BlendButton", "BlendSelect",
-    "SaveButton", "DeleteButton", "RecipeButton", "PickButton", "GalleryButton",
+    "SaveButton", "DeleteButton", "RecipeButton", "PickButton", "GalleryButton", "ForgetButton",
 ]
 
 REF = rf"(?P<ref>{REF_PATTERN})"
@@ -319,8 +321,23 @@ class GalleryButton(MoeItem, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<pag
         await interaction.edit_original_response(content=content, attachments=[file] if file else [], view=view)
 
 
+class ForgetButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:forget:{UID}"):
+    """Under `/avatar forget`'s ephemeral answer: deletes that member's data on every server."""
+
+    refusal = forget_text.REFUSAL
+
+    def __init__(self, uid: int) -> None:
+        super().__init__(_button(f"moe:forget:{uid}", "🗑", forget_text.BUTTON_LABEL, style=discord.ButtonStyle.danger))
+        self.uid = uid
+
+    async def handle(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()  # first: the deletion waits on storage, the deadline must not
+        purged = await forget_member(context_of(interaction).db, self.uid)
+        await interaction.edit_original_response(content=forget_text.done(purged), view=None)
+
+
 ITEMS = (RerollButton, VariationsButton, EditButton, EditSelect, BlendButton, BlendSelect,
-         SaveButton, DeleteButton, RecipeButton, PickButton, GalleryButton)
+         SaveButton, DeleteButton, RecipeButton, PickButton, GalleryButton, ForgetButton)
 
 
 # -- messages -------------------------------------------------------------------------------------

@@ -22,7 +22,9 @@ from discord.ext import commands
 import bot.actions as actions
 import bot.alt_text as alt_text
 import bot.components as components
+import bot.forget_text as forget_text
 from bot.errors import UserError
+from bot.maintenance import member_data
 from bot.uploads import check_declared, read_attachment
 from engine.recipe import MAX_SEED
 from engine.schema import Attribute, Schema
@@ -243,6 +245,17 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
                                         file=components.png_file(png, f"avatar-{row.id}-{size}.png", alt_text.export(
                                             row.id, size, transparent, actions.schema_of(self.bot, recipe), recipe)),
                                         ephemeral=True)
+
+    # -- privacy ----------------------------------------------------------------------------
+    @app_commands.command(name="forget", description=forget_text.COMMAND)
+    async def forget(self, interaction: discord.Interaction) -> None:
+        # never draws, so not gated; answers (ephemeral) before it counts anything
+        await interaction.response.defer(thinking=True, ephemeral=True)
+        found = await member_data(self.bot.db, interaction.user.id)
+        view = discord.ui.View(timeout=None)
+        if found.total:
+            view.add_item(components.ForgetButton(interaction.user.id))
+        await interaction.followup.send(forget_text.preview(found), view=view, ephemeral=True)
 
     delete.autocomplete("avatar")(_saved_autocomplete)
     export.autocomplete("avatar")(_saved_autocomplete)

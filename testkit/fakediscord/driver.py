@@ -218,6 +218,12 @@ class FakeDiscord:
         data = {"custom_id": button["custom_id"], "component_type": 2}
         return await self._send(member, 3, data, None, message)
 
+    async def forged_click(self, member: Member, message: Message, custom_id: str) -> Interaction:
+        """A button press with any `custom_id` on `message`, which need not carry it nor be visible to
+        `member` (another member's ephemeral message): what a modified client sends, to test the
+        bot's own ownership checks."""
+        return await self._send(member, 3, {"custom_id": custom_id, "component_type": 2}, None, message)
+
     async def select(self, member: Member, message: Message, values: list[str], *,
                      custom_id: str | None = None) -> Interaction:
         """Choose `values` in a string select menu (the only one, or the one with `custom_id`)."""
