@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from bot.limits import Limits, take_draw
-from bot.maintenance import AlreadyRunning, ProcessLock, backup, forget_member, member_data, prune, purge_member
+from bot.maintenance import (UNUSED_KEEP_DAYS, USAGE_KEEP_DAYS, AlreadyRunning, ProcessLock, backup, forget_member,
+                             member_data, prune, purge_member)
 from bot.storage import Database, migrations
 from engine.recipe import Recipe, Seed, Upload, Vary, pack_id_of
 
@@ -127,6 +128,13 @@ async def test_forget_is_one_transaction(db, monkeypatch):
     monkeypatch.undo()
     assert await db.count_saved(1, 7) == 1
     assert await db._fetchall("SELECT count(*) FROM buckets WHERE member_id = 7") == [(1,)]
+
+
+def test_the_readme_privacy_section_states_the_real_schedule():
+    text = (ROOT / "README.md").read_text()
+    privacy = text[text.index("\n## Privacy\n"):].split("\n## ")[1]
+    assert f"| {USAGE_KEEP_DAYS} days |" in privacy and f"{UNUSED_KEEP_DAYS} days after their last use" in privacy
+    assert "every hour" in privacy and "/avatar forget" in privacy and "/moe-admin purge" in privacy
 
 
 async def test_migration_0002_keeps_old_data(tmp_path):
