@@ -25,8 +25,8 @@ async def test_forget_deletes_a_members_data_on_every_server_after_confirming(wo
         _, msg = await create(world, member, seed=seed)
         await done(await fake.click(member, msg, emoji="💾"))
     remixes = []
-    for colour in ((240, 180, 90), (20, 200, 120)):  # two uploads; the first one carol builds on
-        picture = png_bytes(Image.new("RGB", (40, 40), colour))
+    for colour in ((201, 33, 150), (17, 99, 222)):  # two uploads (no other test's); carol builds on the first
+        picture = png_bytes(Image.new("RGB", (44, 44), colour))
         remixes.append(await done(await fake.slash(dana, "avatar remix", image=("me.png", picture, "image/png"))))
     await done(await fake.click(dana, remixes[0], emoji="💾"))
     grid = await done(await fake.click(carol, remixes[0], emoji="✨"))
