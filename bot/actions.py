@@ -28,7 +28,7 @@ from engine.schema import SchemaError
 __all__ = [
     "INLINE_CODE_MAX", "RESULT_SIZE", "REF_PATTERN", "VARIATION_STRENGTH",
     "check_limits", "generation", "gate_open", "limits_for", "parent_channel_id", "upload_ids", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
-    "describe", "png_of", "render_grid", "grid_of_pngs", "condition_from_options", "new_seed",
+    "describe", "schema_of", "png_of", "render_grid", "grid_of_pngs", "condition_from_options", "new_seed",
 ]
 
 RESULT_SIZE = 256  # pixels of the PNG under every result
@@ -152,6 +152,14 @@ def _latent_words(node) -> str:
     if isinstance(node, Slerp):
         return "blend"
     return f"seed {node.seed}"
+
+
+def schema_of(bot: BotContext, recipe: Recipe):
+    """The schema of the pack `recipe` was drawn with, or None when it is not installed any more."""
+    try:
+        return pack_of(bot, recipe).schema
+    except UnknownPack:
+        return None
 
 
 def describe(bot: BotContext, recipe: Recipe) -> str:

@@ -6,7 +6,7 @@ carries all its state, so no view lives in memory and old messages keep working.
     moe:E:<i>:<ref>       select: attribute i       moe:b:<ref>         🔀 blend with your saved avatar(s)
     moe:B:<ref>           select: which saved one   moe:s:<uid>:<ref>   💾 save (requester only)
     moe:d:<uid>           🗑 delete (requester)      moe:i:<ref>         ℹ️ recipe (ephemeral)
-    moe:g:<page>:<dir>    gallery paging
+    moe:g:<page>:<dir>    gallery paging            moe:forget:<uid>    confirm /avatar forget (that member only)
 
 `<ref>` is a recipe code (URL-safe, at most 70 characters) or `~<id>` of a longer code
 kept in SQLite; `<uid>` is the requester's user id. The longest id, `moe:s:` + 20 digits
@@ -26,16 +26,19 @@ import discord
 from discord import ui
 
 import bot.actions as actions
+import bot.alt_text as alt_text
+import bot.forget_text as forget_text
 from bot.actions import REF_PATTERN
 from bot.context import context_of
 from bot.errors import NotOwner, UserError, report_error
+from bot.maintenance import forget_member
 from bot.storage import MAX_SAVED_PER_MEMBER, collection_full
-from engine.errors import UnknownPack
+from engine.errors import EngineError, UnknownPack
 
 __all__ = [
     "ITEMS", "MoeItem", "result_view", "png_file", "post_result", "post_variations", "post_compare", "gallery_page",
     "RerollButton", "VariationsButton", "EditButton", "EditSelect", "BlendButton", "BlendSelect",
-    "SaveButton", "DeleteButton", "RecipeButton", "PickButton", "GalleryButton",
+    "SaveButton", "DeleteButton", "RecipeButton", "PickButton", "GalleryButton", "ForgetButton",
 ]
 
 REF = rf"(?P<ref>{REF_PATTERN})"
@@ -318,8 +321,23 @@ class GalleryButton(MoeItem, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<pag
         await interaction.edit_original_response(content=content, attachments=[file] if file else [], view=view)
 
 
+class ForgetButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:forget:{UID}"):
+    """Under `/avatar forget`'s ephemeral answer: deletes that member's data on every server."""
+
+    refusal = forget_text.REFUSAL
+
+    def __init__(self, uid: int) -> None:
+        super().__init__(_button(f"moe:forget:{uid}", "🗑", forget_text.BUTTON_LABEL, style=discord.ButtonStyle.danger))
+        self.uid = uid
+
+    async def handle(self, interaction: discord.Interaction) -> None:
+        await interaction.response.defer()  # first: the deletion waits on storage, the deadline must not
+        purged = await forget_member(context_of(interaction).db, self.uid)
+        await interaction.edit_original_response(content=forget_text.done(purged), view=None)
+
+
 ITEMS = (RerollButton, VariationsButton, EditButton, EditSelect, BlendButton, BlendSelect,
-         SaveButton, DeleteButton, RecipeButton, PickButton, GalleryButton)
+         SaveButton, DeleteButton, RecipeButton, PickButton, GalleryButton, ForgetButton)
 
 
 # -- messages -------------------------------------------------------------------------------------
@@ -331,8 +349,9 @@ def result_view(ref: str, uid: int) -> ui.View:
     return view
 
 
-def png_file(png: bytes, name: str = "avatar.png") -> discord.File:
-    return discord.File(io.BytesIO(png), filename=name)
+def png_file(png: bytes, name: str, description: str) -> discord.File:
+    """An image to post, with its alt text (`bot.alt_text`: within Discord's 1,024 characters)."""
+    return discord.File(io.BytesIO(png), filename=name, description=alt_text.fit(description))
 
 
 async def post_result(interaction: discord.Interaction, result, *, note: str = "") -> None:
@@ -342,7 +361,8 @@ async def post_result(interaction: discord.Interaction, result, *, note: str = "
     ref = await actions.ref_for(bot, result.recipe)
     await interaction.followup.send(
         f"{interaction.user.mention} {actions.describe(bot, result.recipe)}{note}",
-        file=png_file(png), view=result_view(ref, interaction.user.id), allowed_mentions=_NO_MENTIONS,
+        file=png_file(png, "avatar.png", alt_text.avatar(actions.schema_of(bot, result.recipe), result.recipe)),
+        view=result_view(ref, interaction.user.id), allowed_mentions=_NO_MENTIONS,
     )
 
 
@@ -354,7 +374,9 @@ async def post_variations(interaction: discord.Interaction, results: list) -> No
         view.add_item(PickButton(await actions.ref_for(bot, r.recipe), label=str(i + 1)))
     await interaction.followup.send(
         f"{interaction.user.mention} variations: pick one with 1 to {len(results)}",
-        file=png_file(png, "variations.png"), view=view, allowed_mentions=_NO_MENTIONS,
+        file=png_file(png, "variations.png",
+                      alt_text.variations(actions.schema_of(bot, results[0].recipe), [r.recipe for r in results])),
+        view=view, allowed_mentions=_NO_MENTIONS,
     )
 
 
@@ -366,7 +388,7 @@ async def post_compare(interaction: discord.Interaction, gan, vae) -> None:
     view.add_item(PickButton(await actions.ref_for(bot, vae.recipe), label="Keep VAE"))
     await interaction.followup.send(
         f"{interaction.user.mention} GAN (left) and VAE (right), same conditions and seed. Keep the one you like:",
-        file=png_file(png, "compare.png"), view=view, allowed_mentions=_NO_MENTIONS,
+        file=png_file(png, "compare.png", alt_text.compare(actions.schema_of(bot, gan.recipe), gan.recipe)), view=view, allowed_mentions=_NO_MENTIONS,
     )
 
 
@@ -385,4 +407,18 @@ async def gallery_page(interaction: discord.Interaction, page: int) -> tuple[str
     pngs = [await bot.db.saved_png(a.id) for a in rows]
     sheet = await actions.grid_of_pngs(pngs, labels=[f"#{a.id}" for a in rows])
     lines = [f"**#{a.id}** by <@{a.member_id}> <t:{int(a.created)}:R>" for a in rows]
-    return f"Server gallery, page {page + 1}/{pages} ({total} saved)\n" + "\n".join(lines), png_file(sheet, "gallery.png"), view
+    alt = alt_text.gallery(page, pages, saved_items(bot, rows))
+    return (f"Server gallery, page {page + 1}/{pages} ({total} saved)\n" + "\n".join(lines),
+            png_file(sheet, "gallery.png", alt), view)
+
+
+def saved_items(bot, rows) -> list:
+    """(id, schema, recipe) of saved avatars, for their alt text; a code that no longer parses is skipped."""
+    items = []
+    for a in rows:
+        try:
+            recipe = actions.parse_code(a.code)
+        except EngineError:  # a stored code that no longer parses: no words for it
+            continue
+        items.append((a.id, actions.schema_of(bot, recipe), recipe))
+    return items

@@ -4,7 +4,8 @@
   buckets a day old and full again; upload latents and long-recipe refs unused for
   `UNUSED_KEEP_DAYS` (a latent a saved avatar needs is kept while the avatar exists).
   `MoeBot` runs it at start-up and every `PRUNE_EVERY_S`.
-- `purge_member`: a server admin's "forget this member here".
+- `purge_member`: a server admin's "forget this member here"; `forget_member` (and its preview
+  `member_data`): a member's own `/avatar forget`, on every server at once.
 - `backup`: SQLite's online backup API, consistent while the bot keeps writing (PostgreSQL:
   `pg_dump`, see the README).
 - `ProcessLock`: an exclusive lock on `<database>.lock`, so a second `moe bot` on the same
@@ -26,7 +27,7 @@ from pathlib import Path
 from bot.storage import Database
 
 __all__ = ["USAGE_KEEP_DAYS", "UNUSED_KEEP_DAYS", "PRUNE_EVERY_S", "Pruned", "Purged", "prune", "purge_member",
-           "backup", "NotADatabase", "ProcessLock", "AlreadyRunning"]
+           "member_data", "forget_member", "backup", "NotADatabase", "ProcessLock", "AlreadyRunning"]
 
 USAGE_KEEP_DAYS = 7
 UNUSED_KEEP_DAYS = 90
@@ -47,6 +48,12 @@ class Purged:
     usage: int
     buckets: int
     latents: int
+    kept_latents: int = 0  # the member's uploads kept because another member's saved avatar needs them
+    servers: int = 0  # servers the member had data on (`forget_member`, `member_data`)
+
+    @property
+    def total(self) -> int:
+        return self.avatars + self.usage + self.buckets + self.latents
 
     def __str__(self) -> str:
         return (f"{self.avatars} saved avatar(s), {self.latents} uploaded picture(s), "
@@ -89,6 +96,44 @@ async def purge_member(db: Database, guild_id: int, member_id: int) -> Purged:
             "DELETE FROM latents WHERE guild_id = ? AND member_id = ? AND id NOT IN (SELECT l.latent_id FROM"
             " avatar_latents l JOIN saved_avatars s ON s.id = l.avatar_id WHERE s.guild_id = ?)", (*where, guild_id))
     return Purged(avatars, usage, buckets, latents)
+
+
+# an upload row of member ? that a saved avatar of another member on the same server needs
+_NEEDED_BY_OTHERS = ("EXISTS (SELECT 1 FROM avatar_latents l JOIN saved_avatars s ON s.id = l.avatar_id"
+                     " WHERE l.latent_id = latents.id AND s.guild_id = latents.guild_id AND s.member_id <> ?)")
+_SERVERS_OF = ("SELECT guild_id FROM saved_avatars WHERE member_id = ? UNION SELECT guild_id FROM usage WHERE member_id = ?"
+               " UNION SELECT guild_id FROM buckets WHERE member_id = ? UNION SELECT guild_id FROM latents WHERE member_id = ?")
+
+
+async def member_data(db: Database, member_id: int) -> Purged:
+    """What `forget_member` would delete now, counted on every server (nothing changes)."""
+    m = (member_id,)
+    async with db.transaction() as tx:
+        servers = len(await tx.fetch(_SERVERS_OF, m * 4))
+        [(avatars,)] = await tx.fetch("SELECT count(*) FROM saved_avatars WHERE member_id = ?", m)
+        [(usage,)] = await tx.fetch("SELECT count(*) FROM usage WHERE member_id = ?", m)
+        [(buckets,)] = await tx.fetch("SELECT count(*) FROM buckets WHERE member_id = ?", m)
+        [(latents, kept)] = await tx.fetch(
+            f"SELECT count(*), coalesce(sum(CASE WHEN {_NEEDED_BY_OTHERS} THEN 1 ELSE 0 END), 0)"
+            " FROM latents WHERE member_id = ?", (member_id, member_id))
+    return Purged(int(avatars), int(usage), int(buckets), int(latents) - int(kept), int(kept), servers)
+
+
+async def forget_member(db: Database, member_id: int) -> Purged:
+    """Delete a member's saved avatars, usage, buckets and uploaded latents on every server, in one
+    transaction (each server's member lock taken first, as `purge_member` does). An upload another
+    member's saved avatar needs stays (their avatar must keep working); `kept_latents` counts them."""
+    m = (member_id,)
+    async with db.transaction() as tx:
+        guilds = sorted(int(g) for (g,) in await tx.fetch(_SERVERS_OF, m * 4))
+        await db.lock_members(tx, [(g, member_id) for g in guilds])
+        avatars = await tx.execute("DELETE FROM saved_avatars WHERE member_id = ?", m)  # their avatar_latents too
+        usage = await tx.execute("DELETE FROM usage WHERE member_id = ?", m)
+        buckets = await tx.execute("DELETE FROM buckets WHERE member_id = ?", m)
+        latents = await tx.execute(f"DELETE FROM latents WHERE member_id = ? AND NOT {_NEEDED_BY_OTHERS}",
+                                   (member_id, member_id))
+        [(kept,)] = await tx.fetch("SELECT count(*) FROM latents WHERE member_id = ?", m)
+    return Purged(avatars, usage, buckets, latents, int(kept), len(guilds))
 
 
 class NotADatabase(ValueError):

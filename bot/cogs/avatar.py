@@ -20,8 +20,11 @@ from discord import app_commands
 from discord.ext import commands
 
 import bot.actions as actions
+import bot.alt_text as alt_text
 import bot.components as components
+import bot.forget_text as forget_text
 from bot.errors import UserError
+from bot.maintenance import member_data
 from bot.uploads import check_declared, read_attachment
 from engine.recipe import MAX_SEED
 from engine.schema import Attribute, Schema
@@ -202,7 +205,9 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
             if len(text) + len(line) > 2000:
                 break
             text += line
-        await interaction.followup.send(text, file=components.png_file(sheet, "saved.png"),
+        alt = alt_text.saved_sheet(getattr(member, "display_name", str(member.id)),
+                                   components.saved_items(self.bot, shown))
+        await interaction.followup.send(text, file=components.png_file(sheet, "saved.png", alt),
                                         ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none())
 
     @app_commands.command(name="gallery")
@@ -237,7 +242,20 @@ class AvatarCog(commands.GroupCog, group_name="avatar", group_description="Cute 
             result = await engine.redraw(recipe)
         png = await actions.png_of(self.bot, result, size=size, transparent=transparent)
         await interaction.followup.send(f"Avatar #{row.id}, {size}x{size}{', transparent' if transparent else ''}:",
-                                        file=components.png_file(png, f"avatar-{row.id}-{size}.png"), ephemeral=True)
+                                        file=components.png_file(png, f"avatar-{row.id}-{size}.png", alt_text.export(
+                                            row.id, size, transparent, actions.schema_of(self.bot, recipe), recipe)),
+                                        ephemeral=True)
+
+    # -- privacy ----------------------------------------------------------------------------
+    @app_commands.command(name="forget", description=forget_text.COMMAND)
+    async def forget(self, interaction: discord.Interaction) -> None:
+        # never draws, so not gated; answers (ephemeral) before it counts anything
+        await interaction.response.defer(thinking=True, ephemeral=True)
+        found = await member_data(self.bot.db, interaction.user.id)
+        view = discord.ui.View(timeout=None)
+        if found.total:
+            view.add_item(components.ForgetButton(interaction.user.id))
+        await interaction.followup.send(forget_text.preview(found), view=view, ephemeral=True)
 
     delete.autocomplete("avatar")(_saved_autocomplete)
     export.autocomplete("avatar")(_saved_autocomplete)

@@ -120,9 +120,11 @@ class FakeDiscord:
         self.world.guilds[guild.id] = guild
         return guild
 
-    def add_member(self, guild: Guild, name: str, *, admin: bool = False) -> Member:
-        """A member; `admin=True` gives a role with Manage Server."""
-        user = User(snowflake(), name)
+    def add_member(self, guild: Guild, name: str, *, admin: bool = False, user: User | None = None) -> Member:
+        """A member; `admin=True` gives a role with Manage Server; `user=` (another member's `.user`)
+        makes the same Discord user a member of `guild` too."""
+        if user is None:
+            user = User(snowflake(), name)
         self.world.users[user.id] = user
         member = Member(user, guild, admin=admin)
         guild.members[user.id] = member
@@ -215,6 +217,12 @@ class FakeDiscord:
             raise InvalidInvocation(f"{button.get('custom_id')!r} is not a button")
         data = {"custom_id": button["custom_id"], "component_type": 2}
         return await self._send(member, 3, data, None, message)
+
+    async def forged_click(self, member: Member, message: Message, custom_id: str) -> Interaction:
+        """A button press with any `custom_id` on `message`, which need not carry it nor be visible to
+        `member` (another member's ephemeral message): what a modified client sends, to test the
+        bot's own ownership checks."""
+        return await self._send(member, 3, {"custom_id": custom_id, "component_type": 2}, None, message)
 
     async def select(self, member: Member, message: Message, values: list[str], *,
                      custom_id: str | None = None) -> Interaction:

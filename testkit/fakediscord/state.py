@@ -29,6 +29,7 @@ ALL_PERMISSIONS = (1 << 51) - 1
 
 MAX_CONTENT = 2000
 MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_ATTACHMENT_DESCRIPTION = 1024  # an attachment's alt text
 MAX_FILES = 10
 MAX_EMBEDS = 10
 MAX_ROWS = 5
@@ -328,6 +329,12 @@ class World:
             bad("embed_too_long", f"embeds total {total} characters > 6000")
         if len(files) > MAX_FILES:
             bad("too_many_files", f"{len(files)} files > {MAX_FILES}")
+        for meta in body.get("attachments") or []:
+            text = meta.get("description") or ""
+            if len(text) > MAX_ATTACHMENT_DESCRIPTION:
+                bad("attachment_description_too_long",
+                    f"{meta.get('filename') or meta.get('id')}: description {len(text)} characters > "
+                    f"{MAX_ATTACHMENT_DESCRIPTION}")
         for name, data, _ in files:
             if len(data) > MAX_FILE_BYTES:
                 bad("file_too_large", f"{name}: {len(data)} bytes > {MAX_FILE_BYTES}")

@@ -49,6 +49,7 @@ async def test_every_item_is_rebuilt_from_its_own_id():
         components.EditSelect(4, ref), components.BlendButton(ref), components.BlendSelect(ref),
         components.SaveButton(MAX_UID, ref), components.DeleteButton(MAX_UID), components.RecipeButton(ref),
         components.PickButton(ref, "1"), components.GalleryButton(12, "next"), components.PickButton("~42"),
+        components.ForgetButton(MAX_UID),
     ]
     assert {type(s) for s in samples} == set(components.ITEMS)
     for item in samples:
@@ -147,6 +148,8 @@ async def test_owner_only_buttons_refuse_others():
     await dispatch("moe:d:5", itx)
     assert [e for _, e in itx.sent] == [True, True]
     assert "Only the member who made this avatar" in itx.sent[0][0] and "delete" in itx.sent[1][0]
+    await dispatch("moe:forget:5", itx)  # another member's "forget me": refused before any storage
+    assert itx.sent[2] == ("Only the member who asked can confirm forgetting their own data.", True)
 
 
 async def test_stale_long_code_reference_is_a_user_error(tmp_path):

@@ -23,8 +23,8 @@ from tests.bot.test_gate import GUILD, SCHEMA, Bot, Itx, Upload_, click, recipe,
 
 MEMBER = 7
 ITEMS = ("RerollButton", "VariationsButton", "EditButton", "EditSelect", "BlendButton", "BlendSelect", "SaveButton",
-         "DeleteButton", "RecipeButton", "PickButton", "GalleryButton")
-AVATAR_COMMANDS = ("create", "compare", "remix", "recipe", "mine", "show", "gallery", "delete", "export")
+         "DeleteButton", "RecipeButton", "PickButton", "GalleryButton", "ForgetButton")
+AVATAR_COMMANDS = ("create", "compare", "remix", "recipe", "mine", "show", "gallery", "delete", "export", "forget")
 ADMIN_COMMANDS = ("settings", "pack", "limits", "channel", "channels-reset", "remove", "purge")
 
 
@@ -88,6 +88,7 @@ async def run_item(name: str, bot, itx, saved: int, ref: str) -> None:
         "RecipeButton": lambda: components.RecipeButton(ref),
         "PickButton": lambda: components.PickButton(ref, "1"),
         "GalleryButton": lambda: components.GalleryButton(0, "next"),
+        "ForgetButton": lambda: components.ForgetButton(MEMBER),
     }[name]()
     await click(item, itx)
 
@@ -136,6 +137,18 @@ async def test_admin_commands_answer_before_touching_storage_and_stay_ephemeral(
     await run_admin(name, bot, itx, saved)
     assert [use for use, answered in watched.uses if not answered] == [], (itx.first, itx.sent)
     assert itx.first == ["defer+ephemeral"] and itx.sent and all(ephemeral for _, ephemeral in itx.sent), itx.sent
+
+
+async def test_forget_asks_ephemerally_then_deletes_after_answering(db):
+    bot, itx, watched, saved, ref = await setup(db)
+    await slash(AvatarCog(bot, SCHEMA), "forget", itx)
+    assert itx.first == ["defer+ephemeral"] and [e for _, e in itx.sent] == [True]
+    assert "1 saved avatar(s)" in itx.sent[0][0] and await db.count_saved(GUILD, MEMBER) == 1  # only counted
+    bot, itx, watched, saved, ref = await setup(db)
+    await run_item("ForgetButton", bot, itx, saved, ref)
+    assert itx.first == ["defer"] and "Deleted" in itx.sent[-1][0]
+    assert [use for use, answered in watched.uses if not answered] == []
+    assert await db.count_saved(GUILD, MEMBER) == 0
 
 
 @pytest.mark.parametrize("name", ["EditButton", "RecipeButton"])

@@ -26,9 +26,9 @@ from engine.schema import Attribute, Schema
 SCHEMA = Schema((Attribute("style", ("cat", "fox")), Attribute("eyes", ("big", "sleepy"))))
 GUILD = 1
 DRAWING_COMMANDS = {"create", "compare", "remix", "recipe", "export"}
-OTHER_COMMANDS = {"mine", "show", "gallery", "delete"}
+OTHER_COMMANDS = {"mine", "show", "gallery", "delete", "forget"}  # forget never draws: not gated
 DRAWING_ITEMS = {"RerollButton", "VariationsButton", "EditSelect", "BlendButton", "BlendSelect", "SaveButton", "PickButton"}
-OTHER_ITEMS = {"EditButton", "DeleteButton", "RecipeButton", "GalleryButton"}
+OTHER_ITEMS = {"EditButton", "DeleteButton", "RecipeButton", "GalleryButton", "ForgetButton"}
 
 
 def recipe(seed: int = 3, latent=None, model: str = "gan") -> Recipe:
@@ -115,6 +115,9 @@ class Itx:
     async def delete_original_response(self):
         pass
 
+    async def edit_original_response(self, *, content=None, **kw):
+        self.sent.append((content, True))
+
 
 class Upload_:
     content_type, size = "image/png", 100
@@ -199,12 +202,17 @@ async def test_paths_that_do_not_draw_take_nothing(db, path):
     code = recipe().to_code()
     itx = Itx(bot, member)
     item = {"EditButton": components.EditButton(code), "DeleteButton": components.DeleteButton(member),
-            "RecipeButton": components.RecipeButton(code), "GalleryButton": components.GalleryButton(0, "next")}
+            "RecipeButton": components.RecipeButton(code), "GalleryButton": components.GalleryButton(0, "next"),
+            "ForgetButton": components.ForgetButton(member)}
     if path in item:
         await click(item[path], itx)
+    elif path == "forget":
+        await slash(AvatarCog(bot, SCHEMA), path, itx)
     elif path != "gallery" and path != "mine" and path != "show":  # those render saved PNGs: not part of this fake
         await slash(AvatarCog(bot, SCHEMA), path, itx, avatar)
     assert bot.engine.draws == [] and await usage_today(db, GUILD, member) == 0
+    if "orget" in path:  # not refused: it answered as it should
+        assert itx.sent and ("Forget me" in itx.sent[-1][0] or "Deleted" in itx.sent[-1][0]), itx.sent
 
 
 async def test_save_refuses_a_full_collection_before_redrawing(db):

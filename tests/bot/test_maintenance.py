@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from bot.limits import Limits, take_draw
-from bot.maintenance import AlreadyRunning, ProcessLock, backup, prune, purge_member
+from bot.maintenance import (UNUSED_KEEP_DAYS, USAGE_KEEP_DAYS, AlreadyRunning, ProcessLock, backup, forget_member,
+                             member_data, prune, purge_member)
 from bot.storage import Database, migrations
 from engine.recipe import Recipe, Seed, Upload, Vary, pack_id_of
 
@@ -53,6 +54,87 @@ async def test_purge_deletes_one_members_data_on_one_server(db):
     assert "1 saved avatar(s)" in str(purged)
     assert await db.count_saved(1, 7) == 0 and await db.count_saved(1, 8) == 1 and await db.count_saved(2, 7) == 1
     assert sorted(r[0] for r in await db._fetchall("SELECT id FROM latents")) == ["up18", "up27"]
+
+
+async def test_forget_deletes_one_members_data_on_every_server(db):
+    z = np.zeros(4, np.float32)
+    for guild, member in ((1, 7), (1, 8), (2, 7), (3, 7), (2, 9)):
+        await db.save_avatar(guild, member, "c", b"p", latent_ids={f"up{guild}{member}"})
+        await db.put_latent(f"up{guild}{member}", z, guild_id=guild, member_id=member)
+        await take_draw(db, guild, member, Limits(10, 1.0, 0))
+    await db.save_avatar(1, 7, "c2", b"p")
+    before = await member_data(db, 7)
+    assert (before.avatars, before.usage, before.buckets, before.latents, before.kept_latents, before.servers) == \
+        (4, 3, 3, 3, 0, 3)
+    assert await db.count_saved(1, 7) == 2  # counting changes nothing
+    purged = await forget_member(db, 7)
+    assert purged == before and purged.total == 13
+    for guild in (1, 2, 3):
+        assert await db.count_saved(guild, 7) == 0
+    for table in ("saved_avatars", "usage", "buckets", "latents"):
+        assert await db._fetchall(f"SELECT count(*) FROM {table} WHERE member_id = 7") == [(0,)]
+        assert await db._fetchall(f"SELECT count(*) FROM {table} WHERE member_id IN (8, 9)") == [(2,)]
+    assert await db._fetchall("SELECT count(*) FROM avatar_latents") == [(2,)]  # the others' links
+    again = await member_data(db, 7)
+    assert (again.total, again.servers) == (0, 0) and (await forget_member(db, 7)).total == 0
+
+
+async def test_forget_keeps_the_uploads_other_members_avatars_need_on_their_server(db):
+    z = np.ones(4, "f4")
+    await db.put_latent("pinned", z, guild_id=1, member_id=20)  # B's upload ...
+    await db.save_avatar(1, 30, "codeC", b"p", latent_ids={"pinned"})  # ... C saved an avatar from it
+    await db.put_latent("pinned", z, guild_id=2, member_id=20)  # the same picture on another server: nobody's
+    await db.save_avatar(2, 20, "codeB", b"p", latent_ids={"pinned"})  # but B's own avatar there
+    await db.put_latent("own", z, guild_id=1, member_id=20)
+    await db.save_avatar(1, 20, "codeB", b"p", latent_ids={"own"})
+    before = await member_data(db, 20)
+    assert (before.avatars, before.latents, before.kept_latents, before.servers) == (2, 2, 1, 2)
+    purged = await forget_member(db, 20)
+    assert (purged.avatars, purged.latents, purged.kept_latents) == (2, 2, 1)
+    assert await db.get_latent("pinned", guild_id=1) is not None and await db.count_saved(1, 30) == 1
+    assert await db.get_latent("pinned", guild_id=2) is None and await db.get_latent("own", guild_id=1) is None
+
+
+async def test_forget_is_one_transaction(db, monkeypatch):
+    """A failure half-way (here: the last delete) leaves everything as it was."""
+    await db.save_avatar(1, 7, "c", b"p")
+    await take_draw(db, 1, 7, Limits(10, 1.0, 0))
+    real = db.transaction
+
+    def failing():
+        ctx = real()
+
+        class Wrapped:
+            async def __aenter__(self):
+                tx = await ctx.__aenter__()
+                execute = tx.execute
+
+                async def execute_or_fail(sql, params=()):
+                    if sql.startswith("DELETE FROM latents"):
+                        raise RuntimeError("disk on fire")
+                    return await execute(sql, params)
+
+                tx.execute = execute_or_fail
+                return tx
+
+            async def __aexit__(self, *exc):
+                return await ctx.__aexit__(*exc)
+
+        return Wrapped()
+
+    monkeypatch.setattr(db, "transaction", failing)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        await forget_member(db, 7)
+    monkeypatch.undo()
+    assert await db.count_saved(1, 7) == 1
+    assert await db._fetchall("SELECT count(*) FROM buckets WHERE member_id = 7") == [(1,)]
+
+
+def test_the_readme_privacy_section_states_the_real_schedule():
+    text = (ROOT / "README.md").read_text()
+    privacy = text[text.index("\n## Privacy\n"):].split("\n## ")[1]
+    assert f"| {USAGE_KEEP_DAYS} days |" in privacy and f"{UNUSED_KEEP_DAYS} days after their last use" in privacy
+    assert "every hour" in privacy and "/avatar forget" in privacy and "/moe-admin purge" in privacy
 
 
 async def test_migration_0002_keeps_old_data(tmp_path):

@@ -318,4 +318,9 @@ def test_message_limits_name_each_broken_rule():
     assert kinds == ["embed_too_long", "embed_too_long", "file_too_large", "select_not_alone", "empty_button",
                      "select_options", "select_options"]
     assert [v.kind for v in world.check_message({}, [], 8)] == ["empty_message"]
+    png = [("a.png", b"png", "image/png")]
+    alt = {"attachments": [{"id": 0, "filename": "a.png", "description": "d" * 1024}]}
+    assert world.check_message(alt, png, 8) == []  # alt text up to Discord's 1,024 characters
+    alt["attachments"][0]["description"] += "d"
+    assert [v.kind for v in world.check_message(alt, png, 8)] == ["attachment_description_too_long"]
     assert all(v.interaction_id in (7, 8) for v in world.violations)

@@ -62,6 +62,10 @@ class World:
         self.root = fake.add_member(c, "root", admin=True)
         self.eve, self.frank, self.grace = (fake.add_member(s, n) for n in ("eve", "frank", "grace"))
         self.boss = fake.add_member(s, "boss", admin=True)
+        self.ivy = fake.add_member(c, "ivy")  # alt text: every kind of image
+        # one Discord user in both servers: /avatar forget reaches both
+        self.dana = fake.add_member(c, "dana")
+        self.dana_strict = fake.add_member(s, "dana", user=self.dana.user)
         self.crowd = [fake.add_member(c, f"fan{i:02d}") for i in range(CROWD)]
         fake.set_owner(self.root)  # the application's owner: reload, packs and metrics are theirs
         self.art_thread = fake.add_thread(s.channels[1], "art-talk", owner=self.eve)
