@@ -1,7 +1,7 @@
 """Alt text: the attachment description of every image the bot posts, for screen-reader users.
 
 Every member-facing word of a description is built here, in small functions, so a message
-catalogue (localisation, issue 15 item 1) can replace them in one place. Conditions are named
+catalogue (localisation) can replace them in one place. Conditions are named
 with the pack schema's value labels (`Attribute.label`), so a custom pack's labels are what a
 member hears. Every description fits Discord's attachment-description limit (`MAX_DESCRIPTION`),
 cut at a word boundary with an ellipsis (`fit`).

@@ -1,5 +1,5 @@
 """What `/avatar forget` says: every member-facing word of it, in one place, so a message catalogue
-(localisation, issue 15 item 1) can replace these functions without touching the handlers."""
+(localisation) can replace these functions without touching the handlers."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ another connection, an onnxruntime run that raises, kill -9, a pack copied file 
 floods) and checks what members get: an image, or a clear busy / limit / storage answer,
 never silence; and that the bot keeps serving afterwards. Every test also ends with the
 fake's verdict: no interaction left unanswered or answered late, no unknown REST call.
-The expected answers are the contracts of issue 13 (`bot.errors`).
+The expected answers are the messages `bot.errors` promises.
 """
 
 from __future__ import annotations

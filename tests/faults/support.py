@@ -1,4 +1,4 @@
-"""What the fault tests expect members to see (the messages of issue 13's contracts)."""
+"""What the fault tests expect members to see (the messages `bot.errors` promises)."""
 
 from __future__ import annotations
 
