@@ -137,13 +137,20 @@ def test_the_readme_privacy_section_states_the_real_schedule():
     assert "every hour" in privacy and "/avatar forget" in privacy and "/moe-admin purge" in privacy
 
 
-async def test_migration_0002_keeps_old_data(tmp_path):
-    path = tmp_path / "old.sqlite3"
+def _version_1_database(path) -> tuple[sqlite3.Connection, str]:
+    """A database at migration 0001, and the code of a saved remix variation (upload 0123456789ab)."""
     (_, _, sql1), *_ = migrations()
     upload = Recipe(pack_id=pack_id_of("moe"), pack_hash="0badcafe", model="vae",
                     latent=Vary(Upload("0123456789ab"), 2, 0.4), cond=(1, 0)).to_code()
-    with sqlite3.connect(path) as conn:
-        conn.executescript(sql1 + "\nPRAGMA user_version = 1;")
+    conn = sqlite3.connect(path)
+    conn.executescript(sql1 + "\nPRAGMA user_version = 1;")
+    return conn, upload
+
+
+async def test_migration_0002_keeps_old_data(tmp_path):
+    path = tmp_path / "old.sqlite3"
+    conn, upload = _version_1_database(path)
+    with conn:
         conn.execute("INSERT INTO guild_settings VALUES (5, 'pack', 3.0, 9)")
         conn.execute("INSERT INTO saved_avatars (guild_id, member_id, code, png, created) VALUES (5, 7, ?, x'00', 0)", (upload,))
         conn.execute("INSERT INTO saved_avatars (guild_id, member_id, code, png, created) VALUES (5, 7, ?, x'00', 0)",
@@ -226,11 +233,8 @@ def test_one_process_per_database_and_a_killed_holder_does_not_block(tmp_path):
 async def test_migration_0002_failing_while_linking_is_retried_whole(tmp_path, monkeypatch):
     """A crash while linking saved avatars to their latents leaves version 1: the next start links them."""
     path = tmp_path / "old.sqlite3"
-    (_, _, sql1), *_ = migrations()
-    upload = Recipe(pack_id=pack_id_of("moe"), pack_hash="0badcafe", model="vae",
-                    latent=Vary(Upload("0123456789ab"), 2, 0.4), cond=(1, 0)).to_code()
-    with sqlite3.connect(path) as conn:
-        conn.executescript(sql1 + "\nPRAGMA user_version = 1;")
+    conn, upload = _version_1_database(path)
+    with conn:
         conn.execute("INSERT INTO saved_avatars (guild_id, member_id, code, png, created) VALUES (5, 7, ?, x'00', 0)", (upload,))
         conn.execute("INSERT INTO latents VALUES ('0123456789ab', ?, 0)", (np.ones(4, "<f4").tobytes(),))
 
