@@ -33,7 +33,7 @@ from engine.pack import Pack
 from engine.recipe import MAX_SEED, Recipe, Seed, Slerp, Upload, Vary, pack_id_of
 from engine.registry import BatchOptions, Loaded, Registry
 from engine.sessions import choose_providers
-from engine.versions import RELEASED, newest_key
+from engine.versions import RELEASED, pack_order
 
 __all__ = ["Engine", "Result", "LatentStore", "MemoryLatentStore"]
 
@@ -190,10 +190,7 @@ class Engine:
         """{name: every installed version, newest first}; recipes draw with the one they record."""
         out = {}
         for name, vs in sorted(self._registry.versions.items()):
-            newest = self._registry.loaded[name]
-            out[name] = [newest.pack] + sorted((lp.pack for lp in vs.values() if lp is not newest),
-                                               key=lambda p: newest_key(p.manifest.get("version"), p.content_hash),
-                                               reverse=True)
+            out[name] = sorted((lp.pack for lp in vs.values()), key=pack_order, reverse=True)  # loaded[name] first
         return out
 
     @property

@@ -20,7 +20,7 @@ from engine.errors import PackError
 from engine.recipe import pack_id_of
 from engine.schema import Schema, SchemaError
 
-__all__ = ["Pack", "ModelSpec", "load_pack", "read_model", "find_packs", "sha256_file", "content_hash", "MODEL_IO"]
+__all__ = ["Pack", "ModelSpec", "load_pack", "verify_files", "find_packs", "sha256_file", "content_hash", "MODEL_IO"]
 
 log = logging.getLogger(__name__)
 
@@ -123,24 +123,6 @@ def _check_file(root: Path, rel: str, expected: str, where: str) -> None:
     _compare(path, sha256_file(path), expected)
 
 
-def read_model(pack: Pack, key: str, fp16: bool = False) -> tuple[Path, bytes]:
-    """One model file's bytes (the fp16 variant when asked and present), read once and
-    checked against the manifest's sha256: a session made from these bytes runs exactly
-    what was hashed, whatever happens to the file afterwards."""
-    spec = pack.models[key]
-    rel, expected = (spec.fp16_file, spec.fp16_sha256) if fp16 and spec.fp16_file else (spec.file, spec.sha256)
-    where = f"{pack.path / 'manifest.json'} models.{key}"
-    path = _inside(pack.path, rel, where)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise PackError(f"{path}: missing (listed in {where})") from None
-    except OSError as e:
-        raise PackError(f"{path}: cannot be read ({e})") from None
-    _compare(path, hashlib.sha256(data).hexdigest(), str(expected))
-    return path, data
-
-
 def load_pack(path: Path | str, verify_hashes: bool = True) -> Pack:
     """Read and check a pack folder; raises PackError naming the file on any mismatch."""
     root = Path(path)
@@ -189,18 +171,43 @@ def load_pack(path: Path | str, verify_hashes: bool = True) -> Pack:
         spec = ModelSpec(key, _need(m, "file", str, mwhere), _need(m, "sha256", str, mwhere),
                          _optional(m, "fp16_file", str, mwhere), _optional(m, "fp16_sha256", str, mwhere))
         _check_io(m, key, len(schema), z_dim, mwhere)
-        if verify_hashes:
-            _check_file(root, spec.file, spec.sha256, mwhere)
-            if spec.fp16_file:
-                if not spec.fp16_sha256:
-                    raise PackError(f"{mwhere}: fp16_file without fp16_sha256")
-                _check_file(root, spec.fp16_file, spec.fp16_sha256, mwhere)
         models[key] = spec
     chash = _need(doc, "content_hash", str, where)
     if chash != content_hash(models_doc):
         raise PackError(f"{where}: content_hash {chash!r} does not match the models' hashes "
                         f"({content_hash(models_doc)})")
-    return Pack(name, root, doc, schema, z_dim, res, background, chash, models)
+    pack = Pack(name, root, doc, schema, z_dim, res, background, chash, models)
+    if verify_hashes:
+        verify_files(pack)
+    return pack
+
+
+def verify_files(pack: Pack, read: frozenset[str] = frozenset()) -> dict[str, tuple[Path, bytes]]:
+    """Check every model file (fp16 variants included) against its sha256, in manifest order.
+    The files named in `read` (relative names) are read once and returned with their path
+    ({name: (path, bytes)}): a session made from those bytes runs exactly what was hashed,
+    whatever happens to the file afterwards."""
+    out = {}
+    for key, spec in pack.models.items():
+        where = f"{pack.path / 'manifest.json'} models.{key}"
+        for rel, expected in ((spec.file, spec.sha256), (spec.fp16_file, spec.fp16_sha256)):
+            if not rel:
+                continue
+            if not expected:
+                raise PackError(f"{where}: fp16_file without fp16_sha256")
+            if rel not in read:
+                _check_file(pack.path, rel, expected, where)
+                continue
+            path = _inside(pack.path, rel, where)
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                raise PackError(f"{path}: missing (listed in {where})") from None
+            except OSError as e:
+                raise PackError(f"{path}: cannot be read ({e})") from None
+            _compare(path, hashlib.sha256(data).hexdigest(), expected)
+            out[rel] = (path, data)
+    return out
 
 
 def _check_io(m: Mapping, key: str, n_attr: int, z_dim: int, where: str) -> None:

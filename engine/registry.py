@@ -31,10 +31,10 @@ import numpy as np
 from engine.batcher import Batcher
 from engine.errors import PackError, UnknownPack
 from engine.metrics import ModelMetrics
-from engine.pack import MODEL_IO, Pack, find_packs, load_pack, read_model
+from engine.pack import MODEL_IO, Pack, find_packs, load_pack, verify_files
 from engine.recipe import pack_id_of
 from engine.sessions import Runner, fixed_batch_inputs, make_session, tune_batch
-from engine.versions import REEXPORTS, RELEASED, newest_key
+from engine.versions import REEXPORTS, RELEASED, pack_order
 
 __all__ = ["Loaded", "Registry"]
 
@@ -138,10 +138,12 @@ def load_runners(path: Path, providers: list[str], threads: int | None, max_batc
     must have the contract's inputs and outputs, a dynamic batch axis, and give the right
     shapes on a warm-up run. Returns the pack, its runners and
     the run chunk per model (`tune_batch` for the image models). Blocking: call it in a thread."""
-    pack = load_pack(path)
+    pack = load_pack(path, verify_hashes=False)  # verified below, reading the files sessions are made from
+    used = {key: spec.fp16_file if fp16 and spec.fp16_file else spec.file for key, spec in pack.models.items()}
+    files = verify_files(pack, read=frozenset(used.values()))  # the fp32 file when there is no fp16 variant
     runners = {}
     for key in pack.models:
-        file, data = read_model(pack, key, fp16=fp16)  # the fp32 file when there is no fp16 variant
+        file, data = files[used[key]]
         runner = Runner(make_session(data, providers, threads, where=file), file)  # the bytes that were hashed
         want_in, want_out = MODEL_IO[key]
         if set(runner.input_names) != set(want_in) or runner.output_names != want_out:
@@ -283,8 +285,7 @@ class Registry:
 
     def _refresh(self) -> None:
         """`loaded` (the newest version of each name) and `by_id` from `versions`."""
-        self.loaded = {name: max(vs.values(), key=lambda lp: newest_key(lp.pack.manifest.get("version"),
-                                                                         lp.pack.content_hash))
+        self.loaded = {name: max(vs.values(), key=lambda lp: pack_order(lp.pack))
                        for name, vs in sorted(self.versions.items())}
         self.by_id = {pack_id_of(name): name for name in self.loaded}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["version_key", "newest_key", "RELEASED", "REEXPORTS"]
+__all__ = ["version_key", "newest_key", "pack_order", "RELEASED", "REEXPORTS"]
 
 _SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?")
 
@@ -41,3 +41,8 @@ def version_key(version: object) -> tuple:
 def newest_key(version: object, content_hash: str) -> tuple:
     """Order of versions for the default: the higher version, then the higher content hash."""
     return (version_key(version), content_hash)
+
+
+def pack_order(pack) -> tuple:
+    """`newest_key` of an `engine.pack.Pack`: sort packs of one name by it, newest last."""
+    return newest_key(pack.manifest.get("version"), pack.content_hash)

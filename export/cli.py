@@ -144,7 +144,7 @@ def _versions(dirs: list[Path]) -> tuple[dict[str, list], list]:
     for the folders that cannot be read."""
     from engine.errors import PackError
     from engine.pack import find_packs, load_pack
-    from engine.versions import newest_key
+    from engine.versions import pack_order
 
     by_name: dict[str, list] = {}
     broken = []
@@ -156,7 +156,7 @@ def _versions(dirs: list[Path]) -> tuple[dict[str, list], list]:
             continue
         by_name.setdefault(p.name, []).append(p)
     for packs in by_name.values():
-        packs.sort(key=lambda p: newest_key(p.manifest.get("version"), p.content_hash), reverse=True)
+        packs.sort(key=pack_order, reverse=True)
     return dict(sorted(by_name.items())), broken
 
 
