@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from bench.e2e import loadavg, bench, machine, ratios
+from bench.e2e import _ratio, bench, loadavg, machine, ratios
 
 __all__ = ["run", "TARGETS", "SHARD_TARGET", "check", "compare_shards"]
 
@@ -52,10 +52,6 @@ def compare_shards(one: dict, sharded: dict, members) -> dict:
         out[n] = {"ack_p95": _ratio(b["ack_p95_ms"], a["ack_p95_ms"]), "final_p95": final,
                   "met": b["failed"] == 0 and final is not None and final <= SHARD_TARGET["final_p95_ratio"]}
     return out
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return None if a is None or not b else round(a / b, 2)
 
 
 def run(members: tuple[int, ...] = (50, 200, 500), bursts: int = 1, command: str = "avatar create",

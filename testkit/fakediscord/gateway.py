@@ -64,12 +64,6 @@ class Gateway:
         """The connected, identified sessions, oldest READY first."""
         return sorted((s for s in self._sessions.values() if s.live), key=lambda s: s.number)
 
-    @property
-    def session(self) -> _Session | None:
-        """The newest connected session (None while no bot is connected)."""
-        live = self.sessions
-        return live[-1] if live else None
-
     def session_for(self, guild_id: int | None) -> _Session | None:
         """The session that receives `guild_id`'s events (None: no session holds its shard)."""
         holders = [s for s in self.sessions if s.holds(guild_id)]

@@ -40,11 +40,6 @@ class FakeServer:
         self.messages = Messages(world)
 
     @property
-    def session(self):
-        """The newest connected, identified gateway session (None while no bot is connected)."""
-        return self.gateway.session
-
-    @property
     def sessions(self):
         """Every connected, identified gateway session (one per shard a bot holds)."""
         return self.gateway.sessions
