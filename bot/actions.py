@@ -19,7 +19,7 @@ from bot.context import BotContext, context_of
 from bot.errors import NotAllowedHere, StorageUnavailable, UserError
 from bot.limits import Limits, refund_draw, take_draw
 from bot.render import grid_png
-from bot.storage import LATENT_SCOPE, GuildSettings, upload_ids
+from bot.storage import LATENT_SCOPE, GuildSettings
 from engine import Engine, Recipe, Result
 from engine.errors import EngineError, UnknownPack
 from engine.recipe import MAX_SEED, Slerp, Upload, Vary
@@ -27,7 +27,7 @@ from engine.schema import SchemaError
 
 __all__ = [
     "INLINE_CODE_MAX", "RESULT_SIZE", "REF_PATTERN", "VARIATION_STRENGTH",
-    "check_limits", "generation", "gate_open", "limits_for", "parent_channel_id", "upload_ids", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
+    "check_limits", "generation", "gate_open", "limits_for", "parent_channel_id", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
     "describe", "schema_of", "png_of", "render_grid", "grid_of_pngs", "condition_from_options", "new_seed",
 ]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from engine.recipe import Recipe, Slerp, Upload, Vary
+from engine.recipe import Recipe, Slerp, Vary, upload_ids
 from engine.schema import Schema, SchemaError
 
 __all__ = ["MAX_DESCRIPTION", "fit", "conditions", "avatar", "variations", "compare", "saved_sheet", "gallery",
@@ -62,16 +62,6 @@ def _changed(schema: Schema | None, a: Sequence[int], b: Sequence[int]) -> str:
     return ", ".join(diff) if diff else "the same conditions"
 
 
-def _has(node, kind) -> bool:
-    if isinstance(node, kind):
-        return True
-    if isinstance(node, Vary):
-        return _has(node.base, kind)
-    if isinstance(node, Slerp):
-        return _has(node.a, kind) or _has(node.b, kind)
-    return False
-
-
 def _model(recipe: Recipe) -> str:
     return f"drawn by the {recipe.model.upper()}"
 
@@ -83,7 +73,7 @@ def _phrase(schema: Schema | None, recipe: Recipe) -> str:
         return f"blend of a cute avatar with {conds} and one with {_changed(schema, recipe.cond, recipe.cond_b)}"
     if isinstance(recipe.latent, Slerp):
         return f"blend of two cute avatars, both with {conds}"
-    if _has(recipe.latent, Upload):
+    if upload_ids(recipe.latent):
         return f"remixed from your picture: cute avatar with {conds}"
     if isinstance(recipe.latent, Vary):
         return f"variation of a cute avatar: {conds}"

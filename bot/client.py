@@ -75,6 +75,10 @@ class MoeBot(commands.AutoShardedBot):
         await self.add_cog(AvatarCog(self, self._schema))
         await self.add_cog(AdminCog(self))
         self.add_dynamic_items(*components.ITEMS)
+        try:  # owner-only commands check at once, inside Discord's 3 s, instead of fetching it then
+            await self.is_owner(discord.Object(id=0))
+        except discord.HTTPException as e:
+            log.warning("could not read the application's owner yet (%s); the first owner command fetches it", e)
         self._pruning = asyncio.create_task(self._prune_forever(), name="moe-prune")
         if self.shard_ids is not None and 0 not in self.shard_ids:
             log.info("commands are synced by the process holding shard 0")

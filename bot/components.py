@@ -34,6 +34,7 @@ from bot.errors import NotOwner, UserError, report_error
 from bot.maintenance import forget_member
 from bot.storage import MAX_SAVED_PER_MEMBER, collection_full
 from engine.errors import EngineError, UnknownPack
+from engine.recipe import upload_ids
 
 __all__ = [
     "ITEMS", "MoeItem", "result_view", "png_file", "post_result", "post_variations", "post_compare", "gallery_page",
@@ -256,7 +257,7 @@ class SaveButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:
             result = await engine.redraw(recipe)
         png = await actions.png_of(bot, result)
         avatar_id = await bot.db.save_avatar(interaction.guild_id, interaction.user.id, recipe.to_code(), png,
-                                             latent_ids=actions.upload_ids(recipe.latent))
+                                             latent_ids=upload_ids(recipe.latent))
         await interaction.followup.send(
             f"Saved as #{avatar_id}. See yours with /avatar mine; export it with /avatar export.", ephemeral=True
         )

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bot.limits import day_of
 from bot.storage import Database
 
 __all__ = ["USAGE_KEEP_DAYS", "UNUSED_KEEP_DAYS", "PRUNE_EVERY_S", "Pruned", "Purged", "prune", "purge_member",
@@ -65,7 +66,7 @@ async def prune(db: Database, *, now: float | None = None, limits=None) -> Prune
     nothing) and a day old: full under its server's burst and refill_s, else under `limits` (the
     bot's `bot.limits.Limits`); a server without its own limits and no `limits` given: a day old."""
     now = time.time() if now is None else now
-    usage_cutoff = time.strftime("%Y-%m-%d", time.gmtime(now - USAGE_KEEP_DAYS * 86400))
+    usage_cutoff = day_of(now - USAGE_KEEP_DAYS * 86400)
     unused = now - UNUSED_KEEP_DAYS * 86400
     async with db.transaction() as tx:
         usage = await tx.execute("DELETE FROM usage WHERE day < ?", (usage_cutoff,))

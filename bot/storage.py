@@ -32,8 +32,7 @@ import numpy as np
 
 from bot.errors import NotFound, UserError
 
-__all__ = ["Database", "SavedAvatar", "GuildSettings", "LatentStore", "MAX_SAVED_PER_MEMBER", "LATENT_SCOPE",
-           "upload_ids"]
+__all__ = ["Database", "SavedAvatar", "GuildSettings", "LatentStore", "MAX_SAVED_PER_MEMBER", "LATENT_SCOPE"]
 
 log = logging.getLogger(__name__)
 
@@ -80,19 +79,6 @@ def migrations(dialect: str = "sqlite") -> list[tuple[int, str, str]]:
     if numbers != list(range(1, len(numbers) + 1)):
         raise RuntimeError(f"migrations must be numbered 0001, 0002, ... without gaps; found {numbers}")
     return out
-
-
-def upload_ids(latent) -> set[str]:
-    """The upload ids (remix latents) an engine latent tree refers to."""
-    from engine.recipe import Slerp, Upload, Vary
-
-    if isinstance(latent, Upload):
-        return {latent.id}
-    if isinstance(latent, Vary):
-        return upload_ids(latent.base)
-    if isinstance(latent, Slerp):
-        return upload_ids(latent.a) | upload_ids(latent.b)
-    return set()
 
 
 def is_postgres_url(url: str | Path) -> bool:
@@ -160,7 +146,7 @@ class Database:
     async def _link_saved_latents(tx) -> None:
         """Fill avatar_latents for avatars saved before migration 0002 (inside the migration)."""
         from engine.errors import InvalidRecipe
-        from engine.recipe import Recipe
+        from engine.recipe import Recipe, upload_ids
 
         for avatar_id, code in await tx.fetch("SELECT id, code FROM saved_avatars"):
             try:

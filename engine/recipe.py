@@ -33,7 +33,7 @@ from dataclasses import dataclass, field, replace
 
 from engine.errors import InvalidRecipe
 
-__all__ = ["Recipe", "Seed", "Upload", "Vary", "Slerp", "Latent", "pack_id_of", "MAX_SEED"]
+__all__ = ["Recipe", "Seed", "Upload", "Vary", "Slerp", "Latent", "pack_id_of", "upload_ids", "MAX_SEED"]
 
 VERSION = 1
 MAX_SEED = 2**32 - 1
@@ -115,14 +115,15 @@ def _nodes(node: Latent) -> int:
     return 1
 
 
-def _has_upload(node: Latent) -> bool:
+def upload_ids(node: Latent) -> set[str]:
+    """The upload ids (latents of uploaded pictures) a latent tree refers to."""
     if isinstance(node, Upload):
-        return True
+        return {node.id}
     if isinstance(node, Vary):
-        return _has_upload(node.base)
+        return upload_ids(node.base)
     if isinstance(node, Slerp):
-        return _has_upload(node.a) or _has_upload(node.b)
-    return False
+        return upload_ids(node.a) | upload_ids(node.b)
+    return set()
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,7 @@ class Recipe:
             raise InvalidRecipe(f"not a latent: {self.latent!r}")
         if _nodes(self.latent) > MAX_NODES:
             raise InvalidRecipe(f"this avatar has too many steps (more than {MAX_NODES}); start from a fresh one")
-        if _has_upload(self.latent) and self.model != "vae":
+        if upload_ids(self.latent) and self.model != "vae":
             raise InvalidRecipe("an uploaded picture can only be drawn by the vae model")
         object.__setattr__(self, "cond", _check_cond(self.cond))
         if self.cond_b is None:
