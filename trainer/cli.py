@@ -100,7 +100,7 @@ def _train(ctx: typer.Context, kind: str, flags: dict, resume: Path | None, dry_
         doc = json.loads(path.read_text())
         if doc.get("kind") != kind:
             raise CheckpointError(f"{resume} is a {doc.get('kind')} run; use `moe train {doc.get('kind')}`")
-        overrides = {k: flags[k] for k in ("kimg", "threads", "device", "max_minutes") if flags.get(k) is not None}
+        overrides = {k: flags[k] for k in (f[2:].replace("-", "_") for f in RESUMABLE) if flags.get(k) is not None}
         try:
             cfg = TrainConfig(**{**doc, **overrides})
         except TypeError as e:  # a config.json written by another version

@@ -24,6 +24,7 @@ energy above a quarter of the Nyquist frequency (detail a 64 px image cannot hol
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import tempfile
 from collections.abc import Callable
@@ -144,11 +145,9 @@ def sharpness_section(generate: Callable[[np.ndarray], np.ndarray], labels: np.n
     return section
 
 
-async def _draw_with_engine(pack_dir: Path, conds: list[dict], seed: int) -> np.ndarray:
+async def _draw_with_engine(pack_dir: Path, name: str, conds: list[dict], seed: int) -> np.ndarray:
     from engine.core import Engine
-    from engine.pack import load_pack
 
-    name = load_pack(pack_dir).name
     with tempfile.TemporaryDirectory() as tmp:  # a packs dir holding just this version
         (Path(tmp) / pack_dir.name).symlink_to(pack_dir.resolve(), target_is_directory=True)
         engine = await Engine([tmp], watch_s=None, metrics_log_s=None, threads=1, tune_batch=False).start()
@@ -165,18 +164,18 @@ def measure_pack(pack_dir: Path | str | None = None, *, n: int = MAX_IMAGES, see
     drawn through the engine on the built-in set's held-out conditions (the judge's split)."""
     from moe.settings import BUNDLED_PACKS_DIR
     from trainer import styleset
-    from trainer.data import BUILTIN_SIZE
+    from trainer.data import BUILTIN_SEED, BUILTIN_SIZE
     from trainer.judge import JudgeConfig, split_indices
 
     pack_dir = Path(pack_dir) if pack_dir is not None else BUNDLED_PACKS_DIR / "moe-default"
-    labels = styleset.sample_labels(BUILTIN_SIZE, 0)
+    labels = styleset.sample_labels(BUILTIN_SIZE, BUILTIN_SEED)
     _, held = split_indices(BUILTIN_SIZE, JudgeConfig())
+
+    manifest = json.loads((pack_dir / "manifest.json").read_text())
 
     def generate(conds: np.ndarray) -> np.ndarray:
         rows = [styleset.SCHEMA.decode(c.tolist()) for c in conds]
-        return asyncio.run(_draw_with_engine(pack_dir, rows, seed))
+        return asyncio.run(_draw_with_engine(pack_dir, manifest["name"], rows, seed))
 
-    import json
-    manifest = json.loads((pack_dir / "manifest.json").read_text())
     return {"pack": manifest["name"], "version": manifest.get("version"),
             "content_hash": manifest.get("content_hash")} | sharpness_section(generate, labels, held, seed=seed, n=n)

@@ -47,3 +47,26 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def tiny_run(run_dir, kind: str, data_dir, broken: bool = False) -> None:
+    """A run folder of tiny random models (16 px) on `data_dir` ("builtin" or a folder), saved as train.py does."""
+    import torch
+
+    from trainer.checkpoint import save_checkpoint
+    from trainer.data import load_dataset
+    from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
+    from trainer.models.vae import Encoder, EncoderConfig
+
+    ds = load_dataset(str(data_dir), 16)
+    card = ds.schema.cardinalities
+    torch.manual_seed(0)
+    g = Generator(GeneratorConfig(cardinalities=card, res=16, z_dim=8, width=8, embed_dim=4, w_dim=16))
+    models = ({"G_ema": g, "D": Discriminator(DiscriminatorConfig(cardinalities=card, res=16, width=8))}
+              if kind == "gan" else {"encoder": Encoder(EncoderConfig(res=16, z_dim=8, width=8)), "decoder": g})
+    meta = {"schema": ds.schema.to_dict(), "res": 16, "z_dim": 8, "step": 3, "kimg": 0.1, "data_spec": ds.spec,
+            "data": {"name": ds.name, "fingerprint": ds.fingerprint, "license": "", "attribution": ""}}  # as train.py
+    if broken:
+        torch.nn.init.constant_(g.to_rgb.bias, float("nan"))
+    run_dir.mkdir()
+    save_checkpoint(run_dir, kind=kind, meta=meta, models={k: m.eval() for k, m in models.items()})

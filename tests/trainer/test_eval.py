@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from engine.schema import Attribute, Schema
+from tests.trainer.conftest import tiny_run
 from trainer.eval import EvalError, _Reference, _sample_report, _vae_report, evaluate
 from trainer.metrics import gaussian_blur
 from trainer.judge import JudgeConfig, load_or_train_judge, split_indices, train_judge
@@ -152,31 +153,11 @@ def toy_folder(tmp_path, monkeypatch):
     return root
 
 
-def _tiny_run(run_dir, kind: str, data_dir, broken: bool = False) -> None:
-    from trainer.checkpoint import save_checkpoint
-    from trainer.data import load_dataset
-    from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
-    from trainer.models.vae import Encoder, EncoderConfig
-
-    ds = load_dataset(str(data_dir), 16)
-    card = ds.schema.cardinalities
-    torch.manual_seed(0)
-    g = Generator(GeneratorConfig(cardinalities=card, res=16, z_dim=8, width=8, embed_dim=4, w_dim=16))
-    models = ({"G_ema": g, "D": Discriminator(DiscriminatorConfig(cardinalities=card, res=16, width=8))}
-              if kind == "gan" else {"encoder": Encoder(EncoderConfig(res=16, z_dim=8, width=8)), "decoder": g})
-    meta = {"schema": ds.schema.to_dict(), "res": 16, "z_dim": 8, "step": 3, "kimg": 0.1, "data_spec": ds.spec,
-            "data": {"name": ds.name, "fingerprint": ds.fingerprint, "license": "", "attribution": ""}}  # as train.py
-    if broken:
-        torch.nn.init.constant_(g.to_rgb.bias, float("nan"))
-    run_dir.mkdir()
-    save_checkpoint(run_dir, kind=kind, meta=meta, models={k: m.eval() for k, m in models.items()})
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["gan", "vae"])
 def test_evaluate_tiny_run_writes_a_complete_finite_report(tmp_path, toy_folder, kind):
     run = tmp_path / f"00001-{kind}"
-    _tiny_run(run, kind, toy_folder)
+    tiny_run(run, kind, toy_folder)
     cfg = JudgeConfig(width=8, feat_dim=16, epochs=2, min_seen=0, batch=32)
     r = evaluate(run, samples=64, judge_config=cfg)
     on_disk = json.loads((run / "eval.json").read_text())
@@ -212,7 +193,7 @@ def test_evaluate_refuses_a_folder_without_checkpoint(tmp_path):
 
 def test_evaluate_reports_a_diverged_generator(tmp_path, toy_folder):
     run = tmp_path / "00003-gan"
-    _tiny_run(run, "gan", toy_folder, broken=True)
+    tiny_run(run, "gan", toy_folder, broken=True)
     with pytest.raises(EvalError, match="NaN"):
         evaluate(run, samples=8, judge_config=JudgeConfig(width=8, feat_dim=16, epochs=1, min_seen=0, batch=32))
     assert not (run / "eval.json").exists()
@@ -225,7 +206,7 @@ def test_cli_eval_prints_tables_and_json(tmp_path, toy_folder):
     from moe.cli import app
 
     run = tmp_path / "00002-gan"
-    _tiny_run(run, "gan", toy_folder)
+    tiny_run(run, "gan", toy_folder)
     res = CliRunner().invoke(app, ["train", "eval", str(run), "--samples", "32", "--threads", "1", "--json"])
     assert res.exit_code == 0, res.output
     doc = json.loads(res.output[res.output.index("{"):])

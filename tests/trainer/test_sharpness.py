@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
+from tests.trainer.conftest import tiny_run
 from trainer import styleset
 from trainer.data import _downsample
 from trainer.metrics import gaussian_blur, gradient_magnitude, high_freq_energy
@@ -61,24 +61,14 @@ def test_folder_datasets_skip_the_section():
 @pytest.mark.slow
 def test_evaluate_tiny_builtin_run_reports_sharpness(tmp_path, monkeypatch):
     import trainer.data
-    from trainer.checkpoint import save_checkpoint
     from trainer.eval import evaluate
     from trainer.judge import JudgeConfig
-    from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
     from trainer.report import print_report
 
     monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(trainer.data, "BUILTIN_SIZE", 160)
-    ds = trainer.data.load_dataset("builtin", 16, progress=False)
-    card = ds.schema.cardinalities
-    torch.manual_seed(0)
-    g = Generator(GeneratorConfig(cardinalities=card, res=16, z_dim=8, width=8, embed_dim=4, w_dim=16))
-    d = Discriminator(DiscriminatorConfig(cardinalities=card, res=16, width=8))
-    meta = {"schema": ds.schema.to_dict(), "res": 16, "z_dim": 8, "step": 3, "kimg": 0.1, "data_spec": "builtin",
-            "data": {"name": ds.name, "fingerprint": ds.fingerprint, "license": "", "attribution": ""}}
     run = tmp_path / "00001-gan"
-    run.mkdir()
-    save_checkpoint(run, kind="gan", meta=meta, models={"G_ema": g.eval(), "D": d.eval()})
+    tiny_run(run, "gan", "builtin")
     r = evaluate(run, samples=32, judge_config=JudgeConfig(width=8, feat_dim=16, epochs=1, min_seen=0, batch=32))
     sh = json.loads((run / "eval.json").read_text())["sharpness"]
     assert sh["n"] == r["data"]["n_held"] == 20 and sh["generated_res"] == 16 and sh["reference_res"] == 64
