@@ -18,10 +18,11 @@ import socket
 import sqlite3
 import time
 from collections.abc import Awaitable
+from typing import NoReturn
 
 from bot.errors import StorageUnavailable
 
-__all__ = ["unavailable_kind", "report_unavailable", "translated", "to_completion", "redacted"]
+__all__ = ["unavailable_kind", "report_unavailable", "translated", "reraise", "to_completion", "redacted"]
 
 log = logging.getLogger("bot.storage")
 
@@ -94,6 +95,14 @@ def translated(error: BaseException) -> BaseException:
         return error
     report_unavailable(kind, error)
     return StorageUnavailable(kind)
+
+
+def reraise(error: BaseException) -> NoReturn:
+    """Raise `error` as it is, or as the `StorageUnavailable` it means (chained)."""
+    new = translated(error)
+    if new is error:
+        raise error
+    raise new from error
 
 
 async def to_completion(operation: Awaitable):

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from functools import lru_cache
 
-from bot.storage_errors import translated
+from bot.storage_errors import reraise
 
 __all__ = ["PostgresBackend", "MEMBER_LOCK", "MIGRATION_LOCK"]
 
@@ -58,13 +58,6 @@ class _Tx:
         return [tuple(r) for r in await self._conn.fetch(numbered(sql), *params)]
 
 
-def _reraise(e: BaseException):
-    error = translated(e)
-    if error is e:
-        raise e
-    raise error from e
-
-
 class PostgresBackend:
     dialect = "postgresql"
     settings_ttl_s = 1.0
@@ -86,7 +79,7 @@ class PostgresBackend:
             pool = await asyncpg.create_pool(url, min_size=1, max_size=max_size, timeout=timeout_s,
                                              command_timeout=60, max_inactive_connection_lifetime=300)
         except Exception as e:
-            _reraise(e)
+            reraise(e)
         backend = cls(pool, url)
         try:
             await backend.ensure_version_table()
@@ -127,14 +120,14 @@ class PostgresBackend:
             async with self._pool.acquire() as conn, conn.transaction():
                 yield _Tx(conn)
         except BaseException as e:
-            _reraise(e)
+            reraise(e)
 
     async def fetch(self, sql: str, params: Sequence = ()) -> list[tuple]:
         try:
             async with self._pool.acquire() as conn:
                 return [tuple(r) for r in await conn.fetch(numbered(sql), *params)]
         except Exception as e:
-            _reraise(e)
+            reraise(e)
 
     async def lock_members(self, tx: _Tx, keys: Sequence[tuple[int, int]]) -> None:
         """Take each member's advisory lock, till the end of the transaction, in sorted order."""

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.storage_errors import redacted, report_unavailable, to_completion, translated, unavailable_kind
+from bot.storage_errors import redacted, report_unavailable, reraise, to_completion, unavailable_kind
 
 __all__ = ["SqliteBackend", "path_of_url"]
 
@@ -113,19 +113,13 @@ class SqliteBackend:
                         await to_completion(self._conn.rollback())
                     except Exception as rollback_error:  # reported once; the next BEGIN says if it is still stuck
                         report_unavailable(unavailable_kind(rollback_error) or "rollback", rollback_error)
-                error = translated(e)
-                if error is e:
-                    raise
-                raise error from e
+                reraise(e)
 
     async def fetch(self, sql: str, params: Sequence = ()) -> list[tuple]:
         try:
             return [tuple(r) for r in await self._conn.execute_fetchall(sql, params)]
         except (sqlite3.Error, OSError) as e:
-            error = translated(e)
-            if error is e:
-                raise
-            raise error from e
+            reraise(e)
 
     async def lock_members(self, tx: _Tx, keys: Sequence[tuple[int, int]]) -> None:
         """Nothing to do: `BEGIN IMMEDIATE` already holds the only write lock."""

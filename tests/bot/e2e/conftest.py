@@ -115,8 +115,7 @@ async def world(request, packs_dir, tmp_path_factory):
         w = World(fake, None, engine, database_url, engine.packs[name])
         env = {"MOE_DATABASE_URL": database_url, "MOE_PACKS_DIR": str(packs_dir), "MOE_DEFAULT_PACK": name,
                "MOE_REFILL_S": "0", "MOE_DAILY_QUOTA": "0", "MOE_MAX_UPLOAD_BYTES": str(256 * 1024),
-               "MOE_LOG_LEVEL": "INFO"}
-        env.pop("MOE_DEV_GUILD_ID", None)  # global sync: both guilds see the commands
+               "MOE_LOG_LEVEL": "INFO"}  # no MOE_DEV_GUILD_ID: global sync, both guilds see the commands
         w.bot = BotProcess(fake, env)
         await w.bot.start()
         try:
