@@ -16,36 +16,41 @@ are decoded in the callback, where a forged or stale id becomes a plain ephemera
 through `bot.errors.report_error`. Every callback acknowledges the interaction before it
 touches the database (a `~<id>` lookup, saved avatars), so Discord's 3-second deadline never
 waits on storage.
+
+The messages these buttons post (results, grids, gallery pages) are built in `bot.posting`.
+Words come from the `components` catalogue. Ephemeral answers and refusals are in the
+member's language (`interaction.locale`). Labels are sent once, when a message is posted, so
+they are in the language of the member whose action posted it (items built for dispatch
+from a custom_id take no locale: Discord keeps the posted labels). The text of a public
+post, read by the whole channel, is in the server's language (`interaction.guild_locale`),
+like its alt text.
 """
 
 from __future__ import annotations
-
-import io
 
 import discord
 from discord import ui
 
 import bot.actions as actions
-import bot.alt_text as alt_text
 import bot.forget_text as forget_text
+import bot.posting as posting
 from bot.actions import REF_PATTERN
 from bot.context import context_of
 from bot.errors import NotOwner, UserError, report_error
+from bot.i18n import t
 from bot.maintenance import forget_member
 from bot.storage import MAX_SAVED_PER_MEMBER, collection_full
-from engine.errors import EngineError, UnknownPack
+from engine.errors import UnknownPack
 from engine.recipe import upload_ids
 
 __all__ = [
-    "ITEMS", "MoeItem", "result_view", "png_file", "post_result", "post_variations", "post_compare", "gallery_page",
+    "ITEMS", "MoeItem", "result_view",
     "RerollButton", "VariationsButton", "EditButton", "EditSelect", "BlendButton", "BlendSelect",
     "SaveButton", "DeleteButton", "RecipeButton", "PickButton", "GalleryButton", "ForgetButton",
 ]
 
 REF = rf"(?P<ref>{REF_PATTERN})"
 UID = r"(?P<uid>[0-9]{1,20})"
-GALLERY_PAGE = 4
-_NO_MENTIONS = discord.AllowedMentions.none()
 
 
 _NUMBERS = frozenset({"uid", "index", "page"})  # template groups that are integers
@@ -78,7 +83,7 @@ class OwnerOnly:
     """Mixin for items whose custom_id names the requester: others get a polite refusal."""
 
     uid: int
-    refusal = "Only the member who made this avatar can do that."
+    refusal = "components.not_owner"  # a catalogue key
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.user.id == self.uid:
@@ -92,21 +97,22 @@ def _button(custom_id: str, emoji: str, label: str, style=discord.ButtonStyle.se
 
 
 class RefButton(MoeItem):
-    """Mixin for the result buttons `moe:<verb>:<ref>`: the recipe reference is all their state."""
+    """Mixin for the result buttons `moe:<verb>:<ref>`: the recipe reference is all their state;
+    `label` is the catalogue key of the button's label."""
 
     verb: str
     emoji: str
     label: str
     row = 0
 
-    def __init__(self, ref: str) -> None:
-        super().__init__(_button(f"moe:{self.verb}:{ref}", self.emoji, self.label, row=self.row))
+    def __init__(self, ref: str, locale: object = None) -> None:
+        super().__init__(_button(f"moe:{self.verb}:{ref}", self.emoji, t(locale, self.label), row=self.row))
         self.ref = ref
 
 
 # -- the result buttons ---------------------------------------------------------------------------
 class RerollButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}"):
-    verb, emoji, label = "r", "🎲", "Reroll"
+    verb, emoji, label = "r", "🎲", "components.reroll"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
@@ -114,11 +120,11 @@ class RerollButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}
         recipe = await actions.recipe_from_ref(bot, self.ref)
         async with actions.generation(interaction) as engine:
             [result] = await engine.reroll(recipe)
-        await post_result(interaction, result)
+        await posting.post_result(interaction, result)
 
 
 class VariationsButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:v:{REF}"):
-    verb, emoji, label = "v", "✨", "Variations"
+    verb, emoji, label = "v", "✨", "components.variations"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
@@ -126,11 +132,11 @@ class VariationsButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:v:{
         recipe = await actions.recipe_from_ref(bot, self.ref)
         async with actions.generation(interaction) as engine:
             results = await engine.vary(recipe, actions.VARIATION_STRENGTH, 4)
-        await post_variations(interaction, results)
+        await posting.post_variations(interaction, results)
 
 
 class EditButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}"):
-    verb, emoji, label = "e", "✏️", "Edit"
+    verb, emoji, label = "e", "✏️", "components.edit"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
@@ -141,8 +147,9 @@ class EditButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}")
         view = ui.View(timeout=None)
         for i, attr in enumerate(schema.attributes[:5]):  # 5 rows per message
             view.add_item(EditSelect(i, self.ref, attr, current[attr.name]))
-        note = "" if len(schema) <= 5 else f" (the first 5 of {len(schema)} attributes)"
-        await interaction.followup.send(f"Change one thing{note}; the character stays the same:", view=view, ephemeral=True)
+        prompt = (t(interaction.locale, "components.edit_prompt") if len(schema) <= 5 else
+                  t(interaction.locale, "components.edit_prompt_first", shown=5, total=len(schema)))
+        await interaction.followup.send(prompt, view=view, ephemeral=True)
 
 
 class EditSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index>[0-9]{{1,2}}):{REF}"):
@@ -157,7 +164,7 @@ class EditSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index
             ]
         select = ui.Select(
             custom_id=f"moe:E:{index}:{ref}",
-            placeholder=(attr.name if attr is not None else "attribute")[:150],
+            placeholder=(attr.name if attr is not None else "-")[:150],
             options=options or [discord.SelectOption(label="-", value="-")],
             row=min(index, 4),
         )
@@ -170,17 +177,17 @@ class EditSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index
         recipe = await actions.recipe_from_ref(bot, self.ref)
         schema = actions.pack_of(bot, recipe).schema
         if self.index >= len(schema) or not self.item.values:
-            raise UserError("That menu does not match this avatar's attributes.")
+            raise UserError("components.menu_mismatch")
         attr = schema.attributes[self.index]
         value = self.item.values[0]
         attr.index(value)  # SchemaError: a forged value
         async with actions.generation(interaction) as engine:
             result = await engine.edit(recipe, **{attr.name: value})
-        await post_result(interaction, result)
+        await posting.post_result(interaction, result)
 
 
 class BlendButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"):
-    verb, emoji, label = "b", "🔀", "Blend"
+    verb, emoji, label = "b", "🔀", "components.blend"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
@@ -188,33 +195,33 @@ class BlendButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"
         await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot, self.ref)
         if interaction.guild_id is None:
-            raise UserError("Blending works in servers only.")
+            raise UserError("components.blend_servers_only")
         if recipe.is_blend:
-            raise UserError("This avatar is already a blend; ✏️ edit or ✨ vary it first, or blend the originals.")
+            raise UserError("components.already_blend")
         saved = await bot.db.saved_avatars(interaction.guild_id, interaction.user.id, limit=100)
         if not saved:
-            raise UserError("You have no saved avatar here yet: press 💾 Save under one you like, then blend with it.")
+            raise UserError("components.nothing_to_blend")
         # the engine blends two plain (not blended) recipes of the same pack and model
         fits = [(a, r) for a in saved if (r := actions.parse_code(a.code)).pack_id == recipe.pack_id
                 and r.model == recipe.model and not r.is_blend][:25]
         if not fits:
-            raise UserError(f"None of your saved avatars can be blended with this one: it takes a saved avatar "
-                            f"of the same pack and model ({recipe.model.upper()}) that is not a blend itself.")
+            raise UserError("components.no_blend_fits", model=recipe.model.upper())
         if len(fits) == 1:
             await blend_with(interaction, recipe, fits[0][0].id)
             return
         options = [
-            discord.SelectOption(label=f"#{a.id}", description=actions.describe(bot, r)[:100], value=str(a.id))
+            discord.SelectOption(label=f"#{a.id}", description=actions.describe(bot, r, interaction.locale)[:100],
+                                 value=str(a.id))
             for a, r in fits
         ]
         view = ui.View(timeout=None)
-        view.add_item(BlendSelect(self.ref, options))
-        await interaction.followup.send("Blend with which of your saved avatars?", view=view, ephemeral=True)
+        view.add_item(BlendSelect(self.ref, options, interaction.locale))
+        await interaction.followup.send(t(interaction.locale, "components.blend_prompt"), view=view, ephemeral=True)
 
 
 class BlendSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:B:{REF}"):
-    def __init__(self, ref: str, options: list[discord.SelectOption] | None = None) -> None:
-        super().__init__(ui.Select(custom_id=f"moe:B:{ref}", placeholder="your saved avatars",
+    def __init__(self, ref: str, options: list[discord.SelectOption] | None = None, locale: object = None) -> None:
+        super().__init__(ui.Select(custom_id=f"moe:B:{ref}", placeholder=t(locale, "components.blend_placeholder"),
                                    options=options or [discord.SelectOption(label="-", value="0")]))
         self.ref = ref
 
@@ -223,7 +230,7 @@ class BlendSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:B:{REF}"):
         recipe = await actions.recipe_from_ref(context_of(interaction), self.ref)
         value = self.item.values[0] if self.item.values else ""
         if not value.isdigit():
-            raise UserError("Pick one of your saved avatars from the menu.")
+            raise UserError("components.pick_from_menu")
         await blend_with(interaction, recipe, int(value))
 
 
@@ -232,18 +239,19 @@ async def blend_with(interaction: discord.Interaction, recipe, saved_id: int) ->
     bot = context_of(interaction)
     row, _ = await bot.db.saved_avatar(saved_id, interaction.guild_id)
     if row.member_id != interaction.user.id:
-        raise NotOwner("You can only blend with your own saved avatars.")
+        raise NotOwner("components.blend_own_only")
     other = actions.parse_code(row.code)
     async with actions.generation(interaction) as engine:
         result = await engine.blend(recipe, other, t=0.5)
-    await post_result(interaction, result, note=f" (blended with your #{saved_id})")
+    await posting.post_result(interaction, result, note=t(interaction.guild_locale, "components.blended_note", avatar=saved_id))
 
 
 class SaveButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:s:{UID}:{REF}"):
-    refusal = "Only the member who made this avatar can save it; make your own with /avatar create."
+    refusal = "components.save_not_owner"
 
-    def __init__(self, uid: int, ref: str) -> None:
-        super().__init__(_button(f"moe:s:{uid}:{ref}", "💾", "Save", style=discord.ButtonStyle.success, row=0))
+    def __init__(self, uid: int, ref: str, locale: object = None) -> None:
+        super().__init__(_button(f"moe:s:{uid}:{ref}", "💾", t(locale, "components.save"),
+                                 style=discord.ButtonStyle.success, row=0))
         self.uid, self.ref = uid, ref
 
     async def handle(self, interaction: discord.Interaction) -> None:
@@ -258,16 +266,15 @@ class SaveButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:
         png = await actions.png_of(bot, result)
         avatar_id = await bot.db.save_avatar(interaction.guild_id, interaction.user.id, recipe.to_code(), png,
                                              latent_ids=upload_ids(recipe.latent))
-        await interaction.followup.send(
-            f"Saved as #{avatar_id}. See yours with /avatar mine; export it with /avatar export.", ephemeral=True
-        )
+        await interaction.followup.send(t(interaction.locale, "components.saved", avatar=avatar_id), ephemeral=True)
 
 
 class DeleteButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:d:{UID}"):
-    refusal = "Only the member who made this avatar can delete it."
+    refusal = "components.delete_not_owner"
 
-    def __init__(self, uid: int) -> None:
-        super().__init__(_button(f"moe:d:{uid}", "🗑", "Delete", style=discord.ButtonStyle.danger, row=1))
+    def __init__(self, uid: int, locale: object = None) -> None:
+        super().__init__(_button(f"moe:d:{uid}", "🗑", t(locale, "components.delete"),
+                                 style=discord.ButtonStyle.danger, row=1))
         self.uid = uid
 
     async def handle(self, interaction: discord.Interaction) -> None:
@@ -276,27 +283,29 @@ class DeleteButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"mo
 
 
 class RecipeButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:i:{REF}"):
-    verb, emoji, label = "i", "ℹ️", "Recipe"
+    verb, emoji, label = "i", "ℹ️", "components.recipe"
     row = 1
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)  # before the stored-ref lookup
         recipe = await actions.recipe_from_ref(bot, self.ref)
+        locale = interaction.locale
         try:
             pack = actions.pack_of(bot, recipe)
-            pack_line = f"{pack.name} {pack.manifest.get('version', '')} (hash {recipe.pack_hash})"
+            pack_line = t(locale, "components.recipe_pack", pack=pack.name, version=pack.manifest.get("version", ""),
+                          hash=recipe.pack_hash)
         except UnknownPack:
-            pack_line = f"not installed (hash {recipe.pack_hash})"
+            pack_line = t(locale, "components.recipe_pack_gone", hash=recipe.pack_hash)
         await interaction.followup.send(
-            f"**Recipe code** (redraw it any time with `/avatar recipe code:`):\n```\n{recipe.to_code()}\n```"
-            f"{actions.describe(bot, recipe)}\npack: {pack_line}",
+            t(locale, "components.recipe_info", code=recipe.to_code(), description=actions.describe(bot, recipe, locale),
+              pack=pack_line),
             ephemeral=True,
         )
 
 
 class PickButton(MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:p:{REF}"):
-    def __init__(self, ref: str, label: str = "Pick") -> None:
+    def __init__(self, ref: str, label: str = "-") -> None:
         super().__init__(_button(f"moe:p:{ref}", "", label, style=discord.ButtonStyle.primary))
         self.ref = ref
 
@@ -306,120 +315,48 @@ class PickButton(MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:p:{REF}"):
         recipe = await actions.recipe_from_ref(bot, self.ref)
         async with actions.generation(interaction) as engine:  # a redraw is a draw like any other
             result = await engine.redraw(recipe)
-        await post_result(interaction, result)
+        await posting.post_result(interaction, result)
 
 
 class GalleryButton(MoeItem, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<page>[0-9]{1,6}):(?P<direction>prev|next)"):
-    def __init__(self, page: int, direction: str, disabled: bool = False) -> None:
-        label, emoji = ("Previous", "◀️") if direction == "prev" else ("Next", "▶️")
-        super().__init__(_button(f"moe:g:{page}:{direction}", emoji, label, disabled=disabled))
+    def __init__(self, page: int, direction: str, disabled: bool = False, locale: object = None) -> None:
+        label, emoji = ("components.previous", "◀️") if direction == "prev" else ("components.next", "▶️")
+        super().__init__(_button(f"moe:g:{page}:{direction}", emoji, t(locale, label), disabled=disabled))
         self.page = page
 
     async def handle(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer()
         await actions.check_limits(interaction)
-        content, file, view = await gallery_page(interaction, self.page)
+        content, file, view = await posting.gallery_page(interaction, self.page)
         await interaction.edit_original_response(content=content, attachments=[file] if file else [], view=view)
 
 
 class ForgetButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:forget:{UID}"):
     """Under `/avatar forget`'s ephemeral answer: deletes that member's data on every server."""
 
-    refusal = forget_text.REFUSAL
+    refusal = "forget.refusal"
 
-    def __init__(self, uid: int) -> None:
-        super().__init__(_button(f"moe:forget:{uid}", "🗑", forget_text.BUTTON_LABEL, style=discord.ButtonStyle.danger))
+    def __init__(self, uid: int, locale: object = None) -> None:
+        super().__init__(_button(f"moe:forget:{uid}", "🗑", forget_text.button_label(locale),
+                                 style=discord.ButtonStyle.danger))
         self.uid = uid
 
     async def handle(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer()  # first: the deletion waits on storage, the deadline must not
         purged = await forget_member(context_of(interaction).db, self.uid)
-        await interaction.edit_original_response(content=forget_text.done(purged), view=None)
+        await interaction.edit_original_response(content=forget_text.done(interaction.locale, purged), view=None)
 
 
 ITEMS = (RerollButton, VariationsButton, EditButton, EditSelect, BlendButton, BlendSelect,
          SaveButton, DeleteButton, RecipeButton, PickButton, GalleryButton, ForgetButton)
 
 
-# -- messages -------------------------------------------------------------------------------------
-def result_view(ref: str, uid: int) -> ui.View:
+# -- the result's buttons -------------------------------------------------------------------------------------
+def result_view(ref: str, uid: int, locale: object) -> ui.View:
+    """The buttons under a result, labelled in `locale` (the member whose action posted it)."""
     view = ui.View(timeout=None)
-    for item in (RerollButton(ref), VariationsButton(ref), EditButton(ref), BlendButton(ref),
-                 SaveButton(uid, ref), DeleteButton(uid), RecipeButton(ref)):
+    for item in (RerollButton(ref, locale), VariationsButton(ref, locale), EditButton(ref, locale),
+                 BlendButton(ref, locale), SaveButton(uid, ref, locale), DeleteButton(uid, locale),
+                 RecipeButton(ref, locale)):
         view.add_item(item)
     return view
-
-
-def png_file(png: bytes, name: str, description: str) -> discord.File:
-    """An image to post, with its alt text (`bot.alt_text`: within Discord's 1,024 characters)."""
-    return discord.File(io.BytesIO(png), filename=name, description=alt_text.fit(description))
-
-
-async def post_result(interaction: discord.Interaction, result, *, note: str = "") -> None:
-    """Send one avatar with the full set of buttons, as the (deferred) answer."""
-    bot = context_of(interaction)
-    png = await actions.png_of(bot, result)
-    ref = await actions.ref_for(bot, result.recipe)
-    await interaction.followup.send(
-        f"{interaction.user.mention} {actions.describe(bot, result.recipe)}{note}",
-        file=png_file(png, "avatar.png", alt_text.avatar(actions.schema_of(bot, result.recipe), result.recipe)),
-        view=result_view(ref, interaction.user.id), allowed_mentions=_NO_MENTIONS,
-    )
-
-
-async def post_variations(interaction: discord.Interaction, results: list) -> None:
-    bot = context_of(interaction)
-    png = await actions.render_grid(results, cols=2, cell=128, labels=[str(i + 1) for i in range(len(results))])
-    view = ui.View(timeout=None)
-    for i, r in enumerate(results):
-        view.add_item(PickButton(await actions.ref_for(bot, r.recipe), label=str(i + 1)))
-    await interaction.followup.send(
-        f"{interaction.user.mention} variations: pick one with 1 to {len(results)}",
-        file=png_file(png, "variations.png",
-                      alt_text.variations(actions.schema_of(bot, results[0].recipe), [r.recipe for r in results])),
-        view=view, allowed_mentions=_NO_MENTIONS,
-    )
-
-
-async def post_compare(interaction: discord.Interaction, gan, vae) -> None:
-    bot = context_of(interaction)
-    png = await actions.render_grid([gan, vae], cols=2, cell=actions.RESULT_SIZE, labels=["GAN", "VAE"])
-    view = ui.View(timeout=None)
-    view.add_item(PickButton(await actions.ref_for(bot, gan.recipe), label="Keep GAN"))
-    view.add_item(PickButton(await actions.ref_for(bot, vae.recipe), label="Keep VAE"))
-    await interaction.followup.send(
-        f"{interaction.user.mention} GAN (left) and VAE (right), same conditions and seed. Keep the one you like:",
-        file=png_file(png, "compare.png", alt_text.compare(actions.schema_of(bot, gan.recipe), gan.recipe)), view=view, allowed_mentions=_NO_MENTIONS,
-    )
-
-
-async def gallery_page(interaction: discord.Interaction, page: int) -> tuple[str, discord.File | None, ui.View]:
-    """The server's saved avatars, GALLERY_PAGE per page, newest first."""
-    bot = context_of(interaction)
-    total = await bot.db.count_saved(interaction.guild_id)
-    pages = max(1, -(-total // GALLERY_PAGE))
-    page = min(page, pages - 1)
-    rows = await bot.db.saved_avatars(interaction.guild_id, limit=GALLERY_PAGE, offset=page * GALLERY_PAGE)
-    view = ui.View(timeout=None)
-    view.add_item(GalleryButton(max(page - 1, 0), "prev", disabled=page == 0))
-    view.add_item(GalleryButton(min(page + 1, pages - 1), "next", disabled=page >= pages - 1))
-    if not rows:
-        return "No saved avatars on this server yet: press 💾 Save under one.", None, view
-    pngs = [await bot.db.saved_png(a.id) for a in rows]
-    sheet = await actions.grid_of_pngs(pngs, labels=[f"#{a.id}" for a in rows])
-    lines = [f"**#{a.id}** by <@{a.member_id}> <t:{int(a.created)}:R>" for a in rows]
-    alt = alt_text.gallery(page, pages, saved_items(bot, rows))
-    return (f"Server gallery, page {page + 1}/{pages} ({total} saved)\n" + "\n".join(lines),
-            png_file(sheet, "gallery.png", alt), view)
-
-
-def saved_items(bot, rows) -> list:
-    """(id, schema, recipe) of saved avatars, for their alt text; a code that no longer parses is skipped."""
-    items = []
-    for a in rows:
-        try:
-            recipe = actions.parse_code(a.code)
-        except EngineError:  # a stored code that no longer parses: no words for it
-            continue
-        items.append((a.id, actions.schema_of(bot, recipe), recipe))
-    return items
