@@ -35,6 +35,7 @@ import bot.actions as actions
 import bot.forget_text as forget_text
 import bot.posting as posting
 from bot.actions import REF_PATTERN
+from bot.alt_text import value_label
 from bot.context import context_of
 from bot.errors import NotOwner, UserError, report_error
 from bot.i18n import t
@@ -98,21 +99,21 @@ def _button(custom_id: str, emoji: str, label: str, style=discord.ButtonStyle.se
 
 class RefButton(MoeItem):
     """Mixin for the result buttons `moe:<verb>:<ref>`: the recipe reference is all their state;
-    `label` is the catalogue key of the button's label."""
+    `label_key` is the catalogue key of the button's label."""
 
     verb: str
     emoji: str
-    label: str
+    label_key: str
     row = 0
 
     def __init__(self, ref: str, locale: object = None) -> None:
-        super().__init__(_button(f"moe:{self.verb}:{ref}", self.emoji, t(locale, self.label), row=self.row))
+        super().__init__(_button(f"moe:{self.verb}:{ref}", self.emoji, t(locale, self.label_key), row=self.row))
         self.ref = ref
 
 
 # -- the result buttons ---------------------------------------------------------------------------
 class RerollButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}"):
-    verb, emoji, label = "r", "🎲", "components.reroll"
+    verb, emoji, label_key = "r", "🎲", "components.reroll"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
@@ -124,7 +125,7 @@ class RerollButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}
 
 
 class VariationsButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:v:{REF}"):
-    verb, emoji, label = "v", "✨", "components.variations"
+    verb, emoji, label_key = "v", "✨", "components.variations"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
@@ -136,7 +137,7 @@ class VariationsButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:v:{
 
 
 class EditButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}"):
-    verb, emoji, label = "e", "✏️", "components.edit"
+    verb, emoji, label_key = "e", "✏️", "components.edit"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
@@ -146,21 +147,21 @@ class EditButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}")
         current = schema.decode(recipe.cond)
         view = ui.View(timeout=None)
         for i, attr in enumerate(schema.attributes[:5]):  # 5 rows per message
-            view.add_item(EditSelect(i, self.ref, attr, current[attr.name]))
+            view.add_item(EditSelect(i, self.ref, attr, current[attr.name], interaction.locale))
         prompt = (t(interaction.locale, "components.edit_prompt") if len(schema) <= 5 else
                   t(interaction.locale, "components.edit_prompt_first", shown=5, total=len(schema)))
         await interaction.followup.send(prompt, view=view, ephemeral=True)
 
 
 class EditSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index>[0-9]{{1,2}}):{REF}"):
-    def __init__(self, index: int, ref: str, attr=None, current: str | None = None) -> None:
+    def __init__(self, index: int, ref: str, attr=None, current: str | None = None, locale: object = None) -> None:
         options = []
         if attr is not None:  # building the menu; when dispatched, Discord's copy is used
             values = list(attr.values)
             if len(values) > 25:  # keep the current value among the 25 shown
                 values = ([current] if current in values else []) + [v for v in values if v != current][:24]
             options = [
-                discord.SelectOption(label=attr.label(v)[:100], value=v, default=v == current) for v in values
+                discord.SelectOption(label=value_label(attr, v, locale)[:100], value=v, default=v == current) for v in values
             ]
         select = ui.Select(
             custom_id=f"moe:E:{index}:{ref}",
@@ -187,7 +188,7 @@ class EditSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index
 
 
 class BlendButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"):
-    verb, emoji, label = "b", "🔀", "components.blend"
+    verb, emoji, label_key = "b", "🔀", "components.blend"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
@@ -283,7 +284,7 @@ class DeleteButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"mo
 
 
 class RecipeButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:i:{REF}"):
-    verb, emoji, label = "i", "ℹ️", "components.recipe"
+    verb, emoji, label_key = "i", "ℹ️", "components.recipe"
     row = 1
 
     async def handle(self, interaction: discord.Interaction) -> None:

@@ -88,6 +88,7 @@ class Itx:
 
     def __init__(self, bot: Bot, user_id: int) -> None:
         self.client, self.guild_id, self.channel_id = bot, GUILD, 2
+        self.locale = self.guild_locale = "en-US"
         self.channel = SimpleNamespace(id=2)
         self.user = SimpleNamespace(id=user_id, mention=f"<@{user_id}>")
         self.sent: list[tuple[str, bool]] = []
