@@ -6,7 +6,7 @@ carries all its state, so no view lives in memory and old messages keep working.
     moe:E:<i>:<ref>       select: attribute i       moe:b:<ref>         🔀 blend with your saved avatar(s)
     moe:B:<ref>           select: which saved one   moe:s:<uid>:<ref>   💾 save (requester only)
     moe:d:<uid>           🗑 delete (requester)      moe:i:<ref>         ℹ️ recipe (ephemeral)
-    moe:g:<page>:<dir>    gallery paging            moe:forget:<uid>    confirm /avatar forget (that member only)
+    moe:g:<page>:<dir>    gallery paging            moe:forget:<uid>    confirm /avatars forget (that member only)
 
 `<ref>` is a recipe code (URL-safe, at most 70 characters) or `~<id>` of a longer code
 kept in SQLite; `<uid>` is the requester's user id. The longest id, `moe:s:` + 20 digits
@@ -333,7 +333,7 @@ class GalleryButton(MoeItem, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<pag
 
 
 class ForgetButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:forget:{UID}"):
-    """Under `/avatar forget`'s ephemeral answer: deletes that member's data on every server."""
+    """Under `/avatars forget`'s ephemeral answer: deletes that member's data on every server."""
 
     refusal = "forget.refusal"
 

@@ -1,4 +1,4 @@
-"""Validate pictures uploaded to `/avatar remix` before anything decodes them fully.
+"""Validate pictures uploaded to `/avatar-remix` before anything decodes them fully.
 
 Checks, in order, each failing with a `BadUpload` the member can act on (worded from the
 `uploads` catalogue in the member's language, as it is an ephemeral answer to them):
