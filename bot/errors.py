@@ -138,8 +138,8 @@ def _engine_key(error: EngineError) -> tuple[str, dict[str, object]]:
         return "errors.pack_missing", {}
     if isinstance(error, PackError):
         return "errors.pack_broken", {}
-    if error.reason == "picture_too_small":
-        return "errors.picture_too_small", {}
+    if error.reason in ("picture_too_small", "upload_gone"):
+        return f"errors.{error.reason}", {}
     return "errors.engine_failed", {}
 
 

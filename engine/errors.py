@@ -14,8 +14,9 @@ __all__ = ["EngineError", "Busy", "RequestTimeout", "InvalidRecipe", "PackError"
 class EngineError(Exception):
     """Base of every error the engine raises on purpose; `str(e)` is safe to show a user.
 
-    `reason` (None: not told apart) names the case in a word, for interfaces that word
-    the error in the user's language; `pack` and `version` name the pack concerned, if any."""
+    `reason` (None: not told apart) names the case in a word ("upload_gone", "picture_too_small"),
+    for interfaces that word the error in the user's language; `pack` and `version` name the
+    pack concerned, if any."""
 
     def __init__(self, *args: object, reason: str | None = None, pack: str | None = None,
                  version: str | None = None) -> None:

@@ -248,6 +248,7 @@ def test_the_bot_package_loads_its_modules_on_first_use():
     (UnknownPack("x"), "errors.pack_missing", {}),
     (EngineError("the model failed on this request; please try again"), "errors.engine_failed", {}),
     (EngineError("x", reason="picture_too_small"), "errors.picture_too_small", {}),
+    (EngineError("x", reason="upload_gone"), "errors.upload_gone", {}),
     (SchemaError("x", attribute="style", value="dog", choices=("cat", "fox")), "errors.unknown_value",
      {"attribute": "style", "value": "dog", "choices": "cat, fox"}),
     (SchemaError("x"), "errors.schema_mismatch", {}),
