@@ -18,8 +18,8 @@ from contextlib import asynccontextmanager
 
 import discord
 
-from bot.context import BotContext, context_of
 from bot.alt_text import value_label
+from bot.context import BotContext, context_of
 from bot.errors import NotAllowedHere, StorageUnavailable, UserError
 from bot.i18n import t
 from bot.limits import Limits, refund_draw, take_draw
