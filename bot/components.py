@@ -17,23 +17,27 @@ through `bot.errors.report_error`. Every callback acknowledges the interaction b
 touches the database (a `~<id>` lookup, saved avatars), so Discord's 3-second deadline never
 waits on storage.
 
-The messages these buttons post (results, grids, gallery pages) are built in `bot.posting`.
-Words come from the `components` catalogue. Ephemeral answers and refusals are in the
-member's language (`interaction.locale`). Labels are sent once, when a message is posted, so
-they are in the language of the member whose action posted it (items built for dispatch
-from a custom_id take no locale: Discord keeps the posted labels). The text of a public
-post, read by the whole channel, is in the server's language (`interaction.guild_locale`),
-like its alt text.
+The messages that post pictures (a result, the variations grid, GAN-vs-VAE, a gallery page)
+are built here too: they carry these buttons, and the buttons post them.
+
+Words come from the `components` and `posting` catalogues. Ephemeral answers and refusals
+are in the member's language (`interaction.locale`). Posted pictures are public, read by the
+whole channel, so their text and alt text (`bot.alt_text`) are in the server's language
+(`interaction.guild_locale`). Labels are sent once, when a message is posted, so they are in
+the language of the member whose action posted it, who presses most of them (items rebuilt
+from a custom_id for dispatch take no locale: Discord keeps the posted labels).
 """
 
 from __future__ import annotations
+
+import io
 
 import discord
 from discord import ui
 
 import bot.actions as actions
+import bot.alt_text as alt_text
 import bot.forget_text as forget_text
-import bot.posting as posting
 from bot.actions import REF_PATTERN
 from bot.alt_text import value_label
 from bot.context import context_of
@@ -41,17 +45,20 @@ from bot.errors import NotOwner, UserError, report_error
 from bot.i18n import t
 from bot.maintenance import forget_member
 from bot.storage import MAX_SAVED_PER_MEMBER, collection_full
-from engine.errors import UnknownPack
+from engine.errors import EngineError, UnknownPack
 from engine.recipe import upload_ids
 
 __all__ = [
-    "ITEMS", "MoeItem", "result_view",
+    "ITEMS", "MoeItem", "result_view", "png_file", "post_result", "post_variations", "post_compare", "gallery_page",
+    "saved_items",
     "RerollButton", "VariationsButton", "EditButton", "EditSelect", "BlendButton", "BlendSelect",
     "SaveButton", "DeleteButton", "RecipeButton", "PickButton", "GalleryButton", "ForgetButton",
 ]
 
 REF = rf"(?P<ref>{REF_PATTERN})"
 UID = r"(?P<uid>[0-9]{1,20})"
+GALLERY_PAGE = 4
+_NO_MENTIONS = discord.AllowedMentions.none()
 
 
 _NUMBERS = frozenset({"uid", "index", "page"})  # template groups that are integers
@@ -121,7 +128,7 @@ class RerollButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}
         recipe = await actions.recipe_from_ref(bot, self.ref)
         async with actions.generation(interaction) as engine:
             [result] = await engine.reroll(recipe)
-        await posting.post_result(interaction, result)
+        await post_result(interaction, result)
 
 
 class VariationsButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:v:{REF}"):
@@ -133,7 +140,7 @@ class VariationsButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:v:{
         recipe = await actions.recipe_from_ref(bot, self.ref)
         async with actions.generation(interaction) as engine:
             results = await engine.vary(recipe, actions.VARIATION_STRENGTH, 4)
-        await posting.post_variations(interaction, results)
+        await post_variations(interaction, results)
 
 
 class EditButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}"):
@@ -184,7 +191,7 @@ class EditSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index
         attr.index(value)  # SchemaError: a forged value
         async with actions.generation(interaction) as engine:
             result = await engine.edit(recipe, **{attr.name: value})
-        await posting.post_result(interaction, result)
+        await post_result(interaction, result)
 
 
 class BlendButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"):
@@ -244,7 +251,7 @@ async def blend_with(interaction: discord.Interaction, recipe, saved_id: int) ->
     other = actions.parse_code(row.code)
     async with actions.generation(interaction) as engine:
         result = await engine.blend(recipe, other, t=0.5)
-    await posting.post_result(interaction, result, note=t(interaction.guild_locale, "components.blended_note", avatar=saved_id))
+    await post_result(interaction, result, note=t(interaction.guild_locale, "components.blended_note", avatar=saved_id))
 
 
 class SaveButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:s:{UID}:{REF}"):
@@ -316,7 +323,7 @@ class PickButton(MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:p:{REF}"):
         recipe = await actions.recipe_from_ref(bot, self.ref)
         async with actions.generation(interaction) as engine:  # a redraw is a draw like any other
             result = await engine.redraw(recipe)
-        await posting.post_result(interaction, result)
+        await post_result(interaction, result)
 
 
 class GalleryButton(MoeItem, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<page>[0-9]{1,6}):(?P<direction>prev|next)"):
@@ -328,7 +335,7 @@ class GalleryButton(MoeItem, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<pag
     async def handle(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer()
         await actions.check_limits(interaction)
-        content, file, view = await posting.gallery_page(interaction, self.page)
+        content, file, view = await gallery_page(interaction, self.page)
         await interaction.edit_original_response(content=content, attachments=[file] if file else [], view=view)
 
 
@@ -352,7 +359,7 @@ ITEMS = (RerollButton, VariationsButton, EditButton, EditSelect, BlendButton, Bl
          SaveButton, DeleteButton, RecipeButton, PickButton, GalleryButton, ForgetButton)
 
 
-# -- the result's buttons -------------------------------------------------------------------------------------
+# -- messages -------------------------------------------------------------------------------------
 def result_view(ref: str, uid: int, locale: object) -> ui.View:
     """The buttons under a result, labelled in `locale` (the member whose action posted it)."""
     view = ui.View(timeout=None)
@@ -361,3 +368,87 @@ def result_view(ref: str, uid: int, locale: object) -> ui.View:
                  RecipeButton(ref, locale)):
         view.add_item(item)
     return view
+
+
+def png_file(png: bytes, name: str, description: str) -> discord.File:
+    """An image to post, with its alt text (`bot.alt_text`: within Discord's 1,024 characters)."""
+    return discord.File(io.BytesIO(png), filename=name, description=alt_text.fit(description))
+
+
+async def post_result(interaction: discord.Interaction, result, *, note: str = "") -> None:
+    """Send one avatar with the full set of buttons, as the (deferred) answer; `note`, already
+    worded in the server's language, follows its description."""
+    bot = context_of(interaction)
+    locale = interaction.guild_locale
+    png = await actions.png_of(bot, result)
+    ref = await actions.ref_for(bot, result.recipe)
+    await interaction.followup.send(
+        f"{interaction.user.mention} {actions.describe(bot, result.recipe, locale)}{note}",
+        file=png_file(png, "avatar.png", alt_text.avatar(locale, actions.schema_of(bot, result.recipe), result.recipe)),
+        view=result_view(ref, interaction.user.id, interaction.locale), allowed_mentions=_NO_MENTIONS,
+    )
+
+
+async def post_variations(interaction: discord.Interaction, results: list) -> None:
+    bot = context_of(interaction)
+    locale = interaction.guild_locale
+    png = await actions.render_grid(results, cols=2, cell=128, labels=[str(i + 1) for i in range(len(results))])
+    view = ui.View(timeout=None)
+    for i, r in enumerate(results):
+        view.add_item(PickButton(await actions.ref_for(bot, r.recipe), label=str(i + 1)))
+    await interaction.followup.send(
+        t(locale, "posting.variations", member=interaction.user.mention, count=len(results)),
+        file=png_file(png, "variations.png", alt_text.variations(
+            locale, actions.schema_of(bot, results[0].recipe), [r.recipe for r in results])),
+        view=view, allowed_mentions=_NO_MENTIONS,
+    )
+
+
+async def post_compare(interaction: discord.Interaction, gan, vae) -> None:
+    bot = context_of(interaction)
+    locale = interaction.guild_locale
+    png = await actions.render_grid([gan, vae], cols=2, cell=actions.RESULT_SIZE, labels=["GAN", "VAE"])
+    view = ui.View(timeout=None)
+    for result in (gan, vae):
+        label = t(interaction.locale, "posting.keep", model=result.recipe.model.upper())
+        view.add_item(PickButton(await actions.ref_for(bot, result.recipe), label=label))
+    await interaction.followup.send(
+        t(locale, "posting.compare", member=interaction.user.mention),
+        file=png_file(png, "compare.png", alt_text.compare(locale, actions.schema_of(bot, gan.recipe), gan.recipe)),
+        view=view, allowed_mentions=_NO_MENTIONS,
+    )
+
+
+async def gallery_page(interaction: discord.Interaction, page: int) -> tuple[str, discord.File | None, ui.View]:
+    """The server's saved avatars, GALLERY_PAGE per page, newest first."""
+    bot = context_of(interaction)
+    locale = interaction.guild_locale
+    total = await bot.db.count_saved(interaction.guild_id)
+    pages = max(1, -(-total // GALLERY_PAGE))
+    page = min(page, pages - 1)
+    rows = await bot.db.saved_avatars(interaction.guild_id, limit=GALLERY_PAGE, offset=page * GALLERY_PAGE)
+    view = ui.View(timeout=None)
+    view.add_item(GalleryButton(max(page - 1, 0), "prev", disabled=page == 0, locale=interaction.locale))
+    view.add_item(GalleryButton(min(page + 1, pages - 1), "next", disabled=page >= pages - 1,
+                                           locale=interaction.locale))
+    if not rows:
+        return t(locale, "posting.gallery_empty"), None, view
+    pngs = [await bot.db.saved_png(a.id) for a in rows]
+    sheet = await actions.grid_of_pngs(pngs, labels=[f"#{a.id}" for a in rows])
+    lines = [t(locale, "posting.gallery_line", avatar=a.id, member=f"<@{a.member_id}>", created=int(a.created))
+             for a in rows]
+    alt = alt_text.gallery(locale, page, pages, saved_items(bot, rows))
+    return ("\n".join([t(locale, "posting.gallery", page=page + 1, pages=pages, total=total), *lines]),
+            png_file(sheet, "gallery.png", alt), view)
+
+
+def saved_items(bot, rows) -> list:
+    """(id, schema, recipe) of saved avatars, for their alt text; a code that no longer parses is skipped."""
+    items = []
+    for a in rows:
+        try:
+            recipe = actions.parse_code(a.code)
+        except EngineError:  # a stored code that no longer parses: no words for it
+            continue
+        items.append((a.id, actions.schema_of(bot, recipe), recipe))
+    return items

@@ -8,7 +8,7 @@ The schema is only known at start-up (packs are data), so those two commands are
 with the schema's values as choices (autocomplete when there are more than 25), plus
 `seed`. The other two are ordinary decorated methods. Every command is server-only
 (`guild_only`): a top-level command carries it itself, there is no group to inherit it from.
-Results are public posts (`bot.posting`: text in the server's language); refusals are
+Results are public posts (`bot.components.post_result`: text in the server's language); refusals are
 `UserError`s with keys of the `avatar` catalogue, answered in the member's language.
 """
 
@@ -25,7 +25,7 @@ from discord import app_commands
 from discord.ext import commands
 
 import bot.actions as actions
-import bot.posting as posting
+import bot.components as components
 from bot.errors import UserError
 from bot.i18n import t
 from bot.uploads import check_declared, read_attachment
@@ -116,7 +116,7 @@ class AvatarCog(commands.Cog):
         cond = actions.condition_from_options(pack.schema, options)
         async with actions.generation(interaction, gs) as engine:  # counted only once the options are valid
             [result] = await engine.generate(pack.name, cond, seed=seed)
-        await posting.post_result(interaction, result)
+        await components.post_result(interaction, result)
 
     async def compare(self, interaction: discord.Interaction, options: dict[str, str | None], seed: int | None) -> None:
         await interaction.response.defer(thinking=True)
@@ -130,7 +130,7 @@ class AvatarCog(commands.Cog):
             ([gan], [vae]) = await asyncio.gather(  # two models, two batchers: run side by side
                 engine.generate(pack.name, cond, seed=seed, model="gan"),
                 engine.generate(pack.name, cond, seed=seed, model="vae"))
-        await posting.post_compare(interaction, gan, vae)
+        await components.post_compare(interaction, gan, vae)
 
     @app_commands.command(name="avatar-remix")
     @app_commands.guild_only()
@@ -146,7 +146,7 @@ class AvatarCog(commands.Cog):
         async with actions.generation(interaction, gs) as engine:  # before the download and the decode
             picture = await read_attachment(image, max_bytes=self.bot.settings.max_upload_bytes)
             result = await engine.encode(pack.name, picture)
-        await posting.post_result(interaction, result, note=t(interaction.guild_locale, "avatar.remixed_note"))
+        await components.post_result(interaction, result, note=t(interaction.guild_locale, "avatar.remixed_note"))
 
     @app_commands.command(name="avatar-recipe")
     @app_commands.guild_only()
@@ -157,4 +157,4 @@ class AvatarCog(commands.Cog):
         recipe = actions.parse_code(code)
         async with actions.generation(interaction) as engine:
             result = await engine.redraw(recipe)
-        await posting.post_result(interaction, result)
+        await components.post_result(interaction, result)

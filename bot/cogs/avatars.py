@@ -10,7 +10,7 @@ The group is server-only (`guild_only`), and so are its subcommands.
 Words come from the `avatars` catalogue. Answers only the member sees (`mine`, `delete`,
 `export`, `forget`, refusals, autocomplete) are in their language (`interaction.locale`);
 `show` posts to the channel, so its text and alt text are in the server's language
-(`interaction.guild_locale`), like the gallery (`bot.posting.gallery_page`).
+(`interaction.guild_locale`), like the gallery (`bot.components.gallery_page`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import bot.actions as actions
 import bot.alt_text as alt_text
 import bot.components as components
 import bot.forget_text as forget_text
-import bot.posting as posting
 from bot.errors import UserError
 from bot.i18n import t
 from bot.maintenance import member_data
@@ -99,8 +98,8 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
                 break
             text += line
         alt = alt_text.saved_sheet(locale, getattr(member, "display_name", str(member.id)),
-                                   posting.saved_items(self.bot, shown))
-        await interaction.followup.send(text, file=posting.png_file(sheet, "saved.png", alt),
+                                   components.saved_items(self.bot, shown))
+        await interaction.followup.send(text, file=components.png_file(sheet, "saved.png", alt),
                                         ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none())
 
     @app_commands.command(name="gallery")
@@ -108,7 +107,7 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
         """This server's saved avatars, newest first, a page at a time."""
         await interaction.response.defer(thinking=True)
         await actions.check_limits(interaction)
-        content, file, view = await posting.gallery_page(interaction, 0)
+        content, file, view = await components.gallery_page(interaction, 0)
         kwargs = {"file": file} if file else {}
         await interaction.followup.send(content, view=view, allowed_mentions=discord.AllowedMentions.none(), **kwargs)
 
@@ -138,7 +137,7 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
         alt = alt_text.export(locale, row.id, size, transparent, actions.schema_of(self.bot, recipe), recipe)
         await interaction.followup.send(
             t(locale, "avatars.export_transparent" if transparent else "avatars.export", avatar=row.id, size=size),
-            file=posting.png_file(png, f"avatar-{row.id}-{size}.png", alt), ephemeral=True)
+            file=components.png_file(png, f"avatar-{row.id}-{size}.png", alt), ephemeral=True)
 
     # -- privacy ----------------------------------------------------------------------------
     @app_commands.command(name="forget", description=forget_text.COMMAND)

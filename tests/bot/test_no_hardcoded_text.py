@@ -21,7 +21,7 @@ BOT = Path(__file__).resolve().parents[2] / "bot"
 # calls whose first positional argument (and `content=`) is a message shown to members
 MESSAGE_CALLS = {"send", "send_message", "edit_message", "edit_original_response", "edit"}
 # keywords that are member-facing text in any call, except command metadata (`app_commands.*`)
-TEXT_KEYWORDS = {"content", "label", "placeholder", "note"}  # note: `bot.posting.post_result`
+TEXT_KEYWORDS = {"content", "label", "placeholder", "note"}  # note: `bot.components.post_result`
 # `description=` is member-facing on these (alt text of a file, a select option's second line)
 DESCRIBED = {"File", "SelectOption"}
 # class attributes that hold a catalogue key, used later by `t()` or an error
