@@ -30,9 +30,10 @@ _WIDE = "\u2e80-\u9fff\u3040-\u30ff\uac00-\ud7af\uff00-\uffef"
 _TOKENS = re.compile(rf"[{_WIDE}]|[^\s{_WIDE}]+\s*|\s+")  # a wide character, or a word with its spaces
 
 
-def _width(text: str, size: float) -> float:
+def _width(text: str, size: float, bold: bool = False) -> float:
     """Rough advance width: wide (CJK, emoji) characters one em, others a little over half."""
-    return sum(size * (1.0 if unicodedata.east_asian_width(ch) in "WF" or ord(ch) > 0x1F000 else 0.56) for ch in text)
+    narrow = 0.64 if bold else 0.56
+    return sum(size * (1.0 if unicodedata.east_asian_width(ch) in "WF" or ord(ch) > 0x1F000 else narrow) for ch in text)
 
 
 def _spans(line: str, names: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -103,13 +104,13 @@ def render_svg(message: Any, *, member: str, command: str, bot_name: str = "moe-
     x = 88.0
     for text, fill in ((member, NAME), (" used ", MUTED), (command, LINK)):
         body.append(_text(x, y, text, fill=fill, size=13, weight=600 if fill == NAME else 400))
-        x += _width(text, 13)
+        x += _width(text, 13, bold=fill == NAME)
     y += 22
     # the bot's name line
     body.append(f'<circle cx="36" cy="{y + 14:.0f}" r="20" fill="{BLURPLE}"/>')
     body.append(_text(27, y + 21, "🎀", size=18))
     body.append(_text(LEFT, y + 14, bot_name, fill=NAME, size=16, weight=600))
-    x = LEFT + _width(bot_name, 16) + 8
+    x = LEFT + _width(bot_name, 16, bold=True) + 8
     body.append(f'<rect x="{x:.1f}" y="{y + 1:.0f}" width="30" height="16" rx="3" fill="{BLURPLE}"/>')
     body.append(_text(x + 4, y + 13, "APP", fill="#ffffff", size=10, weight=700))
     body.append(_text(x + 38, y + 14, when, fill=MUTED, size=12))
@@ -134,7 +135,7 @@ def render_svg(message: Any, *, member: str, command: str, bot_name: str = "moe-
                 else:
                     body.append(_text(x, y, text, weight=700 if kind == "bold" else 400,
                                       fill=NAME if kind == "bold" else TEXT))
-                    x += _width(text, SIZE) * (1.04 if kind == "bold" else 1.0)
+                    x += _width(text, SIZE, bold=kind == "bold")
             y += LINE
     # the picture
     pngs = [f for f in message.files if f.data.startswith(b"\x89PNG")]
@@ -165,5 +166,5 @@ def render_svg(message: Any, *, member: str, command: str, bot_name: str = "moe-
         y += 40
     height = int(y + PAD)
     return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(command)}">\n'
+            f'viewBox="0 0 {width} {height}" xml:space="preserve" role="img" aria-label="{escape(command)}">\n'
             f'<rect width="{width}" height="{height}" rx="8" fill="{BG}"/>\n' + "\n".join(body) + "\n</svg>\n")
