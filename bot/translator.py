@@ -85,7 +85,7 @@ class CatalogueTranslator(app_commands.Translator):
 
     def __init__(self, bot: Any) -> None:
         self._bot = bot
-        self._choice_owner: dict[int, tuple[Any, Any]] = {}  # id(Choice) -> (command, Parameter)
+        self._choice_owner: dict[int, tuple[Any, Any, Any]] = {}  # id(Choice) -> (Choice, command, Parameter)
 
     async def translate(self, string: app_commands.locale_str, locale: Any, context: app_commands.TranslationContext) -> str | None:
         text = self.text(context.location, context.data, locale)
@@ -132,12 +132,13 @@ class CatalogueTranslator(app_commands.Translator):
         return None
 
     def _owner_of(self, choice: Any) -> tuple[Any, Any] | None:
-        if id(choice) not in self._choice_owner:  # commands may have been added since the last look
-            for command in self._bot.tree.walk_commands():
-                for param in getattr(command, "parameters", ()):
-                    for c in param.choices:
-                        self._choice_owner[id(c)] = (command, param)
-        return self._choice_owner.get(id(choice))
+        """(command, Parameter) holding this very Choice object: a choice's context names only itself."""
+        found = self._choice_owner.get(id(choice))
+        if found is None or found[0] is not choice:  # commands may have changed since the last look
+            self._choice_owner = {id(c): (c, command, param) for command in self._bot.tree.walk_commands()
+                                  for param in getattr(command, "parameters", ()) for c in param.choices}
+            found = self._choice_owner.get(id(choice))
+        return found[1:] if found is not None and found[0] is choice else None
 
     def _attribute_text(self, attr: Attribute, field: str, locale: Any) -> str | None:
         if field == "name":
