@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 
 import discord
 
-from bot.alt_text import value_label
+from bot.alt_text import pair
 from bot.context import BotContext, context_of
 from bot.errors import NotAllowedHere, StorageUnavailable, UserError
 from bot.i18n import t
@@ -175,14 +175,10 @@ def describe(bot: BotContext, recipe: Recipe, locale: object) -> str:
         cond = schema.decode(recipe.cond)
     except (UnknownPack, SchemaError):  # a pack no longer installed or changed: no names
         return f"{recipe.model} · {_latent_words(locale, recipe.latent)}"
-
-    def pair(name: str, value: str) -> str:
-        return t(locale, "describe.pair", name=name, value=value_label(schema[name], value, locale))
-
-    parts = [pair(name, value) for name, value in cond.items()]
+    parts = [pair(locale, schema, name, value) for name, value in cond.items()]
     if recipe.cond_b is not None:
         other = schema.decode(recipe.cond_b)
-        changed = [pair(n, v) for n, v in other.items() if cond[n] != v]
+        changed = [pair(locale, schema, n, v) for n, v in other.items() if cond[n] != v]
         if changed:
             parts.append(t(locale, "describe.blended_with", percent=round(recipe.mix * 100),
                            changes=t(locale, "describe.list_separator").join(changed)))

@@ -3,8 +3,9 @@
 Every word of a description comes from the `alt` catalogue, in the locale the caller passes:
 the server's (`interaction.guild_locale`) for an image posted in the channel, which everyone
 there hears, and the member's (`interaction.locale`) for an ephemeral one. Conditions are
-named with the pack schema's value labels (`value_label`), so a custom pack's labels are what
-a member hears. Every description fits Discord's attachment-description limit
+named as the bot names attributes and values everywhere (`pair`: `bot.i18n.attribute_label`
+and `value_label`, the pack's own words first), so a custom pack's labels are what a member
+hears. Every description fits Discord's attachment-description limit
 (`MAX_DESCRIPTION`), cut at a separator with an ellipsis (`fit`).
 
 The builders are pure: they take a locale, a `Schema` (or None when the avatar's pack is not
@@ -15,11 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.i18n import t
+from bot.i18n import attribute_label, t, value_label
 from engine.recipe import Recipe, Slerp, Vary, upload_ids
-from engine.schema import Attribute, Schema, SchemaError
+from engine.schema import Schema, SchemaError
 
-__all__ = ["MAX_DESCRIPTION", "fit", "value_label", "conditions", "avatar", "variations", "compare", "saved_sheet",
+__all__ = ["MAX_DESCRIPTION", "fit", "pair", "conditions", "avatar", "variations", "compare", "saved_sheet",
            "gallery", "export"]
 
 MAX_DESCRIPTION = 1024  # Discord's limit on an attachment's description
@@ -44,13 +45,10 @@ def fit(text: str, limit: int = MAX_DESCRIPTION) -> str:
     return head.rstrip(_TRAILING) + _ELLIPSIS
 
 
-def value_label(attr: Attribute, value: str, locale: object) -> str:
-    """How `value` of `attr` is named to a member of `locale`: the pack schema's label."""
-    return attr.label(value)
-
-
-def _pair(locale: object, schema: Schema, name: str, value: str) -> str:
-    return t(locale, "describe.pair", name=name, value=value_label(schema[name], value, locale))
+def pair(locale: object, schema: Schema, name: str, value: str) -> str:
+    """One condition in `locale`, such as `style: Cat` (also `bot.actions.describe`'s words)."""
+    return t(locale, "describe.pair", name=attribute_label(schema, name, locale),
+             value=value_label(schema, name, value, locale))
 
 
 def conditions(locale: object, schema: Schema | None, cond: Sequence[int]) -> str:
@@ -61,7 +59,7 @@ def conditions(locale: object, schema: Schema | None, cond: Sequence[int]) -> st
         values = schema.decode(cond)
     except SchemaError:
         return t(locale, "alt.pack_changed")
-    return t(locale, "describe.list_separator").join(_pair(locale, schema, n, v) for n, v in values.items())
+    return t(locale, "describe.list_separator").join(pair(locale, schema, n, v) for n, v in values.items())
 
 
 def _changed(locale: object, schema: Schema | None, a: Sequence[int], b: Sequence[int]) -> str:
@@ -72,7 +70,7 @@ def _changed(locale: object, schema: Schema | None, a: Sequence[int], b: Sequenc
         va, vb = schema.decode(a), schema.decode(b)
     except SchemaError:
         return conditions(locale, None, b)
-    diff = [_pair(locale, schema, n, v) for n, v in vb.items() if va[n] != v]
+    diff = [pair(locale, schema, n, v) for n, v in vb.items() if va[n] != v]
     return t(locale, "describe.list_separator").join(diff) if diff else t(locale, "alt.same_conditions")
 
 

@@ -39,10 +39,9 @@ import bot.actions as actions
 import bot.alt_text as alt_text
 import bot.forget_text as forget_text
 from bot.actions import REF_PATTERN
-from bot.alt_text import value_label
 from bot.context import context_of
 from bot.errors import NotOwner, UserError, report_error
-from bot.i18n import t
+from bot.i18n import attribute_label, t, value_label
 from bot.maintenance import forget_member
 from bot.storage import MAX_SAVED_PER_MEMBER, collection_full
 from engine.errors import EngineError, UnknownPack
@@ -154,25 +153,26 @@ class EditButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}")
         current = schema.decode(recipe.cond)
         view = ui.View(timeout=None)
         for i, attr in enumerate(schema.attributes[:5]):  # 5 rows per message
-            view.add_item(EditSelect(i, self.ref, attr, current[attr.name], interaction.locale))
+            view.add_item(EditSelect(i, self.ref, schema, current[attr.name], interaction.locale))
         prompt = (t(interaction.locale, "components.edit_prompt") if len(schema) <= 5 else
                   t(interaction.locale, "components.edit_prompt_first", shown=5, total=len(schema)))
         await interaction.followup.send(prompt, view=view, ephemeral=True)
 
 
 class EditSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index>[0-9]{{1,2}}):{REF}"):
-    def __init__(self, index: int, ref: str, attr=None, current: str | None = None, locale: object = None) -> None:
-        options = []
-        if attr is not None:  # building the menu; when dispatched, Discord's copy is used
+    def __init__(self, index: int, ref: str, schema=None, current: str | None = None, locale: object = None) -> None:
+        options, placeholder = [], "-"
+        if schema is not None:  # building the menu (in `locale`); when dispatched, Discord's copy is used
+            attr = schema.attributes[index]
             values = list(attr.values)
             if len(values) > 25:  # keep the current value among the 25 shown
                 values = ([current] if current in values else []) + [v for v in values if v != current][:24]
-            options = [
-                discord.SelectOption(label=value_label(attr, v, locale)[:100], value=v, default=v == current) for v in values
-            ]
+            options = [discord.SelectOption(label=value_label(schema, attr.name, v, locale)[:100], value=v,
+                                            default=v == current) for v in values]
+            placeholder = attribute_label(schema, attr.name, locale)
         select = ui.Select(
             custom_id=f"moe:E:{index}:{ref}",
-            placeholder=(attr.name if attr is not None else "-")[:150],
+            placeholder=placeholder[:150],
             options=options or [discord.SelectOption(label="-", value="-")],
             row=min(index, 4),
         )
