@@ -67,6 +67,7 @@ def print_report(r: dict, console=None) -> None:
     console.print(f"Nearest training image: generated median {_f(m['nn_generated_median'])} vs held-out "
                   f"{_f(m['nn_held_median'])} (ratio {_f(m['ratio'])}); {100 * m['frac_below_held_p1']:.1f}% of "
                   f"samples closer than the held-out 1st percentile ({_f(m['held_p1'])})")
+    _print_best_of(r, console)
     if "vae" in r:
         v = r["vae"]
         console.print(f"VAE: reconstruction MSE {v['reconstruction']['mse']:.4f}, PSNR "
@@ -76,6 +77,35 @@ def print_report(r: dict, console=None) -> None:
     marks = "  ".join(f"{k}: {'[green]yes[/]' if ok else '[red]no[/]' if ok is False else '—'}"
                       for k, ok in s["targets"].items())
     console.print(f"Targets: {marks}")
+
+
+def _print_best_of(r: dict, console) -> None:
+    """k=1 beside the discriminator's top-1 of k (paired: the first candidate is the k=1 sample)."""
+    from rich.table import Table
+
+    if "best_of" not in r:
+        return
+    g, b, k = r["generated"], r["best_of"]["generated"], r["best_of"]["k"]
+    t = Table(title=f"The discriminator's pick: top-1 of {k} candidates vs k=1 (same first candidate)")
+    for col in ("measure", "k=1", f"top-1 of {k}", "change"):
+        t.add_column(col, justify="left" if col == "measure" else "right")
+
+    def row(name: str, a, c, digits: int = 3) -> None:
+        fmt = f"{{:.{digits}f}}"
+        t.add_row(name, _f(a, fmt), _f(c, fmt), _f(None if a is None or c is None else c - a, f"{{:+.{digits}f}}"))
+
+    for name, a in g["accuracy"].items():
+        row(f"accuracy ratio: {name}", a["ratio"], b["accuracy"][name]["ratio"])
+    row("KID", g["kid"]["mean"], b["kid"]["mean"], 4)
+    row("FID", g["fid"], b["fid"], 2)
+    row("diversity ratio (features)", g["diversity"]["ratio"], b["diversity"]["ratio"])
+    row("diversity ratio (pixels)", g["diversity"]["pixel_ratio"], b["diversity"]["pixel_ratio"])
+    row("nearest-train ratio", g["memorisation"]["ratio"], b["memorisation"]["ratio"])
+    sc = b["score"]
+    row("discriminator score", sc["first_mean"], sc["picked_mean"])
+    console.print(t)
+    console.print(f"The pick was the k=1 sample itself in {100 * sc['first_wins']:.1f}% of samples "
+                  f"(chance: {100 / k:.1f}%)")
 
 
 def _print_sharpness(sh: dict | None, console) -> None:
