@@ -51,7 +51,7 @@ from torch.nn import functional as F
 from engine.schema import Schema
 from trainer.judge import JudgeConfig, TrainedJudge, load_or_train_judge, split_features, to_tensor
 from trainer.metrics import (GROUP_CAP, choose_grouping, diversity, fid, gaussian_blur, group_ids, kid,
-                             nearest_distances, pick_top1)
+                             nearest_distances, paired_change, pick_top1)
 from trainer.report import print_report, save_grid
 from trainer.samples import to_uint8
 
@@ -328,7 +328,7 @@ def _best_of_sampler(source: _Source, k: int, seed: int, picks: list) -> Callabl
     """A generate function that draws k candidates per row, the first with the given latent
     (the k=1 sample itself, so the comparison is paired) and k-1 more from a seeded stream,
     and keeps the one the discriminator scores highest for its condition. Each call appends
-    its (scores (N, k), picked indices) to `picks`."""
+    its (conditions, scores (N, k), picked indices, first candidates, kept images) to `picks`."""
     g = torch.Generator().manual_seed(seed + 1_000_003)
 
     def sample(z: torch.Tensor, conds: np.ndarray) -> np.ndarray:
@@ -336,7 +336,7 @@ def _best_of_sampler(source: _Source, k: int, seed: int, picks: list) -> Callabl
         candidates = np.stack([source.generate(zz, conds) for zz in latents], 1)  # (N, k, H, W, 3)
         scores = np.stack([source.score(candidates[:, j], conds) for j in range(k)], 1)  # (N, k)
         kept, best = pick_top1(candidates, scores)
-        picks.append((scores, best))
+        picks.append((conds, scores, best, candidates[:, 0], kept))
         return kept
 
     return sample
@@ -418,8 +418,12 @@ def _evaluate(source: _Source, samples: int, seed: int, judge_config: JudgeConfi
         picks: list = []
         picked, pgrid = _sample_report(_best_of_sampler(source, best_of, seed, picks), ref, tj.model, labels, schema,
                                        z_dim, samples, seed)
-        scores, best = picks[0]  # the main samples (the second call drew the diversity set)
+        conds, scores, best, first, kept = picks[0]  # the main samples (the second call drew the diversity set)
         rows = np.arange(len(best))
+        hits = [(tj.model.embed(x)[1] == conds) for x in (first, kept)]  # (N, A) judge hits, paired by sample
+        change, se = paired_change(*hits)
+        picked["accuracy_change"] = {a.name: {"mean": float(m), "se": float(e)}
+                                     for a, m, e in zip(schema.attributes, change, se)}
         picked["score"] = {"first_mean": float(scores[:, 0].mean()), "picked_mean": float(scores[rows, best].mean()),
                            "first_wins": float((best == 0).mean())}
         report["best_of"] = {"k": best_of, "generated": picked}

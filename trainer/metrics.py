@@ -17,7 +17,8 @@ import torch
 from torch.nn import functional as F
 
 __all__ = ["kid", "fid", "gaussian_blur", "group_ids", "choose_grouping", "diversity", "nearest_distances",
-           "top1", "pick_top1", "luminance", "gradient_magnitude", "high_freq_energy", "MIN_GROUPS", "GROUP_CAP"]
+           "top1", "pick_top1", "paired_change",
+           "luminance", "gradient_magnitude", "high_freq_energy", "MIN_GROUPS", "GROUP_CAP"]
 
 MIN_GROUPS = 16  # diversity: fewest groups of >= 2 real held-out images a grouping must give
 GROUP_CAP = 12  # diversity: images per group (real: at most; generated: exactly)
@@ -160,6 +161,16 @@ def pick_top1(candidates: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, n
         raise ValueError(f"candidates {candidates.shape[:2]} and scores {np.shape(scores)} differ in (N, K)")
     best = top1(scores)
     return candidates[np.arange(len(best)), best], best
+
+
+def paired_change(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the mean change from `before` to `after` over paired rows (the same sample
+    drawn two ways) and its standard error: (N, A) -> ((A,), (A,)). On 0/1 hits, a change
+    of about two standard errors or more is more than chance."""
+    if before.shape != after.shape or before.ndim != 2 or len(before) < 2:
+        raise ValueError(f"expected two (N>=2, A) arrays of the same shape, got {before.shape} and {after.shape}")
+    d = np.asarray(after, np.float64) - np.asarray(before, np.float64)
+    return d.mean(0), d.std(0, ddof=1) / np.sqrt(len(d))
 
 
 def luminance(images: np.ndarray) -> torch.Tensor:

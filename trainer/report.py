@@ -87,15 +87,17 @@ def _print_best_of(r: dict, console) -> None:
         return
     g, b, k = r["generated"], r["best_of"]["generated"], r["best_of"]["k"]
     t = Table(title=f"The discriminator's pick: top-1 of {k} candidates vs k=1 (same first candidate)")
-    for col in ("measure", "k=1", f"top-1 of {k}", "change"):
+    for col in ("measure", "k=1", f"top-1 of {k}", "change", "± se (paired)"):
         t.add_column(col, justify="left" if col == "measure" else "right")
 
-    def row(name: str, a, c, digits: int = 3) -> None:
+    def row(name: str, a, c, digits: int = 3, se: float | None = None) -> None:
         fmt = f"{{:.{digits}f}}"
-        t.add_row(name, _f(a, fmt), _f(c, fmt), _f(None if a is None or c is None else c - a, f"{{:+.{digits}f}}"))
+        t.add_row(name, _f(a, fmt), _f(c, fmt), _f(None if a is None or c is None else c - a, f"{{:+.{digits}f}}"),
+                  _f(se, fmt))
 
     for name, a in g["accuracy"].items():
-        row(f"accuracy ratio: {name}", a["ratio"], b["accuracy"][name]["ratio"])
+        row(f"accuracy ratio: {name}", a["ratio"], b["accuracy"][name]["ratio"],
+            se=b["accuracy_change"][name]["se"] / b["accuracy"][name]["real"] if b["accuracy"][name]["real"] else None)
     row("KID", g["kid"]["mean"], b["kid"]["mean"], 4)
     row("FID", g["fid"], b["fid"], 2)
     row("diversity ratio (features)", g["diversity"]["ratio"], b["diversity"]["ratio"])

@@ -89,6 +89,10 @@ def test_evaluate_best_of_reports_the_picks_beside_k1(tmp_path, toy_folder):  # 
     b = r["best_of"]
     assert b["k"] == 3 and b["generated"]["n"] == r["generated"]["n"] == 48
     assert set(b["generated"]["accuracy"]) == set(r["generated"]["accuracy"]) == {"colour", "shape"}
+    assert set(b["generated"]["accuracy_change"]) == {"colour", "shape"}
+    for name, c in b["generated"]["accuracy_change"].items():  # paired: the change is the difference of accuracies
+        diff = b["generated"]["accuracy"][name]["generated"] - r["generated"]["accuracy"][name]["generated"]
+        assert c["mean"] == pytest.approx(diff) and c["se"] >= 0
     sc = b["generated"]["score"]
     assert sc["picked_mean"] >= sc["first_mean"] and 0 <= sc["first_wins"] <= 1
     s = r["summary"]

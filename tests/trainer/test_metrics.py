@@ -1,12 +1,13 @@
 """The evaluation metrics on cases with known answers: KID, FID, blur, diversity, grouping, nearest neighbours,
-the top-1 pick of scored candidates."""
+the top-1 pick of scored candidates and the paired change of two drawings."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from trainer.metrics import choose_grouping, diversity, fid, gaussian_blur, kid, nearest_distances, pick_top1, top1
+from trainer.metrics import (choose_grouping, diversity, fid, gaussian_blur, kid, nearest_distances, paired_change,
+                             pick_top1, top1)
 
 
 def test_kid_is_zero_for_one_distribution_and_grows_with_shift():
@@ -86,3 +87,14 @@ def test_top1_keeps_each_rows_best_candidate_the_first_on_ties():
         top1(np.array([[0.0, np.nan]]))
     with pytest.raises(ValueError, match=r"\(N, K\)"):
         top1(np.zeros(3))
+
+
+def test_paired_change_is_the_mean_difference_with_its_standard_error():
+    before = np.array([[1, 0], [0, 0], [1, 1], [0, 1]])
+    after = np.array([[1, 1], [1, 0], [1, 0], [0, 1]])
+    mean, se = paired_change(before, after)
+    assert mean.tolist() == [0.25, 0.0]  # column 0: one miss became a hit; column 1: one each way
+    assert se[0] == pytest.approx(np.std([0, 1, 0, 0], ddof=1) / 2) and se[1] == pytest.approx(np.std([1, 0, -1, 0], ddof=1) / 2)
+    assert paired_change(before, before)[1].tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="same shape"):
+        paired_change(before, after[:3])
