@@ -43,8 +43,9 @@ def test_best_of_keeps_the_best_scored_candidate_and_pairs_it_with_the_k1_sample
     source = _bright_source()
     plain = source.generate(z, conds)
     kept = _best_of_sampler(source, 4, 0, picks)(z, conds)
-    (scores, best), = picks
-    assert scores.shape == (200, 4) and best.shape == (200,)
+    (picked_conds, scores, best, first, kept_again), = picks
+    assert scores.shape == (200, 4) and best.shape == (200,) and picked_conds is conds
+    assert np.array_equal(first, plain) and kept_again is kept  # the pairs the accuracy change is measured on
     assert np.allclose(scores[:, 0], plain.reshape(200, -1).mean(1))  # the first candidate is the k=1 sample
     assert np.array_equal(kept.reshape(200, -1).mean(1), scores.max(1))  # the best one is kept
     assert (kept >= plain).all() and (kept > plain).mean() > 0.5  # and it is usually another one
