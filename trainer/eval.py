@@ -236,7 +236,8 @@ def _run_data(run_dir: Path, meta: dict, override: str | None) -> tuple[str, str
 class _Source:
     """What is evaluated, as plain functions: a run's PyTorch models or a pack's ONNX graphs.
     `generate(z, conds) -> uint8 NHWC`; `score(images uint8, conds) -> (N,)` is the
-    discriminator's conditional score (None without one); `vae` = (encoder, decoder) modules."""
+    discriminator's conditional score (None without one); `vae` = (encoder, decoder) modules and
+    `latent_prior` where their samples come from."""
 
     name: str
     kind: str
@@ -247,8 +248,9 @@ class _Source:
     recorded_fp: str | None
     generate: Callable[[torch.Tensor, np.ndarray], np.ndarray]
     score: Callable[[np.ndarray, np.ndarray], np.ndarray] | None
-    header: dict = field(default_factory=dict)  # what identifies it in the report (step, kimg or pack)
+    header: dict = field(default_factory=dict)  # what identifies it in the report (step, kimg; pack, version)
     vae: tuple | None = None
+    latent_prior: str | None = None
 
 
 @torch.no_grad()
@@ -272,12 +274,12 @@ def _run_source(run_dir: Path, data: str | None, batch: int) -> _Source:
     generator = run.models["G_ema"] if run.kind == "gan" else run.models["decoder"]
     d = run.models.get("D") if run.kind == "gan" else None
     vae = (run.models["encoder"], generator) if run.kind == "vae" else None
-    header = {"step": meta.get("step"), "kimg": meta.get("kimg")}
-    if vae is not None:  # where the samples are drawn from (runs before the fitted prior used N(0, I))
-        header["latent_prior"] = "fitted to the codes" if "prior" in run.models else "N(0, I)"
+    # where the VAE's samples are drawn from (runs before the fitted prior used N(0, I))
+    prior = None if vae is None else "fitted to the codes" if "prior" in run.models else "N(0, I)"
     return _Source(run_dir.name, run.kind, Schema.from_dict(meta["schema"]), int(meta["res"]), int(meta["z_dim"]),
                    spec, recorded_fp, lambda z, c: _decode(generator, z, c, batch),
-                   None if d is None else (lambda x, c: _torch_score(d, x, c, batch)), header, vae)
+                   None if d is None else (lambda x, c: _torch_score(d, x, c, batch)),
+                   {"step": meta.get("step"), "kimg": meta.get("kimg")}, vae, prior)
 
 
 def _pack_source(pack_dir: Path, data: str | None, batch: int, threads: int | None) -> _Source:
@@ -318,8 +320,7 @@ def _pack_source(pack_dir: Path, data: str | None, batch: int, threads: int | No
                                for i in range(0, len(images), batch)]).astype(np.float64)
 
     version = pack.manifest.get("version")
-    header = {"pack": pack.name, "version": version, "content_hash": pack.content_hash,
-              "step": None, "kimg": None}
+    header = {"pack": pack.name, "version": version, "content_hash": pack.content_hash}
     return _Source(f"{pack.name}@{version}", "gan", pack.schema, pack.resolution, pack.z_dim, data or "builtin",
                    recorded.get("fingerprint"), generate, None if disc is None else score, header)
 
@@ -396,9 +397,8 @@ def _evaluate(source: _Source, samples: int, seed: int, judge_config: JudgeConfi
     ref = _Reference(tj, images, labels, samples, seed, tuple(s * res / 64 for s in BLUR_SIGMAS_64))
     names = schema.names
     report: dict = {
-        "format": FORMAT, "run": source.name, "kind": source.kind, "step": source.header.get("step"),
-        "kimg": source.header.get("kimg"), "res": res, "samples": samples, "seed": seed,
-        **{k: v for k, v in source.header.items() if k not in ("step", "kimg", "latent_prior")},
+        "format": FORMAT, "run": source.name, "kind": source.kind, "step": None, "kimg": None, **source.header,
+        "res": res, "samples": samples, "seed": seed,
         "data": {"spec": spec, "name": ds.name, "fingerprint": ds.fingerprint,
                  "fingerprint_matches_run": (recorded_fp == ds.fingerprint) if recorded_fp else None,
                  "n_train": len(tj.train_idx), "n_held": len(tj.held_idx)},
@@ -411,8 +411,8 @@ def _evaluate(source: _Source, samples: int, seed: int, judge_config: JudgeConfi
     log.info("generating and scoring %d samples", samples)
     section, grid = _sample_report(source.generate, ref, tj.model, labels, schema, z_dim, samples, seed)
     report["generated"] = section
-    if "latent_prior" in source.header:
-        section["latent_prior"] = source.header["latent_prior"]
+    if source.latent_prior is not None:
+        section["latent_prior"] = source.latent_prior
     if best_of > 1:
         log.info("drawing %d candidates per sample and keeping the discriminator's top-1", best_of)
         picks: list = []

@@ -34,7 +34,8 @@ def print_report(r: dict, console=None) -> None:
     console = console or Console()
     g, ref, s = r["generated"], r["reference"], r["summary"]
     src = "EMA generator" if r["kind"] == "gan" else "decoder, z ~ N(0, I)"
-    console.print(f"[bold]{r['run']}[/] ({r['kind']}, {r['res']}px, kimg {r['kimg']}) on {r['data']['name']}: "
+    what = f"pack {r['content_hash']}" if "pack" in r else f"kimg {r['kimg']}"
+    console.print(f"[bold]{r['run']}[/] ({r['kind']}, {r['res']}px, {what}) on {r['data']['name']}: "
                   f"{g['n']} samples from the {src}; judge trained on {r['judge']['n_fit']} images, "
                   f"held-out {r['data']['n_held']}")
     acc = Table(title="Conditional accuracy of the judge (real = held-out; recon, edit: VAE on held-out)")
