@@ -51,33 +51,69 @@ def dataset_preview(
 
 @train_app.command("eval")
 def train_eval(
-    run: Path = typer.Argument(..., help="Run folder (runs/NNNNN-...) with checkpoint.json and checkpoint.safetensors."),
+    ctx: typer.Context,
+    run: Path = typer.Argument(None, help="Run folder (runs/NNNNN-...) with checkpoint.json and checkpoint.safetensors."),
+    pack: str = typer.Option(None, "--pack", help="Name of the installed pack whose GAN to evaluate (its newest version) instead of a run."),
+    pack_dir: Path = typer.Option(None, "--pack-dir", help="Evaluate the GAN of this pack folder instead of a run."),
     samples: int = typer.Option(2000, "--samples", min=2, help="Generated images to score."),
+    best_of: int = typer.Option(1, "--best-of", min=1, max=64, help="Also score the discriminator's top-1 of this "
+                                "many candidates per sample (GAN); 1 = off."),
     data: str = typer.Option(None, "--data", help="Evaluate against this data ('builtin' or a folder with the run's "
-                             "attributes) instead of the run's own."),
+                             "attributes) instead of the run's own (for a pack: builtin)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled conditions and latents."),
+    out: Path = typer.Option(None, "--out", help="JSON report to write for a pack (the grid beside it, .png); a run "
+                             "writes RUN/eval.json."),
     threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
     as_json: bool = typer.Option(False, "--json/--no-json", help="Print the report as JSON instead of tables."),
 ) -> None:
-    """Score a run with a judge classifier trained on the real images (cached per dataset).
+    """Score a run or a pack with a judge classifier trained on the real images (cached per dataset).
 
     Conditional accuracy, KID/FID against held-out images beside the real floor and a blurred
     reference, diversity, a nearest-neighbour memorisation check, and for a VAE reconstruction
-    and edit success. Writes RUN/eval.json and RUN/eval.png.
+    and edit success. Writes RUN/eval.json and RUN/eval.png. With --best-of K the same metrics
+    are reported for the discriminator's pick of K candidates, beside the plain samples.
     """
     import json
     import os
 
     import torch
 
-    from trainer.eval import evaluate, print_report
+    from trainer.eval import evaluate, evaluate_pack, print_report
 
+    if sum(x is not None for x in (run, pack, pack_dir)) != 1:
+        raise UsageError("give one of RUN, --pack NAME or --pack-dir DIR")
+    if run is not None and out is not None:
+        raise UsageError("--out is for a pack; a run's report is RUN/eval.json")
     torch.set_num_threads(threads or os.cpu_count() or 1)
-    report = evaluate(run, samples=samples, data=data, seed=seed)
+    if run is not None:
+        report = evaluate(run, samples=samples, data=data, seed=seed, best_of=best_of)
+    else:
+        folder = pack_dir if pack_dir is not None else _installed_pack(ctx, pack)
+        report = evaluate_pack(folder, samples=samples, data=data, seed=seed, best_of=best_of, out=out,
+                               threads=threads or None)
     if as_json:
         typer.echo(json.dumps(report, indent=1))
     else:
         print_report(report)
+
+
+def _installed_pack(ctx: typer.Context, name: str) -> Path:
+    """The folder of the newest installed version of the pack `name`."""
+    from engine.errors import EngineError
+    from engine.pack import find_packs, load_pack
+    from engine.versions import pack_order
+    from moe.command import settings
+
+    versions = []
+    for folder in find_packs(settings(ctx).pack_dirs()).values():
+        try:
+            if (p := load_pack(folder, verify_hashes=False)).name == name:
+                versions.append(p)
+        except EngineError:  # a broken folder is not the pack asked for
+            continue
+    if not versions:
+        raise UsageError(f"no installed pack is named {name!r}")
+    return max(versions, key=pack_order).path
 
 
 def _train(ctx: typer.Context, kind: str, flags: dict, resume: Path | None, dry_run: bool) -> None:

@@ -14,7 +14,13 @@ downloaded. The report (`RUN/eval.json`, `RUN/eval.png`) holds:
   the lower of the two; and a nearest-training-neighbour check;
 - for a VAE: reconstruction MSE/PSNR, edit success, and all of the above for prior samples;
 - for the built-in set, sharpness at 256 px (`trainer/sharpness.py`): the output upscaled as the
-  engine does, and Lanczos-upscaled real 64 px images (the reference), against native renders.
+  engine does, and Lanczos-upscaled real 64 px images (the reference), against native renders;
+- with `best_of` k > 1 (GAN), all of the generated-sample metrics again for the discriminator's
+  pick: k candidates per sample, the first the k=1 sample itself, the one D scores highest for
+  its condition kept (what `engine.Engine.best_of` serves), so the two columns are paired.
+
+`evaluate_pack` measures a pack folder the same way, through onnxruntime on its
+generator.onnx and discriminator.onnx: what the bot actually serves.
 
 Generated images come from the EMA generator (GAN) or the decoder with z ~ N(0, I) (VAE);
 their conditions are random rows of the data's labels (its joint label distribution), with
@@ -35,6 +41,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +51,12 @@ from torch.nn import functional as F
 from engine.schema import Schema
 from trainer.judge import JudgeConfig, TrainedJudge, load_or_train_judge, split_features, to_tensor
 from trainer.metrics import (GROUP_CAP, choose_grouping, diversity, fid, gaussian_blur, group_ids, kid,
-                             nearest_distances)
+                             nearest_distances, paired_change, pick_top1)
 from trainer.report import print_report, save_grid
 from trainer.samples import to_uint8
 
 # print_report lives in trainer.report; it stays importable from here for `moe train eval`
-__all__ = ["evaluate", "print_report", "EvalError", "FORMAT"]
+__all__ = ["evaluate", "evaluate_pack", "print_report", "EvalError", "FORMAT", "MAX_BEST_OF"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,7 @@ FORMAT = 1
 # last is the one the target is judged by (sigma 1 ~ a box blur of radius 1.5 px)
 BLUR_SIGMAS_64 = (0.5, 1.0)
 MAX_GROUPS = 64  # diversity: groups measured
+MAX_BEST_OF = 64  # candidates per sample for --best-of (the engine's largest batch of one call)
 
 
 class EvalError(ValueError):
@@ -224,27 +232,160 @@ def _run_data(run_dir: Path, meta: dict, override: str | None) -> tuple[str, str
     return str(spec), data.get("fingerprint")
 
 
-def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = None, seed: int = 0,
-             judge_config: JudgeConfig = JudgeConfig(), batch: int = 250, write: bool = True) -> dict:
-    """Evaluate a run folder; returns the report (and writes RUN/eval.json + RUN/eval.png).
-    `data` overrides the run's recorded training data (same schema required)."""
-    from trainer.checkpoint import CheckpointError, load_run
-    from trainer.data import load_dataset
+@dataclass(frozen=True)
+class _Source:
+    """What is evaluated, as plain functions: a run's PyTorch models or a pack's ONNX graphs.
+    `generate(z, conds) -> uint8 NHWC`; `score(images uint8, conds) -> (N,)` is the
+    discriminator's conditional score (None without one); `vae` = (encoder, decoder) modules and
+    `latent_prior` where their samples come from."""
 
-    t0, run_dir = time.perf_counter(), Path(run_dir)
-    if samples < 2:
-        raise EvalError(f"--samples must be at least 2, got {samples}")
+    name: str
+    kind: str
+    schema: Schema
+    res: int
+    z_dim: int
+    spec: str
+    recorded_fp: str | None
+    generate: Callable[[torch.Tensor, np.ndarray], np.ndarray]
+    score: Callable[[np.ndarray, np.ndarray], np.ndarray] | None
+    header: dict = field(default_factory=dict)  # what identifies it in the report (step, kimg; pack, version)
+    vae: tuple | None = None
+    latent_prior: str | None = None
+
+
+@torch.no_grad()
+def _torch_score(discriminator: torch.nn.Module, images: np.ndarray, conds: np.ndarray, batch: int) -> np.ndarray:
+    """The discriminator's score of uint8 images for their conditions, read from uint8 exactly as
+    the exported discriminator.onnx reads them (`export.onnx.DiscriminatorGraph`)."""
+    c = torch.from_numpy(np.ascontiguousarray(conds, dtype=np.int64))
+    return np.concatenate([discriminator(to_tensor(images[i:i + batch]), c[i:i + batch]).reshape(-1).double().numpy()
+                           for i in range(0, len(images), batch)])
+
+
+def _run_source(run_dir: Path, data: str | None, batch: int) -> _Source:
+    from trainer.checkpoint import CheckpointError, load_run
+
     try:
         run = load_run(run_dir)
     except CheckpointError as e:
         raise EvalError(str(e)) from None
     meta = run.meta
-    schema, res, z_dim = Schema.from_dict(meta["schema"]), int(meta["res"]), int(meta["z_dim"])
     spec, recorded_fp = _run_data(run_dir, meta, data)
+    generator = run.models["G_ema"] if run.kind == "gan" else run.models["decoder"]
+    d = run.models.get("D") if run.kind == "gan" else None
+    vae = (run.models["encoder"], generator) if run.kind == "vae" else None
+    # where the VAE's samples are drawn from (runs before the fitted prior used N(0, I))
+    prior = None if vae is None else "fitted to the codes" if "prior" in run.models else "N(0, I)"
+    return _Source(run_dir.name, run.kind, Schema.from_dict(meta["schema"]), int(meta["res"]), int(meta["z_dim"]),
+                   spec, recorded_fp, lambda z, c: _decode(generator, z, c, batch),
+                   None if d is None else (lambda x, c: _torch_score(d, x, c, batch)),
+                   {"step": meta.get("step"), "kimg": meta.get("kimg")}, vae, prior)
+
+
+def _pack_source(pack_dir: Path, data: str | None, batch: int, threads: int | None) -> _Source:
+    """A pack's generator.onnx and discriminator.onnx through onnxruntime on the CPU: what the
+    bot serves. A manifest names its data but not where it is: `data`, else the built-in set
+    (a pack trained on other data fails the schema check and asks for --data)."""
+    from engine.errors import EngineError
+    from engine.pack import load_pack
+    from engine.sessions import make_session
+
+    try:
+        pack = load_pack(pack_dir)
+    except EngineError as e:
+        raise EvalError(f"{pack_dir}: {e}") from None
+    recorded = pack.manifest.get("data", {})
+    if data is None:
+        from trainer.styleset import SCHEMA
+
+        if pack.schema.fingerprint() != SCHEMA.fingerprint():
+            raise EvalError(f"pack {pack.name} was not trained on the built-in set (its attributes differ); "
+                            "pass --data DIR")
+    gen = make_session(pack.model_path("generator"), ["CPUExecutionProvider"], threads)
+    disc = make_session(pack.model_path("discriminator"), ["CPUExecutionProvider"], threads) \
+        if pack.has_discriminator else None
+
+    def generate(z: torch.Tensor, conds: np.ndarray) -> np.ndarray:
+        out = []
+        for i in range(0, len(z), batch):
+            c = np.ascontiguousarray(conds[i:i + batch], dtype=np.int64)
+            zz = z[i:i + batch].numpy().astype(np.float32)
+            (x,) = gen.run(None, {"z": zz, "cond": c, "cond_b": c, "mix": np.zeros((len(c), 1), np.float32)})
+            out.append(x)
+        return np.concatenate(out)
+
+    def score(images: np.ndarray, conds: np.ndarray) -> np.ndarray:
+        return np.concatenate([disc.run(None, {"image": np.ascontiguousarray(images[i:i + batch]),
+                                               "cond": np.ascontiguousarray(conds[i:i + batch], dtype=np.int64)})[0]
+                               for i in range(0, len(images), batch)]).astype(np.float64)
+
+    version = pack.manifest.get("version")
+    header = {"pack": pack.name, "version": version, "content_hash": pack.content_hash}
+    return _Source(f"{pack.name}@{version}", "gan", pack.schema, pack.resolution, pack.z_dim, data or "builtin",
+                   recorded.get("fingerprint"), generate, None if disc is None else score, header)
+
+
+def _best_of_sampler(source: _Source, k: int, seed: int, picks: list) -> Callable[[torch.Tensor, np.ndarray], np.ndarray]:
+    """A generate function that draws k candidates per row, the first with the given latent
+    (the k=1 sample itself, so the comparison is paired) and k-1 more from a seeded stream,
+    and keeps the one the discriminator scores highest for its condition. Each call appends
+    its (conditions, scores (N, k), picked indices, first candidates, kept images) to `picks`."""
+    g = torch.Generator().manual_seed(seed + 1_000_003)
+
+    def sample(z: torch.Tensor, conds: np.ndarray) -> np.ndarray:
+        latents = [z] + [torch.randn(z.shape, generator=g) for _ in range(k - 1)]
+        candidates = np.stack([source.generate(zz, conds) for zz in latents], 1)  # (N, k, H, W, 3)
+        scores = np.stack([source.score(candidates[:, j], conds) for j in range(k)], 1)  # (N, k)
+        kept, best = pick_top1(candidates, scores)
+        picks.append((conds, scores, best, candidates[:, 0], kept))
+        return kept
+
+    return sample
+
+
+def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = None, seed: int = 0,
+             judge_config: JudgeConfig = JudgeConfig(), batch: int = 250, write: bool = True,
+             best_of: int = 1) -> dict:
+    """Evaluate a run folder; returns the report (and writes RUN/eval.json + RUN/eval.png).
+    `data` overrides the run's recorded training data (same schema required). `best_of` > 1
+    also reports the discriminator's top-1 of that many candidates per sample (GAN runs)."""
+    run_dir = Path(run_dir)
+    _check_counts(samples, best_of)
+    source = _run_source(run_dir, data, batch)
+    out = (run_dir / "eval.json", run_dir / "eval.png") if write else None
+    return _evaluate(source, samples, seed, judge_config, batch, best_of, out)
+
+
+def evaluate_pack(pack_dir: str | Path, *, samples: int = 2000, data: str | None = None, seed: int = 0,
+                  judge_config: JudgeConfig = JudgeConfig(), batch: int = 250, best_of: int = 1,
+                  out: Path | None = None, threads: int | None = None) -> dict:
+    """Evaluate a pack folder's GAN (generator.onnx, and discriminator.onnx for `best_of`) as
+    `evaluate` does a run; writes `out` (JSON) and the grid beside it (`.png`) when given."""
+    _check_counts(samples, best_of)
+    source = _pack_source(Path(pack_dir), data, batch, threads)
+    return _evaluate(source, samples, seed, judge_config, batch, best_of,
+                     None if out is None else (Path(out), Path(out).with_suffix(".png")))
+
+
+def _check_counts(samples: int, best_of: int) -> None:
+    if samples < 2:
+        raise EvalError(f"--samples must be at least 2, got {samples}")
+    if not 1 <= best_of <= MAX_BEST_OF:
+        raise EvalError(f"--best-of must be from 1 to {MAX_BEST_OF}, got {best_of}")
+
+
+def _evaluate(source: _Source, samples: int, seed: int, judge_config: JudgeConfig, batch: int, best_of: int,
+              out: tuple[Path, Path] | None) -> dict:
+    from trainer.data import load_dataset
+
+    t0 = time.perf_counter()
+    if best_of > 1 and source.score is None:
+        raise EvalError(f"{source.name} has no discriminator to pick the best of {best_of} with (a GAN's D)")
+    schema, res, z_dim, spec, recorded_fp = source.schema, source.res, source.z_dim, source.spec, source.recorded_fp
     ds = load_dataset(spec, res)
     if ds.schema.fingerprint() != schema.fingerprint():
         raise EvalError(f"the data at {spec!r} has attributes {ds.schema.names} with other values than the run's "
-                        f"schema {schema.names}; evaluate on the data the run was trained on")
+                        f"schema {schema.names}; evaluate on the data it was trained on (--data)")
     if recorded_fp and recorded_fp != ds.fingerprint:
         log.warning("data fingerprint %s differs from the run's %s: the images changed since training",
                     ds.fingerprint, recorded_fp)
@@ -256,7 +397,7 @@ def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = Non
     ref = _Reference(tj, images, labels, samples, seed, tuple(s * res / 64 for s in BLUR_SIGMAS_64))
     names = schema.names
     report: dict = {
-        "format": FORMAT, "run": run_dir.name, "kind": run.kind, "step": meta.get("step"), "kimg": meta.get("kimg"),
+        "format": FORMAT, "run": source.name, "kind": source.kind, "step": None, "kimg": None, **source.header,
         "res": res, "samples": samples, "seed": seed,
         "data": {"spec": spec, "name": ds.name, "fingerprint": ds.fingerprint,
                  "fingerprint_matches_run": (recorded_fp == ds.fingerprint) if recorded_fp else None,
@@ -268,26 +409,41 @@ def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = Non
                                                    for b in ref.blur]},
     }
     log.info("generating and scoring %d samples", samples)
-    generator = run.models["G_ema"] if run.kind == "gan" else run.models["decoder"]
-    section, grid = _sample_report(lambda z, c: _decode(generator, z, c, batch), ref, tj.model, labels, schema,
-                                   z_dim, samples, seed)
+    section, grid = _sample_report(source.generate, ref, tj.model, labels, schema, z_dim, samples, seed)
     report["generated"] = section
-    if run.kind == "vae":  # where the samples were drawn from (runs before the fitted prior used N(0, I))
-        section["latent_prior"] = "fitted to the codes" if "prior" in run.models else "N(0, I)"
-        report["vae"], vgrid = _vae_report(run.models["encoder"], generator, ref, tj.model, schema, seed, batch)
+    if source.latent_prior is not None:
+        section["latent_prior"] = source.latent_prior
+    if best_of > 1:
+        log.info("drawing %d candidates per sample and keeping the discriminator's top-1", best_of)
+        picks: list = []
+        picked, pgrid = _sample_report(_best_of_sampler(source, best_of, seed, picks), ref, tj.model, labels, schema,
+                                       z_dim, samples, seed)
+        conds, scores, best, first, kept = picks[0]  # the main samples (the second call drew the diversity set)
+        rows = np.arange(len(best))
+        hits = [(tj.model.embed(x)[1] == conds) for x in (first, kept)]  # (N, A) judge hits, paired by sample
+        change, se = paired_change(*hits)
+        picked["accuracy_change"] = {a.name: {"mean": float(m), "se": float(e)}
+                                     for a, m, e in zip(schema.attributes, change, se)}
+        picked["score"] = {"first_mean": float(scores[:, 0].mean()), "picked_mean": float(scores[rows, best].mean()),
+                           "first_wins": float((best == 0).mean())}
+        report["best_of"] = {"k": best_of, "generated": picked}
+        grid[f"top-1 of {best_of}"] = pgrid["generated"]
+    if source.vae is not None:
+        report["vae"], vgrid = _vae_report(*source.vae, ref, tj.model, schema, seed, batch)
         grid |= vgrid
-    report["sharpness"] = _sharpness(spec, generator, labels, tj.held_idx, z_dim, seed, batch)
+    report["sharpness"] = _sharpness(spec, source.generate, labels, tj.held_idx, z_dim, seed)
     report["summary"] = _summary(report)
     report["seconds"] = round(time.perf_counter() - t0, 1)
-    if write:
-        (run_dir / "eval.json").write_text(json.dumps(report, indent=1))
-        save_grid(grid, run_dir / "eval.png")
-        log.info("wrote %s and %s", run_dir / "eval.json", run_dir / "eval.png")
+    if out is not None:
+        out[0].parent.mkdir(parents=True, exist_ok=True)
+        out[0].write_text(json.dumps(report, indent=1))
+        save_grid(grid, out[1])
+        log.info("wrote %s and %s", *out)
     return report
 
 
-def _sharpness(spec: str, generator, labels: np.ndarray, held_idx: np.ndarray, z_dim: int, seed: int,
-               batch: int) -> dict:
+def _sharpness(spec: str, generate: Callable[[torch.Tensor, np.ndarray], np.ndarray], labels: np.ndarray,
+               held_idx: np.ndarray, z_dim: int, seed: int) -> dict:
     """Output at 256 px vs native 256 px renders, beside Lanczos-upscaled real 64 px images
     (`trainer/sharpness.py`); only the built-in set can be drawn natively at 256 px."""
     if spec != "builtin":
@@ -296,8 +452,8 @@ def _sharpness(spec: str, generator, labels: np.ndarray, held_idx: np.ndarray, z
 
     log.info("measuring sharpness at 256 px against native renders")
     g = torch.Generator().manual_seed(seed + 1)
-    return sharpness_section(lambda c: _decode(generator, torch.randn(len(c), z_dim, generator=g), c, batch),
-                             labels, held_idx, seed=seed)
+    return sharpness_section(lambda c: generate(torch.randn(len(c), z_dim, generator=g), c), labels, held_idx,
+                             seed=seed)
 
 
 def _summary(r: dict) -> dict:
@@ -321,6 +477,12 @@ def _summary(r: dict) -> dict:
                     # "clearly below the blurred reference": at most half of it
                     "kid<=0.5*blur": None if s["kid_vs_blur"] is None else s["kid_vs_blur"] <= 0.5,
                     "diversity_ratio>=0.7": _ok(s["diversity_ratio"], 0.7)}
+    if "best_of" in r:  # the discriminator's picks, beside the plain samples above
+        b = r["best_of"]["generated"]
+        br = [v["ratio"] for v in b["accuracy"].values() if v["ratio"] is not None]
+        s |= {"best_of_k": r["best_of"]["k"], "best_of_accuracy_ratio_min": min(br) if br else None,
+              "best_of_kid": b["kid"]["mean"], "best_of_fid": b["fid"],
+              "best_of_diversity_ratio": _min(b["diversity"]["ratio"], b["diversity"]["pixel_ratio"])}
     sh = r.get("sharpness", {})
     if "generated" in sh:
         s |= {"sharp_kid": sh["generated"]["kid"]["mean"], "sharp_kid_reference": sh["lanczos_real"]["kid"]["mean"],

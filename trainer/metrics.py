@@ -2,8 +2,9 @@
 
 KID (Bińkowski et al. 2018) and FID (Heusel et al. 2017) between two feature sets, a
 Gaussian blur for the blurred reference, intra-group diversity and the grouping it uses,
-nearest-neighbour distances for the memorisation check, and two edge-sharpness statistics on
-images (mean gradient magnitude, high-frequency energy). No I/O, no models: the run
+nearest-neighbour distances for the memorisation check, the top-1 pick among scored candidates
+(best-of-k sampling), and two edge-sharpness statistics on images (mean gradient magnitude,
+high-frequency energy). No I/O, no models: the run
 evaluation (`trainer/eval.py`, `trainer/sharpness.py`) feeds them features and images.
 """
 
@@ -16,6 +17,7 @@ import torch
 from torch.nn import functional as F
 
 __all__ = ["kid", "fid", "gaussian_blur", "group_ids", "choose_grouping", "diversity", "nearest_distances",
+           "top1", "pick_top1", "paired_change",
            "luminance", "gradient_magnitude", "high_freq_energy", "MIN_GROUPS", "GROUP_CAP"]
 
 MIN_GROUPS = 16  # diversity: fewest groups of >= 2 real held-out images a grouping must give
@@ -138,6 +140,37 @@ def nearest_distances(query: np.ndarray, ref: np.ndarray, chunk: int = 1024) -> 
         arg[i:i + chunk] = d2.argmin(1)
         dist[i:i + chunk] = np.sqrt(np.clip(d2[np.arange(len(q)), arg[i:i + chunk]], 0, None))
     return dist, arg
+
+
+def top1(scores: np.ndarray) -> np.ndarray:
+    """(N, K) candidate scores -> (N,) index of each row's highest score, the first on ties
+    (as `np.argmax`, which `engine.Engine.best_of` ranks by too)."""
+    scores = np.asarray(scores)
+    if scores.ndim != 2 or scores.shape[1] < 1:
+        raise ValueError(f"scores must be (N, K) with K >= 1, got {scores.shape}")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores must be finite")
+    return scores.argmax(1)
+
+
+def pick_top1(candidates: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Keep the best-scored of each row's K candidates (rejection sampling with the
+    discriminator as the critic, Azadi et al. 2019): candidates (N, K, ...), scores (N, K) ->
+    (the kept (N, ...), their indices (N,))."""
+    if candidates.shape[:2] != np.shape(scores):
+        raise ValueError(f"candidates {candidates.shape[:2]} and scores {np.shape(scores)} differ in (N, K)")
+    best = top1(scores)
+    return candidates[np.arange(len(best)), best], best
+
+
+def paired_change(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the mean change from `before` to `after` over paired rows (the same sample
+    drawn two ways) and its standard error: (N, A) -> ((A,), (A,)). On 0/1 hits, a change
+    of about two standard errors or more is more than chance."""
+    if before.shape != after.shape or before.ndim != 2 or len(before) < 2:
+        raise ValueError(f"expected two (N>=2, A) arrays of the same shape, got {before.shape} and {after.shape}")
+    d = np.asarray(after, np.float64) - np.asarray(before, np.float64)
+    return d.mean(0), d.std(0, ddof=1) / np.sqrt(len(d))
 
 
 def luminance(images: np.ndarray) -> torch.Tensor:

@@ -34,7 +34,8 @@ def print_report(r: dict, console=None) -> None:
     console = console or Console()
     g, ref, s = r["generated"], r["reference"], r["summary"]
     src = "EMA generator" if r["kind"] == "gan" else "decoder, z ~ N(0, I)"
-    console.print(f"[bold]{r['run']}[/] ({r['kind']}, {r['res']}px, kimg {r['kimg']}) on {r['data']['name']}: "
+    what = f"pack {r['content_hash']}" if "pack" in r else f"kimg {r['kimg']}"
+    console.print(f"[bold]{r['run']}[/] ({r['kind']}, {r['res']}px, {what}) on {r['data']['name']}: "
                   f"{g['n']} samples from the {src}; judge trained on {r['judge']['n_fit']} images, "
                   f"held-out {r['data']['n_held']}")
     acc = Table(title="Conditional accuracy of the judge (real = held-out; recon, edit: VAE on held-out)")
@@ -67,6 +68,7 @@ def print_report(r: dict, console=None) -> None:
     console.print(f"Nearest training image: generated median {_f(m['nn_generated_median'])} vs held-out "
                   f"{_f(m['nn_held_median'])} (ratio {_f(m['ratio'])}); {100 * m['frac_below_held_p1']:.1f}% of "
                   f"samples closer than the held-out 1st percentile ({_f(m['held_p1'])})")
+    _print_best_of(r, console)
     if "vae" in r:
         v = r["vae"]
         console.print(f"VAE: reconstruction MSE {v['reconstruction']['mse']:.4f}, PSNR "
@@ -76,6 +78,37 @@ def print_report(r: dict, console=None) -> None:
     marks = "  ".join(f"{k}: {'[green]yes[/]' if ok else '[red]no[/]' if ok is False else '—'}"
                       for k, ok in s["targets"].items())
     console.print(f"Targets: {marks}")
+
+
+def _print_best_of(r: dict, console) -> None:
+    """k=1 beside the discriminator's top-1 of k (paired: the first candidate is the k=1 sample)."""
+    from rich.table import Table
+
+    if "best_of" not in r:
+        return
+    g, b, k = r["generated"], r["best_of"]["generated"], r["best_of"]["k"]
+    t = Table(title=f"The discriminator's pick: top-1 of {k} candidates vs k=1 (same first candidate)")
+    for col in ("measure", "k=1", f"top-1 of {k}", "change", "± se (paired)"):
+        t.add_column(col, justify="left" if col == "measure" else "right")
+
+    def row(name: str, a, c, digits: int = 3, se: float | None = None) -> None:
+        fmt = f"{{:.{digits}f}}"
+        t.add_row(name, _f(a, fmt), _f(c, fmt), _f(None if a is None or c is None else c - a, f"{{:+.{digits}f}}"),
+                  _f(se, fmt))
+
+    for name, a in g["accuracy"].items():
+        row(f"accuracy ratio: {name}", a["ratio"], b["accuracy"][name]["ratio"],
+            se=b["accuracy_change"][name]["se"] / b["accuracy"][name]["real"] if b["accuracy"][name]["real"] else None)
+    row("KID", g["kid"]["mean"], b["kid"]["mean"], 4)
+    row("FID", g["fid"], b["fid"], 2)
+    row("diversity ratio (features)", g["diversity"]["ratio"], b["diversity"]["ratio"])
+    row("diversity ratio (pixels)", g["diversity"]["pixel_ratio"], b["diversity"]["pixel_ratio"])
+    row("nearest-train ratio", g["memorisation"]["ratio"], b["memorisation"]["ratio"])
+    sc = b["score"]
+    row("discriminator score", sc["first_mean"], sc["picked_mean"])
+    console.print(t)
+    console.print(f"The pick was the k=1 sample itself in {100 * sc['first_wins']:.1f}% of samples "
+                  f"(chance: {100 / k:.1f}%)")
 
 
 def _print_sharpness(sh: dict | None, console) -> None:

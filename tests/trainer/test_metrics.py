@@ -1,11 +1,13 @@
-"""The evaluation metrics on cases with known answers: KID, FID, blur, diversity, grouping, nearest neighbours."""
+"""The evaluation metrics on cases with known answers: KID, FID, blur, diversity, grouping, nearest neighbours,
+the top-1 pick of scored candidates and the paired change of two drawings."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from trainer.metrics import choose_grouping, diversity, fid, gaussian_blur, kid, nearest_distances
+from trainer.metrics import (choose_grouping, diversity, fid, gaussian_blur, kid, nearest_distances, paired_change,
+                             pick_top1, top1)
 
 
 def test_kid_is_zero_for_one_distribution_and_grows_with_shift():
@@ -71,3 +73,28 @@ def test_nearest_distances_finds_exact_copies():
     q = np.concatenate([ref[[7, 42]], ref[:1] + 10])
     d, i = nearest_distances(q, ref, chunk=2)
     assert list(i[:2]) == [7, 42] and np.allclose(d[:2], 0, atol=1e-6) and d[2] > 5
+
+
+def test_top1_keeps_each_rows_best_candidate_the_first_on_ties():
+    scores = np.array([[0.1, 0.9, 0.5], [2.0, -1.0, 2.0], [-3.0, -2.0, -1.0]])
+    assert top1(scores).tolist() == [1, 0, 2]
+    candidates = np.arange(3 * 3 * 2).reshape(3, 3, 2)  # (N, K, ...) with a feature axis
+    kept, idx = pick_top1(candidates, scores)
+    assert idx.tolist() == [1, 0, 2] and kept.tolist() == [[2, 3], [6, 7], [16, 17]]
+    with pytest.raises(ValueError, match="differ"):
+        pick_top1(candidates[:, :2], scores)
+    with pytest.raises(ValueError, match="finite"):
+        top1(np.array([[0.0, np.nan]]))
+    with pytest.raises(ValueError, match=r"\(N, K\)"):
+        top1(np.zeros(3))
+
+
+def test_paired_change_is_the_mean_difference_with_its_standard_error():
+    before = np.array([[1, 0], [0, 0], [1, 1], [0, 1]])
+    after = np.array([[1, 1], [1, 0], [1, 0], [0, 1]])
+    mean, se = paired_change(before, after)
+    assert mean.tolist() == [0.25, 0.0]  # column 0: one miss became a hit; column 1: one each way
+    assert se[0] == pytest.approx(np.std([0, 1, 0, 0], ddof=1) / 2) and se[1] == pytest.approx(np.std([1, 0, -1, 0], ddof=1) / 2)
+    assert paired_change(before, before)[1].tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="same shape"):
+        paired_change(before, after[:3])

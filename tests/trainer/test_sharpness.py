@@ -54,7 +54,7 @@ def test_detail_features_refuse_other_sizes():
 def test_folder_datasets_skip_the_section():
     from trainer.eval import _sharpness
 
-    r = _sharpness("/some/folder", None, np.zeros((4, 2), np.int64), np.arange(2), 8, 0, 4)
+    r = _sharpness("/some/folder", None, np.zeros((4, 2), np.int64), np.arange(2), 8, 0)
     assert r == {"skipped": "only the built-in style set can be rendered natively at 256 px"}
 
 
