@@ -23,7 +23,7 @@ from tests.bot.test_gate import GUILD, SCHEMA, Bot, Itx, Upload_, click, recipe,
 
 MEMBER = 7
 ITEMS = ("RerollButton", "VariationsButton", "EditButton", "EditSelect", "BlendButton", "BlendSelect", "SaveButton",
-         "DeleteButton", "RecipeButton", "PickButton", "GalleryButton", "ForgetButton")
+         "DeleteButton", "RecipeButton", "PickButton", "GalleryButton", "ForgetButton", "SheetButton", "SheetSelect")
 AVATAR_COMMANDS = ("create", "compare", "remix", "recipe", "mine", "show", "gallery", "delete", "export", "forget")
 ADMIN_COMMANDS = ("settings", "pack", "limits", "channel", "channels-reset", "remove", "purge")
 
@@ -89,6 +89,8 @@ async def run_item(name: str, bot, itx, saved: int, ref: str) -> None:
         "PickButton": lambda: components.PickButton(ref, "1"),
         "GalleryButton": lambda: components.GalleryButton(0, "next"),
         "ForgetButton": lambda: components.ForgetButton(MEMBER),
+        "SheetButton": lambda: components.SheetButton(ref),
+        "SheetSelect": lambda: select(components.SheetSelect(ref), "eyes"),
     }[name]()
     await click(item, itx)
 

@@ -27,8 +27,9 @@ SCHEMA = Schema((Attribute("style", ("cat", "fox")), Attribute("eyes", ("big", "
 GUILD = 1
 DRAWING_COMMANDS = {"create", "compare", "remix", "recipe", "export"}
 OTHER_COMMANDS = {"mine", "show", "gallery", "delete", "forget"}  # forget never draws: not gated
-DRAWING_ITEMS = {"RerollButton", "VariationsButton", "EditSelect", "BlendButton", "BlendSelect", "SaveButton", "PickButton"}
-OTHER_ITEMS = {"EditButton", "DeleteButton", "RecipeButton", "GalleryButton", "ForgetButton"}
+DRAWING_ITEMS = {"RerollButton", "VariationsButton", "EditSelect", "BlendButton", "BlendSelect", "SaveButton", "PickButton",
+                 "SheetSelect"}
+OTHER_ITEMS = {"EditButton", "DeleteButton", "RecipeButton", "GalleryButton", "ForgetButton", "SheetButton"}
 
 
 def recipe(seed: int = 3, latent=None, model: str = "gan") -> Recipe:
@@ -40,7 +41,7 @@ class GatedEngine:
 
     def __init__(self) -> None:
         self.packs = {"moe": SimpleNamespace(name="moe", pack_id=pack_id_of("moe"), schema=SCHEMA, has_vae=True,
-                                             manifest={"version": "1"})}
+                                             manifest={"version": "1"}, background=None)}
         self.draws: list[str] = []
 
     def _draw(self, what: str, recipes: list[Recipe]) -> list[Result]:
@@ -59,6 +60,9 @@ class GatedEngine:
 
     async def edit(self, r, **changes):
         return self._draw("edit", [r])[0]
+
+    async def edits(self, r, changes):
+        return self._draw("edits", [r] * len(changes))
 
     async def blend(self, a, b, t=0.5):
         return self._draw("blend", [a])[0]
@@ -88,6 +92,7 @@ class Itx:
 
     def __init__(self, bot: Bot, user_id: int) -> None:
         self.client, self.guild_id, self.channel_id = bot, GUILD, 2
+        self.locale = "en-US"
         self.channel = SimpleNamespace(id=2)
         self.user = SimpleNamespace(id=user_id, mention=f"<@{user_id}>")
         self.sent: list[tuple[str, bool]] = []
@@ -167,6 +172,7 @@ async def drive(path: str, bot: Bot, itx: Itx, upload: Upload_) -> None:
         "BlendSelect": lambda: select(components.BlendSelect(code), str(bot.saved_id)),
         "SaveButton": lambda: components.SaveButton(itx.user.id, code),
         "PickButton": lambda: components.PickButton(code, "1"),
+        "SheetSelect": lambda: select(components.SheetSelect(code), "eyes"),
     }[path]()
     await click(item, itx)
 
@@ -203,7 +209,7 @@ async def test_paths_that_do_not_draw_take_nothing(db, path):
     itx = Itx(bot, member)
     item = {"EditButton": components.EditButton(code), "DeleteButton": components.DeleteButton(member),
             "RecipeButton": components.RecipeButton(code), "GalleryButton": components.GalleryButton(0, "next"),
-            "ForgetButton": components.ForgetButton(member)}
+            "ForgetButton": components.ForgetButton(member), "SheetButton": components.SheetButton(code)}
     if path in item:
         await click(item[path], itx)
     elif path == "forget":
