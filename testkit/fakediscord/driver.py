@@ -120,13 +120,15 @@ class FakeDiscord:
         self.world.guilds[guild.id] = guild
         return guild
 
-    def add_member(self, guild: Guild, name: str, *, admin: bool = False, user: User | None = None) -> Member:
+    def add_member(self, guild: Guild, name: str, *, admin: bool = False, user: User | None = None,
+                   permissions: int = 0) -> Member:
         """A member; `admin=True` gives a role with Manage Server; `user=` (another member's `.user`)
-        makes the same Discord user a member of `guild` too."""
+        makes the same Discord user a member of `guild` too; `permissions`: more permission bits
+        (`member.grants`, changeable later)."""
         if user is None:
             user = User(snowflake(), name)
         self.world.users[user.id] = user
-        member = Member(user, guild, admin=admin)
+        member = Member(user, guild, admin=admin, grants=permissions)
         guild.members[user.id] = member
         return member
 
@@ -145,6 +147,14 @@ class FakeDiscord:
         guild.threads.append(thread)
         self.world.channels[thread.id] = thread
         return thread
+
+    async def add_emojis(self, guild: Guild, count: int, *, animated: bool = False) -> list:
+        """`count` emoji the server's staff made, taking slots (`emoji.py`); the bot hears of them."""
+        return await self.server.emoji.add(guild, count, animated=animated)
+
+    async def set_premium_tier(self, guild: Guild, tier: int) -> None:
+        """The guild's boost level 0-3 (50, 100, 150 or 250 emoji slots), sent as a GUILD_UPDATE."""
+        await self.server.emoji.set_premium_tier(guild, tier)
 
     async def wait_ready(self, timeout: float = 60.0, *, after: int = 0, commands: bool = True,
                          sessions: int = 1, pid: int | None = None) -> int:
@@ -304,6 +314,7 @@ class FakeDiscord:
         }
         if message is not None:
             payload["message"] = message.to_payload()
+        payload["app_permissions"] = str(guild.bot_permissions)
         itx = Interaction(iid, payload["token"], kind, payload, member, source=message)
         await self.server.send_interaction(itx)
         return itx
