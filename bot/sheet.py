@@ -194,16 +194,18 @@ def zip_alt(locale: object, plan: Plan, sizes: Sequence[int], transparent: bool)
 
 
 # -- drawing -----------------------------------------------------------------------------------
-async def own_saved(bot: BotContext, interaction: discord.Interaction, avatar: int | None) -> SavedAvatar:
-    """The member's saved avatar `avatar` on this server, or their newest when None."""
+async def own_saved(bot: BotContext, interaction: discord.Interaction, avatar: int | None,
+                    domain: str = "sheet") -> SavedAvatar:
+    """The member's saved avatar `avatar` on this server, or their newest when None; refusals
+    in the words of `domain` (`<domain>.no_saved`, `<domain>.not_yours`)."""
     if avatar is None:
         rows = await bot.db.saved_avatars(interaction.guild_id, interaction.user.id, limit=1)
         if not rows:
-            raise UserError(t(interaction.locale, "sheet.no_saved"))
+            raise UserError(t(interaction.locale, f"{domain}.no_saved"))
         avatar = rows[0].id
     row, _ = await bot.db.saved_avatar(avatar, interaction.guild_id)
     if row.member_id != interaction.user.id:
-        raise NotOwner(t(interaction.locale, "sheet.not_yours", avatar=avatar))
+        raise NotOwner(t(interaction.locale, f"{domain}.not_yours", avatar=avatar))
     return row
 
 
