@@ -52,10 +52,10 @@ def e2e(
                                 "against the targets."),
     rounds: int = typer.Option(10, "--rounds", help="Sequential requests for 1 member."),
     bursts: int = typer.Option(2, "--bursts", help="Bursts of concurrent requests for more members."),
-    command: str = typer.Option("avatar create", "--command", help="Slash command to time."),
+    command: str = typer.Option("avatar", "--command", help="Slash command to time."),
     pack_dir: Path = typer.Option(None, "--pack-dir", help="Pack folder to time; default: the bundled moe-default."),
 ) -> None:
-    """Acknowledgement and final-image latency of /avatar create through the fake Discord and the real bot."""
+    """Acknowledgement and final-image latency of /avatar through the fake Discord and the real bot."""
     from bench.e2e import run
 
     _emit(run(members=_members(members), rounds=rounds, bursts=bursts, command=command,
@@ -76,7 +76,7 @@ def load(
 ) -> None:
     """Latency, failures, refusals and peak memory of the real bot with many members at once.
 
-    Each member sends /avatar create through the fake Discord; a same-run baseline bot gives the
+    Each member sends /avatar through the fake Discord; a same-run baseline bot gives the
     cost of the fake and discord.py at the same concurrency. Targets: the README's Reliability table.
     With --shards N the same bursts then go through N shard processes (moe bot --shard-ids i),
     each with its own engine, sharing one database; the one process uses SQLite.

@@ -1,7 +1,7 @@
 """`moe bench e2e`: latency members feel, through the fake Discord and the real bot process.
 
 For 1 member (sequential requests) and N members at once (bursts of concurrent requests),
-each doing `/avatar create`, measures per interaction:
+each doing `/avatar`, measures per interaction:
 - ack: INTERACTION_CREATE sent -> the bot's first callback (a deferral or a message);
 - final: INTERACTION_CREATE sent -> the final message with the image.
 `failed` counts interactions with no image or any failure a member would see (any violation the
@@ -221,7 +221,7 @@ def machine(load_before: float | None) -> dict:
             "load_1min_before_after": [load_before, loadavg()]}
 
 
-def run(members: tuple[int, ...] = (1, 50), rounds: int = 10, bursts: int = 2, command: str = "avatar create",
+def run(members: tuple[int, ...] = (1, 50), rounds: int = 10, bursts: int = 2, command: str = "avatar",
         bot_args: tuple[str, ...] = ("-m", "moe", "bot"), pack: bool = True, pack_dir: Path | None = None,
         timeout_s: float = 30.0) -> dict:
     """Measure and return the JSON-ready result. `pack_dir` times that pack folder instead of the

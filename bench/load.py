@@ -1,7 +1,7 @@
 """`moe bench load`: many members at once through the fake Discord and the real bot process.
 
 For each member count (default 50, 200 and 500), that many members each send one
-`/avatar create` at the same moment (`bursts` times). Per count, from `bench.e2e`'s
+`/avatar` at the same moment (`bursts` times). Per count, from `bench.e2e`'s
 measurement: ack and final p50/p95/p99, `failed` (no final answer, an answer after the fake's
 3 s acknowledgement deadline or any other violation, or no image), `refused` (a busy or limit
 answer: a clear "no", not a failure) and the bot process's peak RSS during that count
@@ -54,7 +54,7 @@ def compare_shards(one: dict, sharded: dict, members) -> dict:
     return out
 
 
-def run(members: tuple[int, ...] = (50, 200, 500), bursts: int = 1, command: str = "avatar create",
+def run(members: tuple[int, ...] = (50, 200, 500), bursts: int = 1, command: str = "avatar",
         bot_args: tuple[str, ...] = ("-m", "moe", "bot"), pack: bool = True, pack_dir: Path | None = None,
         timeout_s: float = 30.0, shards: int = 1, database_url: str | None = None) -> dict:
     """Measure and return the JSON-ready result (see the module docstring)."""

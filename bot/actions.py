@@ -1,7 +1,7 @@
 """What the bot does for a member, without the Discord UI: limits, recipes, engine calls.
 
 Slash commands (`bot/cogs/`) and buttons (`bot/components.py`) both come through here,
-so a reroll from a button and a `/avatar recipe` behave the same way.
+so a reroll from a button and a `/avatar-recipe` behave the same way.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ asks for, which it requires past 2,500 servers; with one shard it is a plain Bot
 (other processes hold the rest, sharing a PostgreSQL database): `moe bot --shard-count N
 --shard-ids I,J`. Only the process holding shard 0 syncs the commands.
 
-`setup_hook` adds the cogs (building `/avatar create` from the default pack's schema),
-registers the restart-proof components, installs the one error handler, starts the
-database pruning (`bot.maintenance.prune`, at start and every `PRUNE_EVERY_S`), and syncs
+`setup_hook` adds the cogs (building `/avatar` and `/avatar-compare` from the default
+pack's schema; `/avatars` holds saved avatars), registers the restart-proof components,
+installs the one error handler, starts the database pruning (`bot.maintenance.prune`, at start and every `PRUNE_EVERY_S`), and syncs
 the commands (to `settings.dev_guild_id` when set: instant; else globally).
 
 `run_bot` opens the storage that `settings.database_url_or_default()` names. On SQLite it
@@ -28,6 +28,7 @@ from discord.ext import commands
 import bot.components as components
 from bot.cogs.admin import AdminCog
 from bot.cogs.avatar import AvatarCog
+from bot.cogs.avatars import AvatarsCog
 from bot.errors import StorageUnavailable, report_error
 from bot.limits import Limits
 from bot.maintenance import PRUNE_EVERY_S, ProcessLock, prune
@@ -67,12 +68,13 @@ class MoeBot(commands.AutoShardedBot):
 
     @property
     def schema(self) -> Schema:
-        """The schema `/avatar create` was built from (the default pack's at start-up)."""
+        """The schema `/avatar` was built from (the default pack's at start-up)."""
         return self._schema
 
     async def setup_hook(self) -> None:
         self._schema = self.engine.packs[self.default_pack_name].schema
         await self.add_cog(AvatarCog(self, self._schema))
+        await self.add_cog(AvatarsCog(self))
         await self.add_cog(AdminCog(self))
         self.add_dynamic_items(*components.ITEMS)
         try:  # owner-only commands check at once, inside Discord's 3 s, instead of fetching it then

@@ -6,7 +6,7 @@ carries all its state, so no view lives in memory and old messages keep working.
     moe:E:<i>:<ref>       select: attribute i       moe:b:<ref>         🔀 blend with your saved avatar(s)
     moe:B:<ref>           select: which saved one   moe:s:<uid>:<ref>   💾 save (requester only)
     moe:d:<uid>           🗑 delete (requester)      moe:i:<ref>         ℹ️ recipe (ephemeral)
-    moe:g:<page>:<dir>    gallery paging            moe:forget:<uid>    confirm /avatar forget (that member only)
+    moe:g:<page>:<dir>    gallery paging            moe:forget:<uid>    confirm /avatars forget (that member only)
 
 `<ref>` is a recipe code (URL-safe, at most 70 characters) or `~<id>` of a longer code
 kept in SQLite; `<uid>` is the requester's user id. The longest id, `moe:s:` + 20 digits
@@ -216,7 +216,7 @@ async def blend_with(interaction: discord.Interaction, recipe, saved_id: int) ->
 
 
 class SaveButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:s:{UID}:{REF}"):
-    refusal = "Only the member who made this avatar can save it; make your own with /avatar create."
+    refusal = "Only the member who made this avatar can save it; make your own with /avatar."
 
     def __init__(self, uid: int, ref: str) -> None:
         super().__init__(_button(f"moe:s:{uid}:{ref}", "💾", "Save", style=discord.ButtonStyle.success, row=0))
@@ -235,7 +235,7 @@ class SaveButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:
         avatar_id = await bot.db.save_avatar(interaction.guild_id, interaction.user.id, recipe.to_code(), png,
                                              latent_ids=upload_ids(recipe.latent))
         await interaction.followup.send(
-            f"Saved as #{avatar_id}. See yours with /avatar mine; export it with /avatar export.", ephemeral=True
+            f"Saved as #{avatar_id}. See yours with /avatars mine; export it with /avatars export.", ephemeral=True
         )
 
 
@@ -265,7 +265,7 @@ class RecipeButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:i:{REF}
         except UnknownPack:
             pack_line = f"not installed (hash {recipe.pack_hash})"
         await interaction.followup.send(
-            f"**Recipe code** (redraw it any time with `/avatar recipe code:`):\n```\n{recipe.to_code()}\n```"
+            f"**Recipe code** (redraw it any time with `/avatar-recipe code:`):\n```\n{recipe.to_code()}\n```"
             f"{actions.describe(bot, recipe)}\npack: {pack_line}",
             ephemeral=True,
         )
@@ -299,7 +299,7 @@ class GalleryButton(MoeItem, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<pag
 
 
 class ForgetButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:forget:{UID}"):
-    """Under `/avatar forget`'s ephemeral answer: deletes that member's data on every server."""
+    """Under `/avatars forget`'s ephemeral answer: deletes that member's data on every server."""
 
     refusal = forget_text.REFUSAL
 

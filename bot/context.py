@@ -32,7 +32,7 @@ class BotContext(Protocol):
 
     @property
     def schema(self) -> Schema:
-        """The schema `/avatar create` was built from (the default pack's at start-up)."""
+        """The schema `/avatar` was built from (the default pack's at start-up)."""
         ...
 
 

@@ -1,4 +1,4 @@
-"""What `/avatar forget` says: every member-facing word of it, in one place, so a message catalogue
+"""What `/avatars forget` says: every member-facing word of it, in one place, so a message catalogue
 (localisation) can replace these functions without touching the handlers."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
   `UNUSED_KEEP_DAYS` (a latent a saved avatar needs is kept while the avatar exists).
   `MoeBot` runs it at start-up and every `PRUNE_EVERY_S`.
 - `purge_member`: a server admin's "forget this member here"; `forget_member` (and its preview
-  `member_data`): a member's own `/avatar forget`, on every server at once.
+  `member_data`): a member's own `/avatars forget`, on every server at once.
 - `backup`: SQLite's online backup API, consistent while the bot keeps writing (PostgreSQL:
   `pg_dump`, see the README).
 - `ProcessLock`: an exclusive lock on `<database>.lock`, so a second `moe bot` on the same

@@ -363,7 +363,7 @@ class Database:
 
 
 def collection_full() -> UserError:
-    return UserError(f"You already have {MAX_SAVED_PER_MEMBER} saved avatars here; delete one with /avatar delete first.")
+    return UserError(f"You already have {MAX_SAVED_PER_MEMBER} saved avatars here; delete one with /avatars delete first.")
 
 
 class LatentStore:

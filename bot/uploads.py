@@ -1,4 +1,4 @@
-"""Validate pictures uploaded to `/avatar remix` before anything decodes them fully.
+"""Validate pictures uploaded to `/avatar-remix` before anything decodes them fully.
 
 Checks, in order, each failing with a `BadUpload` the member can act on:
 size in bytes (from the attachment's metadata, before downloading, and again on the

@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     burst: int = Field(10, ge=1, le=10000, description="draws a member may make in a row before the steady rate applies (per server: /moe-admin limits)")
     refill_s: float = Field(1.0, ge=0, le=86400, description="seconds per draw at the steady rate after the burst, 0 = no steady limit")
     daily_quota: int = Field(200, ge=0, description="default generations per member per day, 0 = unlimited")
-    max_upload_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest picture accepted by /avatar remix")
+    max_upload_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest picture accepted by /avatar-remix")
 
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR (`moe --log-level` overrides it)")
 

@@ -1,1 +1,2 @@
-"""The bot's command groups: `/avatar` (avatar.py) and `/moe-admin` (admin.py)."""
+"""The bot's commands: `/avatar` and its `/avatar-*` siblings (avatar.py), the `/avatars` group
+(avatars.py) and the `/moe-admin` group (admin.py)."""

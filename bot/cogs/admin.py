@@ -79,7 +79,7 @@ class AdminCog(commands.GroupCog, group_name="moe-admin", group_description="Ava
             raise UserError(f"There is no pack {name!r}; installed: {', '.join(sorted(self.bot.engine.packs)) or 'none'}.")
         note = ""
         if pack.schema.fingerprint() != self.bot.schema.fingerprint():
-            note = ("\nNote: its attributes differ from the ones /avatar create offers; "
+            note = ("\nNote: its attributes differ from the ones /avatar offers; "
                     "options it does not know will be refused until the bot restarts with it as the default.")
         await self.bot.db.set_guild_settings(interaction.guild_id, default_pack=name)
         await interaction.followup.send(f"This server now draws with **{name}**.{note}", ephemeral=True)

@@ -1,4 +1,4 @@
-"""Turning a test's `slash(member, "avatar create", style="cat")` into Discord's interaction data.
+"""Turning a test's `slash(member, "avatar", style="cat")` into Discord's interaction data.
 
 Invocations are checked against the command tree the bot synced, the way the Discord
 client only lets a member send what the tree allows: unknown options, missing required
@@ -23,7 +23,7 @@ class InvalidInvocation(ValueError):
 
 
 def find_command(commands: dict[int | None, list[dict]], guild_id: int, path: str) -> tuple[dict, list[str], list[dict]]:
-    """(top-level command, sub-command names, option definitions of the leaf) for "avatar create"."""
+    """(top-level command, sub-command names, option definitions of the leaf) for "avatar" or "avatars mine"."""
     words = path.strip().lstrip("/").split()
     if not words:
         raise InvalidInvocation("empty command")

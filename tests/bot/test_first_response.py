@@ -17,14 +17,14 @@ import pytest
 
 from bot import components
 from bot.cogs.admin import AdminCog
-from bot.cogs.avatar import AvatarCog
 from bot.errors import report_error
-from tests.bot.test_gate import GUILD, SCHEMA, Bot, Itx, Upload_, click, recipe, select, slash
+from tests.bot.test_gate import GUILD, Bot, Itx, Upload_, click, member_commands, recipe, select, slash
 
 MEMBER = 7
 ITEMS = ("RerollButton", "VariationsButton", "EditButton", "EditSelect", "BlendButton", "BlendSelect", "SaveButton",
          "DeleteButton", "RecipeButton", "PickButton", "GalleryButton", "ForgetButton", "SheetButton", "SheetSelect")
-AVATAR_COMMANDS = ("create", "compare", "remix", "recipe", "mine", "show", "gallery", "delete", "export", "forget")
+MEMBER_COMMANDS = ("avatar", "avatar-compare", "avatar-remix", "avatar-recipe", "avatars mine", "avatars show",
+                   "avatars gallery", "avatars delete", "avatars export", "avatars forget", "avatars sheet", "avatars emoji")
 ADMIN_COMMANDS = ("settings", "pack", "limits", "channel", "channels-reset", "remove", "purge")
 
 
@@ -45,7 +45,7 @@ class SlowItx(Itx):
 
     def __init__(self, bot, user_id: int) -> None:
         super().__init__(bot, user_id)
-        self.permissions = SimpleNamespace(manage_guild=True)
+        self.permissions = SimpleNamespace(manage_guild=True, manage_expressions=True)
         self.first: list[str] = []
         response, outer = self.response, self
         defer, send = response.defer, response.send_message
@@ -110,7 +110,7 @@ async def run_admin(name: str, bot, itx, saved: int) -> None:
 def test_every_handler_is_covered():
     bot = SimpleNamespace(engine=SimpleNamespace(packs={}))
     assert {c.__name__ for c in components.ITEMS} == set(ITEMS)
-    assert {c.name for c in AvatarCog(bot, SCHEMA).__cog_app_commands_group__.commands} == set(AVATAR_COMMANDS)
+    assert set(member_commands(bot)) == set(MEMBER_COMMANDS)
     owner_only = {"reload", "packs", "metrics"}  # touch no database
     assert {c.name for c in AdminCog(bot).__cog_app_commands_group__.commands} == set(ADMIN_COMMANDS) | owner_only
 
@@ -123,12 +123,13 @@ async def test_components_answer_before_touching_storage(db, name):
     assert [use for use, answered in watched.uses if not answered] == [], (itx.first, itx.sent)
 
 
-@pytest.mark.parametrize("name", AVATAR_COMMANDS)
-async def test_avatar_commands_answer_before_touching_storage(db, name):
+@pytest.mark.parametrize("name", MEMBER_COMMANDS)
+async def test_member_commands_answer_before_touching_storage(db, name):
     bot, itx, watched, saved, ref = await setup(db)
-    args = {"remix": (Upload_(),), "recipe": (recipe().to_code(),), "export": (128, False, saved),
-            "show": (SimpleNamespace(id=99, mention="<@99>"),), "delete": (saved,)}.get(name, ())
-    await slash(AvatarCog(bot, SCHEMA), name, itx, *args)
+    args = {"avatar-remix": (Upload_(),), "avatar-recipe": (recipe().to_code(),), "avatars export": (128, False, saved),
+            "avatars show": (SimpleNamespace(id=99, mention="<@99>"),), "avatars delete": (saved,),
+            "avatars sheet": ("eyes", saved), "avatars emoji": ("moe_cat", saved)}.get(name, ())
+    await slash(bot, name, itx, *args)
     assert itx.first
     assert [use for use, answered in watched.uses if not answered] == [], (itx.first, itx.sent)
 
@@ -143,7 +144,7 @@ async def test_admin_commands_answer_before_touching_storage_and_stay_ephemeral(
 
 async def test_forget_asks_ephemerally_then_deletes_after_answering(db):
     bot, itx, watched, saved, ref = await setup(db)
-    await slash(AvatarCog(bot, SCHEMA), "forget", itx)
+    await slash(bot, "avatars forget", itx)
     assert itx.first == ["defer+ephemeral"] and [e for _, e in itx.sent] == [True]
     assert "1 saved avatar(s)" in itx.sent[0][0] and await db.count_saved(GUILD, MEMBER) == 1  # only counted
     bot, itx, watched, saved, ref = await setup(db)

@@ -9,12 +9,14 @@ from __future__ import annotations
 import io
 from types import SimpleNamespace
 
+import discord
 import numpy as np
 import pytest
 from PIL import Image
 
 from bot import actions, components
 from bot.cogs.avatar import AvatarCog
+from bot.cogs.avatars import AvatarsCog
 from bot.errors import report_error
 from bot.limits import usage_today
 from bot.storage import MAX_SAVED_PER_MEMBER, Database
@@ -25,8 +27,9 @@ from engine.schema import Attribute, Schema
 
 SCHEMA = Schema((Attribute("style", ("cat", "fox")), Attribute("eyes", ("big", "sleepy"))))
 GUILD = 1
-DRAWING_COMMANDS = {"create", "compare", "remix", "recipe", "export"}
-OTHER_COMMANDS = {"mine", "show", "gallery", "delete", "forget"}  # forget never draws: not gated
+DRAWING_COMMANDS = {"avatar", "avatar-compare", "avatar-remix", "avatar-recipe", "avatars export", "avatars sheet",
+                    "avatars emoji"}
+OTHER_COMMANDS = {"avatars mine", "avatars show", "avatars gallery", "avatars delete", "avatars forget"}  # forget never draws
 DRAWING_ITEMS = {"RerollButton", "VariationsButton", "EditSelect", "BlendButton", "BlendSelect", "SaveButton", "PickButton",
                  "SheetSelect"}
 OTHER_ITEMS = {"EditButton", "DeleteButton", "RecipeButton", "GalleryButton", "ForgetButton", "SheetButton"}
@@ -93,6 +96,8 @@ class Itx:
     def __init__(self, bot: Bot, user_id: int) -> None:
         self.client, self.guild_id, self.channel_id = bot, GUILD, 2
         self.locale = "en-US"
+        self.permissions = self.app_permissions = discord.Permissions(manage_guild=True, manage_expressions=True)
+        self.guild = Guild_()
         self.channel = SimpleNamespace(id=2)
         self.user = SimpleNamespace(id=user_id, mention=f"<@{user_id}>")
         self.sent: list[tuple[str, bool]] = []
@@ -124,6 +129,18 @@ class Itx:
         self.sent.append((content, True))
 
 
+class Guild_:
+    """The parts of discord.Guild `/avatars emoji` uses."""
+
+    emoji_limit = 50
+
+    async def fetch_emojis(self):
+        return []
+
+    async def create_custom_emoji(self, *, name, image, reason=None):
+        return SimpleNamespace(name=name)
+
+
 class Upload_:
     content_type, size = "image/png", 100
 
@@ -142,12 +159,23 @@ async def click(item, itx: Itx) -> None:
         await item.callback(itx)  # MoeItem.callback answers errors itself
 
 
-async def slash(cog: AvatarCog, name: str, itx: Itx, *args) -> None:
+def member_commands(bot) -> dict:
+    """Every command of the two member cogs by the name members type ("avatar", "avatars mine")."""
+    found = {}
+    for cog in (AvatarCog(bot, SCHEMA), AvatarsCog(bot)):
+        group = cog.__cog_app_commands_group__
+        found |= {c.qualified_name: c for c in (group.commands if group else cog.get_app_commands())}
+    return found
+
+
+async def slash(bot, name: str, itx: Itx, *args) -> None:
+    """Run command `name` as the tree would; the schema-built ones with every option empty."""
+    command = member_commands(bot)[name]
     try:
-        if name in ("create", "compare"):
-            await getattr(cog, name)(itx, {"style": None, "eyes": None}, None)
+        if command.binding is None:  # built by attribute_command: a plain function
+            await command.callback(itx, *args)
         else:
-            await getattr(cog, name).callback(cog, itx, *args)
+            await command.callback(command.binding, itx, *args)
     except Exception as e:  # what the tree's on_error does
         await report_error(itx, e)
 
@@ -160,10 +188,10 @@ def select(item, value: str):
 async def drive(path: str, bot: Bot, itx: Itx, upload: Upload_) -> None:
     """One drawing path, as a member would take it."""
     code = recipe().to_code()
-    cog = AvatarCog(bot, SCHEMA)
     if path in DRAWING_COMMANDS:
-        args = {"remix": (upload,), "recipe": (code,), "export": (128, False, None)}.get(path, ())
-        return await slash(cog, path, itx, *args)
+        args = {"avatar-remix": (upload,), "avatar-recipe": (code,), "avatars export": (128, False, None),
+                "avatars sheet": ("eyes", None, code), "avatars emoji": ("moe_cat", None)}.get(path, ())
+        return await slash(bot, path, itx, *args)
     item = {
         "RerollButton": lambda: components.RerollButton(code),
         "VariationsButton": lambda: components.VariationsButton(code),
@@ -178,9 +206,8 @@ async def drive(path: str, bot: Bot, itx: Itx, upload: Upload_) -> None:
 
 
 def test_every_command_and_component_is_classified():
-    cog = AvatarCog(SimpleNamespace(), SCHEMA)
-    commands = {c.name for c in cog.__cog_app_commands_group__.commands}
-    assert commands == DRAWING_COMMANDS | OTHER_COMMANDS, "classify the new /avatar command here"
+    commands = set(member_commands(SimpleNamespace()))
+    assert commands == DRAWING_COMMANDS | OTHER_COMMANDS, "classify the new command here"
     assert {cls.__name__ for cls in components.ITEMS} == DRAWING_ITEMS | OTHER_ITEMS, "classify the new item here"
 
 
@@ -197,7 +224,7 @@ async def test_every_drawing_path_takes_exactly_one_draw(db, path):
     await drive(path, bot, again, upload)
     assert len(bot.engine.draws) == drawn
     assert again.sent and again.sent[-1][1] and again.sent[-1][0].startswith("Slow down a little"), again.sent
-    assert upload.downloads == (1 if path == "remix" else 0)  # remix: the refused one downloaded nothing
+    assert upload.downloads == (1 if path == "avatar-remix" else 0)  # remix: the refused one downloaded nothing
     assert await usage_today(db, GUILD, member) == 1
 
 
@@ -212,10 +239,10 @@ async def test_paths_that_do_not_draw_take_nothing(db, path):
             "ForgetButton": components.ForgetButton(member), "SheetButton": components.SheetButton(code)}
     if path in item:
         await click(item[path], itx)
-    elif path == "forget":
-        await slash(AvatarCog(bot, SCHEMA), path, itx)
-    elif path != "gallery" and path != "mine" and path != "show":  # those render saved PNGs: not part of this fake
-        await slash(AvatarCog(bot, SCHEMA), path, itx, avatar)
+    elif path == "avatars forget":
+        await slash(bot, path, itx)
+    elif path not in ("avatars gallery", "avatars mine", "avatars show"):  # those render saved PNGs: not this fake
+        await slash(bot, path, itx, avatar)
     assert bot.engine.draws == [] and await usage_today(db, GUILD, member) == 0
     if "orget" in path:  # not refused: it answered as it should
         assert itx.sent and ("Forget me" in itx.sent[-1][0] or "Deleted" in itx.sent[-1][0]), itx.sent
@@ -243,12 +270,12 @@ async def test_transparent_export_without_a_flat_background_is_refused_before_th
     avatar = await db.save_avatar(GUILD, member, recipe(5).to_code(), b"\x89PNG")
     bot.engine.packs["moe"].background = None
     itx = Itx(bot, member)
-    await slash(AvatarCog(bot, SCHEMA), "export", itx, 512, True, avatar)
+    await slash(bot, "avatars export", itx, 512, True, avatar)
     assert bot.engine.draws == [] and await usage_today(db, GUILD, member) == 0  # no redraw, nothing charged
     assert itx.sent[-1][1] and "no flat background" in itx.sent[-1][0], itx.sent
     bot.engine.packs["moe"].background = "flat"
     ok = Itx(bot, member)
-    await slash(AvatarCog(bot, SCHEMA), "export", ok, 512, True, avatar)
+    await slash(bot, "avatars export", ok, 512, True, avatar)
     assert bot.engine.draws == ["redraw"] and ok.sent[-1] == (f"Avatar #{avatar}, 512x512, transparent:", True)
 
 
@@ -256,7 +283,7 @@ async def test_remix_on_a_pack_without_vae_is_refused_before_the_gate(db):
     bot, member, upload = Bot(db, burst=5), 7, Upload_()
     bot.engine.packs["moe"].has_vae = False
     itx = Itx(bot, member)
-    await slash(AvatarCog(bot, SCHEMA), "remix", itx, upload)
+    await slash(bot, "avatar-remix", itx, upload)
     assert upload.downloads == 0 and bot.engine.draws == []  # nothing downloaded or decoded
     assert await usage_today(db, GUILD, member) == 0
     assert itx.sent[-1][1] and "has no VAE" in itx.sent[-1][0], itx.sent

@@ -134,7 +134,7 @@ def test_the_readme_privacy_section_states_the_real_schedule():
     text = (ROOT / "README.md").read_text()
     privacy = text[text.index("\n## Privacy\n"):].split("\n## ")[1]
     assert f"| {USAGE_KEEP_DAYS} days |" in privacy and f"{UNUSED_KEEP_DAYS} days after their last use" in privacy
-    assert "every hour" in privacy and "/avatar forget" in privacy and "/moe-admin purge" in privacy
+    assert "every hour" in privacy and "/avatars forget" in privacy and "/moe-admin purge" in privacy
 
 
 def _version_1_database(path) -> tuple[sqlite3.Connection, str]:

@@ -1,4 +1,4 @@
-"""bot.uploads: what /avatar remix accepts and how it refuses."""
+"""bot.uploads: what /avatar-remix accepts and how it refuses."""
 
 from __future__ import annotations
 

@@ -324,3 +324,28 @@ def test_message_limits_name_each_broken_rule():
     alt["attachments"][0]["description"] += "d"
     assert [v.kind for v in world.check_message(alt, png, 8)] == ["attachment_description_too_long"]
     assert all(v.interaction_id in (7, 8) for v in world.violations)
+
+
+def test_command_names_sharing_a_prefix_resolve_by_whole_word():
+    """`/avatar` (options, no sub-commands), `/avatar-compare` and the `/avatars` group side by side:
+    the first word names a top-level command exactly, never by prefix."""
+    from testkit.fakediscord.invoke import find_command
+
+    seed = {"name": "seed", "description": "s", "type": 4}
+    synced = {None: [
+        {"name": "avatar", "type": 1, "options": [{"name": "style", "description": "s", "type": 3}, seed]},
+        {"name": "avatar-compare", "type": 1, "options": [seed]},
+        {"name": "avatars", "type": 1, "options": [{"name": "mine", "description": "m", "type": 1}]},
+    ]}
+    top, subs, defs = find_command(synced, 1, "avatar")
+    assert (top["name"], subs, [o["name"] for o in defs]) == ("avatar", [], ["style", "seed"])
+    top, subs, defs = find_command(synced, 1, "/avatar-compare")
+    assert (top["name"], subs, [o["name"] for o in defs]) == ("avatar-compare", [], ["seed"])
+    top, subs, defs = find_command(synced, 1, "avatars mine")
+    assert (top["name"], subs, defs) == ("avatars", ["mine"], [])
+    with pytest.raises(InvalidInvocation, match="needs a sub-command"):
+        find_command(synced, 1, "avatars")
+    with pytest.raises(InvalidInvocation, match="no sub-command 'mine'"):
+        find_command(synced, 1, "avatar mine")
+    with pytest.raises(InvalidInvocation, match="not synced"):
+        find_command(synced, 1, "avatar-remix")

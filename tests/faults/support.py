@@ -18,8 +18,8 @@ ENGINE_FAILED = "please try again"  # the engine's message for a failed batch (`
 
 
 async def create(fake, member, timeout: float = 60, **options):
-    """/avatar create; returns (interaction, final message)."""
-    itx = await fake.slash(member, "avatar create", **options)
+    """/avatar; returns (interaction, final message)."""
+    itx = await fake.slash(member, "avatar", **options)
     return itx, await itx.wait_done(timeout)
 
 

@@ -21,7 +21,7 @@ def busy_or_sorry(msg) -> bool:
 
 
 async def draw_all(fake, members, **options) -> list:
-    itxs = await asyncio.gather(*(fake.slash(m, "avatar create", **options) for m in members))
+    itxs = await asyncio.gather(*(fake.slash(m, "avatar", **options) for m in members))
     return [await itx.wait_done(60) for itx in itxs]
 
 

@@ -59,9 +59,9 @@ async def test_autoclicker_on_every_button_gets_burst_plus_rate(fake, club, laun
         itxs += [await fake.click(clicker, shown, emoji="🎲"), await fake.click(clicker, shown, emoji="✨"),
                  await fake.click(clicker, grid, label="1"), await fake.click(clicker, own, emoji="💾"),
                  await fake.select(clicker, menu, [value], custom_id=select["custom_id"]),
-                 await fake.click(clicker, shown, emoji="🔀"), await fake.slash(clicker, "avatar recipe", code=code),
-                 await fake.slash(clicker, "avatar create"), await fake.slash(clicker, "avatar compare"),
-                 await fake.slash(clicker, "avatar remix", image=upload)]
+                 await fake.click(clicker, shown, emoji="🔀"), await fake.slash(clicker, "avatar-recipe", code=code),
+                 await fake.slash(clicker, "avatar"), await fake.slash(clicker, "avatar-compare"),
+                 await fake.slash(clicker, "avatar-remix", image=upload)]
     answers = await answers_of(itxs)
     elapsed = time.monotonic() - t0
     drew = [a for a in answers if is_image(a) or "Saved as" in (a.content or "")]
@@ -86,7 +86,7 @@ async def test_remix_flood_with_bombs_keeps_memory_bounded(fake, club, launch):
     uploads = ([("bomb.png", png_bomb(30000, 30000))] * 6 + [("big.png", full)] * 16 + [("noise.png", noise)] * 10)
     assert 0.8 * limit < len(noise) <= limit and len(full) < 100_000
     members = [fake.add_member(club, f"up{i}") for i in range(len(uploads))]
-    itxs = await asyncio.gather(*(fake.slash(m, "avatar remix", image=(name, data, "image/png"))
+    itxs = await asyncio.gather(*(fake.slash(m, "avatar-remix", image=(name, data, "image/png"))
                                   for m, (name, data) in zip(members, uploads)))
     answers = await answers_of(itxs)
     for (name, _), a in zip(uploads, answers):
@@ -99,18 +99,18 @@ async def test_remix_flood_with_bombs_keeps_memory_bounded(fake, club, launch):
     assert rss < RSS_LIMIT, f"peak RSS {rss / 2**30:.2f} GiB"
     _, after = await create(fake, members[0], seed=5)
     assert is_image(after), after.content
-    remix = await (await fake.slash(members[2], "avatar remix", image=("noise.png", noise, "image/png"))).wait_done(60)
+    remix = await (await fake.slash(members[2], "avatar-remix", image=("noise.png", noise, "image/png"))).wait_done(60)
     assert is_image(remix), remix.content  # the flood over, a large picture is drawn
-    bomb = await (await fake.slash(members[1], "avatar remix", image=("bomb.png", png_bomb(30000, 30000), "image/png"))).wait_done()
+    bomb = await (await fake.slash(members[1], "avatar-remix", image=("bomb.png", png_bomb(30000, 30000), "image/png"))).wait_done()
     assert bomb.ephemeral and "megapixels" in bomb.content, bomb.content
 
 
 async def test_500_members_at_once(fake, club, launch):
-    """500 members run /avatar create together: every one gets an image or a clear busy /
+    """500 members run /avatar together: every one gets an image or a clear busy /
     limit answer in time, none the apology for a bug; peak RSS under 1.5 GB."""
     members = [fake.add_member(club, f"fan{i:03d}") for i in range(500)]
     bot = await launch()
-    itxs = await asyncio.gather(*(fake.slash(m, "avatar create") for m in members))
+    itxs = await asyncio.gather(*(fake.slash(m, "avatar") for m in members))
     answers = await answers_of(itxs, timeout=300)
     assert not [a.content for a in answers if SORRY in (a.content or "")]
     assert all(is_image(a) or limited(a) for a in answers), {a.content for a in answers if not is_image(a)}

@@ -65,7 +65,7 @@ async def test_locked_database_gets_the_storage_message(fake, club, launch):
     _, msg = await create(fake, alice, seed=1)
     with hold_write_lock(db_of(bot)):  # longer than the bot's busy timeout: held until both answered
         save = await fake.click(alice, msg, emoji="💾")
-        draw = await fake.slash(bob, "avatar create", seed=2)
+        draw = await fake.slash(bob, "avatar", seed=2)
         refused, answer = await save.wait_done(60), await draw.wait_done(60)
     assert refused.ephemeral and STORAGE in refused.content, refused.content
     assert is_image(answer) or STORAGE in answer.content, answer.content

@@ -63,7 +63,7 @@ class World:
         self.eve, self.frank, self.grace = (fake.add_member(s, n) for n in ("eve", "frank", "grace"))
         self.boss = fake.add_member(s, "boss", admin=True)
         self.ivy = fake.add_member(c, "ivy")  # alt text: every kind of image
-        # one Discord user in both servers: /avatar forget reaches both
+        # one Discord user in both servers: /avatars forget reaches both
         self.dana = fake.add_member(c, "dana")
         self.dana_strict = fake.add_member(s, "dana", user=self.dana.user)
         self.crowd = [fake.add_member(c, f"fan{i:02d}") for i in range(CROWD)]

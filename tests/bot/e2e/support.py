@@ -59,7 +59,7 @@ def keep_png(name: str, data: bytes) -> None:
 
 
 async def create(world, member, **options):
-    itx = await world.fake.slash(member, "avatar create", **options)
+    itx = await world.fake.slash(member, "avatar", **options)
     msg = await done(itx)
     assert itx.deferred and msg.files, msg.content
     return itx, msg

@@ -43,27 +43,27 @@ async def test_admin_commands_need_manage_server(world):
     # allowed channels
     general, art = world.strict.channels
     await done(await world.fake.slash(world.boss, "moe-admin channel", options={"channel": art, "allowed": True}))
-    elsewhere = await done(await world.fake.slash(world.grace, "avatar create", channel=general))
+    elsewhere = await done(await world.fake.slash(world.grace, "avatar", channel=general))
     assert elsewhere.ephemeral and f"<#{art.id}>" in elsewhere.content
-    inside = await done(await world.fake.slash(world.grace, "avatar create", channel=art))
+    inside = await done(await world.fake.slash(world.grace, "avatar", channel=art))
     assert inside.files
-    in_thread = await done(await world.fake.slash(world.grace, "avatar create", channel=world.art_thread))
+    in_thread = await done(await world.fake.slash(world.grace, "avatar", channel=world.art_thread))
     assert in_thread.files and in_thread.channel_id == world.art_thread.id  # a thread of an allowed channel
     rerolled = await done(await world.fake.click(world.grace, in_thread, emoji="🎲"))  # its buttons too
     assert rerolled.files
-    other_thread = await done(await world.fake.slash(world.grace, "avatar create", channel=world.general_thread))
+    other_thread = await done(await world.fake.slash(world.grace, "avatar", channel=world.general_thread))
     assert other_thread.ephemeral and f"<#{art.id}>" in other_thread.content
     await done(await world.fake.slash(world.boss, "moe-admin channels-reset"))
-    assert (await done(await world.fake.slash(world.grace, "avatar create", channel=general))).files
+    assert (await done(await world.fake.slash(world.grace, "avatar", channel=general))).files
 
 
 async def test_limits_burst_rate_and_daily_quota(world):
     summary = await done(await world.fake.slash(world.boss, "moe-admin limits", burst=2, refill=3600, quota=0))
     assert "burst: **2** then **1 per 3600 s**" in summary.content
     for _ in range(2):
-        first = await done(await world.fake.slash(world.eve, "avatar create"))
+        first = await done(await world.fake.slash(world.eve, "avatar"))
         assert first.files
-    again = await done(await world.fake.slash(world.eve, "avatar create"))
+    again = await done(await world.fake.slash(world.eve, "avatar"))
     assert again.ephemeral and again.content.startswith("Slow down a little")
     wait = float(re.search(r"try again in ([0-9.]+) s", again.content).group(1))
     assert 3500 < wait <= 3600
@@ -75,8 +75,8 @@ async def test_limits_burst_rate_and_daily_quota(world):
     summary = await done(await world.fake.slash(world.boss, "moe-admin limits", burst=100, refill=0, quota=2))
     assert "no steady limit" in summary.content and "daily quota: **2**" in summary.content
     for _ in range(2):
-        assert (await done(await world.fake.slash(world.frank, "avatar create"))).files
-    over = await done(await world.fake.slash(world.frank, "avatar create"))
+        assert (await done(await world.fake.slash(world.frank, "avatar"))).files
+    over = await done(await world.fake.slash(world.frank, "avatar"))
     assert over.ephemeral and "today's 2 avatars" in over.content and "resets in" in over.content
     await done(await world.fake.slash(world.boss, "moe-admin limits", quota=0))
 
@@ -117,12 +117,12 @@ async def test_server_pack_choice_and_errors_after_deferral(world):
     await done(await world.fake.slash(world.boss, "moe-admin pack", name="novae"))
     _, msg = await create(world, world.grace, seed=3)
     assert Recipe.from_code(code_of(msg)).pack_id == pack_id_of("novae")
-    compare = await done(await world.fake.slash(world.grace, "avatar compare"))
+    compare = await done(await world.fake.slash(world.grace, "avatar-compare"))
     assert compare.ephemeral and "no VAE" in compare.content
     # this one is refused after the "thinking..." deferral (before the gate: nothing downloaded):
     # the public placeholder goes away, the reason reaches only the member, and the try is not counted
     used = world.rows("SELECT sum(count) FROM usage WHERE member_id = ?", world.grace.user.id)
-    itx = await world.fake.slash(world.grace, "avatar remix",
+    itx = await world.fake.slash(world.grace, "avatar-remix",
                                  image=("me.png", png_bytes(Image.new("RGB", (40, 40), (9, 9, 9))), "image/png"))
     await itx.wait_messages(1)
     thinking = itx.messages[0]

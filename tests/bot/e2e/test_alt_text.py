@@ -68,33 +68,33 @@ async def test_every_posted_image_is_described(world):
     text = result_alt(world, blended, "blend of a cute avatar with ")
     assert f"and one with {attr.name}: {attr.label(attr.values[-1])}" in text  # what the other one brings
 
-    compared = await done(await fake.slash(ivy, "avatar compare", seed=303))
+    compared = await done(await fake.slash(ivy, "avatar-compare", seed=303))
     text = described(compared)
     assert text.startswith("GAN and VAE side by side, GAN on the left: cute avatar: ")
     keep = Recipe.from_code(compared.find_component(label="Keep GAN")["custom_id"].removeprefix("moe:p:"))
     names_conditions(world, text, keep)
 
     picture = png_bytes(Image.new("RGB", (40, 40), (240, 180, 90)))
-    remixed = await done(await fake.slash(ivy, "avatar remix", image=("me.png", picture, "image/png")))
+    remixed = await done(await fake.slash(ivy, "avatar-remix", image=("me.png", picture, "image/png")))
     result_alt(world, remixed, "remixed from your picture: cute avatar with ")
 
-    redrawn = await done(await fake.slash(ivy, "avatar recipe", code=code_of(made)))
+    redrawn = await done(await fake.slash(ivy, "avatar-recipe", code=code_of(made)))
     assert result_alt(world, redrawn, "cute avatar: ") == described(made)
 
     await done(await fake.click(ivy, edited, emoji="💾"))
     saved = [i for (i,) in world.rows("SELECT id FROM saved_avatars WHERE member_id = ? ORDER BY id", ivy.user.id)]
-    exported = await done(await fake.slash(ivy, "avatar export", size=256, transparent=True, avatar=saved[0]))
+    exported = await done(await fake.slash(ivy, "avatars export", size=256, transparent=True, avatar=saved[0]))
     text = described(exported)
     assert text.startswith(f"saved avatar #{saved[0]}, 256 by 256 pixels, transparent background: cute avatar: ")
     names_conditions(world, text, Recipe.from_code(code_of(made)))
 
-    for reply in (await done(await fake.slash(ivy, "avatar mine")),
-                  await done(await fake.slash(world.alice, "avatar show", options={"member": ivy}))):
+    for reply in (await done(await fake.slash(ivy, "avatars mine")),
+                  await done(await fake.slash(world.alice, "avatars show", options={"member": ivy}))):
         text = described(reply)
         assert re.match(r"saved avatars #\d+(-#\d+|(, #\d+)+) of @ivy: ", text), text
         for i in saved:
             assert f"#{i}: cute avatar: " in text
-    gallery = await done(await fake.slash(ivy, "avatar gallery"))
+    gallery = await done(await fake.slash(ivy, "avatars gallery"))
     assert described(gallery).startswith("server gallery page 1 of ")
     if gallery.find_component(label="Next").get("disabled") is not True:
         await done(await fake.click(ivy, gallery, label="Next"))

@@ -75,7 +75,7 @@ async def test_delete_requester_only(world):
 async def test_buttons_work_after_a_restart(world):
     _, msg = await create(world, world.alice, seed=90)
     remix = await done(await world.fake.slash(
-        world.alice, "avatar remix", image=("me.png", png_bytes(Image.new("RGB", (48, 48), (20, 200, 90))), "image/png")))
+        world.alice, "avatar-remix", image=("me.png", png_bytes(Image.new("RGB", (48, 48), (20, 200, 90))), "image/png")))
     await world.bot.restart()  # kill -9; nothing of the old process survives but SQLite
     rerolled = await done(await world.fake.click(world.alice, msg, emoji="🎲"))
     check_result(rerolled, world.alice)

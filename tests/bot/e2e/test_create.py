@@ -1,4 +1,4 @@
-"""End to end: making avatars: the schema-built commands, /avatar create, recipe, remix, compare, a crowd.\n\nSet MOE_E2E_IMG_DIR to keep the PNGs the fake received for a create, an edit and a blend\n(docs/img/e2e-*.png were made with `MOE_E2E_IMG_DIR=docs/img pytest tests/bot/e2e`)."""
+"""End to end: making avatars: the synced command tree, /avatar, /avatar-recipe, /avatar-remix, /avatar-compare, a crowd.\n\nSet MOE_E2E_IMG_DIR to keep the PNGs the fake received for a create, an edit and a blend\n(docs/img/e2e-*.png were made with `MOE_E2E_IMG_DIR=docs/img pytest tests/bot/e2e`)."""
 
 from __future__ import annotations
 
@@ -16,20 +16,30 @@ from tests.bot.e2e.support import (CROWD, answered_in_time, check_result, code_o
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
 
-async def test_commands_are_built_from_the_pack_schema(world):
-    [avatar] = [c for c in world.fake.commands() if c["name"] == "avatar"]
-    create_cmd = next(o for o in avatar["options"] if o["name"] == "create")
-    names = [o["name"] for o in create_cmd["options"]]
-    assert names == [a.name.lower() for a in world.pack.schema.attributes] + ["seed"]
-    for opt, attr in zip(create_cmd["options"], world.pack.schema.attributes):
-        if attr.cardinality <= 25:
-            assert [c["value"] for c in opt["choices"]] == list(attr.values)
-        else:
-            assert opt.get("autocomplete") and not opt.get("choices")
-    subs = {o["name"] for o in avatar["options"]}
-    assert {"create", "compare", "remix", "recipe", "mine", "show", "gallery", "delete", "export"} <= subs
-    [admin] = [c for c in world.fake.commands() if c["name"] == "moe-admin"]
-    assert int(admin["default_member_permissions"]) == 1 << 5  # Manage Server
+AVATARS_SUBCOMMANDS = {"mine", "show", "gallery", "delete", "export", "forget"}
+
+
+async def test_synced_command_tree(world):
+    """`/avatar` is the create command itself, its options built from the pack schema; its
+    siblings are top-level `/avatar-*` commands; saved avatars are the `/avatars` group."""
+    synced = {c["name"]: c for c in world.fake.commands(world.club)}
+    attributes = world.pack.schema.attributes
+    for name in ("avatar", "avatar-compare"):
+        options = synced[name]["options"]
+        assert [o["name"] for o in options] == [a.name.lower() for a in attributes] + ["seed"], name
+        assert all(o["type"] not in (1, 2) and not o.get("required") for o in options), name  # no sub-commands
+        for opt, attr in zip(options, attributes):
+            if attr.cardinality <= 25:
+                assert [c["value"] for c in opt["choices"]] == list(attr.values)
+            else:
+                assert opt.get("autocomplete") and not opt.get("choices")
+    assert [o["name"] for o in synced["avatar-remix"]["options"]] == ["image"]
+    assert [o["name"] for o in synced["avatar-recipe"]["options"]] == ["code"]
+    avatars = synced["avatars"]["options"]
+    assert {o["name"] for o in avatars} == AVATARS_SUBCOMMANDS and all(o["type"] == 1 for o in avatars)
+    for name in ("avatar", "avatar-compare", "avatar-remix", "avatar-recipe", "avatars", "moe-admin"):
+        assert synced[name].get("type", 1) == 1 and synced[name]["contexts"] == [0], name  # servers only
+    assert int(synced["moe-admin"]["default_member_permissions"]) == 1 << 5  # Manage Server
 
 
 async def test_create_with_options(world):
@@ -55,9 +65,9 @@ async def test_invalid_option_value_is_refused_plainly(world):
     if not big:
         pytest.skip("no autocompleted attribute in this schema")
     attr = big[0]
-    choices = await world.fake.autocomplete(world.alice, "avatar create", attr.name.lower(), attr.values[1][:2])
+    choices = await world.fake.autocomplete(world.alice, "avatar", attr.name.lower(), attr.values[1][:2])
     assert choices and len(choices) <= 25 and all(attr.values[1][:2].lower() in c["value"].lower() for c in choices)
-    itx = await world.fake.slash(world.alice, "avatar create", options={attr.name.lower(): "no-such-value"})
+    itx = await world.fake.slash(world.alice, "avatar", options={attr.name.lower(): "no-such-value"})
     msg = await done(itx)
     assert msg.ephemeral and "unknown" in msg.content and not msg.files
 
@@ -66,17 +76,17 @@ async def test_recipe_button_and_command_reproduce(world):
     _, msg = await create(world, world.alice, seed=70)
     info = await done(await world.fake.click(world.bob, msg, emoji="ℹ️"))
     assert info.ephemeral and code_of(msg) in info.content and "seed 70" in info.content
-    itx = await world.fake.slash(world.bob, "avatar recipe", code=code_of(msg))
+    itx = await world.fake.slash(world.bob, "avatar-recipe", code=code_of(msg))
     again = await done(itx)
     check_result(again, world.bob)
     assert np.array_equal(pixels(again.files[0].data), pixels(msg.files[0].data))
-    bad = await done(await world.fake.slash(world.bob, "avatar recipe", code="not-a-real-code-at-all-xyz"))
+    bad = await done(await world.fake.slash(world.bob, "avatar-recipe", code="not-a-real-code-at-all-xyz"))
     assert bad.ephemeral and "not valid" in bad.content
 
 
 async def test_remix_good_and_bad_uploads(world):
     good = png_bytes(Image.new("RGBA", (80, 64), (250, 120, 200, 255)))
-    msg = await done(await world.fake.slash(world.alice, "avatar remix", image=("me.png", good, "image/png")))
+    msg = await done(await world.fake.slash(world.alice, "avatar-remix", image=("me.png", good, "image/png")))
     check_result(msg, world.alice)
     recipe = Recipe.from_code(code_of(msg))
     assert recipe.model == "vae" and isinstance(recipe.latent, Upload)
@@ -87,7 +97,7 @@ async def test_remix_good_and_bad_uploads(world):
     # animated GIF: accepted (first frame)
     frames = [Image.new("RGB", (32, 32), c) for c in ((255, 0, 0), (0, 0, 255))]
     gif = png_bytes(frames[0], "GIF", save_all=True, append_images=frames[1:])
-    check_result(await done(await world.fake.slash(world.alice, "avatar remix", image=("a.gif", gif, "image/gif"))), world.alice)
+    check_result(await done(await world.fake.slash(world.alice, "avatar-remix", image=("a.gif", gif, "image/gif"))), world.alice)
     # bad ones: plain words, ephemeral, nothing stored
     before = world.rows("SELECT count(*) FROM latents")
     cases = [
@@ -96,14 +106,14 @@ async def test_remix_good_and_bad_uploads(world):
         (("big.png", png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (400, 400, 3), np.uint8))), "image/png"), "limit"),
     ]
     for upload, words in cases:
-        itx = await world.fake.slash(world.alice, "avatar remix", image=upload)
+        itx = await world.fake.slash(world.alice, "avatar-remix", image=upload)
         reply = await done(itx)
         assert reply.ephemeral and words in reply.content and not reply.files, reply.content
     assert world.rows("SELECT count(*) FROM latents") == before
 
 
 async def test_compare_gan_and_vae(world):
-    msg = await done(await world.fake.slash(world.alice, "avatar compare", seed=5))
+    msg = await done(await world.fake.slash(world.alice, "avatar-compare", seed=5))
     assert pixels(msg.files[0].data).shape == (256, 2 * 256 + 4, 3)
     keep = [b for b in msg.buttons if b["custom_id"].startswith("moe:p:")]
     assert [b["label"] for b in keep] == ["Keep GAN", "Keep VAE"]
@@ -115,7 +125,7 @@ async def test_compare_gan_and_vae(world):
 
 
 async def test_fifty_members_at_once(world):
-    itxs = await asyncio.gather(*(world.fake.slash(m, "avatar create", seed=i) for i, m in enumerate(world.crowd)))
+    itxs = await asyncio.gather(*(world.fake.slash(m, "avatar", seed=i) for i, m in enumerate(world.crowd)))
     msgs = await asyncio.gather(*(done(i, timeout=60) for i in itxs))
     assert all(i.deferred and answered_in_time(world, i) for i in itxs)
     for member, msg in zip(world.crowd, msgs):

@@ -1,4 +1,4 @@
-"""End to end: `/avatar forget` deletes a member's data on every server after a confirmation, spares
+"""End to end: `/avatars forget` deletes a member's data on every server after a confirmation, spares
 other members' data (and the uploads their saved avatars need), and refuses anyone else's press."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ async def test_forget_deletes_a_members_data_on_every_server_after_confirming(wo
     remixes = []
     for colour in ((201, 33, 150), (17, 99, 222)):  # two uploads (no other test's); carol builds on the first
         picture = png_bytes(Image.new("RGB", (44, 44), colour))
-        remixes.append(await done(await fake.slash(dana, "avatar remix", image=("me.png", picture, "image/png"))))
+        remixes.append(await done(await fake.slash(dana, "avatar-remix", image=("me.png", picture, "image/png"))))
     await done(await fake.click(dana, remixes[0], emoji="💾"))
     grid = await done(await fake.click(carol, remixes[0], emoji="✨"))
     carols = await done(await fake.click(carol, grid, label="1"))
@@ -40,7 +40,7 @@ async def test_forget_deletes_a_members_data_on_every_server_after_confirming(wo
         {world.club.id, world.strict.id}
     others = counts(world, "<>", uid)
 
-    ask = await done(await fake.slash(dana_there, "avatar forget"))  # asked on the other server
+    ask = await done(await fake.slash(dana_there, "avatars forget"))  # asked on the other server
     assert ask.ephemeral and "on every server (2): 3 saved avatar(s)" in ask.content, ask.content
     assert "1 uploaded picture(s)" in ask.content and "1 of your uploaded picture(s) stay" in ask.content
     assert "2 day(s) of usage counts and 2 rate-limit record(s)" in ask.content  # one per server
@@ -66,9 +66,9 @@ async def test_forget_deletes_a_members_data_on_every_server_after_confirming(wo
 
     # carol's avatar still draws from dana's picture (export redraws it)
     [(carol_id,)] = world.rows("SELECT max(id) FROM saved_avatars WHERE member_id = ?", carol.user.id)
-    exported = await done(await fake.slash(carol, "avatar export", size=128, avatar=carol_id))
+    exported = await done(await fake.slash(carol, "avatars export", size=128, avatar=carol_id))
     assert exported.files and exported.ephemeral, exported.content
-    again = await done(await fake.slash(dana, "avatar forget"))  # nothing left to delete: no button
+    again = await done(await fake.slash(dana, "avatars forget"))  # nothing left to delete: no button
     assert again.ephemeral and "I keep nothing about you that I can delete" in again.content and not again.buttons
     assert "1 of your uploaded picture(s) stay" in again.content
     # dana's own old buttons say plainly what is gone; a new avatar works as before

@@ -64,7 +64,7 @@ async def test_blend_with_saved_avatars(world):
     assert f"#{target}" in out.content
     # a picture read by the VAE cannot be blended with GAN avatars: said plainly
     remix = await done(await world.fake.slash(
-        world.bob, "avatar remix", image=("b.png", png_bytes(Image.new("RGB", (30, 30), (1, 90, 200))), "image/png")))
+        world.bob, "avatar-remix", image=("b.png", png_bytes(Image.new("RGB", (30, 30), (1, 90, 200))), "image/png")))
     vae = await done(await world.fake.click(world.bob, remix, emoji="🔀"))
     assert vae.ephemeral and "same pack and model (VAE)" in vae.content
 
@@ -75,7 +75,7 @@ async def test_gallery_mine_show_export_and_delete(world):
         await done(await world.fake.click(world.carol, msg, emoji="💾"))
     total = world.rows("SELECT count(*) FROM saved_avatars WHERE guild_id = ?", world.club.id)[0][0]
     pages = -(-total // 4)
-    gallery = await done(await world.fake.slash(world.alice, "avatar gallery"))
+    gallery = await done(await world.fake.slash(world.alice, "avatars gallery"))
     assert f"page 1/{pages}" in gallery.content and gallery.files
     first_page = gallery.files[0].data
     assert gallery.find_component(label="Previous").get("disabled")
@@ -88,23 +88,23 @@ async def test_gallery_mine_show_export_and_delete(world):
     await done(await world.fake.click(world.bob, gallery, label="Previous"))
     assert f"page 1/{pages}" in gallery.content
 
-    mine = await done(await world.fake.slash(world.carol, "avatar mine"))
+    mine = await done(await world.fake.slash(world.carol, "avatars mine"))
     carols = world.rows("SELECT id FROM saved_avatars WHERE member_id = ? ORDER BY id DESC", world.carol.user.id)
     assert mine.ephemeral and f"({len(carols)})" in mine.content and all(f"#{i}" in mine.content for (i,) in carols)
-    shown = await done(await world.fake.slash(world.alice, "avatar show", options={"member": world.carol}))
+    shown = await done(await world.fake.slash(world.alice, "avatars show", options={"member": world.carol}))
     assert not shown.ephemeral and f"#{carols[0][0]}" in shown.content and shown.files
 
-    exported = await done(await world.fake.slash(world.carol, "avatar export", size=128))
+    exported = await done(await world.fake.slash(world.carol, "avatars export", size=128))
     assert exported.ephemeral and pixels(exported.files[0].data).shape == (128, 128, 3)
-    big = await done(await world.fake.slash(world.carol, "avatar export", size=512, transparent=True, avatar=carols[1][0]))
+    big = await done(await world.fake.slash(world.carol, "avatars export", size=512, transparent=True, avatar=carols[1][0]))
     im = Image.open(io.BytesIO(big.files[0].data))
     assert im.size == (512, 512) and im.mode == "RGBA"
-    stolen = await done(await world.fake.slash(world.alice, "avatar export", avatar=carols[0][0]))
+    stolen = await done(await world.fake.slash(world.alice, "avatars export", avatar=carols[0][0]))
     assert stolen.ephemeral and "not yours" in stolen.content and not stolen.files
 
-    choices = await world.fake.autocomplete(world.carol, "avatar delete", "avatar", "")
+    choices = await world.fake.autocomplete(world.carol, "avatars delete", "avatar", "")
     assert {c["value"] for c in choices} == {i for (i,) in carols}
-    refused = await done(await world.fake.slash(world.alice, "avatar delete", avatar=carols[0][0]))
+    refused = await done(await world.fake.slash(world.alice, "avatars delete", avatar=carols[0][0]))
     assert refused.ephemeral and world.rows("SELECT 1 FROM saved_avatars WHERE id = ?", carols[0][0])
-    ok = await done(await world.fake.slash(world.carol, "avatar delete", avatar=carols[0][0]))
+    ok = await done(await world.fake.slash(world.carol, "avatars delete", avatar=carols[0][0]))
     assert ok.ephemeral and not world.rows("SELECT 1 FROM saved_avatars WHERE id = ?", carols[0][0])

@@ -48,10 +48,10 @@ def check_clean(fake: FakeDiscord, *bots: BotProcess) -> None:
 
 
 async def save_and_list(fake: FakeDiscord, member, msg) -> int:
-    """Save `msg` as `member`; returns the saved id after checking `/avatar mine` lists it."""
+    """Save `msg` as `member`; returns the saved id after checking `/avatars mine` lists it."""
     saved = await done(await fake.click(member, msg, emoji="💾"))
     number = int(re.search(r"#(\d+)", saved.content).group(1))
-    mine = await done(await fake.slash(member, "avatar mine"))
+    mine = await done(await fake.slash(member, "avatars mine"))
     assert mine.ephemeral and f"#{number}" in mine.content
     return number
 
@@ -113,17 +113,17 @@ async def test_two_processes_hold_one_shard_each(packs_dir, databases):
 
             await a.kill()  # shard 0 has nobody; B keeps serving shard 1
             with pytest.raises(ConnectionError, match="no bot connected"):
-                await fake.slash(alice, "avatar create")
+                await fake.slash(alice, "avatar")
             check_result((await create(w, bob, seed=21))[1], bob)
 
             await c.start()  # a new process takes shard 0 over: what A stored is there
             assert sorted((s.shard, s.pid) for s in fake.server.sessions) == [((0, 2), c.pid), ((1, 2), b.pid)]
-            listed = await done(await fake.slash(alice, "avatar mine"))
+            listed = await done(await fake.slash(alice, "avatars mine"))
             assert f"#{saved}" in listed.content
             rerolled = await done(await fake.click(alice, mine_a, emoji="🎲"))  # a button on A's message, in C
             check_result(rerolled, alice)
             check_result((await create(w, alice, seed=11))[1], alice)  # her 4th draw of the day
-            over = await done(await fake.slash(alice, "avatar create"))  # A's draws count in C
+            over = await done(await fake.slash(alice, "avatar"))  # A's draws count in C
             assert over.ephemeral and "today's 4 avatars" in over.content
             assert (await create(w, bob, seed=22))[1].files  # bob's bucket is his own
         finally:
