@@ -255,8 +255,8 @@ async def sheet_command(bot: BotContext, interaction: discord.Interaction, *, by
 async def by_autocomplete(bot: BotContext, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
     """Choices for `by:` from the default pack (what `/avatar` draws with); the sheet itself
     checks `by` against the pack of the avatar it draws."""
-    pack = bot.engine.packs.get(bot.default_pack_name)
-    if pack is None:
+    pack = bot.engine.packs.get(bot.engine.default_pack or "")
+    if pack is None:  # no pack installed
         return []
     needle = current.lower()
     out = []

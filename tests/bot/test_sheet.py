@@ -211,7 +211,7 @@ async def test_a_sheet_costs_one_draw_and_one_engine_request(db, engine):
     grid, archive = post["files"]
     assert grid.filename == "sheet.png" and archive.filename == "sheet.zip"
     assert "6 times" in grid.description and "12 transparent PNG" in archive.description
-    assert "every eyes (6 pictures)" in post["content"] and "transparent PNGs at 256, 512 px" in post["content"]
+    assert "every eyes, 6 pictures" in post["content"] and "transparent PNGs at 256, 512 px" in post["content"]
     with Image.open(grid.fp) as im:
         assert im.size == (3 * 128 + 2 * 4, 2 * 128 + 4)
     # the bucket (burst 1, one an hour) is empty now: refused before the engine is asked
