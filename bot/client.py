@@ -34,6 +34,7 @@ from bot.limits import Limits
 from bot.maintenance import PRUNE_EVERY_S, ProcessLock, prune
 from bot.storage import Database, LatentStore, is_postgres_url
 from bot.storage_sqlite import path_of_url
+from bot.translator import CatalogueTranslator
 from engine import Engine
 from engine.schema import Schema
 
@@ -77,6 +78,7 @@ class MoeBot(commands.AutoShardedBot):
         await self.add_cog(AvatarsCog(self))
         await self.add_cog(AdminCog(self))
         self.add_dynamic_items(*components.ITEMS)
+        await self.tree.set_translator(CatalogueTranslator(self))  # localized names and descriptions, at sync
         try:  # owner-only commands check at once, inside Discord's 3 s, instead of fetching it then
             await self.is_owner(discord.Object(id=0))
         except discord.HTTPException as e:

@@ -10,17 +10,30 @@ Adding a language is adding a folder, without touching code.
 Discord sends each member's client language as `interaction.locale` (`en-US`, `zh-CN`, `ja`, ...);
 `resolve` maps it to the nearest catalogue: exact, then by language (`zh-TW` -> `zh-CN`,
 `en-GB` -> `en`), else English.
+
+Attribute values are data of the pack, so their words come from the pack first:
+`value_label(schema, attribute, value, locale)` and `attribute_label` / `attribute_description`
+are the one way the bot names them. In order: the pack's `translations` for that locale
+(`engine.schema.Translation`, nearest locale as above); else this catalogue's `values` domain,
+`values.<schema name>.<attribute>.<value>` (and `._name`, `._description`), for schemas whose
+released packs cannot change (the built-in `moe-styles`); else the pack's English `labels`. In
+English the pack's own labels come before the catalogue, which only fills in for a pack without
+them.
 """
 
 from __future__ import annotations
 
 import functools
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["FALLBACK", "LOCALES", "catalogue", "resolve", "t"]
+if TYPE_CHECKING:
+    from engine.schema import Attribute, Schema, Translation
+
+__all__ = ["FALLBACK", "LOCALES", "attribute_description", "attribute_label", "catalogue", "nearest", "resolve", "t",
+           "value_label"]
 
 ROOT = Path(__file__).parent / "locales"
 FALLBACK = "en"
@@ -46,17 +59,25 @@ def catalogue(locale: str) -> Mapping[str, str]:
     return out
 
 
+def _code(locale: object) -> str:
+    return str(getattr(locale, "value", locale) or "")
+
+
+def nearest(locale: object, known: Iterable[str]) -> str | None:
+    """Of the locale codes `known`, the one for `locale`: the same code, else the first of the
+    same language (`zh-TW` -> `zh-CN`); None when none fits."""
+    code = _code(locale)
+    known = sorted(known)
+    if code in known:
+        return code
+    language = code.split("-")[0]
+    return next((k for k in known if k.split("-")[0] == language), None)
+
+
 @functools.cache
 def resolve(locale: object) -> str:
     """The catalogue for a Discord locale (a `discord.Locale` or its string value, or None)."""
-    code = str(getattr(locale, "value", locale) or "")
-    if code in LOCALES:
-        return code
-    language = code.split("-")[0]
-    for known in LOCALES:
-        if known.split("-")[0] == language:
-            return known
-    return FALLBACK
+    return nearest(locale, LOCALES) or FALLBACK
 
 
 def t(locale: object, key: str, /, **params: object) -> str:
@@ -66,3 +87,47 @@ def t(locale: object, key: str, /, **params: object) -> str:
     if template is None:
         template = catalogue(FALLBACK)[key]
     return template.format(**params)
+
+
+# -- the pack's words: attribute names and values ----------------------------------------------
+
+def _pack_words(attr: Attribute, locale: object) -> Translation | None:
+    found = nearest(locale, attr.translations)
+    return attr.translations[found] if found is not None else None
+
+
+def _catalogue_words(schema: Schema, attr: Attribute, field: str, locale: object) -> str | None:
+    return catalogue(resolve(locale)).get(f"values.{schema.name}.{attr.name}.{field}")
+
+
+def value_label(schema: Schema, attribute: str, value: str, locale: object) -> str:
+    """What members of `locale` call `value` of `attribute`: the pack's translation, else the
+    `values` catalogue, else the pack's (English) label. Unknown names are a SchemaError."""
+    attr = schema[attribute]
+    attr.index(value)
+    words = _pack_words(attr, locale)
+    if words is not None and words.labels.get(value):
+        return words.labels[value]
+    if resolve(locale) == FALLBACK and attr.labels:
+        return attr.label(value)
+    return _catalogue_words(schema, attr, value, locale) or attr.label(value)
+
+
+def attribute_label(schema: Schema, attribute: str, locale: object) -> str:
+    """What members of `locale` call the attribute itself (`style` -> 动物), same order as `value_label`;
+    in English (and without any words) its name."""
+    attr = schema[attribute]
+    words = _pack_words(attr, locale)
+    return (words.name if words is not None and words.name else None) or \
+        _catalogue_words(schema, attr, "_name", locale) or attr.name
+
+
+def attribute_description(schema: Schema, attribute: str, locale: object) -> str:
+    """The attribute's description for `locale`, same order; the pack's English one last (may be empty)."""
+    attr = schema[attribute]
+    words = _pack_words(attr, locale)
+    if words is not None and words.description:
+        return words.description
+    if resolve(locale) == FALLBACK and attr.description:
+        return attr.description
+    return _catalogue_words(schema, attr, "_description", locale) or attr.description

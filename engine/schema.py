@@ -3,6 +3,11 @@
 A schema is an ordered tuple of categorical attributes, each an ordered tuple of values.
 A *condition* is one value per attribute; on the wire (ONNX inputs, recipes) it is the
 tuple of value indices in schema order. Pure Python: importable without numpy or torch.
+
+Words for people are presentation, outside the fingerprint: an attribute's `labels` and
+`description` (English), and optional `translations`, one `Translation` per locale (Discord's
+locale codes: `zh-CN`, `ja`, ...) naming the attribute and some or all of its values in that
+language. The bot picks among them (`bot.i18n.value_label`).
 """
 
 from __future__ import annotations
@@ -12,11 +17,33 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Attribute", "Schema", "SchemaError"]
+__all__ = ["Attribute", "Schema", "SchemaError", "Translation"]
 
 
 class SchemaError(ValueError):
     """A condition or schema document that does not fit the schema; the message names what."""
+
+
+@dataclass(frozen=True)
+class Translation:
+    """One locale's words for an attribute: its name, its description and labels of some of
+    its values ({value: label}); empty ones are left to the next fallback."""
+
+    name: str = ""
+    description: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def to_dict(self) -> dict:
+        doc: dict = {"name": self.name, "description": self.description, "labels": dict(self.labels)}
+        return {k: v for k, v in doc.items() if v}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping) -> Translation:
+        labels = doc.get("labels") or {}
+        if not isinstance(labels, Mapping):
+            raise TypeError(f"translation labels must map values to labels, not {type(labels).__name__}")
+        return cls(name=str(doc.get("name") or ""), description=str(doc.get("description") or ""),
+                   labels={str(k): str(v) for k, v in labels.items()})
 
 
 @dataclass(frozen=True)
@@ -26,6 +53,7 @@ class Attribute:
     default: str | None = None  # None: random when unset
     labels: tuple[str, ...] = ()  # display labels, same order as values; empty = values
     description: str = ""
+    translations: Mapping[str, Translation] = field(default_factory=dict, hash=False)  # locale -> words
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -38,6 +66,14 @@ class Attribute:
             raise SchemaError(f"default {self.default!r} of {self.name!r} is not one of its values")
         if self.labels and len(self.labels) != len(self.values):
             raise SchemaError(f"attribute {self.name!r}: labels and values differ in length")
+        for locale, words in self.translations.items():
+            if not locale or not isinstance(words, Translation):
+                raise SchemaError(f"attribute {self.name!r}: translations map locale codes to Translation")
+            unknown = [v for v in words.labels if v not in self.values]
+            if unknown:
+                raise SchemaError(f"attribute {self.name!r}: {locale} labels unknown values {unknown}")
+            if any(not label.strip() for label in words.labels.values()):
+                raise SchemaError(f"attribute {self.name!r}: an empty {locale} label")
 
     @property
     def cardinality(self) -> int:
@@ -129,19 +165,16 @@ class Schema:
 
     # -- documents ------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "attributes": [
-                {
-                    "name": a.name,
-                    "values": list(a.values),
-                    "default": a.default,
-                    "labels": list(a.labels) if a.labels else list(a.values),
-                    "description": a.description,
-                }
-                for a in self.attributes
-            ],
-        }
+        """The manifest's `schema` document; `translations` only where an attribute has some,
+        so schemas without them write exactly what they always did."""
+        attributes = []
+        for a in self.attributes:
+            doc = {"name": a.name, "values": list(a.values), "default": a.default,
+                   "labels": list(a.labels) if a.labels else list(a.values), "description": a.description}
+            if a.translations:
+                doc["translations"] = {loc: words.to_dict() for loc, words in a.translations.items()}
+            attributes.append(doc)
+        return {"name": self.name, "attributes": attributes}
 
     @classmethod
     def from_dict(cls, doc: Mapping) -> Schema:
@@ -153,6 +186,8 @@ class Schema:
                     default=a.get("default"),
                     labels=tuple(str(v) for v in a.get("labels") or ()),
                     description=str(a.get("description", "")),
+                    translations={str(loc): Translation.from_dict(words)
+                                  for loc, words in (a.get("translations") or {}).items()},
                 )
                 for a in doc["attributes"]
             )

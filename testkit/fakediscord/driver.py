@@ -12,8 +12,8 @@ from .interaction import Interaction, ResponseType
 from .invoke import InvalidInvocation, build_options, find_command, nest
 from .gateway import shard_of
 from .server import TOKEN, FakeServer
-from .state import (ALL_PERMISSIONS, MAX_FILE_BYTES, Attachment, Channel, Guild, Member, Message, User, Violation, World,
-                    snowflake, snowflake_on_shard)
+from .state import (ALL_PERMISSIONS, LOCALES, MAX_FILE_BYTES, Attachment, Channel, Guild, Member, Message, User,
+                    Violation, World, localized, snowflake, snowflake_on_shard)
 
 __all__ = ["FakeDiscord", "SHIM_DIR", "REPO_ROOT", "DEMO_BOT"]
 
@@ -101,18 +101,20 @@ class FakeDiscord:
     # -- setting up the world --------------------------------------------------------------
 
     def add_guild(self, name: str = "Test Server", channels: tuple[str, ...] = ("general",), *,
-                  shard: int | None = None) -> Guild:
+                  shard: int | None = None, locale: str = "en-US") -> Guild:
         """A guild with text channels; added before the bot connects (or sent at its next connect).
 
         Its id lands on `shard` of `shards` (`(id >> 22) % shards`); by default guilds take the
-        shards in turn, so every shard gets guilds."""
+        shards in turn, so every shard gets guilds. `locale`: the server's preferred language
+        (`preferred_locale`, and every interaction's `guild_locale`)."""
+        _check_locale(locale)
         if shard is None:
             shard = len(self.world.guilds) % self.shards
         if not 0 <= shard < self.shards:
             raise ValueError(f"shard {shard} is not one of the fake's {self.shards} shards")
         owner = User(snowflake(), f"{name}-owner")
         self.world.users[owner.id] = owner
-        guild = Guild(snowflake_on_shard(shard, self.shards), name, owner.id, snowflake())
+        guild = Guild(snowflake_on_shard(shard, self.shards), name, owner.id, snowflake(), preferred_locale=locale)
         for cname in channels:
             ch = Channel(snowflake(), guild.id, cname)
             guild.channels.append(ch)
@@ -121,14 +123,17 @@ class FakeDiscord:
         return guild
 
     def add_member(self, guild: Guild, name: str, *, admin: bool = False, user: User | None = None,
-                   permissions: int = 0) -> Member:
+                   locale: str = "en-US", permissions: int = 0) -> Member:
         """A member; `admin=True` gives a role with Manage Server; `user=` (another member's `.user`)
-        makes the same Discord user a member of `guild` too; `permissions`: more permission bits
-        (`member.grants`, changeable later)."""
+        makes the same Discord user a member of `guild` too. `locale`: their client's language
+        (`zh-CN`, `ja`, ...), sent as every interaction's `locale`; it can change later
+        (`member.locale = "ja"`), as when they switch their client's language. `permissions`:
+        more permission bits (`member.grants`, changeable later)."""
+        _check_locale(locale)
         if user is None:
             user = User(snowflake(), name)
         self.world.users[user.id] = user
-        member = Member(user, guild, admin=admin, grants=permissions)
+        member = Member(user, guild, admin=admin, locale=locale, grants=permissions)
         guild.members[user.id] = member
         return member
 
@@ -219,6 +224,28 @@ class FakeDiscord:
         itx = await self._send(member, 4, data, None)
         return await itx.wait_done(timeout)
 
+    def typed(self, member: Member, command: str, **options: Any) -> str:
+        """`/command sub option:value ...` as `member` sees it in the command list of their client's
+        language: the synced localized names of the command, its options and its choices
+        (`/头像 动物:猫 种子:7` for a zh-CN member). Values without choices are shown as given."""
+        top, subs, defs = find_command(self.world.commands, member.guild.id, command)
+        loc = member.locale
+        words = [localized(top, loc)]
+        node = top
+        for sub in subs:
+            node = next(o for o in node.get("options") or [] if o["name"] == sub)
+            words.append(localized(node, loc))
+        for key, value in options.items():
+            if value is None:
+                continue
+            opt = next((o for o in defs if o["name"] in (key, key.replace("_", "-"))), None)
+            if opt is None:
+                raise InvalidInvocation(f"/{command}: unknown option {key!r} (have {[o['name'] for o in defs]})")
+            choice = next((c for c in opt.get("choices") or [] if c["value"] == value), None)
+            shown = localized(choice, loc) if choice else getattr(value, "name", value)
+            words.append(f"{localized(opt, loc)}:{shown}")
+        return "/" + " ".join(words)
+
     async def click(self, member: Member, message: Message, *, custom_id: str | None = None,
                     label: str | None = None, emoji: str | None = None) -> Interaction:
         """Press a button found by custom_id (or a prefix ending in ':'), label or emoji name."""
@@ -306,9 +333,10 @@ class FakeDiscord:
             "id": str(iid), "application_id": str(self.world.application_id), "type": kind, "data": data,
             "guild_id": str(guild.id), "channel_id": str(channel.id),
             "channel": {**channel.to_payload(), "permissions": str(member.permissions)},
-            "guild": {"id": str(guild.id), "locale": "en-US", "features": []},
+            "guild": {"id": str(guild.id), "locale": guild.preferred_locale, "features": []},
             "member": member.to_payload(with_permissions=True), "token": "itx." + secrets.token_urlsafe(48),
-            "version": 1, "app_permissions": str(ALL_PERMISSIONS), "locale": "en-US", "guild_locale": "en-US",
+            "version": 1, "app_permissions": str(ALL_PERMISSIONS), "locale": member.locale,
+            "guild_locale": guild.preferred_locale,
             "entitlements": [], "authorizing_integration_owners": {"0": str(guild.id)}, "context": 0,
             "attachment_size_limit": 10 * 1024 * 1024,
         }
@@ -318,6 +346,11 @@ class FakeDiscord:
         itx = Interaction(iid, payload["token"], kind, payload, member, source=message)
         await self.server.send_interaction(itx)
         return itx
+
+
+def _check_locale(locale: str) -> None:
+    if locale not in LOCALES:
+        raise ValueError(f"{locale!r} is not a Discord locale; one of {sorted(LOCALES)}")
 
 
 __all__ += ["InvalidInvocation", "ResponseType"]

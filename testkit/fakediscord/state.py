@@ -16,7 +16,7 @@ from typing import Any
 
 __all__ = [
     "Attachment", "Channel", "Guild", "Member", "Message", "User", "Violation", "World",
-    "EPHEMERAL", "MANAGE_GUILD", "ADMINISTRATOR", "DEFAULT_PERMISSIONS",
+    "EPHEMERAL", "MANAGE_GUILD", "ADMINISTRATOR", "DEFAULT_PERMISSIONS", "LOCALES", "valid_name", "localized",
 ]
 
 DISCORD_EPOCH_MS = 1_420_070_400_000
@@ -37,8 +37,23 @@ MAX_PER_ROW = 5
 MAX_CUSTOM_ID = 100
 MAX_CHOICES = 25
 MAX_OPTIONS = 25
-_NAME_RE = re.compile(r"^[-_\w]{1,32}$")
+_NAME_RE = re.compile(r"[-_\w]{1,32}")
+# The language codes Discord accepts in `*_localizations` and sends as a member's `locale`.
+LOCALES = frozenset({
+    "bg", "cs", "da", "de", "el", "en-GB", "en-US", "es-419", "es-ES", "fi", "fr", "hi", "hr", "hu", "id", "it", "ja",
+    "ko", "lt", "nl", "no", "pl", "pt-BR", "ro", "ru", "sv-SE", "th", "tr", "uk", "vi", "zh-CN", "zh-TW"})
 _ids = itertools.count(1)
+
+
+def valid_name(name: str) -> bool:
+    """Discord's rule for command and option names, localized ones too: 1-32 letters, digits, `-`
+    or `_` (any script: `头像` is fine), lower case where the script has case."""
+    return bool(_NAME_RE.fullmatch(name)) and name == name.lower()
+
+
+def localized(node: dict, locale: str | None, key: str = "name") -> str:
+    """A synced command's, option's or choice's `key` as a member with `locale` sees it."""
+    return (node.get(f"{key}_localizations") or {}).get(locale or "", node.get(key, ""))
 
 
 def snowflake() -> int:
@@ -111,6 +126,7 @@ class Member:
     guild: Guild
     admin: bool = False  # holds a role with Manage Server
     joined_at: str = field(default_factory=iso_now)
+    locale: str = "en-US"  # the member's client language: the interaction's `locale`
     grants: int = 0  # permission bits beyond the defaults (e.g. emoji.MANAGE_GUILD_EXPRESSIONS)
 
     @property
@@ -145,6 +161,7 @@ class Guild:
     channels: list[Channel] = field(default_factory=list)
     members: dict[int, Member] = field(default_factory=dict)
     threads: list[Channel] = field(default_factory=list)  # active public threads
+    preferred_locale: str = "en-US"  # the server's language: `preferred_locale`, interactions' `guild_locale`
     premium_tier: int = 0  # boost level 0-3: emoji slots (emoji.py)
     emojis: list = field(default_factory=list)  # emoji.Emoji
     bot_permissions: int = ALL_PERMISSIONS  # the bot's permissions here (interactions' app_permissions)
@@ -168,7 +185,7 @@ class Guild:
             "roles": roles, "emojis": [e.to_payload() for e in self.emojis], "stickers": [], "features": [], "unavailable": False, "large": False,
             "member_count": len(self.members) + 1, "members": [bot_member] + [m.to_payload() for m in self.members.values()],
             "channels": [c.to_payload() for c in self.channels], "threads": [t.to_payload() for t in self.threads], "voice_states": [], "presences": [],
-            "stage_instances": [], "guild_scheduled_events": [], "joined_at": iso_now(), "preferred_locale": "en-US",
+            "stage_instances": [], "guild_scheduled_events": [], "joined_at": iso_now(), "preferred_locale": self.preferred_locale,
             "verification_level": 0, "default_message_notifications": 0, "explicit_content_filter": 0,
             "mfa_level": 0, "premium_tier": self.premium_tier, "nsfw_level": 0, "system_channel_flags": 0,
             "application_id": None, "afk_timeout": 300, "max_members": 500000,
@@ -391,18 +408,43 @@ class World:
                 bad("select_options", f"min_values/max_values out of range in {cid!r}")
 
     def check_commands(self, commands: list[dict]) -> list[Violation]:
+        """Discord's rules for a command sync, localized names and descriptions included: a name
+        (in every locale) per `valid_name`, descriptions and choice names 1-100 characters, known
+        locale codes, and names unique among siblings in every locale."""
         found: list[Violation] = []
+
+        def localizations(node: dict, where: str, *, choice: bool = False) -> None:
+            for key in ("name_localizations", "description_localizations"):
+                for loc, text in (node.get(key) or {}).items():
+                    if loc not in LOCALES:
+                        found.append(self.violate("bad_locale", f"{where} {key}: unknown locale {loc!r}"))
+                    elif key == "name_localizations" and not choice and not valid_name(text or ""):
+                        found.append(self.violate("bad_command_name", f"{where} in {loc}: {text!r}"))
+                    elif not 1 <= len(text or "") <= 100:
+                        found.append(self.violate("bad_description" if key.startswith("desc") else "bad_choice_name",
+                                                  f"{where} {key} in {loc}: 1 to 100 characters, got {text!r}"))
+
+        def unique(nodes: list[dict], where: str) -> None:
+            for loc in {None} | {loc for n in nodes for loc in n.get("name_localizations") or {}}:
+                names = [localized(n, loc) for n in nodes]
+                dupes = sorted({n for n in names if names.count(n) > 1})
+                if dupes:
+                    found.append(self.violate("duplicate_name", f"{where} in {loc or 'English'}: {dupes}"))
 
         def walk(options: list[dict], where: str) -> None:
             if len(options) > MAX_OPTIONS:
                 found.append(self.violate("too_many_options", f"{where}: {len(options)} > {MAX_OPTIONS}"))
             required_done = False
+            unique(options, where)
             for o in options:
                 name = o.get("name", "")
-                if not _NAME_RE.match(name) or name != name.lower():
+                if not valid_name(name):
                     found.append(self.violate("bad_command_name", f"{where}: {name!r}"))
                 if not 1 <= len(o.get("description") or "") <= 100:
                     found.append(self.violate("bad_description", f"{where} {name}: 1 to 100 characters"))
+                localizations(o, f"{where} {name}")
+                for c in o.get("choices") or []:
+                    localizations(c, f"{where} {name} choice {c.get('value')!r}", choice=True)
                 if o.get("type") in (1, 2):
                     walk(o.get("options") or [], f"{where} {name}")
                     continue
@@ -420,11 +462,13 @@ class World:
                 if not 1 <= len(name) <= 32:
                     found.append(self.violate("bad_command_name", repr(name)))
                 continue
-            if not _NAME_RE.match(name) or name != name.lower():
+            if not valid_name(name):
                 found.append(self.violate("bad_command_name", repr(name)))
             if not 1 <= len(cmd.get("description") or "") <= 100:
                 found.append(self.violate("bad_description", f"/{name}: 1 to 100 characters"))
+            localizations(cmd, f"/{name}")
             walk(cmd.get("options") or [], f"/{name}")
+        unique([c for c in commands if c.get("type", 1) == 1], "chat input commands")
         if len(commands) > 100:
             found.append(self.violate("too_many_commands", f"{len(commands)} > 100"))
         return found

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.schema import Attribute, Schema, SchemaError
+from engine.schema import Attribute, Schema, SchemaError, Translation
 
 COLORS = tuple(f"c{i:02d}" for i in range(14))  # more values than an error message lists
 
@@ -162,6 +162,49 @@ def test_labels_are_for_display_only():
     assert SCHEMA["eyes"].label("big") == "big"  # no labels: the value itself
     with pytest.raises(SchemaError, match="unknown style"):
         style.label("owl")
+
+
+TRANSLATED = {
+    "zh-CN": {"name": "动物", "description": "是哪种小动物", "labels": {"cat": "猫", "dog": "狗"}},
+    "ja": {"labels": {"cat": "ねこ"}},
+}
+
+
+def test_translations_round_trip_and_stay_out_of_the_fingerprint():
+    doc = SCHEMA.to_dict()
+    doc["attributes"][0]["translations"] = TRANSLATED
+    schema = Schema.from_dict(json.loads(json.dumps(doc)))
+    zh = schema["style"].translations["zh-CN"]
+    assert zh == Translation("动物", "是哪种小动物", {"cat": "猫", "dog": "狗"})
+    assert schema["style"].translations["ja"].labels == {"cat": "ねこ"} and not schema["style"].translations["ja"].name
+    assert schema.to_dict() == doc  # written back as read (empty fields left out)
+    assert schema.fingerprint() == SCHEMA.fingerprint() == "52759d34fba05524"
+    assert schema["style"].label("cat") == "Cat"  # the default label is untouched
+
+
+def test_documents_without_translations_are_written_as_before():
+    doc = SCHEMA.to_dict()
+    assert all("translations" not in a for a in doc["attributes"])
+    bundled = json.loads((Path(__file__).resolve().parents[2] / "engine/packs/moe-default/manifest.json").read_text())
+    assert Schema.from_dict(bundled["schema"]).to_dict() == bundled["schema"]
+
+
+@pytest.mark.parametrize("translations, message", [
+    ({"ja": Translation(labels={"owl": "ふくろう"})}, "ja labels unknown values"),
+    ({"ja": Translation(labels={"cat": " "})}, "empty ja label"),
+    ({"": Translation()}, "map locale codes"),
+    ({"ja": {"labels": {}}}, "map locale codes"),
+])
+def test_bad_translations_say_what_is_wrong(translations, message):
+    with pytest.raises(SchemaError, match=message):
+        Attribute("style", ("cat", "dog"), translations=translations)
+
+
+def test_malformed_translation_documents_are_schema_errors():
+    for words in ("猫", {"labels": ["猫"]}):
+        doc = {"attributes": [{"name": "style", "values": ["cat"], "translations": {"zh-CN": words}}]}
+        with pytest.raises(SchemaError, match="malformed schema document"):
+            Schema.from_dict(doc)
 
 
 def test_importable_without_numpy():
