@@ -36,7 +36,7 @@ import bot.actions as actions
 from bot.alt_text import fit
 from bot.context import BotContext, context_of
 from bot.errors import NotOwner, UserError
-from bot.i18n import FALLBACK, t
+from bot.i18n import FALLBACK, attribute_label, t, value_label
 from bot.items import MoeItem
 from bot.storage import GuildSettings, SavedAvatar
 from engine.recipe import Recipe
@@ -62,7 +62,7 @@ _REF = rf"(?P<ref>{actions.REF_PATTERN})"
 @dataclass(frozen=True)
 class Cell:
     change: Mapping[str, str]  # attribute name -> value drawn in this cell
-    label: str  # display names, as written on the grid ("Big" or "Big/Smile")
+    label: str  # the pack's display names, as written on the grid ("Big" or "Big/Smile")
     stem: str  # ascii-safe file name without size ("eyes-big" or "eyes-big-mouth-smile")
 
 
@@ -165,31 +165,35 @@ async def build_zip(results: Sequence, stems: Sequence[str], render: Render,
 
 
 # -- words -------------------------------------------------------------------------------------
-def _what(locale: object, plan: Plan) -> str:
-    if len(plan.varied) == 2:
-        return t(locale, "sheet.what_expressions", first=plan.varied[0], second=plan.varied[1])
-    return plan.varied[0]
+def _what(locale: object, schema: Schema, plan: Plan) -> str:
+    """What changes from cell to cell, in the member's words: `eyes`, or `expression (eyes × mouth)`."""
+    names = [attribute_label(schema, n, locale) for n in plan.varied]
+    if len(names) == 2:
+        return t(locale, "sheet.what_expressions", first=names[0], second=names[1])
+    return names[0]
 
 
-def _kept(schema: Schema, recipe: Recipe, plan: Plan) -> str:
-    """The conditions every cell shares, with the pack's labels."""
+def _kept(locale: object, schema: Schema, recipe: Recipe, plan: Plan) -> str:
+    """The conditions every cell shares, in the member's words."""
     try:
         values = schema.decode(recipe.cond)
     except SchemaError:
         return ""
-    return ", ".join(f"{n}: {schema[n].label(v)}" for n, v in values.items() if n not in plan.varied)
+    return ", ".join(f"{attribute_label(schema, n, locale)}: {value_label(schema, n, v, locale)}"
+                     for n, v in values.items() if n not in plan.varied)
 
 
 def grid_alt(locale: object, schema: Schema, recipe: Recipe, plan: Plan) -> str:
     """The grid's description: what stays, what changes, the cells in reading order."""
-    return fit(t(locale, "sheet.alt_grid", count=len(plan.cells), what=_what(locale, plan),
-                 kept=_kept(schema, recipe, plan), cols=plan.cols, cells=", ".join(c.label for c in plan.cells)))
+    cells = ", ".join("/".join(value_label(schema, n, v, locale) for n, v in c.change.items()) for c in plan.cells)
+    return fit(t(locale, "sheet.alt_grid", count=len(plan.cells), what=_what(locale, schema, plan),
+                 kept=_kept(locale, schema, recipe, plan), cols=plan.cols, cells=cells))
 
 
-def zip_alt(locale: object, plan: Plan, sizes: Sequence[int], transparent: bool) -> str:
+def zip_alt(locale: object, schema: Schema, plan: Plan, sizes: Sequence[int], transparent: bool) -> str:
     """The ZIP's description: how many files, which sizes, transparent or not."""
     key = "sheet.alt_zip_transparent" if transparent else "sheet.alt_zip_opaque"
-    return fit(t(locale, key, files=len(plan.cells) * len(sizes), what=_what(locale, plan),
+    return fit(t(locale, key, files=len(plan.cells) * len(sizes), what=_what(locale, schema, plan),
                  sizes=", ".join(map(str, sizes))))
 
 
@@ -222,7 +226,7 @@ async def draw_sheet(bot: BotContext, interaction: discord.Interaction, recipe: 
     archive, sizes = await build_zip(
         results, [c.stem for c in plan.cells],
         lambda r, size: actions.png_of(bot, r, size=size, transparent=transparent))
-    lines = [t(locale, "sheet.posted", mention=interaction.user.mention, what=_what(locale, plan),
+    lines = [t(locale, "sheet.posted", mention=interaction.user.mention, what=_what(locale, pack.schema, plan),
                count=len(plan.cells))]
     if len(plan.cells) < plan.total:
         lines.append(t(locale, "sheet.cut", shown=len(plan.cells), total=plan.total, max=MAX_CELLS))
@@ -231,7 +235,7 @@ async def draw_sheet(bot: BotContext, interaction: discord.Interaction, recipe: 
         lines.append(t(locale, "sheet.zip_transparent" if transparent else "sheet.zip_opaque",
                        sizes=", ".join(map(str, sizes))))
         files.append(discord.File(io.BytesIO(archive), filename="sheet.zip",
-                                  description=zip_alt(locale, plan, sizes, transparent)))
+                                  description=zip_alt(locale, pack.schema, plan, sizes, transparent)))
     if set(sizes) != set(ZIP_SIZES):
         lines.append(t(locale, "sheet.left_out", sizes=", ".join(str(s) for s in ZIP_SIZES if s not in sizes)))
     await interaction.followup.send("\n".join(lines), files=files, allowed_mentions=discord.AllowedMentions.none())
@@ -270,9 +274,10 @@ async def by_autocomplete(bot: BotContext, interaction: discord.Interaction, cur
 def option_label(locale: object, schema: Schema, manifest: Mapping, by: str) -> str:
     """How a menu or autocomplete names one choice, with the pictures it makes."""
     plan = plan_sheet(schema, manifest, by, locale)
+    names = [attribute_label(schema, n, locale) for n in plan.varied]
     if by == EXPRESSIONS:
-        return t(locale, "sheet.option_pair", first=plan.varied[0], second=plan.varied[1], count=len(plan.cells))[:100]
-    return t(locale, "sheet.option_attribute", attribute=by, count=len(plan.cells))[:100]
+        return t(locale, "sheet.option_pair", first=names[0], second=names[1], count=len(plan.cells))[:100]
+    return t(locale, "sheet.option_attribute", attribute=names[0], count=len(plan.cells))[:100]
 
 
 # -- the button and its menu -------------------------------------------------------------------

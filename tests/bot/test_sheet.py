@@ -142,9 +142,12 @@ def test_alt_texts_name_what_stays_and_every_cell():
     alt = sheet.grid_alt("en-US", STYLES, recipe, plan)
     assert "style: Bunny" in alt and "mouth:" not in alt and "24 times" in alt and "big/Smile" in alt
     assert "happy/Tongue" in alt and len(alt) <= 1024
-    assert "48 transparent PNG" in sheet.zip_alt("en-US", plan, (256, 512), True)
-    assert "background" in sheet.zip_alt("en-US", plan, (256,), False)
+    assert "48 transparent PNG" in sheet.zip_alt("en-US", STYLES, plan, (256, 512), True)
+    assert "background" in sheet.zip_alt("en-US", STYLES, plan, (256,), False)
     assert "キャラクターシート" in sheet.grid_alt("ja", STYLES, recipe, plan)
+    builtin = Schema(STYLES.attributes, name="moe-styles")  # the catalogue has its words in other languages
+    ja = sheet.grid_alt("ja", builtin, recipe, sheet.plan_sheet(builtin, {}, sheet.EXPRESSIONS))
+    assert "どうぶつ: " in ja and "ぱっちり/" in ja and "おめめ" in ja
     long = Schema((Attribute("name", tuple(f"v{i}" for i in range(24)), labels=tuple("x" * 60 for _ in range(24))),))
     assert len(sheet.grid_alt("en", long, Recipe(1, "0badcafe", "gan", Seed(1), (0,)),
                               sheet.plan_sheet(long, {}, "name"))) <= 1024
