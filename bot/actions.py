@@ -1,7 +1,10 @@
 """What the bot does for a member, without the Discord UI: limits, recipes, engine calls.
 
 Slash commands (`bot/cogs/`) and buttons (`bot/components.py`) both come through here,
-so a reroll from a button and a `/avatar-recipe` behave the same way.
+so a reroll from a button and a `/avatar-recipe` behave the same way. Refusals are
+`UserError`s with catalogue keys (worded in the member's language by `bot.errors`);
+`describe` words a recipe in the locale its caller passes (the server's for a public post,
+the member's for an ephemeral answer).
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from contextlib import asynccontextmanager
 
 import discord
 
+from bot.alt_text import pair
 from bot.context import BotContext, context_of
 from bot.errors import NotAllowedHere, StorageUnavailable, UserError
+from bot.i18n import t
 from bot.limits import Limits, refund_draw, take_draw
 from bot.render import grid_png
 from bot.storage import LATENT_SCOPE, GuildSettings
@@ -52,11 +57,11 @@ async def check_limits(interaction: discord.Interaction) -> GuildSettings:
     `bot.errors.report_error`)."""
     bot = context_of(interaction)
     if interaction.guild_id is None:
-        raise UserError("Avatars are made in servers; use me in a server channel.")
+        raise UserError("limits.servers_only")
     gs = await bot.db.guild_settings(interaction.guild_id)
     if gs.allowed_channels and not {interaction.channel_id, parent_channel_id(interaction)} & gs.allowed_channels:
         where = ", ".join(f"<#{c}>" for c in sorted(gs.allowed_channels))
-        raise NotAllowedHere(f"On this server avatars are made in {where} (and their threads).")
+        raise NotAllowedHere("limits.channels", channels=where)
     return gs
 
 
@@ -111,7 +116,8 @@ def pack_for_guild(bot: BotContext, gs: GuildSettings):
     name = gs.default_pack or bot.default_pack_name
     pack = bot.engine.packs.get(name)
     if pack is None:
-        raise UnknownPack(f"this server's pack {name!r} is not installed any more; an admin can pick another with /moe-admin pack")
+        raise UnknownPack(f"this server's pack {name!r} is not installed any more; an admin can pick another with /moe-admin pack",
+                          reason="server", pack=name)
     return pack
 
 
@@ -133,7 +139,7 @@ async def ref_for(bot: BotContext, recipe: Recipe) -> str:
 
 async def recipe_from_ref(bot: BotContext, ref: str) -> Recipe:
     if not _REF_RE.fullmatch(ref):
-        raise UserError("That button is not one of mine (its recipe is malformed).")
+        raise UserError("errors.malformed_button")
     code = await bot.db.recipe_by_ref(int(ref[1:])) if ref.startswith("~") else ref
     return parse_code(code)
 
@@ -144,14 +150,14 @@ def parse_code(code: str) -> Recipe:
 
 
 # -- words ------------------------------------------------------------------------------------
-def _latent_words(node) -> str:
+def _latent_words(locale: object, node) -> str:
     if isinstance(node, Upload):
-        return "from your picture"
+        return t(locale, "describe.upload")
     if isinstance(node, Vary):
-        return f"variation of {_latent_words(node.base)}"
+        return t(locale, "describe.variation", base=_latent_words(locale, node.base))
     if isinstance(node, Slerp):
-        return "blend"
-    return f"seed {node.seed}"
+        return t(locale, "describe.blend")
+    return t(locale, "describe.seed", seed=node.seed)
 
 
 def schema_of(bot: BotContext, recipe: Recipe):
@@ -162,20 +168,21 @@ def schema_of(bot: BotContext, recipe: Recipe):
         return None
 
 
-def describe(bot: BotContext, recipe: Recipe) -> str:
-    """One line such as `style: cat · eyes: big · seed 12 · gan`."""
+def describe(bot: BotContext, recipe: Recipe, locale: object) -> str:
+    """One line such as `style: cat · eyes: big · seed 12 · gan`, in `locale`."""
     try:
         schema = pack_of(bot, recipe).schema
         cond = schema.decode(recipe.cond)
     except (UnknownPack, SchemaError):  # a pack no longer installed or changed: no names
-        return f"{recipe.model} · {_latent_words(recipe.latent)}"
-    parts = [f"{name}: {schema[name].label(value)}" for name, value in cond.items()]
+        return f"{recipe.model} · {_latent_words(locale, recipe.latent)}"
+    parts = [pair(locale, schema, name, value) for name, value in cond.items()]
     if recipe.cond_b is not None:
         other = schema.decode(recipe.cond_b)
-        changed = [f"{n}: {schema[n].label(v)}" for n, v in other.items() if cond[n] != v]
+        changed = [pair(locale, schema, n, v) for n, v in other.items() if cond[n] != v]
         if changed:
-            parts.append(f"blended {round(recipe.mix * 100)}% with " + ", ".join(changed))
-    parts += [_latent_words(recipe.latent), recipe.model]
+            parts.append(t(locale, "describe.blended_with", percent=round(recipe.mix * 100),
+                           changes=t(locale, "describe.list_separator").join(changed)))
+    parts += [_latent_words(locale, recipe.latent), recipe.model]
     return " · ".join(parts)
 
 

@@ -16,6 +16,16 @@ are decoded in the callback, where a forged or stale id becomes a plain ephemera
 through `bot.errors.report_error`. Every callback acknowledges the interaction before it
 touches the database (a `~<id>` lookup, saved avatars), so Discord's 3-second deadline never
 waits on storage.
+
+The messages that post pictures (a result, the variations grid, GAN-vs-VAE, a gallery page)
+are built here too: they carry these buttons, and the buttons post them.
+
+Words come from the `components` and `posting` catalogues. Ephemeral answers and refusals
+are in the member's language (`interaction.locale`). Posted pictures are public, read by the
+whole channel, so their text and alt text (`bot.alt_text`) are in the server's language
+(`interaction.guild_locale`). Labels are sent once, when a message is posted, so they are in
+the language of the member whose action posted it, who presses most of them (items rebuilt
+from a custom_id for dispatch take no locale: Discord keeps the posted labels).
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ import bot.forget_text as forget_text
 from bot.actions import REF_PATTERN
 from bot.context import context_of
 from bot.errors import NotOwner, UserError, report_error
+from bot.i18n import attribute_label, t, value_label
 from bot.items import MoeItem
 from bot.maintenance import forget_member
 from bot.sheet import SheetButton, SheetSelect
@@ -40,6 +51,7 @@ from engine.recipe import upload_ids
 
 __all__ = [
     "ITEMS", "MoeItem", "result_view", "png_file", "post_result", "post_variations", "post_compare", "gallery_page",
+    "saved_items",
     "RerollButton", "VariationsButton", "EditButton", "EditSelect", "BlendButton", "BlendSelect",
     "SaveButton", "DeleteButton", "RecipeButton", "PickButton", "GalleryButton", "ForgetButton",
 ]
@@ -54,7 +66,7 @@ class OwnerOnly:
     """Mixin for items whose custom_id names the requester: others get a polite refusal."""
 
     uid: int
-    refusal = "Only the member who made this avatar can do that."
+    refusal = "components.not_owner"  # a catalogue key
 
     async def interaction_check(self, interaction: discord.Interaction) -> bool:
         if interaction.user.id == self.uid:
@@ -68,21 +80,22 @@ def _button(custom_id: str, emoji: str, label: str, style=discord.ButtonStyle.se
 
 
 class RefButton(MoeItem):
-    """Mixin for the result buttons `moe:<verb>:<ref>`: the recipe reference is all their state."""
+    """Mixin for the result buttons `moe:<verb>:<ref>`: the recipe reference is all their state;
+    `label_key` is the catalogue key of the button's label."""
 
     verb: str
     emoji: str
-    label: str
+    label_key: str
     row = 0
 
-    def __init__(self, ref: str) -> None:
-        super().__init__(_button(f"moe:{self.verb}:{ref}", self.emoji, self.label, row=self.row))
+    def __init__(self, ref: str, locale: object = None) -> None:
+        super().__init__(_button(f"moe:{self.verb}:{ref}", self.emoji, t(locale, self.label_key), row=self.row))
         self.ref = ref
 
 
 # -- the result buttons ---------------------------------------------------------------------------
 class RerollButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}"):
-    verb, emoji, label = "r", "🎲", "Reroll"
+    verb, emoji, label_key = "r", "🎲", "components.reroll"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
@@ -94,7 +107,7 @@ class RerollButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:r:{REF}
 
 
 class VariationsButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:v:{REF}"):
-    verb, emoji, label = "v", "✨", "Variations"
+    verb, emoji, label_key = "v", "✨", "components.variations"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
@@ -106,7 +119,7 @@ class VariationsButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:v:{
 
 
 class EditButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}"):
-    verb, emoji, label = "e", "✏️", "Edit"
+    verb, emoji, label_key = "e", "✏️", "components.edit"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
@@ -116,24 +129,26 @@ class EditButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}")
         current = schema.decode(recipe.cond)
         view = ui.View(timeout=None)
         for i, attr in enumerate(schema.attributes[:5]):  # 5 rows per message
-            view.add_item(EditSelect(i, self.ref, attr, current[attr.name]))
-        note = "" if len(schema) <= 5 else f" (the first 5 of {len(schema)} attributes)"
-        await interaction.followup.send(f"Change one thing{note}; the character stays the same:", view=view, ephemeral=True)
+            view.add_item(EditSelect(i, self.ref, schema, current[attr.name], interaction.locale))
+        prompt = (t(interaction.locale, "components.edit_prompt") if len(schema) <= 5 else
+                  t(interaction.locale, "components.edit_prompt_first", shown=5, total=len(schema)))
+        await interaction.followup.send(prompt, view=view, ephemeral=True)
 
 
 class EditSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index>[0-9]{{1,2}}):{REF}"):
-    def __init__(self, index: int, ref: str, attr=None, current: str | None = None) -> None:
-        options = []
-        if attr is not None:  # building the menu; when dispatched, Discord's copy is used
+    def __init__(self, index: int, ref: str, schema=None, current: str | None = None, locale: object = None) -> None:
+        options, placeholder = [], "-"
+        if schema is not None:  # building the menu (in `locale`); when dispatched, Discord's copy is used
+            attr = schema.attributes[index]
             values = list(attr.values)
             if len(values) > 25:  # keep the current value among the 25 shown
                 values = ([current] if current in values else []) + [v for v in values if v != current][:24]
-            options = [
-                discord.SelectOption(label=attr.label(v)[:100], value=v, default=v == current) for v in values
-            ]
+            options = [discord.SelectOption(label=value_label(schema, attr.name, v, locale)[:100], value=v,
+                                            default=v == current) for v in values]
+            placeholder = attribute_label(schema, attr.name, locale)
         select = ui.Select(
             custom_id=f"moe:E:{index}:{ref}",
-            placeholder=(attr.name if attr is not None else "attribute")[:150],
+            placeholder=placeholder[:150],
             options=options or [discord.SelectOption(label="-", value="-")],
             row=min(index, 4),
         )
@@ -146,7 +161,7 @@ class EditSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index
         recipe = await actions.recipe_from_ref(bot, self.ref)
         schema = actions.pack_of(bot, recipe).schema
         if self.index >= len(schema) or not self.item.values:
-            raise UserError("That menu does not match this avatar's attributes.")
+            raise UserError("components.menu_mismatch")
         attr = schema.attributes[self.index]
         value = self.item.values[0]
         attr.index(value)  # SchemaError: a forged value
@@ -156,7 +171,7 @@ class EditSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index
 
 
 class BlendButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"):
-    verb, emoji, label = "b", "🔀", "Blend"
+    verb, emoji, label_key = "b", "🔀", "components.blend"
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
@@ -164,33 +179,33 @@ class BlendButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:b:{REF}"
         await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot, self.ref)
         if interaction.guild_id is None:
-            raise UserError("Blending works in servers only.")
+            raise UserError("components.blend_servers_only")
         if recipe.is_blend:
-            raise UserError("This avatar is already a blend; ✏️ edit or ✨ vary it first, or blend the originals.")
+            raise UserError("components.already_blend")
         saved = await bot.db.saved_avatars(interaction.guild_id, interaction.user.id, limit=100)
         if not saved:
-            raise UserError("You have no saved avatar here yet: press 💾 Save under one you like, then blend with it.")
+            raise UserError("components.nothing_to_blend")
         # the engine blends two plain (not blended) recipes of the same pack and model
         fits = [(a, r) for a in saved if (r := actions.parse_code(a.code)).pack_id == recipe.pack_id
                 and r.model == recipe.model and not r.is_blend][:25]
         if not fits:
-            raise UserError(f"None of your saved avatars can be blended with this one: it takes a saved avatar "
-                            f"of the same pack and model ({recipe.model.upper()}) that is not a blend itself.")
+            raise UserError("components.no_blend_fits", model=recipe.model.upper())
         if len(fits) == 1:
             await blend_with(interaction, recipe, fits[0][0].id)
             return
         options = [
-            discord.SelectOption(label=f"#{a.id}", description=actions.describe(bot, r)[:100], value=str(a.id))
+            discord.SelectOption(label=f"#{a.id}", description=actions.describe(bot, r, interaction.locale)[:100],
+                                 value=str(a.id))
             for a, r in fits
         ]
         view = ui.View(timeout=None)
-        view.add_item(BlendSelect(self.ref, options))
-        await interaction.followup.send("Blend with which of your saved avatars?", view=view, ephemeral=True)
+        view.add_item(BlendSelect(self.ref, options, interaction.locale))
+        await interaction.followup.send(t(interaction.locale, "components.blend_prompt"), view=view, ephemeral=True)
 
 
 class BlendSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:B:{REF}"):
-    def __init__(self, ref: str, options: list[discord.SelectOption] | None = None) -> None:
-        super().__init__(ui.Select(custom_id=f"moe:B:{ref}", placeholder="your saved avatars",
+    def __init__(self, ref: str, options: list[discord.SelectOption] | None = None, locale: object = None) -> None:
+        super().__init__(ui.Select(custom_id=f"moe:B:{ref}", placeholder=t(locale, "components.blend_placeholder"),
                                    options=options or [discord.SelectOption(label="-", value="0")]))
         self.ref = ref
 
@@ -199,7 +214,7 @@ class BlendSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:B:{REF}"):
         recipe = await actions.recipe_from_ref(context_of(interaction), self.ref)
         value = self.item.values[0] if self.item.values else ""
         if not value.isdigit():
-            raise UserError("Pick one of your saved avatars from the menu.")
+            raise UserError("components.pick_from_menu")
         await blend_with(interaction, recipe, int(value))
 
 
@@ -208,18 +223,19 @@ async def blend_with(interaction: discord.Interaction, recipe, saved_id: int) ->
     bot = context_of(interaction)
     row, _ = await bot.db.saved_avatar(saved_id, interaction.guild_id)
     if row.member_id != interaction.user.id:
-        raise NotOwner("You can only blend with your own saved avatars.")
+        raise NotOwner("components.blend_own_only")
     other = actions.parse_code(row.code)
     async with actions.generation(interaction) as engine:
         result = await engine.blend(recipe, other, t=0.5)
-    await post_result(interaction, result, note=f" (blended with your #{saved_id})")
+    await post_result(interaction, result, note=t(interaction.guild_locale, "components.blended_note", avatar=saved_id))
 
 
 class SaveButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:s:{UID}:{REF}"):
-    refusal = "Only the member who made this avatar can save it; make your own with /avatar."
+    refusal = "components.save_not_owner"
 
-    def __init__(self, uid: int, ref: str) -> None:
-        super().__init__(_button(f"moe:s:{uid}:{ref}", "💾", "Save", style=discord.ButtonStyle.success, row=0))
+    def __init__(self, uid: int, ref: str, locale: object = None) -> None:
+        super().__init__(_button(f"moe:s:{uid}:{ref}", "💾", t(locale, "components.save"),
+                                 style=discord.ButtonStyle.success, row=0))
         self.uid, self.ref = uid, ref
 
     async def handle(self, interaction: discord.Interaction) -> None:
@@ -234,16 +250,15 @@ class SaveButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:
         png = await actions.png_of(bot, result)
         avatar_id = await bot.db.save_avatar(interaction.guild_id, interaction.user.id, recipe.to_code(), png,
                                              latent_ids=upload_ids(recipe.latent))
-        await interaction.followup.send(
-            f"Saved as #{avatar_id}. See yours with /avatars mine; export it with /avatars export.", ephemeral=True
-        )
+        await interaction.followup.send(t(interaction.locale, "components.saved", avatar=avatar_id), ephemeral=True)
 
 
 class DeleteButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:d:{UID}"):
-    refusal = "Only the member who made this avatar can delete it."
+    refusal = "components.delete_not_owner"
 
-    def __init__(self, uid: int) -> None:
-        super().__init__(_button(f"moe:d:{uid}", "🗑", "Delete", style=discord.ButtonStyle.danger, row=1))
+    def __init__(self, uid: int, locale: object = None) -> None:
+        super().__init__(_button(f"moe:d:{uid}", "🗑", t(locale, "components.delete"),
+                                 style=discord.ButtonStyle.danger, row=1))
         self.uid = uid
 
     async def handle(self, interaction: discord.Interaction) -> None:
@@ -252,27 +267,29 @@ class DeleteButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"mo
 
 
 class RecipeButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:i:{REF}"):
-    verb, emoji, label = "i", "ℹ️", "Recipe"
+    verb, emoji, label_key = "i", "ℹ️", "components.recipe"
     row = 1
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)  # before the stored-ref lookup
         recipe = await actions.recipe_from_ref(bot, self.ref)
+        locale = interaction.locale
         try:
             pack = actions.pack_of(bot, recipe)
-            pack_line = f"{pack.name} {pack.manifest.get('version', '')} (hash {recipe.pack_hash})"
+            pack_line = t(locale, "components.recipe_pack", pack=pack.name, version=pack.manifest.get("version", ""),
+                          hash=recipe.pack_hash)
         except UnknownPack:
-            pack_line = f"not installed (hash {recipe.pack_hash})"
+            pack_line = t(locale, "components.recipe_pack_gone", hash=recipe.pack_hash)
         await interaction.followup.send(
-            f"**Recipe code** (redraw it any time with `/avatar-recipe code:`):\n```\n{recipe.to_code()}\n```"
-            f"{actions.describe(bot, recipe)}\npack: {pack_line}",
+            t(locale, "components.recipe_info", code=recipe.to_code(), description=actions.describe(bot, recipe, locale),
+              pack=pack_line),
             ephemeral=True,
         )
 
 
 class PickButton(MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:p:{REF}"):
-    def __init__(self, ref: str, label: str = "Pick") -> None:
+    def __init__(self, ref: str, label: str = "-") -> None:
         super().__init__(_button(f"moe:p:{ref}", "", label, style=discord.ButtonStyle.primary))
         self.ref = ref
 
@@ -286,9 +303,9 @@ class PickButton(MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:p:{REF}"):
 
 
 class GalleryButton(MoeItem, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<page>[0-9]{1,6}):(?P<direction>prev|next)"):
-    def __init__(self, page: int, direction: str, disabled: bool = False) -> None:
-        label, emoji = ("Previous", "◀️") if direction == "prev" else ("Next", "▶️")
-        super().__init__(_button(f"moe:g:{page}:{direction}", emoji, label, disabled=disabled))
+    def __init__(self, page: int, direction: str, disabled: bool = False, locale: object = None) -> None:
+        label, emoji = ("components.previous", "◀️") if direction == "prev" else ("components.next", "▶️")
+        super().__init__(_button(f"moe:g:{page}:{direction}", emoji, t(locale, label), disabled=disabled))
         self.page = page
 
     async def handle(self, interaction: discord.Interaction) -> None:
@@ -301,16 +318,17 @@ class GalleryButton(MoeItem, ui.DynamicItem[ui.Button], template=r"moe:g:(?P<pag
 class ForgetButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:forget:{UID}"):
     """Under `/avatars forget`'s ephemeral answer: deletes that member's data on every server."""
 
-    refusal = forget_text.REFUSAL
+    refusal = "forget.refusal"
 
-    def __init__(self, uid: int) -> None:
-        super().__init__(_button(f"moe:forget:{uid}", "🗑", forget_text.BUTTON_LABEL, style=discord.ButtonStyle.danger))
+    def __init__(self, uid: int, locale: object = None) -> None:
+        super().__init__(_button(f"moe:forget:{uid}", "🗑", forget_text.button_label(locale),
+                                 style=discord.ButtonStyle.danger))
         self.uid = uid
 
     async def handle(self, interaction: discord.Interaction) -> None:
         await interaction.response.defer()  # first: the deletion waits on storage, the deadline must not
         purged = await forget_member(context_of(interaction).db, self.uid)
-        await interaction.edit_original_response(content=forget_text.done(purged), view=None)
+        await interaction.edit_original_response(content=forget_text.done(interaction.locale, purged), view=None)
 
 
 ITEMS = (RerollButton, VariationsButton, EditButton, EditSelect, BlendButton, BlendSelect,
@@ -318,10 +336,12 @@ ITEMS = (RerollButton, VariationsButton, EditButton, EditSelect, BlendButton, Bl
 
 
 # -- messages -------------------------------------------------------------------------------------
-def result_view(ref: str, uid: int) -> ui.View:
+def result_view(ref: str, uid: int, locale: object) -> ui.View:
+    """The buttons under a result, labelled in `locale` (the member whose action posted it)."""
     view = ui.View(timeout=None)
-    for item in (RerollButton(ref), VariationsButton(ref), EditButton(ref), BlendButton(ref),
-                 SaveButton(uid, ref), DeleteButton(uid), RecipeButton(ref), SheetButton(ref)):
+    for item in (RerollButton(ref, locale), VariationsButton(ref, locale), EditButton(ref, locale),
+                 BlendButton(ref, locale), SaveButton(uid, ref, locale), DeleteButton(uid, locale),
+                 RecipeButton(ref, locale), SheetButton(ref, locale)):
         view.add_item(item)
     return view
 
@@ -332,60 +352,69 @@ def png_file(png: bytes, name: str, description: str) -> discord.File:
 
 
 async def post_result(interaction: discord.Interaction, result, *, note: str = "") -> None:
-    """Send one avatar with the full set of buttons, as the (deferred) answer."""
+    """Send one avatar with the full set of buttons, as the (deferred) answer; `note`, already
+    worded in the server's language, follows its description."""
     bot = context_of(interaction)
+    locale = interaction.guild_locale
     png = await actions.png_of(bot, result)
     ref = await actions.ref_for(bot, result.recipe)
     await interaction.followup.send(
-        f"{interaction.user.mention} {actions.describe(bot, result.recipe)}{note}",
-        file=png_file(png, "avatar.png", alt_text.avatar(actions.schema_of(bot, result.recipe), result.recipe)),
-        view=result_view(ref, interaction.user.id), allowed_mentions=_NO_MENTIONS,
+        f"{interaction.user.mention} {actions.describe(bot, result.recipe, locale)}{note}",
+        file=png_file(png, "avatar.png", alt_text.avatar(locale, actions.schema_of(bot, result.recipe), result.recipe)),
+        view=result_view(ref, interaction.user.id, interaction.locale), allowed_mentions=_NO_MENTIONS,
     )
 
 
 async def post_variations(interaction: discord.Interaction, results: list) -> None:
     bot = context_of(interaction)
+    locale = interaction.guild_locale
     png = await actions.render_grid(results, cols=2, cell=128, labels=[str(i + 1) for i in range(len(results))])
     view = ui.View(timeout=None)
     for i, r in enumerate(results):
         view.add_item(PickButton(await actions.ref_for(bot, r.recipe), label=str(i + 1)))
     await interaction.followup.send(
-        f"{interaction.user.mention} variations: pick one with 1 to {len(results)}",
-        file=png_file(png, "variations.png",
-                      alt_text.variations(actions.schema_of(bot, results[0].recipe), [r.recipe for r in results])),
+        t(locale, "posting.variations", member=interaction.user.mention, count=len(results)),
+        file=png_file(png, "variations.png", alt_text.variations(
+            locale, actions.schema_of(bot, results[0].recipe), [r.recipe for r in results])),
         view=view, allowed_mentions=_NO_MENTIONS,
     )
 
 
 async def post_compare(interaction: discord.Interaction, gan, vae) -> None:
     bot = context_of(interaction)
+    locale = interaction.guild_locale
     png = await actions.render_grid([gan, vae], cols=2, cell=actions.RESULT_SIZE, labels=["GAN", "VAE"])
     view = ui.View(timeout=None)
-    view.add_item(PickButton(await actions.ref_for(bot, gan.recipe), label="Keep GAN"))
-    view.add_item(PickButton(await actions.ref_for(bot, vae.recipe), label="Keep VAE"))
+    for result in (gan, vae):
+        label = t(interaction.locale, "posting.keep", model=result.recipe.model.upper())
+        view.add_item(PickButton(await actions.ref_for(bot, result.recipe), label=label))
     await interaction.followup.send(
-        f"{interaction.user.mention} GAN (left) and VAE (right), same conditions and seed. Keep the one you like:",
-        file=png_file(png, "compare.png", alt_text.compare(actions.schema_of(bot, gan.recipe), gan.recipe)), view=view, allowed_mentions=_NO_MENTIONS,
+        t(locale, "posting.compare", member=interaction.user.mention),
+        file=png_file(png, "compare.png", alt_text.compare(locale, actions.schema_of(bot, gan.recipe), gan.recipe)),
+        view=view, allowed_mentions=_NO_MENTIONS,
     )
 
 
 async def gallery_page(interaction: discord.Interaction, page: int) -> tuple[str, discord.File | None, ui.View]:
     """The server's saved avatars, GALLERY_PAGE per page, newest first."""
     bot = context_of(interaction)
+    locale = interaction.guild_locale
     total = await bot.db.count_saved(interaction.guild_id)
     pages = max(1, -(-total // GALLERY_PAGE))
     page = min(page, pages - 1)
     rows = await bot.db.saved_avatars(interaction.guild_id, limit=GALLERY_PAGE, offset=page * GALLERY_PAGE)
     view = ui.View(timeout=None)
-    view.add_item(GalleryButton(max(page - 1, 0), "prev", disabled=page == 0))
-    view.add_item(GalleryButton(min(page + 1, pages - 1), "next", disabled=page >= pages - 1))
+    view.add_item(GalleryButton(max(page - 1, 0), "prev", disabled=page == 0, locale=interaction.locale))
+    view.add_item(GalleryButton(min(page + 1, pages - 1), "next", disabled=page >= pages - 1,
+                                           locale=interaction.locale))
     if not rows:
-        return "No saved avatars on this server yet: press 💾 Save under one.", None, view
+        return t(locale, "posting.gallery_empty"), None, view
     pngs = [await bot.db.saved_png(a.id) for a in rows]
     sheet = await actions.grid_of_pngs(pngs, labels=[f"#{a.id}" for a in rows])
-    lines = [f"**#{a.id}** by <@{a.member_id}> <t:{int(a.created)}:R>" for a in rows]
-    alt = alt_text.gallery(page, pages, saved_items(bot, rows))
-    return (f"Server gallery, page {page + 1}/{pages} ({total} saved)\n" + "\n".join(lines),
+    lines = [t(locale, "posting.gallery_line", avatar=a.id, member=f"<@{a.member_id}>", created=int(a.created))
+             for a in rows]
+    alt = alt_text.gallery(locale, page, pages, saved_items(bot, rows))
+    return ("\n".join([t(locale, "posting.gallery", page=page + 1, pages=pages, total=total), *lines]),
             png_file(sheet, "gallery.png", alt), view)
 
 

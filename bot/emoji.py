@@ -39,11 +39,10 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9_]{2,32}")
 
 def check_permissions(interaction: discord.Interaction) -> None:
     """Both the member and the bot may manage this server's expressions, else MissingPermission."""
-    locale = interaction.locale
     if not interaction.permissions.manage_expressions:
-        raise MissingPermission(t(locale, "emoji.member_missing"))
+        raise MissingPermission("emoji.member_missing")
     if not interaction.app_permissions.manage_expressions:
-        raise MissingPermission(t(locale, "emoji.bot_missing"))
+        raise MissingPermission("emoji.bot_missing")
 
 
 def suggest_name(name: str) -> str:
@@ -53,7 +52,7 @@ def suggest_name(name: str) -> str:
     return out if len(out) >= 2 else "moe_avatar"
 
 
-def clean_name(name: str, locale: object = None) -> str:
+def clean_name(name: str) -> str:
     """`name` as Discord takes it: colons around it dropped (`:cat:` is `cat`), inner spaces and
     dashes as underscores; a UserError (with a suggestion) when it is still not 2 to 32 letters,
     digits and underscores."""
@@ -61,29 +60,28 @@ def clean_name(name: str, locale: object = None) -> str:
     if NAME_PATTERN.fullmatch(cleaned):
         return cleaned
     shown = name.replace("`", "'")[:40]  # shown in a code span: no markdown, no mention
-    raise UserError(t(locale, "emoji.bad_name", name=shown, suggestion=suggest_name(cleaned)))
+    raise UserError("emoji.bad_name", name=shown, suggestion=suggest_name(cleaned))
 
 
-def creation_error(error: discord.HTTPException, locale: object, name: str, limit: int) -> UserError | None:
+def creation_error(error: discord.HTTPException, name: str, limit: int) -> UserError | None:
     """Discord's refusal of the new emoji `name` as a member-facing error (None: not one of those)."""
     if error.code == 30008:
-        return UserError(t(locale, "emoji.slots_full", limit=limit))
+        return UserError("emoji.slots_full", limit=limit)
     if error.code == 50013:
-        return MissingPermission(t(locale, "emoji.bot_missing"))
+        return MissingPermission("emoji.bot_missing")
     if error.code == 50035:
         if re.search(r"^In name\b", error.text, re.MULTILINE):
-            return UserError(t(locale, "emoji.bad_name", name=name, suggestion=suggest_name(name)))
+            return UserError("emoji.bad_name", name=name, suggestion=suggest_name(name))
         reasons = [line.split(":", 1)[1].strip() for line in error.text.splitlines() if line.startswith("In ")]
-        return UserError(t(locale, "emoji.rejected", reason="; ".join(reasons) or error.text))
+        return UserError("emoji.rejected", reason="; ".join(reasons) or error.text)
     return None
 
 
 async def emoji_command(bot: BotContext, interaction: discord.Interaction, *, name: str,
                         avatar: int | None = None) -> None:
     """`/avatars emoji`: one of the member's saved avatars (default: the newest) as a server emoji."""
-    locale = interaction.locale
     check_permissions(interaction)  # no storage touched yet: refused at once, ephemeral
-    cleaned = clean_name(name, locale)
+    cleaned = clean_name(name)
     await interaction.response.defer(thinking=True)
     gs = await actions.check_limits(interaction)
     row = await own_saved(bot, interaction, avatar, domain="emoji")
@@ -91,10 +89,10 @@ async def emoji_command(bot: BotContext, interaction: discord.Interaction, *, na
     pack = actions.pack_of(bot, recipe)
     guild = interaction.guild
     if guild is None:  # a server the bot does not hold (not cached): nothing to add an emoji to
-        raise UserError(t(locale, "emoji.no_server"))
+        raise UserError("emoji.no_server")
     limit = guild.emoji_limit
     if sum(not e.animated for e in await guild.fetch_emojis()) >= limit:
-        raise UserError(t(locale, "emoji.slots_full", limit=limit))
+        raise UserError("emoji.slots_full", limit=limit)
     async with actions.generation(interaction, gs) as engine:
         result = await engine.redraw(recipe)
     transparent = pack.background == "flat"
@@ -103,12 +101,13 @@ async def emoji_command(bot: BotContext, interaction: discord.Interaction, *, na
         emoji = await guild.create_custom_emoji(name=cleaned, image=png,
                                                 reason=f"/avatars emoji by {interaction.user} (saved avatar #{row.id})")
     except discord.HTTPException as e:
-        mapped = creation_error(e, locale, cleaned, limit)
+        mapped = creation_error(e, cleaned, limit)
         if mapped is None:
             raise
         raise mapped from e
+    locale = interaction.locale  # the words of the member whose command posts it, like a result's buttons
     lines = [t(locale, "emoji.created", mention=interaction.user.mention, emoji=str(emoji), name=emoji.name,
                avatar=row.id)]
     if not transparent:
-        lines.append(t(locale, "emoji.opaque"))
+        lines.append("emoji.opaque")
     await interaction.followup.send("\n".join(lines), allowed_mentions=discord.AllowedMentions.none())

@@ -1,11 +1,15 @@
 """One error base for everything a member can cause, and one place that answers errors.
 
-`UserError` messages are meant for the member and go back ephemeral, in plain words.
-Engine errors (`engine.EngineError`, `engine.schema.SchemaError`) carry user-facing
-messages too; `Busy` gets a friendly retry line. Anything else is a bug: it is logged
-with its traceback under a short id, and the member gets an apology quoting that id.
-Slash commands reach `report_error` through the tree's `on_error`; components (whose
-errors discord.py would only log) call it from `bot.components.MoeItem.callback`.
+A `UserError` carries a message-catalogue key and its parameters (`UserError("errors.not_yours",
+avatar=12)`), not a sentence: `report_error` words it in the member's language
+(`interaction.locale`; errors always go back ephemeral, to that member only), and
+`str(error)` is its English wording, for logs and tests. Engine errors
+(`engine.EngineError`, `engine.schema.SchemaError`) carry English messages for the CLI; here
+they are mapped by class and structured attributes (`reason`, `pack`, `attribute`...) to
+catalogue keys, so the member reads them in their language too. Anything else is a bug: it is
+logged with its traceback under a short id, and the member gets an apology quoting that id.
+Slash commands reach `report_error` through the tree's `on_error`; components (whose errors
+discord.py would only log) call it from `bot.components.MoeItem.callback`.
 
 Imports discord.py and the engine's light modules (`engine.errors`, `engine.schema`), not
 its runtime (onnxruntime), so `bot.storage` and `bot.uploads` can use these errors cheaply.
@@ -15,11 +19,13 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Sequence
 
 import discord
 from discord import app_commands
 
-from engine.errors import Busy, EngineError
+from bot.i18n import FALLBACK, t
+from engine.errors import Busy, EngineError, InvalidRecipe, PackError, RequestTimeout, UnknownPack
 from engine.schema import SchemaError
 
 __all__ = [
@@ -39,12 +45,24 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BUSY_MESSAGE = "The avatar engine is busy right now; try again in a moment."
+BUSY_MESSAGE = t(FALLBACK, "common.busy")  # the English busy line, as English-speaking members read it
 
 
 class UserError(app_commands.AppCommandError):
-    """An error the member can act on; `str(error)` is shown to them as is. An
-    AppCommandError, so raising it from a check reaches the tree's `on_error` unwrapped."""
+    """An error the member can act on: the catalogue `key` and its `params`, worded by
+    `message(locale)`. An AppCommandError, so raising it from a check reaches the tree's
+    `on_error` unwrapped."""
+
+    def __init__(self, key: str, /, **params: object) -> None:
+        self.key, self.params = key, params
+        super().__init__(key)
+
+    def message(self, locale: object) -> str:
+        """The error in the catalogue of `locale` (a Discord locale; English when unknown)."""
+        return t(locale, self.key, **self.params)
+
+    def __str__(self) -> str:
+        return self.message(FALLBACK)
 
 
 class RateLimited(UserError):
@@ -52,7 +70,7 @@ class RateLimited(UserError):
 
     def __init__(self, wait_s: float) -> None:
         self.wait_s = wait_s
-        super().__init__(f"Slow down a little: you can draw again soon; try again in {max(wait_s, 0.1):.1f} s.")
+        super().__init__("limits.slow_down", wait=max(wait_s, 0.1))
 
 
 class StorageUnavailable(UserError):
@@ -62,17 +80,16 @@ class StorageUnavailable(UserError):
 
     def __init__(self, kind: str = "unavailable") -> None:
         self.kind = kind
-        super().__init__("Storage is unavailable right now; nothing was lost. Please try again in a moment.")
+        super().__init__("errors.storage_unavailable")
 
 
 class QuotaExceeded(UserError):
+    """The daily quota is used up; it resets at midnight UTC."""
+
     def __init__(self, quota: int, reset_in_s: float) -> None:
         self.quota, self.reset_in_s = quota, reset_in_s
         hours, rest = divmod(int(reset_in_s), 3600)
-        super().__init__(
-            f"You have used today's {quota} avatars on this server; "
-            f"the quota resets in {hours} h {rest // 60} min (midnight UTC)."
-        )
+        super().__init__("limits.quota", quota=quota, hours=hours, minutes=rest // 60)
 
 
 class NotOwner(UserError):
@@ -95,28 +112,73 @@ class MissingPermission(UserError):
     pass
 
 
-def describe_error(error: BaseException) -> tuple[str, bool]:
-    """(message for the member, whether it was expected). Unexpected errors are logged."""
+def _shown(choices: Sequence[str], most: int = 12) -> str:
+    return ", ".join(choices[:most]) + (", ..." if len(choices) > most else "")
+
+
+def _engine_key(error: EngineError) -> tuple[str, dict[str, object]]:
+    """The catalogue key (and parameters) that words an engine error."""
+    if isinstance(error, Busy):
+        return "common.busy", {}
+    if isinstance(error, RequestTimeout):
+        return "errors.timeout", {}
+    if isinstance(error, InvalidRecipe):
+        if error.reason in ("version", "too_many_steps"):
+            return f"errors.recipe_{error.reason}", {}
+        if error.reason == "mismatch":
+            return "errors.recipe_mismatch", {"pack": error.pack, "version": error.version or ""}
+        return "errors.recipe_invalid", {}
+    if isinstance(error, UnknownPack):
+        if error.reason == "none":
+            return "errors.no_pack", {}
+        if error.reason == "retired":
+            return "errors.pack_retired", {"pack": error.pack, "version": error.version or ""}
+        if error.reason == "server":
+            return "errors.server_pack_gone", {"pack": error.pack}
+        return "errors.pack_missing", {}
+    if isinstance(error, PackError):
+        return "errors.pack_broken", {}
+    if error.reason in ("picture_too_small", "upload_gone"):
+        return f"errors.{error.reason}", {}
+    return "errors.engine_failed", {}
+
+
+def _schema_key(error: SchemaError) -> tuple[str, dict[str, object]]:
+    if error.attribute is not None and error.value is not None:
+        return "errors.unknown_value", {"attribute": error.attribute, "value": error.value,
+                                        "choices": _shown(error.choices)}
+    if error.attribute is not None:
+        return "errors.unknown_attribute", {"attribute": error.attribute, "choices": _shown(error.choices)}
+    return "errors.schema_mismatch", {}
+
+
+def describe_error(error: BaseException, locale: object = FALLBACK) -> tuple[str, bool]:
+    """(message for the member in `locale`, whether it was expected). Unexpected errors are logged."""
     if isinstance(error, (app_commands.CommandInvokeError, app_commands.TransformerError)):
         error = error.__cause__ or error
-    if isinstance(error, Busy):
-        return BUSY_MESSAGE, True
-    if isinstance(error, (UserError, EngineError, SchemaError)):
-        return str(error), True
+    if isinstance(error, UserError):
+        return error.message(locale), True
+    if isinstance(error, EngineError):
+        key, params = _engine_key(error)
+        return t(locale, key, **params), True
+    if isinstance(error, SchemaError):
+        key, params = _schema_key(error)
+        return t(locale, key, **params), True
     if isinstance(error, app_commands.MissingPermissions):
-        return "You need the Manage Server permission for this.", True
+        return t(locale, "errors.manage_server_needed"), True
     if isinstance(error, app_commands.NoPrivateMessage):
-        return "This command works in servers only.", True
+        return t(locale, "errors.servers_only"), True
     if isinstance(error, app_commands.CheckFailure):
-        return "You can't use this command here.", True
+        return t(locale, "errors.not_here"), True
     error_id = secrets.token_hex(4)
     log.error("unexpected error %s", error_id, exc_info=(type(error), error, error.__traceback__))
-    return f"Sorry, something went wrong on our side. If it keeps happening, quote error id `{error_id}` to a server admin.", False
+    return t(locale, "errors.bug", error_id=error_id), False
 
 
 async def report_error(interaction: discord.Interaction, error: BaseException) -> None:
-    """Tell the member what went wrong, ephemeral, whatever state the interaction is in."""
-    message, _ = describe_error(error)
+    """Tell the member what went wrong, ephemeral and in their language, whatever state the
+    interaction is in."""
+    message, _ = describe_error(error, interaction.locale)
     try:
         if not interaction.response.is_done():
             await interaction.response.send_message(message, ephemeral=True)

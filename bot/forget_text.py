@@ -1,45 +1,44 @@
-"""What `/avatars forget` says: every member-facing word of it, in one place, so a message catalogue
-(localisation) can replace these functions without touching the handlers."""
+"""What `/avatars forget` says, worded from the `forget` catalogue in the member's language
+(every answer of it is ephemeral, to that member only; the confirm button's label too, as
+only that member can press it; anyone else pressing it gets `forget.refusal`).
+
+`COMMAND` is the command's English description; the command tree's translator localizes it."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bot.i18n import t
+
 if TYPE_CHECKING:
     from bot.maintenance import Purged
 
-__all__ = ["COMMAND", "BUTTON_LABEL", "REFUSAL", "preview", "done"]
+__all__ = ["COMMAND", "button_label", "preview", "done"]
 
 COMMAND = "Delete everything the bot keeps about you, on every server (asks first)."
-BUTTON_LABEL = "Forget me"
-REFUSAL = "Only the member who asked can confirm forgetting their own data."
 
 
-def _what(p: Purged) -> str:
-    return (f"{p.avatars} saved avatar(s) with their pictures and recipe codes, "
-            f"{p.latents} uploaded picture(s) (kept as the VAE's reading of them, never the pictures), "
-            f"{p.usage} day(s) of usage counts and {p.buckets} rate-limit record(s)")
+def button_label(locale: object) -> str:
+    return t(locale, "forget.button")
 
 
-def _kept(p: Purged) -> str:
-    if not p.kept_latents:
-        return ""
-    return (f"\n{p.kept_latents} of your uploaded picture(s) stay: other members saved avatars drawn from them on "
-            "their server, and those avatars must keep working. They are pruned once those avatars are gone.")
+def _what(locale: object, p: Purged) -> str:
+    return t(locale, "forget.what", avatars=p.avatars, latents=p.latents, usage=p.usage, buckets=p.buckets)
 
 
-_POSTED = "\nMessages already posted in channels stay; 🗑 under one of yours deletes it."
+def _kept(locale: object, p: Purged) -> str:
+    return "\n" + t(locale, "forget.kept", kept=p.kept_latents) if p.kept_latents else ""
 
 
-def preview(p: Purged) -> str:
+def preview(locale: object, p: Purged) -> str:
     """The first answer: what would be deleted, with the confirm button under it (none when nothing is kept)."""
     if not p.total:
-        return ("I keep nothing about you that I can delete: no saved avatars, uploaded pictures, usage or "
-                f"rate-limit records, on any server.{_kept(p)}")
-    return (f"**Forget me** deletes, on every server ({p.servers}): {_what(p)}.{_kept(p)}{_POSTED}\n"
-            f"This cannot be undone. Press **{BUTTON_LABEL}** to confirm.")
+        return t(locale, "forget.nothing") + _kept(locale, p)
+    return (t(locale, "forget.preview", button=button_label(locale), servers=p.servers, what=_what(locale, p))
+            + _kept(locale, p) + "\n" + t(locale, "forget.posted") + "\n"
+            + t(locale, "forget.confirm", button=button_label(locale)))
 
 
-def done(p: Purged) -> str:
+def done(locale: object, p: Purged) -> str:
     """The answer after the button: what was deleted."""
-    return f"Done. Deleted, on {p.servers} server(s): {_what(p)}.{_kept(p)}"
+    return t(locale, "forget.done", servers=p.servers, what=_what(locale, p)) + _kept(locale, p)

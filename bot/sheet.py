@@ -36,7 +36,7 @@ import bot.actions as actions
 from bot.alt_text import fit
 from bot.context import BotContext, context_of
 from bot.errors import NotOwner, UserError
-from bot.i18n import FALLBACK, attribute_label, t, value_label
+from bot.i18n import attribute_label, t, value_label
 from bot.items import MoeItem
 from bot.storage import GuildSettings, SavedAvatar
 from engine.recipe import Recipe
@@ -104,14 +104,14 @@ def _grid_cols(n: int) -> int:
     return n if n <= 4 else math.ceil(math.sqrt(n))
 
 
-def plan_sheet(schema: Schema, manifest: Mapping, by: str, locale: object = None) -> Plan:
-    """The cells of a sheet `by` an attribute name or `expressions`; a UserError (in `locale`)
-    names the choices when `by` is not one of them."""
+def plan_sheet(schema: Schema, manifest: Mapping, by: str) -> Plan:
+    """The cells of a sheet `by` an attribute name or `expressions`; a UserError names the
+    choices when `by` is not one of them."""
     offered = choices(schema, manifest)
     if by not in offered:
         if by == EXPRESSIONS:
-            raise UserError(t(locale, "sheet.no_expressions"))
-        raise UserError(t(locale, "sheet.unknown_by", by=by, choices=", ".join(offered)))
+            raise UserError("sheet.no_expressions")
+        raise UserError("sheet.unknown_by", by=by, choices=", ".join(offered))
     if by == EXPRESSIONS:
         first, second = (schema[n] for n in expression_pair(schema, manifest))
         across = first.values[:MAX_CELLS], second.values[:MAX_CELLS]
@@ -205,11 +205,11 @@ async def own_saved(bot: BotContext, interaction: discord.Interaction, avatar: i
     if avatar is None:
         rows = await bot.db.saved_avatars(interaction.guild_id, interaction.user.id, limit=1)
         if not rows:
-            raise UserError(t(interaction.locale, f"{domain}.no_saved"))
+            raise UserError(f"{domain}.no_saved")
         avatar = rows[0].id
     row, _ = await bot.db.saved_avatar(avatar, interaction.guild_id)
     if row.member_id != interaction.user.id:
-        raise NotOwner(t(interaction.locale, f"{domain}.not_yours", avatar=avatar))
+        raise NotOwner(f"{domain}.not_yours", avatar=avatar)
     return row
 
 
@@ -218,7 +218,7 @@ async def draw_sheet(bot: BotContext, interaction: discord.Interaction, recipe: 
     """Plan, draw (one gate pass, one engine request) and post a sheet; already deferred."""
     locale = interaction.locale
     pack = actions.pack_of(bot, recipe)
-    plan = plan_sheet(pack.schema, pack.manifest, by, locale)  # refusals before the gate: nothing charged
+    plan = plan_sheet(pack.schema, pack.manifest, by)  # refusals before the gate: nothing charged
     async with actions.generation(interaction, gs) as engine:
         results = await engine.edits(recipe, [c.change for c in plan.cells])
     transparent = pack.background == "flat"
@@ -229,7 +229,7 @@ async def draw_sheet(bot: BotContext, interaction: discord.Interaction, recipe: 
     lines = [t(locale, "sheet.posted", mention=interaction.user.mention, what=_what(locale, pack.schema, plan),
                count=len(plan.cells))]
     if len(plan.cells) < plan.total:
-        lines.append(t(locale, "sheet.cut", shown=len(plan.cells), total=plan.total, max=MAX_CELLS))
+        lines.append("sheet.cut", shown=len(plan.cells), total=plan.total, max=MAX_CELLS)
     files = [discord.File(io.BytesIO(grid), filename="sheet.png", description=grid_alt(locale, pack.schema, recipe, plan))]
     if sizes:
         lines.append(t(locale, "sheet.zip_transparent" if transparent else "sheet.zip_opaque",
@@ -237,7 +237,7 @@ async def draw_sheet(bot: BotContext, interaction: discord.Interaction, recipe: 
         files.append(discord.File(io.BytesIO(archive), filename="sheet.zip",
                                   description=zip_alt(locale, pack.schema, plan, sizes, transparent)))
     if set(sizes) != set(ZIP_SIZES):
-        lines.append(t(locale, "sheet.left_out", sizes=", ".join(str(s) for s in ZIP_SIZES if s not in sizes)))
+        lines.append("sheet.left_out", sizes=", ".join(str(s) for s in ZIP_SIZES if s not in sizes))
     await interaction.followup.send("\n".join(lines), files=files, allowed_mentions=discord.AllowedMentions.none())
 
 
@@ -247,7 +247,7 @@ async def sheet_command(bot: BotContext, interaction: discord.Interaction, *, by
     of a recipe code."""
     await interaction.response.defer(thinking=True)  # first: the 3 s deadline never depends on load
     if avatar is not None and code is not None:
-        raise UserError(t(interaction.locale, "sheet.avatar_or_code"))
+        raise UserError("sheet.avatar_or_code")
     gs = await actions.check_limits(interaction)
     if code is not None:
         recipe = actions.parse_code(code)
@@ -273,7 +273,7 @@ async def by_autocomplete(bot: BotContext, interaction: discord.Interaction, cur
 
 def option_label(locale: object, schema: Schema, manifest: Mapping, by: str) -> str:
     """How a menu or autocomplete names one choice, with the pictures it makes."""
-    plan = plan_sheet(schema, manifest, by, locale)
+    plan = plan_sheet(schema, manifest, by)
     names = [attribute_label(schema, n, locale) for n in plan.varied]
     if by == EXPRESSIONS:
         return t(locale, "sheet.option_pair", first=names[0], second=names[1], count=len(plan.cells))[:100]
@@ -284,8 +284,8 @@ def option_label(locale: object, schema: Schema, manifest: Mapping, by: str) -> 
 class SheetButton(MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:k:{_REF}"):
     """📇 Sheet under a posted avatar: opens, for the presser only, a menu of what to vary."""
 
-    def __init__(self, ref: str) -> None:
-        super().__init__(ui.Button(custom_id=f"moe:k:{ref}", emoji="📇", label=t(FALLBACK, "sheet.button"),
+    def __init__(self, ref: str, locale: object = None) -> None:
+        super().__init__(ui.Button(custom_id=f"moe:k:{ref}", emoji="📇", label=t(locale, "sheet.button"),
                                    style=discord.ButtonStyle.secondary, row=1))
         self.ref = ref
 
@@ -297,7 +297,7 @@ class SheetButton(MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:k:{_REF}")
         options = [discord.SelectOption(label=option_label(interaction.locale, pack.schema, pack.manifest, name),
                                         value=name) for name in choices(pack.schema, pack.manifest)]
         if not options:
-            raise UserError(t(interaction.locale, "sheet.nothing_to_vary"))
+            raise UserError("sheet.nothing_to_vary")
         view = ui.View(timeout=None)
         view.add_item(SheetSelect(self.ref, options, t(interaction.locale, "sheet.menu_placeholder")))
         await interaction.followup.send(t(interaction.locale, "sheet.menu", max=MAX_CELLS), view=view, ephemeral=True)

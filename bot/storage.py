@@ -231,13 +231,13 @@ class Database:
             (avatar_id, guild_id),
         )
         if row is None:
-            raise NotFound(f"There is no saved avatar #{avatar_id} on this server.")
+            raise NotFound("errors.no_avatar_here", avatar=avatar_id)
         return SavedAvatar(*row[:5]), row[5]
 
     async def saved_png(self, avatar_id: int) -> bytes:
         row = await self._fetchone("SELECT png FROM saved_avatars WHERE id = ?", (avatar_id,))
         if row is None:
-            raise NotFound(f"There is no saved avatar #{avatar_id}.")
+            raise NotFound("errors.no_avatar", avatar=avatar_id)
         return row[0]
 
     async def delete_avatar(self, avatar_id: int, guild_id: int, member_id: int | None) -> SavedAvatar:
@@ -250,8 +250,8 @@ class Database:
                 (avatar_id, guild_id, member_id),
             )
             if not rows:
-                whose = "You have no" if member_id is not None else "There is no"
-                raise NotFound(f"{whose} saved avatar #{avatar_id} on this server.")
+                raise NotFound("errors.no_avatar_here" if member_id is None else "errors.not_your_avatar",
+                               avatar=avatar_id)
         return SavedAvatar(*rows[0])
 
     # -- server settings --------------------------------------------------------------------
@@ -354,7 +354,7 @@ class Database:
     async def recipe_by_ref(self, ref: int) -> str:
         row = await self._fetchone("SELECT code, used FROM recipe_refs WHERE id = ?", (ref,))
         if row is None:
-            raise NotFound("This button points to a recipe that is no longer stored.")
+            raise NotFound("errors.recipe_ref_gone")
         now = time.time()
         if now - row[1] > TOUCH_EVERY_S:
             async with self.transaction() as tx:
@@ -363,7 +363,7 @@ class Database:
 
 
 def collection_full() -> UserError:
-    return UserError(f"You already have {MAX_SAVED_PER_MEMBER} saved avatars here; delete one with /avatars delete first.")
+    return UserError("errors.collection_full", most=MAX_SAVED_PER_MEMBER)
 
 
 class LatentStore:

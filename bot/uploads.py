@@ -1,6 +1,7 @@
 """Validate pictures uploaded to `/avatar-remix` before anything decodes them fully.
 
-Checks, in order, each failing with a `BadUpload` the member can act on:
+Checks, in order, each failing with a `BadUpload` the member can act on (worded from the
+`uploads` catalogue in the member's language, as it is an ephemeral answer to them):
 size in bytes (from the attachment's metadata, before downloading, and again on the
 bytes), the declared content type, the file's magic bytes (PNG, JPEG, GIF, WebP only),
 the pixel count from the header (decompression bombs: Pillow's own `DecompressionBombError`
@@ -34,7 +35,6 @@ __all__ = ["MAX_PIXELS", "DECODE_SLOTS", "DecodeSlots", "check_declared", "load_
 MAX_PIXELS = MAX_UPLOAD_PIXELS  # 16.7 megapixels: any real photo, no bombs
 _FORMATS = {"png": "PNG", "jpeg": "JPEG", "gif": "GIF", "webp": "WEBP"}
 _CONTENT_TYPES = {"image/png", "image/jpeg", "image/jpg", "image/gif", "image/webp"}
-_ACCEPTED = "a PNG, JPEG, GIF or WebP picture"
 
 
 def sniff(data: bytes) -> str | None:
@@ -50,16 +50,12 @@ def sniff(data: bytes) -> str | None:
     return None
 
 
-def _mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
-
-
 def check_declared(content_type: str | None, size: int, max_bytes: int) -> None:
     """What can be checked from the attachment's metadata alone, before downloading."""
     if size > max_bytes:
-        raise BadUpload(f"That file is {_mib(size)}; the limit is {_mib(max_bytes)}. Try a smaller picture.")
+        raise BadUpload("uploads.too_big", mib=size / 2**20, limit_mib=max_bytes / 2**20)
     if content_type is not None and content_type.split(";")[0].strip().lower() not in _CONTENT_TYPES:
-        raise BadUpload(f"That file is `{content_type.split(';')[0]}`; send {_ACCEPTED}.")
+        raise BadUpload("uploads.wrong_type", content_type=content_type.split(";")[0])
 
 
 def load_upload(data: bytes, *, content_type: str | None, max_bytes: int, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -67,23 +63,21 @@ def load_upload(data: bytes, *, content_type: str | None, max_bytes: int, max_pi
     check_declared(content_type, len(data), max_bytes)
     kind = sniff(data)
     if kind is None:
-        raise BadUpload(f"That file is not {_ACCEPTED} (its contents do not look like one).")
+        raise BadUpload("uploads.not_a_picture")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(io.BytesIO(data), formats=[_FORMATS[kind]])
             width, height = im.size  # from the header: nothing decoded yet
             if width * height > max_pixels:
-                raise BadUpload(
-                    f"That picture is {width}x{height} pixels; the limit is {max_pixels / 1e6:.0f} megapixels."
-                )
+                raise BadUpload("uploads.too_many_pixels", width=width, height=height, megapixels=max_pixels / 1e6)
             im.seek(0)  # animated GIF/WebP/APNG: the first frame
             im.load()
             im = ImageOps.exif_transpose(im)  # a copy, upright, when EXIF says the camera was turned
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise BadUpload(f"That picture is too large to open safely; the limit is {max_pixels / 1e6:.0f} megapixels.") from None
+        raise BadUpload("uploads.bomb", megapixels=max_pixels / 1e6) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:  # Pillow's ways of saying "broken file"
-        raise BadUpload(f"That {kind.upper()} file could not be read ({type(e).__name__}); is it complete?") from None
+        raise BadUpload("uploads.unreadable", kind=kind.upper(), error=type(e).__name__) from None
     return flatten(im)
 
 
@@ -137,7 +131,7 @@ async def read_attachment(attachment: discord.Attachment, *, max_bytes: int,
         try:
             data = await attachment.read()
         except discord.HTTPException as e:
-            raise BadUpload(f"Could not download that file from Discord ({e.status}); try again.") from None
+            raise BadUpload("uploads.download_failed", status=e.status) from None
         decoding = asyncio.ensure_future(
             asyncio.to_thread(load_upload, data, content_type=attachment.content_type, max_bytes=max_bytes))
         decoding.add_done_callback(lambda done: _decoded(slots, done))

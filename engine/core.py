@@ -89,7 +89,8 @@ def _check_fits(recipe: Recipe, pack: Pack) -> None:
     card = pack.schema.cardinalities
     for cond in (recipe.cond, recipe.cond_b):
         if cond is not None and (len(cond) != len(card) or any(i >= c for i, c in zip(cond, card))):
-            raise InvalidRecipe(f"this recipe does not fit pack {pack.name!r} {pack.manifest.get('version', '')}")
+            raise InvalidRecipe(f"this recipe does not fit pack {pack.name!r} {pack.manifest.get('version', '')}",
+                                reason="mismatch", pack=pack.name, version=str(pack.manifest.get("version", "")))
     if recipe.model == "vae" and not pack.has_vae:
         raise EngineError(f"pack {pack.name!r} has no VAE model")
 
@@ -217,7 +218,7 @@ class Engine:
             name, pack_hash = self._pack_of(recipe), recipe.pack_hash
         elif (name := pack or self.default_pack) is None:
             dirs = ", ".join(str(d) for d in self._registry.dirs)
-            raise UnknownPack(f"no model pack is installed (looked in {dirs})")
+            raise UnknownPack(f"no model pack is installed (looked in {dirs})", reason="none")
         lp = self._registry.acquire(name, pack_hash)
         try:
             if recipe is not None:
@@ -234,7 +235,8 @@ class Engine:
             known = [(n, v) for (n, h), v in RELEASED.items() if h == recipe.pack_hash and pack_id_of(n) == recipe.pack_id]
             if known:
                 raise UnknownPack(f"this avatar was drawn with {known[0][0]} {known[0][1]}, "
-                                  "which is no longer installed on this bot")
+                                  "which is no longer installed on this bot",
+                                  reason="retired", pack=known[0][0], version=str(known[0][1]))
             raise UnknownPack("this avatar was made with a pack that is not installed here")
         return name
 

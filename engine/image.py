@@ -143,7 +143,7 @@ def to_rgb_array(image, res: int) -> np.ndarray:
     w, h = image.size
     s = min(w, h)
     if s < 8:
-        raise EngineError(f"that picture is too small ({w}x{h})")
+        raise EngineError(f"that picture is too small ({w}x{h})", reason="picture_too_small")
     box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)
     method = Image.Resampling.BOX if s >= res else Image.Resampling.LANCZOS
     return np.asarray(image.resize((res, res), method, box=box))

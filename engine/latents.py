@@ -91,7 +91,8 @@ async def materialize(
     if isinstance(node, Upload):
         z = await fetch_upload(node.id)
         if z is None:
-            raise EngineError("the picture behind this avatar is no longer stored; upload it again")
+            raise EngineError("the picture behind this avatar is no longer stored; upload it again",
+                              reason="upload_gone")
         z = np.asarray(z, dtype=np.float32).reshape(-1)
         if z.shape != (z_dim,):
             raise EngineError(f"the stored latent for upload {node.id} has size {z.size}, expected {z_dim}")

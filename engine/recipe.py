@@ -147,7 +147,8 @@ class Recipe:
         if not isinstance(self.latent, Seed | Upload | Vary | Slerp):
             raise InvalidRecipe(f"not a latent: {self.latent!r}")
         if _nodes(self.latent) > MAX_NODES:
-            raise InvalidRecipe(f"this avatar has too many steps (more than {MAX_NODES}); start from a fresh one")
+            raise InvalidRecipe(f"this avatar has too many steps (more than {MAX_NODES}); start from a fresh one",
+                                reason="too_many_steps")
         if upload_ids(self.latent) and self.model != "vae":
             raise InvalidRecipe("an uploaded picture can only be drawn by the vae model")
         object.__setattr__(self, "cond", _check_cond(self.cond))
@@ -202,7 +203,7 @@ class Recipe:
             raise bad
         version, pack_id, phash, flags, n_attr = _HEAD.unpack_from(body)
         if version != VERSION:
-            raise InvalidRecipe(f"recipe code version {version} is not supported by this engine")
+            raise InvalidRecipe(f"recipe code version {version} is not supported by this engine", reason="version")
         if flags & ~0b11 or not 1 <= n_attr <= 64:
             raise bad
         pos = _HEAD.size

@@ -21,7 +21,16 @@ __all__ = ["Attribute", "Schema", "SchemaError", "Translation"]
 
 
 class SchemaError(ValueError):
-    """A condition or schema document that does not fit the schema; the message names what."""
+    """A condition or schema document that does not fit the schema; the message names what.
+
+    For an unknown attribute or value, `attribute` and `value` name it and `choices` lists
+    what was expected (all the values, or the attribute names), so an interface can word it
+    in its user's language; the English message is unchanged."""
+
+    def __init__(self, message: str, *, attribute: str | None = None, value: str | None = None,
+                 choices: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.attribute, self.value, self.choices = attribute, value, tuple(choices)
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,8 @@ class Attribute:
             return self.values.index(value)
         except ValueError:
             shown = ", ".join(self.values[:12]) + (", ..." if len(self.values) > 12 else "")
-            raise SchemaError(f"unknown {self.name} {value!r}; choose one of: {shown}") from None
+            raise SchemaError(f"unknown {self.name} {value!r}; choose one of: {shown}",
+                              attribute=self.name, value=value, choices=self.values) from None
 
 
 @dataclass(frozen=True)
@@ -120,7 +130,8 @@ class Schema:
         try:
             return self.attributes_by_name[name]
         except KeyError:
-            raise SchemaError(f"unknown attribute {name!r}; known: {', '.join(self.names)}") from None
+            raise SchemaError(f"unknown attribute {name!r}; known: {', '.join(self.names)}",
+                              attribute=name, choices=self.names) from None
 
     # -- conditions -----------------------------------------------------------------------
     def encode(self, condition: Mapping[str, str]) -> tuple[int, ...]:

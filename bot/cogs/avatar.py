@@ -8,6 +8,8 @@ The schema is only known at start-up (packs are data), so those two commands are
 with the schema's values as choices (autocomplete when there are more than 25), plus
 `seed`. The other two are ordinary decorated methods. Every command is server-only
 (`guild_only`): a top-level command carries it itself, there is no group to inherit it from.
+Results are public posts (`bot.components.post_result`: text in the server's language); refusals are
+`UserError`s with keys of the `avatar` catalogue, answered in the member's language.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from discord.ext import commands
 import bot.actions as actions
 import bot.components as components
 from bot.errors import UserError
+from bot.i18n import t
 from bot.uploads import check_declared, read_attachment
 from engine.recipe import MAX_SEED
 from engine.schema import Attribute, Schema
@@ -120,7 +123,7 @@ class AvatarCog(commands.Cog):
         gs = await actions.check_limits(interaction)
         pack = actions.pack_for_guild(self.bot, gs)
         if not pack.has_vae:
-            raise UserError(f"The pack {pack.name} has no VAE to compare with.")
+            raise UserError("avatar.no_vae_compare", pack=pack.name)
         cond = actions.condition_from_options(pack.schema, options)
         seed = actions.new_seed() if seed is None else seed
         async with actions.generation(interaction, gs) as engine:
@@ -138,12 +141,12 @@ class AvatarCog(commands.Cog):
         gs = await actions.check_limits(interaction)
         pack = actions.pack_for_guild(self.bot, gs)
         if not pack.has_vae:  # before the gate: no draw taken, nothing downloaded or decoded
-            raise UserError(f"The pack {pack.name} has no VAE, so it cannot read pictures.")
+            raise UserError("avatar.no_vae_remix", pack=pack.name)
         check_declared(image.content_type, image.size, self.bot.settings.max_upload_bytes)  # metadata only
         async with actions.generation(interaction, gs) as engine:  # before the download and the decode
             picture = await read_attachment(image, max_bytes=self.bot.settings.max_upload_bytes)
             result = await engine.encode(pack.name, picture)
-        await components.post_result(interaction, result, note=" (remixed from your picture)")
+        await components.post_result(interaction, result, note=t(interaction.guild_locale, "avatar.remixed_note"))
 
     @app_commands.command(name="avatar-recipe")
     @app_commands.guild_only()

@@ -7,6 +7,11 @@ method (list it in `tests/bot/test_gate.py` and `tests/bot/test_first_response.p
 check that every command is gated and answers before touching storage). `_own_saved` and
 `_saved_autocomplete` serve any subcommand that takes one of the member's saved avatars.
 The group is server-only (`guild_only`), and so are its subcommands.
+
+Words come from the `avatars` catalogue. Answers only the member sees (`mine`, `delete`,
+`export`, `forget`, refusals, autocomplete) are in their language (`interaction.locale`);
+`show` posts to the channel, so its text and alt text are in the server's language
+(`interaction.guild_locale`), like the gallery (`bot.components.gallery_page`).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import bot.emoji as server_emoji
 import bot.forget_text as forget_text
 import bot.sheet as character_sheet
 from bot.errors import UserError
+from bot.i18n import t
 from bot.maintenance import member_data
 
 if TYPE_CHECKING:
@@ -43,7 +49,7 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
         rows = await self.bot.db.saved_avatars(interaction.guild_id, interaction.user.id, limit=100)
         out = []
         for a in rows:
-            label = f"#{a.id} · {actions.describe(self.bot, actions.parse_code(a.code))}"[:100]
+            label = f"#{a.id} · {actions.describe(self.bot, actions.parse_code(a.code), interaction.locale)}"[:100]
             if current.lstrip("#") in str(a.id) or current.lower() in label.lower():
                 out.append(app_commands.Choice(name=label, value=a.id))
         return out[:25]
@@ -53,11 +59,11 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
         if avatar is None:
             rows = await self.bot.db.saved_avatars(interaction.guild_id, interaction.user.id, limit=1)
             if not rows:
-                raise UserError("You have no saved avatar on this server yet: press 💾 Save under one.")
+                raise UserError("avatars.nothing_saved")
             avatar = rows[0].id
         row, png = await self.bot.db.saved_avatar(avatar, interaction.guild_id)
         if row.member_id != interaction.user.id:
-            raise UserError(f"Avatar #{avatar} is not yours.")
+            raise UserError("avatars.not_yours", avatar=avatar)
         return row, png
 
     # -- subcommands ------------------------------------------------------------------------
@@ -77,23 +83,24 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
         await self._show_member(interaction, member, ephemeral=False)
 
     async def _show_member(self, interaction: discord.Interaction, member: discord.abc.User, *, ephemeral: bool) -> None:
+        locale = interaction.locale if ephemeral else interaction.guild_locale
         rows = await self.bot.db.saved_avatars(interaction.guild_id, member.id, limit=25)
         total = await self.bot.db.count_saved(interaction.guild_id, member.id)
         if not rows:
-            who = "You have" if member.id == interaction.user.id else f"{member.mention} has"
-            await interaction.followup.send(f"{who} no saved avatars on this server yet.", ephemeral=ephemeral,
-                                            allowed_mentions=discord.AllowedMentions.none())
+            empty = (t(locale, "avatars.none_yours") if member.id == interaction.user.id
+                     else t(locale, "avatars.none_theirs", member=member.mention))
+            await interaction.followup.send(empty, ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none())
             return
         shown = rows[:4]
         sheet = await actions.grid_of_pngs([await self.bot.db.saved_png(a.id) for a in shown],
                                            labels=[f"#{a.id}" for a in shown])
-        text = f"{member.mention}'s saved avatars ({total}):"
+        text = t(locale, "avatars.list_title", member=member.mention, total=total)
         for a in rows:  # whole lines only, within Discord's 2,000 characters
             line = f"\n**#{a.id}** <t:{int(a.created)}:R> `{a.code}`"
             if len(text) + len(line) > 2000:
                 break
             text += line
-        alt = alt_text.saved_sheet(getattr(member, "display_name", str(member.id)),
+        alt = alt_text.saved_sheet(locale, getattr(member, "display_name", str(member.id)),
                                    components.saved_items(self.bot, shown))
         await interaction.followup.send(text, file=components.png_file(sheet, "saved.png", alt),
                                         ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none())
@@ -113,7 +120,7 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
         """Delete one of your saved avatars."""
         await interaction.response.defer(thinking=True, ephemeral=True)
         await self.bot.db.delete_avatar(avatar, interaction.guild_id, interaction.user.id)  # own ones only
-        await interaction.followup.send(f"Deleted your saved avatar #{avatar}.", ephemeral=True)
+        await interaction.followup.send(t(interaction.locale, "avatars.deleted", avatar=avatar), ephemeral=True)
 
     @app_commands.command(name="export")
     @app_commands.describe(size="pixels", transparent="cut out the flat background", avatar="which saved avatar (default: your newest)")
@@ -125,14 +132,15 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
         row, _ = await self._own_saved(interaction, avatar)
         recipe = actions.parse_code(row.code)
         if transparent and actions.pack_of(self.bot, recipe).background != "flat":  # before the gate and the redraw
-            raise UserError("This avatar's pack has no flat background to cut out; export it without transparent.")
+            raise UserError("avatars.no_flat_background")
         async with actions.generation(interaction, gs) as engine:
             result = await engine.redraw(recipe)
         png = await actions.png_of(self.bot, result, size=size, transparent=transparent)
-        await interaction.followup.send(f"Avatar #{row.id}, {size}x{size}{', transparent' if transparent else ''}:",
-                                        file=components.png_file(png, f"avatar-{row.id}-{size}.png", alt_text.export(
-                                            row.id, size, transparent, actions.schema_of(self.bot, recipe), recipe)),
-                                        ephemeral=True)
+        locale = interaction.locale  # an ephemeral answer, alt text included
+        alt = alt_text.export(locale, row.id, size, transparent, actions.schema_of(self.bot, recipe), recipe)
+        await interaction.followup.send(
+            t(locale, "avatars.export_transparent" if transparent else "avatars.export", avatar=row.id, size=size),
+            file=components.png_file(png, f"avatar-{row.id}-{size}.png", alt), ephemeral=True)
 
     # -- one character, many pictures (bot/sheet.py, bot/emoji.py) ---------------------------
     @app_commands.command(name="sheet")
@@ -163,8 +171,8 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
         found = await member_data(self.bot.db, interaction.user.id)
         view = discord.ui.View(timeout=None)
         if found.total:
-            view.add_item(components.ForgetButton(interaction.user.id))
-        await interaction.followup.send(forget_text.preview(found), view=view, ephemeral=True)
+            view.add_item(components.ForgetButton(interaction.user.id, interaction.locale))
+        await interaction.followup.send(forget_text.preview(interaction.locale, found), view=view, ephemeral=True)
 
     delete.autocomplete("avatar")(_saved_autocomplete)
     export.autocomplete("avatar")(_saved_autocomplete)

@@ -105,9 +105,11 @@ async def test_pack_for_guild_and_pack_of(ctx):
 def test_describe_names_attributes_and_falls_back_without_the_pack():
     ctx = FakeContext(None, {"moe": pack("moe")})
     recipe = Recipe(pack_id=pack_id_of("moe"), pack_hash="0badcafe", model="gan", latent=Seed(12), cond=(1, 0))
-    assert actions.describe(ctx, recipe) == "style: fox · eyes: Big eyes · seed 12 · gan"
+    assert actions.describe(ctx, recipe, "en-US") == "style: fox · eyes: Big eyes · seed 12 · gan"
+    assert actions.describe(ctx, recipe, "ja") == "style：fox · eyes：Big eyes · シード 12 · gan"
     varied = Recipe(pack_id=pack_id_of("gone"), pack_hash="0badcafe", model="vae", latent=Vary(Seed(1), 2, 0.3), cond=(1, 0))
-    assert actions.describe(ctx, varied) == "vae · variation of seed 1"
+    assert actions.describe(ctx, varied, "en-US") == "vae · variation of seed 1"
+    assert actions.describe(ctx, varied, "zh-CN") == "vae · 种子 1 的变体"
 
 
 def test_condition_from_options_validates_values():

@@ -1,4 +1,5 @@
-"""bot.components, bot.errors and the schema-built commands: custom_id limits, parsing, forged ids."""
+"""bot.components, bot.errors and the schema-built commands: custom_id limits, parsing, forged ids,
+errors and labels in the member's language."""
 
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from discord import app_commands
 from bot import components
 from bot.actions import INLINE_CODE_MAX, recipe_from_ref, ref_for
 from bot.cogs.avatar import attribute_command
-from bot.errors import BUSY_MESSAGE, UserError, describe_error
-from engine.errors import Busy, InvalidRecipe, PackError
+from bot.errors import BUSY_MESSAGE, NotOwner, RateLimited, UserError, describe_error, report_error
+from bot.i18n import t
+from engine.errors import Busy, EngineError, InvalidRecipe, PackError, UnknownPack
 from engine.recipe import MAX_SEED, Recipe, Seed, Slerp, Upload, Vary
-from engine.schema import Attribute, Schema
+from engine.schema import Attribute, Schema, SchemaError
 
 MAX_UID = 2**64 - 1  # 20 digits: the longest snowflake
 
@@ -33,7 +35,7 @@ def all_custom_ids(view) -> list[str]:
 
 def test_result_view_respects_discord_limits():
     ref = "A" * INLINE_CODE_MAX
-    view = components.result_view(ref, MAX_UID)
+    view = components.result_view(ref, MAX_UID, "en-US")
     ids = all_custom_ids(view)
     assert len(ids) == 8 and len(set(ids)) == 8
     assert max(len(i) for i in ids) <= 100
@@ -84,8 +86,9 @@ def test_malformed_ids_are_claimed_by_no_item(custom_id):
 class Recorder:
     """The parts of discord.Interaction an item touches before any engine work."""
 
-    def __init__(self, user_id: int = 5, db=None) -> None:
+    def __init__(self, user_id: int = 5, db=None, locale: str = "en-US") -> None:
         self.sent: list[tuple[str, bool]] = []
+        self.locale = self.guild_locale = discord.Locale(locale)
         self.user = SimpleNamespace(id=user_id, mention=f"<@{user_id}>")
         self.guild_id, self.channel_id = 1, 2
         self.client = SimpleNamespace(db=db)
@@ -149,7 +152,7 @@ async def test_owner_only_buttons_refuse_others():
     assert [e for _, e in itx.sent] == [True, True]
     assert "Only the member who made this avatar" in itx.sent[0][0] and "delete" in itx.sent[1][0]
     await dispatch("moe:forget:5", itx)  # another member's "forget me": refused before any storage
-    assert itx.sent[2] == ("Only the member who asked can confirm forgetting their own data.", True)
+    assert itx.sent[2] == (t("en", "forget.refusal"), True)
 
 
 async def test_stale_long_code_reference_is_a_user_error(tmp_path):
@@ -169,18 +172,20 @@ async def test_stale_long_code_reference_is_a_user_error(tmp_path):
         assert await recipe_from_ref(bot, ref) == long
         itx = Recorder(db=db)
         await dispatch("moe:r:~999", itx)
-        assert itx.sent == [("This button points to a recipe that is no longer stored.", True)]
+        assert itx.sent == [(t("en", "errors.recipe_ref_gone"), True)]
     finally:
         await db.close()
 
 
 def test_describe_error_known_and_unknown(caplog):
-    assert describe_error(UserError("plain words")) == ("plain words", True)
-    assert describe_error(InvalidRecipe("bad code")) == ("bad code", True)  # engine errors speak to members
+    assert describe_error(UserError("errors.not_your_avatar", avatar=12)) == (
+        "You have no saved avatar #12 on this server.", True)
+    assert str(UserError("errors.not_your_avatar", avatar=12)) == "You have no saved avatar #12 on this server."
+    assert describe_error(InvalidRecipe("bad code")) == (t("en", "errors.recipe_invalid"), True)  # worded by the bot
     try:  # how the tree wraps an error raised inside a command
         raise app_commands.CommandInvokeError(SimpleNamespace(name="create"), PackError("no such pack")) from PackError("no such pack")
     except app_commands.CommandInvokeError as wrapped:
-        assert describe_error(wrapped) == ("no such pack", True)
+        assert describe_error(wrapped) == (t("en", "errors.pack_broken"), True)
     assert describe_error(Busy("queue full")) == (BUSY_MESSAGE, True)
     message, expected = describe_error(ZeroDivisionError("boom"))
     assert not expected
@@ -232,3 +237,44 @@ def test_the_bot_package_loads_its_modules_on_first_use():
             "assert bot.MoeBot.__module__ == 'bot.client' and 'discord' in sys.modules; "
             "import bot.cogs.avatar, bot.cli; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(("error", "key", "params"), [
+    (InvalidRecipe("x", reason="too_many_steps"), "errors.recipe_too_many_steps", {}),
+    (InvalidRecipe("x", reason="mismatch", pack="moe", version="2"), "errors.recipe_mismatch",
+     {"pack": "moe", "version": "2"}),
+    (UnknownPack("x", reason="server", pack="old"), "errors.server_pack_gone", {"pack": "old"}),
+    (UnknownPack("x", reason="retired", pack="moe", version="1"), "errors.pack_retired", {"pack": "moe", "version": "1"}),
+    (UnknownPack("x"), "errors.pack_missing", {}),
+    (EngineError("the model failed on this request; please try again"), "errors.engine_failed", {}),
+    (EngineError("x", reason="picture_too_small"), "errors.picture_too_small", {}),
+    (EngineError("x", reason="upload_gone"), "errors.upload_gone", {}),
+    (SchemaError("x", attribute="style", value="dog", choices=("cat", "fox")), "errors.unknown_value",
+     {"attribute": "style", "value": "dog", "choices": "cat, fox"}),
+    (SchemaError("x"), "errors.schema_mismatch", {}),
+])
+def test_engine_errors_are_worded_by_type_and_reason(error, key, params):
+    for locale in ("en", "zh-CN", "ja"):
+        assert describe_error(error, locale) == (t(locale, key, **params), True)
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "ja"])
+async def test_a_member_reads_errors_in_their_language(locale):
+    itx = Recorder(locale=locale)
+    await dispatch("moe:r:" + "A" * 40, itx)  # a forged recipe: the engine's InvalidRecipe
+    await report_error(itx, NotOwner("components.not_owner"))  # after the first answer: a followup
+    await report_error(itx, RateLimited(2.5))
+    assert itx.sent == [(t(locale, "errors.recipe_invalid"), True), (t(locale, "components.not_owner"), True),
+                        (t(locale, "limits.slow_down", wait=2.5), True)]
+    english = {t("en", "errors.recipe_invalid"), t("en", "components.not_owner"), t("en", "limits.slow_down", wait=2.5)}
+    assert not english & {text for text, _ in itx.sent}
+    assert "2.5" in itx.sent[2][0]
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "ja"])
+def test_labels_are_in_the_language_of_the_member_who_posted(locale):
+    view = components.result_view("A" * 40, 5, discord.Locale(locale))
+    labels = [item.item.label for item in view.children]
+    assert labels == [t(locale, f"components.{k}") for k in ("reroll", "variations", "edit", "blend", "save", "delete",
+                                                              "recipe")] + [t(locale, "sheet.button")]
+    assert not set(labels) & {item.item.label for item in components.result_view("A" * 40, 5, "en-US").children}

@@ -95,7 +95,7 @@ class Itx:
 
     def __init__(self, bot: Bot, user_id: int) -> None:
         self.client, self.guild_id, self.channel_id = bot, GUILD, 2
-        self.locale = "en-US"
+        self.locale = self.guild_locale = "en-US"
         self.permissions = self.app_permissions = discord.Permissions(manage_guild=True, manage_expressions=True)
         self.guild = Guild_()
         self.channel = SimpleNamespace(id=2)

@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from bot.errors import QuotaExceeded, RateLimited, StorageUnavailable
+from bot.errors import QuotaExceeded, RateLimited, StorageUnavailable, describe_error
+from bot.i18n import t
 from bot.limits import Limits, refilled, refund_draw, take_draw, tokens_left, usage_today
 from bot.storage import Database
 
@@ -95,6 +96,22 @@ async def test_the_daily_quota_counts_every_draw_and_resets_at_midnight(db):
         await take_draw(db, 1, 7, quota, now=NOON + 30)
     assert e.value.reset_in_s == pytest.approx(12 * 3600 - 30) and "11 h 59 min" in str(e.value)
     assert await take_draw(db, 1, 7, quota, now=NOON + 86400) == 1
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "ja"])
+async def test_refusals_are_worded_in_the_members_language(db, locale):
+    slow = Limits(burst=1, refill_s=30, daily_quota=0)
+    await take_draw(db, 1, 7, slow, now=NOON)
+    with pytest.raises(RateLimited) as e:
+        await take_draw(db, 1, 7, slow, now=NOON + 10)
+    text, expected = describe_error(e.value, locale)
+    assert expected and text == t(locale, "limits.slow_down", wait=20) and "20.0" in text and text != str(e.value)
+    quota = Limits(burst=100, refill_s=0, daily_quota=1)
+    await take_draw(db, 1, 8, quota, now=NOON)
+    with pytest.raises(QuotaExceeded) as e:
+        await take_draw(db, 1, 8, quota, now=NOON + 30)
+    text, _ = describe_error(e.value, locale)
+    assert text == t(locale, "limits.quota", quota=1, hours=11, minutes=59) and "11" in text and "59" in text
 
 
 async def test_a_refund_gives_back_the_token_and_the_count(db):
