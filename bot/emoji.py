@@ -105,7 +105,7 @@ async def emoji_command(bot: BotContext, interaction: discord.Interaction, *, na
         if mapped is None:
             raise
         raise mapped from e
-    locale = interaction.locale  # the words of the member whose command posts it, like a result's buttons
+    locale = interaction.guild_locale  # a post everyone sees: the server's language, as other posts
     lines = [t(locale, "emoji.created", mention=interaction.user.mention, emoji=str(emoji), name=emoji.name,
                avatar=row.id)]
     if not transparent:

@@ -215,8 +215,9 @@ async def own_saved(bot: BotContext, interaction: discord.Interaction, avatar: i
 
 async def draw_sheet(bot: BotContext, interaction: discord.Interaction, recipe: Recipe, by: str,
                      gs: GuildSettings | None = None) -> None:
-    """Plan, draw (one gate pass, one engine request) and post a sheet; already deferred."""
-    locale = interaction.locale
+    """Plan, draw (one gate pass, one engine request) and post a sheet; already deferred. The
+    post, which everyone sees, speaks the server's language, as other posts do."""
+    locale = interaction.guild_locale
     pack = actions.pack_of(bot, recipe)
     plan = plan_sheet(pack.schema, pack.manifest, by)  # refusals before the gate: nothing charged
     async with actions.generation(interaction, gs) as engine:

@@ -104,6 +104,7 @@ class Guild:
 class Itx:
     def __init__(self, bot, guild, permissions=MANAGE, app_permissions=MANAGE) -> None:
         self.client, self.guild, self.guild_id, self.channel_id, self.locale = bot, guild, GUILD, 2, "en-US"
+        self.guild_locale = "en-US"
         self.permissions, self.app_permissions = permissions, app_permissions
         self.channel = SimpleNamespace(id=2)
         self.user = SimpleNamespace(id=MEMBER, mention=f"<@{MEMBER}>")

@@ -158,6 +158,7 @@ def test_alt_texts_name_what_stays_and_every_cell():
 class Itx:
     def __init__(self, bot) -> None:
         self.client, self.guild_id, self.channel_id, self.locale = bot, GUILD, 2, "en-US"
+        self.guild_locale = "en-US"
         self.channel = SimpleNamespace(id=2)
         self.user = SimpleNamespace(id=MEMBER, mention=f"<@{MEMBER}>")
         self.sent: list[dict] = []
