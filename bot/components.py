@@ -42,7 +42,9 @@ from bot.actions import REF_PATTERN
 from bot.context import context_of
 from bot.errors import NotOwner, UserError, report_error
 from bot.i18n import attribute_label, t, value_label
+from bot.items import MoeItem
 from bot.maintenance import forget_member
+from bot.sheet import SheetButton, SheetSelect
 from bot.storage import MAX_SAVED_PER_MEMBER, collection_full
 from engine.errors import EngineError, UnknownPack
 from engine.recipe import upload_ids
@@ -58,32 +60,6 @@ REF = rf"(?P<ref>{REF_PATTERN})"
 UID = r"(?P<uid>[0-9]{1,20})"
 GALLERY_PAGE = 4
 _NO_MENTIONS = discord.AllowedMentions.none()
-
-
-_NUMBERS = frozenset({"uid", "index", "page"})  # template groups that are integers
-
-
-class MoeItem:
-    """Mixin for every item: rebuild it from its custom_id, run `handle`, and answer any
-    error the member's way (discord.py would only log errors raised by a DynamicItem's
-    callback, leaving the member with 'interaction failed').
-
-    The template's named groups are the constructor's keyword arguments (`uid`, `index`
-    and `page` as integers); whatever else the constructor takes keeps its default, as
-    Discord sends the item's own copy of labels and options with the interaction."""
-
-    @classmethod
-    async def from_custom_id(cls, interaction: discord.Interaction, item: ui.Item, match):
-        return cls(**{k: int(v) if k in _NUMBERS else v for k, v in match.groupdict().items()})
-
-    async def callback(self, interaction: discord.Interaction) -> None:
-        try:
-            await self.handle(interaction)
-        except Exception as e:  # reported to the member; unexpected ones logged with traceback
-            await report_error(interaction, e)
-
-    async def handle(self, interaction: discord.Interaction) -> None:
-        raise NotImplementedError
 
 
 class OwnerOnly:
@@ -356,7 +332,7 @@ class ForgetButton(OwnerOnly, MoeItem, ui.DynamicItem[ui.Button], template=rf"mo
 
 
 ITEMS = (RerollButton, VariationsButton, EditButton, EditSelect, BlendButton, BlendSelect,
-         SaveButton, DeleteButton, RecipeButton, PickButton, GalleryButton, ForgetButton)
+         SaveButton, DeleteButton, RecipeButton, PickButton, GalleryButton, ForgetButton, SheetButton, SheetSelect)
 
 
 # -- messages -------------------------------------------------------------------------------------
@@ -365,7 +341,7 @@ def result_view(ref: str, uid: int, locale: object) -> ui.View:
     view = ui.View(timeout=None)
     for item in (RerollButton(ref, locale), VariationsButton(ref, locale), EditButton(ref, locale),
                  BlendButton(ref, locale), SaveButton(uid, ref, locale), DeleteButton(uid, locale),
-                 RecipeButton(ref, locale)):
+                 RecipeButton(ref, locale), SheetButton(ref, locale)):
         view.add_item(item)
     return view
 

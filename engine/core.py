@@ -300,16 +300,26 @@ class Engine:
 
     async def edit(self, recipe: Recipe, /, **changes: str) -> Result:
         """Same latent, new attribute values: the character keeps its identity."""
+        return (await self.edits(recipe, [changes]))[0]
+
+    async def edits(self, recipe: Recipe, changes: Sequence[Mapping[str, str]]) -> list[Result]:
+        """One `edit` per mapping of `changes`, drawn together in one request (a character
+        sheet: the same character in every value of an attribute)."""
+        _check_n(len(changes))
         with self._lease(recipe=recipe) as lp:
             schema = lp.pack.schema
-            cond, cond_b = list(recipe.cond), list(recipe.cond_b) if recipe.cond_b is not None else None
-            for name, value in changes.items():
-                i = schema.names.index(schema[name].name)
-                cond[i] = schema[name].index(value)
-                if cond_b is not None:
-                    cond_b[i] = cond[i]
-            new = self._recipe(lp, recipe.model, recipe.latent, cond, tuple(cond_b) if cond_b else None, recipe.mix)
-            return (await self._draw(lp, [new]))[0]
+            recipes = []
+            for change in changes:
+                cond, cond_b = list(recipe.cond), list(recipe.cond_b) if recipe.cond_b is not None else None
+                for name, value in change.items():
+                    i = schema.names.index(schema[name].name)
+                    cond[i] = schema[name].index(value)
+                    if cond_b is not None:
+                        cond_b[i] = cond[i]
+                recipes.append(self._recipe(lp, recipe.model, recipe.latent, cond,
+                                            tuple(cond_b) if cond_b else None, recipe.mix))
+            z = await materialize(recipe.latent, lp.pack.z_dim, self.latent_store.get)
+            return await self._draw(lp, recipes, np.repeat(z[None], len(recipes), axis=0))
 
     async def blend(self, a: Recipe, b: Recipe, t: float = 0.5) -> Result:
         """Slerp of the two latents and a (1-t, t) mix of their condition embeddings."""

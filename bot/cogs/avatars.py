@@ -1,5 +1,6 @@
 """`/avatars ...`: a member's saved avatars on a server (`mine`, `show`, `gallery`, `delete`,
-`export`) and `forget`, which deletes everything the bot keeps about them.
+`export`, `sheet` and `emoji`, whose work is in `bot.sheet` and `bot.emoji`) and `forget`, which
+deletes everything the bot keeps about them.
 
 A `GroupCog`: each subcommand is an `@app_commands.command` method, so adding one is adding a
 method (list it in `tests/bot/test_gate.py` and `tests/bot/test_first_response.py`, which
@@ -24,7 +25,9 @@ from discord.ext import commands
 import bot.actions as actions
 import bot.alt_text as alt_text
 import bot.components as components
+import bot.emoji as server_emoji
 import bot.forget_text as forget_text
+import bot.sheet as character_sheet
 from bot.errors import UserError
 from bot.i18n import t
 from bot.maintenance import member_data
@@ -139,6 +142,27 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
             t(locale, "avatars.export_transparent" if transparent else "avatars.export", avatar=row.id, size=size),
             file=components.png_file(png, f"avatar-{row.id}-{size}.png", alt), ephemeral=True)
 
+    # -- one character, many pictures (bot/sheet.py, bot/emoji.py) ---------------------------
+    @app_commands.command(name="sheet")
+    @app_commands.describe(by="what changes from picture to picture: one attribute, or expressions",
+                           avatar="which saved avatar (default: your newest)", code="a recipe code instead of a saved avatar")
+    async def sheet(self, interaction: discord.Interaction, by: str, avatar: int | None = None,
+                    code: app_commands.Range[str, 1, 200] | None = None) -> None:
+        """One character in every value of an attribute, or every expression: a grid and a ZIP of PNGs."""
+        await character_sheet.sheet_command(self.bot, interaction, by=by, avatar=avatar, code=code)
+
+    @sheet.autocomplete("by")
+    async def _sheet_by(self, interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
+        return await character_sheet.by_autocomplete(self.bot, interaction, current)
+
+    @app_commands.command(name="emoji")
+    @app_commands.describe(name="the emoji's name: 2 to 32 letters, digits or underscores",
+                           avatar="which saved avatar (default: your newest)")
+    async def emoji(self, interaction: discord.Interaction, name: app_commands.Range[str, 1, 100],
+                    avatar: int | None = None) -> None:
+        """Make one of your saved avatars an emoji of this server (needs Manage Expressions)."""
+        await server_emoji.emoji_command(self.bot, interaction, name=name, avatar=avatar)
+
     # -- privacy ----------------------------------------------------------------------------
     @app_commands.command(name="forget", description=forget_text.COMMAND)
     async def forget(self, interaction: discord.Interaction) -> None:
@@ -152,3 +176,5 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
 
     delete.autocomplete("avatar")(_saved_autocomplete)
     export.autocomplete("avatar")(_saved_autocomplete)
+    sheet.autocomplete("avatar")(_saved_autocomplete)
+    emoji.autocomplete("avatar")(_saved_autocomplete)

@@ -123,16 +123,17 @@ class FakeDiscord:
         return guild
 
     def add_member(self, guild: Guild, name: str, *, admin: bool = False, user: User | None = None,
-                   locale: str = "en-US") -> Member:
+                   locale: str = "en-US", permissions: int = 0) -> Member:
         """A member; `admin=True` gives a role with Manage Server; `user=` (another member's `.user`)
         makes the same Discord user a member of `guild` too. `locale`: their client's language
         (`zh-CN`, `ja`, ...), sent as every interaction's `locale`; it can change later
-        (`member.locale = "ja"`), as when they switch their client's language."""
+        (`member.locale = "ja"`), as when they switch their client's language. `permissions`:
+        more permission bits (`member.grants`, changeable later)."""
         _check_locale(locale)
         if user is None:
             user = User(snowflake(), name)
         self.world.users[user.id] = user
-        member = Member(user, guild, admin=admin, locale=locale)
+        member = Member(user, guild, admin=admin, locale=locale, grants=permissions)
         guild.members[user.id] = member
         return member
 
@@ -151,6 +152,14 @@ class FakeDiscord:
         guild.threads.append(thread)
         self.world.channels[thread.id] = thread
         return thread
+
+    async def add_emojis(self, guild: Guild, count: int, *, animated: bool = False) -> list:
+        """`count` emoji the server's staff made, taking slots (`emoji.py`); the bot hears of them."""
+        return await self.server.emoji.add(guild, count, animated=animated)
+
+    async def set_premium_tier(self, guild: Guild, tier: int) -> None:
+        """The guild's boost level 0-3 (50, 100, 150 or 250 emoji slots), sent as a GUILD_UPDATE."""
+        await self.server.emoji.set_premium_tier(guild, tier)
 
     async def wait_ready(self, timeout: float = 60.0, *, after: int = 0, commands: bool = True,
                          sessions: int = 1, pid: int | None = None) -> int:
@@ -333,6 +342,7 @@ class FakeDiscord:
         }
         if message is not None:
             payload["message"] = message.to_payload()
+        payload["app_permissions"] = str(guild.bot_permissions)
         itx = Interaction(iid, payload["token"], kind, payload, member, source=message)
         await self.server.send_interaction(itx)
         return itx

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .emoji import EmojiRoutes
 from .gateway import TOKEN, Gateway
 from .interaction import Interaction, ResponseType
 from .messages import LOADING, Messages, error, json_response, read_body
@@ -38,6 +39,7 @@ class FakeServer:
         self._runner: web.AppRunner | None = None
         self.gateway = Gateway(world, self._notify, heartbeat_ms)
         self.messages = Messages(world)
+        self.emoji = EmojiRoutes(world, self.gateway)  # custom emoji routes (emoji.py)
 
     @property
     def sessions(self):
@@ -86,6 +88,7 @@ class FakeServer:
         r.add_get(api + "/guilds/{gid:\\d+}", self.get_guild)
         r.add_get(api + "/guilds/{gid:\\d+}/members/{uid:\\d+}", self.get_member)
         r.add_get(api + "/users/{uid:\\d+}", self.get_user)
+        self.emoji.register(r, api)
         r.add_route("*", "/{tail:.*}", self.not_implemented)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()

@@ -127,6 +127,7 @@ class Member:
     admin: bool = False  # holds a role with Manage Server
     joined_at: str = field(default_factory=iso_now)
     locale: str = "en-US"  # the member's client language: the interaction's `locale`
+    grants: int = 0  # permission bits beyond the defaults (e.g. emoji.MANAGE_GUILD_EXPRESSIONS)
 
     @property
     def id(self) -> int:
@@ -138,7 +139,7 @@ class Member:
 
     @property
     def permissions(self) -> int:
-        return DEFAULT_PERMISSIONS | (MANAGE_GUILD if self.admin else 0)
+        return DEFAULT_PERMISSIONS | (MANAGE_GUILD if self.admin else 0) | self.grants
 
     def to_payload(self, *, with_user: bool = True, with_permissions: bool = False) -> dict[str, Any]:
         roles = [str(self.guild.admin_role_id)] if self.admin else []
@@ -161,6 +162,9 @@ class Guild:
     members: dict[int, Member] = field(default_factory=dict)
     threads: list[Channel] = field(default_factory=list)  # active public threads
     preferred_locale: str = "en-US"  # the server's language: `preferred_locale`, interactions' `guild_locale`
+    premium_tier: int = 0  # boost level 0-3: emoji slots (emoji.py)
+    emojis: list = field(default_factory=list)  # emoji.Emoji
+    bot_permissions: int = ALL_PERMISSIONS  # the bot's permissions here (interactions' app_permissions)
 
     @property
     def channel(self) -> Channel:
@@ -178,12 +182,12 @@ class Guild:
                       "flags": 0}
         return {
             "id": str(self.id), "name": self.name, "icon": None, "owner_id": str(self.owner_id),
-            "roles": roles, "emojis": [], "stickers": [], "features": [], "unavailable": False, "large": False,
+            "roles": roles, "emojis": [e.to_payload() for e in self.emojis], "stickers": [], "features": [], "unavailable": False, "large": False,
             "member_count": len(self.members) + 1, "members": [bot_member] + [m.to_payload() for m in self.members.values()],
             "channels": [c.to_payload() for c in self.channels], "threads": [t.to_payload() for t in self.threads], "voice_states": [], "presences": [],
             "stage_instances": [], "guild_scheduled_events": [], "joined_at": iso_now(), "preferred_locale": self.preferred_locale,
             "verification_level": 0, "default_message_notifications": 0, "explicit_content_filter": 0,
-            "mfa_level": 0, "premium_tier": 0, "nsfw_level": 0, "system_channel_flags": 0,
+            "mfa_level": 0, "premium_tier": self.premium_tier, "nsfw_level": 0, "system_channel_flags": 0,
             "application_id": None, "afk_timeout": 300, "max_members": 500000,
         }
 

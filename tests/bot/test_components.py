@@ -37,11 +37,11 @@ def test_result_view_respects_discord_limits():
     ref = "A" * INLINE_CODE_MAX
     view = components.result_view(ref, MAX_UID, "en-US")
     ids = all_custom_ids(view)
-    assert len(ids) == 7 and len(set(ids)) == 7
+    assert len(ids) == 8 and len(set(ids)) == 8
     assert max(len(i) for i in ids) <= 100
     rows = [item.row for item in view.children]
     assert all(rows.count(r) <= 5 for r in set(rows)) and max(rows) < 5
-    assert {i.split(":")[1] for i in ids} == {"r", "v", "e", "b", "s", "d", "i"}
+    assert {i.split(":")[1] for i in ids} == {"r", "v", "e", "b", "s", "d", "i", "k"}
 
 
 async def test_every_item_is_rebuilt_from_its_own_id():
@@ -51,7 +51,7 @@ async def test_every_item_is_rebuilt_from_its_own_id():
         components.EditSelect(4, ref), components.BlendButton(ref), components.BlendSelect(ref),
         components.SaveButton(MAX_UID, ref), components.DeleteButton(MAX_UID), components.RecipeButton(ref),
         components.PickButton(ref, "1"), components.GalleryButton(12, "next"), components.PickButton("~42"),
-        components.ForgetButton(MAX_UID),
+        components.ForgetButton(MAX_UID), components.SheetButton(ref), components.SheetSelect(ref),
     ]
     assert {type(s) for s in samples} == set(components.ITEMS)
     for item in samples:
@@ -276,5 +276,5 @@ def test_labels_are_in_the_language_of_the_member_who_posted(locale):
     view = components.result_view("A" * 40, 5, discord.Locale(locale))
     labels = [item.item.label for item in view.children]
     assert labels == [t(locale, f"components.{k}") for k in ("reroll", "variations", "edit", "blend", "save", "delete",
-                                                              "recipe")]
+                                                              "recipe")] + [t(locale, "sheet.button")]
     assert not set(labels) & {item.item.label for item in components.result_view("A" * 40, 5, "en-US").children}

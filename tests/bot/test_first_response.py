@@ -22,9 +22,9 @@ from tests.bot.test_gate import GUILD, Bot, Itx, Upload_, click, member_commands
 
 MEMBER = 7
 ITEMS = ("RerollButton", "VariationsButton", "EditButton", "EditSelect", "BlendButton", "BlendSelect", "SaveButton",
-         "DeleteButton", "RecipeButton", "PickButton", "GalleryButton", "ForgetButton")
+         "DeleteButton", "RecipeButton", "PickButton", "GalleryButton", "ForgetButton", "SheetButton", "SheetSelect")
 MEMBER_COMMANDS = ("avatar", "avatar-compare", "avatar-remix", "avatar-recipe", "avatars mine", "avatars show",
-                   "avatars gallery", "avatars delete", "avatars export", "avatars forget")
+                   "avatars gallery", "avatars delete", "avatars export", "avatars forget", "avatars sheet", "avatars emoji")
 ADMIN_COMMANDS = ("settings", "pack", "limits", "channel", "channels-reset", "remove", "purge")
 
 
@@ -45,7 +45,7 @@ class SlowItx(Itx):
 
     def __init__(self, bot, user_id: int) -> None:
         super().__init__(bot, user_id)
-        self.permissions = SimpleNamespace(manage_guild=True)
+        self.permissions = SimpleNamespace(manage_guild=True, manage_expressions=True)
         self.first: list[str] = []
         response, outer = self.response, self
         defer, send = response.defer, response.send_message
@@ -89,6 +89,8 @@ async def run_item(name: str, bot, itx, saved: int, ref: str) -> None:
         "PickButton": lambda: components.PickButton(ref, "1"),
         "GalleryButton": lambda: components.GalleryButton(0, "next"),
         "ForgetButton": lambda: components.ForgetButton(MEMBER),
+        "SheetButton": lambda: components.SheetButton(ref),
+        "SheetSelect": lambda: select(components.SheetSelect(ref), "eyes"),
     }[name]()
     await click(item, itx)
 
@@ -125,7 +127,8 @@ async def test_components_answer_before_touching_storage(db, name):
 async def test_member_commands_answer_before_touching_storage(db, name):
     bot, itx, watched, saved, ref = await setup(db)
     args = {"avatar-remix": (Upload_(),), "avatar-recipe": (recipe().to_code(),), "avatars export": (128, False, saved),
-            "avatars show": (SimpleNamespace(id=99, mention="<@99>"),), "avatars delete": (saved,)}.get(name, ())
+            "avatars show": (SimpleNamespace(id=99, mention="<@99>"),), "avatars delete": (saved,),
+            "avatars sheet": ("eyes", saved), "avatars emoji": ("moe_cat", saved)}.get(name, ())
     await slash(bot, name, itx, *args)
     assert itx.first
     assert [use for use, answered in watched.uses if not answered] == [], (itx.first, itx.sent)

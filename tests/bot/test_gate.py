@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from types import SimpleNamespace
 
+import discord
 import numpy as np
 import pytest
 from PIL import Image
@@ -26,10 +27,12 @@ from engine.schema import Attribute, Schema
 
 SCHEMA = Schema((Attribute("style", ("cat", "fox")), Attribute("eyes", ("big", "sleepy"))))
 GUILD = 1
-DRAWING_COMMANDS = {"avatar", "avatar-compare", "avatar-remix", "avatar-recipe", "avatars export"}
+DRAWING_COMMANDS = {"avatar", "avatar-compare", "avatar-remix", "avatar-recipe", "avatars export", "avatars sheet",
+                    "avatars emoji"}
 OTHER_COMMANDS = {"avatars mine", "avatars show", "avatars gallery", "avatars delete", "avatars forget"}  # forget never draws
-DRAWING_ITEMS = {"RerollButton", "VariationsButton", "EditSelect", "BlendButton", "BlendSelect", "SaveButton", "PickButton"}
-OTHER_ITEMS = {"EditButton", "DeleteButton", "RecipeButton", "GalleryButton", "ForgetButton"}
+DRAWING_ITEMS = {"RerollButton", "VariationsButton", "EditSelect", "BlendButton", "BlendSelect", "SaveButton", "PickButton",
+                 "SheetSelect"}
+OTHER_ITEMS = {"EditButton", "DeleteButton", "RecipeButton", "GalleryButton", "ForgetButton", "SheetButton"}
 
 
 def recipe(seed: int = 3, latent=None, model: str = "gan") -> Recipe:
@@ -41,7 +44,7 @@ class GatedEngine:
 
     def __init__(self) -> None:
         self.packs = {"moe": SimpleNamespace(name="moe", pack_id=pack_id_of("moe"), schema=SCHEMA, has_vae=True,
-                                             manifest={"version": "1"})}
+                                             manifest={"version": "1"}, background=None)}
         self.draws: list[str] = []
 
     def _draw(self, what: str, recipes: list[Recipe]) -> list[Result]:
@@ -60,6 +63,9 @@ class GatedEngine:
 
     async def edit(self, r, **changes):
         return self._draw("edit", [r])[0]
+
+    async def edits(self, r, changes):
+        return self._draw("edits", [r] * len(changes))
 
     async def blend(self, a, b, t=0.5):
         return self._draw("blend", [a])[0]
@@ -90,6 +96,8 @@ class Itx:
     def __init__(self, bot: Bot, user_id: int) -> None:
         self.client, self.guild_id, self.channel_id = bot, GUILD, 2
         self.locale = self.guild_locale = "en-US"
+        self.permissions = self.app_permissions = discord.Permissions(manage_guild=True, manage_expressions=True)
+        self.guild = Guild_()
         self.channel = SimpleNamespace(id=2)
         self.user = SimpleNamespace(id=user_id, mention=f"<@{user_id}>")
         self.sent: list[tuple[str, bool]] = []
@@ -119,6 +127,18 @@ class Itx:
 
     async def edit_original_response(self, *, content=None, **kw):
         self.sent.append((content, True))
+
+
+class Guild_:
+    """The parts of discord.Guild `/avatars emoji` uses."""
+
+    emoji_limit = 50
+
+    async def fetch_emojis(self):
+        return []
+
+    async def create_custom_emoji(self, *, name, image, reason=None):
+        return SimpleNamespace(name=name)
 
 
 class Upload_:
@@ -169,7 +189,8 @@ async def drive(path: str, bot: Bot, itx: Itx, upload: Upload_) -> None:
     """One drawing path, as a member would take it."""
     code = recipe().to_code()
     if path in DRAWING_COMMANDS:
-        args = {"avatar-remix": (upload,), "avatar-recipe": (code,), "avatars export": (128, False, None)}.get(path, ())
+        args = {"avatar-remix": (upload,), "avatar-recipe": (code,), "avatars export": (128, False, None),
+                "avatars sheet": ("eyes", None, code), "avatars emoji": ("moe_cat", None)}.get(path, ())
         return await slash(bot, path, itx, *args)
     item = {
         "RerollButton": lambda: components.RerollButton(code),
@@ -179,6 +200,7 @@ async def drive(path: str, bot: Bot, itx: Itx, upload: Upload_) -> None:
         "BlendSelect": lambda: select(components.BlendSelect(code), str(bot.saved_id)),
         "SaveButton": lambda: components.SaveButton(itx.user.id, code),
         "PickButton": lambda: components.PickButton(code, "1"),
+        "SheetSelect": lambda: select(components.SheetSelect(code), "eyes"),
     }[path]()
     await click(item, itx)
 
@@ -214,7 +236,7 @@ async def test_paths_that_do_not_draw_take_nothing(db, path):
     itx = Itx(bot, member)
     item = {"EditButton": components.EditButton(code), "DeleteButton": components.DeleteButton(member),
             "RecipeButton": components.RecipeButton(code), "GalleryButton": components.GalleryButton(0, "next"),
-            "ForgetButton": components.ForgetButton(member)}
+            "ForgetButton": components.ForgetButton(member), "SheetButton": components.SheetButton(code)}
     if path in item:
         await click(item[path], itx)
     elif path == "avatars forget":

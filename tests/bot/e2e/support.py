@@ -66,11 +66,11 @@ async def create(world, member, **options):
 
 
 def check_result(msg, member) -> np.ndarray:
-    """A result message: one 256 px PNG, the seven buttons, owner id in save/delete."""
+    """A result message: one 256 px PNG, the eight buttons, owner id in save/delete."""
     assert not msg.ephemeral and len(msg.files) == 1
     img = pixels(msg.files[0].data)
     assert img.shape == (256, 256, 3)
     ids = [b["custom_id"] for b in msg.buttons]
-    assert [i.split(":")[1] for i in ids] == ["r", "v", "e", "b", "s", "d", "i"]
+    assert [i.split(":")[1] for i in ids] == ["r", "v", "e", "b", "s", "d", "i", "k"]
     assert ids[4].startswith(f"moe:s:{member.user.id}:") and ids[5] == f"moe:d:{member.user.id}"
     return img

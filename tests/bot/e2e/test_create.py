@@ -16,7 +16,7 @@ from tests.bot.e2e.support import (CROWD, answered_in_time, check_result, code_o
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
 
-AVATARS_SUBCOMMANDS = {"mine", "show", "gallery", "delete", "export", "forget"}
+AVATARS_SUBCOMMANDS = {"mine", "show", "gallery", "delete", "export", "sheet", "emoji", "forget"}
 
 
 async def test_synced_command_tree(world):

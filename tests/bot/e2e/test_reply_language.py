@@ -44,7 +44,7 @@ async def test_a_post_speaks_the_server_and_its_buttons_the_member_who_posted(wo
     kana, li = newcomer(world, "ja"), newcomer(world, "zh-CN")
     msg = await done(await world.fake.slash(kana, "avatar", seed=5))  # an English-speaking server
     check_result(msg, kana)
-    assert labels(msg) == [t("ja", f"components.{k}") for k in LABELS]
+    assert labels(msg) == [t("ja", f"components.{k}") for k in LABELS] + [t("ja", "sheet.button")]
     assert t("en", "describe.seed", seed=5) in msg.content  # the public text: the server's language
     assert msg.files[0].description.startswith(t("en", "alt.avatar", conds="")[:12])
     refused = await done(await world.fake.click(li, msg, emoji="💾"))  # not li's avatar
@@ -61,7 +61,7 @@ async def test_in_a_japanese_server_an_english_member_posts_in_japanese(world):
         msg = await done(await world.fake.slash(amy, "avatar", seed=6))
         grid = await done(await world.fake.click(amy, msg, emoji="✨"))
     check_result(msg, amy)
-    assert labels(msg) == [t("en", f"components.{k}") for k in LABELS]
+    assert labels(msg) == [t("en", f"components.{k}") for k in LABELS] + [t("en", "sheet.button")]
     assert t("ja", "describe.seed", seed=6) in msg.content and t("en", "describe.seed", seed=6) not in msg.content
     recipe = Recipe.from_code(code_of(msg))
     assert msg.files[0].description.endswith(t("ja", "alt.model", model=recipe.model.upper()))
