@@ -20,11 +20,11 @@ import discord
 
 from bot.alt_text import pair
 from bot.context import BotContext, context_of
-from bot.errors import NotAllowedHere, StorageUnavailable, UserError
+from bot.errors import NotAllowedHere, NotOwner, StorageUnavailable, UserError
 from bot.i18n import t
 from bot.limits import Limits, refund_draw, take_draw
 from bot.render import grid_png
-from bot.storage import LATENT_SCOPE, GuildSettings
+from bot.storage import LATENT_SCOPE, GuildSettings, SavedAvatar
 from engine import Engine, Recipe, Result
 from engine.errors import EngineError, UnknownPack
 from engine.recipe import MAX_SEED, Slerp, Upload, Vary
@@ -33,7 +33,7 @@ from engine.schema import SchemaError
 __all__ = [
     "INLINE_CODE_MAX", "RESULT_SIZE", "REF_PATTERN", "VARIATION_STRENGTH",
     "check_limits", "generation", "gate_open", "limits_for", "parent_channel_id", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
-    "describe", "schema_of", "png_of", "render_grid", "grid_of_pngs", "condition_from_options", "new_seed",
+    "describe", "schema_of", "png_of", "render_grid", "grid_of_pngs", "condition_from_options", "new_seed", "own_saved",
 ]
 
 RESULT_SIZE = 256  # pixels of the PNG under every result
@@ -209,3 +209,18 @@ def condition_from_options(schema, options: Mapping[str, str | None]) -> dict[st
             out[name] = value
     return out
 
+
+async def own_saved(bot: BotContext, interaction: discord.Interaction, avatar: int | None,
+                    refusals: tuple[str, str]) -> SavedAvatar:
+    """The member's saved avatar `avatar` on this server, or their newest when None; `refusals`
+    are the catalogue keys for "you have none" and "not yours" (`not_yours` gets `avatar`)."""
+    no_saved, not_yours = refusals
+    if avatar is None:
+        rows = await bot.db.saved_avatars(interaction.guild_id, interaction.user.id, limit=1)
+        if not rows:
+            raise UserError(no_saved)
+        avatar = rows[0].id
+    row, _ = await bot.db.saved_avatar(avatar, interaction.guild_id)
+    if row.member_id != interaction.user.id:
+        raise NotOwner(not_yours, avatar=avatar)
+    return row

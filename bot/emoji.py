@@ -28,7 +28,6 @@ import bot.actions as actions
 from bot.context import BotContext
 from bot.errors import MissingPermission, UserError
 from bot.i18n import t
-from bot.sheet import own_saved
 
 __all__ = ["EMOJI_SIZE", "NAME_PATTERN", "check_permissions", "clean_name", "creation_error", "emoji_command",
            "suggest_name"]
@@ -84,7 +83,7 @@ async def emoji_command(bot: BotContext, interaction: discord.Interaction, *, na
     cleaned = clean_name(name)
     await interaction.response.defer(thinking=True)
     gs = await actions.check_limits(interaction)
-    row = await own_saved(bot, interaction, avatar, domain="emoji")
+    row = await actions.own_saved(bot, interaction, avatar, ("emoji.no_saved", "emoji.not_yours"))
     recipe = actions.parse_code(row.code)
     pack = actions.pack_of(bot, recipe)
     guild = interaction.guild

@@ -35,16 +35,16 @@ from discord import app_commands, ui
 import bot.actions as actions
 from bot.alt_text import fit
 from bot.context import BotContext, context_of
-from bot.errors import NotOwner, UserError
+from bot.errors import UserError
 from bot.i18n import attribute_label, t, value_label
 from bot.items import MoeItem
-from bot.storage import GuildSettings, SavedAvatar
+from bot.storage import GuildSettings
 from engine.recipe import Recipe
 from engine.schema import Schema, SchemaError
 
 __all__ = [
     "EXPRESSIONS", "MAX_CELLS", "ZIP_SIZES", "ZIP_BUDGET", "ITEMS", "Cell", "Plan", "SheetButton", "SheetSelect",
-    "expression_pair", "choices", "plan_sheet", "option_label", "by_autocomplete", "ascii_safe", "build_zip", "grid_alt", "zip_alt", "own_saved",
+    "expression_pair", "choices", "plan_sheet", "option_label", "by_autocomplete", "ascii_safe", "build_zip", "grid_alt", "zip_alt",
     "draw_sheet", "sheet_command",
 ]
 
@@ -198,21 +198,6 @@ def zip_alt(locale: object, schema: Schema, plan: Plan, sizes: Sequence[int], tr
 
 
 # -- drawing -----------------------------------------------------------------------------------
-async def own_saved(bot: BotContext, interaction: discord.Interaction, avatar: int | None,
-                    domain: str = "sheet") -> SavedAvatar:
-    """The member's saved avatar `avatar` on this server, or their newest when None; refusals
-    in the words of `domain` (`<domain>.no_saved`, `<domain>.not_yours`)."""
-    if avatar is None:
-        rows = await bot.db.saved_avatars(interaction.guild_id, interaction.user.id, limit=1)
-        if not rows:
-            raise UserError(f"{domain}.no_saved")
-        avatar = rows[0].id
-    row, _ = await bot.db.saved_avatar(avatar, interaction.guild_id)
-    if row.member_id != interaction.user.id:
-        raise NotOwner(f"{domain}.not_yours", avatar=avatar)
-    return row
-
-
 async def draw_sheet(bot: BotContext, interaction: discord.Interaction, recipe: Recipe, by: str,
                      gs: GuildSettings | None = None) -> None:
     """Plan, draw (one gate pass, one engine request) and post a sheet; already deferred. The
@@ -253,7 +238,7 @@ async def sheet_command(bot: BotContext, interaction: discord.Interaction, *, by
     if code is not None:
         recipe = actions.parse_code(code)
     else:
-        recipe = actions.parse_code((await own_saved(bot, interaction, avatar)).code)
+        recipe = actions.parse_code((await actions.own_saved(bot, interaction, avatar, ("sheet.no_saved", "sheet.not_yours"))).code)
     await draw_sheet(bot, interaction, recipe, by.strip(), gs)
 
 

@@ -4,7 +4,7 @@ deletes everything the bot keeps about them.
 
 A `GroupCog`: each subcommand is an `@app_commands.command` method, so adding one is adding a
 method (list it in `tests/bot/test_gate.py` and `tests/bot/test_first_response.py`, which
-check that every command is gated and answers before touching storage). `_own_saved` and
+check that every command is gated and answers before touching storage). `actions.own_saved` and
 `_saved_autocomplete` serve any subcommand that takes one of the member's saved avatars.
 The group is server-only (`guild_only`), and so are its subcommands.
 
@@ -53,18 +53,6 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
             if current.lstrip("#") in str(a.id) or current.lower() in label.lower():
                 out.append(app_commands.Choice(name=label, value=a.id))
         return out[:25]
-
-    async def _own_saved(self, interaction: discord.Interaction, avatar: int | None):
-        """(row, png) of the member's saved avatar `avatar`, or of their newest when None; refuses others' ones."""
-        if avatar is None:
-            rows = await self.bot.db.saved_avatars(interaction.guild_id, interaction.user.id, limit=1)
-            if not rows:
-                raise UserError("avatars.nothing_saved")
-            avatar = rows[0].id
-        row, png = await self.bot.db.saved_avatar(avatar, interaction.guild_id)
-        if row.member_id != interaction.user.id:
-            raise UserError("avatars.not_yours", avatar=avatar)
-        return row, png
 
     # -- subcommands ------------------------------------------------------------------------
     @app_commands.command(name="mine")
@@ -129,7 +117,7 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
         """Download one of your saved avatars as a PNG file."""
         await interaction.response.defer(thinking=True, ephemeral=True)
         gs = await actions.check_limits(interaction)
-        row, _ = await self._own_saved(interaction, avatar)
+        row = await actions.own_saved(self.bot, interaction, avatar, ("avatars.nothing_saved", "avatars.not_yours"))
         recipe = actions.parse_code(row.code)
         if transparent and actions.pack_of(self.bot, recipe).background != "flat":  # before the gate and the redraw
             raise UserError("avatars.no_flat_background")
