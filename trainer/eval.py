@@ -238,6 +238,10 @@ def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = Non
         run = load_run(run_dir)
     except CheckpointError as e:
         raise EvalError(str(e)) from None
+    if run.kind == "upscaler":  # no samples to judge: its sharpness at 256 px is its report
+        from trainer.sharpness import evaluate_upscaler
+
+        return evaluate_upscaler(run_dir, seed=seed, write=write)
     meta = run.meta
     schema, res, z_dim = Schema.from_dict(meta["schema"]), int(meta["res"]), int(meta["z_dim"])
     spec, recorded_fp = _run_data(run_dir, meta, data)
