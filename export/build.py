@@ -90,7 +90,8 @@ def _plan(runs: Sequence[RunModels]) -> dict[str, tuple[RunModels, nn.Module]]:
     by_kind: dict[str, RunModels] = {}
     for r in runs:
         if r.kind in by_kind:
-            raise ExportError(f"two {r.kind} runs ({by_kind[r.kind].run}, {r.run}); a pack takes one GAN and/or one VAE run")
+            raise ExportError(f"two {r.kind} runs ({by_kind[r.kind].run}, {r.run}); a pack takes one GAN and/or one VAE "
+                              "run, and at most one upscaler run")
         by_kind[r.kind] = r
     if not by_kind:
         raise ExportError("no runs given")
