@@ -33,7 +33,7 @@ def _cfg(data, out, **kw) -> UpscaleConfig:
     return UpscaleConfig(data=str(data), out=str(out), **{**TINY, **kw})
 
 
-@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("scale", [2, 3, 4])
 def test_shapes_and_an_untrained_upscaler_is_a_bilinear_upscale(scale):
     up = Upscaler(UpscalerConfig(in_res=16, scale=scale, width=8, blocks=2)).eval()
     x = torch.rand(3, 3, 16, 16) * 2 - 1
