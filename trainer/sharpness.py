@@ -195,7 +195,8 @@ def measure_pack(pack_dir: Path | str | None = None, *, n: int = MAX_IMAGES, see
         return asyncio.run(_draw_with_engine(pack_dir, manifest["name"], rows, seed))
 
     up = manifest["models"].get("upscaler")
-    upscale = _onnx_upscale(pack_dir / up["file"]) if up else None
+    fits = up and up["inputs"][0]["shape"][1] == REFERENCE_RES and up["outputs"][0]["shape"][1] == SIZE
+    upscale = _onnx_upscale(pack_dir / up["file"]) if fits else None  # its own quality: 64 -> 256 px only
     return {"pack": manifest["name"], "version": manifest.get("version"),
             "content_hash": manifest.get("content_hash")} | sharpness_section(generate, labels, held, seed=seed, n=n,
                                                                              upscale=upscale)
