@@ -13,6 +13,10 @@
 - upscale: nearest vs smooth filters, 64 px style-set drawings upscaled 4x against the
   same drawing rendered at 256 px (fidelity, edge sharpness, ringing).
 
+A pack with an upscaler is timed as the chain members get: raw runs the generator and then
+the upscaler on its pictures, the engine's requests return upscaled pictures, naive runs both
+eager models; `chain` names the upscaler and its output size.
+
 Runs on the bundled pack when there is one, else on the export helper's tiny randomly
 initialised pack, which it exports itself. Ratios are measured in the
 same run, because this machine is shared and absolute numbers are noisy.
@@ -45,12 +49,18 @@ def _tiny_pack(root: Path) -> Path:
 
 
 class _Raw:
-    """onnxruntime alone on the pack's generator, with the engine's session options."""
+    """onnxruntime alone on the pack's generator (then its upscaler, when `upscaler` names one),
+    with the engine's session options."""
 
-    def __init__(self, path: Path, providers: list[str], z_dim: int, n_attr: int) -> None:
+    def __init__(self, path: Path, providers: list[str], z_dim: int, n_attr: int, upscaler: Path | None = None) -> None:
         from engine.sessions import Runner, make_session
 
-        self.runner = Runner(make_session(path, providers))
+        generator = Runner(make_session(path, providers))
+        if upscaler is None:
+            self.runner = generator
+        else:
+            up = Runner(make_session(upscaler, providers))
+            self.runner = lambda feeds: up({"image": generator(feeds)[0]})
         self.z_dim, self.n_attr = z_dim, n_attr
 
     def measure(self, b: int, seconds: float) -> tuple[float, float, list[float]]:
@@ -146,22 +156,30 @@ async def _engine(packs_dir: Path, name: str, seconds: float, max_batch: int, ra
                                  "median_ratio": round(statistics.median(e / r for r, e in pairs), 3)}
         # the engine's own cost: the same requests against an instant model
         batcher = eng._registry.get(name).batchers["generator"]
-        res = eng.packs[name].resolution
-        blank = np.zeros((batcher.max_batch, res, res, 3), np.uint8)
-        batcher._run_fn = lambda feeds: [blank[: len(feeds["z"])]]
+        pack = eng.packs[name]
+        blanks = [np.zeros((batcher.max_batch, r, r, 3), np.uint8)
+                  for r in dict.fromkeys((pack.output_resolution, pack.resolution))]  # [upscaled,] picture
+        batcher._run_fn = lambda feeds: [b[: len(feeds["z"])] for b in blanks]
         instant = await _level(eng, name, 64, 0.2, 1.0)
         out["overhead_us_per_request"] = round(1e6 / instant["img_s"], 1) if instant["img_s"] else None
     return out
 
 
-def _naive(cfg: dict, seconds: float) -> dict:
-    """One eager forward per request. Measured with torch's default threads and with one
-    thread (default threads collapse when the CPU is shared); the better one is the baseline."""
+def _naive(cfg: dict, seconds: float, upscaler_cfg: dict | None = None) -> dict:
+    """One eager forward per request (and one of the upscaler when the pack has one). Measured with
+    torch's default threads and with one thread (default threads collapse when the CPU is shared);
+    the better one is the baseline."""
     import torch
 
     from trainer.models.gan import Generator, GeneratorConfig, config_from_dict
+    from trainer.models.upscaler import Upscaler, UpscalerConfig
 
-    g = Generator(config_from_dict(GeneratorConfig, cfg)).eval()
+    generator = Generator(config_from_dict(GeneratorConfig, cfg)).eval()
+    up = Upscaler(config_from_dict(UpscalerConfig, upscaler_cfg)).eval() if upscaler_cfg else None
+
+    def g(z, c):
+        return generator(z, c) if up is None else up(generator(z, c))
+
     cards, default_threads = cfg["cardinalities"], torch.get_num_threads()
     rates = {}
     try:
@@ -235,7 +253,8 @@ def run(pack_dir: Path | None = None, seconds: float = 2.0, max_batch: int = 64)
             notes.append("no bundled pack: exported the export helper's tiny random-init pack")
         p = load_pack(pack_dir)
         providers = choose_providers("auto")
-        rawm = _Raw(p.model_path("generator"), providers, p.z_dim, len(p.schema))
+        rawm = _Raw(p.model_path("generator"), providers, p.z_dim, len(p.schema),
+                    p.model_path("upscaler") if p.has_upscaler else None)
         raw = rawm.sweep(seconds / 4)
         eng = asyncio.run(_engine(pack_dir.parent, p.name, seconds, max_batch, raw, rawm))
         # the machine is shared: measure the ceiling again after the engine, use the mean
@@ -244,7 +263,9 @@ def run(pack_dir: Path | None = None, seconds: float = 2.0, max_batch: int = 64)
         raw["img_s"] = round((raw["img_s_first"] + again) / 2, 1)
         try:
             cfg = p.manifest["models"]["generator"].get("config")  # the trainer config export records
-            naive = _naive(cfg, seconds) if cfg else {"img_s": None, "skipped": "the pack records no generator config"}
+            up_cfg = p.manifest["models"]["upscaler"].get("config") if p.has_upscaler else None
+            naive = (_naive(cfg, seconds, up_cfg) if cfg else
+                     {"img_s": None, "skipped": "the pack records no generator config"})
         except ImportError as e:
             naive = {"img_s": None, "skipped": f"torch/trainer not importable ({e})"}
         try:
@@ -271,6 +292,8 @@ def run(pack_dir: Path | None = None, seconds: float = 2.0, max_batch: int = 64)
     return {
         "pack": {"name": p.name, "version": p.manifest.get("version"), "resolution": p.resolution, "z_dim": p.z_dim,
                  "content_hash": p.content_hash},
+        "chain": ({"upscaler": p.manifest["models"]["upscaler"].get("run"), "output_resolution": p.output_resolution}
+                  if p.has_upscaler else None),
         "provider": providers[0], "max_batch": max_batch, "seconds_per_level": seconds,
         "raw": raw, "engine": eng, "engine64_interleaved": interleaved, "engine_overhead_us_per_request": overhead,
         "naive": naive, "ratios": ratios, "targets": targets, "upscale": upscale,

@@ -179,7 +179,8 @@ def _print_attributes(pack) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"{pack.name} {pack.manifest.get('version', '')}: {pack.resolution}px, z {pack.z_dim}, "
+    size = f"{pack.resolution}px" + (f" -> {pack.output_resolution}px" if pack.has_upscaler else "")
+    t = Table(title=f"{pack.name} {pack.manifest.get('version', '')}: {size}, z {pack.z_dim}, "
                     f"models {', '.join(sorted(pack.models))}")
     for col in ("attribute", "values", "default", "description"):
         t.add_column(col)

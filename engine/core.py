@@ -61,9 +61,15 @@ class MemoryLatentStore:
 
 @dataclass(frozen=True, eq=False)
 class Result:
-    image: np.ndarray  # (H, W, 3) uint8
+    image: np.ndarray  # (H, W, 3) uint8: what members see (the pack's output resolution)
     recipe: Recipe
     score: float | None = None  # discriminator score (best_of)
+    small: np.ndarray | None = None  # the generator's own picture when the pack upscales it, else None
+
+    @property
+    def drawn(self) -> np.ndarray:
+        """The picture at the pack resolution, before any upscaler (what the discriminator and encoder see)."""
+        return self.image if self.small is None else self.small
 
     @property
     def code(self) -> str:
@@ -247,15 +253,17 @@ class Engine:
 
     # -- drawing ----------------------------------------------------------------------------
     async def _draw(self, lp: Loaded, recipes: list[Recipe], zs: np.ndarray | None = None) -> list[Result]:
-        """Run the generator (gan) or decoder (vae) on recipes sharing one model: one request."""
+        """Run the generator (gan) or decoder (vae) on recipes sharing one model: one request. With an
+        upscaler in the pack the same batch call runs it on the pictures (`Result.image` upscaled,
+        `Result.small` the generator's own)."""
         if zs is None:
             zs = np.stack([await materialize(r.latent, lp.pack.z_dim, self.latent_store.get) for r in recipes])
         cond = np.array([r.cond for r in recipes], dtype=np.int64)
         cond_b = np.array([r.cond_b if r.cond_b is not None else r.cond for r in recipes], dtype=np.int64)
         mix = np.array([[r.mix] for r in recipes], dtype=np.float32)
         model = "decoder" if recipes[0].model == "vae" else "generator"
-        (images,) = await lp.batchers[model].submit({"z": zs, "cond": cond, "cond_b": cond_b, "mix": mix})
-        return [Result(images[i], r) for i, r in enumerate(recipes)]
+        images, *small = await lp.batchers[model].submit({"z": zs, "cond": cond, "cond_b": cond_b, "mix": mix})
+        return [Result(images[i], r, None, small[0][i] if small else None) for i, r in enumerate(recipes)]
 
     async def generate(self, pack: str | None = None, conditions: Mapping[str, str | None] | None = None,
                        seed: int | None = None, n: int = 1, model: str = "gan") -> list[Result]:
@@ -363,11 +371,11 @@ class Engine:
             if not lp.pack.has_discriminator:
                 raise EngineError(f"pack {lp.pack.name!r} has no discriminator to rank candidates with")
             results = await self._generate(lp, conditions, seed, k, model)
-            images = np.stack([r.image for r in results])
+            images = np.stack([r.drawn for r in results])  # the discriminator sees the pack resolution
             cond = np.array([r.recipe.cond for r in results], dtype=np.int64)
             (scores,) = await lp.batchers["discriminator"].submit({"image": images, "cond": cond})
             best = int(np.argmax(scores))
-            return Result(results[best].image, results[best].recipe, float(scores[best]))
+            return Result(results[best].image, results[best].recipe, float(scores[best]), results[best].small)
 
     # -- output and status ------------------------------------------------------------------
     async def render_png(self, result: Result, size: int = 256, transparent: bool = False,

@@ -32,6 +32,7 @@ MODEL_IO = {
     "decoder": (("z", "cond", "cond_b", "mix"), ("image",)),
     "discriminator": (("image", "cond"), ("score",)),
     "encoder": (("image",), ("mu", "logvar")),
+    "upscaler": (("image",), ("upscaled",)),  # optional: every drawn picture goes through it
 }
 
 
@@ -82,6 +83,18 @@ class Pack:
     @property
     def has_discriminator(self) -> bool:
         return "discriminator" in self.models
+
+    @property
+    def has_upscaler(self) -> bool:
+        return "upscaler" in self.models
+
+    @property
+    def output_resolution(self) -> int:
+        """The side of the pictures the pack gives: its upscaler's output, else `resolution`
+        (the generator's, which the discriminator and encoder always take)."""
+        if not self.has_upscaler:
+            return self.resolution
+        return int(self.manifest["models"]["upscaler"]["outputs"][0]["shape"][1])
 
     def model_path(self, key: str, fp16: bool = False) -> Path:
         spec = self.models[key]
@@ -172,6 +185,8 @@ def load_pack(path: Path | str, verify_hashes: bool = True) -> Pack:
                          _optional(m, "fp16_file", str, mwhere), _optional(m, "fp16_sha256", str, mwhere))
         _check_io(m, key, len(schema), z_dim, mwhere)
         models[key] = spec
+    if "upscaler" in models_doc:
+        _check_upscaler(models_doc["upscaler"], res, f"{where} models.upscaler")
     chash = _need(doc, "content_hash", str, where)
     if chash != content_hash(models_doc):
         raise PackError(f"{where}: content_hash {chash!r} does not match the models' hashes "
@@ -233,6 +248,22 @@ def _check_io(m: Mapping, key: str, n_attr: int, z_dim: int, where: str) -> None
                 raise PackError(f"{where}: input {s['name']} has {shape[1]} attributes, the schema has {n_attr}")
             if s["name"] == "z" and len(shape) == 2 and shape[1] != z_dim:
                 raise PackError(f"{where}: input z has size {shape[1]}, manifest z_dim is {z_dim}")
+
+
+def _check_upscaler(m: Mapping, res: int, where: str) -> None:
+    """The upscaler must declare its shapes: `resolution` px in, a whole multiple of it out."""
+    try:
+        (inp,), (out,) = m["inputs"], m["outputs"]
+        n_in, r_in, c_in, three_in = inp["shape"]
+        n_out, r_out, c_out, three_out = out["shape"]
+    except (KeyError, TypeError, ValueError):
+        raise PackError(f"{where}: must declare one input and one output, each of shape [N, side, side, 3]") from None
+    if (r_in, c_in, three_in) != (res, res, 3):
+        raise PackError(f"{where}: takes {inp['shape']}, but the pack draws {res} px pictures")
+    if not (isinstance(r_out, int) and r_out == c_out and three_out == 3 and r_out > res and r_out % res == 0):
+        raise PackError(f"{where}: gives {out['shape']}; expected [N, k*{res}, k*{res}, 3] with k >= 2")
+    if r_out > 2048:
+        raise PackError(f"{where}: gives {r_out} px pictures, more than 2048")
 
 
 def find_packs(dirs: Iterable[Path | str]) -> dict[str, Path]:

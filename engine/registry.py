@@ -112,9 +112,24 @@ def _dummy_feeds(pack: Pack, key: str, n: int = 1) -> dict[str, np.ndarray]:
 
 
 def _expected_shapes(pack: Pack, key: str) -> list[tuple]:
-    r, z = pack.resolution, pack.z_dim
+    r, z, big = pack.resolution, pack.z_dim, pack.output_resolution
     return {"generator": [(1, r, r, 3)], "decoder": [(1, r, r, 3)], "discriminator": [(1,)],
-            "encoder": [(1, z), (1, z)]}[key]
+            "encoder": [(1, z), (1, z)], "upscaler": [(1, big, big, 3)]}[key]
+
+
+IMAGE_MODELS = ("generator", "decoder", "upscaler")  # models whose output is a picture (uint8), tuned at load
+
+
+def chained(draw, upscale):
+    """The generator's (or decoder's) batch, then the upscaler on its pictures, in one batch call:
+    returns [upscaled, picture] (the picture at the pack resolution, for the discriminator and encoder)."""
+
+    def run_chain(feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        (image,) = draw(feeds)
+        (upscaled,) = upscale({"image": image})
+        return [upscaled, image]
+
+    return run_chain
 
 
 def chunked(run: Runner, chunk: int):
@@ -157,13 +172,13 @@ def load_runners(path: Path, providers: list[str], threads: int | None, max_batc
         except Exception as e:  # onnxruntime's own error classes; the pack is refused with the reason
             raise PackError(f"{file}: a test run failed: {e}") from None
         shapes = [tuple(o.shape) for o in outs]
-        if shapes != _expected_shapes(pack, key) or (key in ("generator", "decoder") and outs[0].dtype != np.uint8):
+        if shapes != _expected_shapes(pack, key) or (key in IMAGE_MODELS and outs[0].dtype != np.uint8):
             raise PackError(f"{file}: a test run gave {shapes} {[str(o.dtype) for o in outs]}, "
                             f"expected {_expected_shapes(pack, key)} (image outputs uint8)")
         runners[key] = runner
     caps = {key: max_batch for key in runners}
     if tune:
-        for key in ("generator", "decoder"):
+        for key in IMAGE_MODELS:
             if key in runners:
                 caps[key] = tune_batch(runners[key], lambda n, key=key: _dummy_feeds(pack, key, n), max_batch)
     return pack, runners, caps
@@ -311,9 +326,14 @@ class Registry:
         lp = Loaded(pack, runners, caps)
         tag = f"{pack.name}@{pack.content_hash[:8]}"
         for model, runner in runners.items():
+            if model == "upscaler":  # runs inside the generator's and decoder's batches
+                continue
+            run, n_out = chunked(runner, caps[model]), len(runner.output_names)
+            if pack.has_upscaler and model in ("generator", "decoder"):
+                run, n_out = chained(run, chunked(runners["upscaler"], caps["upscaler"])), 2
             metrics = self._metrics.setdefault((tag, model), ModelMetrics())
             lp.batchers[model] = Batcher(
-                f"{tag}/{model}", chunked(runner, caps[model]), len(runner.output_names), max_batch=o.max_batch,
+                f"{tag}/{model}", run, n_out, max_batch=o.max_batch,
                 max_wait_s=o.max_wait_s, queue_size=o.queue_size, timeout_s=o.timeout_s, metrics=metrics).start()
         previous = self._folders.get(key, (None, None))[0]
         if previous not in (None, version):  # the folder now holds another pack or version

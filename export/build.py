@@ -2,7 +2,8 @@
 
 One GAN run gives generator.onnx (the EMA generator) and discriminator.onnx; one VAE run
 gives encoder.onnx and decoder.onnx (and generator.onnx, the decoder sampling the prior,
-when there is no GAN run). Every graph is checked against PyTorch at batch 1 and 16
+when there is no GAN run); an upscaler run beside them gives upscaler.onnx, which the
+engine runs on every drawn picture. Every graph is checked against PyTorch at batch 1 and 16
 before the pack is moved into place, so a pack on disk is always a verified one.
 """
 
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 
 # role -> (run kind, key in LoadedRun.models)
 ROLES = {"generator": ("gan", "G_ema"), "discriminator": ("gan", "D"),
-         "encoder": ("vae", "encoder"), "decoder": ("vae", "decoder")}
+         "encoder": ("vae", "encoder"), "decoder": ("vae", "decoder"), "upscaler": ("upscaler", "upscaler")}
 
 
 class ExportError(Exception):
@@ -49,17 +50,18 @@ class ExportError(Exception):
 class RunModels:
     """What export needs from one trained run."""
 
-    kind: str  # "gan" | "vae"
+    kind: str  # "gan" | "vae" | "upscaler"
     run: str  # run folder name, recorded in the manifest
     meta: dict  # checkpoint.json
     models: dict[str, nn.Module]
     metrics: dict | None = None  # eval.json, when the run was evaluated
-    schema: Schema = field(init=False)
+    schema: Schema | None = field(init=False)  # None for an upscaler, which draws no conditions
 
     def __post_init__(self) -> None:
-        if self.kind not in ("gan", "vae"):
-            raise ExportError(f"run {self.run}: unknown kind {self.kind!r} (expected gan or vae)")
-        object.__setattr__(self, "schema", Schema.from_dict(self.meta["schema"]))
+        if self.kind not in ("gan", "vae", "upscaler"):
+            raise ExportError(f"run {self.run}: unknown kind {self.kind!r} (expected gan, vae or upscaler)")
+        schema = None if self.kind == "upscaler" else Schema.from_dict(self.meta["schema"])
+        object.__setattr__(self, "schema", schema)
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,16 @@ def _plan(runs: Sequence[RunModels]) -> dict[str, tuple[RunModels, nn.Module]]:
     by_kind: dict[str, RunModels] = {}
     for r in runs:
         if r.kind in by_kind:
-            raise ExportError(f"two {r.kind} runs ({by_kind[r.kind].run}, {r.run}); a pack takes one GAN and/or one VAE run")
+            raise ExportError(f"two {r.kind} runs ({by_kind[r.kind].run}, {r.run}); a pack takes one GAN and/or one VAE "
+                              "run, and at most one upscaler run")
         by_kind[r.kind] = r
     if not by_kind:
         raise ExportError("no runs given")
-    first, *rest = runs
+    drawing = [r for r in runs if r.kind != "upscaler"]
+    if not drawing:
+        raise ExportError(f"an upscaler run ({by_kind['upscaler'].run}) alone is not a pack: give a GAN and/or VAE run "
+                          "beside it")
+    first, *rest = drawing
     for r in rest:
         if r.schema.fingerprint() != first.schema.fingerprint():
             raise ExportError(
@@ -102,6 +109,10 @@ def _plan(runs: Sequence[RunModels]) -> dict[str, tuple[RunModels, nn.Module]]:
         for key in ("res", "z_dim"):
             if r.meta[key] != first.meta[key]:
                 raise ExportError(f"{key} differs: {first.run} has {first.meta[key]}, {r.run} has {r.meta[key]}")
+    up = by_kind.get("upscaler")
+    if up is not None and int(up.meta["res"]) != int(first.meta["res"]):
+        raise ExportError(f"the upscaler {up.run} takes {up.meta['res']} px pictures, but {first.run} draws "
+                          f"{first.meta['res']} px; train the upscaler with --res {first.meta['res']}")
     plan = {}
     for role, (kind, key) in ROLES.items():
         if kind in by_kind:
@@ -111,6 +122,8 @@ def _plan(runs: Sequence[RunModels]) -> dict[str, tuple[RunModels, nn.Module]]:
             plan[role] = (run, run.models[key])
     if "generator" not in plan:
         plan["generator"] = plan["decoder"]
+    if "upscaler" in plan:  # last: the pack's schema, data and background come from the drawing runs
+        plan["upscaler"] = plan.pop("upscaler")
     return plan
 
 
@@ -177,7 +190,8 @@ def build_pack(runs: Sequence[RunModels], out: Path, *, name: str | None = None,
     try:
         models, all_checks = {}, []
         for role, (run, model) in plan.items():
-            spec = GraphSpec.for_role(role, z_dim=int(meta["z_dim"]), n_attrs=len(schema), res=int(meta["res"]))
+            spec = GraphSpec.for_role(role, z_dim=int(meta["z_dim"]), n_attrs=len(schema), res=int(meta["res"]),
+                                      out_res=int(run.meta["out_res"]) if role == "upscaler" else None)
             entry, checks = _export_one(role, model, spec, work, cards, fp16)
             models[role] = {**entry, "run": run.run, "config": dataclasses.asdict(model.cfg)}  # the architecture
             all_checks += checks
@@ -240,7 +254,7 @@ def parity_against_runs(pack_dir: Path, runs: Sequence[RunModels]) -> list[Check
             checks.append(Check(role, "vs torch", True, "skipped (no run given)"))
             continue
         run, model = plan[role]
-        if run.schema.fingerprint() != pack.schema.fingerprint():
+        if run.schema is not None and run.schema.fingerprint() != pack.schema.fingerprint():
             checks.append(Check(role, "vs torch", False, f"run {run.run} has another schema than the pack"))
             continue
         reference = wrap(role, model)

@@ -32,7 +32,7 @@ def register(app: typer.Typer) -> None:
 
 
 def export_command(
-    runs: list[Path] = typer.Argument(..., help="Run folders (runs/NNNNN-...): one GAN run and/or one VAE run."),
+    runs: list[Path] = typer.Argument(..., help="Run folders (runs/NNNNN-...): one GAN run and/or one VAE run, and optionally one upscaler run."),
     out: Path = typer.Option(..., "--out", help="Pack folder to write (replaced if it is already a pack)."),
     name: str = typer.Option(None, "--name", help="Pack name (a-z, 0-9, -, _); default: the --out folder name."),
     version: str = typer.Option("1.0.0", "--version", help="Pack version recorded in the manifest."),
@@ -63,8 +63,9 @@ def export_command(
         with console.status("loading runs"):
             loaded = load_runs(runs)
         for r in loaded:
-            console.print(f"run {r.run}: {r.kind}, {len(r.schema)} attributes, "
-                          f"{r.meta.get('res')} px, z {r.meta.get('z_dim')}, step {r.meta.get('step')}")
+            what = (f"{r.meta.get('res')} -> {r.meta.get('out_res')} px" if r.schema is None else
+                    f"{len(r.schema)} attributes, {r.meta.get('res')} px, z {r.meta.get('z_dim')}")
+            console.print(f"run {r.run}: {r.kind}, {what}, step {r.meta.get('step')}")
         with console.status("exporting and checking against PyTorch"):
             result = build_pack(loaded, out, name=name, version=version, fp16=fp16, on_model=status)
     except ExportError as e:

@@ -31,6 +31,7 @@ __all__ = [
     "GeneratorGraph",
     "DiscriminatorGraph",
     "EncoderGraph",
+    "UpscalerGraph",
     "freeze",
     "wrap",
     "inference_form",
@@ -93,16 +94,28 @@ class EncoderGraph(nn.Module):
         return self.e(_from_uint8(image))  # (N, Z), (N, Z)
 
 
+class UpscalerGraph(nn.Module):
+    """upscaler.onnx: image uint8 NHWC (N, r, r, 3) -> upscaled uint8 NHWC (N, s*r, s*r, 3)."""
+
+    def __init__(self, upscaler: nn.Module):
+        super().__init__()
+        self.u = upscaler
+
+    def forward(self, image):
+        return _to_uint8(self.u(_from_uint8(image)))  # (N, sH, sW, 3)
+
+
 @dataclass(frozen=True)
 class GraphSpec:
     """What one pack model looks like on the wire (mirrors the manifest entry)."""
 
-    role: str  # generator | discriminator | encoder | decoder
+    role: str  # generator | discriminator | encoder | decoder | upscaler
     inputs: tuple[tuple[str, str, tuple], ...]  # (name, dtype, shape with "N" for batch)
     outputs: tuple[tuple[str, str, tuple], ...]
 
     @classmethod
-    def for_role(cls, role: str, *, z_dim: int, n_attrs: int, res: int) -> GraphSpec:
+    def for_role(cls, role: str, *, z_dim: int, n_attrs: int, res: int, out_res: int | None = None) -> GraphSpec:
+        """`out_res`: the upscaler's output side (its input is `res`)."""
         image = ("image", "uint8", ("N", res, res, 3))
         cond = ("cond", "int64", ("N", n_attrs))
         if role in ("generator", "decoder"):
@@ -113,6 +126,10 @@ class GraphSpec:
             return cls(role, (image, cond), (("score", "float32", ("N",)),))
         if role == "encoder":
             return cls(role, (image,), (("mu", "float32", ("N", z_dim)), ("logvar", "float32", ("N", z_dim))))
+        if role == "upscaler":
+            if out_res is None:
+                raise ValueError("the upscaler's graph needs out_res")
+            return cls(role, (image,), (("upscaled", "uint8", ("N", out_res, out_res, 3)),))
         raise ValueError(f"unknown model role {role!r}")
 
     def to_manifest(self) -> tuple[list[dict], list[dict]]:
@@ -198,6 +215,8 @@ def wrap(role: str, model: nn.Module) -> nn.Module:
         return DiscriminatorGraph(frozen).eval()
     if role == "encoder":
         return EncoderGraph(frozen).eval()
+    if role == "upscaler":
+        return UpscalerGraph(frozen).eval()
     raise ValueError(f"unknown model role {role!r}")
 
 

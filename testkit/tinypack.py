@@ -3,7 +3,8 @@
 `make_tiny_pack(out_dir)` builds the real trainer models (small widths, 32 px, the
 builtin style-set schema), saves them as two run folders with `trainer.checkpoint`, and
 exports them with `export.build` into `out_dir/tiny` — the same path the real runs take,
-only untrained. A few no-grad forward passes in train mode first give BatchNorm running
+only untrained. `upscaler=True` adds a third run, a tiny x4 upscaler (32 -> 128 px) whose
+residual is nudged away from zero, so the pack's pictures differ from a plain upscale. A few no-grad forward passes in train mode first give BatchNorm running
 statistics and spectral-norm vectors realistic values (as any trained run has), so the
 fp16 variant is compared under the same conditions as a real export.
 """
@@ -14,7 +15,7 @@ import logging
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["make_tiny_pack", "make_tiny_runs", "one_torch_thread", "TINY"]
+__all__ = ["make_tiny_pack", "make_tiny_runs", "make_tiny_upscaler_run", "one_torch_thread", "TINY"]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,28 @@ def make_tiny_runs(out_dir: Path, seed: int = 0, schema=None) -> tuple[Path, Pat
     return runs
 
 
+def make_tiny_upscaler_run(out_dir: Path, seed: int = 0, res: int | None = None, scale: int = 4) -> Path:
+    """A run folder `out_dir/runs/00003-upscaler-tiny` of a tiny random x`scale` upscaler for
+    `res` px pictures (default: the tiny pack's), its residual made non-zero."""
+    import torch
+
+    from trainer.checkpoint import save_checkpoint
+    from trainer.models.upscaler import Upscaler, UpscalerConfig
+
+    res = res or TINY["res"]
+    torch.manual_seed(seed + 1)
+    up = Upscaler(UpscalerConfig(in_res=res, scale=scale, width=8, blocks=1))
+    with torch.no_grad():
+        torch.nn.init.normal_(up.tail.weight, std=0.05)  # an untrained one is exactly bilinear
+    run = Path(out_dir) / "runs" / "00003-upscaler-tiny"
+    run.mkdir(parents=True, exist_ok=True)
+    meta = {"res": res, "scale": scale, "out_res": res * scale, "step": 0, "kimg": 0.0, "data_spec": "none",
+            "data": {"name": "tiny random", "license": "CC0-1.0", "attribution": "randomly initialised test model",
+                     "fingerprint": "0" * 16}}
+    save_checkpoint(run, kind="upscaler", meta=meta, models={"upscaler": up.eval()})
+    return run
+
+
 @contextmanager
 def one_torch_thread():
     """Tiny tensors gain nothing from threads, and on a shared 2-core machine torch's
@@ -77,13 +100,17 @@ def one_torch_thread():
         torch.set_num_threads(before)
 
 
-def make_tiny_pack(out_dir: Path, *, name: str = "tiny", fp16: bool = True, seed: int = 0) -> Path:
-    """Export a full tiny pack (generator, discriminator, encoder, decoder; fp16 variants
-    when `fp16`) to `out_dir/<name>` and return its path. A few seconds on 2 CPU cores."""
+def make_tiny_pack(out_dir: Path, *, name: str = "tiny", fp16: bool = True, seed: int = 0,
+                   upscaler: bool = False) -> Path:
+    """Export a full tiny pack (generator, discriminator, encoder, decoder, and with `upscaler`
+    a 32 -> 128 px upscaler; fp16 variants when `fp16`) to `out_dir/<name>` and return its
+    path. A few seconds on 2 CPU cores."""
     from export.build import build_pack, load_runs
 
     with one_torch_thread():
         runs = make_tiny_runs(out_dir, seed=seed)
+        if upscaler:
+            runs = (*runs, make_tiny_upscaler_run(out_dir, seed=seed))
         exported = build_pack(load_runs(runs), Path(out_dir) / name, name=name, version="0.0.1", fp16=fp16)
     log.info("tiny pack at %s", exported.path)
     return exported.path

@@ -26,6 +26,7 @@ from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, Ge
 from trainer.models.vae import (AttributeClassifier, AttributeClassifierConfig, Encoder, EncoderConfig,
                                 LatentClassifier, LatentClassifierConfig, LatentPrior, LatentPriorConfig,
                                 PatchDiscriminator, PatchDiscriminatorConfig, PriorDecoder, WhitenedEncoder)
+from trainer.models.upscaler import Upscaler, UpscalerConfig
 
 __all__ = ["LoadedRun", "CheckpointError", "save_checkpoint", "load_run", "load_training_state",
            "build_model", "describe_model", "CHECKPOINT_JSON", "CHECKPOINT_TENSORS"]
@@ -44,8 +45,9 @@ MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
     "LatentClassifier": (LatentClassifier, LatentClassifierConfig),
     "AttributeClassifier": (AttributeClassifier, AttributeClassifierConfig),
     "LatentPrior": (LatentPrior, LatentPriorConfig),
+    "Upscaler": (Upscaler, UpscalerConfig),
 }
-PUBLIC_MODELS = {"gan": ("G_ema", "D"), "vae": ("encoder", "decoder", "D_patch", "prior")}
+PUBLIC_MODELS = {"gan": ("G_ema", "D"), "vae": ("encoder", "decoder", "D_patch", "prior"), "upscaler": ("upscaler",)}
 
 
 class CheckpointError(RuntimeError):
@@ -54,9 +56,9 @@ class CheckpointError(RuntimeError):
 
 @dataclass(frozen=True)
 class LoadedRun:
-    kind: str  # "gan" | "vae"
+    kind: str  # "gan" | "vae" | "upscaler"
     meta: dict  # checkpoint.json
-    models: dict[str, nn.Module]  # gan: G_ema, D; vae: encoder, decoder (+ D_patch, prior); eval mode
+    models: dict[str, nn.Module]  # gan: G_ema, D; vae: encoder, decoder (+ D_patch, prior); upscaler: upscaler; eval mode
 
 
 def describe_model(model: nn.Module) -> dict:

@@ -222,3 +222,61 @@ def train_vae(
     Per-image-sum ELBO, KL warm-up and free bits, a Fader latent adversary and an optional patch discriminator.
     """
     _train(ctx, "vae", _flags(locals()), resume, dry_run)
+
+
+@train_app.command("upscaler")
+def train_upscaler(
+    ctx: typer.Context,
+    data: str = _DATA,
+    res: int = _O(None, "--res", help="Input size, the resolution of the pack it serves: 64 or 128 [64]."),
+    scale: int = _O(None, "--scale", help="Upscaling factor: 2, 3 or 4 [4]."),
+    kimg: float = _O(None, "--kimg", help="Train until this many thousand crops are seen [400]."),
+    out: Path = _O(Path("runs"), "--out", help="Parent folder of the run folder NNNNN-upscaler-<data>-<res>."),
+    batch: int = _O(None, "--batch", help="Crops per step [16]."),
+    lr: float = _O(None, "--lr", help="Adam learning rate [5e-4]."),
+    width: int = _O(None, "--width", help="Channels of the low-resolution feature maps [16]."),
+    blocks: int = _O(None, "--blocks", help="Residual blocks [2]."),
+    crop: int = _O(None, "--crop", help="Side of the small training crops in pixels; the large ones are --scale times it [32]."),
+    pairs: int = _O(None, "--pairs", help="Built-in set: pictures drawn natively at the large size and cached [4000]."),
+    degrade: float = _O(None, "--degrade", help="Share of inputs lightly blurred and noised, like a generator's output; "
+                        "0 = off [0.5]."),
+    edge_weight: float = _O(None, "--edge-weight", help="Weight of the image-gradient L1 beside the pixel L1 [0.1]."),
+    resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
+    snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,
+) -> None:
+    """Train the pack's upscaler, which turns the generator's 64 px pictures into 256 px ones.
+
+    It learns from pairs of the same pictures: the data at --res and natively drawn (built-in set) or
+    at least 256 px (a folder) at --scale times that. Export it beside a GAN or VAE run with `moe export`.
+    """
+    flags = {k: v for k, v in _flags(locals()).items() if v is not None} | {"out": str(out)}
+    import dataclasses
+    import json
+
+    from trainer.checkpoint import CheckpointError
+    from trainer.upscale import UpscaleConfig
+    from trainer.upscale import train_upscaler as train
+
+    if resume is not None:
+        ignored = [f for f in given_options(ctx) if f not in (*RESUMABLE, "--resume", "--dry-run", "--no-dry-run")]
+        if ignored:
+            raise UsageError(f"--resume continues the run with its own config, so it would ignore {', '.join(ignored)}; "
+                             f"with --resume only {', '.join(RESUMABLE)} apply")
+        path = resume / "config.json"
+        if not path.is_file():
+            raise CheckpointError(f"{resume} is not a run folder (no config.json)")
+        doc = json.loads(path.read_text())
+        if doc.get("kind") != "upscaler":
+            raise CheckpointError(f"{resume} is a {doc.get('kind')} run; use `moe train {doc.get('kind')}`")
+        overrides = {k: flags[k] for k in (f[2:].replace("-", "_") for f in RESUMABLE) if k in flags}
+        try:
+            cfg = UpscaleConfig(**{**doc, **overrides})
+        except TypeError as e:  # a config.json written by another version
+            raise CheckpointError(f"{path}: {e}") from None
+    else:
+        cfg = UpscaleConfig(**flags)
+    typer.echo(json.dumps(dataclasses.asdict(cfg), indent=1))
+    if dry_run:
+        return
+    run_dir = train(cfg, resume=resume)
+    typer.echo(f"done: {run_dir}")

@@ -269,6 +269,10 @@ def _run_source(run_dir: Path, data: str | None, batch: int) -> _Source:
         run = load_run(run_dir)
     except CheckpointError as e:
         raise EvalError(str(e)) from None
+    if run.kind == "upscaler":  # no samples to judge: its sharpness at 256 px is its report
+        from trainer.sharpness import evaluate_upscaler
+
+        return evaluate_upscaler(run_dir, seed=seed, write=write)
     meta = run.meta
     spec, recorded_fp = _run_data(run_dir, meta, data)
     generator = run.models["G_ema"] if run.kind == "gan" else run.models["decoder"]

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 __all__ = ["d_hinge", "g_hinge", "d_nonsaturating", "g_nonsaturating", "d_wasserstein", "g_wasserstein",
            "gradient_penalty", "GAN_LOSSES", "vae_loss", "kl_per_dim", "latent_adversary_loss",
-           "classifier_loss", "adaptive_weight", "mode_seeking_loss"]
+           "classifier_loss", "adaptive_weight", "mode_seeking_loss", "l1_loss", "gradient_l1"]
 
 
 # -- GAN ----------------------------------------------------------------------------------
@@ -121,3 +121,19 @@ def adaptive_weight(rec_loss: torch.Tensor, adv_loss: torch.Tensor, last_layer: 
     (g_rec,) = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)
     (g_adv,) = torch.autograd.grad(adv_loss, last_layer, retain_graph=True)
     return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, max_weight).detach()
+
+
+# -- super-resolution ---------------------------------------------------------------------
+def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error: the pixel loss of EDSR (Lim et al. 2017), which gives sharper
+    super-resolution than L2's average of the plausible answers."""
+    return (pred - target).abs().mean()
+
+
+def gradient_l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 between the images' horizontal and vertical finite differences (a gradient loss as in
+    SPSR, Ma et al. 2020): it asks for edges as steep as the target's where plain L1 is content
+    with a slightly soft one."""
+    dx = (pred[..., :, 1:] - pred[..., :, :-1]) - (target[..., :, 1:] - target[..., :, :-1])
+    dy = (pred[..., 1:, :] - pred[..., :-1, :]) - (target[..., 1:, :] - target[..., :-1, :])
+    return dx.abs().mean() + dy.abs().mean()

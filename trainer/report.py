@@ -32,6 +32,12 @@ def print_report(r: dict, console=None) -> None:
     from rich.table import Table
 
     console = console or Console()
+    if r["kind"] == "upscaler":  # trainer.sharpness.evaluate_upscaler: the sharpness table is the report
+        console.print(f"[bold]{r['run']}[/] (upscaler, {r['res']} -> {r['out_res']} px, kimg {r['kimg']})")
+        _print_sharpness(r["sharpness"], console)
+        console.print("Targets: " + "  ".join(f"{k}: {'[green]yes[/]' if ok else '[red]no[/]'}"
+                                              for k, ok in r["summary"]["targets"].items()))
+        return
     g, ref, s = r["generated"], r["reference"], r["summary"]
     src = "EMA generator" if r["kind"] == "gan" else "decoder, z ~ N(0, I)"
     what = f"pack {r['content_hash']}" if "pack" in r else f"kimg {r['kimg']}"
@@ -125,9 +131,11 @@ def _print_sharpness(sh: dict | None, console) -> None:
     for col in ("set", "KID", "± std", "FID", "edge ratio", "HF ratio"):
         t.add_column(col, justify="left" if col == "set" else "right")
     rows = (("native renders, half vs half (ceiling)", sh["native"]),
-            (f"output {sh['generated_res']} px, engine upscale", sh["generated"]),
-            (f"real {sh['reference_res']} px, Lanczos upscale (reference)", sh["lanczos_real"]))
-    for name, v in rows:
+            (f"output {sh.get('generated_res')} px" + (", engine upscale" if sh.get("generated_res") != sh["size"]
+                                                        else ""), sh.get("generated")),
+            (f"real {sh['reference_res']} px, Lanczos upscale (reference)", sh["lanczos_real"]),
+            (f"real {sh['reference_res']} px, through the upscaler", sh.get("upscaler_real")))
+    for name, v in ((name, v) for name, v in rows if v is not None):
         t.add_row(name, _f(v["kid"]["mean"], "{:.4f}"), _f(v["kid"]["std"], "{:.4f}"), _f(v["fid"], "{:.2f}"),
                   _f(v["edge_ratio"]), _f(v["hf_ratio"]))
     console.print(t)

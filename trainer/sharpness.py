@@ -8,7 +8,10 @@ with them:
   engine's own `engine.image.upscale` (smooth: Lanczos clamped to the source's local range),
   exactly what a member sees;
 - `lanczos_real`: the real 64 px images, upscaled the same way: the reference a model must
-  beat (a perfect 64 px model upscaled scores this).
+  beat (a perfect 64 px model upscaled scores this);
+- `upscaler_real` (when a pack or run has an upscaler): the real 64 px images through that
+  upscaler, its own quality whatever the generator draws. A pack with an upscaler gives
+  256 px pictures itself, so its `generated` set is the whole chain, generator then upscaler.
 
 Distances (KID, FID) are measured in the features of a fixed multi-scale filter bank
 (`detail_features`) rather than a trained judge: seeded random zero-mean 5x5 filters at 256,
@@ -37,7 +40,7 @@ from torch.nn import functional as F
 from trainer.metrics import fid, gradient_magnitude, high_freq_energy, kid
 
 __all__ = ["SIZE", "REFERENCE_RES", "detail_features", "measure", "render_native", "upscale_all", "held_sample",
-           "sharpness_section", "measure_pack"]
+           "sharpness_section", "measure_pack", "evaluate_upscaler"]
 
 log = logging.getLogger(__name__)
 
@@ -126,22 +129,36 @@ def held_sample(held_idx: np.ndarray, n: int = MAX_IMAGES) -> np.ndarray:
     return np.sort(np.asarray(held_idx))[:n]
 
 
-def sharpness_section(generate: Callable[[np.ndarray], np.ndarray], labels: np.ndarray, held_idx: np.ndarray,
-                      *, seed: int = 0, n: int = MAX_IMAGES) -> dict:
+def sharpness_section(generate: Callable[[np.ndarray], np.ndarray] | None, labels: np.ndarray, held_idx: np.ndarray,
+                      *, seed: int = 0, n: int = MAX_IMAGES,
+                      upscale: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
     """The report section for the built-in set: `generate(conds (n, A) int64) -> uint8 (n, r, r, 3)`
-    draws the model's output for the held-out conditions, at its own resolution."""
+    draws the model's output for the held-out conditions, at its own resolution (None: no
+    `generated` set); `upscale(uint8 (n, 64, 64, 3)) -> uint8 (n, 256, 256, 3)` is an upscaler,
+    measured on the real 64 px images (`upscaler_real`)."""
     from trainer.data import RENDER_RES, _downsample
 
     idx = held_sample(held_idx, n)
     native = render_native(labels, idx)
     # the dataset's own 64 px pixels: its images are drawn at RENDER_RES and box-downsampled
     real = _downsample(render_native(labels, idx, RENDER_RES), REFERENCE_RES)
-    out = generate(labels[idx])
-    section = measure(native, {"generated": upscale_all(out), "lanczos_real": upscale_all(real)}, seed=seed)
-    g, ref = section["generated"], section["lanczos_real"]
-    section |= {"generated_res": int(out.shape[1]), "reference_res": REFERENCE_RES,
-                "kid_vs_reference": g["kid"]["mean"] / ref["kid"]["mean"] if ref["kid"]["mean"] > 0 else None,
-                "beats_reference": bool(g["kid"]["mean"] < ref["kid"]["mean"])}
+    sets = {}
+    if generate is not None:
+        out = generate(labels[idx])
+        sets["generated"] = upscale_all(out)  # a pack with an upscaler already gives 256 px: kept as is
+    sets["lanczos_real"] = upscale_all(real)
+    if upscale is not None:
+        sets["upscaler_real"] = upscale(real)
+    section = measure(native, sets, seed=seed)
+    section["reference_res"] = REFERENCE_RES
+    ref = section["lanczos_real"]["kid"]["mean"]
+    if generate is not None:
+        g = section["generated"]["kid"]["mean"]
+        section |= {"generated_res": int(out.shape[1]), "kid_vs_reference": g / ref if ref > 0 else None,
+                    "beats_reference": bool(g < ref)}
+    if upscale is not None:
+        u = section["upscaler_real"]["kid"]["mean"]
+        section |= {"upscaler_kid_vs_reference": u / ref if ref > 0 else None, "upscaler_beats_reference": bool(u < ref)}
     return section
 
 
@@ -177,5 +194,75 @@ def measure_pack(pack_dir: Path | str | None = None, *, n: int = MAX_IMAGES, see
         rows = [styleset.SCHEMA.decode(c.tolist()) for c in conds]
         return asyncio.run(_draw_with_engine(pack_dir, manifest["name"], rows, seed))
 
+    up = manifest["models"].get("upscaler")
+    fits = up and up["inputs"][0]["shape"][1] == REFERENCE_RES and up["outputs"][0]["shape"][1] == SIZE
+    upscale = _onnx_upscale(pack_dir / up["file"]) if fits else None  # its own quality: 64 -> 256 px only
     return {"pack": manifest["name"], "version": manifest.get("version"),
-            "content_hash": manifest.get("content_hash")} | sharpness_section(generate, labels, held, seed=seed, n=n)
+            "content_hash": manifest.get("content_hash")} | sharpness_section(generate, labels, held, seed=seed, n=n,
+                                                                             upscale=upscale)
+
+
+def _onnx_upscale(path: Path, batch: int = 32) -> Callable[[np.ndarray], np.ndarray]:
+    """A pack's upscaler.onnx as a function of uint8 image batches (onnxruntime, one thread)."""
+    from engine.sessions import make_session
+
+    session = make_session(path, ["CPUExecutionProvider"], threads=1)
+
+    def upscale(images: np.ndarray) -> np.ndarray:
+        return np.concatenate([session.run(None, {"image": np.ascontiguousarray(images[i:i + batch])})[0]
+                               for i in range(0, len(images), batch)])
+
+    return upscale
+
+
+def evaluate_upscaler(run_dir: Path | str, *, n: int | None = None, seed: int = 0, write: bool = True) -> dict:
+    """`moe train eval` of an upscaler run: its output from the built-in set's real 64 px held-out
+    images against native renders, beside the same images Lanczos-upscaled (the reference).
+    Writes RUN/eval.json and RUN/eval.png (Lanczos | upscaler | native rows) unless `write` is false."""
+    import time
+
+    from trainer.checkpoint import load_run
+    from trainer.data import BUILTIN_SEED, BUILTIN_SIZE
+    from trainer.eval import EvalError
+    from trainer.judge import JudgeConfig, split_indices
+    from trainer.upscale import upscale_images
+
+    t0, run_dir, n = time.perf_counter(), Path(run_dir), n or MAX_IMAGES
+    run = load_run(run_dir)
+    meta, model = run.meta, run.models["upscaler"]
+    if meta.get("data_spec") != "builtin":
+        raise EvalError(f"{run_dir}: only an upscaler trained on the built-in set can be measured (it is drawn natively "
+                        "at 256 px); this one learnt from " + repr(meta.get("data_spec")))
+    if (int(meta["res"]), int(meta["out_res"])) != (REFERENCE_RES, SIZE):
+        raise EvalError(f"{run_dir}: measured at {REFERENCE_RES} -> {SIZE} px; this upscaler is "
+                        f"{meta['res']} -> {meta['out_res']} px")
+    from trainer import styleset
+
+    labels = styleset.sample_labels(BUILTIN_SIZE, BUILTIN_SEED)
+    _, held = split_indices(BUILTIN_SIZE, JudgeConfig())
+    outputs: dict[str, np.ndarray] = {}
+
+    def upscale(images: np.ndarray) -> np.ndarray:
+        outputs["real"], outputs["upscaled"] = images, upscale_images(model, images)
+        return outputs["upscaled"]
+
+    log.info("measuring the upscaler at 256 px against native renders")
+    section = sharpness_section(None, labels, held, seed=seed, n=n, upscale=upscale)
+    ref, mine = section["lanczos_real"], section["upscaler_real"]
+    report = {"format": 1, "run": run_dir.name, "kind": "upscaler", "step": meta.get("step"), "kimg": meta.get("kimg"),
+              "res": int(meta["res"]), "out_res": int(meta["out_res"]), "seed": seed,
+              "data": {"spec": "builtin", **meta.get("data", {})}, "sharpness": section,
+              "summary": {"sharp_kid_upscaler": mine["kid"]["mean"], "sharp_kid_reference": ref["kid"]["mean"],
+                          "sharp_fid_upscaler": mine["fid"], "sharp_fid_reference": ref["fid"],
+                          "sharp_edge_ratio": mine["edge_ratio"], "sharp_hf_ratio": mine["hf_ratio"],
+                          "targets": {"upscaler_kid<lanczos_real": section["upscaler_beats_reference"]}},
+              "seconds": round(time.perf_counter() - t0, 1)}
+    if write:
+        from trainer.report import save_grid
+
+        (run_dir / "eval.json").write_text(json.dumps(report, indent=1))
+        k = min(8, len(outputs["real"]))
+        save_grid({"Lanczos": upscale_all(outputs["real"][:k]), "upscaler": outputs["upscaled"][:k],
+                   "native": render_native(labels, held_sample(held, n)[:k])}, run_dir / "eval.png", per_row=k)
+        log.info("wrote %s and %s", run_dir / "eval.json", run_dir / "eval.png")
+    return report

@@ -76,3 +76,13 @@ def test_labels_are_drawn_in_each_tile_corner():
 def test_nothing_to_tile_is_an_error():
     with pytest.raises(ValueError, match="nothing to tile"):
         grid_png([], cols=2, cell=32)
+
+
+def test_upscaled_results_tile_without_a_second_upscale():
+    """A pack with an upscaler gives 256 px arrays: a 256 px cell shows them as drawn, a 128 px
+    cell shrinks them by area (the variation grid), never enlarging a small copy."""
+    rng = np.random.default_rng(1)
+    img = np.kron(rng.integers(0, 256, (32, 32, 3), np.uint8), np.ones((8, 8, 1), np.uint8))  # 256 px
+    assert np.array_equal(sheet(grid_png([img], cols=1, cell=256)), img)
+    half = sheet(grid_png([img], cols=1, cell=128))
+    assert np.array_equal(half, np.asarray(Image.fromarray(img).resize((128, 128), Image.Resampling.BOX)))

@@ -92,3 +92,32 @@ def test_measure_the_bundled_pack_through_the_engine():
     r = measure_pack(n=8)
     assert (r["pack"], r["version"]) == ("moe-default", "1.1.0") and r["n"] == 8 and r["generated_res"] == 64
     assert np.isfinite(r["generated"]["kid"]["mean"]) and 0 < r["generated"]["hf_ratio"] < 1
+
+
+@pytest.mark.slow
+def test_measure_a_pack_with_an_upscaler_measures_the_chain_and_the_upscaler(tmp_path):
+    """moe-default 1.1.0's models plus a 64 -> 256 px upscaler: the pack draws 256 px pictures
+    itself, and the real 64 px images through its upscaler are a row of their own."""
+    import shutil
+
+    from engine.pack import content_hash
+    from export.build import _export_one, load_runs
+    from export.onnx import GraphSpec
+    from moe.settings import BUNDLED_PACKS_DIR
+    from testkit.tinypack import make_tiny_upscaler_run
+    from trainer.sharpness import measure_pack
+
+    pack = shutil.copytree(BUNDLED_PACKS_DIR / "moe-default", tmp_path / "packs" / "moe-sr")
+    [up] = load_runs([make_tiny_upscaler_run(tmp_path, res=64)])
+    m = json.loads((pack / "manifest.json").read_text())
+    spec = GraphSpec.for_role("upscaler", z_dim=m["z_dim"], n_attrs=5, res=64, out_res=256)
+    entry, checks = _export_one("upscaler", up.models["upscaler"], spec, pack, (), fp16=False)
+    assert all(c.ok for c in checks)
+    m["models"]["upscaler"] = entry
+    m.update(name="moe-sr", content_hash=content_hash(m["models"]))
+    (pack / "manifest.json").write_text(json.dumps(m))
+    r = measure_pack(pack, n=8)
+    assert r["pack"] == "moe-sr" and r["generated_res"] == 256 and r["reference_res"] == 64
+    for name in ("generated", "lanczos_real", "upscaler_real"):
+        assert np.isfinite(r[name]["kid"]["mean"]) and r[name]["hf_ratio"] > 0, name  # a random upscaler adds noise
+    assert isinstance(r["upscaler_beats_reference"], bool) and r["upscaler_kid_vs_reference"] > 0
