@@ -262,17 +262,16 @@ def _torch_score(discriminator: torch.nn.Module, images: np.ndarray, conds: np.n
                            for i in range(0, len(images), batch)])
 
 
-def _run_source(run_dir: Path, data: str | None, batch: int) -> _Source:
+def _load_run(run_dir: Path):
     from trainer.checkpoint import CheckpointError, load_run
 
     try:
-        run = load_run(run_dir)
+        return load_run(run_dir)
     except CheckpointError as e:
         raise EvalError(str(e)) from None
-    if run.kind == "upscaler":  # no samples to judge: its sharpness at 256 px is its report
-        from trainer.sharpness import evaluate_upscaler
 
-        return evaluate_upscaler(run_dir, seed=seed, write=write)
+
+def _run_source(run_dir: Path, run, data: str | None, batch: int) -> _Source:
     meta = run.meta
     spec, recorded_fp = _run_data(run_dir, meta, data)
     generator = run.models["G_ema"] if run.kind == "gan" else run.models["decoder"]
@@ -355,7 +354,12 @@ def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = Non
     also reports the discriminator's top-1 of that many candidates per sample (GAN runs)."""
     run_dir = Path(run_dir)
     _check_counts(samples, best_of)
-    source = _run_source(run_dir, data, batch)
+    run = _load_run(run_dir)
+    if run.kind == "upscaler":  # no samples to judge: its sharpness at 256 px is its report
+        from trainer.sharpness import evaluate_upscaler
+
+        return evaluate_upscaler(run_dir, seed=seed, write=write)
+    source = _run_source(run_dir, run, data, batch)
     out = (run_dir / "eval.json", run_dir / "eval.png") if write else None
     return _evaluate(source, samples, seed, judge_config, batch, best_of, out)
 
