@@ -15,6 +15,7 @@ from bot import emoji
 from bot.errors import MissingPermission, UserError, report_error
 from bot.limits import usage_today
 from engine import Engine
+from tests.bot import fake_interaction
 
 PACKS = Path(__file__).resolve().parents[2] / "engine" / "packs"
 DEFAULT = "moe-default"
@@ -101,37 +102,8 @@ class Guild:
         return Emoji(name)
 
 
-class Itx:
-    def __init__(self, bot, guild, permissions=MANAGE, app_permissions=MANAGE) -> None:
-        self.client, self.guild, self.guild_id, self.channel_id, self.locale = bot, guild, GUILD, 2, "en-US"
-        self.guild_locale = "en-US"
-        self.permissions, self.app_permissions = permissions, app_permissions
-        self.channel = SimpleNamespace(id=2)
-        self.user = SimpleNamespace(id=MEMBER, mention=f"<@{MEMBER}>")
-        self.sent: list[dict] = []
-        outer = self
-
-        class Response:
-            type = None
-
-            def is_done(self):
-                return self.type is not None
-
-            async def defer(self, **kw):
-                self.type = "deferred"
-
-            async def send_message(self, content, **kw):
-                self.type = "message"
-                outer.sent.append({"content": content, **kw})
-
-        self.response = Response()
-        self.followup = SimpleNamespace(send=self._send)
-
-    async def _send(self, content=None, **kw):
-        self.sent.append({"content": content, **kw})
-
-    async def delete_original_response(self):
-        pass
+def Itx(bot, guild, permissions=MANAGE, app_permissions=MANAGE):  # noqa: N802 (a class, as the tests read it)
+    return fake_interaction.Itx(bot, guild, permissions, app_permissions, guild_id=GUILD, user_id=MEMBER)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from bot import sheet
 from bot.errors import UserError, report_error
 from bot.limits import usage_today
 from engine import Engine
+from tests.bot import fake_interaction
 from engine.schema import Attribute, Schema
 
 PACKS = Path(__file__).resolve().parents[2] / "engine" / "packs"
@@ -155,36 +156,8 @@ def test_alt_texts_name_what_stays_and_every_cell():
 
 
 # -- one sheet, one draw, one engine request --------------------------------------------------------
-class Itx:
-    def __init__(self, bot) -> None:
-        self.client, self.guild_id, self.channel_id, self.locale = bot, GUILD, 2, "en-US"
-        self.guild_locale = "en-US"
-        self.channel = SimpleNamespace(id=2)
-        self.user = SimpleNamespace(id=MEMBER, mention=f"<@{MEMBER}>")
-        self.sent: list[dict] = []
-        outer = self
-
-        class Response:
-            type = None
-
-            def is_done(self):
-                return self.type is not None
-
-            async def defer(self, **kw):
-                self.type = "deferred"
-
-            async def send_message(self, content, **kw):
-                self.type = "message"
-                outer.sent.append({"content": content, **kw})
-
-        self.response = Response()
-        self.followup = SimpleNamespace(send=self._send)
-
-    async def _send(self, content=None, **kw):
-        self.sent.append({"content": content, **kw})
-
-    async def delete_original_response(self):
-        pass
+def Itx(bot):  # noqa: N802 (a class, as the tests read it)
+    return fake_interaction.Itx(bot, guild_id=GUILD, user_id=MEMBER)
 
 
 class OpaqueEngine:
