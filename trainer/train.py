@@ -88,7 +88,8 @@ class TrainConfig:
                   (self.res in (16, 32, 64, 128), f"--res must be 64 or 128 (or 16/32 for tests), not {self.res}"),
                   (self.loss in ("hinge", "ns", "wgan-gp"), f"--loss must be hinge, ns or wgan-gp, not {self.loss!r}"),
                   (self.minutes >= 0, f"--minutes must be >= 0, not {self.minutes}"),
-                  (self.kimg > 0 or (self.kimg == 0 and self.minutes > 0), "--kimg must be > 0 (0 only under --minutes)"),
+                  (self.kimg > 0 or (self.kimg == 0 and self.minutes > 0),
+                   "--kimg must be > 0 (0 only under --minutes)"),
                   (not (self.kimg > 0 and self.minutes > 0),
                    "--kimg and --minutes both set the length of the run; give one of them"),
                   (self.batch >= 2 and self.lr > 0, "--lr must be > 0 and --batch >= 2"),
@@ -239,12 +240,12 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
     writer = _tensorboard(run_dir) if rank == 0 else None
     budget = Budget.start(cfg.minutes, clock, began, budget_state) if cfg.minutes > 0 else None
     if budget is None:
-        bar = _Progress(cfg.kimg, nimg / 1000, "kimg", nimg, enabled=progress and rank == 0)
+        bar = _Progress(cfg.kimg, nimg, enabled=progress and rank == 0)
     else:  # the learning rate follows the budget: lr_factor x the rate each group started with
         for opt in task.optimizers.values():
             for group in opt.param_groups:
                 group.setdefault("initial_lr", group["lr"])
-        bar = _Progress(cfg.minutes, budget.elapsed() / 60, "min", nimg, enabled=progress and rank == 0)
+        bar = _Progress(cfg.minutes, nimg, enabled=progress and rank == 0, unit="min", completed=budget.elapsed() / 60)
 
     total, batch = int(cfg.kimg * 1000) if cfg.kimg > 0 else math.inf, cfg.batch // world
     t_start = time.monotonic()
@@ -444,7 +445,7 @@ def _tensorboard(run_dir: Path):
 class _Progress:
     """A rich progress bar (kimg seen, or minutes of the budget; losses, img/s, ETA); status lines go above it."""
 
-    def __init__(self, total: float, completed: float, unit: str, nimg: int, enabled: bool):
+    def __init__(self, total: float, nimg: int, enabled: bool, unit: str = "kimg", completed: float | None = None):
         self.enabled = enabled
         if not enabled:
             return
@@ -454,6 +455,7 @@ class _Progress:
                           TextColumn("{task.fields[rate]:>6.1f} img/s"), TextColumn("{task.fields[losses]}"),
                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
         self.p.start()
+        completed = nimg / 1000 if completed is None else completed
         self.task = self.p.add_task("train", total=total, completed=completed, rate=0.0, losses="")
         self.t0, self.n0 = time.monotonic(), nimg
 

@@ -22,7 +22,8 @@ from testkit.tinypack import one_torch_thread  # noqa: E402
 
 def _report(kind: str, ratios: dict, real: dict, kid: float) -> dict:
     """The parts of an eval.json the choice reads (the generated samples' accuracy and KID)."""
-    acc = {k: {"generated": r * real[k], "real": real[k], "ratio": r, "judged": real[k] >= 0.95} for k, r in ratios.items()}
+    acc = {k: {"generated": r * real[k], "real": real[k], "ratio": r, "judged": real[k] >= 0.95}
+           for k, r in ratios.items()}
     for a in acc.values():
         if not a["judged"]:
             a["unjudged_ratio"], a["ratio"] = a["ratio"], None
