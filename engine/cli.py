@@ -38,7 +38,8 @@ def generate(
     pack: str | None = typer.Option(None, "--pack", help="Name of the installed pack to draw from (its newest version); default: MOE_DEFAULT_PACK."),
     n: int = typer.Option(1, "--n", "-n", min=1, max=64, help="How many images: seeds seed..seed+n-1, variations or blend steps."),
     size: int = typer.Option(256, "--size", help="Pixels per tile: 128, 256 or 512."),
-    model: str = typer.Option("gan", "--model", help="Model: gan, vae, or both (two rows, GAN above VAE, same seeds)."),
+    model: str = typer.Option(None, "--model", help="Model: gan, vae, or both (two rows, GAN above VAE, same seeds) "
+                              "[the pack's default model]."),
     transparent: bool = typer.Option(False, "--transparent/--no-transparent",
                                      help="Cut out the flat background (packs whose background is 'flat')."),
     pixel: bool = typer.Option(False, "--pixel/--no-pixel",
@@ -84,9 +85,9 @@ async def _tiles(eng, name: str, o: dict) -> list[list]:
     conditions, edits = _pairs(o["set_"], "--set"), _pairs(o["edit"], "--edit")
     if o["size"] not in (128, 256, 512):
         raise UsageError(f"--size must be 128, 256 or 512, got {o['size']}")
-    if o["model"] not in ("gan", "vae", "both"):
+    if o["model"] not in (None, "gan", "vae", "both"):
         raise UsageError(f"--model must be gan, vae or both, got {o['model']!r}")
-    models = ["gan", "vae"] if o["model"] == "both" else [o["model"]]
+    models = ["gan", "vae"] if o["model"] == "both" else [o["model"] or pack.default_model]
     if "vae" in models and not pack.has_vae:
         raise UsageError(f"pack {name!r} has no VAE model; use --model gan")
     if o["best_of"] and not pack.has_discriminator:

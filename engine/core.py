@@ -266,15 +266,17 @@ class Engine:
         return [Result(images[i], r, None, small[0][i] if small else None) for i, r in enumerate(recipes)]
 
     async def generate(self, pack: str | None = None, conditions: Mapping[str, str | None] | None = None,
-                       seed: int | None = None, n: int = 1, model: str = "gan") -> list[Result]:
+                       seed: int | None = None, n: int = 1, model: str | None = None) -> list[Result]:
         """n avatars with seeds seed..seed+n-1 (random seed if None); attributes left unset
-        (or None) get their default or a choice drawn from each result's seed."""
+        (or None) get their default or a choice drawn from each result's seed. `model` None is
+        the pack's default model (`Pack.default_model`); the recipes record the one drawn."""
         seed, n = _check_seed(seed), _check_n(n)
         with self._lease(pack) as lp:
             return await self._generate(lp, conditions, seed, n, model)
 
-    async def _generate(self, lp: Loaded, conditions, seed: int, n: int, model: str) -> list[Result]:
+    async def _generate(self, lp: Loaded, conditions, seed: int, n: int, model: str | None) -> list[Result]:
         p = lp.pack
+        model = p.default_model if model is None else model
         if model not in ("gan", "vae") or (model == "vae" and not p.has_vae):
             raise EngineError(f"model must be gan{' or vae' if p.has_vae else ''}, got {model!r}")
         recipes, zs = [], np.empty((n, p.z_dim), np.float32)
@@ -362,10 +364,10 @@ class Engine:
             return (await self._draw(lp, [recipe], z[None]))[0]
 
     async def best_of(self, pack: str | None = None, conditions: Mapping[str, str | None] | None = None,
-                      seed: int | None = None, k: int = 8, model: str = "gan") -> Result:
+                      seed: int | None = None, k: int = 8, model: str | None = None) -> Result:
         """k candidates (seeds seed..seed+k-1) drawn in one batch and ranked by the
         discriminator (rejection sampling, Azadi et al. 2019); the best one's recipe
-        records its own seed, so it redraws without ranking again."""
+        records its own seed (and model: None is the pack's default), so it redraws without ranking again."""
         seed, k = _check_seed(seed), _check_n(k)
         with self._lease(pack) as lp:
             if not lp.pack.has_discriminator:

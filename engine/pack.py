@@ -81,6 +81,12 @@ class Pack:
         return "encoder" in self.models and "decoder" in self.models
 
     @property
+    def default_model(self) -> str:
+        """The model new avatars use when the caller names none: the manifest's "default_model"
+        (export chooses it for a pack with a GAN and a VAE), else "gan" as packs always drew."""
+        return self.manifest.get("default_model", "gan")
+
+    @property
     def has_discriminator(self) -> bool:
         return "discriminator" in self.models
 
@@ -187,6 +193,9 @@ def load_pack(path: Path | str, verify_hashes: bool = True) -> Pack:
         models[key] = spec
     if "upscaler" in models_doc:
         _check_upscaler(models_doc["upscaler"], res, f"{where} models.upscaler")
+    default_model = _optional(doc, "default_model", str, where)
+    if default_model not in (None, "gan", "vae") or (default_model == "vae" and "decoder" not in models_doc):
+        raise PackError(f"{where}: default_model must be gan, or vae in a pack with a VAE; got {default_model!r}")
     chash = _need(doc, "content_hash", str, where)
     if chash != content_hash(models_doc):
         raise PackError(f"{where}: content_hash {chash!r} does not match the models' hashes "

@@ -5,6 +5,9 @@ gives encoder.onnx and decoder.onnx (and generator.onnx, the decoder sampling th
 when there is no GAN run); an upscaler run beside them gives upscaler.onnx, which the
 engine runs on every drawn picture. Every graph is checked against PyTorch at batch 1 and 16
 before the pack is moved into place, so a pack on disk is always a verified one.
+
+A pack with both a GAN and a VAE names the model new avatars use by default
+(`"default_model"` in the manifest), chosen by the runs' `eval.json` (`choose_default_model`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from engine.schema import Schema
 from export.onnx import OPSET, GraphSpec, to_fp16, to_onnx, wrap
 from export.verify import Check, check_pack, parity
 
-__all__ = ["ExportError", "RunModels", "Exported", "load_runs", "build_pack", "parity_against_runs"]
+__all__ = ["ExportError", "RunModels", "Exported", "load_runs", "build_pack", "parity_against_runs",
+           "choose_default_model"]
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +73,28 @@ class Exported:
     path: Path
     manifest: dict
     checks: list[Check]
+    default_reason: str | None = None  # why the manifest's default_model (packs with a GAN and a VAE)
+
+
+def choose_default_model(gan: RunModels, vae: RunModels) -> tuple[str, str]:
+    """("gan" | "vae", why) for a pack with both: the run whose eval.json scores better by
+    `trainer.metrics.prefer` (the higher lowest judged accuracy ratio, then the lower KID); the
+    GAN, as packs without the choice draw, when either run has no eval.json."""
+    from trainer.eval import run_score
+    from trainer.metrics import prefer
+
+    missing = [r.run for r in (gan, vae) if r.metrics is None or "generated" not in r.metrics]
+    if missing:
+        return "gan", (f"no eval.json with sample scores in {', '.join(missing)} "
+                       "(run `moe train eval` on both runs to compare them)")
+    g, v = run_score(gan.metrics), run_score(vae.metrics)
+
+    def show(s: dict) -> str:
+        ratio = "none judged" if s["accuracy_ratio_min"] is None else f"{s['accuracy_ratio_min']:.3f}"
+        return f"lowest judged accuracy ratio {ratio}, KID {s['kid']:.4f}"
+
+    model = "vae" if prefer(v, g) else "gan"
+    return model, f"GAN {show(g)}; VAE {show(v)}"
 
 
 def load_runs(run_dirs: Sequence[Path]) -> list[RunModels]:
@@ -198,6 +224,8 @@ def build_pack(runs: Sequence[RunModels], out: Path, *, name: str | None = None,
             if on_model:
                 on_model(role, checks)
         gan_or_vae = {r.kind: r for r in runs}
+        default, why = (choose_default_model(gan_or_vae["gan"], gan_or_vae["vae"])
+                        if {"gan", "vae"} <= set(gan_or_vae) else (None, None))
         manifest = {
             "format": 1,
             "name": name,
@@ -213,6 +241,8 @@ def build_pack(runs: Sequence[RunModels], out: Path, *, name: str | None = None,
             "metrics": {kind: r.metrics for kind, r in gan_or_vae.items() if r.metrics is not None},
             "content_hash": content_hash(models),
         }
+        if default is not None:
+            manifest["default_model"] = default
         (work / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
         all_checks += check_pack(work)
         failed = [c for c in all_checks if not c.ok]
@@ -222,7 +252,7 @@ def build_pack(runs: Sequence[RunModels], out: Path, *, name: str | None = None,
                               all_checks)
         _replace(out, work)
         log.info("exported pack %s %s to %s (%s)", manifest["name"], version, out, manifest["content_hash"])
-        return Exported(out, manifest, all_checks)
+        return Exported(out, manifest, all_checks, why)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         if staging.is_dir() and not any(staging.iterdir()):

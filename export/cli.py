@@ -75,6 +75,8 @@ def export_command(
     m = result.manifest
     console.print(f"[green]pack {m['name']} {m['version']}[/] -> {result.path}  "
                   f"({len(m['models'])} models, {len(result.checks)} checks passed, content {m['content_hash']})")
+    if "default_model" in m:
+        console.print(f"new avatars use the {m['default_model'].upper()} by default: {result.default_reason}")
     if triton:
         from export.triton import write_triton_repo
 

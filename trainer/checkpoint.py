@@ -5,6 +5,10 @@ optimiser state as `optim.<name>.<index>.<key>`, extra state such as RNG as `ext
 the JSON holds the meta (`kind`, model classes and configs, schema, step, kimg, data
 name/license/attribution/fingerprint, `data_spec`, res, z_dim) and the non-tensor optimiser state.
 Nothing is ever pickled, so a checkpoint from a stranger is as safe to open as a PNG.
+
+A run under a time budget (`trainer/budget.py`) keeps two: `checkpoint.*` is the snapshot its
+quick eval scored best (what `moe train eval` and `moe export` read), and `checkpoint-last.*`
+the latest training state, which `--resume` continues from when it is there.
 """
 
 from __future__ import annotations
@@ -29,12 +33,13 @@ from trainer.models.vae import (AttributeClassifier, AttributeClassifierConfig, 
 from trainer.models.upscaler import Upscaler, UpscalerConfig
 
 __all__ = ["LoadedRun", "CheckpointError", "save_checkpoint", "load_run", "load_training_state",
-           "build_model", "describe_model", "CHECKPOINT_JSON", "CHECKPOINT_TENSORS"]
+           "build_model", "describe_model", "CHECKPOINT_JSON", "CHECKPOINT_TENSORS", "BEST", "LAST"]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_JSON = "checkpoint.json"
 CHECKPOINT_TENSORS = "checkpoint.safetensors"
+BEST, LAST = "checkpoint", "checkpoint-last"  # file stems: the served checkpoint, the latest training state
 FORMAT = 1
 
 MODEL_CLASSES: dict[str, tuple[type[nn.Module], type]] = {
@@ -82,8 +87,8 @@ def _atomic(path: Path, write) -> None:
 
 def save_checkpoint(run_dir: str | Path, *, kind: str, meta: dict[str, Any], models: dict[str, nn.Module],
                     optimizers: dict[str, torch.optim.Optimizer] | None = None,
-                    extra: dict[str, torch.Tensor] | None = None) -> Path:
-    """Write every tensor to checkpoint.safetensors and the meta to checkpoint.json (atomically)."""
+                    extra: dict[str, torch.Tensor] | None = None, stem: str = BEST) -> Path:
+    """Write every tensor to <stem>.safetensors and the meta to <stem>.json (atomically)."""
     run_dir = Path(run_dir)
     tensors: dict[str, torch.Tensor] = {}
     for name, model in models.items():
@@ -105,15 +110,15 @@ def save_checkpoint(run_dir: str | Path, *, kind: str, meta: dict[str, Any], mod
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     doc = {"format": FORMAT, **meta, "kind": kind,
            "models": {name: describe_model(m) for name, m in models.items()}, "optimizers": opt_meta}
-    _atomic(run_dir / CHECKPOINT_TENSORS, lambda p: save_file(tensors, str(p)))
-    _atomic(run_dir / CHECKPOINT_JSON, lambda p: p.write_text(json.dumps(doc, indent=1)))
-    return run_dir / CHECKPOINT_JSON
+    _atomic(run_dir / f"{stem}.safetensors", lambda p: save_file(tensors, str(p)))
+    _atomic(run_dir / f"{stem}.json", lambda p: p.write_text(json.dumps(doc, indent=1)))
+    return run_dir / f"{stem}.json"
 
 
-def _read(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor]]:
-    jpath, tpath = run_dir / CHECKPOINT_JSON, run_dir / CHECKPOINT_TENSORS
+def _read(run_dir: Path, stem: str = BEST) -> tuple[dict, dict[str, torch.Tensor]]:
+    jpath, tpath = run_dir / f"{stem}.json", run_dir / f"{stem}.safetensors"
     if not jpath.is_file() or not tpath.is_file():
-        raise CheckpointError(f"{run_dir} has no checkpoint ({CHECKPOINT_JSON} + {CHECKPOINT_TENSORS})")
+        raise CheckpointError(f"{run_dir} has no checkpoint ({jpath.name} + {tpath.name})")
     try:
         meta = json.loads(jpath.read_text())
         tensors = load_file(str(tpath))
@@ -160,8 +165,10 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
 
 def load_training_state(run_dir: str | Path, models: dict[str, nn.Module],
                         optimizers: dict[str, torch.optim.Optimizer]) -> tuple[dict, dict[str, torch.Tensor]]:
-    """Restore every model and optimiser in place (for --resume); returns (meta, extra tensors)."""
-    meta, tensors = _read(Path(run_dir))
+    """Restore every model and optimiser in place (for --resume) from the latest training state
+    (`checkpoint-last.*` when the run keeps one, else `checkpoint.*`); returns (meta, extra tensors)."""
+    run_dir = Path(run_dir)
+    meta, tensors = _read(run_dir, LAST if (run_dir / f"{LAST}.json").is_file() else BEST)
     for name, model in models.items():
         if name not in meta["models"] and not list(model.parameters()):
             log.info("%s has no %r (an older run): it is computed again at the next checkpoint", run_dir, name)

@@ -13,6 +13,7 @@ dataset_app = typer.Typer(help="Inspect training data: the built-in moe style se
                           no_args_is_help=True)
 
 RESUMABLE = ("--kimg", "--threads", "--device", "--max-minutes")  # what a resumed run honours besides its config
+RESUMABLE_BUDGET = (*RESUMABLE, "--minutes")  # gan and vae: a budgeted run may be given a new total budget
 
 
 @dataset_app.command("preview")
@@ -117,7 +118,8 @@ def _installed_pack(ctx: typer.Context, name: str) -> Path:
 
 
 def _train(ctx: typer.Context, kind: str, flags: dict, resume: Path | None, dry_run: bool) -> None:
-    """Resolve the config (from flags, or from the run being resumed), print it, train."""
+    """Resolve the config (from flags, or from the run being resumed), print it, train. A resumed
+    run under a budget continues with what is left of it (`--minutes` sets a new total)."""
     import dataclasses
     import json
 
@@ -126,17 +128,18 @@ def _train(ctx: typer.Context, kind: str, flags: dict, resume: Path | None, dry_
 
     flags = {**flags, "out": str(flags["out"]), "augment": "" if flags["augment"] == "none" else flags["augment"]}
     if resume is not None:
-        ignored = [f for f in given_options(ctx) if f not in (*RESUMABLE, "--resume", "--dry-run", "--no-dry-run")]
+        ignored = [f for f in given_options(ctx)
+                   if f not in (*RESUMABLE_BUDGET, "--resume", "--dry-run", "--no-dry-run")]
         if ignored:
             raise UsageError(f"--resume continues the run with its own config, so it would ignore {', '.join(ignored)}; "
-                             f"with --resume only {', '.join(RESUMABLE)} apply")
+                             f"with --resume only {', '.join(RESUMABLE_BUDGET)} apply")
         path = resume / "config.json"
         if not path.is_file():
             raise CheckpointError(f"{resume} is not a run folder (no config.json)")
         doc = json.loads(path.read_text())
         if doc.get("kind") != kind:
             raise CheckpointError(f"{resume} is a {doc.get('kind')} run; use `moe train {doc.get('kind')}`")
-        overrides = {k: flags[k] for k in (f[2:].replace("-", "_") for f in RESUMABLE) if flags.get(k) is not None}
+        overrides = {k: flags[k] for k in (f[2:].replace("-", "_") for f in RESUMABLE_BUDGET) if flags.get(k) is not None}
         try:
             cfg = TrainConfig(**{**doc, **overrides})
         except TypeError as e:  # a config.json written by another version
@@ -160,8 +163,10 @@ _BATCH = _O(None, "--batch", help="Batch size over all processes [32; 16 at 128 
 _Z_DIM = _O(None, "--z-dim", help="Latent size [128].")
 _AUGMENT = _O(None, "--augment", help="DiffAugment policy: a comma list of color, translation and cutout, or none "
               "[color,translation,cutout; no color if an attribute is colour-valued].")
-_RESUME = _O(None, "--resume", help="Continue this run folder with its own config; only --kimg, --threads, --device "
-             "and --max-minutes apply.")
+_RESUME = _O(None, "--resume", help="Continue this run folder with its own config (and what is left of its budget); only "
+             "--kimg, --minutes, --threads, --device and --max-minutes apply.")
+_UP_RESUME = _O(None, "--resume", help="Continue this run folder with its own config; only --kimg, --threads, --device "
+                "and --max-minutes apply.")
 _DRY_RUN = _O(False, "--dry-run/--no-dry-run", help="Print the resolved config and exit.")
 _SEED = _O(0, "--seed", help="Random seed of the run.")
 _THREADS = _O(0, "--threads", min=0, help=THREADS_HELP)
@@ -169,6 +174,8 @@ _DEVICE = _O("auto", "--device", help="Device: auto, cpu or cuda.")
 _SNAPSHOT = _O(5.0, "--snapshot-minutes", help="Checkpoint at least this often, in minutes.")
 _GRID = _O(50.0, "--grid-kimg", help="Write a sample grid every this many kimg.")
 _MAX_MINUTES = _O(0.0, "--max-minutes", help="Stop cleanly (final grid and checkpoint) after this many minutes; 0 = no limit.")
+_MINUTES = _O(None, "--minutes", min=0, help="Time budget in minutes instead of --kimg: it sets the learning-rate decay, "
+              "ends the run and keeps its best-scored snapshot [0 = off].")
 
 
 def _flags(values: dict) -> dict:
@@ -194,6 +201,7 @@ def train_gan(
                                "of the run for sets under 5000 images, else 0."),
     resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
     snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,
+    minutes: float = _MINUTES,
 ) -> None:
     """Train the conditional GAN (BigGAN-style G, projection D with spectral norm, EMA, DiffAugment)."""
     _train(ctx, "gan", _flags(locals()), resume, dry_run)
@@ -216,6 +224,7 @@ def train_vae(
     augment: str = _AUGMENT,
     resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
     snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,
+    minutes: float = _MINUTES,
 ) -> None:
     """Train the conditional VAE, so pictures can be encoded and edited attribute by attribute.
 
@@ -241,7 +250,7 @@ def train_upscaler(
     degrade: float = _O(None, "--degrade", help="Share of inputs lightly blurred and noised, like a generator's output; "
                         "0 = off [0.5]."),
     edge_weight: float = _O(None, "--edge-weight", help="Weight of the image-gradient L1 beside the pixel L1 [0.1]."),
-    resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
+    resume: Path = _UP_RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
     snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,
 ) -> None:
     """Train the pack's upscaler, which turns the generator's 64 px pictures into 256 px ones.

@@ -3,8 +3,9 @@
 KID (Bińkowski et al. 2018) and FID (Heusel et al. 2017) between two feature sets, a
 Gaussian blur for the blurred reference, intra-group diversity and the grouping it uses,
 nearest-neighbour distances for the memorisation check, the top-1 pick among scored candidates
-(best-of-k sampling), and two edge-sharpness statistics on images (mean gradient magnitude,
-high-frequency energy). No I/O, no models: the run
+(best-of-k sampling), two edge-sharpness statistics on images (mean gradient magnitude,
+high-frequency energy), which attributes the judge can judge, and the one score that ranks
+snapshots and runs (`prefer`). No I/O, no models: the run
 evaluation (`trainer/eval.py`, `trainer/sharpness.py`) feeds them features and images.
 """
 
@@ -17,11 +18,14 @@ import torch
 from torch.nn import functional as F
 
 __all__ = ["kid", "fid", "gaussian_blur", "group_ids", "choose_grouping", "diversity", "nearest_distances",
-           "top1", "pick_top1", "paired_change",
-           "luminance", "gradient_magnitude", "high_freq_energy", "MIN_GROUPS", "GROUP_CAP"]
+           "top1", "pick_top1", "paired_change", "judged", "prefer",
+           "luminance", "gradient_magnitude", "high_freq_energy", "MIN_GROUPS", "GROUP_CAP", "JUDGE_MIN_ACCURACY",
+           "KID_TIE_MARGIN"]
 
 MIN_GROUPS = 16  # diversity: fewest groups of >= 2 real held-out images a grouping must give
 GROUP_CAP = 12  # diversity: images per group (real: at most; generated: exactly)
+JUDGE_MIN_ACCURACY = 0.95  # a judge that reads an attribute on real images less often cannot judge it
+KID_TIE_MARGIN = 0.02  # accuracy ratios closer than this are a tie, which KID breaks
 
 
 def kid(a: np.ndarray, b: np.ndarray, subsets: int = 50, subset_size: int = 1000, seed: int = 0) -> dict:
@@ -171,6 +175,29 @@ def paired_change(before: np.ndarray, after: np.ndarray) -> tuple[np.ndarray, np
         raise ValueError(f"expected two (N>=2, A) arrays of the same shape, got {before.shape} and {after.shape}")
     d = np.asarray(after, np.float64) - np.asarray(before, np.float64)
     return d.mean(0), d.std(0, ddof=1) / np.sqrt(len(d))
+
+
+def judged(real_accuracy, at_least: float = JUDGE_MIN_ACCURACY) -> np.ndarray:
+    """Which attributes the judge can judge: those it reads right on at least `at_least` of
+    the real held-out images. Below that, a generated/real accuracy ratio measures the judge's
+    guessing, not the generator, so it must not count towards a run's score or targets."""
+    return np.asarray(real_accuracy, np.float64) >= at_least
+
+
+def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
+    """The one score that ranks two snapshots of a run, or two runs on the same data: True when
+    `a` beats `b`. Each is a mapping with `accuracy_ratio_min` (the lowest generated/real judge
+    accuracy ratio over the judged attributes; None when none is judged) and `kid` (against
+    held-out real images, lower is better). The higher ratio wins; ratios within `margin` of each
+    other (or both None) are a tie, broken by the lower KID; a full tie keeps `b` (the incumbent).
+    Conditions come first because a model that ignores them is useless to the bot however
+    realistic it looks; KID, as a tie-breaker, prefers the more realistic of two that follow them."""
+    ra, rb = a.get("accuracy_ratio_min"), b.get("accuracy_ratio_min")
+    if ra is not None and rb is not None and abs(ra - rb) > margin:
+        return ra > rb
+    if (ra is None) != (rb is None):
+        return ra is not None  # a score over judged attributes beats none at all
+    return a["kid"] < b["kid"]
 
 
 def luminance(images: np.ndarray) -> torch.Tensor:

@@ -26,6 +26,14 @@ def _f(v, fmt: str = "{:.3f}") -> str:
     return "—" if v is None else fmt.format(v)
 
 
+def _ratio(entry: dict) -> str:
+    """An accuracy or edit ratio, or why there is none: the judge cannot read the attribute on real
+    images (reports from before the rule carry no "judged" key and are shown as they were)."""
+    if entry.get("judged", True):
+        return _f(entry.get("ratio"))
+    return f"not judged (judge reads real images only {100 * entry['real']:.0f}% right)"
+
+
 def print_report(r: dict, console=None) -> None:
     """The report as rich tables, for a person."""
     from rich.console import Console
@@ -50,11 +58,11 @@ def print_report(r: dict, console=None) -> None:
                 *blurs):
         acc.add_column(col, justify="left" if col == "attribute" else "right")
     for name, a in g["accuracy"].items():
-        row = [name, _f(a["real"]), _f(a["generated"]), _f(a["ratio"])]
+        row = [name, _f(a["real"]), _f(a["generated"]), _ratio(a)]
         if "vae" in r:
             e = r["vae"]["edit"]["per_attribute"].get(name, {})
             row += [_f(r["vae"]["reconstruction"]["accuracy"][name]["generated"]), _f(e.get("success")),
-                    _f(e.get("ratio"))]
+                    _ratio(e) if e else "—"]
         acc.add_row(*row, *(_f(b["accuracy"][name]) for b in ref["blur"]))
     console.print(acc)
     dist = Table(title="Distance to real held-out (judge features; lower is better)")
@@ -84,6 +92,10 @@ def print_report(r: dict, console=None) -> None:
     marks = "  ".join(f"{k}: {'[green]yes[/]' if ok else '[red]no[/]' if ok is False else '—'}"
                       for k, ok in s["targets"].items())
     console.print(f"Targets: {marks}")
+    if "judged_attributes" in s:
+        console.print(f"Targets over judged attributes: {', '.join(s['judged_attributes']) or 'none'}"
+                      + "".join(f"; {k} not judged (judge reads real images only {100 * v:.0f}% right)"
+                                for k, v in s.get("unjudged_attributes", {}).items()))
 
 
 def _print_best_of(r: dict, console) -> None:

@@ -1,8 +1,10 @@
 """The training loop: one function for both kinds of run (the step lives in `trainer.steps`).
 
-Progress is counted in images seen. Per tick: one status line, one `stats.jsonl` line and
-TensorBoard scalars. A labelled sample grid every `grid_kimg`, a checkpoint every
-`snapshot_minutes` and at the end. Data parallel under `torchrun` (gloo on CPU, nccl on GPU).
+Progress is counted in images seen, or under a time budget (`--minutes`) in wall time: the
+budget then sets the schedule and the run keeps its best-scored snapshot (`trainer/budget.py`).
+Per tick: one status line, one `stats.jsonl` line and TensorBoard scalars. A labelled sample
+grid every `grid_kimg`, a checkpoint every `snapshot_minutes` and at the end. Data parallel under
+`torchrun` (gloo on CPU, nccl on GPU).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import re
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +25,8 @@ import torch
 import torch.distributed as dist
 
 from trainer.augment import AUGMENTS, AUTO, choose_policy
-from trainer.checkpoint import load_training_state, save_checkpoint
+from trainer.budget import Budget, expected_kimg, lr_factor
+from trainer.checkpoint import BEST, LAST, load_training_state, save_checkpoint
 from trainer.data import load_dataset
 from trainer.samples import make_grid_spec, render_grid
 from trainer.steps import make_task
@@ -48,7 +52,7 @@ class TrainConfig:
     kind: str  # "gan" | "vae"
     data: str = "builtin"  # "builtin" or a folder
     res: int = 64
-    kimg: float = 200.0  # train until this many thousand images have been seen
+    kimg: float = 200.0  # train until this many thousand images have been seen; 0 = no limit (under --minutes)
     out: str = "runs"
     batch: int = 32  # total over all processes
     lr: float = 2e-4
@@ -76,13 +80,19 @@ class TrainConfig:
     grid_kimg: float = 50.0
     snapshot_minutes: float = 5.0
     max_minutes: float = 0.0  # stop (with a final grid and checkpoint) after this much wall time; 0 = no limit
+    minutes: float = 0.0  # time budget: sets the schedule, ends the run, keeps the best snapshot; 0 = off
     device: str = "auto"  # auto | cpu | cuda
 
     def __post_init__(self) -> None:
         checks = [(self.kind in ("gan", "vae"), f"kind must be gan or vae, not {self.kind!r}"),
                   (self.res in (16, 32, 64, 128), f"--res must be 64 or 128 (or 16/32 for tests), not {self.res}"),
                   (self.loss in ("hinge", "ns", "wgan-gp"), f"--loss must be hinge, ns or wgan-gp, not {self.loss!r}"),
-                  (self.kimg > 0 and self.batch >= 2 and self.lr > 0, "--kimg, --lr must be > 0 and --batch >= 2"),
+                  (self.minutes >= 0, f"--minutes must be >= 0, not {self.minutes}"),
+                  (self.kimg > 0 or (self.kimg == 0 and self.minutes > 0),
+                   "--kimg must be > 0 (0 only under --minutes)"),
+                  (not (self.kimg > 0 and self.minutes > 0),
+                   "--kimg and --minutes both set the length of the run; give one of them"),
+                  (self.batch >= 2 and self.lr > 0, "--lr must be > 0 and --batch >= 2"),
                   (self.width >= 4 and self.z_dim >= 2, "--width must be >= 4 and --z-dim >= 2"),
                   (self.augment == AUTO or set(filter(None, self.augment.split(","))) <= set(AUGMENTS),
                    f"--augment takes a comma list of {', '.join(AUGMENTS)}, not {self.augment!r}")]
@@ -98,9 +108,12 @@ def default_width(device: str = "auto") -> int:
 
 def make_config(kind: str, **flags) -> TrainConfig:
     """Config from CLI flags; flags left as None take TrainConfig's defaults, except the width
-    (`default_width` of the device) and the batch at 128 px (half the default)."""
+    (`default_width` of the device), the batch at 128 px (half the default) and --kimg under a
+    time budget (0: the budget ends the run)."""
     values = {k: v for k, v in flags.items() if v is not None}
     values.setdefault("width", default_width(flags.get("device") or "auto"))
+    if values.get("minutes", 0) > 0:
+        values.setdefault("kimg", 0.0)
     if "batch" not in values and values.get("res", TrainConfig.res) == 128:
         values["batch"] = TrainConfig.batch // 2
     return TrainConfig(kind=kind, **values)
@@ -132,16 +145,24 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def training_loop(cfg: TrainConfig, *, resume: str | Path | None = None, progress: bool = True) -> Path:
-    """Train until cfg.kimg; returns the run folder. Raises DatasetError, TrainingDiverged.
+Scorer = Callable[[torch.nn.Module], dict]  # a snapshot's model (z, c) -> image  ->  its quick-eval score
 
-    Under torchrun (WORLD_SIZE > 1) this joins the process group and, if it created it, tears it down at the end.
+
+def training_loop(cfg: TrainConfig, *, resume: str | Path | None = None, progress: bool = True,
+                  clock: Callable[[], float] | None = None, scorer: Scorer | None = None) -> Path:
+    """Train until cfg.kimg, or to the end of the cfg.minutes budget; returns the run folder.
+    Raises DatasetError, TrainingDiverged.
+
+    Under a budget, `clock` (seconds; default `time.monotonic`) measures it and `scorer` scores
+    the snapshots (default: `trainer.eval.quick_scorer`, which loads or trains the judge first,
+    inside the budget); tests inject both. Under torchrun (WORLD_SIZE > 1) this joins the process
+    group and, if it created it, tears it down at the end.
     """
     owned = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized()
     if owned:
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
-        run_dir = _train(cfg, resume, progress)
+        run_dir = _train(cfg, resume, progress, clock or time.monotonic, scorer)
         if owned:  # let every rank's last collective finish first: gloo aborts at exit if one is still in flight
             dist.barrier()
         return run_dir
@@ -150,8 +171,10 @@ def training_loop(cfg: TrainConfig, *, resume: str | Path | None = None, progres
             dist.destroy_process_group()
 
 
-def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool) -> Path:
-    # Setup: processes, threads, device, data.
+def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: Callable[[], float],
+           scorer: Scorer | None) -> Path:
+    # Setup: processes, threads, device, data; under a budget the clock starts now.
+    began = clock()
     rank, world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
     if cfg.batch % world:
         raise ConfigError(f"--batch {cfg.batch} must be divisible by the number of processes ({world})")
@@ -160,7 +183,8 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool) -> Path:
     ds = load_dataset(cfg.data, cfg.res, progress=progress and rank == 0)
     for note in ds.notes:
         log.warning("data: %s", note)
-    if cfg.cond_ramp_kimg < 0:
+    ramp_pending = cfg.cond_ramp_kimg < 0 and len(ds) < SMALL_DATASET and cfg.minutes > 0  # set after the first tick
+    if cfg.cond_ramp_kimg < 0 and not ramp_pending:
         cfg = dataclasses.replace(cfg, cond_ramp_kimg=round(cfg.kimg / 4, 3) if len(ds) < SMALL_DATASET else 0.0)
     if resume is None:  # a resumed run keeps the policy its config.json recorded
         policy, why = choose_policy(cfg.augment, ds.images, ds.labels, ds.schema.names, ds.schema.cardinalities)
@@ -169,19 +193,26 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool) -> Path:
             (log.warning if "warning:" in why else log.info)("%s", why)
     images = torch.from_numpy(ds.images).permute(0, 3, 1, 2).contiguous().to(device)  # (N, 3, H, W) uint8
     labels = torch.from_numpy(ds.labels).to(device)  # (N, A) int64
+    if cfg.minutes > 0 and rank == 0 and scorer is None:  # the judge, loaded or trained once, inside the budget
+        from trainer.eval import quick_scorer
+
+        scorer = quick_scorer(ds, cfg.z_dim, device)
 
     # Models, optimisers, run folder; resume restores every tensor and the RNG.
     torch.manual_seed(cfg.seed)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    task = make_task(cfg, ds.schema.cardinalities, device, labels)
+    # a pending conditioning ramp holds the conditioning at 0 until it is set
+    task = make_task(dataclasses.replace(cfg, cond_ramp_kimg=math.inf) if ramp_pending else cfg,
+                     ds.schema.cardinalities, device, labels)
     if device.type == "cuda":
         for m in task.models.values():
             m.to(memory_format=torch.channels_last)
-    nimg, step = 0, 0
+    nimg, step, budget_state = 0, 0, None
     if resume is not None:
         run_dir = Path(resume)
         meta, extra = load_training_state(run_dir, task.models, task.optimizers)
+        budget_state = meta.get("budget")
         nimg, step = int(meta["nimg"]), int(meta["step"])
         if meta["data"]["fingerprint"] != ds.fingerprint:
             log.warning("resuming on different data than %s was trained on (fingerprint %s, now %s)",
@@ -207,13 +238,26 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool) -> Path:
                           "fingerprint": ds.fingerprint},
                  "config": dataclasses.asdict(cfg)}
     writer = _tensorboard(run_dir) if rank == 0 else None
-    bar = _Progress(cfg.kimg, nimg, enabled=progress and rank == 0)
+    budget = Budget.start(cfg.minutes, clock, began, budget_state) if cfg.minutes > 0 else None
+    if budget is None:
+        bar = _Progress(cfg.kimg, nimg, enabled=progress and rank == 0)
+    else:  # the learning rate follows the budget: lr_factor x the rate each group started with
+        for opt in task.optimizers.values():
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        bar = _Progress(cfg.minutes, nimg, enabled=progress and rank == 0, unit="min", completed=budget.elapsed() / 60)
 
-    total, batch = int(cfg.kimg * 1000), cfg.batch // world
+    total, batch = int(cfg.kimg * 1000) if cfg.kimg > 0 else math.inf, cfg.batch // world
     t_start = time.monotonic()
     tick_start_nimg, tick_start_time, last_snapshot = nimg, t_start, t_start
     sums: dict[str, float] = {}
     done = nimg >= total
+    if budget is not None:
+        elapsed, budget.reserve = _synced((budget.elapsed(), budget.reserve), world, device)
+        over = budget.over(elapsed)
+        done = done or over
+        _set_lr(task.optimizers, lr_factor(elapsed / budget.seconds))
+        tick_start_elapsed = elapsed
     while not done:
         # Accumulate gradients and update weights (one step of the task).
         idx = torch.randint(len(images), (batch,), device=device)
@@ -225,6 +269,11 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool) -> Path:
         nimg += cfg.batch
         step += 1
         done = nimg >= total or _out_of_time(t_start, cfg.max_minutes, world, device)
+        if budget is not None:  # the budget's clock, the same on every process: the end and the next step's rate
+            elapsed, budget.reserve = _synced((budget.elapsed(), budget.reserve), world, device)
+            over = budget.over(elapsed)
+            done = done or over
+            _set_lr(task.optimizers, lr_factor(elapsed / budget.seconds))
 
         # Check the losses: stop at the first NaN/inf or exploding GAN loss, naming the step.
         values = {k: float(v) for k, v in losses.items()}
@@ -236,7 +285,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool) -> Path:
                                    + f"; the last checkpoint in {run_dir} is from before; try a lower --lr")
         for k, v in values.items():
             sums[k] = sums.get(k, 0.0) + v
-        bar.update(nimg, values)
+        bar.update(nimg, values, None if budget is None else elapsed / 60)
 
         # Maintenance per tick: status line, stats.jsonl, TensorBoard.
         tick_due = nimg - tick_start_nimg >= cfg.tick_kimg * 1000 or done
@@ -245,33 +294,61 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool) -> Path:
             n_steps = max(1, round((nimg - tick_start_nimg) / cfg.batch))
             stats = {"kimg": round(nimg / 1000, 3), "step": step, "img_s": round((nimg - tick_start_nimg) /
                      max(now - tick_start_time, 1e-9), 1), **{k: round(v / n_steps, 5) for k, v in sums.items()}}
+            if budget is not None:
+                stats |= {"minutes": round(elapsed / 60, 2), "lr_factor": round(lr_factor(elapsed / budget.seconds), 4)}
             with open(run_dir / "stats.jsonl", "a") as f:
                 f.write(json.dumps({**stats, "time": time.time()}) + "\n")
             for k, v in stats.items():
                 if k not in ("kimg", "step"):
                     writer.add_scalar(f"train/{k}", v, nimg)
             bar.line("  ".join(f"{k} {v}" for k, v in stats.items()))
+        if tick_due and ramp_pending:  # a quarter of the images the budget is expected to see
+            (rate,) = _synced(((nimg - tick_start_nimg) / max(elapsed - tick_start_elapsed, 1e-9),), world, device)
+            cfg = dataclasses.replace(cfg, cond_ramp_kimg=round(
+                expected_kimg(nimg, elapsed, rate, budget.seconds) / 4, 3))
+            task.cfg = dataclasses.replace(task.cfg, cond_ramp_kimg=cfg.cond_ramp_kimg)  # the step reads task.cfg
+            meta_base["config"], ramp_pending = dataclasses.asdict(cfg), False
+            if rank == 0:
+                (run_dir / "config.json").write_text(json.dumps(meta_base["config"], indent=1))
+                log.info("conditioning ramp: %.3f kimg (a quarter of the %.0f img/s the budget is expected to see)",
+                         cfg.cond_ramp_kimg, rate)
         if tick_due:
             tick_start_nimg, tick_start_time, sums = nimg, time.monotonic(), {}
+            tick_start_elapsed = elapsed if budget is not None else 0.0
 
-        # Snapshot: sample grid every grid_kimg, checkpoint every few minutes and at the end.
+        # Snapshot: sample grid every grid_kimg, checkpoint every few minutes and at the end; under a
+        # budget, a scoring at its points, the best scored as checkpoint.*, the latest as checkpoint-last.*.
         every = max(1, int(cfg.grid_kimg * 1000))
         grid_due = done or nimg // every != (nimg - cfg.batch) // every
-        ckpt_due = grid_due or time.monotonic() - last_snapshot >= cfg.snapshot_minutes * 60
+        score_due = budget is not None and rank == 0 and budget.due(elapsed, over, step)
+        ckpt_due = grid_due or score_due or time.monotonic() - last_snapshot >= cfg.snapshot_minutes * 60
         if rank == 0 and ckpt_due:
+            t_snap = clock()
             model = task.prepare_sampling(_recal_batches(labels, cfg.z_dim, device), images)
             if grid_due:
                 sheet = render_grid(model, grid, device)
                 sheet.save(run_dir / "samples" / f"grid-{nimg / 1000:010.3f}kimg.png")
                 writer.add_image("samples", torch.from_numpy(np.array(sheet)), nimg,
                                  dataformats="HWC")
+            won = score_due and _score(budget, scorer, model, elapsed, step, nimg, run_dir, clock, t_snap)
             task.after_sampling()
             extra = {"rng_cpu": torch.get_rng_state()}
             if device.type == "cuda":
                 extra["rng_cuda"] = torch.cuda.get_rng_state(device)
-            save_checkpoint(run_dir, kind=cfg.kind, models=task.models, optimizers=task.optimizers, extra=extra,
-                            meta={**meta_base, "step": step, "nimg": nimg, "kimg": round(nimg / 1000, 3)})
+            meta = {**meta_base, "step": step, "nimg": nimg, "kimg": round(nimg / 1000, 3)}
+            if budget is None:
+                save_checkpoint(run_dir, kind=cfg.kind, models=task.models, optimizers=task.optimizers, extra=extra,
+                                meta=meta)
+            else:
+                meta["budget"] = budget.state(elapsed)
+                for stem in (LAST, *((BEST,) if won or not budget.scored else ())):  # before any scoring: the latest
+                    save_checkpoint(run_dir, kind=cfg.kind, models=task.models, optimizers=task.optimizers,
+                                    extra=extra, meta=meta, stem=stem)
+                if score_due:  # what a scoring costs, with its checkpoints: the run ends that much early
+                    budget.reserve = max(budget.reserve, clock() - t_snap)
             last_snapshot = time.monotonic()
+    if budget is not None and rank == 0 and budget.best is not None:
+        _announce_best(budget, run_dir)
     bar.close()
     if writer is not None:
         writer.close()
@@ -288,6 +365,51 @@ def _check_in_sync(models: dict) -> None:
     dist.all_reduce(high, op=dist.ReduceOp.MAX)
     if not torch.equal(low, high):
         raise RuntimeError("data-parallel processes drifted apart (weights differ between ranks)")
+
+
+def _set_lr(optimizers: dict, factor: float) -> None:
+    for opt in optimizers.values():
+        for group in opt.param_groups:
+            group["lr"] = group["initial_lr"] * factor
+
+
+def _synced(values: tuple[float, ...], world: int, device: torch.device) -> tuple[float, ...]:
+    """Each value's largest over all processes (themselves when alone), so that they all decide alike."""
+    if world == 1:
+        return values
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return tuple(t.tolist())
+
+
+def _score(budget: Budget, scorer: Scorer, model: torch.nn.Module, elapsed: float, step: int, nimg: int,
+           run_dir: Path, clock: Callable[[], float], t_snap: float) -> bool:
+    """Score the snapshot's model, record it (stats.jsonl, the log); True when it is the best so far."""
+    score = scorer(model)
+    won = budget.record(elapsed, step, round(nimg / 1000, 3), score, clock() - t_snap)
+    entry = budget.scored[-1]
+    with open(run_dir / "stats.jsonl", "a") as f:
+        snapshot = {k: v for k, v in entry.items() if k != "best"} | {"best_so_far": won}
+        f.write(json.dumps({"snapshot": snapshot, "time": time.time()}) + "\n")
+    log.info("snapshot at %.0f%% of the budget (%.1f kimg): accuracy ratio min %s, KID %.4f%s",
+             100 * entry["progress"], entry["kimg"], _fmt(score.get("accuracy_ratio_min")), score["kid"],
+             " - the best so far" if won else "")
+    return won
+
+
+def _announce_best(budget: Budget, run_dir: Path) -> None:
+    best = budget.best
+    summary = {"progress": best["progress"], "kimg": best["kimg"], "step": best["step"], "score": best["score"],
+               "scored": len(budget.scored)}
+    with open(run_dir / "stats.jsonl", "a") as f:
+        f.write(json.dumps({"best_snapshot": summary, "time": time.time()}) + "\n")
+    log.info("the run keeps its snapshot at %.0f%% of the budget (%.1f kimg, step %d) as checkpoint.*: "
+             "accuracy ratio min %s, KID %.4f (the latest state is checkpoint-last.*)", 100 * best["progress"],
+             best["kimg"], best["step"], _fmt(best["score"].get("accuracy_ratio_min")), best["score"]["kid"])
+
+
+def _fmt(v: float | None) -> str:
+    return "- (no attribute judged)" if v is None else f"{v:.3f}"
 
 
 def _out_of_time(t_start: float, max_minutes: float, world: int, device: torch.device) -> bool:
@@ -321,26 +443,28 @@ def _tensorboard(run_dir: Path):
 
 
 class _Progress:
-    """A rich progress bar (images seen, losses, img/s, ETA); status lines go above it."""
+    """A rich progress bar (kimg seen, or minutes of the budget; losses, img/s, ETA); status lines go above it."""
 
-    def __init__(self, kimg: float, nimg: int, enabled: bool):
+    def __init__(self, total: float, nimg: int, enabled: bool, unit: str = "kimg", completed: float | None = None):
         self.enabled = enabled
         if not enabled:
             return
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self.p = Progress(TextColumn("{task.completed:>8.1f}/{task.total:.0f} kimg"), BarColumn(),
+        self.p = Progress(TextColumn(f"{{task.completed:>8.1f}}/{{task.total:.0f}} {unit}"), BarColumn(),
                           TextColumn("{task.fields[rate]:>6.1f} img/s"), TextColumn("{task.fields[losses]}"),
                           TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
         self.p.start()
-        self.task = self.p.add_task("train", total=kimg, completed=nimg / 1000, rate=0.0, losses="")
+        completed = nimg / 1000 if completed is None else completed
+        self.task = self.p.add_task("train", total=total, completed=completed, rate=0.0, losses="")
         self.t0, self.n0 = time.monotonic(), nimg
 
-    def update(self, nimg: int, losses: dict[str, float]) -> None:
+    def update(self, nimg: int, losses: dict[str, float], minutes: float | None = None) -> None:
+        """Images seen so far, and under a budget the minutes of it spent (what the bar counts)."""
         if self.enabled:
             rate = (nimg - self.n0) / max(time.monotonic() - self.t0, 1e-9)
             shown = " ".join(f"{k} {v:.3f}" for k, v in list(losses.items())[:4])
-            self.p.update(self.task, completed=nimg / 1000, rate=rate, losses=shown)
+            self.p.update(self.task, completed=nimg / 1000 if minutes is None else minutes, rate=rate, losses=shown)
 
     def line(self, text: str) -> None:
         if self.enabled:

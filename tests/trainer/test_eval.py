@@ -216,3 +216,63 @@ def test_cli_eval_prints_tables_and_json(tmp_path, toy_folder):
     assert "Conditional accuracy" in res.output and "blurred real" in res.output and "generated" in res.output
     res = CliRunner().invoke(app, ["train", "eval", str(tmp_path / "nope")])
     assert res.exit_code == 2 and "no checkpoint" in res.output
+
+
+@pytest.mark.slow
+def test_an_attribute_the_judge_cannot_read_is_not_judged(tmp_path, monkeypatch):
+    """Colour is drawn, "shape" is a random label: the judge reads one, not the other, and the
+    report gives a ratio, the worst-attribute minimum and targets only for the one it can judge."""
+    from rich.console import Console
+
+    from trainer.eval import run_score
+    from trainer.report import print_report
+
+    monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("trainer.eval.JUDGED_AT", 0.8)  # a small judge; chance on the random label is 0.5
+    root = tmp_path / "noisy"
+    root.mkdir()
+    images, labels = _toy(240, res=16, seed=2)
+    noise = np.random.default_rng(3).integers(0, 2, len(labels))
+    with open(root / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "colour", "shape"])
+        for k, (img, c, s) in enumerate(zip(images, labels[:, 1], noise)):
+            Image.fromarray(img).save(root / f"{k:04d}.png")
+            w.writerow([f"{k:04d}.png", COLOURS[c], SHAPES[s]])
+    run = tmp_path / "00001-vae"
+    tiny_run(run, "vae", root)
+    r = evaluate(run, samples=64, judge_config=JudgeConfig(width=8, feat_dim=16, epochs=8, min_seen=0, batch=32))
+    acc, s = r["generated"]["accuracy"], r["summary"]
+    assert acc["colour"]["judged"] is True and acc["colour"]["ratio"] is not None
+    assert acc["shape"]["judged"] is False and acc["shape"]["ratio"] is None
+    assert acc["shape"]["unjudged_ratio"] == pytest.approx(acc["shape"]["generated"] / acc["shape"]["real"])
+    assert s["judged_attributes"] == ["colour"] and set(s["unjudged_attributes"]) == {"shape"}
+    assert s["accuracy_ratio_min"] == acc["colour"]["ratio"] and s["worst_attribute"] == "colour"
+    assert r["vae"]["edit"]["per_attribute"]["shape"]["judged"] is False
+    assert s["edit_ratio_min"] == r["vae"]["edit"]["per_attribute"]["colour"]["ratio"]
+    assert json.loads((run / "eval.json").read_text())["generated"]["accuracy"]["shape"]["judged"] is False
+    assert run_score(r) == {"accuracy_ratio_min": s["accuracy_ratio_min"], "kid": s["kid"]}
+    console = Console(record=True, width=250)
+    print_report(r, console)
+    text = console.export_text()
+    real = round(100 * acc["shape"]["real"])
+    assert f"not judged (judge reads real images only {real}% right)" in text
+    assert "Targets over judged attributes: colour; shape not judged" in text
+
+
+def test_an_eval_json_from_before_the_rule_still_renders_and_scores():
+    """Reports in docs/reports carry no "judged" key: they print as they did, and the run's score
+    applies the rule to their recorded real accuracy."""
+    from rich.console import Console
+
+    from trainer.eval import run_score
+    from trainer.report import print_report
+
+    r = json.loads((Path(__file__).parents[2] / "docs/reports/00003-gan-lorelei-100-64.eval.json").read_text())
+    assert all("judged" not in a for a in r["generated"]["accuracy"].values())
+    console = Console(record=True, width=250)
+    print_report(r, console)
+    assert "Conditional accuracy" in console.export_text() and "not judged" not in console.export_text()
+    assert run_score(r) == {"accuracy_ratio_min": None, "kid": r["generated"]["kid"]["mean"]}  # the judge read none
+    ok = json.loads((Path(__file__).parents[2] / "docs/reports/00002-gan-builtin-64.eval.json").read_text())
+    assert run_score(ok)["accuracy_ratio_min"] == pytest.approx(ok["summary"]["accuracy_ratio_min"])

@@ -1,0 +1,208 @@
+"""Training under a time budget (`--minutes`): the schedule as pure functions, and tiny runs on a
+fake clock with a scripted scorer that must keep the best-scored snapshot, both checkpoints,
+and resume with the rest of the budget."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from trainer.budget import POINTS, Budget, expected_kimg, lr_factor
+from trainer.checkpoint import load_run
+from trainer.metrics import prefer
+from trainer.train import ConfigError, make_config, training_loop
+
+TINY = dict(res=16, width=4, z_dim=8, embed_dim=4, batch=8, tick_kimg=0.04, grid_kimg=1000.0, threads=1)
+
+
+def test_lr_holds_then_decays_by_half_cosine_to_the_floor():
+    assert [lr_factor(p) for p in (0.0, 0.3, 0.7)] == [1.0, 1.0, 1.0]
+    assert lr_factor(0.85) == pytest.approx(0.55)  # halfway through the decay: halfway to the floor
+    assert lr_factor(1.0) == pytest.approx(0.1) and lr_factor(3.0) == pytest.approx(0.1)
+    steps = [lr_factor(0.7 + i / 100) for i in range(31)]
+    assert all(a > b for a, b in zip(steps, steps[1:]))  # strictly down over the last 30%
+    assert lr_factor(0.5, decay=1.0, floor=0.0) == pytest.approx(0.5)
+    with pytest.raises(ValueError):
+        lr_factor(0.5, decay=0.0)
+
+
+def test_expected_kimg_extrapolates_the_rate_over_what_is_left():
+    assert expected_kimg(4000, 60.0, 100.0, 600.0) == pytest.approx(4 + 54)
+    assert expected_kimg(4000, 700.0, 100.0, 600.0) == pytest.approx(4)  # past the budget: what was seen
+
+
+def test_prefer_ranks_by_judged_accuracy_then_kid():
+    a, b = {"accuracy_ratio_min": 0.80, "kid": 0.5}, {"accuracy_ratio_min": 0.90, "kid": 0.9}
+    assert prefer(b, a) and not prefer(a, b)  # the conditions first
+    close = {"accuracy_ratio_min": 0.89, "kid": 0.4}
+    assert prefer(close, b) and not prefer(b, close)  # within the margin: the lower KID
+    assert not prefer(dict(b), b)  # a full tie keeps the incumbent
+    nothing = {"accuracy_ratio_min": None, "kid": 0.01}
+    assert prefer(a, nothing) and not prefer(nothing, a)
+    assert prefer(nothing, {"accuracy_ratio_min": None, "kid": 0.02})
+
+
+def test_budget_scores_at_its_points_and_at_the_end():
+    t = [0.0]
+    b = Budget.start(1.0, lambda: t[0], 0.0)
+    due = []
+    for step in range(1, 61):
+        t[0] = float(step)
+        if b.due(t[0], b.over(t[0]), step):
+            b.record(t[0], step, step / 10, {"accuracy_ratio_min": 0.5, "kid": 1.0 / step}, took_s=0.0)
+            due.append(step)
+    assert due == [30, 42, 51, 60] and [round(p * 60) for p in POINTS] == due
+    assert [s["best"] for s in b.scored] == [False, False, False, True]  # the same ratio: lower KID wins
+    again = Budget.start(2.0, lambda: 100.0, 100.0, b.state(60.0))  # resumed with a new total
+    assert again.elapsed() == 60.0 and again.best["step"] == 60 and not again.due(61.0, False, 61)
+    assert again.due(84.0, False, 84)  # 70% of 120 s
+
+
+def test_config_takes_minutes_or_kimg_not_both():
+    cfg = make_config("gan", minutes=5.0)
+    assert cfg.minutes == 5.0 and cfg.kimg == 0
+    with pytest.raises(ConfigError, match="give one"):
+        make_config("gan", minutes=5.0, kimg=10.0)
+    with pytest.raises(ConfigError, match="--kimg must be > 0"):
+        make_config("gan", kimg=0.0)
+
+
+class _Clock:
+    """One second per reading: a run of the same code reads it the same number of times."""
+
+    def __init__(self, start: float = 1000.0):
+        self.t = start
+
+    def __call__(self) -> float:
+        self.t += 1.0
+        return self.t
+
+
+class _Scripted:
+    """Scores snapshots from a list of accuracy ratios and keeps a copy of each scored model's weights."""
+
+    def __init__(self, ratios):
+        self.ratios, self.weights = list(ratios), []
+
+    def __call__(self, model) -> dict:
+        self.weights.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return {"accuracy_ratio_min": self.ratios[len(self.weights) - 1], "kid": 1.0}
+
+
+def _lines(run, key):
+    return [json.loads(x)[key] for x in (run / "stats.jsonl").read_text().splitlines() if key in json.loads(x)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["gan", "vae"])
+def test_a_budgeted_run_keeps_its_best_snapshot_and_resumes(tiny_set, tmp_path, kind):
+    scorer = _Scripted([0.5, 0.9, 0.7, 0.6])
+    cfg = make_config(kind, data=str(tiny_set), out=str(tmp_path), minutes=1.0, **TINY)
+    run = training_loop(cfg, progress=False, clock=_Clock(), scorer=scorer)
+
+    snaps = _lines(run, "snapshot")
+    assert [s["score"]["accuracy_ratio_min"] for s in snaps] == [0.5, 0.9, 0.7, 0.6]
+    assert [s["best_so_far"] for s in snaps] == [True, True, False, False]
+    assert [s["progress"] >= p for s, p in zip(snaps, POINTS[:-1])] == [True] * 3
+    [best] = _lines(run, "best_snapshot")
+    assert best["step"] == snaps[1]["step"] and best["score"]["accuracy_ratio_min"] == 0.9
+
+    served, last = (json.loads((run / f"{stem}.json").read_text()) for stem in ("checkpoint", "checkpoint-last"))
+    assert served["step"] == snaps[1]["step"] < last["step"] == snaps[-1]["step"]
+    model = load_run(run).models["G_ema" if kind == "gan" else "decoder"]
+    scored = scorer.weights[1]
+    state = model.state_dict() if kind == "gan" else model.decoder.state_dict()
+    prefix = "" if kind == "gan" else "decoder."
+    assert all(torch.equal(v, scored[prefix + k]) for k, v in state.items())  # the weights that scored best
+    # the learning rate decayed over the last 30% of the budget; the ticks say by how much
+    group = last["optimizers"]["G" if kind == "gan" else "ae"]["param_groups"][0]
+    assert group["initial_lr"] == cfg.lr and group["lr"] == pytest.approx(cfg.lr * lr_factor(last["budget"]["elapsed_s"]
+                                                                                               / 60), rel=1e-6)
+    ticks = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines() if "lr_factor" in x]
+    assert ticks[0]["lr_factor"] == 1.0 and ticks[-1]["lr_factor"] < 0.2
+    if kind == "gan":  # a small set: the conditioning ramp was set from the rate after the first tick
+        ramp = json.loads((run / "config.json").read_text())["cond_ramp_kimg"]
+        assert 0 < ramp < math.inf and ramp != -1
+
+    # --resume with a new total budget continues from the latest state; the best so far stays unless beaten
+    later = _Scripted([0.1, 0.2, 0.3, 0.4, 0.5])
+    resumed = make_config(**{**json.loads((run / "config.json").read_text()), "minutes": 2.0})
+    training_loop(resumed, resume=run, progress=False, clock=_Clock(5000.0), scorer=later)
+    again = json.loads((run / "checkpoint-last.json").read_text())
+    assert again["step"] > last["step"] and again["budget"]["elapsed_s"] >= 0.85 * 120
+    points_left = [p for p in POINTS[:-1] if p * 120 > last["budget"]["elapsed_s"]]
+    assert len(later.weights) == len(points_left) + 1  # the points of the new budget still ahead, and its end
+    assert json.loads((run / "checkpoint.json").read_text())["step"] == snaps[1]["step"]
+    a, b = load_file(run / "checkpoint.safetensors"), load_file(run / "checkpoint-last.safetensors")
+    assert any(k.startswith("optim.") for k in a) and any(not torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_run_without_minutes_writes_one_checkpoint_and_keeps_its_rate(tiny_set, tmp_path):
+    run = training_loop(make_config("gan", data=str(tiny_set), out=str(tmp_path), kimg=0.08, **TINY), progress=False)
+    assert not (run / "checkpoint-last.json").exists()
+    meta = json.loads((run / "checkpoint.json").read_text())
+    assert "budget" not in meta and meta["optimizers"]["G"]["param_groups"][0]["lr"] == 2e-4
+    assert "initial_lr" not in meta["optimizers"]["G"]["param_groups"][0]
+    assert not _lines(run, "snapshot") and all("lr_factor" not in x for x in (run / "stats.jsonl").read_text().split())
+
+
+def _moe(*args):
+    from typer.testing import CliRunner
+
+    from moe.cli import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_cli_minutes_in_dry_run_and_on_resume(tmp_path, tiny_set):
+    r = _moe("train", "gan", "--minutes", "45", "--dry-run")
+    assert r.exit_code == 0, r.output
+    cfg = json.loads(r.output)
+    assert cfg["minutes"] == 45 and cfg["kimg"] == 0
+    r = _moe("train", "vae", "--minutes", "45", "--kimg", "10", "--dry-run")
+    assert r.exit_code == 2 and "give one of them" in r.output
+    run = tmp_path / "00001-gan"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps(json.loads(_moe("train", "gan", "--minutes", "1", "--dry-run").output)))
+    r = _moe("train", "gan", "--resume", str(run), "--minutes", "3", "--dry-run")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["minutes"] == 3
+    r = _moe("train", "gan", "--resume", str(run), "--lr", "0.1", "--dry-run")
+    assert r.exit_code == 2 and "--lr" in r.output and "--minutes" in r.output
+
+
+@pytest.mark.slow
+def test_the_quick_eval_scores_snapshots_with_a_cached_judge(tiny_set, tmp_path, monkeypatch):
+    import functools
+
+    from trainer import eval as ev
+    from trainer.data import load_dataset
+    from trainer.judge import JudgeConfig
+
+    monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "cache"))
+    small = functools.partial(ev.quick_scorer, samples=32,
+                              judge_config=JudgeConfig(width=8, feat_dim=16, epochs=2, min_seen=3000, batch=16))
+    monkeypatch.setattr(ev, "quick_scorer", small)
+    cfg = make_config("gan", data=str(tiny_set), out=str(tmp_path / "runs"), minutes=0.5, **TINY)
+    run = training_loop(cfg, progress=False, clock=_Clock())  # the default scorer: the judge is trained first
+    assert list((tmp_path / "cache" / "judges").glob("*.safetensors"))  # once, and cached for moe train eval
+    snaps = _lines(run, "snapshot")
+    assert len(snaps) == 4 and all(s["score"]["n"] == 32 and math.isfinite(s["score"]["kid"]) for s in snaps)
+
+    ds = load_dataset(str(tiny_set), 16)
+    score = small(ds, 8, torch.device("cpu"))
+
+    def copier(z, c):  # draws a real image of each condition: follows the conditions exactly
+        idx = [int(((ds.labels == row.numpy()).all(1)).nonzero()[0][0]) for row in c]
+        return torch.from_numpy(ds.images[idx]).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    good, noise = score(copier), score(lambda z, c: torch.rand(len(z), 3, 16, 16) * 2 - 1)
+    assert good["n"] == 32 and set(good["accuracy_ratio"]) == {"color", "shape"}
+    for s in (good, noise):
+        judged = {k: v for k, v in s["accuracy_ratio"].items() if k in s["judged"]}
+        assert s["accuracy_ratio_min"] == (min(judged.values()) if judged else None)
+    assert good["kid"] < noise["kid"] and prefer(good, noise)
