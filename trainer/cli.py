@@ -289,3 +289,31 @@ def train_upscaler(
         return
     run_dir = train(cfg, resume=resume)
     typer.echo(f"done: {run_dir}")
+
+
+@train_app.command("suite")
+def train_suite(
+    minutes: float = typer.Option(45.0, "--minutes", min=0.01, help="Time budget of every run, in minutes."),
+    out: Path = typer.Option(Path("runs/suite"), "--out", help="Folder of the suite's runs, logs and report "
+                             "(suite.md, suite.json); a job already evaluated there is reused."),
+    sets: str = typer.Option(",".join(("palette", "faces", "lorelei", "critters")), "--sets",
+                             help="Comma list of the sets to run (tuning: palette, faces; held-out: lorelei, critters)."),
+    kinds: str = typer.Option("gan,vae", "--kinds", help="Comma list of the models to train: gan, vae."),
+    parallel: int = typer.Option(1, "--parallel", min=1, help="Runs at once (each with --threads threads)."),
+    threads: int = typer.Option(1, "--threads-per-run", min=1, help="CPU threads of each run and evaluation."),
+    samples: int = typer.Option(2000, "--samples", min=2, help="Generated images each evaluation scores."),
+) -> None:
+    """Train a GAN and a VAE on each set of the generalisation suite with the default command, evaluate them, report.
+
+    Every run is `moe train gan|vae --data DIR --minutes M` and nothing else, scored by `moe train eval`; the
+    report puts GAN and VAE side by side per set, with the sets split into those defaults may be tuned on and
+    held-out ones. lorelei (../shared/datasets/lorelei) is skipped where it is absent; the other sets are drawn
+    procedurally once and cached. Runs go one after another unless --parallel says otherwise: hours at 45 minutes.
+    """
+    from trainer.suite import SuiteError, run_suite
+
+    try:
+        run_suite(out, minutes, sets=[s for s in sets.split(",") if s], kinds=[k for k in kinds.split(",") if k],
+                  parallel=parallel, threads=threads, samples=samples, echo=typer.echo)
+    except SuiteError as e:
+        raise UsageError(str(e)) from None

@@ -1,0 +1,163 @@
+"""The generalisation suite: its constructed sets (deterministic, labelled right), its report, and
+one tiny end-to-end run (res 16, seconds per run)."""
+
+from __future__ import annotations
+
+import colorsys
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from trainer import suites
+from trainer.data import load_dataset
+from trainer.suite import HELD_OUT, TUNING, Job, SuiteError, render_markdown, resolve_sets, run_suite, summarise
+
+REPORTS = Path(__file__).resolve().parents[2] / "docs" / "reports"
+
+
+def _cond(s: suites.SuiteSet, row) -> dict[str, str]:
+    return {a: s.attributes[a][v] for a, v in zip(s.attributes, row)}
+
+
+def test_tuning_and_held_out_sets_are_disjoint_and_cover_the_constructed_ones():
+    assert not set(TUNING) & set(HELD_OUT)
+    assert set(suites.CONSTRUCTED) <= set(TUNING) | set(HELD_OUT)
+    assert "lorelei" in HELD_OUT
+
+
+@pytest.mark.parametrize("name", list(suites.CONSTRUCTED))
+def test_a_constructed_set_is_the_same_every_time(name, tmp_path):
+    s = suites.CONSTRUCTED[name]
+    a, b = tmp_path / "a", tmp_path / "b"
+    suites.write_set(s, a, n=12)
+    suites.write_set(s, b, n=12)
+    assert (a / "labels.csv").read_text() == (b / "labels.csv").read_text()
+    for i in range(12):
+        assert (a / "images" / f"{i:05d}.png").read_bytes() == (b / "images" / f"{i:05d}.png").read_bytes()
+    labels = suites.sample_labels(s, 3000)
+    for j, values in enumerate(s.attributes.values()):  # every value is drawn, roughly uniformly
+        counts = np.bincount(labels[:, j], minlength=len(values))
+        assert counts.min() > 0.6 * 3000 / len(values)
+    ds = load_dataset(str(a), 64)  # an ordinary labelled folder to the trainer
+    assert list(ds.schema.names) == list(s.attributes) and len(ds) == 12
+
+
+def _changed(s: suites.SuiteSet, cond: dict, attr: str, value: str, seed: int, size: int) -> np.ndarray:
+    """Pixels (H, W) that differ when only `attr` changes, the picture drawn with the same seed."""
+    x = np.asarray(suites.render(s, cond, seed, size), np.int16)
+    y = np.asarray(suites.render(s, cond | {attr: value}, seed, size), np.int16)
+    return np.abs(x - y).max(-1) > 24
+
+
+@pytest.mark.parametrize("name", ["faces", "critters"])
+def test_the_small_feature_is_a_few_pixels_wide_at_64px_and_only_it_changes(name):
+    s = suites.CONSTRUCTED[name]
+    values = s.attributes["eyes"]
+    rng = np.random.default_rng(0)
+    for seed in range(6):
+        cond = _cond(s, [rng.integers(len(v)) for v in s.attributes.values()])
+        for value in values:
+            if value == cond["eyes"]:
+                continue
+            diff = _changed(s, cond, "eyes", value, seed, 64)
+            ys, xs = np.nonzero(diff)
+            assert len(ys) >= 2, (cond, value)  # visible at 64 px
+            assert ys.max() - ys.min() <= 8  # the two eyes: one thin band of the picture
+            assert diff.mean() < 0.02, (cond, value)  # a small feature, not the whole face
+
+
+def _dominant_hue(img: Image.Image) -> float:
+    """Hue of the most common saturated, bright colour: the body (its darker spots share the hue)."""
+    px = np.asarray(img.convert("RGB")).reshape(-1, 3) / 255
+    hsv = np.array([colorsys.rgb_to_hsv(*p) for p in px[::7]])
+    body = hsv[(hsv[:, 1] > 0.4) & (hsv[:, 2] > 0.6)]
+    hist = np.bincount(np.round(body[:, 0] * 100).astype(int) % 100, minlength=100)
+    return float(np.argmax(hist)) / 100
+
+
+@pytest.mark.parametrize("name,hues", [("palette", suites._PALETTE_HUES), ("critters", suites._CRITTER_HUES)])
+def test_the_colour_label_is_the_colour_drawn(name, hues):
+    """A direct pixel check: the body's hue is nearer the labelled hue than any other label's."""
+    s = suites.CONSTRUCTED[name]
+    labels = suites.sample_labels(s, 48)
+    for i, row in enumerate(labels.tolist()):
+        cond = _cond(s, row)
+        h = _dominant_hue(suites.render(s, cond, 1000 + i, 64))
+        dist = {k: min(abs(h - v), 1 - abs(h - v)) for k, v in hues.items()}
+        assert min(dist, key=dist.get) == cond["color"], (i, cond, h)
+
+
+def test_ensure_set_writes_once_and_reuses(tmp_path):
+    first = suites.ensure_set("palette", 8, root=tmp_path)
+    stamp = (first / "labels.csv").stat().st_mtime_ns
+    assert suites.ensure_set("palette", 8, root=tmp_path) == first
+    assert (first / "labels.csv").stat().st_mtime_ns == stamp
+    assert len(list((first / "images").glob("*.png"))) == 8
+    with pytest.raises(ValueError, match="unknown"):
+        suites.ensure_set("nope", 8, root=tmp_path)
+
+
+def test_lorelei_is_skipped_with_a_message_when_absent(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "cache"))
+    found, skipped = resolve_sets(["lorelei", "faces"], size=8, lorelei=tmp_path / "missing")
+    assert list(found) == ["faces"] and "absent" in skipped["lorelei"]
+    with pytest.raises(SuiteError, match="unknown set"):
+        resolve_sets(["builtin"], size=8)
+
+
+def _job(name: str, kind: str, report: dict | None, error: str | None = None) -> Job:
+    return Job(name, "held-out" if name in HELD_OUT else "tuning", kind, f"/data/{name}", Path("/runs"),
+               run=Path(f"/runs/{name}-{kind}/00001"), report=report, error=error)
+
+
+def test_the_report_renders_gan_and_vae_side_by_side_with_unjudged_attributes():
+    vae = json.loads((REPORTS / "s8-vae-cls0.3-45min.eval.json").read_text())
+    gan = json.loads((REPORTS / "s6-gan-cls0.3-ms0.03-d32-nocutout-45min.eval.json").read_text())
+    gan = copy.deepcopy(gan)
+    gan["generated"]["accuracy"]["eyes"] |= {"judged": False, "ratio": None}
+    s = summarise([_job("critters", "gan", gan), _job("critters", "vae", vae), _job("faces", "gan", None, "boom")],
+                  {"lorelei": "absent here"}, minutes=45, res=64, extra=[], seconds=1.0)
+    m = s["sets"]["critters"]["models"]
+    assert m["gan"]["attributes"]["eyes"]["ratio"] is None and m["gan"]["attributes"]["eyes"]["judged"] is False
+    assert m["vae"]["attributes"]["eyes"]["ratio"] == pytest.approx(vae["generated"]["accuracy"]["eyes"]["ratio"])
+    assert m["vae"]["kid_blur"] == vae["reference"]["blur"][-1]["kid"]["mean"] and m["vae"]["kimg"] == vae["kimg"]
+    md = render_markdown(json.loads(json.dumps(s)))  # what suite.json holds renders the same
+    assert "## critters (held-out)" in md and "| measure | gan | vae |" in md
+    assert "not judged" in md and "lorelei** skipped: absent here" in md and "boom" in md
+    eyes_row = next(line for line in md.splitlines() if line.startswith("| eyes"))
+    assert f"{vae['generated']['accuracy']['eyes']['ratio']:.3f}" in eyes_row
+
+
+def test_cli_refuses_an_unknown_set(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from moe.cli import app
+
+    monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "cache"))
+    r = CliRunner().invoke(app, ["train", "suite", "--sets", "nope", "--out", str(tmp_path / "s")])
+    assert r.exit_code == 2 and "unknown set" in r.output
+
+
+@pytest.mark.slow
+def test_the_suite_runs_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "cache"))
+    lines: list[str] = []
+    s = run_suite(tmp_path / "suite", 0.3, sets=["critters", "lorelei"], size=160, res=16,
+                  extra=("--width", "4", "--z-dim", "8", "--batch", "8"), samples=32,
+                  lorelei=tmp_path / "absent", echo=lines.append)
+    assert "lorelei" in s["skipped"] and any(line.startswith("skipping lorelei") for line in lines)
+    models = s["sets"]["critters"]["models"]
+    assert set(models) == {"gan", "vae"}
+    for kind, m in models.items():
+        assert "error" not in m, (kind, m, (tmp_path / "suite" / "logs" / f"critters-{kind}.log").read_text())
+        assert m["kimg"] > 0 and set(m["attributes"]) == {"color", "eyes", "antenna"}
+        assert m["kid_blur"] is not None and m["fid_floor"] is not None and m["diversity"] is not None
+    md = (tmp_path / "suite" / "suite.md").read_text()
+    assert "## critters (held-out)" in md and json.loads((tmp_path / "suite" / "suite.json").read_text()) == s
+    again = run_suite(tmp_path / "suite", 0.3, sets=["critters"], size=160, res=16, samples=32,
+                      lorelei=None, echo=lines.append)  # finished jobs are reused, not retrained
+    assert again["sets"]["critters"]["models"]["gan"]["run"] == models["gan"]["run"]

@@ -1,0 +1,277 @@
+"""Labelled sets for the generalisation suite (`moe train suite`), drawn procedurally with Pillow.
+
+The trainer's recipes were fitted to the built-in style set; these sets check them elsewhere.
+Each is deterministic per (set, index): the labels are drawn uniformly at random from a seeded
+stream and every picture from its own seed, so a set is the same on every machine. Each is
+written once as a folder an admin could have made (`images/NNNNN.png` at 128 px plus
+`labels.csv`) under `<cache>/suites/<version>/<set>`, keyed by the drawing code's source, and loaded through
+the same `trainer.data.load_dataset` as any admin's folder.
+
+- `palette`: blob creatures whose labelled `color` is a hue (neighbouring hues included), so any
+  augmentation that shifts colours changes what the label says; with `shape` and `pattern`.
+- `faces`: round faces whose `eyes` are glyphs about 8 px wide at 128 px (4 px at 64 px), with
+  `mouth` (as small) and `hair`; skin and hair colours are unlabelled variation.
+- `critters`: robot heads with both kinds at once: a hue-valued `color`, small `eyes` glyphs
+  unlike the faces' ones, and an `antenna`.
+
+Everything not labelled (background, position, size, tilt, spacing, skin and hair tones) varies
+per picture, so a model has latent variety to learn and a copy of a training image is visible.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import csv
+import hashlib
+import os
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from trainer import pen as _pen_module
+from trainer.data import cache_dir
+from trainer.pen import INK, Pen
+
+__all__ = ["SuiteSet", "CONSTRUCTED", "SIZE", "RES", "render", "sample_labels", "write_set", "ensure_set"]
+
+SIZE = 3000  # images per constructed set
+RES = 128  # the resolution they are written at (a 64 px model reads them down-sampled, as any folder)
+_SS = 4  # supersampling: drawn at 4x, box-downsampled
+_SOURCE = hashlib.sha256(Path(__file__).read_bytes() + Path(_pen_module.__file__).read_bytes()).hexdigest()[:10]
+
+Color = tuple[int, int, int]
+
+
+def _hue(h: float, s: float = 0.62, v: float = 0.92) -> Color:
+    return tuple(round(255 * c) for c in colorsys.hsv_to_rgb(h % 1.0, s, v))
+
+
+def _background(rng: random.Random, avoid: Color | None = None) -> Color:
+    """A flat pastel, at least a clear step from `avoid` (the labelled colour) so outlines stay visible."""
+    while True:
+        c = _hue(rng.random(), rng.uniform(0.08, 0.22), rng.uniform(0.9, 1.0))
+        if avoid is None or sum(abs(a - b) for a, b in zip(c, avoid)) > 120:
+            return c
+
+
+# -- palette: a hue-valued attribute --------------------------------------------------------
+
+_PALETTE_HUES = {"red": 0.0, "orange": 0.08, "yellow": 0.15, "green": 0.3, "teal": 0.45, "blue": 0.6,
+                 "purple": 0.75, "pink": 0.9}
+
+
+def _palette(pen: Pen, c: dict[str, str], rng: random.Random) -> None:
+    body = _hue(_PALETTE_HUES[c["color"]], rng.uniform(0.55, 0.7), rng.uniform(0.85, 0.95))
+    dark = tuple(round(0.6 * v) for v in body)
+    shape = c["shape"]
+    if shape == "round":
+        pen.ellipse(0, 4, 40, 38, body)
+    elif shape == "wide":
+        pen.ellipse(0, 10, 50, 30, body)
+    elif shape == "drop":
+        pen.poly([(0, -46)] + [(36 * np.cos(t), 12 + 32 * np.sin(t)) for t in np.linspace(-0.3, np.pi + 0.3, 15)],
+                 body)
+    else:  # square
+        pen.poly([(-38, -30), (38, -30), (40, 38), (-40, 38)], body)
+    pattern = c["pattern"]
+    if pattern == "spots":
+        for _ in range(4):
+            pen.ellipse(rng.uniform(-22, 22), rng.uniform(-8, 26), 5, 5, dark, ink=False)
+    elif pattern == "stripes":
+        for y in (-4, 10, 24):
+            pen.line([(-26, y), (26, y)], 3.5, dark)
+    elif pattern == "belly":
+        pen.ellipse(0, 24, 20, 12, (255, 250, 240), ink=False)
+    for side in (-1, 1):  # eyes: unlabelled, the same in every picture
+        pen.ellipse(side * 13, -6, 4, 5, (40, 30, 40), ink=False)
+
+
+# -- faces: small facial features ------------------------------------------------------------
+
+_SKIN = ((255, 224, 196), (240, 196, 160), (200, 150, 112), (150, 104, 76), (255, 236, 220))
+_HAIR = ((60, 40, 30), (120, 80, 40), (220, 180, 90), (180, 60, 40), (90, 90, 110), (240, 240, 235))
+
+
+def _glyph(pen: Pen, kind: str, x: float, y: float, color: Color) -> None:
+    """A small eye glyph, about 8 units across, centred at (x, y)."""
+    if kind == "dot":
+        pen.ellipse(x, y, 3.2, 3.2, color, ink=False)
+    elif kind == "ring":
+        pen.ring(x, y, 3.2, 1.8, color)
+    elif kind == "line":
+        pen.line([(x - 4, y), (x + 4, y)], 2.2, color)
+    elif kind == "cross":
+        pen.line([(x - 3.5, y - 3.5), (x + 3.5, y + 3.5)], 2, color)
+        pen.line([(x - 3.5, y + 3.5), (x + 3.5, y - 3.5)], 2, color)
+    elif kind == "up":  # ^
+        pen.curve(x, y + 2, 4, -4, 2.2, color)
+    elif kind == "down":  # u
+        pen.curve(x, y - 2, 4, 4, 2.2, color)
+    elif kind == "square":
+        pen.poly([(x - 3, y - 3), (x + 3, y - 3), (x + 3, y + 3), (x - 3, y + 3)], color, ink=False)
+    elif kind == "plus":
+        pen.line([(x - 4, y), (x + 4, y)], 2, color)
+        pen.line([(x, y - 4), (x, y + 4)], 2, color)
+    else:  # dash pair: two short vertical strokes
+        pen.line([(x - 2, y - 3), (x - 2, y + 3)], 1.8, color)
+        pen.line([(x + 2, y - 3), (x + 2, y + 3)], 1.8, color)
+
+
+def _faces(pen: Pen, c: dict[str, str], rng: random.Random) -> None:
+    skin, hair = rng.choice(_SKIN), rng.choice(_HAIR)
+    style = c["hair"]
+    if style == "long":
+        pen.poly([(-44, -20), (44, -20), (48, 52), (-48, 52)], hair)
+    pen.ellipse(0, 6, 38, 42, skin)
+    if style == "bob":
+        pen.clipped(0, 0, 42, 46, 0, -8, hair)
+    elif style in ("long", "fringe"):
+        pen.clipped(0, 2, 41, 44, 0, -14, hair)
+    elif style == "bun":
+        pen.ellipse(0, -44, 14, 12, hair)
+        pen.clipped(0, 4, 40, 43, 0, -22, hair)
+    elif style == "spiky":
+        pen.poly([(-38, -14), (-30, -46), (-14, -30), (0, -52), (14, -30), (30, -46), (38, -14)], hair)
+    # style "bald": no hair
+    spread = rng.uniform(12, 16)
+    ink = (40, 30, 36)
+    for side in (-1, 1):
+        _glyph(pen, c["eyes"], side * spread, 4, ink)
+    y = rng.uniform(24, 28)
+    mouth = c["mouth"]
+    if mouth == "smile":
+        pen.curve(0, y - 2, 6, 4, 2, ink)
+    elif mouth == "frown":
+        pen.curve(0, y + 2, 6, -4, 2, ink)
+    elif mouth == "open":
+        pen.ellipse(0, y, 3.5, 3.5, (150, 50, 60), ink=False)
+    elif mouth == "flat":
+        pen.line([(-5, y), (5, y)], 2, ink)
+    else:  # cat: a little w
+        pen.line([(-6, y - 2), (-3, y + 2), (0, y - 1), (3, y + 2), (6, y - 2)], 1.8, ink)
+
+
+# -- critters: a hue and a small feature together --------------------------------------------
+
+_CRITTER_HUES = {"red": 0.0, "amber": 0.1, "lime": 0.25, "cyan": 0.5, "indigo": 0.68, "magenta": 0.83}
+
+
+def _critters(pen: Pen, c: dict[str, str], rng: random.Random) -> None:
+    body = _hue(_CRITTER_HUES[c["color"]], rng.uniform(0.5, 0.65), rng.uniform(0.8, 0.92))
+    metal = (200, 200, 210)
+    antenna = c["antenna"]
+    if antenna == "single":
+        pen.line([(0, -34), (0, -52)], 2.5, INK)
+        pen.ellipse(0, -54, 4, 4, metal)
+    elif antenna == "double":
+        for side in (-1, 1):
+            pen.line([(side * 16, -34), (side * 24, -52)], 2.5, INK)
+            pen.ellipse(side * 24, -54, 3.5, 3.5, metal)
+    elif antenna == "dish":
+        pen.line([(0, -34), (0, -44)], 2.5, INK)
+        pen.half(0, -48, 14, 7, metal, ink=1.5)
+    # "none": nothing on top
+    w, h = rng.uniform(36, 44), rng.uniform(32, 38)
+    pen.poly([(-w, -h), (w, -h), (w, h), (-w, h)], body)
+    pen.poly([(-w + 8, -12), (w - 8, -12), (w - 8, 12), (-w + 8, 12)], (40, 44, 60), ink=False)  # visor
+    glow = (250, 250, 200)
+    for side in (-1, 1):
+        _glyph(pen, c["eyes"], side * rng.uniform(12, 16), 0, glow)
+    pen.line([(-10, h - 10), (10, h - 10)], 2, INK)
+
+
+@dataclass(frozen=True)
+class SuiteSet:
+    """A constructed set: its attributes (name -> values, in the labels file's column order) and the
+    function that draws one picture of a condition with a seeded random stream."""
+
+    name: str
+    attributes: dict[str, tuple[str, ...]]
+    draw: Callable[[Pen, dict[str, str], random.Random], None]
+    what: str
+    seed: int
+    colour_bg: bool = True  # the background avoids the first attribute's colour (a hue-valued label)
+
+
+CONSTRUCTED: dict[str, SuiteSet] = {s.name: s for s in (
+    SuiteSet("palette", {"color": tuple(_PALETTE_HUES), "shape": ("round", "wide", "drop", "square"),
+                         "pattern": ("plain", "spots", "stripes", "belly")}, _palette,
+             "blob creatures; `color` is a hue (8, neighbours included)", seed=101),
+    SuiteSet("faces", {"eyes": ("dot", "ring", "line", "cross", "up", "down"),
+                       "mouth": ("smile", "frown", "open", "flat", "cat"),
+                       "hair": ("bald", "bob", "long", "fringe", "bun", "spiky")}, _faces,
+             "round faces; `eyes` and `mouth` are glyphs 4 px wide at 64 px", seed=202, colour_bg=False),
+    SuiteSet("critters", {"color": tuple(_CRITTER_HUES), "eyes": ("dot", "ring", "square", "plus", "dash"),
+                          "antenna": ("none", "single", "double", "dish")}, _critters,
+             "robot heads; a hue (`color`) and small eye glyphs (`eyes`) together", seed=303),
+)}
+
+
+def sample_labels(s: SuiteSet, n: int) -> np.ndarray:
+    """Uniform random value indices, int64 (n, A), deterministic per set."""
+    rng = np.random.default_rng([s.seed, 0x5E7])
+    return np.stack([rng.integers(0, len(v), n) for v in s.attributes.values()], 1).astype(np.int64)
+
+
+def render(s: SuiteSet, condition: dict[str, str], seed: int, size: int = RES) -> Image.Image:
+    """Draw one picture of `condition`; deterministic per (condition, seed). The random stream for
+    the unlabelled variation does not depend on the condition, so two conditions drawn with one
+    seed differ only where their labels do."""
+    for name, values in s.attributes.items():
+        if condition.get(name) not in values:
+            raise ValueError(f"{s.name}: {name} must be one of {values}, got {condition.get(name)!r}")
+    rng = random.Random(seed)
+    first = next(iter(s.attributes))
+    avoid = _hue(_PALETTE_HUES.get(condition[first], _CRITTER_HUES.get(condition[first], 0))) if s.colour_bg else None
+    img = Image.new("RGB", (size * _SS, size * _SS), _background(rng, avoid))
+    pen = Pen(ImageDraw.Draw(img), 64 + rng.uniform(-4, 4), 66 + rng.uniform(-3, 3), rng.uniform(0.92, 1.06),
+              size * _SS / 128, tilt=rng.uniform(-6, 6))
+    s.draw(pen, condition, rng)
+    return img.reduce(_SS)
+
+
+def _image_seed(s: SuiteSet, i: int) -> int:
+    return int(np.random.SeedSequence([s.seed, i, 0x1AA]).generate_state(1)[0])
+
+
+def write_set(s: SuiteSet, folder: Path, n: int = SIZE, size: int = RES) -> None:
+    """Write `n` pictures of set `s` as `folder/images/NNNNN.png` plus `labels.csv` and a README."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    labels = sample_labels(s, n)
+    names = list(s.attributes)
+    with open(folder / "labels.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", *names])
+        for i, row in enumerate(labels.tolist()):
+            cond = {a: s.attributes[a][v] for a, v in zip(names, row)}
+            render(s, cond, _image_seed(s, i), size).save(folder / "images" / f"{i:05d}.png")
+            w.writerow([f"images/{i:05d}.png", *cond.values()])
+    (folder / "README.md").write_text(
+        f"# {s.name}: a constructed set of the moe-avatar generalisation suite\n\n{s.what}; {n} images at "
+        f"{size} px, drawn by trainer/suites.py.\n\nLicense: MIT (procedurally generated by moe-avatar)\n"
+        f"Attribution: moe-avatar generalisation suite (trainer/suites.py)\n")
+
+
+def ensure_set(name: str, n: int = SIZE, root: Path | None = None) -> Path:
+    """The folder of constructed set `name` with `n` images, written once (atomically) and then reused;
+    keyed by the drawing code's source, so a change to the drawing writes a new folder."""
+    if name not in CONSTRUCTED:
+        raise ValueError(f"unknown constructed set {name!r}; known: {', '.join(CONSTRUCTED)}")
+    root = root or cache_dir() / "suites"
+    folder = root / f"{_SOURCE}-{n}-{RES}px" / name  # the folder's name is the set's: runs are named after it
+    if (folder / "labels.csv").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_set(CONSTRUCTED[name], tmp, n)
+    try:
+        os.replace(tmp, folder)
+    except OSError:  # another process wrote it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
