@@ -3,10 +3,15 @@
 No Inception weights can be downloaded, so `moe train eval` measures everything in the
 feature space of a classifier trained on the run's own labelled data: a plain conv trunk
 (stride-2 stages, BatchNorm, ReLU) ending in a `feat_dim` penultimate layer, with one
-linear head per schema attribute. It is trained for a few epochs on a fixed train split
-(seeded) and cached as safetensors + JSON under `<cache>/judges/`, keyed by the dataset
-fingerprint, the resolution and the judge config, so evaluating several runs on the same
-data trains it once.
+linear head per schema attribute.
+
+It takes images at the model's resolution and upsamples them (`scale`, up to 128 px) before its
+trunk, so its first stage runs at the input's full resolution and thin parts (eyes, mouths a
+pixel or two wide) reach it; real and generated images take exactly this one path, so the
+comparison stays fair. It is trained on a fixed train split (seeded), with a validation split
+carved from that to stop on and keep the best epoch by, and cached as safetensors + JSON under
+`<cache>/judges/`, keyed by the dataset fingerprint, the resolution and the whole judge config
+(its `version` covering the code), so evaluating several runs on the same data trains it once.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from torch.nn import functional as F
 
 from trainer.data import cache_dir
 
-__all__ = ["JudgeConfig", "Judge", "TrainedJudge", "split_indices", "train_judge", "load_or_train_judge",
+__all__ = ["JudgeConfig", "Judge", "judge_res", "TrainedJudge", "split_indices", "train_judge", "load_or_train_judge",
            "split_features", "judge_cache_dir", "to_tensor"]
 
 log = logging.getLogger(__name__)
@@ -36,19 +41,25 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class JudgeConfig:
-    width: int = 32  # channels of the first stage; doubled per stage up to 8x
+    width: int = 16  # channels of the first stage; doubled per stage up to 16x
     feat_dim: int = 256  # the feature space (penultimate layer)
-    epochs: int = 3
+    scale: int = 2  # images are upsampled this many times (bilinear, up to 128 px) inside the judge
+    pool: bool = False  # the heads also read the trunk's global max-pool: a part found anywhere counts
+    epochs: int = 40  # at most; early stopping on the validation split usually ends training sooner
     min_seen: int = 12000  # small sets: more epochs, until this many images have been seen
+    max_seen: int = 200_000  # cap on images seen (CPU time): fewer epochs on large sets
     batch: int = 128  # smaller for small sets (a quarter of the set, at least 16)
     lr: float = 2e-3
     max_train: int = 8000  # cap on training images (speed on CPU); the held-out split is never capped by this
+    val_frac: float = 0.1  # of the training images, set aside to stop on and pick the best epoch by
+    min_val: int = 100  # fewer validation images than this: no early stopping, the full schedule
+    patience: int = 5  # epochs without a better validation accuracy before stopping; 0 = never stop early
     holdout_frac: float = 0.1
     max_holdout: int = 2000
     min_holdout: int = 20
     shift: int = 2  # random translation (px at 64px) as augmentation, so the judge is not brittle
     seed: int = 0
-    version: int = 2  # of the network and its training; part of the cache key
+    version: int = 3  # of the network and its training; part of the cache key
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
@@ -71,36 +82,57 @@ def split_indices(n: int, cfg: JudgeConfig) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(perm[n_held:]), np.sort(perm[:n_held])
 
 
+def judge_res(res: int, scale: int) -> int:
+    """The resolution a judge of `res` px images works at: `res` x `scale`, but not above 128 px
+    (nor below `res`). Real and generated images are upsampled the same way, so neither side gains."""
+    return max(res, min(res * max(1, scale), 128))
+
+
 class Judge(nn.Module):
-    """Conv trunk -> `features` (B, feat_dim) -> one logit head per attribute."""
+    """Upsample (x `scale`) -> conv trunk -> `features` (B, feat_dim) -> one logit head per attribute.
+
+    The trunk's first convolution has stride 2; on images upsampled twice it runs at the input's
+    own resolution, so lines one or two pixels wide (eyes, mouths) still reach the later stages."""
 
     def __init__(self, cfg: JudgeConfig, res: int, cardinalities: tuple[int, ...]):
         super().__init__()
         if res not in (16, 32, 64, 128, 256):
             raise ValueError(f"judge resolution must be 16, 32, 64, 128 or 256, got {res}")
         self.res, self.cardinalities = res, tuple(cardinalities)
-        layers, c_in, size = [], 3, res
-        for i in range(int(np.log2(res // 4))):  # stride-2 stages down to 4x4
-            c_out = cfg.width * min(2**i, 8)
+        self.inner = judge_res(res, cfg.scale)
+        layers, c_in, size = [], 3, self.inner
+        for i in range(int(np.log2(self.inner // 4))):  # stride-2 stages down to 4x4
+            c_out = cfg.width * min(2**i, 16)
             layers += [nn.Conv2d(c_in, c_out, 3, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True),
                        nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
             c_in, size = c_out, size // 2
         self.trunk = nn.Sequential(*layers)
         self.proj = nn.Linear(c_in * size * size, cfg.feat_dim)  # keeps where things are, unlike a global pool
-        self.heads = nn.ModuleList(nn.Linear(cfg.feat_dim, k) for k in self.cardinalities)
+        self.pool = cfg.pool
+        self.heads = nn.ModuleList(nn.Linear(cfg.feat_dim + (c_in if cfg.pool else 0), k) for k in self.cardinalities)
         # set after training so that embedded features have unit mean square (KID's kernel is
         # (x.y/d + 1)^3, which is well scaled only for features of that size)
         self.register_buffer("feat_scale", torch.ones(()))
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
+    def _trunk(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1:] != (3, self.res, self.res):
             raise ValueError(f"judge expects (B, 3, {self.res}, {self.res}) images, got {tuple(x.shape)}")
-        h = self.trunk(x).flatten(1)  # (B, C*4*4)
-        return F.relu(self.proj(h))  # (B, feat_dim)
+        if self.inner != self.res:
+            x = F.interpolate(x, size=(self.inner, self.inner), mode="bilinear", align_corners=False)
+        return self.trunk(x)  # (B, C, 4, 4)
+
+    def _both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features, what the heads read: the features, and with `pool` the trunk's global max-pool)."""
+        h = self._trunk(x)
+        f = F.relu(self.proj(h.flatten(1)))  # (B, feat_dim)
+        return f, torch.cat([f, h.amax((2, 3))], 1) if self.pool else f
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self._both(x)[0]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        f = self.features(x)
-        return [head(f) for head in self.heads]  # A x (B, K_a)
+        r = self._both(x)[1]
+        return [head(r) for head in self.heads]  # A x (B, K_a)
 
     @torch.no_grad()
     def embed(self, images: np.ndarray, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -108,9 +140,9 @@ class Judge(nn.Module):
         self.eval()
         feats, preds = [], []
         for i in range(0, len(images), batch):
-            f = self.features(to_tensor(images[i:i + batch]))
+            f, r = self._both(to_tensor(images[i:i + batch]))
             feats.append((f * self.feat_scale).double().numpy())
-            preds.append(torch.stack([h(f).argmax(1) for h in self.heads], 1).numpy())
+            preds.append(torch.stack([h(r).argmax(1) for h in self.heads], 1).numpy())
         if not feats:
             return np.zeros((0, self.proj.out_features)), np.zeros((0, len(self.heads)), np.int64)
         return np.concatenate(feats), np.concatenate(preds)
@@ -154,9 +186,20 @@ def _shift(x: torch.Tensor, s: int, g: torch.Generator) -> torch.Tensor:
     return x[:, :, s + dy:s + dy + x.shape[2] - 2 * s, s + dx:s + dx + x.shape[3] - 2 * s]
 
 
+def _accuracy(model: Judge, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per-attribute accuracy (A,) of the judge on uint8 images (eval mode; the caller restores train mode)."""
+    _, pred = model.embed(images)
+    return (pred == labels).mean(0)
+
+
 def train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: tuple[int, ...],
                 cfg: JudgeConfig = JudgeConfig()) -> tuple[Judge, dict]:
-    """Train a judge on (images uint8 NHWC, labels int64 (N, A)); returns it (eval mode) and stats."""
+    """Train a judge on (images uint8 NHWC, labels int64 (N, A)); returns it (eval mode) and stats.
+
+    When `val_frac` of the images make at least `min_val`, they are set aside (seeded): after
+    every epoch the judge is scored on them, training stops once `patience` epochs bring no better
+    mean accuracy (or every attribute is read right on all of them), and the best epoch's weights are
+    kept. Otherwise the full schedule runs."""
     if len(images) != len(labels) or labels.shape[1:] != (len(cardinalities),):
         raise ValueError(f"images {images.shape} and labels {labels.shape} do not match "
                          f"{len(cardinalities)} attributes")
@@ -164,16 +207,20 @@ def train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: tuple[int
     g = torch.Generator().manual_seed(cfg.seed)
     res = images.shape[1]
     model = Judge(cfg, res, cardinalities)
-    x_all, y_all = to_tensor(images), torch.from_numpy(labels.astype(np.int64))
+    n_val = round(cfg.val_frac * len(images)) if cfg.patience > 0 else 0
+    order = np.random.default_rng(cfg.seed + 2).permutation(len(images))
+    val_idx, fit_idx = (order[:n_val], order[n_val:]) if n_val >= cfg.min_val else (order[:0], order)
+    x_all, y_all = to_tensor(images[fit_idx]), torch.from_numpy(labels[fit_idx].astype(np.int64))
     batch = min(cfg.batch, max(16, len(x_all) // 4))
     steps_per_epoch = max(1, -(-len(x_all) // batch))
-    epochs = max(cfg.epochs, -(-cfg.min_seen // len(x_all)))
+    epochs = max(1, min(max(cfg.epochs, -(-cfg.min_seen // len(x_all))), cfg.max_seen // len(x_all)))
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, cfg.lr, total_steps=epochs * steps_per_epoch)
     shift = max(0, round(cfg.shift * res / 64))
     t0, loss = time.perf_counter(), torch.zeros(())
-    model.train()
+    best, best_state, best_epoch, history = -1.0, None, 0, []
     for epoch in range(epochs):
+        model.train()
         perm = torch.randperm(len(x_all), generator=g)
         for i in range(steps_per_epoch):
             idx = perm[i * batch:(i + 1) * batch]
@@ -185,13 +232,26 @@ def train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: tuple[int
             loss.backward()
             opt.step()
             sched.step()
-        if (epoch + 1) % max(1, epochs // 5) == 0 or epoch + 1 == epochs:
+        if len(val_idx):
+            acc = _accuracy(model, images[val_idx], labels[val_idx])
+            history.append([round(float(a), 4) for a in acc])
+            if acc.mean() > best:
+                best, best_epoch = float(acc.mean()), epoch + 1
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            log.info("judge epoch %d/%d: loss %.3f, validation accuracy %s (%.0fs)", epoch + 1, epochs, loss.item(),
+                     " ".join(f"{a:.3f}" for a in acc), time.perf_counter() - t0)
+            if epoch + 1 - best_epoch >= cfg.patience or acc.min() == 1.0:  # no better, or nothing left to learn
+                break
+        elif (epoch + 1) % max(1, epochs // 5) == 0 or epoch + 1 == epochs:
             log.info("judge epoch %d/%d: loss %.3f (%.0fs)", epoch + 1, epochs, loss.item(), time.perf_counter() - t0)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     model.eval()
     f, _ = model.embed(images[:2000])
     model.feat_scale.fill_(1 / max(float(np.sqrt((f**2).mean())), 1e-8))
     return model, {"train_seconds": round(time.perf_counter() - t0, 1), "final_loss": round(loss.item(), 4),
-                   "epochs": epochs, "batch": batch}
+                   "epochs": epochs, "epochs_run": len(history) or epochs, "best_epoch": best_epoch or epochs,
+                   "batch": batch, "n_val": int(len(val_idx)), "val_history": history}
 
 
 def judge_cache_dir() -> Path:
@@ -228,7 +288,7 @@ def load_or_train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: t
     model, stats = train_judge(images[fit_idx], labels[fit_idx], cardinalities, cfg)
     _, pred = model.embed(images[held_idx])
     acc = (pred == labels[held_idx]).mean(0)
-    info = {"fingerprint": fingerprint, "res": res, "config": asdict(cfg), "cardinalities": list(cardinalities),
+    info = {"fingerprint": fingerprint, "res": res, "judge_res": model.inner, "config": asdict(cfg), "cardinalities": list(cardinalities),
             "n_train": int(len(fit_idx)), "n_held": int(len(held_idx)),
             "held_accuracy": [round(float(a), 4) for a in acc], **stats}
     cache.mkdir(parents=True, exist_ok=True)
