@@ -432,6 +432,7 @@ def _evaluate(source: _Source, samples: int, seed: int, judge_config: JudgeConfi
                  "n_train": len(tj.train_idx), "n_held": len(tj.held_idx)},
         "judge": {"held_accuracy": dict(zip(names, map(float, ref.real_acc))), "n_fit": tj.info.get("n_train"),
                   "train_seconds": tj.info.get("train_seconds"), "cached": tj.info.get("cached"),
+                  "res": tj.model.inner, "best_epoch": tj.info.get("best_epoch"),
                   "config": tj.info.get("config")},
         "reference": {"floor": ref.floor, "blur": [b | {"accuracy": dict(zip(names, map(float, b["accuracy"])))}
                                                    for b in ref.blur]},

@@ -202,6 +202,8 @@ def _model(job: Job) -> dict:
         "diversity_feature": s.get("diversity_feature_ratio"),
         "nn_ratio": s.get("nn_ratio"), "frac_below_held_p1": s.get("frac_below_held_p1"),
         "targets": s.get("targets"),
+        "judge": {"res": r["judge"].get("res"), "train_seconds": r["judge"].get("train_seconds"),
+                  "held_accuracy": r["judge"]["held_accuracy"]},
     }
 
 
@@ -251,7 +253,11 @@ def render_markdown(s: dict) -> str:
         if not models:
             lines.append("No model finished: " + "; ".join(f"{k}: {m['error']}" for k, m in e["models"].items()))
             continue
-        lines += ["| measure | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+        judge = next(iter(models.values()))["judge"]
+        at = f" at {judge['res']} px" if judge["res"] else ""
+        lines += [f"Judge{at}: real held-out accuracy "
+                  + ", ".join(f"{k} {v:.3f}" for k, v in judge["held_accuracy"].items()), "",
+                  "| measure | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
 
         def row(label: str, cell: Callable[[dict], str]) -> None:
             lines.append(f"| {label} | " + " | ".join(cell(m) for m in models.values()) + " |")
