@@ -44,8 +44,8 @@ class JudgeConfig:
     width: int = 16  # channels of the first stage; doubled per stage up to 16x
     feat_dim: int = 256  # the feature space (penultimate layer)
     scale: int = 2  # images are upsampled this many times (bilinear, up to 128 px) inside the judge
-    pool: bool = False  # the heads also read the trunk's global max-pool: a part found anywhere counts
-    epochs: int = 40  # at most; early stopping on the validation split usually ends training sooner
+    pool: bool = True  # the heads also read the trunk's global max-pool: a part found anywhere counts
+    epochs: int = 24  # at most; early stopping on the validation split usually ends training sooner
     min_seen: int = 12000  # small sets: more epochs, until this many images have been seen
     max_seen: int = 200_000  # cap on images seen (CPU time): fewer epochs on large sets
     batch: int = 128  # smaller for small sets (a quarter of the set, at least 16)
