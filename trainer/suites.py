@@ -11,8 +11,8 @@ the same `trainer.data.load_dataset` as any admin's folder.
   augmentation that shifts colours changes what the label says; with `shape` and `pattern`.
 - `faces`: round faces whose `eyes` are glyphs about 8 px wide at 128 px (4 px at 64 px), with
   `mouth` (as small) and `hair`; skin and hair colours are unlabelled variation.
-- `critters`: robot heads with both kinds at once: a hue-valued `color`, small `eyes` glyphs
-  unlike the faces' ones, and an `antenna`.
+- `critters`: robot heads with both kinds at once: a hue-valued `color`, small glowing `eyes`
+  glyphs on a dark visor, and an `antenna`.
 
 Everything not labelled (background, position, size, tilt, spacing, skin and hair tones) varies
 per picture, so a model has latent variety to learn and a copy of a training image is visible.
@@ -112,8 +112,6 @@ def _glyph(pen: Pen, kind: str, x: float, y: float, color: Color) -> None:
         pen.curve(x, y + 2, 4, -4, 2.2, color)
     elif kind == "down":  # u
         pen.curve(x, y - 2, 4, 4, 2.2, color)
-    elif kind == "square":
-        pen.poly([(x - 3, y - 3), (x + 3, y - 3), (x + 3, y + 3), (x - 3, y + 3)], color, ink=False)
     elif kind == "plus":
         pen.line([(x - 4, y), (x + 4, y)], 2, color)
         pen.line([(x, y - 4), (x, y + 4)], 2, color)
@@ -206,7 +204,7 @@ CONSTRUCTED: dict[str, SuiteSet] = {s.name: s for s in (
                        "mouth": ("smile", "frown", "open", "flat", "cat"),
                        "hair": ("bald", "bob", "long", "fringe", "bun", "spiky")}, _faces,
              "round faces; `eyes` and `mouth` are glyphs 4 px wide at 64 px", seed=202, colour_bg=False),
-    SuiteSet("critters", {"color": tuple(_CRITTER_HUES), "eyes": ("dot", "ring", "square", "plus", "dash"),
+    SuiteSet("critters", {"color": tuple(_CRITTER_HUES), "eyes": ("dot", "ring", "line", "plus", "dash"),
                           "antenna": ("none", "single", "double", "dish")}, _critters,
              "robot heads; a hue (`color`) and small eye glyphs (`eyes`) together", seed=303),
 )}
