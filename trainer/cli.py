@@ -145,12 +145,30 @@ def _train(ctx: typer.Context, kind: str, flags: dict, resume: Path | None, dry_
         except TypeError as e:  # a config.json written by another version
             raise CheckpointError(f"{path}: {e}") from None
     else:
+        if flags["data"] != "builtin":
+            flags = _fit_to_data(ctx, kind, flags)
         cfg = make_config(kind, **flags)
     typer.echo(json.dumps(dataclasses.asdict(cfg), indent=1))
     if dry_run:
         return
     run_dir = training_loop(cfg, resume=resume)
     typer.echo(f"done: {run_dir}")
+
+
+def _fit_to_data(ctx: typer.Context, kind: str, flags: dict) -> dict:
+    """The flags with the defaults `trainer.defaults.choose` picks for the folder's data wherever the user
+    gave no value; prints one line per decision (given or chosen, and why) on stderr."""
+    from trainer.data import load_dataset
+    from trainer.defaults import choose, stats_of
+
+    given = {p.name: flags[p.name] for p in ctx.command.params if p.name in flags
+             and (src := ctx.get_parameter_source(p.name)) is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")}
+    stats = stats_of(load_dataset(flags["data"], flags["res"], progress=False))
+    values, choices = choose(kind, stats, given)
+    typer.echo(f"defaults for {stats.describe()}", err=True)
+    for choice in choices:
+        typer.echo(f"  {choice.line()}", err=True)
+    return {**flags, **values}
 
 
 _O = typer.Option
