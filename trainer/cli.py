@@ -305,6 +305,7 @@ def train_upscaler(
 def train_strip(
     run: Path = typer.Argument(..., help="GAN or VAE run folder whose served checkpoint to strip."),
     out: Path = typer.Option(..., "--out", help="Weights file to write (.safetensors), with its meta beside it (.json)."),
+    fp16: bool = typer.Option(False, "--fp16/--no-fp16", help="Store the weights at half precision, half the size."),
 ) -> None:
     """Write a run's weights without optimiser state, as a small file that `moe train gan|vae --from` starts from.
 
@@ -315,7 +316,7 @@ def train_strip(
 
     from trainer.transfer import strip
 
-    path = strip(run, out)
+    path = strip(run, out, fp16=fp16)
     meta = json.loads(path.with_suffix(".json").read_text())
     names = [a["name"] for a in meta["schema"]["attributes"]]
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json').name}: "

@@ -225,9 +225,10 @@ def _load(model: nn.Module, name: str, source: Source, same_schema: bool, report
     model.load_state_dict(state)
 
 
-def strip(run_dir: str | Path, out: str | Path) -> Path:
+def strip(run_dir: str | Path, out: str | Path, *, fp16: bool = False) -> Path:
     """Write a GAN or VAE run's served weights without optimiser state or RNG as OUT (.safetensors) and
-    its meta beside it (.json): schema, sizes, data, the run and its kimg. Returns the .safetensors path."""
+    its meta beside it (.json): schema, sizes, data, the run and its kimg. Returns the .safetensors path.
+    `fp16` stores floating-point tensors at half precision (half the size; a start, so exactness is moot)."""
     from safetensors.torch import save_file
 
     run_dir, out = Path(run_dir), Path(out).with_suffix(".safetensors")
@@ -236,11 +237,13 @@ def strip(run_dir: str | Path, out: str | Path) -> Path:
         raise CheckpointError(f"{run_dir} is a {meta['kind']} run; only gan and vae weights can be started from")
     kept = KEPT[meta["kind"]] or tuple(meta["models"])
     models = {n: meta["models"][n] for n in kept if n in meta["models"]}
-    weights = {k: v.contiguous() for k, v in tensors.items() if k.split(".")[0] == "model" and k.split(".")[1] in models}
+    weights = {k: (v.half() if fp16 and v.is_floating_point() else v).contiguous() for k, v in tensors.items()
+               if k.split(".")[0] == "model" and k.split(".")[1] in models}
     doc = {k: v for k, v in meta.items() if k not in ("optimizers", "budget", "models")}
     source = Source(str(run_dir), out, {**meta, "models": models}, {})
     doc |= {"models": models, "optimizers": {}, "weights_only": True, **source.sizes(),
-            "source": {"run": run_dir.resolve().name, "kimg": meta.get("kimg"), "step": meta.get("step")}}
+            "source": {"run": run_dir.resolve().name, "kimg": meta.get("kimg"), "step": meta.get("step")},
+            "dtype": "float16" if fp16 else "float32"}
     out.parent.mkdir(parents=True, exist_ok=True)
     for path, write in ((out, lambda p: save_file(weights, str(p))),
                         (out.with_suffix(".json"), lambda p: p.write_text(json.dumps(doc, indent=1)))):

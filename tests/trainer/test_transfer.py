@@ -181,6 +181,12 @@ def test_strip_writes_weights_only_and_transfers_like_its_run(source_gan, source
     assert all(torch.equal(v, states[1][k]) for k, v in states[0].items())
     vae = strip(source_vae, tmp_path / "vae.safetensors")
     assert {k.split(".")[1] for k in load_file(vae)} == set(read_checkpoint(source_vae)[0]["models"])
+    half = strip(source_gan, tmp_path / "half.safetensors", fp16=True)
+    assert half.stat().st_size < 0.6 * path.stat().st_size and load_file(half)["model.G_ema.to_rgb.weight"].dtype == torch.float16
+    cfg, ds, task, _ = _task("gan", other_set, init_from=str(half))
+    start_from(task, cfg, ds.schema)
+    for k, v in task.models["G"].state_dict().items():
+        assert v.dtype == states[0][f"G.{k}"].dtype and torch.allclose(v.float(), states[0][f"G.{k}"].float(), atol=1e-3), k
 
 
 def _moe(*args):
