@@ -14,7 +14,7 @@ same schema, and any tensor whose shape differs. The generator's first mapping l
 
 The GAN's G and G_ema both start from the source's G_ema (the weights it samples with), D from D.
 The run's resolution, widths and z size must be the source's (`with_source` defaults them to it,
-`check_fits` refuses a misfit naming the flag). With `--freeze-d N` the discriminator's N blocks
+`check_fits` refuses a misfit naming the flag, a ConfigError). With `--freeze-d N` the discriminator's N blocks
 nearest the image stay frozen (FreezeD, Mo et al. 2020), in the run and after `--resume`, which
 reads the run's own checkpoint and never the source again.
 """
@@ -32,6 +32,7 @@ from torch import nn
 
 from trainer.checkpoint import BEST, CheckpointError, read_checkpoint
 from trainer.models.gan import discriminator_blocks
+from trainer.train import ConfigError
 
 __all__ = ["SHIPPED", "WEIGHTS_DIR", "Source", "Report", "load_source", "with_source", "check_fits", "start_from",
            "strip", "default_freeze_d"]
@@ -140,7 +141,7 @@ def _check(values: dict, source: Source) -> None:
     theirs = {**sizes, "d_width": sizes["d_width"] or sizes["width"]}
     for key, flag in FLAGS.items():
         if mine.get(key) is not None and mine[key] != theirs[key]:
-            raise CheckpointError(f"{flag} {mine[key]} does not fit the weights of --from {source.spec}, which have "
+            raise ConfigError(f"{flag} {mine[key]} does not fit the weights of --from {source.spec}, which have "
                                   f"{flag} {theirs[key]}: leave {flag} out to take the source's, or train from "
                                   "scratch without --from")
 
@@ -179,7 +180,7 @@ def _modules(keys: list[str]) -> str:
 
 def start_from(task, cfg, schema, *, load: bool = True) -> Report:
     """Start the task's models from cfg.init_from's weights (when `load`; a resumed run loads its own
-    checkpoint instead) and freeze cfg.freeze_d of D's blocks. Raises CheckpointError."""
+    checkpoint instead) and freeze cfg.freeze_d of D's blocks. Raises CheckpointError, ConfigError."""
     report = Report(cfg.init_from)
     if load:
         source = load_source(cfg.init_from, cfg.kind)

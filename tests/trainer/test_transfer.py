@@ -130,7 +130,7 @@ def test_frozen_blocks_stay_as_transferred_while_the_rest_trains(source_gan, oth
 
 def test_misfits_are_refused_naming_the_flag(source_gan, other_set):
     flags = {"init_from": str(source_gan), "res": 32, "width": None, "d_width": 0, "z_dim": None}
-    with pytest.raises(CheckpointError, match=r"--res 32 does not fit .* --res 16: leave --res out"):
+    with pytest.raises(ConfigError, match=r"--res 32 does not fit .* --res 16: leave --res out"):
         with_source("gan", flags, ["--res", "--from"])
     filled = with_source("gan", flags, ["--from"])  # not given: the source's
     assert (filled["res"], filled["width"], filled["d_width"], filled["z_dim"], filled["embed_dim"]) == (16, 4, 0, 8, 4)
@@ -138,10 +138,10 @@ def test_misfits_are_refused_naming_the_flag(source_gan, other_set):
     source = load_source(str(source_gan), "gan")
     for kw, flag in (({"width": 8}, "--width 8"), ({"d_width": 8}, "--d-width 8"), ({"z_dim": 16}, "--z-dim 16")):
         cfg = make_config("gan", **{**TINY, **kw})
-        with pytest.raises(CheckpointError, match=flag):
+        with pytest.raises(ConfigError, match=flag):
             check_fits(cfg, source)
     cfg, ds, task, _ = _task("gan", other_set, init_from=str(source_gan), width=8)
-    with pytest.raises(CheckpointError, match="--width 8"):
+    with pytest.raises(ConfigError, match="--width 8"):
         start_from(task, cfg, ds.schema)
     with pytest.raises(CheckpointError, match="those are gan weights"):
         load_source(str(source_gan), "vae")
