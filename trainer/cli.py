@@ -147,6 +147,10 @@ def _train(ctx: typer.Context, kind: str, flags: dict, resume: Path | None, dry_
     else:
         if flags["data"] != "builtin":
             flags = _fit_to_data(ctx, kind, flags)
+        if flags.get("init_from"):  # the source's sizes unless given (over the data's choice); a misfit is refused
+            from trainer.transfer import with_source
+
+            flags = with_source(kind, flags, given_options(ctx))
         cfg = make_config(kind, **flags)
     typer.echo(json.dumps(dataclasses.asdict(cfg), indent=1))
     if dry_run:
@@ -195,6 +199,9 @@ _MAX_MINUTES = _O(0.0, "--max-minutes", help="Stop cleanly (final grid and check
 _MINUTES = _O(None, "--minutes", min=0, help="Time budget in minutes instead of --kimg: it sets the learning-rate decay, "
               "ends the run and keeps its best-scored snapshot [0 = off].")
 
+_FROM = _O(None, "--from", help="Start from trained weights: a run folder, a weights file from `moe train strip`, or "
+           "the shipped moe-default.")
+
 
 def _flags(values: dict) -> dict:
     """A command's flags as make_config takes them (without ctx, --resume and --dry-run)."""
@@ -217,6 +224,9 @@ def train_gan(
     augment: str = _AUGMENT,
     cond_ramp_kimg: float = _O(-1.0, "--cond-ramp-kimg", help="Ramp conditioning in over this many kimg; -1 = a quarter "
                                "of the run for sets under 5000 images, else 0."),
+    init_from: str = _FROM,
+    freeze_d: int = _O(None, "--freeze-d", min=0, help="Keep the discriminator's first N blocks, nearest the image, "
+                       "frozen (FreezeD); needs --from [half its blocks with --from]."),
     resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
     snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,
     minutes: float = _MINUTES,
@@ -239,7 +249,7 @@ def train_vae(
     latent_adv_weight: float = _O(100.0, "--latent-adv-weight", help="Weight of the Fader latent adversary."),
     cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term (AttGAN), times the "
                            "adaptive weight: a classifier checks that decodes with other conditions show them [0 = off]."),
-    augment: str = _AUGMENT,
+    augment: str = _AUGMENT, init_from: str = _FROM,
     resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
     snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,
     minutes: float = _MINUTES,
@@ -307,3 +317,26 @@ def train_upscaler(
         return
     run_dir = train(cfg, resume=resume)
     typer.echo(f"done: {run_dir}")
+
+
+@train_app.command("strip")
+def train_strip(
+    run: Path = typer.Argument(..., help="GAN or VAE run folder whose served checkpoint to strip."),
+    out: Path = typer.Option(..., "--out", help="Weights file to write (.safetensors), with its meta beside it (.json)."),
+    fp16: bool = typer.Option(False, "--fp16/--no-fp16", help="Store the weights at half precision, half the size."),
+) -> None:
+    """Write a run's weights without optimiser state, as a small file that `moe train gan|vae --from` starts from.
+
+    The GAN keeps G_ema and D, the VAE every model; the JSON beside it records the schema, sizes, data and
+    the run and kimg the weights come from.
+    """
+    import json
+
+    from trainer.transfer import strip
+
+    path = strip(run, out, fp16=fp16)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    names = [a["name"] for a in meta["schema"]["attributes"]]
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json').name}: "
+               f"{meta['kind']} at {meta['res']} px, width {meta['width']}, d-width {meta['d_width'] or meta['width']}, "
+               f"z {meta['z_dim']}, {meta['kimg']} kimg of {meta['data']['name']} ({', '.join(names)})")
