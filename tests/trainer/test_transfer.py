@@ -199,7 +199,7 @@ def test_cli_trains_from_a_run_folder_and_refuses_misfits(source_gan, other_set,
     base = ("train", "gan", "--data", other_set, "--from", source_gan, "--out", tmp_path / "runs", "--threads", "1")
     r = _moe(*base, "--dry-run")
     assert r.exit_code == 0, r.output
-    cfg = json.loads(r.output)
+    cfg = json.loads(r.stdout)
     assert (cfg["res"], cfg["width"], cfg["z_dim"], cfg["freeze_d"], cfg["init_from"]) == (16, 4, 8, 1, str(source_gan))
     r = _moe(*base, "--res", "64", "--dry-run")
     assert r.exit_code == 2 and "--res 64 does not fit" in r.output and "Traceback" not in r.output
