@@ -123,27 +123,11 @@ def _train(ctx: typer.Context, kind: str, flags: dict, resume: Path | None, dry_
     import dataclasses
     import json
 
-    from trainer.checkpoint import CheckpointError
     from trainer.train import TrainConfig, make_config, training_loop
 
     flags = {**flags, "out": str(flags["out"]), "augment": "" if flags["augment"] == "none" else flags["augment"]}
     if resume is not None:
-        ignored = [f for f in given_options(ctx)
-                   if f not in (*RESUMABLE_BUDGET, "--resume", "--dry-run", "--no-dry-run")]
-        if ignored:
-            raise UsageError(f"--resume continues the run with its own config, so it would ignore {', '.join(ignored)}; "
-                             f"with --resume only {', '.join(RESUMABLE_BUDGET)} apply")
-        path = resume / "config.json"
-        if not path.is_file():
-            raise CheckpointError(f"{resume} is not a run folder (no config.json)")
-        doc = json.loads(path.read_text())
-        if doc.get("kind") != kind:
-            raise CheckpointError(f"{resume} is a {doc.get('kind')} run; use `moe train {doc.get('kind')}`")
-        overrides = {k: flags[k] for k in (f[2:].replace("-", "_") for f in RESUMABLE_BUDGET) if flags.get(k) is not None}
-        try:
-            cfg = TrainConfig(**{**doc, **overrides})
-        except TypeError as e:  # a config.json written by another version
-            raise CheckpointError(f"{path}: {e}") from None
+        cfg = _resumed_config(ctx, resume, kind, TrainConfig, flags, RESUMABLE_BUDGET)
     else:
         if flags["data"] != "builtin":
             flags = _fit_to_data(ctx, kind, flags)
@@ -201,6 +185,30 @@ _MINUTES = _O(None, "--minutes", min=0, help="Time budget in minutes instead of 
 
 _FROM = _O(None, "--from", help="Start from trained weights: a run folder, a weights file from `moe train strip`, or "
            "the shipped moe-default.")
+
+
+def _resumed_config(ctx: typer.Context, resume: Path, kind: str, config_cls, flags: dict, resumable: tuple[str, ...]):
+    """The config a resumed run continues with: its own `config.json`, with only the `resumable` flags applied;
+    any other flag given explicitly is a usage error naming it, and a run of another kind a checkpoint error."""
+    import json
+
+    from trainer.checkpoint import CheckpointError
+
+    ignored = [f for f in given_options(ctx) if f not in (*resumable, "--resume", "--dry-run", "--no-dry-run")]
+    if ignored:
+        raise UsageError(f"--resume continues the run with its own config, so it would ignore {', '.join(ignored)}; "
+                         f"with --resume only {', '.join(resumable)} apply")
+    path = resume / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{resume} is not a run folder (no config.json)")
+    doc = json.loads(path.read_text())
+    if doc.get("kind") != kind:
+        raise CheckpointError(f"{resume} is a {doc.get('kind')} run; use `moe train {doc.get('kind')}`")
+    overrides = {k: flags[k] for k in (f[2:].replace("-", "_") for f in resumable) if flags.get(k) is not None}
+    try:
+        return config_cls(**{**doc, **overrides})
+    except TypeError as e:  # a config.json written by another version
+        raise CheckpointError(f"{path}: {e}") from None
 
 
 def _flags(values: dict) -> dict:
@@ -290,26 +298,11 @@ def train_upscaler(
     import dataclasses
     import json
 
-    from trainer.checkpoint import CheckpointError
     from trainer.upscale import UpscaleConfig
     from trainer.upscale import train_upscaler as train
 
     if resume is not None:
-        ignored = [f for f in given_options(ctx) if f not in (*RESUMABLE, "--resume", "--dry-run", "--no-dry-run")]
-        if ignored:
-            raise UsageError(f"--resume continues the run with its own config, so it would ignore {', '.join(ignored)}; "
-                             f"with --resume only {', '.join(RESUMABLE)} apply")
-        path = resume / "config.json"
-        if not path.is_file():
-            raise CheckpointError(f"{resume} is not a run folder (no config.json)")
-        doc = json.loads(path.read_text())
-        if doc.get("kind") != "upscaler":
-            raise CheckpointError(f"{resume} is a {doc.get('kind')} run; use `moe train {doc.get('kind')}`")
-        overrides = {k: flags[k] for k in (f[2:].replace("-", "_") for f in RESUMABLE) if k in flags}
-        try:
-            cfg = UpscaleConfig(**{**doc, **overrides})
-        except TypeError as e:  # a config.json written by another version
-            raise CheckpointError(f"{path}: {e}") from None
+        cfg = _resumed_config(ctx, resume, "upscaler", UpscaleConfig, flags, RESUMABLE)
     else:
         cfg = UpscaleConfig(**flags)
     typer.echo(json.dumps(dataclasses.asdict(cfg), indent=1))
