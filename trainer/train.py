@@ -312,12 +312,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
                      max(now - tick_start_time, 1e-9), 1), **{k: round(v / n_steps, 5) for k, v in sums.items()}}
             if budget is not None:
                 stats |= {"minutes": round(elapsed / 60, 2), "lr_factor": round(lr_factor(elapsed / budget.seconds), 4)}
-            with open(run_dir / "stats.jsonl", "a") as f:
-                f.write(json.dumps({**stats, "time": time.time()}) + "\n")
-            for k, v in stats.items():
-                if k not in ("kimg", "step"):
-                    writer.add_scalar(f"train/{k}", v, nimg)
-            bar.line("  ".join(f"{k} {v}" for k, v in stats.items()))
+            log_tick(run_dir, writer, bar, stats, nimg)
         if tick_due and ramp_pending:  # a quarter of the images the budget is expected to see
             (rate,) = _synced(((nimg - tick_start_nimg) / max(elapsed - tick_start_elapsed, 1e-9),), world, device)
             cfg = dataclasses.replace(cfg, cond_ramp_kimg=round(
@@ -371,6 +366,16 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
     if world > 1:
         _check_in_sync(task.models)
     return run_dir
+
+
+def log_tick(run_dir: Path, writer, bar, stats: dict, nimg: int) -> None:
+    """One tick's record: a `stats.jsonl` line (with the wall time), TensorBoard scalars, a status line."""
+    with open(run_dir / "stats.jsonl", "a") as f:
+        f.write(json.dumps({**stats, "time": time.time()}) + "\n")
+    for k, v in stats.items():
+        if k not in ("kimg", "step"):
+            writer.add_scalar(f"train/{k}", v, nimg)
+    bar.line("  ".join(f"{k} {v}" for k, v in stats.items()))
 
 
 def _check_in_sync(models: dict) -> None:
