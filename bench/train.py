@@ -9,6 +9,12 @@ pixels. Short by design, so it can run beside other work.
 
 On a CPU most of the speed comes from the model's shape rather than the step: one conv per
 resolution and width 16 (`default_width`). Measured numbers: docs/reports/trainer-notes.md.
+
+With `data`, `run` instead compares training on a folder with training on the built-in set:
+each is loaded as the trainer loads it (timed), and the step is timed as the training loop
+runs it (a batch indexed out of the uint8 images, the labels beside it, the schema's own
+embeddings and projection heads), with the same config, in interleaved rounds; the ratio is
+folder / built-in.
 """
 
 from __future__ import annotations
@@ -88,7 +94,13 @@ def _time(fn, batch: int, seconds: float, warmup: int = 1) -> float:
 
 
 def run(*, seconds: float = 2.0, width: int | None = None, batch: int = 32, threads: int = 0,
-        resolutions: tuple[int, ...] = (64, 128), kinds: tuple[str, ...] = ("gan", "vae")) -> dict:
+        resolutions: tuple[int, ...] = (64, 128), kinds: tuple[str, ...] = ("gan", "vae"),
+        data: str | None = None) -> dict:
+    """Every kind at every resolution on random data beside the plain step; with `data` (a folder),
+    that folder beside the built-in set instead (`run_data`, at the first resolution)."""
+    if data is not None:
+        return run_data(data, seconds=seconds, width=width, batch=batch, threads=threads, res=resolutions[0],
+                        kinds=kinds)
     from trainer.steps import make_task
     from trainer.augment import DEFAULT_POLICY
     from trainer.train import default_width, make_config
@@ -128,3 +140,58 @@ def run(*, seconds: float = 2.0, width: int | None = None, batch: int = 32, thre
             "note": "median of 3 interleaved rounds; CPU numbers depend on other load on the machine; baseline = the "
                     "same step written plainly (eager fp32, separate real/fake D forwards, all gradients), same run",
             "results": results}
+
+
+def run_data(data: str, *, seconds: float = 2.0, width: int | None = None, batch: int = 32, threads: int = 0,
+             res: int = 64, kinds: tuple[str, ...] = ("gan", "vae"), builtin: str = "builtin") -> dict:
+    """Images per second of the training loop's step on `data` and on `builtin` (the built-in set),
+    same config, in interleaved rounds; also how long each took to load."""
+    from trainer.augment import DEFAULT_POLICY
+    from trainer.data import load_dataset
+    from trainer.steps import make_task
+    from trainer.train import default_width, make_config
+
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    width = width or default_width()
+    loaded = {}
+    for name, spec in (("builtin", builtin), ("folder", data)):
+        t0 = time.perf_counter()
+        ds = load_dataset(spec, res, progress=False)
+        loaded[name] = (ds, time.perf_counter() - t0)
+    results = {}
+    for kind in kinds:
+        cfg = make_config(kind, res=res, width=width, batch=batch, cond_ramp_kimg=0.0, patch_start_kimg=0.0,
+                          augment=DEFAULT_POLICY, device=device.type)
+        steps = {name: _loop_step(cfg, ds, device, make_task) for name, (ds, _) in loaded.items()}
+        rates: dict[str, list[float]] = {name: [] for name in steps}
+        for _ in range(ROUNDS):
+            for name, step in steps.items():
+                rates[name].append(_time(step, batch, seconds / ROUNDS))
+        results[kind] = {name: round(statistics.median(r), 1) for name, r in rates.items()} | {
+            "ratio": round(statistics.median(f / b for f, b in zip(rates["folder"], rates["builtin"])), 2)}
+    return {"bench": "train", "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
+            "threads": torch.get_num_threads(), "width": width, "res": res, "batch": batch,
+            "seconds_per_case": seconds,
+            "data": {name: {"spec": ds.spec, "images": len(ds), "attributes": dict(zip(ds.schema.names,
+                                                                                     ds.schema.cardinalities)),
+                            "load_s": round(dt, 2)} for name, (ds, dt) in loaded.items()},
+            "note": "img/s of the training loop's step, median of 3 interleaved rounds, same config on both; "
+                    "ratio = folder / builtin, per round",
+            "results": results}
+
+
+def _loop_step(cfg, ds, device, make_task):
+    """One step as `trainer.train` runs it on the dataset `ds` (a fresh task with its schema)."""
+    torch.manual_seed(0)
+    images = torch.from_numpy(ds.images).permute(0, 3, 1, 2).contiguous().to(device)  # (N, 3, H, W) uint8
+    labels = torch.from_numpy(ds.labels).to(device)
+    task = make_task(cfg, ds.schema.cardinalities, device, labels)
+    b = cfg.batch
+
+    def step():
+        idx = torch.randint(len(images), (b,), device=device)
+        real = images[idx].float().div_(127.5).sub_(1)
+        task.step(real, labels[idx], labels[torch.randint(len(labels), (b,), device=device)], 10**6)
+
+    return step

@@ -32,7 +32,7 @@ from trainer.models.vae import (AttributeClassifier, AttributeClassifierConfig, 
                                 PatchDiscriminator, PatchDiscriminatorConfig, PriorDecoder, WhitenedEncoder)
 from trainer.models.upscaler import Upscaler, UpscalerConfig
 
-__all__ = ["LoadedRun", "CheckpointError", "save_checkpoint", "load_run", "load_training_state",
+__all__ = ["LoadedRun", "CheckpointError", "save_checkpoint", "load_run", "load_training_state", "read_checkpoint",
            "build_model", "describe_model", "CHECKPOINT_JSON", "CHECKPOINT_TENSORS", "BEST", "LAST"]
 
 log = logging.getLogger(__name__)
@@ -127,6 +127,11 @@ def _read(run_dir: Path, stem: str = BEST) -> tuple[dict, dict[str, torch.Tensor
     if meta.get("format") != FORMAT or meta.get("kind") not in PUBLIC_MODELS:
         raise CheckpointError(f"{jpath}: unknown checkpoint format {meta.get('format')!r} / kind {meta.get('kind')!r}")
     return meta, tensors
+
+
+def read_checkpoint(folder: str | Path, stem: str = BEST) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The meta and every tensor of <folder>/<stem>.json + <stem>.safetensors (format and kind checked)."""
+    return _read(Path(folder), stem)
 
 
 def _model_state(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:

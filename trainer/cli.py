@@ -123,34 +123,40 @@ def _train(ctx: typer.Context, kind: str, flags: dict, resume: Path | None, dry_
     import dataclasses
     import json
 
-    from trainer.checkpoint import CheckpointError
     from trainer.train import TrainConfig, make_config, training_loop
 
     flags = {**flags, "out": str(flags["out"]), "augment": "" if flags["augment"] == "none" else flags["augment"]}
     if resume is not None:
-        ignored = [f for f in given_options(ctx)
-                   if f not in (*RESUMABLE_BUDGET, "--resume", "--dry-run", "--no-dry-run")]
-        if ignored:
-            raise UsageError(f"--resume continues the run with its own config, so it would ignore {', '.join(ignored)}; "
-                             f"with --resume only {', '.join(RESUMABLE_BUDGET)} apply")
-        path = resume / "config.json"
-        if not path.is_file():
-            raise CheckpointError(f"{resume} is not a run folder (no config.json)")
-        doc = json.loads(path.read_text())
-        if doc.get("kind") != kind:
-            raise CheckpointError(f"{resume} is a {doc.get('kind')} run; use `moe train {doc.get('kind')}`")
-        overrides = {k: flags[k] for k in (f[2:].replace("-", "_") for f in RESUMABLE_BUDGET) if flags.get(k) is not None}
-        try:
-            cfg = TrainConfig(**{**doc, **overrides})
-        except TypeError as e:  # a config.json written by another version
-            raise CheckpointError(f"{path}: {e}") from None
+        cfg = _resumed_config(ctx, resume, kind, TrainConfig, flags, RESUMABLE_BUDGET)
     else:
+        if flags["data"] != "builtin":
+            flags = _fit_to_data(ctx, kind, flags)
+        if flags.get("init_from"):  # the source's sizes unless given (over the data's choice); a misfit is refused
+            from trainer.transfer import with_source
+
+            flags = with_source(kind, flags, given_options(ctx))
         cfg = make_config(kind, **flags)
     typer.echo(json.dumps(dataclasses.asdict(cfg), indent=1))
     if dry_run:
         return
     run_dir = training_loop(cfg, resume=resume)
     typer.echo(f"done: {run_dir}")
+
+
+def _fit_to_data(ctx: typer.Context, kind: str, flags: dict) -> dict:
+    """The flags with the defaults `trainer.defaults.choose` picks for the folder's data wherever the user
+    gave no value; prints one line per decision (given or chosen, and why) on stderr."""
+    from trainer.data import load_dataset
+    from trainer.defaults import choose, stats_of
+
+    given = {p.name: flags[p.name] for p in ctx.command.params if p.name in flags
+             and (src := ctx.get_parameter_source(p.name)) is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")}
+    stats = stats_of(load_dataset(flags["data"], flags["res"], progress=False))
+    values, choices = choose(kind, stats, given)
+    typer.echo(f"defaults for {stats.describe()}", err=True)
+    for choice in choices:
+        typer.echo(f"  {choice.line()}", err=True)
+    return {**flags, **values}
 
 
 _O = typer.Option
@@ -177,6 +183,33 @@ _MAX_MINUTES = _O(0.0, "--max-minutes", help="Stop cleanly (final grid and check
 _MINUTES = _O(None, "--minutes", min=0, help="Time budget in minutes instead of --kimg: it sets the learning-rate decay, "
               "ends the run and keeps its best-scored snapshot [0 = off].")
 
+_FROM = _O(None, "--from", help="Start from trained weights: a run folder, a weights file from `moe train strip`, or "
+           "the shipped moe-default.")
+
+
+def _resumed_config(ctx: typer.Context, resume: Path, kind: str, config_cls, flags: dict, resumable: tuple[str, ...]):
+    """The config a resumed run continues with: its own `config.json`, with only the `resumable` flags applied;
+    any other flag given explicitly is a usage error naming it, and a run of another kind a checkpoint error."""
+    import json
+
+    from trainer.checkpoint import CheckpointError
+
+    ignored = [f for f in given_options(ctx) if f not in (*resumable, "--resume", "--dry-run", "--no-dry-run")]
+    if ignored:
+        raise UsageError(f"--resume continues the run with its own config, so it would ignore {', '.join(ignored)}; "
+                         f"with --resume only {', '.join(resumable)} apply")
+    path = resume / "config.json"
+    if not path.is_file():
+        raise CheckpointError(f"{resume} is not a run folder (no config.json)")
+    doc = json.loads(path.read_text())
+    if doc.get("kind") != kind:
+        raise CheckpointError(f"{resume} is a {doc.get('kind')} run; use `moe train {doc.get('kind')}`")
+    overrides = {k: flags[k] for k in (f[2:].replace("-", "_") for f in resumable) if flags.get(k) is not None}
+    try:
+        return config_cls(**{**doc, **overrides})
+    except TypeError as e:  # a config.json written by another version
+        raise CheckpointError(f"{path}: {e}") from None
+
 
 def _flags(values: dict) -> dict:
     """A command's flags as make_config takes them (without ctx, --resume and --dry-run)."""
@@ -199,6 +232,9 @@ def train_gan(
     augment: str = _AUGMENT,
     cond_ramp_kimg: float = _O(-1.0, "--cond-ramp-kimg", help="Ramp conditioning in over this many kimg; -1 = a quarter "
                                "of the run for sets under 5000 images, else 0."),
+    init_from: str = _FROM,
+    freeze_d: int = _O(None, "--freeze-d", min=0, help="Keep the discriminator's first N blocks, nearest the image, "
+                       "frozen (FreezeD); needs --from [half its blocks with --from]."),
     resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
     snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,
     minutes: float = _MINUTES,
@@ -221,7 +257,7 @@ def train_vae(
     latent_adv_weight: float = _O(100.0, "--latent-adv-weight", help="Weight of the Fader latent adversary."),
     cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term (AttGAN), times the "
                            "adaptive weight: a classifier checks that decodes with other conditions show them [0 = off]."),
-    augment: str = _AUGMENT,
+    augment: str = _AUGMENT, init_from: str = _FROM,
     resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
     snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,
     minutes: float = _MINUTES,
@@ -262,26 +298,11 @@ def train_upscaler(
     import dataclasses
     import json
 
-    from trainer.checkpoint import CheckpointError
     from trainer.upscale import UpscaleConfig
     from trainer.upscale import train_upscaler as train
 
     if resume is not None:
-        ignored = [f for f in given_options(ctx) if f not in (*RESUMABLE, "--resume", "--dry-run", "--no-dry-run")]
-        if ignored:
-            raise UsageError(f"--resume continues the run with its own config, so it would ignore {', '.join(ignored)}; "
-                             f"with --resume only {', '.join(RESUMABLE)} apply")
-        path = resume / "config.json"
-        if not path.is_file():
-            raise CheckpointError(f"{resume} is not a run folder (no config.json)")
-        doc = json.loads(path.read_text())
-        if doc.get("kind") != "upscaler":
-            raise CheckpointError(f"{resume} is a {doc.get('kind')} run; use `moe train {doc.get('kind')}`")
-        overrides = {k: flags[k] for k in (f[2:].replace("-", "_") for f in RESUMABLE) if k in flags}
-        try:
-            cfg = UpscaleConfig(**{**doc, **overrides})
-        except TypeError as e:  # a config.json written by another version
-            raise CheckpointError(f"{path}: {e}") from None
+        cfg = _resumed_config(ctx, resume, "upscaler", UpscaleConfig, flags, RESUMABLE)
     else:
         cfg = UpscaleConfig(**flags)
     typer.echo(json.dumps(dataclasses.asdict(cfg), indent=1))
@@ -291,6 +312,28 @@ def train_upscaler(
     typer.echo(f"done: {run_dir}")
 
 
+@train_app.command("strip")
+def train_strip(
+    run: Path = typer.Argument(..., help="GAN or VAE run folder whose served checkpoint to strip."),
+    out: Path = typer.Option(..., "--out", help="Weights file to write (.safetensors), with its meta beside it (.json)."),
+    fp16: bool = typer.Option(False, "--fp16/--no-fp16", help="Store the weights at half precision, half the size."),
+) -> None:
+    """Write a run's weights without optimiser state, as a small file that `moe train gan|vae --from` starts from.
+
+    The GAN keeps G_ema and D, the VAE every model; the JSON beside it records the schema, sizes, data and
+    the run and kimg the weights come from.
+    """
+    import json
+
+    from trainer.transfer import strip
+
+    path = strip(run, out, fp16=fp16)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    names = [a["name"] for a in meta["schema"]["attributes"]]
+    typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB) and {path.with_suffix('.json').name}: "
+               f"{meta['kind']} at {meta['res']} px, width {meta['width']}, d-width {meta['d_width'] or meta['width']}, "
+               f"z {meta['z_dim']}, {meta['kimg']} kimg of {meta['data']['name']} ({', '.join(names)})")
+
 @train_app.command("suite")
 def train_suite(
     minutes: float = typer.Option(45.0, "--minutes", min=0.01, help="Time budget of every run, in minutes."),
@@ -299,7 +342,7 @@ def train_suite(
     sets: str = typer.Option(",".join(("palette", "faces", "lorelei", "critters")), "--sets",
                              help="Comma list of the sets to run (tuning: palette, faces; held-out: lorelei, critters)."),
     kinds: str = typer.Option("gan,vae", "--kinds", help="Comma list of the models to train: gan, vae."),
-    parallel: int = typer.Option(1, "--parallel", min=1, help="Runs at once (each with --threads threads)."),
+    parallel: int = typer.Option(1, "--parallel", min=1, help="Runs at once (each with --threads-per-run threads)."),
     threads: int = typer.Option(1, "--threads-per-run", min=1, help="CPU threads of each run and evaluation."),
     samples: int = typer.Option(2000, "--samples", min=2, help="Generated images each evaluation scores."),
 ) -> None:

@@ -28,6 +28,7 @@ from trainer.augment import AUGMENTS, AUTO, choose_policy
 from trainer.budget import Budget, expected_kimg, lr_factor
 from trainer.checkpoint import BEST, LAST, load_training_state, save_checkpoint
 from trainer.data import load_dataset
+from trainer.models.gan import discriminator_blocks
 from trainer.samples import make_grid_spec, render_grid
 from trainer.steps import make_task
 
@@ -82,6 +83,8 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop (with a final grid and checkpoint) after this much wall time; 0 = no limit
     minutes: float = 0.0  # time budget: sets the schedule, ends the run, keeps the best snapshot; 0 = off
     device: str = "auto"  # auto | cpu | cuda
+    init_from: str = ""  # start from these weights: a run folder, a weights file or a shipped name (trainer/transfer.py)
+    freeze_d: int = 0  # gan, with init_from: D's first blocks, nearest the image, stay frozen (FreezeD)
 
     def __post_init__(self) -> None:
         checks = [(self.kind in ("gan", "vae"), f"kind must be gan or vae, not {self.kind!r}"),
@@ -95,7 +98,11 @@ class TrainConfig:
                   (self.batch >= 2 and self.lr > 0, "--lr must be > 0 and --batch >= 2"),
                   (self.width >= 4 and self.z_dim >= 2, "--width must be >= 4 and --z-dim >= 2"),
                   (self.augment == AUTO or set(filter(None, self.augment.split(","))) <= set(AUGMENTS),
-                   f"--augment takes a comma list of {', '.join(AUGMENTS)}, not {self.augment!r}")]
+                   f"--augment takes a comma list of {', '.join(AUGMENTS)}, not {self.augment!r}"),
+                  (self.freeze_d == 0 or (self.kind == "gan" and self.init_from),
+                   "--freeze-d freezes transferred discriminator blocks: it needs --from, and a GAN"),
+                  (0 <= self.freeze_d < discriminator_blocks(self.res), f"--freeze-d must leave one of the "
+                   f"discriminator's {discriminator_blocks(self.res)} blocks at {self.res} px to train, not {self.freeze_d}")]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
@@ -205,6 +212,13 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
     # a pending conditioning ramp holds the conditioning at 0 until it is set
     task = make_task(dataclasses.replace(cfg, cond_ramp_kimg=math.inf) if ramp_pending else cfg,
                      ds.schema.cardinalities, device, labels)
+    transferred = None
+    if cfg.init_from:  # few-shot by transfer; a resumed run reads its own checkpoint below
+        from trainer.transfer import start_from
+
+        transferred = start_from(task, cfg, ds.schema, load=resume is None)
+        if rank == 0 and resume is None:
+            log.info("%s", transferred.summary())
     if device.type == "cuda":
         for m in task.models.values():
             m.to(memory_format=torch.channels_last)
@@ -229,6 +243,8 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
         torch.manual_seed(cfg.seed * 1000 + rank + step)  # different data and noise per process
     if rank == 0:
         (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
+        if transferred is not None and resume is None:
+            (run_dir / "transfer.json").write_text(json.dumps(transferred.to_dict(), indent=1))
         (run_dir / "samples").mkdir(exist_ok=True)
         log.info("run %s on %s x%d: %d images of %s, schema %s", run_dir, device, world, len(ds), ds.name,
                  dict(zip(ds.schema.names, ds.schema.cardinalities)))
@@ -296,12 +312,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
                      max(now - tick_start_time, 1e-9), 1), **{k: round(v / n_steps, 5) for k, v in sums.items()}}
             if budget is not None:
                 stats |= {"minutes": round(elapsed / 60, 2), "lr_factor": round(lr_factor(elapsed / budget.seconds), 4)}
-            with open(run_dir / "stats.jsonl", "a") as f:
-                f.write(json.dumps({**stats, "time": time.time()}) + "\n")
-            for k, v in stats.items():
-                if k not in ("kimg", "step"):
-                    writer.add_scalar(f"train/{k}", v, nimg)
-            bar.line("  ".join(f"{k} {v}" for k, v in stats.items()))
+            log_tick(run_dir, writer, bar, stats, nimg)
         if tick_due and ramp_pending:  # a quarter of the images the budget is expected to see
             (rate,) = _synced(((nimg - tick_start_nimg) / max(elapsed - tick_start_elapsed, 1e-9),), world, device)
             cfg = dataclasses.replace(cfg, cond_ramp_kimg=round(
@@ -355,6 +366,16 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
     if world > 1:
         _check_in_sync(task.models)
     return run_dir
+
+
+def log_tick(run_dir: Path, writer, bar, stats: dict, nimg: int) -> None:
+    """One tick's record: a `stats.jsonl` line (with the wall time), TensorBoard scalars, a status line."""
+    with open(run_dir / "stats.jsonl", "a") as f:
+        f.write(json.dumps({**stats, "time": time.time()}) + "\n")
+    for k, v in stats.items():
+        if k not in ("kimg", "step"):
+            writer.add_scalar(f"train/{k}", v, nimg)
+    bar.line("  ".join(f"{k} {v}" for k, v in stats.items()))
 
 
 def _check_in_sync(models: dict) -> None:

@@ -39,7 +39,7 @@ from trainer.checkpoint import load_training_state, save_checkpoint
 from trainer.data import BUILTIN_SEED, BUILTIN_SIZE, DatasetError, _downsample, cache_dir, load_dataset
 from trainer.losses import gradient_l1, l1_loss
 from trainer.models.upscaler import Upscaler, UpscalerConfig
-from trainer.train import ConfigError, TrainingDiverged, _data_desc, _device, _new_run_dir, _out_of_time, _Progress
+from trainer.train import ConfigError, TrainingDiverged, _data_desc, _device, _new_run_dir, _out_of_time, _Progress, log_tick
 
 __all__ = ["UpscaleConfig", "Pairs", "load_pairs", "degrade", "train_upscaler", "VAL_PAIRS"]
 
@@ -324,12 +324,7 @@ def train_upscaler(cfg: UpscaleConfig, *, resume: str | Path | None = None, prog
                      "img_s": round((nimg - tick_start_nimg) / max(now - tick_start_time, 1e-9), 1),
                      **{k: round(v / n_steps, 5) for k, v in sums.items()},
                      "val_psnr": round(val, 3), "val_psnr_lanczos": round(lanczos_psnr, 3)}
-            with open(run_dir / "stats.jsonl", "a") as f:
-                f.write(json.dumps({**stats, "time": time.time()}) + "\n")
-            for k, v in stats.items():
-                if k not in ("kimg", "step"):
-                    writer.add_scalar(f"train/{k}", v, nimg)
-            bar.line("  ".join(f"{k} {v}" for k, v in stats.items()))
+            log_tick(run_dir, writer, bar, stats, nimg)
             tick_start_nimg, tick_start_time, sums = nimg, time.monotonic(), {}
 
         # Snapshot: sample grid every grid_kimg, checkpoint every few minutes and at the end.

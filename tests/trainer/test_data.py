@@ -172,3 +172,33 @@ def test_builtin_set_is_rendered_once_then_read_from_the_cache(tmp_path, monkeyp
     monkeypatch.setattr(data, "render_dataset", None)  # a second load must not render
     again = load_dataset("builtin", 32, progress=False)
     assert again.fingerprint == ds.fingerprint
+
+
+def test_downsample_rounds_like_the_float_mean():
+    x = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    x[0, :2, :2] = np.array([[0, 0], [1, 1]], np.uint8)[..., None]  # 2x2 means 0.5 and 1.5: ties round to even
+    x[0, :2, 2:4] = np.array([[1, 1], [2, 2]], np.uint8)[..., None]
+    for res in (16, 8):
+        f = 32 // res
+        want = np.rint(x.astype(np.float32).reshape(-1, res, f, res, f, 3).mean(axis=(2, 4))).astype(np.uint8)
+        assert np.array_equal(data._downsample(x, res), want)
+
+
+def test_a_folder_is_decoded_once_then_read_from_the_cache(good, tmp_path, monkeypatch):
+    monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "CACHE_MIN", 1)
+    Image.new("RGBA", (32, 32), (0, 0, 0, 0)).save(good / "img" / "3.png")  # a conversion note to keep
+    first = load_dataset(str(good), 16)
+    assert len(list((tmp_path / "cache" / "folders").iterdir())) == 2
+    decode = data._decode
+    monkeypatch.setattr(data, "_decode", None)  # a second load must not decode
+    again = load_dataset(str(good), 16)
+    assert again.fingerprint == first.fingerprint and again.notes == first.notes
+    assert any("transparency" in n for n in again.notes)
+    monkeypatch.setattr(data, "_decode", decode)
+    _img(good / "img" / "0.png", color=(1, 2, 3), size=(40, 40))  # a changed file: decoded again, the old cache goes
+    changed = load_dataset(str(good), 16)
+    assert changed.fingerprint != first.fingerprint and changed.images[0, 0, 0].tolist() == [1, 2, 3]
+    assert len(list((tmp_path / "cache" / "folders").iterdir())) == 2
+    assert load_dataset(str(good), 8).images.shape[1] == 8  # another resolution: its own cache
+    assert len(list((tmp_path / "cache" / "folders").iterdir())) == 4

@@ -25,7 +25,7 @@ from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
 __all__ = ["GeneratorConfig", "DiscriminatorConfig", "Generator", "Discriminator", "channels_at", "config_from_dict",
-           "without_spectral_norm", "up_kernel"]
+           "without_spectral_norm", "up_kernel", "discriminator_blocks"]
 
 RESOLUTIONS = (16, 32, 64, 128)
 
@@ -130,6 +130,8 @@ class UpBlock(nn.Module):
 
 
 class Generator(nn.Module):
+    schema_parts = ("embeddings.",)  # state-dict prefixes whose meaning is the schema (fresh when transferred)
+
     def __init__(self, cfg: GeneratorConfig):
         super().__init__()
         self.cfg = cfg
@@ -188,7 +190,14 @@ def down_stack(res: int, width: int, sn=spectral_norm) -> tuple[nn.Sequential, i
     return nn.Sequential(*layers), cin
 
 
+def discriminator_blocks(res: int) -> int:
+    """Blocks of a res-px `down_stack`: one per halving down to 4x4, and the 3x3 conv at 4x4."""
+    return res.bit_length() - 2
+
+
 class Discriminator(nn.Module):
+    schema_parts = ("projections.",)  # state-dict prefixes whose meaning is the schema (fresh when transferred)
+
     def __init__(self, cfg: DiscriminatorConfig):
         super().__init__()
         self.cfg = cfg
@@ -196,6 +205,36 @@ class Discriminator(nn.Module):
         self.psi = spectral_norm(nn.Linear(c, 1))
         self.projections = nn.ModuleList(spectral_norm(nn.Embedding(n, c)) for n in cfg.cardinalities)
         self.cond_weight = 1.0  # < 1 fades the projection terms out (conditioning ramp); not saved
+        self.frozen = 0  # blocks kept frozen (`freeze`); not saved
+
+    def blocks(self) -> list[nn.Module]:
+        """The blocks of `features`, nearest the image first: (conv, LeakyReLU) each."""
+        return [self.features[i:i + 2] for i in range(0, len(self.features), 2)]
+
+    def freeze(self, n: int) -> None:
+        """Freeze the first n blocks, those nearest the image (FreezeD, Mo et al. 2020): they get no
+        gradient and their spectral norm stops its power iteration, so they compute the same function
+        for the whole run. `requires_grad_` and `train` keep them so."""
+        blocks = len(self.blocks())
+        if not 0 <= n < blocks:
+            raise ValueError(f"the discriminator has {blocks} blocks at {self.cfg.res} px: freeze 0 to {blocks - 1}, "
+                             f"not {n}")
+        self.frozen = n
+        for block in self.blocks()[:n]:
+            block.requires_grad_(False)
+            block.train(False)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Discriminator:
+        super().requires_grad_(requires_grad)
+        for block in self.blocks()[:self.frozen]:
+            block.requires_grad_(False)
+        return self
+
+    def train(self, mode: bool = True) -> Discriminator:
+        super().train(mode)
+        for block in self.blocks()[:self.frozen]:
+            block.train(False)
+        return self
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """x (B, 3, res, res) in [-1, 1], c (B, A) int64 -> (B,) raw realness score."""

@@ -88,6 +88,8 @@ class AttributeClassifier(nn.Module):
     (AttGAN, He et al. 2019), trained on real images, that checks what the decoder draws. The
     discriminators' trunk without spectral norm, flattened so it keeps where things are."""
 
+    schema_parts = ("heads.",)  # state-dict prefixes whose meaning is the schema (fresh when transferred)
+
     def __init__(self, cfg: AttributeClassifierConfig):
         super().__init__()
         self.cfg = cfg
@@ -111,6 +113,8 @@ class LatentClassifierConfig:
 
 class LatentClassifier(nn.Module):
     """The Fader adversary: z (B, Z) -> one logit vector per attribute."""
+
+    schema_parts = ("heads.",)  # state-dict prefixes whose meaning is the schema (fresh when transferred)
 
     def __init__(self, cfg: LatentClassifierConfig):
         super().__init__()

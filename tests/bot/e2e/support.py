@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from pathlib import Path
@@ -74,3 +75,13 @@ def check_result(msg, member) -> np.ndarray:
     assert [i.split(":")[1] for i in ids] == ["r", "v", "e", "b", "s", "d", "i", "k"]
     assert ids[4].startswith(f"moe:s:{member.user.id}:") and ids[5] == f"moe:d:{member.user.id}"
     return img
+
+
+@contextlib.contextmanager
+def server_language(guild, locale: str):
+    """The server's preferred language (`guild_locale`) for a while: public posts speak it."""
+    before, guild.preferred_locale = guild.preferred_locale, locale
+    try:
+        yield
+    finally:
+        guild.preferred_locale = before

@@ -11,7 +11,6 @@ received for `/avatar` in English, Chinese and Japanese. To redraw them with the
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from bot.i18n import catalogue, resolve, t
 from testkit.fakediscord import FakeDiscord
 from testkit.fakediscord.screenshot import render_svg
 from testkit.fakediscord.server import TOKEN
-from tests.bot.e2e.support import check_result, done
+from tests.bot.e2e.support import check_result, done, server_language
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
@@ -37,16 +36,6 @@ def member(world, locale: str):
     if key not in _members:
         _members[key] = world.fake.add_member(world.club, NAMES[locale], locale=locale)
     return _members[key]
-
-
-@contextlib.contextmanager
-def server_language(guild, locale: str):
-    """The server's preferred language (`guild_locale`) for a while: public posts speak it."""
-    before, guild.preferred_locale = guild.preferred_locale, locale
-    try:
-        yield
-    finally:
-        guild.preferred_locale = before
 
 
 def top(world, name: str) -> dict:

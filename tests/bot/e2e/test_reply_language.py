@@ -7,14 +7,13 @@ Every expectation is the catalogue's (`t`), never a hard-coded sentence."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 
 import pytest
 
 from bot.i18n import t
 from engine import Recipe
-from tests.bot.e2e.support import check_result, code_of, done
+from tests.bot.e2e.support import check_result, code_of, done, server_language
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
@@ -25,15 +24,6 @@ _names = itertools.count()
 def newcomer(world, locale: str):
     """A member of the Moe Club whose client speaks `locale`, with nothing saved yet."""
     return world.fake.add_member(world.club, f"lang{next(_names)}", locale=locale)
-
-
-@contextlib.contextmanager
-def server_language(guild, locale: str):
-    before, guild.preferred_locale = guild.preferred_locale, locale
-    try:
-        yield
-    finally:
-        guild.preferred_locale = before
 
 
 def labels(msg) -> list[str]:

@@ -1,0 +1,110 @@
+"""The defaults `moe train gan|vae --data DIR` chooses from the data, and how given flags override them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from trainer.defaults import FEW_SHOT, SMALL_SET, DataStats, choose, regime
+
+
+def _stats(images: int, cards=(8, 9, 13, 8), colour_valued=(False, False, False, True)) -> DataStats:
+    names = tuple(f"a{i}" for i in range(len(cards)))
+    return DataStats(images, names, tuple(cards), tuple(0.9 if c else 0.1 for c in colour_valued), tuple(colour_valued))
+
+
+def _by_flag(choices):
+    return {c.flag: c for c in choices}
+
+
+def test_thousands_of_images_get_the_measured_recipe_without_colour_jitter_on_a_colour():
+    values, choices = choose("gan", _stats(12_000), {})
+    assert values == {"d_width": 32, "cls_weight": 0.3, "ms_weight": 0.03, "augment": "translation",
+                      "cond_ramp_kimg": -1.0}
+    lines = {c.flag: c.line() for c in choices}
+    assert lines["--augment"].startswith("chosen  augment translation: 'a3' is colour-valued")
+    assert "no cutout" in lines["--augment"] and "no ramp" in lines["--cond-ramp-kimg"]
+    assert "--from" not in lines and not any(c.given for c in choices)
+
+
+def test_colour_jitter_is_kept_when_no_attribute_is_a_colour():
+    values, _ = choose("gan", _stats(12_000, colour_valued=(False,) * 4), {})
+    assert values["augment"] == "color,translation"
+
+
+def test_few_shot_sets_get_cutout_no_classifier_and_a_place_for_transfer():
+    values, choices = choose("gan", _stats(100, cards=(15, 15), colour_valued=(False, False)), {})
+    assert values == {"d_width": 0, "cls_weight": 0.0, "ms_weight": 0.0, "augment": "color,translation,cutout",
+                      "cond_ramp_kimg": -1.0}
+    by = _by_flag(choices)
+    assert by["--from"].value is None and "not available yet" in by["--from"].why  # no from_ value until transfer
+    assert "ramped in" in by["--cond-ramp-kimg"].why and "7 images each" in by["--cls-weight"].why
+
+
+def test_a_small_set_gets_the_recipe_with_the_ramp():
+    values, choices = choose("gan", _stats(4000), {})
+    assert values["cls_weight"] == 0.3 and values["augment"] == "translation"
+    assert "ramped in" in _by_flag(choices)["--cond-ramp-kimg"].why
+
+
+def test_too_few_images_per_value_turn_the_classification_term_off():
+    values, choices = choose("vae", _stats(2000, cards=(100, 4), colour_valued=(False, False)), {})
+    assert values["cls_weight"] == 0.0 and "'a0' has 100 values, about 20 images each" in _by_flag(choices)["--cls-weight"].why
+
+
+def test_given_flags_are_never_chosen_and_the_others_follow_them():
+    values, choices = choose("gan", _stats(12_000), {"cls_weight": 0.0, "augment": "", "width": 48})
+    assert "cls_weight" not in values and "augment" not in values
+    assert values["ms_weight"] == 0.0  # no mode seeking without the classification term
+    assert values["d_width"] == 48  # never narrower than a given generator
+    by = _by_flag(choices)
+    assert by["--cls-weight"].given and by["--cls-weight"].line() == "given   cls-weight 0.0"
+    assert by["--augment"].line() == "given   augment none"
+    values, _ = choose("gan", _stats(100), {"cls_weight": 0.5})
+    assert values["ms_weight"] == 0.03  # a given term brings its partner even on a few-shot set
+
+
+def test_vae_chooses_only_its_own_terms():
+    values, choices = choose("vae", _stats(12_000), {})
+    assert values == {"cls_weight": 0.3, "augment": "translation"}
+    assert "a classifier checks every decode" in _by_flag(choices)["--cls-weight"].why
+
+
+def test_regimes_and_the_training_loops_threshold():
+    from trainer.train import SMALL_DATASET
+
+    assert SMALL_SET == SMALL_DATASET
+    assert [regime(n) for n in (FEW_SHOT - 1, FEW_SHOT, SMALL_SET - 1, SMALL_SET)] == ["few-shot", "small", "small",
+                                                                                    "large"]
+    with pytest.raises(ValueError):
+        choose("upscaler", _stats(100), {})
+
+
+def test_stats_of_a_folder(tiny_set):
+    from trainer.data import load_dataset
+    from trainer.defaults import stats_of
+
+    stats = stats_of(load_dataset(str(tiny_set), 16))
+    assert (stats.images, stats.names, stats.cardinalities) == (16, ("color", "shape"), (2, 2))
+    assert stats.colour_valued == (True, False)
+
+
+def _moe(*args):
+    from moe.cli import app
+
+    r = CliRunner().invoke(app, list(args))
+    assert r.exit_code == 0, r.output
+    return r.output, json.loads(r.stdout[r.stdout.index("{"):])
+
+
+def test_cli_prints_the_choices_and_a_given_flag_wins(tiny_set, tmp_path):
+    out, cfg = _moe("train", "gan", "--data", str(tiny_set), "--res", "16", "--dry-run", "--ms-weight", "0.2")
+    assert "defaults for 16 images, 2 attribute(s) (color 2, shape 2): few-shot set" in out
+    assert "chosen  augment translation,cutout: 'color' is colour-valued" in out
+    assert "given   ms-weight 0.2" in out
+    assert cfg["augment"] == "translation,cutout" and cfg["d_width"] == 0 and cfg["ms_weight"] == 0.2
+    assert not (tmp_path / "runs").exists()
+    out, cfg = _moe("train", "vae", "--dry-run")  # the built-in set keeps TrainConfig's defaults
+    assert "defaults for" not in out and cfg["augment"] == "auto" and cfg["cls_weight"] == 0.0

@@ -1,0 +1,172 @@
+"""Training defaults that fit the data: what `moe train gan|vae --data DIR` chooses by itself.
+
+`choose(kind, stats, given)` is a pure function of the dataset's statistics (`DataStats`,
+from `stats_of(dataset)`) and the flags the user gave: it returns the config values it chose
+(never one the user gave) and one `Choice` per decision, each with the reason, for the command
+to print. Three regimes by the number of images:
+
+- few-shot (under FEW_SHOT): the discriminator's overfitting is the danger (Karras et al. 2020,
+  Zhao et al. 2020), so DiffAugment gets every op that keeps the labels true, cutout included;
+  the discriminator keeps the generator's width, and the classification and mode-seeking terms
+  stay off (with a handful of images per value, a classifier learns them by heart);
+- small (FEW_SHOT to SMALL_SET): the recipe for thousands of images, with the conditioning
+  ramped in (Shahbazi et al. 2022: conditioning from the start collapses small sets);
+- large: the recipe measured on the built-in set (see README.md, docs/reports/README.md).
+
+Whatever the regime, colour jitter is used only when no attribute is colour-valued (a jittered
+tone is no longer the labelled tone), and the classification term only when every value has
+enough images (PER_VALUE on average in the attribute with the most values).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+__all__ = ["DataStats", "Choice", "choose", "stats_of", "regime", "FEW_SHOT", "SMALL_SET", "PER_VALUE"]
+
+FEW_SHOT = 1000  # fewer images: a few-shot set
+SMALL_SET = 5000  # fewer images: the conditioning ramps in (the training loop's SMALL_DATASET)
+PER_VALUE = 30  # images per value, on average, that the classification term needs in every attribute
+RECIPE_D_WIDTH = 32  # the measured recipe's discriminator width (twice the CPU generator's 16)
+RECIPE_GAN_CLS, RECIPE_MS, RECIPE_VAE_CLS = 0.3, 0.03, 0.3
+
+
+@dataclass(frozen=True)
+class DataStats:
+    """What the defaults look at: size, attributes and their values, which attributes are colours."""
+
+    images: int
+    names: tuple[str, ...]
+    cardinalities: tuple[int, ...]
+    colour: tuple[float, ...] = ()  # per attribute: how much of it a colour-only classifier gets (0..1)
+    colour_valued: tuple[bool, ...] = ()  # per attribute: colour alone tells its values apart
+
+    @property
+    def per_value(self) -> float:
+        """Images per value, on average, in the attribute with the most values."""
+        return self.images / max(self.cardinalities)
+
+    def describe(self) -> str:
+        attrs = ", ".join(f"{n} {k}" for n, k in zip(self.names, self.cardinalities))
+        return f"{self.images} images, {len(self.names)} attribute(s) ({attrs}): {regime(self.images)} set"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One decision: the flag, its value, whether the user gave it, and why (for a chosen one)."""
+
+    flag: str  # as on the command line: "--cls-weight"
+    value: object
+    given: bool
+    why: str = ""
+
+    def line(self) -> str:
+        value = {"": "none", -1.0: "auto"}.get(self.value, self.value) if self.value is not None else "none"
+        head = f"{'given ' if self.given else 'chosen'}  {self.flag[2:]} {value}"
+        return f"{head}: {self.why}" if self.why and not self.given else head
+
+
+def regime(images: int) -> str:
+    """'few-shot', 'small' or 'large' (thousands of images)."""
+    return "few-shot" if images < FEW_SHOT else "small" if images < SMALL_SET else "large"
+
+
+def stats_of(dataset) -> DataStats:
+    """The statistics of a loaded `trainer.data.Dataset` (colour scores as `trainer.augment` measures them)."""
+    from trainer.augment import COLOUR_VALUED, colour_scores
+
+    cards = tuple(dataset.schema.cardinalities)
+    scores = colour_scores(dataset.images, dataset.labels, cards)
+    return DataStats(images=len(dataset), names=tuple(dataset.schema.names), cardinalities=cards,
+                     colour=tuple(round(float(s), 3) for s in scores),
+                     colour_valued=tuple(bool(s >= COLOUR_VALUED) for s in scores))
+
+
+def choose(kind: str, stats: DataStats, given: Mapping[str, object]) -> tuple[dict, list[Choice]]:
+    """The config values to use for a `kind` ("gan" | "vae") run on data with `stats`, and one
+    `Choice` per decision. `given` maps TrainConfig field names to the values the user gave; those
+    are never chosen (their Choice is marked given), and the rest of the decisions take them into
+    account (the mode-seeking term follows a given classification weight)."""
+    if kind not in ("gan", "vae"):
+        raise ValueError(f"kind must be gan or vae, not {kind!r}")
+    few = regime(stats.images) == "few-shot"
+    values: dict = {}
+    choices: list[Choice] = []
+
+    def decide(field: str, value, why: str) -> None:
+        flag = "--" + field.rstrip("_").replace("_", "-")
+        if field in given:
+            choices.append(Choice(flag, given[field], True))
+        else:
+            values[field] = value
+            choices.append(Choice(flag, value, False, why))
+
+    if kind == "gan":
+        width = int(given.get("width") or 0)
+        if few:
+            decide("d_width", 0, f"the generator's width: a wider D learns {stats.images} images by heart sooner "
+                   "(not measured on few-shot sets)")
+        else:
+            decide("d_width", max(RECIPE_D_WIDTH, width), "the measured recipe for thousands of images (a D twice "
+                   "as wide as the CPU generator gives back variety the classification term takes)")
+    decide("cls_weight", *_cls(kind, stats, few))
+    cls_on = bool(given.get("cls_weight", values.get("cls_weight")))
+    if kind == "gan":
+        if cls_on:
+            decide("ms_weight", RECIPE_MS, "pairs with the classification term, which alone collapses the variety "
+                   "within a condition (measured: 0.03; 0.1 already strays from the conditions)")
+        else:
+            decide("ms_weight", 0.0, "off with the classification term off (it gives back what that term takes)")
+    decide("augment", *_augment(stats, few))
+    if kind == "gan":
+        if stats.images < SMALL_SET:
+            decide("cond_ramp_kimg", -1.0, f"ramped in over a quarter of the run ({stats.images} < {SMALL_SET} "
+                   "images: conditioning from the start collapses small sets, Shahbazi et al. 2022)")
+        else:
+            decide("cond_ramp_kimg", -1.0, f"no ramp ({stats.images} >= {SMALL_SET} images)")
+    if few:  # where transfer from the bundled model would go: a `from_` value once the trainer takes one
+        transfer = _transfer(kind, stats)
+        if transfer is not None:
+            decide("from_", transfer, "few-shot: start from the bundled model's trained weights")
+        elif "from_" not in given:
+            choices.append(Choice("--from", None, False, "starting from the bundled model's weights is what helps "
+                                  "few-shot sets most (FreezeD, Mo et al. 2020); not available yet, so from scratch"))
+    return values, choices
+
+
+def _cls(kind: str, stats: DataStats, few: bool) -> tuple[float, str]:
+    """The classification term's weight and why."""
+    widest = max(zip(stats.cardinalities, stats.names))[1]
+    if few or stats.per_value < PER_VALUE:
+        return 0.0, (f"off: '{widest}' has {max(stats.cardinalities)} values, about {stats.per_value:.0f} images each "
+                     f"(under {PER_VALUE}), which a classifier learns by heart (not measured at this size)")
+    recipe = RECIPE_GAN_CLS if kind == "gan" else RECIPE_VAE_CLS
+    what = "D classifies with its projection embeddings" if kind == "gan" else "a classifier checks every decode"
+    return recipe, (f"{len(stats.names)} attribute(s) with labels for every image, at least "
+                    f"{stats.per_value:.0f} images per value ({what}; the measured recipe for thousands of images)")
+
+
+def _augment(stats: DataStats, few: bool) -> tuple[str, str]:
+    """The DiffAugment policy and why: colour only when no attribute is a colour, cutout only on few-shot sets."""
+    coloured = [(n, s) for n, s, c in zip(stats.names, stats.colour, stats.colour_valued) if c]
+    ops = ["translation"]
+    if coloured:
+        why = (", ".join(f"'{n}'" for n, _ in coloured) + f" {'is' if len(coloured) == 1 else 'are'} colour-valued "
+               f"(a colour-only classifier gets {', '.join(f'{s:.2f}' for _, s in coloured)}), so no colour jitter")
+    else:
+        ops.insert(0, "color")
+        why = "no attribute is colour-valued, so colour jitter is safe"
+    if few:
+        ops.append("cutout")
+        why += (f"; cutout, as DiffAugment's few-shot runs use it: with {stats.images} images D overfits sooner "
+                "than it misses a hidden part")
+    else:
+        why += "; no cutout (it hid small parts from D a quarter of the time in the measured runs)"
+    return ",".join(ops), why
+
+
+def _transfer(kind: str, stats: DataStats) -> str | None:
+    """The pack whose trained weights a run starts from (`--from`), or None to start from scratch.
+    Few-shot sets are where transfer belongs; it is None until the trainer can start from a pack."""
+    return None
