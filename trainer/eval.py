@@ -41,6 +41,7 @@ rule have no `judged` key; readers take a missing key as judged.
 hundred samples, the judged accuracy ratios and KID against held-out images beside the blurred
 reference, ranked by `metrics.prefer`.
 
+What is evaluated, a run's models or a pack's graphs, comes as plain functions from `trainer/sources.py`.
 The metrics themselves are pure functions in `trainer/metrics.py`; `trainer/report.py` prints
 the report as tables and draws `eval.png`.
 """
@@ -51,7 +52,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -59,11 +59,37 @@ import torch
 from torch.nn import functional as F
 
 from engine.schema import Schema
-from trainer.judge import JudgeConfig, TrainedJudge, load_or_train_judge, split_features, to_tensor
-from trainer.metrics import (GROUP_CAP, JUDGE_MIN_ACCURACY, choose_grouping, diversity, fid, gaussian_blur, group_ids,
-                             judged, kid, nearest_distances, paired_change, pick_top1)
+from trainer.judge import (
+    JudgeConfig,
+    TrainedJudge,
+    load_or_train_judge,
+    split_features,
+    to_tensor,
+)
+from trainer.metrics import (
+    GROUP_CAP,
+    JUDGE_MIN_ACCURACY,
+    choose_grouping,
+    diversity,
+    fid,
+    gaussian_blur,
+    group_ids,
+    judged,
+    kid,
+    nearest_distances,
+    paired_change,
+)
 from trainer.report import print_report, save_grid
 from trainer.samples import to_uint8
+from trainer.sources import (
+    EvalError,
+    Source,
+    best_of_sampler,
+    decode,
+    open_run,
+    pack_source,
+    run_source,
+)
 
 # print_report lives in trainer.report; it stays importable from here for `moe train eval`
 __all__ = ["evaluate", "evaluate_pack", "print_report", "quick_scorer", "run_score", "EvalError", "FORMAT",
@@ -81,23 +107,7 @@ QUICK_SAMPLES = 500  # samples of a quick eval (a budgeted run's snapshots)
 JUDGED_AT = JUDGE_MIN_ACCURACY  # the judge's real held-out accuracy an attribute needs to be judged
 
 
-class EvalError(ValueError):
-    """A run that cannot be evaluated (no checkpoint, data that does not fit); the message says why."""
-
-
 # -- evaluation of a run ------------------------------------------------------------------
-
-@torch.no_grad()
-def _decode(generator: torch.nn.Module, z: torch.Tensor, conds: np.ndarray, batch: int) -> np.ndarray:
-    c = torch.from_numpy(np.ascontiguousarray(conds, dtype=np.int64))
-    out = []
-    for i in range(0, len(z), batch):
-        x = generator(z[i:i + batch], c[i:i + batch])  # (B, 3, H, W)
-        if not torch.isfinite(x).all():
-            raise EvalError("the generator produced NaN/inf pixels: the checkpoint is broken (diverged run?)")
-        out.append(to_uint8(x))
-    return np.concatenate(out)
-
 
 def _small(images: np.ndarray, size: int = 16) -> np.ndarray:
     """Pixel-space features for a judge-free diversity check: images box-downsampled to 16x16."""
@@ -202,7 +212,7 @@ def _vae_report(encoder, decoder, ref: _Reference, judge, schema: Schema, seed: 
     """Reconstruction (posterior mean) and edits of held-out images, scored by the judge."""
     x, labels = ref.held_images, ref.held_labels
     mu = torch.cat([encoder(to_tensor(x[i:i + batch]))[0] for i in range(0, len(x), batch)])
-    recon = _decode(decoder, mu, labels, batch)
+    recon = decode(decoder, mu, labels, batch)
     mse = (((recon.astype(np.float64) - x) / 255) ** 2).reshape(len(x), -1).mean(1)  # per image, [0, 1] scale
     psnr = 10 * np.log10(1 / np.maximum(mse, 1e-10))
     _, recon_pred = judge.embed(recon)
@@ -216,7 +226,7 @@ def _vae_report(encoder, decoder, ref: _Reference, judge, schema: Schema, seed: 
     new = labels.copy()
     rows = np.arange(len(x))
     new[rows, attr] = (labels[rows, attr] + rng.integers(1, card[attr])) % card[attr]
-    edited = _decode(decoder, mu, new, batch)
+    edited = decode(decoder, mu, new, batch)
     _, pred = judge.embed(edited)
     hit = pred[rows, attr] == new[rows, attr]
     others = np.ones_like(labels, bool)
@@ -240,132 +250,6 @@ def _vae_report(encoder, decoder, ref: _Reference, judge, schema: Schema, seed: 
     return section, {"held": x[:16], "reconstruction": recon[:16], "edit": edited[:16]}
 
 
-def _run_data(run_dir: Path, meta: dict, override: str | None) -> tuple[str, str | None]:
-    """(data spec, recorded fingerprint) from checkpoint.json (or config.json), unless overridden."""
-    data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
-    spec = override or meta.get("data_spec")
-    if spec is None and (run_dir / "config.json").is_file():
-        cfg = json.loads((run_dir / "config.json").read_text())
-        spec = cfg.get("data") if isinstance(cfg.get("data"), str) else None
-    if spec is None:
-        raise EvalError(f"{run_dir}: the checkpoint does not record its training data; pass --data builtin|DIR")
-    return str(spec), data.get("fingerprint")
-
-
-@dataclass(frozen=True)
-class _Source:
-    """What is evaluated, as plain functions: a run's PyTorch models or a pack's ONNX graphs.
-    `generate(z, conds) -> uint8 NHWC`; `score(images uint8, conds) -> (N,)` is the
-    discriminator's conditional score (None without one); `vae` = (encoder, decoder) modules and
-    `latent_prior` where their samples come from."""
-
-    name: str
-    kind: str
-    schema: Schema
-    res: int
-    z_dim: int
-    spec: str
-    recorded_fp: str | None
-    generate: Callable[[torch.Tensor, np.ndarray], np.ndarray]
-    score: Callable[[np.ndarray, np.ndarray], np.ndarray] | None
-    header: dict = field(default_factory=dict)  # what identifies it in the report (step, kimg; pack, version)
-    vae: tuple | None = None
-    latent_prior: str | None = None
-
-
-@torch.no_grad()
-def _torch_score(discriminator: torch.nn.Module, images: np.ndarray, conds: np.ndarray, batch: int) -> np.ndarray:
-    """The discriminator's score of uint8 images for their conditions, read from uint8 exactly as
-    the exported discriminator.onnx reads them (`export.onnx.DiscriminatorGraph`)."""
-    c = torch.from_numpy(np.ascontiguousarray(conds, dtype=np.int64))
-    return np.concatenate([discriminator(to_tensor(images[i:i + batch]), c[i:i + batch]).reshape(-1).double().numpy()
-                           for i in range(0, len(images), batch)])
-
-
-def _load_run(run_dir: Path):
-    from trainer.checkpoint import CheckpointError, load_run
-
-    try:
-        return load_run(run_dir)
-    except CheckpointError as e:
-        raise EvalError(str(e)) from None
-
-
-def _run_source(run_dir: Path, run, data: str | None, batch: int) -> _Source:
-    meta = run.meta
-    spec, recorded_fp = _run_data(run_dir, meta, data)
-    generator = run.models["G_ema"] if run.kind == "gan" else run.models["decoder"]
-    d = run.models.get("D") if run.kind == "gan" else None
-    vae = (run.models["encoder"], generator) if run.kind == "vae" else None
-    # where the VAE's samples are drawn from (runs before the fitted prior used N(0, I))
-    prior = None if vae is None else "fitted to the codes" if "prior" in run.models else "N(0, I)"
-    return _Source(run_dir.name, run.kind, Schema.from_dict(meta["schema"]), int(meta["res"]), int(meta["z_dim"]),
-                   spec, recorded_fp, lambda z, c: _decode(generator, z, c, batch),
-                   None if d is None else (lambda x, c: _torch_score(d, x, c, batch)),
-                   {"step": meta.get("step"), "kimg": meta.get("kimg")}, vae, prior)
-
-
-def _pack_source(pack_dir: Path, data: str | None, batch: int, threads: int | None) -> _Source:
-    """A pack's generator.onnx and discriminator.onnx through onnxruntime on the CPU: what the
-    bot serves. A manifest names its data but not where it is: `data`, else the built-in set
-    (a pack trained on other data fails the schema check and asks for --data)."""
-    from engine.errors import EngineError
-    from engine.pack import load_pack
-    from engine.sessions import make_session
-
-    try:
-        pack = load_pack(pack_dir)
-    except EngineError as e:
-        raise EvalError(f"{pack_dir}: {e}") from None
-    recorded = pack.manifest.get("data", {})
-    if data is None:
-        from trainer.styleset import SCHEMA
-
-        if pack.schema.fingerprint() != SCHEMA.fingerprint():
-            raise EvalError(f"pack {pack.name} was not trained on the built-in set (its attributes differ); "
-                            "pass --data DIR")
-    gen = make_session(pack.model_path("generator"), ["CPUExecutionProvider"], threads)
-    disc = make_session(pack.model_path("discriminator"), ["CPUExecutionProvider"], threads) \
-        if pack.has_discriminator else None
-
-    def generate(z: torch.Tensor, conds: np.ndarray) -> np.ndarray:
-        out = []
-        for i in range(0, len(z), batch):
-            c = np.ascontiguousarray(conds[i:i + batch], dtype=np.int64)
-            zz = z[i:i + batch].numpy().astype(np.float32)
-            (x,) = gen.run(None, {"z": zz, "cond": c, "cond_b": c, "mix": np.zeros((len(c), 1), np.float32)})
-            out.append(x)
-        return np.concatenate(out)
-
-    def score(images: np.ndarray, conds: np.ndarray) -> np.ndarray:
-        return np.concatenate([disc.run(None, {"image": np.ascontiguousarray(images[i:i + batch]),
-                                               "cond": np.ascontiguousarray(conds[i:i + batch], dtype=np.int64)})[0]
-                               for i in range(0, len(images), batch)]).astype(np.float64)
-
-    version = pack.manifest.get("version")
-    header = {"pack": pack.name, "version": version, "content_hash": pack.content_hash}
-    return _Source(f"{pack.name}@{version}", "gan", pack.schema, pack.resolution, pack.z_dim, data or "builtin",
-                   recorded.get("fingerprint"), generate, None if disc is None else score, header)
-
-
-def _best_of_sampler(source: _Source, k: int, seed: int, picks: list) -> Callable[[torch.Tensor, np.ndarray], np.ndarray]:
-    """A generate function that draws k candidates per row, the first with the given latent
-    (the k=1 sample itself, so the comparison is paired) and k-1 more from a seeded stream,
-    and keeps the one the discriminator scores highest for its condition. Each call appends
-    its (conditions, scores (N, k), picked indices, first candidates, kept images) to `picks`."""
-    g = torch.Generator().manual_seed(seed + 1_000_003)
-
-    def sample(z: torch.Tensor, conds: np.ndarray) -> np.ndarray:
-        latents = [z] + [torch.randn(z.shape, generator=g) for _ in range(k - 1)]
-        candidates = np.stack([source.generate(zz, conds) for zz in latents], 1)  # (N, k, H, W, 3)
-        scores = np.stack([source.score(candidates[:, j], conds) for j in range(k)], 1)  # (N, k)
-        kept, best = pick_top1(candidates, scores)
-        picks.append((conds, scores, best, candidates[:, 0], kept))
-        return kept
-
-    return sample
-
-
 def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = None, seed: int = 0,
              judge_config: JudgeConfig = JudgeConfig(), batch: int = 250, write: bool = True,
              best_of: int = 1) -> dict:
@@ -374,12 +258,12 @@ def evaluate(run_dir: str | Path, *, samples: int = 2000, data: str | None = Non
     also reports the discriminator's top-1 of that many candidates per sample (GAN runs)."""
     run_dir = Path(run_dir)
     _check_counts(samples, best_of)
-    run = _load_run(run_dir)
+    run = open_run(run_dir)
     if run.kind == "upscaler":  # no samples to judge: its sharpness at 256 px is its report
         from trainer.sharpness import evaluate_upscaler
 
         return evaluate_upscaler(run_dir, seed=seed, write=write)
-    source = _run_source(run_dir, run, data, batch)
+    source = run_source(run_dir, run, data, batch)
     out = (run_dir / "eval.json", run_dir / "eval.png") if write else None
     return _evaluate(source, samples, seed, judge_config, batch, best_of, out)
 
@@ -390,7 +274,7 @@ def evaluate_pack(pack_dir: str | Path, *, samples: int = 2000, data: str | None
     """Evaluate a pack folder's GAN (generator.onnx, and discriminator.onnx for `best_of`) as
     `evaluate` does a run; writes `out` (JSON) and the grid beside it (`.png`) when given."""
     _check_counts(samples, best_of)
-    source = _pack_source(Path(pack_dir), data, batch, threads)
+    source = pack_source(Path(pack_dir), data, batch, threads)
     return _evaluate(source, samples, seed, judge_config, batch, best_of,
                      None if out is None else (Path(out), Path(out).with_suffix(".png")))
 
@@ -402,7 +286,7 @@ def _check_counts(samples: int, best_of: int) -> None:
         raise EvalError(f"--best-of must be from 1 to {MAX_BEST_OF}, got {best_of}")
 
 
-def _evaluate(source: _Source, samples: int, seed: int, judge_config: JudgeConfig, batch: int, best_of: int,
+def _evaluate(source: Source, samples: int, seed: int, judge_config: JudgeConfig, batch: int, best_of: int,
               out: tuple[Path, Path] | None) -> dict:
     from trainer.data import load_dataset
 
@@ -445,7 +329,7 @@ def _evaluate(source: _Source, samples: int, seed: int, judge_config: JudgeConfi
     if best_of > 1:
         log.info("drawing %d candidates per sample and keeping the discriminator's top-1", best_of)
         picks: list = []
-        picked, pgrid = _sample_report(_best_of_sampler(source, best_of, seed, picks), ref, tj.model, labels, schema,
+        picked, pgrid = _sample_report(best_of_sampler(source, best_of, seed, picks), ref, tj.model, labels, schema,
                                        z_dim, samples, seed)
         conds, scores, best, first, kept = picks[0]  # the main samples (the second call drew the diversity set)
         rows = np.arange(len(best))

@@ -17,13 +17,14 @@ from PIL import Image
 from engine.schema import Attribute, Schema
 from tests.trainer.conftest import tiny_run
 from tests.trainer.test_eval import toy_folder  # noqa: F401  (a fixture)
-from trainer.eval import EvalError, _best_of_sampler, _Source, _torch_score, evaluate, evaluate_pack
+from trainer.eval import EvalError, evaluate, evaluate_pack
 from trainer.judge import JudgeConfig
+from trainer.sources import Source, best_of_sampler, torch_score
 
 SMALL_JUDGE = JudgeConfig(width=8, feat_dim=16, epochs=2, min_seen=0, batch=32)
 
 
-def _bright_source(score_sign: float = 1.0) -> _Source:
+def _bright_source(score_sign: float = 1.0) -> Source:
     """A fake GAN whose image brightness is z[0] and whose discriminator scores brightness."""
     def generate(z: torch.Tensor, conds: np.ndarray) -> np.ndarray:
         level = ((z[:, 0].numpy() + 4) * 30).clip(0, 255).astype(np.uint8)
@@ -33,7 +34,7 @@ def _bright_source(score_sign: float = 1.0) -> _Source:
         return score_sign * images.reshape(len(images), -1).mean(1).astype(np.float64)
 
     schema = Schema((Attribute("a", ("x", "y")),))
-    return _Source("fake", "gan", schema, 4, 2, "none", None, generate, score)
+    return Source("fake", "gan", schema, 4, 2, "none", None, generate, score)
 
 
 def test_best_of_keeps_the_best_scored_candidate_and_pairs_it_with_the_k1_sample():
@@ -42,7 +43,7 @@ def test_best_of_keeps_the_best_scored_candidate_and_pairs_it_with_the_k1_sample
     conds = np.zeros((200, 1), np.int64)
     source = _bright_source()
     plain = source.generate(z, conds)
-    kept = _best_of_sampler(source, 4, 0, picks)(z, conds)
+    kept = best_of_sampler(source, 4, 0, picks)(z, conds)
     (picked_conds, scores, best, first, kept_again), = picks
     assert scores.shape == (200, 4) and best.shape == (200,) and picked_conds is conds
     assert np.array_equal(first, plain) and kept_again is kept  # the pairs the accuracy change is measured on
@@ -50,7 +51,7 @@ def test_best_of_keeps_the_best_scored_candidate_and_pairs_it_with_the_k1_sample
     assert np.array_equal(kept.reshape(200, -1).mean(1), scores.max(1))  # the best one is kept
     assert (kept >= plain).all() and (kept > plain).mean() > 0.5  # and it is usually another one
     picks.clear()  # a discriminator that prefers dark images keeps dark ones: the score decides, not the order
-    dark = _best_of_sampler(_bright_source(-1.0), 4, 0, picks)(z, conds)
+    dark = best_of_sampler(_bright_source(-1.0), 4, 0, picks)(z, conds)
     assert (dark <= plain).all() and dark.mean() < plain.mean() < kept.mean()
 
 
@@ -61,7 +62,7 @@ def test_eval_scores_what_the_pack_discriminator_outputs_and_engine_best_of_pick
     from engine.core import Engine
     from testkit.tinypack import make_tiny_pack
     from trainer.checkpoint import load_run
-    from trainer.eval import _pack_source
+    from trainer.sources import pack_source
 
     pack_dir = make_tiny_pack(tmp_path, fp16=False)
     seed, k = 11, 4
@@ -75,11 +76,11 @@ def test_eval_scores_what_the_pack_discriminator_outputs_and_engine_best_of_pick
     candidates, best = asyncio.run(draw())
     images = np.stack([r.image for r in candidates])
     conds = np.array([r.recipe.cond for r in candidates], np.int64)
-    onnx_scores = _pack_source(pack_dir, None, 16, 1).score(images, conds)
+    onnx_scores = pack_source(pack_dir, None, 16, 1).score(images, conds)
     assert int(np.argmax(onnx_scores)) == best.recipe.latent.seed - seed  # the same pick
     assert onnx_scores.max() == pytest.approx(best.score, abs=1e-5)
     d = load_run(tmp_path / "runs" / "00001-gan-tiny").models["D"]
-    assert np.allclose(_torch_score(d, images, conds, 16), onnx_scores, atol=1e-4)  # the run's D, in PyTorch
+    assert np.allclose(torch_score(d, images, conds, 16), onnx_scores, atol=1e-4)  # the run's D, in PyTorch
 
 
 @pytest.mark.slow
