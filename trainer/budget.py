@@ -19,11 +19,17 @@ Under a budget, progress is the wall time elapsed over the budget instead of ima
 
 from __future__ import annotations
 
+import json
+import logging
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 __all__ = ["POINTS", "DECAY", "FLOOR", "lr_factor", "expected_kimg", "Budget"]
+
+log = logging.getLogger(__name__)
 
 POINTS = (0.5, 0.7, 0.85, 1.0)  # fractions of the budget at which the run scores a snapshot
 DECAY = 0.3  # the learning rate decays over this last fraction of the budget
@@ -103,3 +109,33 @@ class Budget:
         """What a checkpoint keeps, for `start` to continue from."""
         return {"minutes": self.seconds / 60, "elapsed_s": round(elapsed, 3), "reserve_s": round(self.reserve, 3),
                 "scored": self.scored}
+
+    def score(self, scorer: Callable, model, elapsed: float, step: int, nimg: int, run_dir: Path,
+              t_snap: float) -> bool:
+        """Score a snapshot's model (`scorer(model) -> score dict`) and record it in `stats.jsonl` and the
+        log; True when it is the best so far. `t_snap` is the clock time the snapshot began."""
+        score = scorer(model)
+        won = self.record(elapsed, step, round(nimg / 1000, 3), score, self.clock() - t_snap)
+        entry = self.scored[-1]
+        with open(run_dir / "stats.jsonl", "a") as f:
+            snapshot = {k: v for k, v in entry.items() if k != "best"} | {"best_so_far": won}
+            f.write(json.dumps({"snapshot": snapshot, "time": time.time()}) + "\n")
+        log.info("snapshot at %.0f%% of the budget (%.1f kimg): accuracy ratio min %s, KID %.4f%s",
+                 100 * entry["progress"], entry["kimg"], _fmt(score.get("accuracy_ratio_min")), score["kid"],
+                 " - the best so far" if won else "")
+        return won
+
+    def announce(self, run_dir: Path) -> None:
+        """Record which snapshot the run keeps as its checkpoint (`stats.jsonl`, the log)."""
+        best = self.best
+        summary = {"progress": best["progress"], "kimg": best["kimg"], "step": best["step"], "score": best["score"],
+                   "scored": len(self.scored)}
+        with open(run_dir / "stats.jsonl", "a") as f:
+            f.write(json.dumps({"best_snapshot": summary, "time": time.time()}) + "\n")
+        log.info("the run keeps its snapshot at %.0f%% of the budget (%.1f kimg, step %d) as checkpoint.*: "
+                 "accuracy ratio min %s, KID %.4f (the latest state is checkpoint-last.*)", 100 * best["progress"],
+                 best["kimg"], best["step"], _fmt(best["score"].get("accuracy_ratio_min")), best["score"]["kid"])
+
+
+def _fmt(v: float | None) -> str:
+    return "- (no attribute judged)" if v is None else f"{v:.3f}"

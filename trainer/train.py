@@ -341,7 +341,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
                 sheet.save(run_dir / "samples" / f"grid-{nimg / 1000:010.3f}kimg.png")
                 writer.add_image("samples", torch.from_numpy(np.array(sheet)), nimg,
                                  dataformats="HWC")
-            won = score_due and _score(budget, scorer, model, elapsed, step, nimg, run_dir, clock, t_snap)
+            won = score_due and budget.score(scorer, model, elapsed, step, nimg, run_dir, t_snap)
             task.after_sampling()
             extra = {"rng_cpu": torch.get_rng_state()}
             if device.type == "cuda":
@@ -359,7 +359,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
                     budget.reserve = max(budget.reserve, clock() - t_snap)
             last_snapshot = time.monotonic()
     if budget is not None and rank == 0 and budget.best is not None:
-        _announce_best(budget, run_dir)
+        budget.announce(run_dir)
     bar.close()
     if writer is not None:
         writer.close()
@@ -401,36 +401,6 @@ def _synced(values: tuple[float, ...], world: int, device: torch.device) -> tupl
     t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return tuple(t.tolist())
-
-
-def _score(budget: Budget, scorer: Scorer, model: torch.nn.Module, elapsed: float, step: int, nimg: int,
-           run_dir: Path, clock: Callable[[], float], t_snap: float) -> bool:
-    """Score the snapshot's model, record it (stats.jsonl, the log); True when it is the best so far."""
-    score = scorer(model)
-    won = budget.record(elapsed, step, round(nimg / 1000, 3), score, clock() - t_snap)
-    entry = budget.scored[-1]
-    with open(run_dir / "stats.jsonl", "a") as f:
-        snapshot = {k: v for k, v in entry.items() if k != "best"} | {"best_so_far": won}
-        f.write(json.dumps({"snapshot": snapshot, "time": time.time()}) + "\n")
-    log.info("snapshot at %.0f%% of the budget (%.1f kimg): accuracy ratio min %s, KID %.4f%s",
-             100 * entry["progress"], entry["kimg"], _fmt(score.get("accuracy_ratio_min")), score["kid"],
-             " - the best so far" if won else "")
-    return won
-
-
-def _announce_best(budget: Budget, run_dir: Path) -> None:
-    best = budget.best
-    summary = {"progress": best["progress"], "kimg": best["kimg"], "step": best["step"], "score": best["score"],
-               "scored": len(budget.scored)}
-    with open(run_dir / "stats.jsonl", "a") as f:
-        f.write(json.dumps({"best_snapshot": summary, "time": time.time()}) + "\n")
-    log.info("the run keeps its snapshot at %.0f%% of the budget (%.1f kimg, step %d) as checkpoint.*: "
-             "accuracy ratio min %s, KID %.4f (the latest state is checkpoint-last.*)", 100 * best["progress"],
-             best["kimg"], best["step"], _fmt(best["score"].get("accuracy_ratio_min")), best["score"]["kid"])
-
-
-def _fmt(v: float | None) -> str:
-    return "- (no attribute judged)" if v is None else f"{v:.3f}"
 
 
 def _out_of_time(t_start: float, max_minutes: float, world: int, device: torch.device) -> bool:
