@@ -59,37 +59,12 @@ import torch
 from torch.nn import functional as F
 
 from engine.schema import Schema
-from trainer.judge import (
-    JudgeConfig,
-    TrainedJudge,
-    load_or_train_judge,
-    split_features,
-    to_tensor,
-)
-from trainer.metrics import (
-    GROUP_CAP,
-    JUDGE_MIN_ACCURACY,
-    choose_grouping,
-    diversity,
-    fid,
-    gaussian_blur,
-    group_ids,
-    judged,
-    kid,
-    nearest_distances,
-    paired_change,
-)
+from trainer.judge import JudgeConfig, TrainedJudge, load_or_train_judge, split_features, to_tensor
+from trainer.metrics import (GROUP_CAP, JUDGE_MIN_ACCURACY, choose_grouping, diversity, fid, gaussian_blur, group_ids,
+                             judged, kid, nearest_distances, paired_change)
 from trainer.report import print_report, save_grid
 from trainer.samples import to_uint8
-from trainer.sources import (
-    EvalError,
-    Source,
-    best_of_sampler,
-    decode,
-    open_run,
-    pack_source,
-    run_source,
-)
+from trainer.sources import EvalError, Source, best_of_sampler, decode, open_run, pack_source, run_source
 
 # print_report lives in trainer.report; it stays importable from here for `moe train eval`
 __all__ = ["evaluate", "evaluate_pack", "print_report", "quick_scorer", "run_score", "EvalError", "FORMAT",
