@@ -12,7 +12,7 @@ from .interaction import Interaction, ResponseType
 from .invoke import InvalidInvocation, build_options, find_command, nest
 from .gateway import shard_of
 from .server import TOKEN, FakeServer
-from .state import (ALL_PERMISSIONS, LOCALES, MAX_FILE_BYTES, Attachment, Channel, Guild, Member, Message, User,
+from .state import (LOCALES, MAX_FILE_BYTES, Attachment, Channel, Guild, Member, Message, User,
                     Violation, World, localized, snowflake, snowflake_on_shard)
 
 __all__ = ["FakeDiscord", "SHIM_DIR", "REPO_ROOT", "DEMO_BOT"]
@@ -335,14 +335,13 @@ class FakeDiscord:
             "channel": {**channel.to_payload(), "permissions": str(member.permissions)},
             "guild": {"id": str(guild.id), "locale": guild.preferred_locale, "features": []},
             "member": member.to_payload(with_permissions=True), "token": "itx." + secrets.token_urlsafe(48),
-            "version": 1, "app_permissions": str(ALL_PERMISSIONS), "locale": member.locale,
+            "version": 1, "app_permissions": str(guild.bot_permissions), "locale": member.locale,
             "guild_locale": guild.preferred_locale,
             "entitlements": [], "authorizing_integration_owners": {"0": str(guild.id)}, "context": 0,
             "attachment_size_limit": 10 * 1024 * 1024,
         }
         if message is not None:
             payload["message"] = message.to_payload()
-        payload["app_permissions"] = str(guild.bot_permissions)
         itx = Interaction(iid, payload["token"], kind, payload, member, source=message)
         await self.server.send_interaction(itx)
         return itx
