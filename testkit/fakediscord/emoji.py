@@ -75,8 +75,12 @@ class EmojiRoutes:
         self.world, self.gateway = world, gateway
 
     def register(self, router: web.UrlDispatcher, api: str) -> None:
-        router.add_route("*", api + "/guilds/{gid:\\d+}/emojis", self.emojis)
-        router.add_route("*", api + "/guilds/{gid:\\d+}/emojis/{eid:\\d+}", self.emoji)
+        """The four routes; other methods on these paths reach the server's `not_implemented`."""
+        emojis = api + "/guilds/{gid:\\d+}/emojis"
+        router.add_get(emojis, self.list_emojis)
+        router.add_post(emojis, self.create_emoji)
+        router.add_get(emojis + "/{eid:\\d+}", self.get_emoji)
+        router.add_delete(emojis + "/{eid:\\d+}", self.delete_emoji)
 
     # -- what tests set up --------------------------------------------------------------------
     async def add(self, guild: Guild, count: int, *, animated: bool = False) -> list[Emoji]:
@@ -97,14 +101,14 @@ class EmojiRoutes:
         await self._dispatch("GUILD_UPDATE", guild.to_payload(self.world.bot), guild)
 
     # -- REST ---------------------------------------------------------------------------------
-    async def emojis(self, request: web.Request) -> web.Response:
-        guild = self.world.guilds.get(int(request.match_info["gid"]))
-        if guild is None:
-            return error(404, 10004, "Unknown Guild")
-        if request.method == "GET":
-            return json_response([e.to_payload() for e in guild.emojis])
-        if request.method != "POST":
-            return error(405, 0, "405: Method Not Allowed")
+    async def list_emojis(self, request: web.Request) -> web.Response:
+        guild, _, missing = self._lookup(request)
+        return missing or json_response([e.to_payload() for e in guild.emojis])
+
+    async def create_emoji(self, request: web.Request) -> web.Response:
+        guild, _, missing = self._lookup(request)
+        if missing:
+            return missing
         body, _ = await read_body(request)
         if refused := self._refuse(guild):
             return refused
@@ -131,17 +135,14 @@ class EmojiRoutes:
         await self._changed(guild)
         return json_response(emoji.to_payload(), status=201)
 
-    async def emoji(self, request: web.Request) -> web.Response:
-        guild = self.world.guilds.get(int(request.match_info["gid"]))
-        if guild is None:
-            return error(404, 10004, "Unknown Guild")
-        found = next((e for e in guild.emojis if e.id == int(request.match_info["eid"])), None)
-        if found is None:
-            return error(404, 10014, "Unknown Emoji")
-        if request.method == "GET":
-            return json_response(found.to_payload())
-        if request.method != "DELETE":
-            return error(405, 0, "405: Method Not Allowed")
+    async def get_emoji(self, request: web.Request) -> web.Response:
+        _, found, missing = self._lookup(request)
+        return missing or json_response(found.to_payload())
+
+    async def delete_emoji(self, request: web.Request) -> web.Response:
+        guild, found, missing = self._lookup(request)
+        if missing:
+            return missing
         if refused := self._refuse(guild):
             return refused
         guild.emojis.remove(found)
@@ -149,6 +150,16 @@ class EmojiRoutes:
         return web.Response(status=204)
 
     # -- internals ----------------------------------------------------------------------------
+    def _lookup(self, request: web.Request) -> tuple[Any, Any, web.Response | None]:
+        """(guild, emoji on `/emojis/{eid}` paths, None), or Discord's 404 as the third item."""
+        guild = self.world.guilds.get(int(request.match_info["gid"]))
+        if guild is None:
+            return None, None, error(404, 10004, "Unknown Guild")
+        if "eid" not in request.match_info:
+            return guild, None, None
+        found = next((e for e in guild.emojis if e.id == int(request.match_info["eid"])), None)
+        return guild, found, None if found else error(404, 10014, "Unknown Emoji")
+
     def _refuse(self, guild: Guild) -> web.Response | None:
         if guild.bot_permissions & (MANAGE_GUILD_EXPRESSIONS | ADMINISTRATOR):
             return None
