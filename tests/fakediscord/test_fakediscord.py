@@ -287,6 +287,36 @@ async def test_command_sync_limits_are_rejected():
         assert fake.commands() == []
 
 
+async def test_the_fake_refuses_localized_names_discord_would():
+    async with FakeDiscord() as fake:
+        url = f"{fake.server.api_url}/applications/{fake.world.application_id}/commands"
+        good = {"name": "avatar", "description": "Make one", "name_localizations": {"zh-CN": "头像"},
+                "options": [{"name": "style", "description": "which", "type": 3,
+                             "choices": [{"name": "Cat", "value": "cat", "name_localizations": {"ja": "ねこ"}}]}]}
+        bad = [
+            {**good, "name_localizations": {"zh-CN": "Avatar Maker"}},  # capitals and a space
+            {**good, "name_localizations": {"xx": "头像"}},  # not a Discord locale
+            {**good, "description_localizations": {"ja": "あ" * 101}},
+            {**good, "options": [{**good["options"][0], "name_localizations": {"ja": "x" * 33}}]},
+            {**good, "options": [{**good["options"][0], "choices": [{"name": "Cat", "value": "cat",
+                                                                     "name_localizations": {"ja": ""}}]}]},
+        ]
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bot {TOKEN}"}) as http:
+            for body in bad:
+                async with http.put(url, json=[body]) as r:
+                    assert r.status == 400 and (await r.json())["code"] == 50035, body
+            kinds = [v.kind for v in fake.violations]
+            assert kinds == ["bad_command_name", "bad_locale", "bad_description", "bad_command_name", "bad_choice_name"]
+            two = [good, {**good, "name": "avatar-too"}]  # the same Chinese name for two commands
+            async with http.put(url, json=two) as r:
+                assert r.status == 400 and fake.violations[-1].kind == "duplicate_name"
+            async with http.put(url, json=[good]) as r:
+                assert r.status == 200
+        [stored] = fake.commands()
+        assert stored["name_localizations"] == {"zh-CN": "头像"}
+        assert stored["options"][0]["choices"][0]["name_localizations"] == {"ja": "ねこ"}
+
+
 def test_shim_patches_discord_only_when_asked(tmp_path):
     (tmp_path / "sitecustomize.py").write_text("print('shadowed one ran')\n")  # e.g. a distribution's
     code = "import discord.http as h, discord.gateway as g; print(h.Route.BASE, g.DiscordWebSocket.DEFAULT_GATEWAY)"
