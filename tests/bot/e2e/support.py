@@ -18,10 +18,11 @@ __all__ = ["CROWD", "answered_in_time", "check_result", "code_of", "create", "do
 CROWD = 50  # members of the Moe Club who all create at once
 
 
-def pixels(data: bytes) -> np.ndarray:
-    im = Image.open(io.BytesIO(data))
-    assert im.format == "PNG"
-    return np.asarray(im.convert("RGB"))
+def pixels(data: bytes, mode: str = "RGB") -> np.ndarray:
+    """A PNG's pixels in `mode` ("RGBA" for transparent pictures)."""
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "PNG"
+        return np.asarray(im.convert(mode))
 
 
 def png_bytes(im: Image.Image, fmt: str = "PNG", **kw) -> bytes:

@@ -9,24 +9,17 @@ import zipfile
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from engine import Recipe
-from tests.bot.e2e.support import code_of, create, done, keep_png
+from tests.bot.e2e.support import code_of, create, done, keep_png, pixels
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
-
-
-def rgba(data: bytes) -> np.ndarray:
-    with Image.open(io.BytesIO(data)) as im:
-        assert im.format == "PNG"
-        return np.asarray(im.convert("RGBA"))
 
 
 async def drawn(world, recipe: Recipe, size: int, **change) -> np.ndarray:
     """The same cell drawn by the test's own engine."""
     result = await world.engine.edit(recipe, **change)
-    return rgba(await world.engine.render_png(result, size=size, transparent=True))
+    return pixels(await world.engine.render_png(result, size=size, transparent=True), "RGBA")
 
 
 def sheet_files(msg) -> tuple[bytes, zipfile.ZipFile]:
@@ -47,14 +40,14 @@ async def test_a_sheet_of_every_expression_from_a_saved_avatar(world):
     assert itx.deferred and not out.ephemeral and "24 pictures" in out.content and "transparent" in out.content
     grid, archive = sheet_files(out)
     keep_png("e2e-sheet.png", grid)
-    assert rgba(grid).shape == (6 * 128 + 5 * 4, 4 * 128 + 3 * 4, 4)  # six eyes by four mouths
+    assert pixels(grid, "RGBA").shape == (6 * 128 + 5 * 4, 4 * 128 + 3 * 4, 4)  # six eyes by four mouths
     assert "24 times" in out.files[0].description and "48 transparent PNG" in out.files[1].description
     names = archive.namelist()
     assert len(names) == 48 and all(re.fullmatch(r"eyes-\w+-mouth-\w+-(256|512)\.png", n) for n in names)
     recipe = Recipe.from_code(code_of(msg))
     eyes, mouth = world.pack.schema["eyes"].values[2], world.pack.schema["mouth"].values[1]
     for size in (256, 512):
-        cell = rgba(archive.read(f"eyes-{eyes}-mouth-{mouth}-{size}.png"))
+        cell = pixels(archive.read(f"eyes-{eyes}-mouth-{mouth}-{size}.png"), "RGBA")
         assert cell.shape == (size, size, 4)
         assert np.array_equal(cell, await drawn(world, recipe, size, eyes=eyes, mouth=mouth))
     assert len(out.files[1].data) < 10 * 1024 * 1024
@@ -73,7 +66,7 @@ async def test_the_sheet_button_opens_a_menu_then_draws(world):
     mouths = world.pack.schema["mouth"].values
     assert sorted(archive.namelist()) == sorted(f"mouth-{m}-{s}.png" for m in mouths for s in (256, 512))
     recipe = Recipe.from_code(code_of(msg))
-    assert np.array_equal(rgba(archive.read(f"mouth-{mouths[0]}-256.png")),
+    assert np.array_equal(pixels(archive.read(f"mouth-{mouths[0]}-256.png"), "RGBA"),
                           await drawn(world, recipe, 256, mouth=mouths[0]))
 
 
