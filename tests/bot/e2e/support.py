@@ -12,8 +12,8 @@ from PIL import Image
 
 from engine import Recipe
 
-__all__ = ["CROWD", "answered_in_time", "check_result", "code_of", "create", "done", "keep_png", "pixels",
-           "png_bytes", "redraw"]
+__all__ = ["CROWD", "answered_in_time", "check_result", "code_of", "create", "create_saved", "done", "draws_today",
+           "keep_png", "pixels", "png_bytes", "redraw", "server_language"]
 
 CROWD = 50  # members of the Moe Club who all create at once
 
@@ -65,6 +65,20 @@ async def create(world, member, **options):
     msg = await done(itx)
     assert itx.deferred and msg.files, msg.content
     return itx, msg
+
+
+async def create_saved(world, member, **options):
+    """A new avatar of `member`'s, saved with its 💾 button; returns the result message."""
+    _, msg = await create(world, member, **options)
+    await done(await world.fake.click(member, msg, emoji="💾"))
+    return msg
+
+
+def draws_today(world, member) -> int:
+    """Draws the limiter counted for `member` in their server today."""
+    rows = world.rows("SELECT sum(count) FROM usage WHERE guild_id = ? AND member_id = ?",
+                      member.guild.id, member.user.id)
+    return rows[0][0] or 0
 
 
 def check_result(msg, member) -> np.ndarray:

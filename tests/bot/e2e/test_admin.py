@@ -15,7 +15,7 @@ from engine import Recipe
 from engine.recipe import pack_id_of
 from moe.settings import BUNDLED_PACKS_DIR
 from testkit.fakediscord.driver import REPO_ROOT
-from tests.bot.e2e.support import code_of, create, done, png_bytes
+from tests.bot.e2e.support import code_of, create, done, draws_today, png_bytes
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
@@ -121,7 +121,7 @@ async def test_server_pack_choice_and_errors_after_deferral(world):
     assert compare.ephemeral and "no VAE" in compare.content
     # this one is refused after the "thinking..." deferral (before the gate: nothing downloaded):
     # the public placeholder goes away, the reason reaches only the member, and the try is not counted
-    used = world.rows("SELECT sum(count) FROM usage WHERE member_id = ?", world.grace.user.id)
+    used = draws_today(world, world.grace)
     itx = await world.fake.slash(world.grace, "avatar-remix",
                                  image=("me.png", png_bytes(Image.new("RGB", (40, 40), (9, 9, 9))), "image/png"))
     await itx.wait_messages(1)
@@ -133,7 +133,7 @@ async def test_server_pack_choice_and_errors_after_deferral(world):
     [reply] = [m for m in itx.messages if m.ephemeral]
     assert itx.deferred and thinking.deleted and not thinking.ephemeral
     assert "no VAE" in reply.content and not reply.deleted
-    assert world.rows("SELECT sum(count) FROM usage WHERE member_id = ?", world.grace.user.id) == used
+    assert draws_today(world, world.grace) == used
     await done(await world.fake.slash(world.boss, "moe-admin pack", name=world.pack.name))
     _, back = await create(world, world.grace, seed=3)
     assert Recipe.from_code(code_of(back)).pack_id == world.pack.pack_id

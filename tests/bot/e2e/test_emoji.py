@@ -13,26 +13,14 @@ from PIL import Image
 from engine import Recipe
 from testkit.fakediscord.emoji import MANAGE_GUILD_EXPRESSIONS
 from testkit.fakediscord.state import ALL_PERMISSIONS
-from tests.bot.e2e.support import code_of, create, done
+from tests.bot.e2e.support import code_of, create_saved, done, draws_today
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
 
-async def saved(world, member, seed: int) -> str:
-    _, msg = await create(world, member, seed=seed)
-    await done(await world.fake.click(member, msg, emoji="💾"))
-    return code_of(msg)
-
-
-def draws_today(world, member) -> int:
-    rows = world.rows("SELECT sum(count) FROM usage WHERE guild_id = ? AND member_id = ?",
-                      member.guild.id, member.user.id)
-    return rows[0][0] or 0
-
-
 async def test_a_saved_avatar_becomes_a_server_emoji(world):
     emma = world.fake.add_member(world.club, "emma", permissions=MANAGE_GUILD_EXPRESSIONS)
-    code = await saved(world, emma, seed=41)
+    code = code_of(await create_saved(world, emma, seed=41))
     before = len(world.club.emojis)
     itx = await world.fake.slash(emma, "avatars emoji", name=":moe cat:")
     out = await done(itx)
@@ -51,7 +39,7 @@ async def test_a_saved_avatar_becomes_a_server_emoji(world):
 
 async def test_members_without_manage_expressions_are_refused(world):
     member = world.fake.add_member(world.club, "no_perms")
-    await saved(world, member, seed=42)
+    await create_saved(world, member, seed=42)
     used, before = draws_today(world, member), len(world.club.emojis)
     out = await done(await world.fake.slash(member, "avatars emoji", name="moe_cat"))
     assert out.ephemeral and "Manage Expressions" in out.content and "you don't have" in out.content
@@ -60,7 +48,7 @@ async def test_members_without_manage_expressions_are_refused(world):
 
 async def test_the_bot_without_manage_expressions_says_so(world):
     member = world.fake.add_member(world.club, "perm_asker", permissions=MANAGE_GUILD_EXPRESSIONS)
-    await saved(world, member, seed=43)
+    await create_saved(world, member, seed=43)
     before = len(world.club.emojis)
     world.club.bot_permissions = ALL_PERMISSIONS & ~MANAGE_GUILD_EXPRESSIONS & ~(1 << 3)
     try:
@@ -73,7 +61,7 @@ async def test_the_bot_without_manage_expressions_says_so(world):
 
 async def test_full_slots_and_bad_names_are_refused_before_drawing(world):
     member = world.fake.add_member(world.club, "slot_filler", permissions=MANAGE_GUILD_EXPRESSIONS)
-    await saved(world, member, seed=44)
+    await create_saved(world, member, seed=44)
     used = draws_today(world, member)
     bad = await done(await world.fake.slash(member, "avatars emoji", name="x"))
     assert bad.ephemeral and "`x` can't be an emoji name" in bad.content and "2 to 32" in bad.content

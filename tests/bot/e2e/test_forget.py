@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from engine import Recipe
-from tests.bot.e2e.support import check_result, code_of, create, done, png_bytes
+from tests.bot.e2e.support import check_result, code_of, create_saved, done, png_bytes
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
@@ -22,8 +22,7 @@ async def test_forget_deletes_a_members_data_on_every_server_after_confirming(wo
     fake, dana, dana_there, carol = world.fake, world.dana, world.dana_strict, world.carol
     uid = dana.user.id
     for member, seed in ((dana, 401), (dana_there, 402)):  # one Discord user, two servers
-        _, msg = await create(world, member, seed=seed)
-        await done(await fake.click(member, msg, emoji="💾"))
+        await create_saved(world, member, seed=seed)
     remixes = []
     for colour in ((201, 33, 150), (17, 99, 222)):  # two uploads (no other test's); carol builds on the first
         picture = png_bytes(Image.new("RGB", (44, 44), colour))

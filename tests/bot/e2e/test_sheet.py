@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine import Recipe
-from tests.bot.e2e.support import code_of, create, done, keep_png, pixels
+from tests.bot.e2e.support import code_of, create, create_saved, done, keep_png, pixels
 
 pytestmark = [pytest.mark.slow, pytest.mark.asyncio(loop_scope="package")]
 
@@ -31,8 +31,7 @@ def sheet_files(msg) -> tuple[bytes, zipfile.ZipFile]:
 
 async def test_a_sheet_of_every_expression_from_a_saved_avatar(world):
     member = world.fake.add_member(world.club, "sheet_fan")
-    _, msg = await create(world, member, seed=31)
-    await done(await world.fake.click(member, msg, emoji="💾"))
+    msg = await create_saved(world, member, seed=31)
     choices = await world.fake.autocomplete(member, "avatars sheet", "by", "")
     assert [c["value"] for c in choices][:2] == ["expressions", "style"]
     itx = await world.fake.slash(member, "avatars sheet", by="expressions")
