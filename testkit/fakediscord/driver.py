@@ -12,8 +12,8 @@ from .interaction import Interaction, ResponseType
 from .invoke import InvalidInvocation, build_options, find_command, nest
 from .gateway import shard_of
 from .server import TOKEN, FakeServer
-from .state import (LOCALES, MAX_FILE_BYTES, Attachment, Channel, Guild, Member, Message, User,
-                    Violation, World, localized, snowflake, snowflake_on_shard)
+from .limits import LOCALES, MAX_FILE_BYTES, localized
+from .state import Attachment, Channel, Guild, Member, Message, User, Violation, World, snowflake, snowflake_on_shard
 
 __all__ = ["FakeDiscord", "SHIM_DIR", "REPO_ROOT", "DEMO_BOT"]
 
