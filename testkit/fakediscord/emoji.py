@@ -30,7 +30,7 @@ from .gateway import Gateway
 from .messages import error, json_response, read_body
 from .state import ADMINISTRATOR, Guild, User, World, snowflake
 
-__all__ = ["EMOJI_SLOTS", "MANAGE_GUILD_EXPRESSIONS", "MAX_EMOJI_BYTES", "Emoji", "EmojiRoutes", "emoji_slots"]
+__all__ = ["EMOJI_SLOTS", "MANAGE_GUILD_EXPRESSIONS", "MAX_EMOJI_BYTES", "Emoji", "EmojiRoutes"]
 
 MANAGE_GUILD_EXPRESSIONS = 1 << 30  # formerly MANAGE_EMOJIS_AND_STICKERS
 EMOJI_SLOTS = (50, 100, 150, 250)  # static emoji per premium tier 0-3 (animated: as many again)
@@ -55,11 +55,6 @@ class Emoji:
         if self.user is not None:
             data["user"] = self.user.to_payload()
         return data
-
-
-def emoji_slots(guild: Guild) -> int:
-    """Static (and, apart, animated) emoji slots of the guild's premium tier."""
-    return EMOJI_SLOTS[max(0, min(guild.premium_tier, len(EMOJI_SLOTS) - 1))]
 
 
 def _form_error(field_name: str, code: str, message: str) -> web.Response:
@@ -126,7 +121,7 @@ class EmojiRoutes:
             return _form_error("image", "IMAGE_INVALID", "Invalid image data")
         if len(data) > MAX_EMOJI_BYTES:
             return _form_error("image", "BINARY_TYPE_MAX_SIZE", f"File cannot be larger than {MAX_EMOJI_BYTES / 1024:.1f} kb.")
-        limit = emoji_slots(guild)
+        limit = EMOJI_SLOTS[guild.premium_tier]  # set_premium_tier keeps it 0-3
         if sum(e.animated == animated for e in guild.emojis) >= limit:
             return error(400, 30008, f"Maximum number of emojis reached ({limit})")
         emoji = Emoji(snowflake(), name, data, f"image/{match.group(1)}", animated, self.world.bot,
