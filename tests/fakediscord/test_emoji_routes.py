@@ -128,11 +128,10 @@ async def test_slots_follow_the_premium_tier(world):
 
 
 async def test_member_and_bot_permissions_reach_interactions(world):
-    fake, guild, _, ws = world
+    fake, guild, rest, ws = world
     url = f"{fake.server.api_url}/applications/{fake.world.application_id}/guilds/{guild.id}/commands"
-    async with aiohttp.ClientSession() as http:
-        resp = await http.put(url, json=[{"name": "hi", "description": "hello"}], headers={"Authorization": f"Bot {TOKEN}"})
-        assert resp.status == 200
+    resp = await rest.http.put(url, json=[{"name": "hi", "description": "hello"}], headers={"Authorization": f"Bot {TOKEN}"})
+    assert resp.status == 200
     emma = fake.add_member(guild, "emma", permissions=MANAGE_GUILD_EXPRESSIONS)
     plain = fake.add_member(guild, "plain")
     guild.bot_permissions = ALL_PERMISSIONS & ~MANAGE_GUILD_EXPRESSIONS
