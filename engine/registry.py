@@ -234,7 +234,7 @@ class Registry:
         {"loaded": [...], "refused": {folder: message}, "removed": [...], "unchanged": [...]}."""
         async with self._lock:
             report: dict = {"loaded": [], "refused": {}, "removed": [], "unchanged": []}
-            found = {str(p): p for p in find_packs(self.dirs).values()}
+            found = find_packs(self.dirs)  # {folder path: folder}
             for key, folder in found.items():
                 try:
                     stamp = _stamp(folder)
