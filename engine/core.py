@@ -238,11 +238,9 @@ class Engine:
             raise InvalidRecipe(f"expected a Recipe, got {type(recipe).__name__}")
         name = self._registry.by_id.get(recipe.pack_id)
         if name is None:
-            known = [(n, v) for (n, h), v in RELEASED.items() if h == recipe.pack_hash and pack_id_of(n) == recipe.pack_id]
-            if known:
-                raise UnknownPack(f"this avatar was drawn with {known[0][0]} {known[0][1]}, "
-                                  "which is no longer installed on this bot",
-                                  reason="retired", pack=known[0][0], version=str(known[0][1]))
+            for n, h in RELEASED:  # a released version of a pack no longer installed at all
+                if h == recipe.pack_hash and pack_id_of(n) == recipe.pack_id:
+                    raise self._registry.gone(n, h)
             raise UnknownPack("this avatar was made with a pack that is not installed here")
         return name
 
