@@ -120,10 +120,9 @@ def train(
     With --data DIR: the training loop's step on that folder beside the built-in set, at one
     resolution, width, batch and thread count, and how long each took to load; the ratio is folder / built-in.
     """
-    from bench.train import run
+    from bench.train import run, run_data
 
     if data is None:
         _emit(run(seconds=seconds, width=width or None, threads=threads), as_json)
     else:
-        _emit(run(seconds=seconds, width=width or None, threads=threads, batch=batch, resolutions=(res,), data=data),
-              as_json)
+        _emit(run_data(data, seconds=seconds, width=width or None, threads=threads, batch=batch, res=res), as_json)

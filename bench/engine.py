@@ -53,14 +53,12 @@ class _Raw:
     with the engine's session options."""
 
     def __init__(self, path: Path, providers: list[str], z_dim: int, n_attr: int, upscaler: Path | None = None) -> None:
+        from engine.registry import chained
         from engine.sessions import Runner, make_session
 
-        generator = Runner(make_session(path, providers))
-        if upscaler is None:
-            self.runner = generator
-        else:
-            up = Runner(make_session(upscaler, providers))
-            self.runner = lambda feeds: up({"image": generator(feeds)[0]})
+        self.runner = Runner(make_session(path, providers))
+        if upscaler is not None:  # the engine's own chain, without its batcher
+            self.runner = chained(self.runner, Runner(make_session(upscaler, providers)))
         self.z_dim, self.n_attr = z_dim, n_attr
 
     def measure(self, b: int, seconds: float) -> tuple[float, float, list[float]]:

@@ -10,7 +10,7 @@ pixels. Short by design, so it can run beside other work.
 On a CPU most of the speed comes from the model's shape rather than the step: one conv per
 resolution and width 16 (`default_width`). Measured numbers: docs/reports/trainer-notes.md.
 
-With `data`, `run` instead compares training on a folder with training on the built-in set:
+`run_data` instead compares training on a folder with training on the built-in set:
 each is loaded as the trainer loads it (timed), and the step is timed as the training loop
 runs it (a batch indexed out of the uint8 images, the labels beside it, the schema's own
 embeddings and projection heads), with the same config, in interleaved rounds; the ratio is
@@ -94,13 +94,8 @@ def _time(fn, batch: int, seconds: float, warmup: int = 1) -> float:
 
 
 def run(*, seconds: float = 2.0, width: int | None = None, batch: int = 32, threads: int = 0,
-        resolutions: tuple[int, ...] = (64, 128), kinds: tuple[str, ...] = ("gan", "vae"),
-        data: str | None = None) -> dict:
-    """Every kind at every resolution on random data beside the plain step; with `data` (a folder),
-    that folder beside the built-in set instead (`run_data`, at the first resolution)."""
-    if data is not None:
-        return run_data(data, seconds=seconds, width=width, batch=batch, threads=threads, res=resolutions[0],
-                        kinds=kinds)
+        resolutions: tuple[int, ...] = (64, 128), kinds: tuple[str, ...] = ("gan", "vae")) -> dict:
+    """Every kind at every resolution on random data beside the plain step."""
     from trainer.steps import make_task
     from trainer.augment import DEFAULT_POLICY
     from trainer.train import default_width, make_config

@@ -127,12 +127,11 @@ async def _tiles(eng, name: str, o: dict) -> list[list]:
         if o["model"] == "both":
             tiles = [(r, f"{model.upper()} {label or ''}".strip()) for r, label in tiles]
         rows.append(tiles)
-    versions = eng.pack_versions
     for row in rows:
         for r, _ in row:
             rc = r.recipe
             seed_txt = f" seed={rc.seed}" if rc.seed is not None else ""
-            schema = next(p.schema for p in versions[rc.pack] if p.content_hash.startswith(rc.pack_hash))
+            schema = eng.pack_of(rc).schema  # the version that drew it (a --recipe may be an older one)
             text = " ".join(f"{k}={v}" for k, v in schema.decode(rc.cond).items())
             if rc.cond_b is not None:
                 text += f"  <-{rc.mix:.2f}->  " + " ".join(f"{k}={v}" for k, v in schema.decode(rc.cond_b).items())

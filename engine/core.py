@@ -238,13 +238,16 @@ class Engine:
             raise InvalidRecipe(f"expected a Recipe, got {type(recipe).__name__}")
         name = self._registry.by_id.get(recipe.pack_id)
         if name is None:
-            known = [(n, v) for (n, h), v in RELEASED.items() if h == recipe.pack_hash and pack_id_of(n) == recipe.pack_id]
-            if known:
-                raise UnknownPack(f"this avatar was drawn with {known[0][0]} {known[0][1]}, "
-                                  "which is no longer installed on this bot",
-                                  reason="retired", pack=known[0][0], version=str(known[0][1]))
+            for n, h in RELEASED:  # a released version of a pack no longer installed at all
+                if h == recipe.pack_hash and pack_id_of(n) == recipe.pack_id:
+                    raise self._registry.gone(n, h)
             raise UnknownPack("this avatar was made with a pack that is not installed here")
         return name
+
+    def pack_of(self, recipe: Recipe) -> Pack:
+        """The installed pack version a recipe draws with (its schema words the recipe's
+        conditions); UnknownPack when that version is not installed."""
+        return self._registry.get_version(self._pack_of(recipe), recipe.pack_hash).pack
 
     @staticmethod
     def _recipe(lp: Loaded, model: str, latent, cond, cond_b=None, mix=0.0) -> Recipe:
@@ -386,14 +389,11 @@ class Engine:
         the flat background (packs whose manifest says background "flat"); `smooth=False`
         upscales by nearest neighbour (pixel-art look) instead of clamped Lanczos."""
         if transparent:
-            name = self._registry.by_id.get(result.recipe.pack_id)
-            pack = None
-            if name is not None:
-                try:
-                    pack = self._registry.get_version(name, result.recipe.pack_hash).pack
-                except UnknownPack:
-                    pass
-            if pack is None or pack.background != "flat":
+            try:
+                background = self.pack_of(result.recipe).background
+            except UnknownPack:
+                background = None
+            if background != "flat":
                 raise EngineError("this pack has no flat background, so it cannot make transparent pictures")
         return await asyncio.to_thread(png_bytes, result.image, size, transparent, smooth)
 

@@ -217,11 +217,19 @@ class Registry:
             for h, lp in served.items():
                 if want is not None and h.startswith(want):
                     return lp
+        raise self.gone(name, pack_hash)
+
+    def gone(self, name: str, pack_hash: str) -> UnknownPack:
+        """The error for a recipe of `name` whose version (8-hex `pack_hash`) is not installed: reason
+        "retired" naming the version when this process loaded it or it is a known release, and
+        the versions of `name` that are installed, if any."""
         version = self._seen.get((name, pack_hash)) or RELEASED.get((name, pack_hash))
         what = f"{name} {version}" if version else f"{name} (content {pack_hash})"
-        installed = ", ".join(sorted(lp.pack.manifest.get("version", "?") for lp in served.values())) or "none"
-        raise UnknownPack(f"this avatar was drawn with {what}, which is no longer installed on this bot "
-                          f"(installed versions of {name}: {installed})")
+        message = f"this avatar was drawn with {what}, which is no longer installed on this bot"
+        if served := self.versions.get(name):
+            installed = ", ".join(sorted(lp.pack.manifest.get("version", "?") for lp in served.values()))
+            message += f" (installed versions of {name}: {installed})"
+        return UnknownPack(message, reason="retired" if version else None, pack=name, version=version)
 
     def acquire(self, name: str, pack_hash: str | None = None) -> Loaded:
         """Lease the newest version of `name`, or with `pack_hash` exactly the version a recipe records."""
@@ -234,7 +242,7 @@ class Registry:
         {"loaded": [...], "refused": {folder: message}, "removed": [...], "unchanged": [...]}."""
         async with self._lock:
             report: dict = {"loaded": [], "refused": {}, "removed": [], "unchanged": []}
-            found = {str(p): p for p in find_packs(self.dirs).values()}
+            found = find_packs(self.dirs)  # {folder path: folder}
             for key, folder in found.items():
                 try:
                     stamp = _stamp(folder)

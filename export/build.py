@@ -179,15 +179,22 @@ def _export_one(role: str, model: nn.Module, spec: GraphSpec, pack: Path, cards,
     graph = to_onnx(reference, spec)
     onnx.save(graph, file)
     inputs, outputs = spec.to_manifest()
-    checks = parity(role, reference, file, inputs, cards)
     entry = {"file": file.name, "sha256": sha256_file(file), "inputs": inputs, "outputs": outputs,
              "opset": OPSET, "fp16_file": None, "fp16_sha256": None}
+    half = None
     if fp16:
         half = pack / f"{role}.fp16.onnx"
         onnx.save(to_fp16(graph), half)
-        checks += parity(role, reference, half, inputs, cards, precision="fp16")
         entry.update(fp16_file=half.name, fp16_sha256=sha256_file(half))
-    return entry, checks
+    return entry, _parity_files(role, reference, file, half, inputs, cards)
+
+
+def _parity_files(role: str, reference: nn.Module, file: Path, half: Path | None, inputs, cards) -> list[Check]:
+    """onnxruntime vs the torch `reference` on a model's file and, when there is one, its fp16 variant."""
+    checks = parity(role, reference, file, inputs, cards)
+    if half is not None:
+        checks += parity(role, reference, half, inputs, cards, precision="fp16")
+    return checks
 
 
 def build_pack(runs: Sequence[RunModels], out: Path, *, name: str | None = None, version: str = "1.0.0",
@@ -287,9 +294,7 @@ def parity_against_runs(pack_dir: Path, runs: Sequence[RunModels]) -> list[Check
         if run.schema is not None and run.schema.fingerprint() != pack.schema.fingerprint():
             checks.append(Check(role, "vs torch", False, f"run {run.run} has another schema than the pack"))
             continue
-        reference = wrap(role, model)
-        checks += parity(role, reference, pack.model_path(role), entry["inputs"], pack.schema.cardinalities)
-        if spec.fp16_file:
-            checks += parity(role, reference, pack.model_path(role, fp16=True), entry["inputs"],
-                             pack.schema.cardinalities, precision="fp16")
+        half = pack.model_path(role, fp16=True) if spec.fp16_file else None
+        checks += _parity_files(role, wrap(role, model), pack.model_path(role), half, entry["inputs"],
+                                pack.schema.cardinalities)
     return checks

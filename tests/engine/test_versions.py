@@ -71,8 +71,9 @@ async def test_hot_reload_adds_and_removes_a_version_and_names_the_removed_one(p
         report = await eng.reload()
         assert report["removed"] == ["tiny"] and [p.manifest["version"] for p in eng.pack_versions["tiny"]] == ["1.0.0"]
         await old.idle.wait()
-        with pytest.raises(UnknownPack, match=r"drawn with tiny 0\.0\.1, which is no longer installed on this bot"):
+        with pytest.raises(UnknownPack, match=r"drawn with tiny 0\.0\.1, which is no longer installed on this bot") as e:
             await eng.redraw(first.recipe)
+        assert (e.value.reason, e.value.pack, e.value.version) == ("retired", "tiny", "0.0.1")  # for the bot's words
         with pytest.raises(UnknownPack, match="no longer installed"):
             eng.recipe(first.code)
         [r] = await eng.generate("tiny", seed=5)  # new avatars: the remaining version
