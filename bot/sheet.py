@@ -215,7 +215,7 @@ async def draw_sheet(bot: BotContext, interaction: discord.Interaction, recipe: 
     lines = [t(locale, "sheet.posted", mention=interaction.user.mention, what=_what(locale, pack.schema, plan),
                count=len(plan.cells))]
     if len(plan.cells) < plan.total:
-        lines.append("sheet.cut", shown=len(plan.cells), total=plan.total, max=MAX_CELLS)
+        lines.append(t(locale, "sheet.cut", shown=len(plan.cells), total=plan.total, max=MAX_CELLS))
     files = [discord.File(io.BytesIO(grid), filename="sheet.png", description=grid_alt(locale, pack.schema, recipe, plan))]
     if sizes:
         lines.append(t(locale, "sheet.zip_transparent" if transparent else "sheet.zip_opaque",
@@ -223,7 +223,7 @@ async def draw_sheet(bot: BotContext, interaction: discord.Interaction, recipe: 
         files.append(discord.File(io.BytesIO(archive), filename="sheet.zip",
                                   description=zip_alt(locale, pack.schema, plan, sizes, transparent)))
     if set(sizes) != set(ZIP_SIZES):
-        lines.append("sheet.left_out", sizes=", ".join(str(s) for s in ZIP_SIZES if s not in sizes))
+        lines.append(t(locale, "sheet.left_out", sizes=", ".join(str(s) for s in ZIP_SIZES if s not in sizes)))
     await interaction.followup.send("\n".join(lines), files=files, allowed_mentions=discord.AllowedMentions.none())
 
 
