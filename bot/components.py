@@ -38,11 +38,10 @@ from discord import ui
 import bot.actions as actions
 import bot.alt_text as alt_text
 import bot.forget_text as forget_text
-from bot.actions import REF_PATTERN
 from bot.context import context_of
 from bot.errors import NotOwner, UserError, report_error
 from bot.i18n import attribute_label, t, value_label
-from bot.items import MoeItem
+from bot.items import REF, MoeItem, RefButton
 from bot.maintenance import forget_member
 from bot.sheet import SheetButton, SheetSelect
 from bot.storage import MAX_SAVED_PER_MEMBER, collection_full
@@ -56,7 +55,6 @@ __all__ = [
     "SaveButton", "DeleteButton", "RecipeButton", "PickButton", "GalleryButton", "ForgetButton",
 ]
 
-REF = rf"(?P<ref>{REF_PATTERN})"
 UID = r"(?P<uid>[0-9]{1,20})"
 GALLERY_PAGE = 4
 _NO_MENTIONS = discord.AllowedMentions.none()
@@ -77,20 +75,6 @@ class OwnerOnly:
 
 def _button(custom_id: str, emoji: str, label: str, style=discord.ButtonStyle.secondary, row: int | None = None, disabled=False):
     return ui.Button(custom_id=custom_id, emoji=emoji or None, label=label, style=style, row=row, disabled=disabled)
-
-
-class RefButton(MoeItem):
-    """Mixin for the result buttons `moe:<verb>:<ref>`: the recipe reference is all their state;
-    `label_key` is the catalogue key of the button's label."""
-
-    verb: str
-    emoji: str
-    label_key: str
-    row = 0
-
-    def __init__(self, ref: str, locale: object = None) -> None:
-        super().__init__(_button(f"moe:{self.verb}:{ref}", self.emoji, t(locale, self.label_key), row=self.row))
-        self.ref = ref
 
 
 # -- the result buttons ---------------------------------------------------------------------------

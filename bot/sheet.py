@@ -37,7 +37,7 @@ from bot.alt_text import fit
 from bot.context import BotContext, context_of
 from bot.errors import UserError
 from bot.i18n import attribute_label, t, value_label
-from bot.items import MoeItem
+from bot.items import REF, MoeItem, RefButton
 from bot.storage import GuildSettings
 from engine.recipe import Recipe
 from engine.schema import Schema, SchemaError
@@ -55,7 +55,6 @@ ZIP_SIZES = (256, 512)
 ZIP_BUDGET = 8 * 1024 * 1024  # bytes; Discord takes 10 MiB per file
 _ZIP_ENTRY = 30 + 46  # bytes of a stored entry's local and central headers, besides its name (twice) and data
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # every entry's timestamp: the same sheet makes the same ZIP
-_REF = rf"(?P<ref>{actions.REF_PATTERN})"
 
 
 # -- what a sheet shows ---------------------------------------------------------------------
@@ -267,13 +266,11 @@ def option_label(locale: object, schema: Schema, manifest: Mapping, by: str) -> 
 
 
 # -- the button and its menu -------------------------------------------------------------------
-class SheetButton(MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:k:{_REF}"):
+class SheetButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:k:{REF}"):
     """📇 Sheet under a posted avatar: opens, for the presser only, a menu of what to vary."""
 
-    def __init__(self, ref: str, locale: object = None) -> None:
-        super().__init__(ui.Button(custom_id=f"moe:k:{ref}", emoji="📇", label=t(locale, "sheet.button"),
-                                   style=discord.ButtonStyle.secondary, row=1))
-        self.ref = ref
+    verb, emoji, label_key = "k", "📇", "sheet.button"
+    row = 1
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
@@ -289,7 +286,7 @@ class SheetButton(MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:k:{_REF}")
         await interaction.followup.send(t(interaction.locale, "sheet.menu", max=MAX_CELLS), view=view, ephemeral=True)
 
 
-class SheetSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:K:{_REF}"):
+class SheetSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:K:{REF}"):
     """The menu `SheetButton` opens: choosing draws the sheet (one draw)."""
 
     def __init__(self, ref: str, options: list[discord.SelectOption] | None = None, placeholder: str = "") -> None:
