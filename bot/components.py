@@ -30,8 +30,6 @@ from a custom_id for dispatch take no locale: Discord keeps the posted labels).
 
 from __future__ import annotations
 
-import io
-
 import discord
 from discord import ui
 
@@ -49,7 +47,7 @@ from engine.errors import EngineError, UnknownPack
 from engine.recipe import upload_ids
 
 __all__ = [
-    "ITEMS", "MoeItem", "result_view", "png_file", "post_result", "post_variations", "post_compare", "gallery_page",
+    "ITEMS", "MoeItem", "result_view", "post_result", "post_variations", "post_compare", "gallery_page",
     "saved_items",
     "RerollButton", "VariationsButton", "EditButton", "EditSelect", "BlendButton", "BlendSelect",
     "SaveButton", "DeleteButton", "RecipeButton", "PickButton", "GalleryButton", "ForgetButton",
@@ -330,11 +328,6 @@ def result_view(ref: str, uid: int, locale: object) -> ui.View:
     return view
 
 
-def png_file(png: bytes, name: str, description: str) -> discord.File:
-    """An image to post, with its alt text (`bot.alt_text`: within Discord's 1,024 characters)."""
-    return discord.File(io.BytesIO(png), filename=name, description=alt_text.fit(description))
-
-
 async def post_result(interaction: discord.Interaction, result, *, note: str = "") -> None:
     """Send one avatar with the full set of buttons, as the (deferred) answer; `note`, already
     worded in the server's language, follows its description."""
@@ -344,7 +337,7 @@ async def post_result(interaction: discord.Interaction, result, *, note: str = "
     ref = await actions.ref_for(bot, result.recipe)
     await interaction.followup.send(
         f"{interaction.user.mention} {actions.describe(bot, result.recipe, locale)}{note}",
-        file=png_file(png, "avatar.png", alt_text.avatar(locale, actions.schema_of(bot, result.recipe), result.recipe)),
+        file=actions.png_file(png, "avatar.png", alt_text.avatar(locale, actions.schema_of(bot, result.recipe), result.recipe)),
         view=result_view(ref, interaction.user.id, interaction.locale), allowed_mentions=_NO_MENTIONS,
     )
 
@@ -358,7 +351,7 @@ async def post_variations(interaction: discord.Interaction, results: list) -> No
         view.add_item(PickButton(await actions.ref_for(bot, r.recipe), label=str(i + 1)))
     await interaction.followup.send(
         t(locale, "posting.variations", member=interaction.user.mention, count=len(results)),
-        file=png_file(png, "variations.png", alt_text.variations(
+        file=actions.png_file(png, "variations.png", alt_text.variations(
             locale, actions.schema_of(bot, results[0].recipe), [r.recipe for r in results])),
         view=view, allowed_mentions=_NO_MENTIONS,
     )
@@ -374,7 +367,7 @@ async def post_compare(interaction: discord.Interaction, gan, vae) -> None:
         view.add_item(PickButton(await actions.ref_for(bot, result.recipe), label=label))
     await interaction.followup.send(
         t(locale, "posting.compare", member=interaction.user.mention),
-        file=png_file(png, "compare.png", alt_text.compare(locale, actions.schema_of(bot, gan.recipe), gan.recipe)),
+        file=actions.png_file(png, "compare.png", alt_text.compare(locale, actions.schema_of(bot, gan.recipe), gan.recipe)),
         view=view, allowed_mentions=_NO_MENTIONS,
     )
 
@@ -399,7 +392,7 @@ async def gallery_page(interaction: discord.Interaction, page: int) -> tuple[str
              for a in rows]
     alt = alt_text.gallery(locale, page, pages, saved_items(bot, rows))
     return ("\n".join([t(locale, "posting.gallery", page=page + 1, pages=pages, total=total), *lines]),
-            png_file(sheet, "gallery.png", alt), view)
+            actions.png_file(sheet, "gallery.png", alt), view)
 
 
 def saved_items(bot, rows) -> list:

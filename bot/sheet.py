@@ -215,12 +215,11 @@ async def draw_sheet(bot: BotContext, interaction: discord.Interaction, recipe: 
                count=len(plan.cells))]
     if len(plan.cells) < plan.total:
         lines.append(t(locale, "sheet.cut", shown=len(plan.cells), total=plan.total, max=MAX_CELLS))
-    files = [discord.File(io.BytesIO(grid), filename="sheet.png", description=grid_alt(locale, pack.schema, recipe, plan))]
+    files = [actions.png_file(grid, "sheet.png", grid_alt(locale, pack.schema, recipe, plan))]
     if sizes:
         lines.append(t(locale, "sheet.zip_transparent" if transparent else "sheet.zip_opaque",
                        sizes=", ".join(map(str, sizes))))
-        files.append(discord.File(io.BytesIO(archive), filename="sheet.zip",
-                                  description=zip_alt(locale, pack.schema, plan, sizes, transparent)))
+        files.append(actions.png_file(archive, "sheet.zip", zip_alt(locale, pack.schema, plan, sizes, transparent)))
     if set(sizes) != set(ZIP_SIZES):
         lines.append(t(locale, "sheet.left_out", sizes=", ".join(str(s) for s in ZIP_SIZES if s not in sizes)))
     await interaction.followup.send("\n".join(lines), files=files, allowed_mentions=discord.AllowedMentions.none())
