@@ -10,6 +10,7 @@ the member's for an ephemeral answer).
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 import secrets
@@ -18,7 +19,7 @@ from contextlib import asynccontextmanager
 
 import discord
 
-from bot.alt_text import pair
+from bot.alt_text import fit, pair
 from bot.context import BotContext, context_of
 from bot.errors import NotAllowedHere, NotOwner, StorageUnavailable, UserError
 from bot.i18n import t
@@ -33,7 +34,7 @@ from engine.schema import SchemaError
 __all__ = [
     "INLINE_CODE_MAX", "RESULT_SIZE", "REF_PATTERN", "VARIATION_STRENGTH",
     "check_limits", "generation", "gate_open", "limits_for", "parent_channel_id", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
-    "describe", "schema_of", "png_of", "render_grid", "grid_of_pngs", "condition_from_options", "new_seed", "own_saved",
+    "describe", "schema_of", "png_of", "png_file", "render_grid", "grid_of_pngs", "condition_from_options", "new_seed", "own_saved",
 ]
 
 RESULT_SIZE = 256  # pixels of the PNG under every result
@@ -189,6 +190,12 @@ def describe(bot: BotContext, recipe: Recipe, locale: object) -> str:
 # -- engine -----------------------------------------------------------------------------------
 async def png_of(bot: BotContext, result: Result, size: int = RESULT_SIZE, transparent: bool = False) -> bytes:
     return await bot.engine.render_png(result, size=size, transparent=transparent)
+
+
+def png_file(data: bytes, name: str, description: str) -> discord.File:
+    """A picture (or the sheet's ZIP) to post, with its alt text (`bot.alt_text`: within
+    Discord's 1,024 characters)."""
+    return discord.File(io.BytesIO(data), filename=name, description=fit(description))
 
 
 async def render_grid(results: list[Result], *, cols: int, cell: int, labels: list[str] | None = None) -> bytes:

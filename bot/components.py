@@ -30,19 +30,16 @@ from a custom_id for dispatch take no locale: Discord keeps the posted labels).
 
 from __future__ import annotations
 
-import io
-
 import discord
 from discord import ui
 
 import bot.actions as actions
 import bot.alt_text as alt_text
 import bot.forget_text as forget_text
-from bot.actions import REF_PATTERN
 from bot.context import context_of
 from bot.errors import NotOwner, UserError, report_error
 from bot.i18n import attribute_label, t, value_label
-from bot.items import MoeItem
+from bot.items import REF, MoeItem, RefButton
 from bot.maintenance import forget_member
 from bot.sheet import SheetButton, SheetSelect
 from bot.storage import MAX_SAVED_PER_MEMBER, collection_full
@@ -50,13 +47,12 @@ from engine.errors import EngineError, UnknownPack
 from engine.recipe import upload_ids
 
 __all__ = [
-    "ITEMS", "MoeItem", "result_view", "png_file", "post_result", "post_variations", "post_compare", "gallery_page",
+    "ITEMS", "MoeItem", "result_view", "post_result", "post_variations", "post_compare", "gallery_page",
     "saved_items",
     "RerollButton", "VariationsButton", "EditButton", "EditSelect", "BlendButton", "BlendSelect",
     "SaveButton", "DeleteButton", "RecipeButton", "PickButton", "GalleryButton", "ForgetButton",
 ]
 
-REF = rf"(?P<ref>{REF_PATTERN})"
 UID = r"(?P<uid>[0-9]{1,20})"
 GALLERY_PAGE = 4
 _NO_MENTIONS = discord.AllowedMentions.none()
@@ -77,20 +73,6 @@ class OwnerOnly:
 
 def _button(custom_id: str, emoji: str, label: str, style=discord.ButtonStyle.secondary, row: int | None = None, disabled=False):
     return ui.Button(custom_id=custom_id, emoji=emoji or None, label=label, style=style, row=row, disabled=disabled)
-
-
-class RefButton(MoeItem):
-    """Mixin for the result buttons `moe:<verb>:<ref>`: the recipe reference is all their state;
-    `label_key` is the catalogue key of the button's label."""
-
-    verb: str
-    emoji: str
-    label_key: str
-    row = 0
-
-    def __init__(self, ref: str, locale: object = None) -> None:
-        super().__init__(_button(f"moe:{self.verb}:{ref}", self.emoji, t(locale, self.label_key), row=self.row))
-        self.ref = ref
 
 
 # -- the result buttons ---------------------------------------------------------------------------
@@ -346,11 +328,6 @@ def result_view(ref: str, uid: int, locale: object) -> ui.View:
     return view
 
 
-def png_file(png: bytes, name: str, description: str) -> discord.File:
-    """An image to post, with its alt text (`bot.alt_text`: within Discord's 1,024 characters)."""
-    return discord.File(io.BytesIO(png), filename=name, description=alt_text.fit(description))
-
-
 async def post_result(interaction: discord.Interaction, result, *, note: str = "") -> None:
     """Send one avatar with the full set of buttons, as the (deferred) answer; `note`, already
     worded in the server's language, follows its description."""
@@ -360,7 +337,7 @@ async def post_result(interaction: discord.Interaction, result, *, note: str = "
     ref = await actions.ref_for(bot, result.recipe)
     await interaction.followup.send(
         f"{interaction.user.mention} {actions.describe(bot, result.recipe, locale)}{note}",
-        file=png_file(png, "avatar.png", alt_text.avatar(locale, actions.schema_of(bot, result.recipe), result.recipe)),
+        file=actions.png_file(png, "avatar.png", alt_text.avatar(locale, actions.schema_of(bot, result.recipe), result.recipe)),
         view=result_view(ref, interaction.user.id, interaction.locale), allowed_mentions=_NO_MENTIONS,
     )
 
@@ -374,7 +351,7 @@ async def post_variations(interaction: discord.Interaction, results: list) -> No
         view.add_item(PickButton(await actions.ref_for(bot, r.recipe), label=str(i + 1)))
     await interaction.followup.send(
         t(locale, "posting.variations", member=interaction.user.mention, count=len(results)),
-        file=png_file(png, "variations.png", alt_text.variations(
+        file=actions.png_file(png, "variations.png", alt_text.variations(
             locale, actions.schema_of(bot, results[0].recipe), [r.recipe for r in results])),
         view=view, allowed_mentions=_NO_MENTIONS,
     )
@@ -390,7 +367,7 @@ async def post_compare(interaction: discord.Interaction, gan, vae) -> None:
         view.add_item(PickButton(await actions.ref_for(bot, result.recipe), label=label))
     await interaction.followup.send(
         t(locale, "posting.compare", member=interaction.user.mention),
-        file=png_file(png, "compare.png", alt_text.compare(locale, actions.schema_of(bot, gan.recipe), gan.recipe)),
+        file=actions.png_file(png, "compare.png", alt_text.compare(locale, actions.schema_of(bot, gan.recipe), gan.recipe)),
         view=view, allowed_mentions=_NO_MENTIONS,
     )
 
@@ -415,7 +392,7 @@ async def gallery_page(interaction: discord.Interaction, page: int) -> tuple[str
              for a in rows]
     alt = alt_text.gallery(locale, page, pages, saved_items(bot, rows))
     return ("\n".join([t(locale, "posting.gallery", page=page + 1, pages=pages, total=total), *lines]),
-            png_file(sheet, "gallery.png", alt), view)
+            actions.png_file(sheet, "gallery.png", alt), view)
 
 
 def saved_items(bot, rows) -> list:

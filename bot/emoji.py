@@ -108,5 +108,5 @@ async def emoji_command(bot: BotContext, interaction: discord.Interaction, *, na
     lines = [t(locale, "emoji.created", mention=interaction.user.mention, emoji=str(emoji), name=emoji.name,
                avatar=row.id)]
     if not transparent:
-        lines.append("emoji.opaque")
+        lines.append(t(locale, "emoji.opaque"))
     await interaction.followup.send("\n".join(lines), allowed_mentions=discord.AllowedMentions.none())

@@ -116,31 +116,24 @@ def _shown(choices: Sequence[str], most: int = 12) -> str:
     return ", ".join(choices[:most]) + (", ..." if len(choices) > most else "")
 
 
+# an engine error's catalogue key by its class (the first that fits) and `reason` (None: any other)
+_ENGINE_KEYS: dict[type[EngineError], dict[str | None, str]] = {
+    Busy: {None: "common.busy"},
+    RequestTimeout: {None: "errors.timeout"},
+    InvalidRecipe: {"version": "errors.recipe_version", "too_many_steps": "errors.recipe_too_many_steps",
+                    "mismatch": "errors.recipe_mismatch", None: "errors.recipe_invalid"},
+    UnknownPack: {"none": "errors.no_pack", "retired": "errors.pack_retired", "server": "errors.server_pack_gone",
+                  None: "errors.pack_missing"},
+    PackError: {None: "errors.pack_broken"},
+    EngineError: {"picture_too_small": "errors.picture_too_small", "upload_gone": "errors.upload_gone",
+                  None: "errors.engine_failed"},
+}
+
+
 def _engine_key(error: EngineError) -> tuple[str, dict[str, object]]:
-    """The catalogue key (and parameters) that words an engine error."""
-    if isinstance(error, Busy):
-        return "common.busy", {}
-    if isinstance(error, RequestTimeout):
-        return "errors.timeout", {}
-    if isinstance(error, InvalidRecipe):
-        if error.reason in ("version", "too_many_steps"):
-            return f"errors.recipe_{error.reason}", {}
-        if error.reason == "mismatch":
-            return "errors.recipe_mismatch", {"pack": error.pack, "version": error.version or ""}
-        return "errors.recipe_invalid", {}
-    if isinstance(error, UnknownPack):
-        if error.reason == "none":
-            return "errors.no_pack", {}
-        if error.reason == "retired":
-            return "errors.pack_retired", {"pack": error.pack, "version": error.version or ""}
-        if error.reason == "server":
-            return "errors.server_pack_gone", {"pack": error.pack}
-        return "errors.pack_missing", {}
-    if isinstance(error, PackError):
-        return "errors.pack_broken", {}
-    if error.reason in ("picture_too_small", "upload_gone"):
-        return f"errors.{error.reason}", {}
-    return "errors.engine_failed", {}
+    """The catalogue key (and parameters: the pack and version concerned) that words an engine error."""
+    keys = next(by_reason for cls, by_reason in _ENGINE_KEYS.items() if isinstance(error, cls))
+    return keys.get(error.reason, keys[None]), {"pack": error.pack, "version": error.version or ""}
 
 
 def _schema_key(error: SchemaError) -> tuple[str, dict[str, object]]:

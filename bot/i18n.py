@@ -2,8 +2,8 @@
 
 Catalogues are TOML files, a folder per locale and a file per domain:
 `bot/locales/<locale>/<domain>.toml`. A key is `<domain>.<name>` (nested tables add dots), a value
-a `str.format` template, e.g. `bot/locales/ja/errors.toml` holds `busy = "..."`, read as
-`t("ja", "errors.busy")`. English (`en`) is complete by definition; another locale may lack a
+a `str.format` template, e.g. `bot/locales/ja/common.toml` holds `busy = "..."`, read as
+`t("ja", "common.busy")`. English (`en`) is complete by definition; another locale may lack a
 key (the English one is used) but never a placeholder of it (`tests/bot/test_i18n.py`).
 Adding a language is adding a folder, without touching code.
 

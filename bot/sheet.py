@@ -37,7 +37,7 @@ from bot.alt_text import fit
 from bot.context import BotContext, context_of
 from bot.errors import UserError
 from bot.i18n import attribute_label, t, value_label
-from bot.items import MoeItem
+from bot.items import REF, MoeItem, RefButton
 from bot.storage import GuildSettings
 from engine.recipe import Recipe
 from engine.schema import Schema, SchemaError
@@ -55,7 +55,6 @@ ZIP_SIZES = (256, 512)
 ZIP_BUDGET = 8 * 1024 * 1024  # bytes; Discord takes 10 MiB per file
 _ZIP_ENTRY = 30 + 46  # bytes of a stored entry's local and central headers, besides its name (twice) and data
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # every entry's timestamp: the same sheet makes the same ZIP
-_REF = rf"(?P<ref>{actions.REF_PATTERN})"
 
 
 # -- what a sheet shows ---------------------------------------------------------------------
@@ -215,15 +214,14 @@ async def draw_sheet(bot: BotContext, interaction: discord.Interaction, recipe: 
     lines = [t(locale, "sheet.posted", mention=interaction.user.mention, what=_what(locale, pack.schema, plan),
                count=len(plan.cells))]
     if len(plan.cells) < plan.total:
-        lines.append("sheet.cut", shown=len(plan.cells), total=plan.total, max=MAX_CELLS)
-    files = [discord.File(io.BytesIO(grid), filename="sheet.png", description=grid_alt(locale, pack.schema, recipe, plan))]
+        lines.append(t(locale, "sheet.cut", shown=len(plan.cells), total=plan.total, max=MAX_CELLS))
+    files = [actions.png_file(grid, "sheet.png", grid_alt(locale, pack.schema, recipe, plan))]
     if sizes:
         lines.append(t(locale, "sheet.zip_transparent" if transparent else "sheet.zip_opaque",
                        sizes=", ".join(map(str, sizes))))
-        files.append(discord.File(io.BytesIO(archive), filename="sheet.zip",
-                                  description=zip_alt(locale, pack.schema, plan, sizes, transparent)))
+        files.append(actions.png_file(archive, "sheet.zip", zip_alt(locale, pack.schema, plan, sizes, transparent)))
     if set(sizes) != set(ZIP_SIZES):
-        lines.append("sheet.left_out", sizes=", ".join(str(s) for s in ZIP_SIZES if s not in sizes))
+        lines.append(t(locale, "sheet.left_out", sizes=", ".join(str(s) for s in ZIP_SIZES if s not in sizes)))
     await interaction.followup.send("\n".join(lines), files=files, allowed_mentions=discord.AllowedMentions.none())
 
 
@@ -267,13 +265,11 @@ def option_label(locale: object, schema: Schema, manifest: Mapping, by: str) -> 
 
 
 # -- the button and its menu -------------------------------------------------------------------
-class SheetButton(MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:k:{_REF}"):
+class SheetButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:k:{REF}"):
     """📇 Sheet under a posted avatar: opens, for the presser only, a menu of what to vary."""
 
-    def __init__(self, ref: str, locale: object = None) -> None:
-        super().__init__(ui.Button(custom_id=f"moe:k:{ref}", emoji="📇", label=t(locale, "sheet.button"),
-                                   style=discord.ButtonStyle.secondary, row=1))
-        self.ref = ref
+    verb, emoji, label_key = "k", "📇", "sheet.button"
+    row = 1
 
     async def handle(self, interaction: discord.Interaction) -> None:
         bot = context_of(interaction)
@@ -289,7 +285,7 @@ class SheetButton(MoeItem, ui.DynamicItem[ui.Button], template=rf"moe:k:{_REF}")
         await interaction.followup.send(t(interaction.locale, "sheet.menu", max=MAX_CELLS), view=view, ephemeral=True)
 
 
-class SheetSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:K:{_REF}"):
+class SheetSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:K:{REF}"):
     """The menu `SheetButton` opens: choosing draws the sheet (one draw)."""
 
     def __init__(self, ref: str, options: list[discord.SelectOption] | None = None, placeholder: str = "") -> None:

@@ -44,7 +44,7 @@ from discord.app_commands import TranslationContextLocation as Where
 from bot.i18n import FALLBACK, attribute_description, attribute_label, catalogue, resolve, value_label
 from engine.schema import Attribute, Schema
 
-__all__ = ["CatalogueTranslator", "command_key", "option_name", "valid_name", "valid_text"]
+__all__ = ["CatalogueTranslator", "attribute_option_name", "command_key", "option_name", "valid_name", "valid_text"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,12 @@ def option_name(words: str) -> str | None:
     """Words shaped into a valid option name (lower case, spaces as `-`, other marks dropped), or None."""
     name = "".join(ch for ch in "-".join(words.lower().split()) if _name_char(ch))[:NAME_MAX]
     return name or None
+
+
+def attribute_option_name(attr: Attribute) -> str:
+    """The English name of the option an attribute becomes (`bot.cogs.avatar`): its name in
+    lower case, cut to Discord's 32 characters; `CatalogueTranslator` knows the option by it."""
+    return attr.name.lower()[:NAME_MAX]
 
 
 def command_key(command: Any) -> str:
@@ -122,10 +128,9 @@ class CatalogueTranslator(app_commands.Translator):
 
     def attribute_of(self, param: Any) -> Attribute | None:
         """The schema attribute a command parameter stands for: a string option named after it
-        (lower case, as `bot.cogs.avatar` names them) whose choices are its values (autocomplete
-        past 25), else None."""
+        (`attribute_option_name`) whose choices are its values (autocomplete past 25), else None."""
         for attr in self._schema.attributes:
-            if param.display_name != attr.name.lower()[:NAME_MAX] or param.type is not discord.AppCommandOptionType.string:
+            if param.display_name != attribute_option_name(attr) or param.type is not discord.AppCommandOptionType.string:
                 continue
             if [c.value for c in param.choices] == list(attr.values) or (param.autocomplete and not param.choices and attr.cardinality > 25):
                 return attr

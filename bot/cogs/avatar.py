@@ -28,6 +28,7 @@ import bot.actions as actions
 import bot.components as components
 from bot.errors import UserError
 from bot.i18n import t
+from bot.translator import attribute_option_name
 from bot.uploads import check_declared, read_attachment
 from engine.recipe import MAX_SEED
 from engine.schema import Attribute, Schema
@@ -40,10 +41,6 @@ __all__ = ["AvatarCog", "attribute_command"]
 log = logging.getLogger(__name__)
 
 MAX_ATTRIBUTE_OPTIONS = 24  # Discord allows 25 options; one is the seed
-
-
-def _option_name(attr: Attribute) -> str:
-    return attr.name.lower()[:32]  # Discord option names are lowercase
 
 
 def _autocomplete_for(attr: Attribute):
@@ -80,7 +77,7 @@ def attribute_command(
     callback.__signature__ = inspect.Signature(params)
     callback.__name__ = callback.__qualname__ = name.replace("-", "_")
 
-    app_commands.rename(**{p: _option_name(a) for p, a in param_of.items()})(callback)
+    app_commands.rename(**{p: attribute_option_name(a) for p, a in param_of.items()})(callback)
     app_commands.describe(
         seed="same seed + same options = the same avatar (empty: random)",
         **{p: (a.description or f"{a.name}; empty = random")[:100] for p, a in param_of.items()},

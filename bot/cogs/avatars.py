@@ -90,7 +90,7 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
             text += line
         alt = alt_text.saved_sheet(locale, getattr(member, "display_name", str(member.id)),
                                    components.saved_items(self.bot, shown))
-        await interaction.followup.send(text, file=components.png_file(sheet, "saved.png", alt),
+        await interaction.followup.send(text, file=actions.png_file(sheet, "saved.png", alt),
                                         ephemeral=ephemeral, allowed_mentions=discord.AllowedMentions.none())
 
     @app_commands.command(name="gallery")
@@ -128,7 +128,7 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
         alt = alt_text.export(locale, row.id, size, transparent, actions.schema_of(self.bot, recipe), recipe)
         await interaction.followup.send(
             t(locale, "avatars.export_transparent" if transparent else "avatars.export", avatar=row.id, size=size),
-            file=components.png_file(png, f"avatar-{row.id}-{size}.png", alt), ephemeral=True)
+            file=actions.png_file(png, f"avatar-{row.id}-{size}.png", alt), ephemeral=True)
 
     # -- one character, many pictures (bot/sheet.py, bot/emoji.py) ---------------------------
     @app_commands.command(name="sheet")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 from types import SimpleNamespace
@@ -140,6 +141,18 @@ async def test_a_saved_avatar_becomes_a_transparent_128_px_emoji_for_one_draw(db
         assert np.asarray(im)[0, 0, 3] == 0  # the flat background cut out
     assert "<:moe_cat:123> `:moe_cat:`" in text and f"#{avatar}" in text and not itx.sent[-1].get("ephemeral")
     assert await usage_today(db, GUILD, MEMBER) == 1
+
+
+async def test_an_emoji_of_a_pack_without_a_flat_background_says_it_keeps_it(db, engine):
+    bot, _ = await saved_bot(db, engine)
+    bot.engine = SimpleNamespace(packs={n: dataclasses.replace(p, background=None) for n, p in engine.packs.items()},
+                                 redraw=engine.redraw, render_png=engine.render_png)
+    guild = Guild()
+    text = await run(bot, Itx(bot, guild), name="moe_cat")
+    [(_, image)] = guild.created
+    with Image.open(io.BytesIO(image)) as im:
+        assert im.mode == "RGB"
+    assert "the emoji keeps its background" in text and "emoji.opaque" not in text
 
 
 @pytest.mark.parametrize(("permissions", "app_permissions", "words"), [

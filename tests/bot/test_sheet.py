@@ -214,6 +214,20 @@ async def test_without_a_flat_background_the_zip_says_its_pictures_are_opaque(db
             assert im.mode == "RGB"
 
 
+async def test_a_cut_sheet_and_a_left_out_size_say_so(db, engine, monkeypatch):
+    [base] = await engine.generate(DEFAULT, {}, seed=6)
+    monkeypatch.setattr(sheet, "MAX_CELLS", 4)  # eyes has six values: the sheet shows four
+    whole = sheet.build_zip
+    monkeypatch.setattr(sheet, "build_zip", lambda *a, **kw: whole(*a, **kw, budget=1))  # no size fits
+    bot = bot_with(db, engine)
+    itx = Itx(bot)
+    await sheet.sheet_command(bot, itx, by="eyes", code=base.code)
+    [post] = itx.sent
+    assert "shows 4 of 6 combinations" in post["content"] and "at most 4 pictures" in post["content"]
+    assert "The 256, 512 px files were left out" in post["content"]
+    assert [f.filename for f in post["files"]] == ["sheet.png"]
+
+
 async def test_refusals_come_before_the_gate(db, engine):
     [base] = await engine.generate(DEFAULT, {}, seed=5)
     bot = bot_with(db, engine)
