@@ -286,8 +286,7 @@ def load_or_train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: t
         fit_idx = np.sort(np.random.default_rng(cfg.seed + 1).choice(train_idx, cfg.max_train, replace=False))
     log.info("training the judge on %d images at %dpx (cached for later runs)", len(fit_idx), res)
     model, stats = train_judge(images[fit_idx], labels[fit_idx], cardinalities, cfg)
-    _, pred = model.embed(images[held_idx])
-    acc = (pred == labels[held_idx]).mean(0)
+    acc = _accuracy(model, images[held_idx], labels[held_idx])
     info = {"fingerprint": fingerprint, "res": res, "judge_res": model.inner, "config": asdict(cfg), "cardinalities": list(cardinalities),
             "n_train": int(len(fit_idx)), "n_held": int(len(held_idx)),
             "held_accuracy": [round(float(a), 4) for a in acc], **stats}
