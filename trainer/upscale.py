@@ -227,12 +227,11 @@ def _crops(pairs: Pairs, cfg: UpscaleConfig, device: torch.device) -> tuple[torc
 @torch.no_grad()
 def upscale_images(model: torch.nn.Module, images: np.ndarray, batch: int = 32) -> np.ndarray:
     """uint8 (N, r, r, 3) -> uint8 (N, s*r, s*r, 3) through `model` (its device), rounded like the pack's graph."""
+    from trainer.samples import to_uint8
+
     device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(images), batch):
-        y = model(_to_tensor(images[i:i + batch], device))
-        out.append(((y + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
-    return np.concatenate(out)
+    return np.concatenate([to_uint8(model(_to_tensor(images[i:i + batch], device)))
+                           for i in range(0, len(images), batch)])
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -240,14 +239,12 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255**2 / max(mse, 1e-10)))
 
 
-def _grid(pairs: Pairs, out: np.ndarray):
-    from engine.image import upscale
+def _grid(pairs: Pairs, lanczos: np.ndarray, out: np.ndarray):
+    """The validation pictures as members see them today (`lanczos`), through the upscaler (`out`), drawn natively."""
     from trainer.preview import labelled_strips
 
-    size = out.shape[1]
-    lanczos = np.stack([upscale(np.ascontiguousarray(x), size) for x in pairs.val_small])
     return labelled_strips([("input, Lanczos", lanczos), ("upscaler", out), ("native", pairs.val_large)],
-                           tile=size, cols=len(out), label_w=96)
+                           tile=out.shape[1], cols=len(out), label_w=96)
 
 
 def train_upscaler(cfg: UpscaleConfig, *, resume: str | Path | None = None, progress: bool = True) -> Path:
@@ -286,8 +283,8 @@ def train_upscaler(cfg: UpscaleConfig, *, resume: str | Path | None = None, prog
     bar = _Progress(cfg.kimg, nimg, enabled=progress)
     from engine.image import upscale
 
-    lanczos_psnr = _psnr(np.stack([upscale(np.ascontiguousarray(x), pairs.val_large.shape[1])
-                                   for x in pairs.val_small]), pairs.val_large)
+    lanczos = np.stack([upscale(np.ascontiguousarray(x), pairs.val_large.shape[1]) for x in pairs.val_small])
+    lanczos_psnr = _psnr(lanczos, pairs.val_large)  # the grid's first row too: computed once
 
     total = int(cfg.kimg * 1000)
     t_start = time.monotonic()
@@ -333,7 +330,7 @@ def train_upscaler(cfg: UpscaleConfig, *, resume: str | Path | None = None, prog
         if grid_due or time.monotonic() - last_snapshot >= cfg.snapshot_minutes * 60:
             model.eval()
             if grid_due:
-                sheet = _grid(pairs, upscale_images(model, pairs.val_small))
+                sheet = _grid(pairs, lanczos, upscale_images(model, pairs.val_small))
                 sheet.save(run_dir / "samples" / f"grid-{nimg / 1000:010.3f}kimg.png")
                 writer.add_image("samples", torch.from_numpy(np.array(sheet)), nimg, dataformats="HWC")
             model.train()
