@@ -32,7 +32,7 @@ from torch import nn
 
 from trainer.checkpoint import BEST, CheckpointError, read_checkpoint
 from trainer.models.gan import discriminator_blocks
-from trainer.train import ConfigError
+from trainer.loop import ConfigError
 
 __all__ = ["SHIPPED", "WEIGHTS_DIR", "Source", "Report", "load_source", "with_source", "check_fits", "start_from",
            "strip", "default_freeze_d"]
