@@ -126,18 +126,19 @@ def choose_policy(requested: str, images: np.ndarray, labels: np.ndarray, names:
                   cardinalities: Sequence[int]) -> tuple[str, str]:
     """The DiffAugment policy for a run and one line saying why. `requested` "auto" is DEFAULT_POLICY
     without "color" when an attribute is colour-valued (a jittered tone is no longer the labelled tone,
-    for D or its classification term); an explicit policy is kept, with a warning if it jitters colour."""
-    scores = colour_scores(images, labels, cardinalities)
-    coloured = [(n, s) for n, s in zip(names, scores) if s >= COLOUR_VALUED]
+    for D or its classification term); an explicit policy is kept, with a warning if it jitters colour.
+    The colour scores are measured only where they decide something: "auto", or a policy with "color"."""
+    ops = [op for op in requested.split(",") if op] if requested != AUTO else DEFAULT_POLICY.split(",")
+    coloured = []
+    if "color" in ops:
+        coloured = [(n, s) for n, s in zip(names, colour_scores(images, labels, cardinalities)) if s >= COLOUR_VALUED]
     why = ", ".join(f"attribute {n!r} is colour-valued, a colour-only classifier gets {s:.2f} of it"
                     for n, s in coloured)
     if requested != AUTO:
-        ops = [op for op in requested.split(",") if op]
         line = f"augment: {', '.join(ops) or 'none'} (as given)"
-        if "color" in ops and coloured:
+        if coloured:
             line += f"; warning: color jitter changes what a label describes ({why})"
         return requested, line
-    ops = DEFAULT_POLICY.split(",")
     if not coloured:
         return DEFAULT_POLICY, f"augment: {', '.join(ops)} (no attribute is colour-valued)"
     kept = [op for op in ops if op != "color"]

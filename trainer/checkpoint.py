@@ -33,7 +33,7 @@ from trainer.models.vae import (AttributeClassifier, AttributeClassifierConfig, 
 from trainer.models.upscaler import Upscaler, UpscalerConfig
 
 __all__ = ["LoadedRun", "CheckpointError", "save_checkpoint", "load_run", "load_training_state", "read_checkpoint",
-           "build_model", "describe_model", "CHECKPOINT_JSON", "CHECKPOINT_TENSORS", "BEST", "LAST"]
+           "model_state", "build_model", "describe_model", "CHECKPOINT_JSON", "CHECKPOINT_TENSORS", "BEST", "LAST"]
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,9 @@ def save_checkpoint(run_dir: str | Path, *, kind: str, meta: dict[str, Any], mod
     return run_dir / f"{stem}.json"
 
 
-def _read(run_dir: Path, stem: str = BEST) -> tuple[dict, dict[str, torch.Tensor]]:
+def read_checkpoint(folder: str | Path, stem: str = BEST) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The meta and every tensor of <folder>/<stem>.json + <stem>.safetensors (format and kind checked)."""
+    run_dir = Path(folder)
     jpath, tpath = run_dir / f"{stem}.json", run_dir / f"{stem}.safetensors"
     if not jpath.is_file() or not tpath.is_file():
         raise CheckpointError(f"{run_dir} has no checkpoint ({jpath.name} + {tpath.name})")
@@ -129,12 +131,8 @@ def _read(run_dir: Path, stem: str = BEST) -> tuple[dict, dict[str, torch.Tensor
     return meta, tensors
 
 
-def read_checkpoint(folder: str | Path, stem: str = BEST) -> tuple[dict, dict[str, torch.Tensor]]:
-    """The meta and every tensor of <folder>/<stem>.json + <stem>.safetensors (format and kind checked)."""
-    return _read(Path(folder), stem)
-
-
-def _model_state(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+def model_state(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """The state dict of model `name` among a checkpoint's tensors (`model.<name>.<key>`)."""
     prefix = f"model.{name}."
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
@@ -153,14 +151,14 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu",
     the encoder gives whitened codes (`WhitenedEncoder`) and the decoder draws N(0, I) ones
     (`PriorDecoder`); the raw models are `.encoder` / `.decoder` inside."""
     run_dir = Path(run_dir)
-    meta, tensors = _read(run_dir)
+    meta, tensors = read_checkpoint(run_dir)
     wanted = names or PUBLIC_MODELS[meta["kind"]]
     models = {}
     for name in wanted:
         if name not in meta["models"]:
             continue  # e.g. a VAE trained without D_patch
         model = build_model(meta["models"][name])
-        _load_into(model, _model_state(tensors, name), name)
+        _load_into(model, model_state(tensors, name), name)
         models[name] = model.to(device).eval()
     if "prior" in models and "encoder" in models and "decoder" in models:
         models["encoder"] = WhitenedEncoder(models["encoder"], models["prior"]).eval()
@@ -173,12 +171,12 @@ def load_training_state(run_dir: str | Path, models: dict[str, nn.Module],
     """Restore every model and optimiser in place (for --resume) from the latest training state
     (`checkpoint-last.*` when the run keeps one, else `checkpoint.*`); returns (meta, extra tensors)."""
     run_dir = Path(run_dir)
-    meta, tensors = _read(run_dir, LAST if (run_dir / f"{LAST}.json").is_file() else BEST)
+    meta, tensors = read_checkpoint(run_dir, LAST if (run_dir / f"{LAST}.json").is_file() else BEST)
     for name, model in models.items():
         if name not in meta["models"] and not list(model.parameters()):
             log.info("%s has no %r (an older run): it is computed again at the next checkpoint", run_dir, name)
             continue  # state that is derived, not trained: the VAE's latent prior
-        _load_into(model, _model_state(tensors, name), name)
+        _load_into(model, model_state(tensors, name), name)
     for name, opt in optimizers.items():
         om = meta["optimizers"][name]
         state: dict[int, dict[str, Any]] = {}

@@ -120,9 +120,6 @@ def _installed_pack(ctx: typer.Context, name: str) -> Path:
 def _train(ctx: typer.Context, kind: str, flags: dict, resume: Path | None, dry_run: bool) -> None:
     """Resolve the config (from flags, or from the run being resumed), print it, train. A resumed
     run under a budget continues with what is left of it (`--minutes` sets a new total)."""
-    import dataclasses
-    import json
-
     from trainer.train import TrainConfig, make_config, training_loop
 
     flags = {**flags, "out": str(flags["out"]), "augment": "" if flags["augment"] == "none" else flags["augment"]}
@@ -136,10 +133,18 @@ def _train(ctx: typer.Context, kind: str, flags: dict, resume: Path | None, dry_
 
             flags = with_source(kind, flags, given_options(ctx))
         cfg = make_config(kind, **flags)
+    _start(cfg, training_loop, resume, dry_run)
+
+
+def _start(cfg, train, resume: Path | None, dry_run: bool) -> None:
+    """Print the resolved config as JSON; unless `dry_run`, train (`train(cfg, resume=...)`) and name the run folder."""
+    import dataclasses
+    import json
+
     typer.echo(json.dumps(dataclasses.asdict(cfg), indent=1))
     if dry_run:
         return
-    run_dir = training_loop(cfg, resume=resume)
+    run_dir = train(cfg, resume=resume)
     typer.echo(f"done: {run_dir}")
 
 
@@ -295,9 +300,6 @@ def train_upscaler(
     at least 256 px (a folder) at --scale times that. Export it beside a GAN or VAE run with `moe export`.
     """
     flags = {k: v for k, v in _flags(locals()).items() if v is not None} | {"out": str(out)}
-    import dataclasses
-    import json
-
     from trainer.upscale import UpscaleConfig
     from trainer.upscale import train_upscaler as train
 
@@ -305,11 +307,7 @@ def train_upscaler(
         cfg = _resumed_config(ctx, resume, "upscaler", UpscaleConfig, flags, RESUMABLE)
     else:
         cfg = UpscaleConfig(**flags)
-    typer.echo(json.dumps(dataclasses.asdict(cfg), indent=1))
-    if dry_run:
-        return
-    run_dir = train(cfg, resume=resume)
-    typer.echo(f"done: {run_dir}")
+    _start(cfg, train, resume, dry_run)
 
 
 @train_app.command("strip")

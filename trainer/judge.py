@@ -268,26 +268,24 @@ def load_or_train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: t
     cache = (cache_dir or judge_cache_dir())
     stem = cache / f"{fingerprint}-{res}px-{cfg.key()}"
     weights, meta = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
-    model = Judge(cfg, res, cardinalities)
     if weights.exists() and meta.exists():  # meta is written last: both present = complete
         try:
             info = json.loads(meta.read_text())
             if tuple(info.get("cardinalities", ())) != tuple(cardinalities):
                 raise ValueError("its heads do not fit this schema")
+            model = Judge(cfg, res, cardinalities)
             model.load_state_dict(load_file(weights))
             model.eval()
             log.info("judge loaded from %s", weights)
             return TrainedJudge(model, train_idx, held_idx, info | {"cached": True, "file": str(weights)})
         except (OSError, ValueError, RuntimeError, SafetensorError) as e:
             log.warning("judge cache %s is unusable (%s); training a new judge", weights, e)
-            model = Judge(cfg, res, cardinalities)
     fit_idx = train_idx
     if len(fit_idx) > cfg.max_train:
         fit_idx = np.sort(np.random.default_rng(cfg.seed + 1).choice(train_idx, cfg.max_train, replace=False))
     log.info("training the judge on %d images at %dpx (cached for later runs)", len(fit_idx), res)
     model, stats = train_judge(images[fit_idx], labels[fit_idx], cardinalities, cfg)
-    _, pred = model.embed(images[held_idx])
-    acc = (pred == labels[held_idx]).mean(0)
+    acc = _accuracy(model, images[held_idx], labels[held_idx])
     info = {"fingerprint": fingerprint, "res": res, "judge_res": model.inner, "config": asdict(cfg), "cardinalities": list(cardinalities),
             "n_train": int(len(fit_idx)), "n_held": int(len(held_idx)),
             "held_accuracy": [round(float(a), 4) for a in acc], **stats}

@@ -124,6 +124,15 @@ def upscale_all(images: np.ndarray, size: int = SIZE) -> np.ndarray:
     return np.stack([upscale(np.ascontiguousarray(x), size, smooth=True) for x in images])
 
 
+def _builtin_held() -> tuple[np.ndarray, np.ndarray]:
+    """The built-in set's labels (N, A) and its held-out indices (the judge's split), without drawing it."""
+    from trainer import styleset
+    from trainer.data import BUILTIN_SEED, BUILTIN_SIZE
+    from trainer.judge import JudgeConfig, split_indices
+
+    return styleset.sample_labels(BUILTIN_SIZE, BUILTIN_SEED), split_indices(BUILTIN_SIZE, JudgeConfig())[1]
+
+
 def held_sample(held_idx: np.ndarray, n: int = MAX_IMAGES) -> np.ndarray:
     """The held-out images measured: the first `n` of the judge's held-out split (itself random)."""
     return np.sort(np.asarray(held_idx))[:n]
@@ -181,12 +190,9 @@ def measure_pack(pack_dir: Path | str | None = None, *, n: int = MAX_IMAGES, see
     drawn through the engine on the built-in set's held-out conditions (the judge's split)."""
     from moe.settings import BUNDLED_PACKS_DIR
     from trainer import styleset
-    from trainer.data import BUILTIN_SEED, BUILTIN_SIZE
-    from trainer.judge import JudgeConfig, split_indices
 
     pack_dir = Path(pack_dir) if pack_dir is not None else BUNDLED_PACKS_DIR / "moe-default"
-    labels = styleset.sample_labels(BUILTIN_SIZE, BUILTIN_SEED)
-    _, held = split_indices(BUILTIN_SIZE, JudgeConfig())
+    labels, held = _builtin_held()
 
     manifest = json.loads((pack_dir / "manifest.json").read_text())
 
@@ -222,9 +228,7 @@ def evaluate_upscaler(run_dir: Path | str, *, n: int | None = None, seed: int = 
     import time
 
     from trainer.checkpoint import load_run
-    from trainer.data import BUILTIN_SEED, BUILTIN_SIZE
     from trainer.eval import EvalError
-    from trainer.judge import JudgeConfig, split_indices
     from trainer.upscale import upscale_images
 
     t0, run_dir, n = time.perf_counter(), Path(run_dir), n or MAX_IMAGES
@@ -236,10 +240,7 @@ def evaluate_upscaler(run_dir: Path | str, *, n: int | None = None, seed: int = 
     if (int(meta["res"]), int(meta["out_res"])) != (REFERENCE_RES, SIZE):
         raise EvalError(f"{run_dir}: measured at {REFERENCE_RES} -> {SIZE} px; this upscaler is "
                         f"{meta['res']} -> {meta['out_res']} px")
-    from trainer import styleset
-
-    labels = styleset.sample_labels(BUILTIN_SIZE, BUILTIN_SEED)
-    _, held = split_indices(BUILTIN_SIZE, JudgeConfig())
+    labels, held = _builtin_held()
     outputs: dict[str, np.ndarray] = {}
 
     def upscale(images: np.ndarray) -> np.ndarray:

@@ -192,7 +192,7 @@ def _model(job: Job) -> dict:
         attrs[name] = {"real": a["real"], "generated": a["generated"], "judged": a.get("judged", True),
                        "ratio": a["ratio"] if a.get("judged", True) else None}
     return {
-        "run": str(job.run), "kimg": r.get("kimg"), "minutes": job.report.get("budget_minutes"),
+        "run": str(job.run), "kimg": r.get("kimg"),
         "attributes": attrs, "accuracy_ratio_min": s.get("accuracy_ratio_min"),
         "worst_attribute": s.get("worst_attribute"),
         "kid": g["kid"]["mean"], "kid_std": g["kid"]["std"], "kid_floor": ref["floor"]["kid"]["mean"],

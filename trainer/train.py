@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import os
-import re
 import time
 from dataclasses import dataclass
 from collections.abc import Callable
@@ -28,6 +27,8 @@ from trainer.augment import AUGMENTS, AUTO, choose_policy
 from trainer.budget import Budget, expected_kimg, lr_factor
 from trainer.checkpoint import BEST, LAST, load_training_state, save_checkpoint
 from trainer.data import load_dataset
+from trainer.loop import (ConfigError, Progress, TrainingDiverged, crossed, log_tick, new_run_dir, out_of_time,
+                          pick_device, tensorboard, tick_stats)
 from trainer.models.gan import discriminator_blocks
 from trainer.samples import make_grid_spec, render_grid
 from trainer.steps import make_task
@@ -38,14 +39,6 @@ log = logging.getLogger(__name__)
 
 SMALL_DATASET = 5000  # fewer images than this: ramp the conditioning in (Shahbazi et al. 2022)
 DIVERGE_LIMIT = 1e4  # |GAN loss| above this counts as divergence
-
-
-class ConfigError(ValueError):
-    """A training config that cannot work; the message names the flag."""
-
-
-class TrainingDiverged(RuntimeError):
-    """A loss became NaN/inf or exploded; the message names the step."""
 
 
 @dataclass(frozen=True)
@@ -126,32 +119,6 @@ def make_config(kind: str, **flags) -> TrainConfig:
     return TrainConfig(kind=kind, **values)
 
 
-def _new_run_dir(out: Path, desc: str) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    taken = [int(m.group(1)) for p in out.iterdir() if (m := re.match(r"^(\d{5})-", p.name))]
-    n = max(taken, default=0) + 1
-    while True:  # two runs starting at once: the second takes the next number
-        try:
-            (path := out / f"{n:05d}-{desc}").mkdir()
-            return path
-        except FileExistsError:
-            n += 1
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda, but torch sees no CUDA GPU (use --device cpu or auto)")
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)  # nccl collectives run on this process's GPU
-        return device
-    if name != "cpu":
-        raise ConfigError(f"--device must be auto, cpu or cuda, not {name!r}")
-    return torch.device(name)
-
-
 Scorer = Callable[[torch.nn.Module], dict]  # a snapshot's model (z, c) -> image  ->  its quick-eval score
 
 
@@ -186,7 +153,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
     if cfg.batch % world:
         raise ConfigError(f"--batch {cfg.batch} must be divisible by the number of processes ({world})")
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    device = _device(cfg.device)
+    device = pick_device(cfg.device)
     ds = load_dataset(cfg.data, cfg.res, progress=progress and rank == 0)
     for note in ds.notes:
         log.warning("data: %s", note)
@@ -235,7 +202,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
         if device.type == "cuda" and "rng_cuda" in extra:
             torch.cuda.set_rng_state(extra["rng_cuda"], device)
     else:
-        run_dir = _new_run_dir(Path(cfg.out), f"{cfg.kind}-{_data_desc(cfg.data)}-{cfg.res}") if rank == 0 else None
+        run_dir = new_run_dir(Path(cfg.out), cfg.kind, cfg.data, cfg.res) if rank == 0 else None
     if world > 1:
         for m in task.models.values():  # identical start on every process
             for t in [*m.parameters(), *m.buffers()]:
@@ -253,15 +220,15 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
                  "data": {"name": ds.name, "license": ds.license, "attribution": ds.attribution,
                           "fingerprint": ds.fingerprint},
                  "config": dataclasses.asdict(cfg)}
-    writer = _tensorboard(run_dir) if rank == 0 else None
+    writer = tensorboard(run_dir) if rank == 0 else None
     budget = Budget.start(cfg.minutes, clock, began, budget_state) if cfg.minutes > 0 else None
     if budget is None:
-        bar = _Progress(cfg.kimg, nimg, enabled=progress and rank == 0)
+        bar = Progress(cfg.kimg, nimg, enabled=progress and rank == 0)
     else:  # the learning rate follows the budget: lr_factor x the rate each group started with
         for opt in task.optimizers.values():
             for group in opt.param_groups:
                 group.setdefault("initial_lr", group["lr"])
-        bar = _Progress(cfg.minutes, nimg, enabled=progress and rank == 0, unit="min", completed=budget.elapsed() / 60)
+        bar = Progress(cfg.minutes, nimg, enabled=progress and rank == 0, unit="min", completed=budget.elapsed() / 60)
 
     total, batch = int(cfg.kimg * 1000) if cfg.kimg > 0 else math.inf, cfg.batch // world
     t_start = time.monotonic()
@@ -284,7 +251,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
         losses = task.step(real, labels[idx], c_fake, nimg)
         nimg += cfg.batch
         step += 1
-        done = nimg >= total or _out_of_time(t_start, cfg.max_minutes, world, device)
+        done = nimg >= total or out_of_time(t_start, cfg.max_minutes, world, device)
         if budget is not None:  # the budget's clock, the same on every process: the end and the next step's rate
             elapsed, budget.reserve = _synced((budget.elapsed(), budget.reserve), world, device)
             over = budget.over(elapsed)
@@ -306,10 +273,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
         # Maintenance per tick: status line, stats.jsonl, TensorBoard.
         tick_due = nimg - tick_start_nimg >= cfg.tick_kimg * 1000 or done
         if tick_due and rank == 0:
-            now = time.monotonic()
-            n_steps = max(1, round((nimg - tick_start_nimg) / cfg.batch))
-            stats = {"kimg": round(nimg / 1000, 3), "step": step, "img_s": round((nimg - tick_start_nimg) /
-                     max(now - tick_start_time, 1e-9), 1), **{k: round(v / n_steps, 5) for k, v in sums.items()}}
+            stats = tick_stats(nimg, step, tick_start_nimg, tick_start_time, sums, cfg.batch)
             if budget is not None:
                 stats |= {"minutes": round(elapsed / 60, 2), "lr_factor": round(lr_factor(elapsed / budget.seconds), 4)}
             log_tick(run_dir, writer, bar, stats, nimg)
@@ -329,8 +293,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
 
         # Snapshot: sample grid every grid_kimg, checkpoint every few minutes and at the end; under a
         # budget, a scoring at its points, the best scored as checkpoint.*, the latest as checkpoint-last.*.
-        every = max(1, int(cfg.grid_kimg * 1000))
-        grid_due = done or nimg // every != (nimg - cfg.batch) // every
+        grid_due = done or crossed(nimg, cfg.batch, cfg.grid_kimg)
         score_due = budget is not None and rank == 0 and budget.due(elapsed, over, step)
         ckpt_due = grid_due or score_due or time.monotonic() - last_snapshot >= cfg.snapshot_minutes * 60
         if rank == 0 and ckpt_due:
@@ -368,16 +331,6 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
     return run_dir
 
 
-def log_tick(run_dir: Path, writer, bar, stats: dict, nimg: int) -> None:
-    """One tick's record: a `stats.jsonl` line (with the wall time), TensorBoard scalars, a status line."""
-    with open(run_dir / "stats.jsonl", "a") as f:
-        f.write(json.dumps({**stats, "time": time.time()}) + "\n")
-    for k, v in stats.items():
-        if k not in ("kimg", "step"):
-            writer.add_scalar(f"train/{k}", v, nimg)
-    bar.line("  ".join(f"{k} {v}" for k, v in stats.items()))
-
-
 def _check_in_sync(models: dict) -> None:
     """All processes must end with identical weights (gradients were averaged every step)."""
     sums = torch.stack([p.detach().double().sum() for m in models.values() for p in m.parameters()])
@@ -403,19 +356,6 @@ def _synced(values: tuple[float, ...], world: int, device: torch.device) -> tupl
     return tuple(t.tolist())
 
 
-def _out_of_time(t_start: float, max_minutes: float, world: int, device: torch.device) -> bool:
-    if max_minutes <= 0:
-        return False
-    flag = torch.tensor(float(time.monotonic() - t_start >= max_minutes * 60), device=device)
-    if world > 1:  # every process stops at the same step
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-    return bool(flag)
-
-
-def _data_desc(spec: str) -> str:
-    return "builtin" if spec == "builtin" else re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(spec).resolve().name)[:40]
-
-
 def _recal_batches(labels: torch.Tensor, z_dim: int, device: torch.device, batch: int = 64):
     """Batches for BN recalibration from a private generator (the training RNG is untouched)."""
     g = torch.Generator().manual_seed(4321)
@@ -425,44 +365,3 @@ def _recal_batches(labels: torch.Tensor, z_dim: int, device: torch.device, batch
         return torch.randn(batch, z_dim, generator=g).to(device), c
 
     return make
-
-
-def _tensorboard(run_dir: Path):
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(str(run_dir))
-
-
-class _Progress:
-    """A rich progress bar (kimg seen, or minutes of the budget; losses, img/s, ETA); status lines go above it."""
-
-    def __init__(self, total: float, nimg: int, enabled: bool, unit: str = "kimg", completed: float | None = None):
-        self.enabled = enabled
-        if not enabled:
-            return
-        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.p = Progress(TextColumn(f"{{task.completed:>8.1f}}/{{task.total:.0f}} {unit}"), BarColumn(),
-                          TextColumn("{task.fields[rate]:>6.1f} img/s"), TextColumn("{task.fields[losses]}"),
-                          TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
-        self.p.start()
-        completed = nimg / 1000 if completed is None else completed
-        self.task = self.p.add_task("train", total=total, completed=completed, rate=0.0, losses="")
-        self.t0, self.n0 = time.monotonic(), nimg
-
-    def update(self, nimg: int, losses: dict[str, float], minutes: float | None = None) -> None:
-        """Images seen so far, and under a budget the minutes of it spent (what the bar counts)."""
-        if self.enabled:
-            rate = (nimg - self.n0) / max(time.monotonic() - self.t0, 1e-9)
-            shown = " ".join(f"{k} {v:.3f}" for k, v in list(losses.items())[:4])
-            self.p.update(self.task, completed=nimg / 1000 if minutes is None else minutes, rate=rate, losses=shown)
-
-    def line(self, text: str) -> None:
-        if self.enabled:
-            self.p.console.print(text)
-        else:
-            log.info("%s", text)
-
-    def close(self) -> None:
-        if self.enabled:
-            self.p.stop()

@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from trainer.checkpoint import BEST, CheckpointError, read_checkpoint
+from trainer.checkpoint import BEST, CheckpointError, model_state, read_checkpoint
 from trainer.models.gan import discriminator_blocks
-from trainer.train import ConfigError
+from trainer.loop import ConfigError
 
 __all__ = ["SHIPPED", "WEIGHTS_DIR", "Source", "Report", "load_source", "with_source", "check_fits", "start_from",
            "strip", "default_freeze_d"]
@@ -202,8 +202,7 @@ def _attributes(schema: dict) -> list[tuple[str, list[str]]]:
 
 def _load(model: nn.Module, name: str, source: Source, same_schema: bool, report: Report) -> None:
     src_name = SOURCE_OF.get(name, name)
-    prefix = f"model.{src_name}."
-    theirs = {k[len(prefix):]: v for k, v in source.tensors.items() if k.startswith(prefix)}
+    theirs = model_state(source.tensors, src_name)
     schema_parts = getattr(model, "schema_parts", ())
     state = model.state_dict()
     for key, mine in state.items():

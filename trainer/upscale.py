@@ -14,9 +14,9 @@ Training sees random crops (32 px small, 128 px large) with horizontal flips; `-
 the share of inputs lightly blurred and noised, so the upscaler does not mistake a generator's
 slightly soft or speckled pixels for detail to sharpen. Loss: L1 plus `--edge-weight` times
 the L1 of image gradients (`trainer.losses`). The run folder, checkpoints, progress bar,
-`stats.jsonl` and TensorBoard scalars are those of `moe train gan`; each sample grid shows
-the validation pictures as members see them today (clamped Lanczos), through the upscaler,
-and drawn natively.
+`stats.jsonl` and TensorBoard scalars are those of `moe train gan` (`trainer/loop.py`); each
+sample grid shows the validation pictures as members see them today (clamped Lanczos), through
+the upscaler, and drawn natively.
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ from trainer.checkpoint import load_training_state, save_checkpoint
 from trainer.data import BUILTIN_SEED, BUILTIN_SIZE, DatasetError, _downsample, cache_dir, load_dataset
 from trainer.losses import gradient_l1, l1_loss
 from trainer.models.upscaler import Upscaler, UpscalerConfig
-from trainer.train import ConfigError, TrainingDiverged, _data_desc, _device, _new_run_dir, _out_of_time, _Progress, log_tick
+from trainer.loop import (ConfigError, Progress, TrainingDiverged, crossed, log_tick, new_run_dir, out_of_time,
+                          pick_device, tensorboard, tick_stats)
 
 __all__ = ["UpscaleConfig", "Pairs", "load_pairs", "degrade", "train_upscaler", "VAL_PAIRS"]
 
@@ -227,12 +228,11 @@ def _crops(pairs: Pairs, cfg: UpscaleConfig, device: torch.device) -> tuple[torc
 @torch.no_grad()
 def upscale_images(model: torch.nn.Module, images: np.ndarray, batch: int = 32) -> np.ndarray:
     """uint8 (N, r, r, 3) -> uint8 (N, s*r, s*r, 3) through `model` (its device), rounded like the pack's graph."""
+    from trainer.samples import to_uint8
+
     device = next(model.parameters()).device
-    out = []
-    for i in range(0, len(images), batch):
-        y = model(_to_tensor(images[i:i + batch], device))
-        out.append(((y + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
-    return np.concatenate(out)
+    return np.concatenate([to_uint8(model(_to_tensor(images[i:i + batch], device)))
+                           for i in range(0, len(images), batch)])
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -240,23 +240,19 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255**2 / max(mse, 1e-10)))
 
 
-def _grid(pairs: Pairs, out: np.ndarray):
-    from engine.image import upscale
+def _grid(pairs: Pairs, lanczos: np.ndarray, out: np.ndarray):
+    """The validation pictures as members see them today (`lanczos`), through the upscaler (`out`), drawn natively."""
     from trainer.preview import labelled_strips
 
-    size = out.shape[1]
-    lanczos = np.stack([upscale(np.ascontiguousarray(x), size) for x in pairs.val_small])
     return labelled_strips([("input, Lanczos", lanczos), ("upscaler", out), ("native", pairs.val_large)],
-                           tile=size, cols=len(out), label_w=96)
+                           tile=out.shape[1], cols=len(out), label_w=96)
 
 
 def train_upscaler(cfg: UpscaleConfig, *, resume: str | Path | None = None, progress: bool = True) -> Path:
     """Train until cfg.kimg (or cfg.max_minutes); returns the run folder."""
-    from trainer.train import _tensorboard
-
     # Setup: threads, device, pairs.
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    device = _device(cfg.device)
+    device = pick_device(cfg.device)
     pairs = load_pairs(cfg.data, cfg.res, cfg.scale, cfg.pairs)
     fingerprint = pairs.fingerprint
 
@@ -274,7 +270,7 @@ def train_upscaler(cfg: UpscaleConfig, *, resume: str | Path | None = None, prog
                         run_dir, meta["data"]["fingerprint"], fingerprint)
         torch.set_rng_state(extra["rng_cpu"])
     else:
-        run_dir = _new_run_dir(Path(cfg.out), f"upscaler-{_data_desc(cfg.data)}-{cfg.res}")
+        run_dir = new_run_dir(Path(cfg.out), "upscaler", cfg.data, cfg.res)
     (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
     (run_dir / "samples").mkdir(exist_ok=True)
     log.info("run %s on %s: %d pairs of %s, %d -> %d px", run_dir, device, len(pairs.small), pairs.name, cfg.res,
@@ -282,12 +278,12 @@ def train_upscaler(cfg: UpscaleConfig, *, resume: str | Path | None = None, prog
     meta_base = {"res": cfg.res, "scale": cfg.scale, "out_res": cfg.res * cfg.scale, "data_spec": cfg.data,
                  "data": {"name": pairs.name, "license": pairs.license, "attribution": pairs.attribution,
                           "fingerprint": fingerprint}, "config": dataclasses.asdict(cfg)}
-    writer = _tensorboard(run_dir)
-    bar = _Progress(cfg.kimg, nimg, enabled=progress)
+    writer = tensorboard(run_dir)
+    bar = Progress(cfg.kimg, nimg, enabled=progress)
     from engine.image import upscale
 
-    lanczos_psnr = _psnr(np.stack([upscale(np.ascontiguousarray(x), pairs.val_large.shape[1])
-                                   for x in pairs.val_small]), pairs.val_large)
+    lanczos = np.stack([upscale(np.ascontiguousarray(x), pairs.val_large.shape[1]) for x in pairs.val_small])
+    lanczos_psnr = _psnr(lanczos, pairs.val_large)  # the grid's first row too: computed once
 
     total = int(cfg.kimg * 1000)
     t_start = time.monotonic()
@@ -305,7 +301,7 @@ def train_upscaler(cfg: UpscaleConfig, *, resume: str | Path | None = None, prog
         opt.step()
         nimg += cfg.batch
         step += 1
-        done = nimg >= total or _out_of_time(t_start, cfg.max_minutes, 1, device)
+        done = nimg >= total or out_of_time(t_start, cfg.max_minutes, 1, device)
         values = {"loss": loss.item(), "l1": pix.item(), "edge": edge.item()}
         if not all(math.isfinite(v) for v in values.values()):
             raise TrainingDiverged(f"training diverged at step {step} ({nimg / 1000:.1f} kimg): loss {values['loss']}; "
@@ -316,24 +312,20 @@ def train_upscaler(cfg: UpscaleConfig, *, resume: str | Path | None = None, prog
 
         # Maintenance per tick: validation PSNR, status line, stats.jsonl, TensorBoard.
         if nimg - tick_start_nimg >= cfg.tick_kimg * 1000 or done:
-            now, n_steps = time.monotonic(), max(1, round((nimg - tick_start_nimg) / cfg.batch))
+            stats = tick_stats(nimg, step, tick_start_nimg, tick_start_time, sums, cfg.batch)
             model.eval()
             val = _psnr(upscale_images(model, pairs.val_small), pairs.val_large)
             model.train()
-            stats = {"kimg": round(nimg / 1000, 3), "step": step,
-                     "img_s": round((nimg - tick_start_nimg) / max(now - tick_start_time, 1e-9), 1),
-                     **{k: round(v / n_steps, 5) for k, v in sums.items()},
-                     "val_psnr": round(val, 3), "val_psnr_lanczos": round(lanczos_psnr, 3)}
+            stats |= {"val_psnr": round(val, 3), "val_psnr_lanczos": round(lanczos_psnr, 3)}
             log_tick(run_dir, writer, bar, stats, nimg)
             tick_start_nimg, tick_start_time, sums = nimg, time.monotonic(), {}
 
         # Snapshot: sample grid every grid_kimg, checkpoint every few minutes and at the end.
-        every = max(1, int(cfg.grid_kimg * 1000))
-        grid_due = done or nimg // every != (nimg - cfg.batch) // every
+        grid_due = done or crossed(nimg, cfg.batch, cfg.grid_kimg)
         if grid_due or time.monotonic() - last_snapshot >= cfg.snapshot_minutes * 60:
             model.eval()
             if grid_due:
-                sheet = _grid(pairs, upscale_images(model, pairs.val_small))
+                sheet = _grid(pairs, lanczos, upscale_images(model, pairs.val_small))
                 sheet.save(run_dir / "samples" / f"grid-{nimg / 1000:010.3f}kimg.png")
                 writer.add_image("samples", torch.from_numpy(np.array(sheet)), nimg, dataformats="HWC")
             model.train()

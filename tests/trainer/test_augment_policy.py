@@ -54,6 +54,18 @@ def test_an_explicit_policy_is_kept_with_a_warning_if_it_jitters_a_colour(given,
     assert policy == given and ("warning:" in line) == warned
 
 
+@pytest.mark.parametrize("given", ["translation,cutout", ""])
+def test_a_policy_without_color_measures_no_colour(given, monkeypatch):
+    """What `trainer.defaults` chose (or the user gave) without colour jitter is not measured again."""
+    images, labels = _synthetic()
+
+    def measured(*args, **kwargs):
+        raise AssertionError("colour scores measured for a policy without color")
+
+    monkeypatch.setattr("trainer.augment.colour_scores", measured)
+    assert choose_policy(given, images, labels, ("fur", "side"), (4, 3))[0] == given
+
+
 def test_training_resolves_auto_and_records_the_policy(tiny_set, tmp_path, caplog):
     from trainer.train import make_config, training_loop
 
