@@ -153,11 +153,12 @@ def _fit_to_data(ctx: typer.Context, kind: str, flags: dict) -> dict:
     gave no value; prints one line per decision (given or chosen, and why) on stderr."""
     from trainer.data import load_dataset
     from trainer.defaults import choose, stats_of
+    from trainer.transfer import shipped
 
     given = {p.name: flags[p.name] for p in ctx.command.params if p.name in flags
              and (src := ctx.get_parameter_source(p.name)) is not None and src.name not in ("DEFAULT", "DEFAULT_MAP")}
     stats = stats_of(load_dataset(flags["data"], flags["res"], progress=False))
-    values, choices = choose(kind, stats, given)
+    values, choices = choose(kind, stats, given, shipped(kind))
     typer.echo(f"defaults for {stats.describe()}", err=True)
     for choice in choices:
         typer.echo(f"  {choice.line()}", err=True)

@@ -6,9 +6,10 @@ from `stats_of(dataset)`) and the flags the user gave: it returns the config val
 to print. Three regimes by the number of images:
 
 - few-shot (under FEW_SHOT): the discriminator's overfitting is the danger (Karras et al. 2020,
-  Zhao et al. 2020), so DiffAugment gets every op that keeps the labels true, cutout included;
-  the discriminator keeps the generator's width, and the classification and mode-seeking terms
-  stay off (with a handful of images per value, a classifier learns them by heart);
+  Zhao et al. 2020), so DiffAugment gets every op that keeps the labels true, cutout included,
+  and the classification and mode-seeking terms stay off (with a handful of images per value, a
+  classifier learns them by heart); the run starts from the shipped model's trained weights
+  when they fit (`shipped`, Mo et al. 2020), else from scratch with D as wide as G;
 - small (FEW_SHOT to SMALL_SET): the recipe for thousands of images, with the conditioning
   ramped in (Shahbazi et al. 2022: conditioning from the start collapses small sets);
 - large: the recipe measured on the built-in set (see README.md, docs/reports/README.md).
@@ -23,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["DataStats", "Choice", "choose", "stats_of", "regime", "FEW_SHOT", "SMALL_SET", "PER_VALUE"]
+__all__ = ["DataStats", "Shipped", "Choice", "choose", "stats_of", "regime", "FEW_SHOT", "SMALL_SET", "PER_VALUE"]
 
 FEW_SHOT = 1000  # fewer images: a few-shot set
 SMALL_SET = 5000  # fewer images: the conditioning ramps in (the training loop's SMALL_DATASET)
@@ -50,6 +51,24 @@ class DataStats:
     def describe(self) -> str:
         attrs = ", ".join(f"{n} {k}" for n, k in zip(self.names, self.cardinalities))
         return f"{self.images} images, {len(self.names)} attribute(s) ({attrs}): {regime(self.images)} set"
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """Trained weights the project ships for one kind, and the sizes a run needs to start from them."""
+
+    name: str  # what --from takes: "moe-default"
+    res: int
+    width: int
+    d_width: int  # 0: the generator's width
+    z_dim: int
+
+    def describe(self) -> str:
+        d = f", --d-width {self.d_width}" if self.d_width else ""
+        return f"--res {self.res}, --width {self.width}{d}, --z-dim {self.z_dim}"
+
+
+FLAG_OF = {"init_from": "--from"}  # TrainConfig fields whose flag is not the field's name
 
 
 @dataclass(frozen=True)
@@ -83,19 +102,23 @@ def stats_of(dataset) -> DataStats:
                      colour_valued=tuple(bool(s >= COLOUR_VALUED) for s in scores))
 
 
-def choose(kind: str, stats: DataStats, given: Mapping[str, object]) -> tuple[dict, list[Choice]]:
+def choose(kind: str, stats: DataStats, given: Mapping[str, object],
+           shipped: Shipped | None = None) -> tuple[dict, list[Choice]]:
     """The config values to use for a `kind` ("gan" | "vae") run on data with `stats`, and one
     `Choice` per decision. `given` maps TrainConfig field names to the values the user gave; those
     are never chosen (their Choice is marked given), and the rest of the decisions take them into
-    account (the mode-seeking term follows a given classification weight)."""
+    account (the mode-seeking term follows a given classification weight). `shipped` is the
+    trained weights of this kind the project ships, if any (`trainer.transfer.shipped`)."""
     if kind not in ("gan", "vae"):
         raise ValueError(f"kind must be gan or vae, not {kind!r}")
     few = regime(stats.images) == "few-shot"
     values: dict = {}
     choices: list[Choice] = []
 
+    transfer, no_transfer = _transfer(stats, given, shipped) if few else (None, "")
+
     def decide(field: str, value, why: str) -> None:
-        flag = "--" + field.rstrip("_").replace("_", "-")
+        flag = FLAG_OF.get(field, "--" + field.replace("_", "-"))
         if field in given:
             choices.append(Choice(flag, given[field], True))
         else:
@@ -104,7 +127,12 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object]) -> tuple[di
 
     if kind == "gan":
         width = int(given.get("width") or 0)
-        if few:
+        if "init_from" in given and "d_width" not in given:
+            choices.append(Choice("--d-width", "of --from", False, "D starts from those weights, so it takes their width"))
+        elif transfer is not None:
+            decide("d_width", transfer.d_width, f"{transfer.name}'s discriminator width, since D starts from its "
+                   "weights")
+        elif few:
             decide("d_width", 0, f"the generator's width: a wider D learns {stats.images} images by heart sooner "
                    "(not measured on few-shot sets)")
         else:
@@ -125,13 +153,13 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object]) -> tuple[di
                    "images: conditioning from the start collapses small sets, Shahbazi et al. 2022)")
         else:
             decide("cond_ramp_kimg", -1.0, f"no ramp ({stats.images} >= {SMALL_SET} images)")
-    if few:  # where transfer from the bundled model would go: a `from_` value once the trainer takes one
-        transfer = _transfer(kind, stats)
-        if transfer is not None:
-            decide("from_", transfer, "few-shot: start from the bundled model's trained weights")
-        elif "from_" not in given:
-            choices.append(Choice("--from", None, False, "starting from the bundled model's weights is what helps "
-                                  "few-shot sets most (FreezeD, Mo et al. 2020); not available yet, so from scratch"))
+    if "init_from" in given:
+        decide("init_from", None, "")
+    elif transfer is not None:
+        decide("init_from", transfer.name, f"{stats.images} images are few: the layers of {transfer.name} that know "
+               "how to draw a face start trained, the parts that mean its schema start fresh (Mo et al. 2020)")
+    elif few:
+        choices.append(Choice("--from", None, False, f"from scratch: {no_transfer}"))
     return values, choices
 
 
@@ -166,7 +194,15 @@ def _augment(stats: DataStats, few: bool) -> tuple[str, str]:
     return ",".join(ops), why
 
 
-def _transfer(kind: str, stats: DataStats) -> str | None:
-    """The pack whose trained weights a run starts from (`--from`), or None to start from scratch.
-    Few-shot sets are where transfer belongs; it is None until the trainer can start from a pack."""
-    return None
+def _transfer(stats: DataStats, given: Mapping[str, object], shipped: Shipped | None) -> tuple[Shipped | None, str]:
+    """The shipped weights a few-shot run starts from, or None and why not: none shipped, the user chose,
+    or a size the user gave does not fit them (transfer needs the same resolution, widths and z size)."""
+    if "init_from" in given:
+        return None, ""
+    if shipped is None:
+        return None, "no trained weights of this kind are installed to start from"
+    sizes = {"res": shipped.res, "width": shipped.width, "d_width": shipped.d_width, "z_dim": shipped.z_dim}
+    misfit = [f"--{k.replace('_', '-')} {given[k]}" for k, v in sizes.items() if k in given and given[k] not in (v, None)]
+    if misfit:
+        return None, f"{', '.join(misfit)} does not fit {shipped.name}'s weights ({shipped.describe()})"
+    return shipped, ""

@@ -30,11 +30,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from trainer.defaults import Shipped
 from trainer.checkpoint import BEST, CheckpointError, model_state, read_checkpoint
 from trainer.models.gan import discriminator_blocks
 from trainer.loop import ConfigError
 
-__all__ = ["SHIPPED", "WEIGHTS_DIR", "Source", "Report", "load_source", "with_source", "check_fits", "start_from",
+__all__ = ["SHIPPED", "WEIGHTS_DIR", "shipped", "Source", "Report", "load_source", "with_source", "check_fits", "start_from",
            "strip", "default_freeze_d"]
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,16 @@ def load_source(spec: str, kind: str) -> Source:
         raise CheckpointError(f"--from {spec}: those are {meta['kind']} weights; `moe train {kind}` starts from "
                               f"{kind} weights")
     return Source(spec, path, meta, tensors)
+
+
+def shipped(kind: str, name: str = "moe-default") -> Shipped | None:
+    """The shipped weights `name` of `kind` with their sizes, read from the JSON
+    beside them), or None when they are not installed. Reads no tensors."""
+    meta = WEIGHTS_DIR / f"{SHIPPED[name][kind]}.json"
+    if not meta.is_file() or not meta.with_suffix(".safetensors").is_file():
+        return None
+    doc = json.loads(meta.read_text())
+    return Shipped(name, doc["res"], doc["width"], doc["d_width"], doc["z_dim"])
 
 
 FLAGS = {"res": "--res", "width": "--width", "d_width": "--d-width", "z_dim": "--z-dim"}

@@ -7,7 +7,9 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from trainer.defaults import FEW_SHOT, SMALL_SET, DataStats, choose, regime
+from trainer.defaults import FEW_SHOT, SMALL_SET, DataStats, Shipped, choose, regime
+
+SHIPPED = Shipped("moe-default", res=64, width=16, d_width=32, z_dim=128)
 
 
 def _stats(images: int, cards=(8, 9, 13, 8), colour_valued=(False, False, False, True)) -> DataStats:
@@ -34,13 +36,34 @@ def test_colour_jitter_is_kept_when_no_attribute_is_a_colour():
     assert values["augment"] == "color,translation"
 
 
-def test_few_shot_sets_get_cutout_no_classifier_and_a_place_for_transfer():
+def test_few_shot_sets_get_cutout_no_classifier_and_start_from_scratch_without_shipped_weights():
     values, choices = choose("gan", _stats(100, cards=(15, 15), colour_valued=(False, False)), {})
     assert values == {"d_width": 0, "cls_weight": 0.0, "ms_weight": 0.0, "augment": "color,translation,cutout",
                       "cond_ramp_kimg": -1.0}
     by = _by_flag(choices)
-    assert by["--from"].value is None and "not available yet" in by["--from"].why  # no from_ value until transfer
+    assert by["--from"].value is None and "no trained weights of this kind are installed" in by["--from"].why
     assert "ramped in" in by["--cond-ramp-kimg"].why and "7 images each" in by["--cls-weight"].why
+
+
+@pytest.mark.parametrize("kind", ["gan", "vae"])
+def test_few_shot_sets_start_from_the_shipped_weights(kind):
+    values, choices = choose(kind, _stats(100, cards=(15, 15), colour_valued=(False, False)), {}, SHIPPED)
+    assert values["init_from"] == "moe-default" and values["cls_weight"] == 0.0
+    line = _by_flag(choices)["--from"].line()
+    assert line.startswith("chosen  from moe-default: 100 images are few") and "start fresh" in line
+    if kind == "gan":  # D starts from the shipped D, so it takes its width
+        assert values["d_width"] == 32 and "moe-default's discriminator width" in _by_flag(choices)["--d-width"].why
+    large, _ = choose(kind, _stats(12_000), {}, SHIPPED)
+    assert "init_from" not in large  # thousands of images train from scratch
+
+
+def test_a_given_size_that_misfits_the_shipped_weights_trains_from_scratch_and_a_given_from_wins():
+    values, choices = choose("gan", _stats(100), {"width": 32}, SHIPPED)
+    assert "init_from" not in values and values["d_width"] == 0
+    why = _by_flag(choices)["--from"].why
+    assert why.startswith("from scratch: --width 32 does not fit moe-default's weights (--res 64, --width 16, --d-width 32")
+    values, choices = choose("gan", _stats(100), {"init_from": "runs/00001-gan-x-64", "width": 16}, SHIPPED)
+    assert "init_from" not in values and _by_flag(choices)["--from"].line() == "given   from runs/00001-gan-x-64"
 
 
 def test_a_small_set_gets_the_recipe_with_the_ramp():

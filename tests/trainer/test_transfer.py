@@ -217,6 +217,22 @@ def test_cli_trains_from_a_run_folder_and_refuses_misfits(source_gan, other_set,
     assert r.exit_code == 0 and "gan at 16 px" in r.output and (tmp_path / "w.json").is_file()
 
 
+def test_a_few_shot_folder_starts_from_the_shipped_weights_by_itself(source_gan, other_set, tmp_path, monkeypatch):
+    monkeypatch.setattr(transfer, "WEIGHTS_DIR", tmp_path)
+    base = ("train", "gan", "--data", other_set, "--dry-run")
+    r = _moe(*base)  # nothing shipped: from scratch, and it says why
+    assert r.exit_code == 0 and json.loads(r.stdout)["init_from"] == "" and "from scratch: no trained weights" in r.stderr
+    strip(source_gan, tmp_path / "moe-default-gan-64.safetensors")
+    assert transfer.shipped("gan") == transfer.Shipped("moe-default", 16, 4, 0, 8) and transfer.shipped("vae") is None
+    r = _moe(*base)
+    cfg = json.loads(r.stdout)
+    assert r.exit_code == 0 and (cfg["init_from"], cfg["res"], cfg["width"], cfg["z_dim"], cfg["freeze_d"]) == (
+        "moe-default", 16, 4, 8, 1)
+    assert "chosen  from moe-default:" in r.stderr
+    r = _moe(*base, "--width", "8")  # a size that does not fit: from scratch, not a refusal
+    assert r.exit_code == 0 and json.loads(r.stdout)["init_from"] == "" and "--width 8 does not fit" in r.stderr
+
+
 @pytest.mark.slow
 def test_a_transferred_run_resumes_from_its_own_checkpoint_bit_for_bit(source_gan, other_set, tmp_path):
     source = tmp_path / "source"
