@@ -319,7 +319,7 @@ def _evaluate(source: Source, samples: int, seed: int, judge_config: JudgeConfig
     if source.vae is not None:
         report["vae"], vgrid = _vae_report(*source.vae, ref, tj.model, schema, seed, batch)
         grid |= vgrid
-    report["sharpness"] = _sharpness(spec, source.generate, labels, tj.held_idx, z_dim, seed)
+    report["sharpness"] = _sharpness(spec, source.generate, labels, tj.held_idx, z_dim, seed, source.upscale, res)
     report["summary"] = _summary(report)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     if out is not None:
@@ -331,17 +331,24 @@ def _evaluate(source: Source, samples: int, seed: int, judge_config: JudgeConfig
 
 
 def _sharpness(spec: str, generate: Callable[[torch.Tensor, np.ndarray], np.ndarray], labels: np.ndarray,
-               held_idx: np.ndarray, z_dim: int, seed: int) -> dict:
+               held_idx: np.ndarray, z_dim: int, seed: int, upscale: Callable[[np.ndarray], np.ndarray] | None,
+               res: int) -> dict:
     """Output at 256 px vs native 256 px renders, beside Lanczos-upscaled real 64 px images
-    (`trainer/sharpness.py`); only the built-in set can be drawn natively at 256 px."""
+    (`trainer/sharpness.py`); only the built-in set can be drawn natively at 256 px. With a
+    pack's `upscale`, its output is the whole chain, as the engine serves it."""
     if spec != "builtin":
         return {"skipped": "only the built-in style set can be rendered natively at 256 px"}
-    from trainer.sharpness import sharpness_section
+    from trainer.sharpness import REFERENCE_RES, sharpness_section
 
     log.info("measuring sharpness at 256 px against native renders")
     g = torch.Generator().manual_seed(seed + 1)
-    return sharpness_section(lambda c: generate(torch.randn(len(c), z_dim, generator=g), c), labels, held_idx,
-                             seed=seed)
+
+    def draw(c: np.ndarray) -> np.ndarray:
+        out = generate(torch.randn(len(c), z_dim, generator=g), c)
+        return out if upscale is None else upscale(out)
+
+    real_upscale = upscale if res == REFERENCE_RES else None  # the upscaler on real images of its input size
+    return sharpness_section(draw, labels, held_idx, seed=seed, upscale=real_upscale)
 
 
 def _summary(r: dict) -> dict:

@@ -40,7 +40,7 @@ from torch.nn import functional as F
 from trainer.metrics import fid, gradient_magnitude, high_freq_energy, kid
 
 __all__ = ["SIZE", "REFERENCE_RES", "detail_features", "measure", "render_native", "upscale_all", "held_sample",
-           "sharpness_section", "measure_pack", "evaluate_upscaler"]
+           "sharpness_section", "measure_pack", "onnx_upscale", "evaluate_upscaler"]
 
 log = logging.getLogger(__name__)
 
@@ -202,17 +202,17 @@ def measure_pack(pack_dir: Path | str | None = None, *, n: int = MAX_IMAGES, see
 
     up = manifest["models"].get("upscaler")
     fits = up and up["inputs"][0]["shape"][1] == REFERENCE_RES and up["outputs"][0]["shape"][1] == SIZE
-    upscale = _onnx_upscale(pack_dir / up["file"]) if fits else None  # its own quality: 64 -> 256 px only
+    upscale = onnx_upscale(pack_dir / up["file"]) if fits else None  # its own quality: 64 -> 256 px only
     return {"pack": manifest["name"], "version": manifest.get("version"),
             "content_hash": manifest.get("content_hash")} | sharpness_section(generate, labels, held, seed=seed, n=n,
                                                                              upscale=upscale)
 
 
-def _onnx_upscale(path: Path, batch: int = 32) -> Callable[[np.ndarray], np.ndarray]:
-    """A pack's upscaler.onnx as a function of uint8 image batches (onnxruntime, one thread)."""
+def onnx_upscale(path: Path, batch: int = 32, threads: int | None = 1) -> Callable[[np.ndarray], np.ndarray]:
+    """A pack's upscaler.onnx as a function of uint8 image batches (onnxruntime on the CPU)."""
     from engine.sessions import make_session
 
-    session = make_session(path, ["CPUExecutionProvider"], threads=1)
+    session = make_session(path, ["CPUExecutionProvider"], threads=threads)
 
     def upscale(images: np.ndarray) -> np.ndarray:
         return np.concatenate([session.run(None, {"image": np.ascontiguousarray(images[i:i + batch])})[0]

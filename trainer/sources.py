@@ -57,7 +57,8 @@ class Source:
     """What is evaluated, as plain functions: a run's PyTorch models or a pack's ONNX graphs.
     `generate(z, conds) -> uint8 NHWC`; `score(images uint8, conds) -> (N,)` is the
     discriminator's conditional score (None without one); `vae` = (encoder, decoder) modules and
-    `latent_prior` where their samples come from."""
+    `latent_prior` where their samples come from; `upscale(images uint8) -> uint8 at 256 px` is a
+    pack's upscaler, which every picture it serves goes through (None: the engine's Lanczos)."""
 
     name: str
     kind: str
@@ -71,6 +72,7 @@ class Source:
     header: dict = field(default_factory=dict)  # what identifies it in the report (step, kimg; pack, version)
     vae: tuple | None = None
     latent_prior: str | None = None
+    upscale: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 @torch.no_grad()
@@ -142,10 +144,15 @@ def pack_source(pack_dir: Path, data: str | None, batch: int, threads: int | Non
                                                "cond": np.ascontiguousarray(conds[i:i + batch], dtype=np.int64)})[0]
                                for i in range(0, len(images), batch)]).astype(np.float64)
 
+    upscale = None
+    if pack.has_upscaler:
+        from trainer.sharpness import onnx_upscale
+
+        upscale = onnx_upscale(pack.model_path("upscaler"), threads=threads)
     version = pack.manifest.get("version")
     header = {"pack": pack.name, "version": version, "content_hash": pack.content_hash}
     return Source(f"{pack.name}@{version}", "gan", pack.schema, pack.resolution, pack.z_dim, data or "builtin",
-                   recorded.get("fingerprint"), generate, None if disc is None else score, header)
+                  recorded.get("fingerprint"), generate, None if disc is None else score, header, upscale=upscale)
 
 
 def best_of_sampler(source: Source, k: int, seed: int, picks: list) -> Callable[[torch.Tensor, np.ndarray], np.ndarray]:

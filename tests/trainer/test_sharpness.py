@@ -3,6 +3,7 @@ and `moe train eval` reports the section for a built-in run (skipped for a folde
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -54,7 +55,7 @@ def test_detail_features_refuse_other_sizes():
 def test_folder_datasets_skip_the_section():
     from trainer.eval import _sharpness
 
-    r = _sharpness("/some/folder", None, np.zeros((4, 2), np.int64), np.arange(2), 8, 0)
+    r = _sharpness("/some/folder", None, np.zeros((4, 2), np.int64), np.arange(2), 8, 0, None, 64)
     assert r == {"skipped": "only the built-in style set can be rendered natively at 256 px"}
 
 
@@ -121,3 +122,15 @@ def test_measure_a_pack_with_an_upscaler_measures_the_chain_and_the_upscaler(tmp
     for name in ("generated", "lanczos_real", "upscaler_real"):
         assert np.isfinite(r[name]["kid"]["mean"]) and r[name]["hf_ratio"] > 0, name  # a random upscaler adds noise
     assert isinstance(r["upscaler_beats_reference"], bool) and r["upscaler_kid_vs_reference"] > 0
+    # `moe train eval --pack-dir` measures the same chain: generator.onnx, then upscaler.onnx
+    from trainer.eval import _sharpness
+    from trainer.sharpness import _builtin_held
+    from trainer.sources import pack_source
+
+    source = pack_source(pack, None, 16, 1)
+    labels, held = _builtin_held()
+    drawn = []
+    chain = source.upscale
+    source = dataclasses.replace(source, upscale=lambda x: drawn.append(x.shape) or chain(x))
+    sh = _sharpness("builtin", source.generate, labels, held[:8], source.z_dim, 0, source.upscale, source.res)
+    assert sh["generated_res"] == 256 and "upscaler_real" in sh and drawn == [(8, 64, 64, 3), (8, 64, 64, 3)]
