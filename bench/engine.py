@@ -233,7 +233,7 @@ def _upscale(n: int = 12) -> dict:
 
 def run(pack_dir: Path | None = None, seconds: float = 2.0, max_batch: int = 64) -> dict:
     """Measure and return one JSON-able dict (see the module docstring)."""
-    from engine.pack import load_pack
+    from engine.pack import load_pack, newest_pack
     from engine.sessions import choose_providers
     from moe.settings import BUNDLED_PACKS_DIR
 
@@ -244,8 +244,8 @@ def run(pack_dir: Path | None = None, seconds: float = 2.0, max_batch: int = 64)
     try:
         if pack_dir is not None:
             pack_dir = Path(pack_dir)
-        elif (BUNDLED_PACKS_DIR / "moe-default" / "manifest.json").is_file():
-            pack_dir = BUNDLED_PACKS_DIR / "moe-default"
+        elif (bundled := newest_pack([BUNDLED_PACKS_DIR], "moe-default")) is not None:
+            pack_dir = bundled.path
         else:
             pack_dir = _tiny_pack(Path(tmp.name))
             notes.append("no bundled pack: exported the export helper's tiny random-init pack")

@@ -16,11 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import PackError
+from engine.errors import EngineError, PackError
 from engine.recipe import pack_id_of
 from engine.schema import Schema, SchemaError
 
-__all__ = ["Pack", "ModelSpec", "load_pack", "verify_files", "find_packs", "sha256_file", "content_hash", "MODEL_IO"]
+__all__ = ["Pack", "ModelSpec", "load_pack", "verify_files", "find_packs", "newest_pack", "sha256_file", "content_hash", "MODEL_IO"]
 
 log = logging.getLogger(__name__)
 
@@ -288,3 +288,18 @@ def find_packs(dirs: Iterable[Path | str]) -> dict[str, Path]:
             if (sub / "manifest.json").is_file():
                 found[str(sub)] = sub
     return found
+
+
+def newest_pack(dirs: Iterable[Path | str], name: str) -> Pack | None:
+    """The newest installed version of the pack `name` in `dirs` (the one new avatars use), read
+    without hashing its files; None when none is installed. Folders that fail to load are skipped."""
+    from engine.versions import pack_order
+
+    versions = []
+    for folder in find_packs(dirs).values():
+        try:
+            if (pack := load_pack(folder, verify_hashes=False)).name == name:
+                versions.append(pack)
+        except EngineError:  # a broken folder is not the pack asked for
+            continue
+    return max(versions, key=pack_order, default=None)

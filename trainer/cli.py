@@ -100,21 +100,12 @@ def train_eval(
 
 def _installed_pack(ctx: typer.Context, name: str) -> Path:
     """The folder of the newest installed version of the pack `name`."""
-    from engine.errors import EngineError
-    from engine.pack import find_packs, load_pack
-    from engine.versions import pack_order
+    from engine.pack import newest_pack
     from moe.command import settings
 
-    versions = []
-    for folder in find_packs(settings(ctx).pack_dirs()).values():
-        try:
-            if (p := load_pack(folder, verify_hashes=False)).name == name:
-                versions.append(p)
-        except EngineError:  # a broken folder is not the pack asked for
-            continue
-    if not versions:
+    if (pack := newest_pack(settings(ctx).pack_dirs(), name)) is None:
         raise UsageError(f"no installed pack is named {name!r}")
-    return max(versions, key=pack_order).path
+    return pack.path
 
 
 def _train(ctx: typer.Context, kind: str, flags: dict, resume: Path | None, dry_run: bool) -> None:

@@ -186,12 +186,13 @@ async def _draw_with_engine(pack_dir: Path, name: str, conds: list[dict], seed: 
 
 
 def measure_pack(pack_dir: Path | str | None = None, *, n: int = MAX_IMAGES, seed: int = 0) -> dict:
-    """The sharpness section for an installed pack version (default: the bundled moe-default),
+    """The sharpness section for an installed pack version (default: the newest bundled moe-default),
     drawn through the engine on the built-in set's held-out conditions (the judge's split)."""
+    from engine.pack import newest_pack
     from moe.settings import BUNDLED_PACKS_DIR
     from trainer import styleset
 
-    pack_dir = Path(pack_dir) if pack_dir is not None else BUNDLED_PACKS_DIR / "moe-default"
+    pack_dir = Path(pack_dir) if pack_dir is not None else newest_pack([BUNDLED_PACKS_DIR], "moe-default").path
     labels, held = _builtin_held()
 
     manifest = json.loads((pack_dir / "manifest.json").read_text())

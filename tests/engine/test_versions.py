@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from engine import Engine, UnknownPack
-from engine.pack import content_hash
+from engine.pack import content_hash, newest_pack
 from engine.versions import newest_key, version_key
 
 
@@ -32,6 +32,18 @@ def test_semantic_version_order_with_the_content_hash_breaking_ties():
     order = ["junk", "0.9.0", "1.0.0-rc.1", "1.0.0", "1.2.0", "1.10.0", "2.0.0"]
     assert sorted(reversed(order), key=version_key) == order
     assert newest_key("1.0.0", "bb") > newest_key("1.0.0", "aa") > newest_key("0.9.9", "ff")
+
+
+def test_newest_pack_is_the_highest_version_of_that_name_broken_folders_skipped(packs_dir, tiny_pack_src, tmp_path):
+    install(tiny_pack_src, packs_dir, "tiny@0.10.0", version="0.10.0", generator_only=True)
+    install(tiny_pack_src, packs_dir, "other@9.0.0", name="other", version="9.0.0")
+    other = tmp_path / "more"
+    install(tiny_pack_src, other, "tiny@0.9.0", version="0.9.0")
+    (packs_dir / "broken").mkdir()
+    (packs_dir / "broken" / "manifest.json").write_text("{not json")
+    assert newest_pack([packs_dir, other], "tiny").path == packs_dir / "tiny@0.10.0"
+    assert newest_pack([other], "tiny").manifest["version"] == "0.9.0"
+    assert newest_pack([packs_dir], "nothing") is None
 
 
 async def test_versions_side_by_side_newest_draws_new_avatars_recipes_keep_theirs(packs_dir, tiny_pack_src):
