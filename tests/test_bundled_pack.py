@@ -1,4 +1,5 @@
-"""The bundled default pack: intact, the built-in schema, and it draws every style."""
+"""The bundled default pack, every installed version: intact, the built-in schema, small, and the
+newest draws every style."""
 
 from __future__ import annotations
 
@@ -12,22 +13,25 @@ from PIL import Image
 from engine import Engine, load_pack
 from moe.settings import BUNDLED_PACKS_DIR
 
-PACK = BUNDLED_PACKS_DIR / "moe-default"
-pytestmark = pytest.mark.skipif(not (PACK / "manifest.json").exists(), reason="bundled pack not built yet")
+PACKS = sorted(p for p in BUNDLED_PACKS_DIR.glob("moe-default*") if (p / "manifest.json").is_file())
+pytestmark = pytest.mark.skipif(not PACKS, reason="bundled pack not built yet")
 
 
-def test_pack_hashes_schema_and_size() -> None:
+@pytest.mark.parametrize("pack_dir", PACKS, ids=lambda p: p.name)
+def test_pack_hashes_schema_and_size(pack_dir) -> None:
+    from engine.versions import RELEASED
     from trainer.styleset import SCHEMA
 
-    pack = load_pack(PACK)  # checks every file's sha256 against the manifest
+    pack = load_pack(pack_dir)  # checks every file's sha256 against the manifest
+    assert RELEASED[(pack.name, pack.content_hash[:8])] == pack.manifest["version"]  # a released version, unchanged
     assert pack.schema.fingerprint() == SCHEMA.fingerprint()
     assert pack.schema.names == ("style", "eyes", "mouth", "accessory", "color")
-    manifest = json.loads((PACK / "manifest.json").read_text())
+    manifest = json.loads((pack_dir / "manifest.json").read_text())
     assert {"generator", "discriminator", "encoder", "decoder"} <= set(manifest["models"])
     assert manifest["metrics"]["gan"] and manifest["metrics"]["vae"]  # eval reports travel with the pack
-    total = sum(p.stat().st_size for p in PACK.rglob("*") if p.is_file())
+    total = sum(p.stat().st_size for p in pack_dir.rglob("*") if p.is_file())
     assert total < 40 * 1024 * 1024
-    assert (PACK / "MODEL_CARD.md").exists()
+    assert (pack_dir / "MODEL_CARD.md").exists()
 
 
 async def test_draws_one_image_per_style() -> None:

@@ -15,6 +15,7 @@ Folder layouts:
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
@@ -32,7 +33,7 @@ from engine.image import flatten, has_alpha
 from engine.schema import Attribute, Schema
 from trainer import styleset
 
-__all__ = ["Dataset", "DatasetError", "load_dataset", "render_dataset", "cache_dir", "BUILTIN_SIZE"]
+__all__ = ["Dataset", "DatasetError", "load_dataset", "restrict", "render_dataset", "cache_dir", "BUILTIN_SIZE"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,25 @@ class Dataset:
         h.update(np.ascontiguousarray(self.labels).tobytes())
         h.update(np.ascontiguousarray(self.images).tobytes())
         return h.hexdigest()[:16]
+
+
+def restrict(ds: Dataset, schema: Schema) -> Dataset:
+    """The images of `ds` whose every label is a value of `schema`, relabelled in its order: how a
+    run trained on a part of a set (a few-shot run on a hundred images of a folder of thousands)
+    is judged with the whole set. `schema` must have ds's attributes, in order, each with values
+    ds has; otherwise a DatasetError says what does not fit."""
+    if schema.names != ds.schema.names:
+        raise DatasetError(f"the data's attributes {list(ds.schema.names)} are not the run's {list(schema.names)}")
+    keep = np.ones(len(ds), bool)
+    labels = np.empty_like(ds.labels)
+    for j, (mine, theirs) in enumerate(zip(schema.attributes, ds.schema.attributes)):
+        if missing := sorted(set(mine.values) - set(theirs.values)):
+            raise DatasetError(f"the data has no images of {mine.name} = {', '.join(missing)}, which the run draws")
+        index = np.array([mine.values.index(v) if v in mine.values else -1 for v in theirs.values])
+        labels[:, j] = index[ds.labels[:, j]]
+        keep &= labels[:, j] >= 0
+    return dataclasses.replace(ds, images=ds.images[keep], labels=labels[keep], schema=schema,
+                               notes=ds.notes + (f"restricted to the run's values: {int(keep.sum())} of {len(ds)} images",))
 
 
 def cache_dir() -> Path:

@@ -263,17 +263,22 @@ def _check_counts(samples: int, best_of: int) -> None:
 
 def _evaluate(source: Source, samples: int, seed: int, judge_config: JudgeConfig, batch: int, best_of: int,
               out: tuple[Path, Path] | None) -> dict:
-    from trainer.data import load_dataset
+    from trainer.data import DatasetError, load_dataset, restrict
 
     t0 = time.perf_counter()
     if best_of > 1 and source.score is None:
         raise EvalError(f"{source.name} has no discriminator to pick the best of {best_of} with (a GAN's D)")
     schema, res, z_dim, spec, recorded_fp = source.schema, source.res, source.z_dim, source.spec, source.recorded_fp
-    ds = load_dataset(spec, res)
+    ds, restricted = load_dataset(spec, res), None
     if ds.schema.fingerprint() != schema.fingerprint():
-        raise EvalError(f"the data at {spec!r} has attributes {ds.schema.names} with other values than the run's "
-                        f"schema {schema.names}; evaluate on the data it was trained on (--data)")
-    if recorded_fp and recorded_fp != ds.fingerprint:
+        try:  # a larger set of the run's attributes (a few-shot run judged with the whole folder)
+            ds, restricted = restrict(ds, schema), len(ds)
+        except DatasetError as e:
+            raise EvalError(f"the data at {spec!r} does not fit the run's schema {schema.names}: {e}; evaluate on the "
+                            "data it was trained on, or a larger set with the same attributes and values (--data)") from None
+        log.info("judging with %d of the %d images at %s: those whose labels the run's schema has", len(ds), restricted,
+                 spec)
+    elif recorded_fp and recorded_fp != ds.fingerprint:
         log.warning("data fingerprint %s differs from the run's %s: the images changed since training",
                     ds.fingerprint, recorded_fp)
     if len(ds) < 8:
@@ -288,6 +293,7 @@ def _evaluate(source: Source, samples: int, seed: int, judge_config: JudgeConfig
         "res": res, "samples": samples, "seed": seed,
         "data": {"spec": spec, "name": ds.name, "fingerprint": ds.fingerprint,
                  "fingerprint_matches_run": (recorded_fp == ds.fingerprint) if recorded_fp else None,
+                 "restricted_from": restricted,
                  "n_train": len(tj.train_idx), "n_held": len(tj.held_idx)},
         "judge": {"held_accuracy": dict(zip(names, map(float, ref.real_acc))), "n_fit": tj.info.get("n_train"),
                   "train_seconds": tj.info.get("train_seconds"), "cached": tj.info.get("cached"),

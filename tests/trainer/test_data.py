@@ -202,3 +202,23 @@ def test_a_folder_is_decoded_once_then_read_from_the_cache(good, tmp_path, monke
     assert len(list((tmp_path / "cache" / "folders").iterdir())) == 2
     assert load_dataset(str(good), 8).images.shape[1] == 8  # another resolution: its own cache
     assert len(list((tmp_path / "cache" / "folders").iterdir())) == 4
+
+
+def test_restrict_keeps_the_images_a_smaller_schema_has_relabelled_in_its_order(tiny_set):
+    from engine.schema import Attribute, Schema
+    from trainer.data import restrict
+
+    ds = load_dataset(str(tiny_set), 16)
+    color, shape = ds.schema.attributes
+    keep = color.values[1]
+    few = Schema((Attribute(color.name, (keep,)), Attribute(shape.name, tuple(reversed(shape.values)))), "few")
+    part = restrict(ds, few)
+    rows = ds.labels[:, 0] == 1
+    assert len(part) == rows.sum() < len(ds) and part.schema == few and "restricted" in part.notes[-1]
+    assert np.array_equal(part.images, ds.images[rows]) and (part.labels[:, 0] == 0).all()
+    assert np.array_equal(part.labels[:, 1], 1 - ds.labels[rows, 1])  # the other order
+    assert part.fingerprint != ds.fingerprint
+    with pytest.raises(DatasetError, match=f"no images of {shape.name} = round"):
+        restrict(ds, Schema((color, Attribute(shape.name, (*shape.values, "round"))), "more"))
+    with pytest.raises(DatasetError, match="attributes"):
+        restrict(ds, Schema((color,), "other"))

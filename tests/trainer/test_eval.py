@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -184,6 +185,27 @@ def test_evaluate_tiny_run_writes_a_complete_finite_report(tmp_path, toy_folder,
     # the judge and the real features were cached: a second evaluation reuses them, same numbers
     again = evaluate(run, samples=64, judge_config=cfg, write=False)
     assert again["judge"]["cached"] is True and again["summary"] == s
+
+
+@pytest.mark.slow
+def test_a_run_on_part_of_a_folder_is_judged_with_the_whole_folder(tmp_path, toy_folder):
+    part = tmp_path / "part"  # the red and blue images only, as a few-shot admin would pick some
+    part.mkdir()
+    rows = (toy_folder / "labels.csv").read_text().splitlines()
+    kept = [r for r in rows[1:] if ",green," not in r]
+    (part / "labels.csv").write_text("\n".join([rows[0], *kept]) + "\n")
+    for r in kept:
+        shutil.copy(toy_folder / r.split(",")[0], part)
+    run = tmp_path / "00001-gan"
+    tiny_run(run, "gan", part)
+    cfg = JudgeConfig(width=8, feat_dim=16, epochs=1, min_seen=0, batch=32)
+    r = evaluate(run, samples=16, data=str(toy_folder), judge_config=cfg, write=False)
+    assert r["data"]["restricted_from"] == 240 and r["data"]["n_train"] + r["data"]["n_held"] == len(kept) < 240
+    assert set(r["generated"]["accuracy"]) == {"colour", "shape"}
+    assert evaluate(run, samples=16, judge_config=cfg, write=False)["data"]["restricted_from"] is None
+    tiny_run(run.parent / "00002-gan", "gan", toy_folder)  # all three colours: the part has no green
+    with pytest.raises(EvalError, match="no images of colour = green"):
+        evaluate(run.parent / "00002-gan", samples=16, data=str(part), judge_config=cfg, write=False)
 
 
 def test_evaluate_refuses_a_folder_without_checkpoint(tmp_path):
