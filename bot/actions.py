@@ -33,7 +33,7 @@ from engine.schema import SchemaError
 
 __all__ = [
     "INLINE_CODE_MAX", "RESULT_SIZE", "REF_PATTERN", "VARIATION_STRENGTH",
-    "check_limits", "generation", "gate_open", "limits_for", "parent_channel_id", "pack_for_guild", "pack_of", "ref_for", "recipe_from_ref", "parse_code",
+    "check_limits", "generation", "gate_open", "limits_for", "parent_channel_id", "pack_for_guild", "ref_for", "recipe_from_ref", "parse_code",
     "describe", "schema_of", "png_of", "png_file", "render_grid", "grid_of_pngs", "condition_from_options", "new_seed", "own_saved",
 ]
 
@@ -122,13 +122,6 @@ def pack_for_guild(bot: BotContext, gs: GuildSettings):
     return pack
 
 
-def pack_of(bot: BotContext, recipe: Recipe):
-    for pack in bot.engine.packs.values():
-        if pack.pack_id == recipe.pack_id:
-            return pack
-    raise UnknownPack("the pack this avatar was drawn with is not installed")
-
-
 # -- recipe references in custom_ids ---------------------------------------------------------
 async def ref_for(bot: BotContext, recipe: Recipe) -> str:
     """The recipe code itself, or "~<id>" of a stored copy when the code is too long."""
@@ -164,7 +157,7 @@ def _latent_words(locale: object, node) -> str:
 def schema_of(bot: BotContext, recipe: Recipe):
     """The schema of the pack `recipe` was drawn with, or None when it is not installed any more."""
     try:
-        return pack_of(bot, recipe).schema
+        return bot.engine.pack_of(recipe).schema
     except UnknownPack:
         return None
 
@@ -172,7 +165,7 @@ def schema_of(bot: BotContext, recipe: Recipe):
 def describe(bot: BotContext, recipe: Recipe, locale: object) -> str:
     """One line such as `style: cat · eyes: big · seed 12 · gan`, in `locale`."""
     try:
-        schema = pack_of(bot, recipe).schema
+        schema = bot.engine.pack_of(recipe).schema
         cond = schema.decode(recipe.cond)
     except (UnknownPack, SchemaError):  # a pack no longer installed or changed: no names
         return f"{recipe.model} · {_latent_words(locale, recipe.latent)}"

@@ -107,7 +107,7 @@ class EditButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:e:{REF}")
         bot = context_of(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)  # before the stored-ref lookup
         recipe = await actions.recipe_from_ref(bot, self.ref)
-        schema = actions.pack_of(bot, recipe).schema
+        schema = bot.engine.pack_of(recipe).schema
         current = schema.decode(recipe.cond)
         view = ui.View(timeout=None)
         for i, attr in enumerate(schema.attributes[:5]):  # 5 rows per message
@@ -141,7 +141,7 @@ class EditSelect(MoeItem, ui.DynamicItem[ui.Select], template=rf"moe:E:(?P<index
         bot = context_of(interaction)
         await interaction.response.defer()
         recipe = await actions.recipe_from_ref(bot, self.ref)
-        schema = actions.pack_of(bot, recipe).schema
+        schema = bot.engine.pack_of(recipe).schema
         if self.index >= len(schema) or not self.item.values:
             raise UserError("components.menu_mismatch")
         attr = schema.attributes[self.index]
@@ -258,7 +258,7 @@ class RecipeButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:i:{REF}
         recipe = await actions.recipe_from_ref(bot, self.ref)
         locale = interaction.locale
         try:
-            pack = actions.pack_of(bot, recipe)
+            pack = bot.engine.pack_of(recipe)
             pack_line = t(locale, "components.recipe_pack", pack=pack.name, version=pack.manifest.get("version", ""),
                           hash=recipe.pack_hash)
         except UnknownPack:

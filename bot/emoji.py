@@ -85,7 +85,7 @@ async def emoji_command(bot: BotContext, interaction: discord.Interaction, *, na
     gs = await actions.check_limits(interaction)
     row = await actions.own_saved(bot, interaction, avatar, ("emoji.no_saved", "emoji.not_yours"))
     recipe = actions.parse_code(row.code)
-    pack = actions.pack_of(bot, recipe)
+    pack = bot.engine.pack_of(recipe)
     guild = interaction.guild
     if guild is None:  # a server the bot does not hold (not cached): nothing to add an emoji to
         raise UserError("emoji.no_server")

@@ -202,7 +202,7 @@ async def draw_sheet(bot: BotContext, interaction: discord.Interaction, recipe: 
     """Plan, draw (one gate pass, one engine request) and post a sheet; already deferred. The
     post, which everyone sees, speaks the server's language, as other posts do."""
     locale = interaction.guild_locale
-    pack = actions.pack_of(bot, recipe)
+    pack = bot.engine.pack_of(recipe)
     plan = plan_sheet(pack.schema, pack.manifest, by)  # refusals before the gate: nothing charged
     async with actions.generation(interaction, gs) as engine:
         results = await engine.edits(recipe, [c.change for c in plan.cells])
@@ -275,7 +275,7 @@ class SheetButton(RefButton, ui.DynamicItem[ui.Button], template=rf"moe:k:{REF}"
         bot = context_of(interaction)
         await interaction.response.defer(ephemeral=True, thinking=True)  # before the stored-ref lookup
         recipe = await actions.recipe_from_ref(bot, self.ref)
-        pack = actions.pack_of(bot, recipe)
+        pack = bot.engine.pack_of(recipe)
         options = [discord.SelectOption(label=option_label(interaction.locale, pack.schema, pack.manifest, name),
                                         value=name) for name in choices(pack.schema, pack.manifest)]
         if not options:

@@ -119,7 +119,7 @@ class AvatarsCog(commands.GroupCog, group_name="avatars", group_description="You
         gs = await actions.check_limits(interaction)
         row = await actions.own_saved(self.bot, interaction, avatar, ("avatars.nothing_saved", "avatars.not_yours"))
         recipe = actions.parse_code(row.code)
-        if transparent and actions.pack_of(self.bot, recipe).background != "flat":  # before the gate and the redraw
+        if transparent and self.bot.engine.pack_of(recipe).background != "flat":  # before the gate and the redraw
             raise UserError("avatars.no_flat_background")
         async with actions.generation(interaction, gs) as engine:
             result = await engine.redraw(recipe)

@@ -146,6 +146,7 @@ async def test_a_saved_avatar_becomes_a_transparent_128_px_emoji_for_one_draw(db
 async def test_an_emoji_of_a_pack_without_a_flat_background_says_it_keeps_it(db, engine):
     bot, _ = await saved_bot(db, engine)
     bot.engine = SimpleNamespace(packs={n: dataclasses.replace(p, background=None) for n, p in engine.packs.items()},
+                                 pack_of=lambda r: dataclasses.replace(engine.pack_of(r), background=None),
                                  redraw=engine.redraw, render_png=engine.render_png)
     guild = Guild()
     text = await run(bot, Itx(bot, guild), name="moe_cat")

@@ -47,6 +47,9 @@ class GatedEngine:
                                              manifest={"version": "1"}, background=None)}
         self.draws: list[str] = []
 
+    def pack_of(self, r: Recipe):
+        return self.packs["moe"]
+
     def _draw(self, what: str, recipes: list[Recipe]) -> list[Result]:
         assert actions.gate_open(), f"engine.{what} called outside the generation gate"
         self.draws.append(what)

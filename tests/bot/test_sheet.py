@@ -167,6 +167,9 @@ class OpaqueEngine:
         self._engine = engine
         self.packs = {n: dataclasses.replace(p, background=None) for n, p in engine.packs.items()}
 
+    def pack_of(self, recipe):
+        return dataclasses.replace(self._engine.pack_of(recipe), background=None)
+
     def __getattr__(self, name):
         return getattr(self._engine, name)
 

@@ -55,10 +55,12 @@ async def test_versions_side_by_side_newest_draws_new_avatars_recipes_keep_their
         assert eng.packs["tiny"].manifest["version"] == "0.0.2" and not eng.packs["tiny"].has_vae
         [new] = await eng.generate("tiny", seed=3)
         assert new.recipe.pack_hash == eng.packs["tiny"].content_hash[:8]
+        assert eng.pack_of(new.recipe) is eng.packs["tiny"]
         # a recipe of the older version (a VAE one, which the newer lacks) still draws with it
         old_recipe = new.recipe.with_(pack_hash=old_hash[:8], model="vae")
         again = await eng.redraw(eng.recipe(old_recipe.to_code()))
         assert again.recipe.pack_hash == old_hash[:8] and again.recipe.model == "vae"
+        assert eng.pack_of(old_recipe).manifest["version"] == "0.0.1"  # its schema and sizes, not the newest's
         [rr] = await eng.reroll(old_recipe, seed=4)
         assert rr.recipe.pack_hash == old_hash[:8]
         assert (await eng.edit(old_recipe, eyes="big")).recipe.pack_hash == old_hash[:8]
