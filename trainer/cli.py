@@ -60,7 +60,8 @@ def train_eval(
     best_of: int = typer.Option(1, "--best-of", min=1, max=64, help="Also score the discriminator's top-1 of this "
                                 "many candidates per sample (GAN); 1 = off."),
     data: str = typer.Option(None, "--data", help="Evaluate against this data ('builtin' or a folder with the run's "
-                             "attributes) instead of the run's own (for a pack: builtin)."),
+                             "attributes, or a larger one its images were picked from) instead of the run's own "
+                             "(for a pack: builtin)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled conditions and latents."),
     out: Path = typer.Option(None, "--out", help="JSON report to write for a pack (the grid beside it, .png); a run "
                              "writes RUN/eval.json."),
