@@ -1,53 +1,70 @@
-"""Recipe permanence: codes recorded from the bundled moe-default 1.1.0 (before packs were
-versioned side by side) draw the same pixels once a newer moe-default is installed beside
-it; new avatars use the newer version; a code whose version is gone is refused by name."""
+"""Recipe permanence: codes recorded from the bundled moe-default 1.1.0 (before 2.0 existed)
+draw the same pixels with the bundled 2.0 installed beside it; new avatars use 2.0; a code
+whose version is gone is refused by name."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from engine import Engine, UnknownPack
 from moe.settings import BUNDLED_PACKS_DIR
 
 RECORDED = json.loads((Path(__file__).parent / "data" / "moe-default-1.1.0-recipes.json").read_text())
-PACK = BUNDLED_PACKS_DIR / "moe-default"
-pytestmark = pytest.mark.skipif(not (PACK / "manifest.json").exists(), reason="bundled pack not built yet")
+pytestmark = pytest.mark.skipif(not (BUNDLED_PACKS_DIR / "moe-default" / "manifest.json").exists(),
+                                reason="bundled pack not built yet")
 
 
 def digest(result) -> str:
     return hashlib.sha256(result.image.tobytes()).hexdigest()
 
 
-@pytest.fixture
-def newer(tiny_pack, tmp_path) -> Path:
-    """A packs folder holding moe-default 2.0.0 (the tiny pack renamed: its own content hash)."""
-    dst = shutil.copytree(tiny_pack, tmp_path / "packs" / "moe-default@2.0.0")
-    m = json.loads((dst / "manifest.json").read_text())
-    m.update(name="moe-default", version="2.0.0")
-    (dst / "manifest.json").write_text(json.dumps(m))
-    return dst.parent
+def bundled(version: str) -> Path:
+    [folder] = [p for p in BUNDLED_PACKS_DIR.glob("moe-default*")
+                if json.loads((p / "manifest.json").read_text())["version"] == version]
+    return folder
 
 
-async def test_recorded_codes_draw_the_same_pixels_beside_a_newer_version(newer):
-    async with Engine([BUNDLED_PACKS_DIR, newer], watch_s=None, metrics_log_s=None, tune_batch=False) as eng:
+async def test_recorded_codes_draw_the_same_pixels_with_2_0_installed_beside_1_1_0():
+    async with Engine([BUNDLED_PACKS_DIR], watch_s=None, metrics_log_s=None, tune_batch=False) as eng:
         assert eng.refused == {}
         assert [p.manifest["version"] for p in eng.pack_versions["moe-default"]] == ["2.0.0", "1.1.0"]
         for rec in RECORDED["recipes"]:
             r = await eng.redraw(eng.recipe(rec["code"]))
             assert (digest(r), r.code) == (rec["sha256"], rec["code"]), rec["kind"]
+            assert eng.pack_of(r.recipe).manifest["version"] == "1.1.0"
         [new] = await eng.generate("moe-default", {"style": "cat"}, seed=7)  # no version asked: the newest
-        assert eng.default_pack == "moe-default"
+        assert eng.default_pack == "moe-default" and eng.pack_of(new.recipe).manifest["version"] == "2.0.0"
         assert new.recipe.pack_hash == eng.packs["moe-default"].content_hash[:8] != RECORDED["content_hash"][:8]
-        assert new.image.shape != tuple(RECORDED["recipes"][0]["shape"])  # the tiny pack draws 32 px
+        assert new.image.shape == (256, 256, 3) and new.small.shape == (64, 64, 3)  # 2.0 draws through its upscaler
 
 
-async def test_a_recorded_code_whose_version_is_removed_is_refused_by_name(newer):
-    async with Engine([newer], watch_s=None, metrics_log_s=None, tune_batch=False) as eng:
+def test_moe_generate_draws_a_recorded_code_with_1_1_0(tmp_path):
+    """`moe generate --recipe CODE` on a checkout with 2.0: the same pixels as before 2.0 existed."""
+    from typer.testing import CliRunner
+
+    from moe.cli import app
+
+    rec = RECORDED["recipes"][0]
+    out = tmp_path / "old.png"
+    r = CliRunner().invoke(app, ["generate", "--recipe", rec["code"], "--size", "256", "--pixel", "--out", str(out)],
+                           env={"MOE_PACKS_DIR": str(tmp_path / "none"), "NO_COLOR": "1"})
+    assert r.exit_code == 0, r.output
+    with Image.open(out) as im:
+        pixels = np.asarray(im.convert("RGB"))[::4, ::4]  # --pixel: each pixel of the 64 px picture as 4x4
+    assert hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest() == rec["sha256"]
+
+
+async def test_a_recorded_code_whose_version_is_removed_is_refused_by_name(tmp_path):
+    only_new = tmp_path / "packs"
+    only_new.mkdir()
+    (only_new / "moe-default@2.0.0").symlink_to(bundled("2.0.0"), target_is_directory=True)
+    async with Engine([only_new], watch_s=None, metrics_log_s=None, tune_batch=False) as eng:
         for rec in RECORDED["recipes"]:
             with pytest.raises(UnknownPack, match="drawn with moe-default 1.1.0, which is no longer installed"):
                 eng.recipe(rec["code"])

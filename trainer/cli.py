@@ -120,6 +120,8 @@ def _train(ctx: typer.Context, kind: str, flags: dict, resume: Path | None, dry_
     else:
         if flags["data"] != "builtin":
             flags = _fit_to_data(ctx, kind, flags)
+        if flags.get("init_from") == "none":
+            flags["init_from"] = ""
         if flags.get("init_from"):  # the source's sizes unless given (over the data's choice); a misfit is refused
             from trainer.transfer import with_source
 
@@ -182,7 +184,7 @@ _MINUTES = _O(None, "--minutes", min=0, help="Time budget in minutes instead of 
               "ends the run and keeps its best-scored snapshot [0 = off].")
 
 _FROM = _O(None, "--from", help="Start from trained weights: a run folder, a weights file from `moe train strip`, or "
-           "the shipped moe-default.")
+           "the shipped moe-default; none = from scratch [moe-default on a folder of under 1,000 images].")
 
 
 def _resumed_config(ctx: typer.Context, resume: Path, kind: str, config_cls, flags: dict, resumable: tuple[str, ...]):

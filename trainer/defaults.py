@@ -127,7 +127,7 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
 
     if kind == "gan":
         width = int(given.get("width") or 0)
-        if "init_from" in given and "d_width" not in given:
+        if given.get("init_from") not in (None, "", "none") and "d_width" not in given:
             choices.append(Choice("--d-width", "of --from", False, "D starts from those weights, so it takes their width"))
         elif transfer is not None:
             decide("d_width", transfer.d_width, f"{transfer.name}'s discriminator width, since D starts from its "

@@ -64,6 +64,9 @@ def test_a_given_size_that_misfits_the_shipped_weights_trains_from_scratch_and_a
     assert why.startswith("from scratch: --width 32 does not fit moe-default's weights (--res 64, --width 16, --d-width 32")
     values, choices = choose("gan", _stats(100), {"init_from": "runs/00001-gan-x-64", "width": 16}, SHIPPED)
     assert "init_from" not in values and _by_flag(choices)["--from"].line() == "given   from runs/00001-gan-x-64"
+    assert _by_flag(choices)["--d-width"].line() == "chosen  d-width of --from: D starts from those weights, so it takes their width"
+    values, choices = choose("gan", _stats(100), {"init_from": "none"}, SHIPPED)  # from scratch, asked for
+    assert values["d_width"] == 0 and _by_flag(choices)["--from"].line() == "given   from none"
 
 
 def test_a_small_set_gets_the_recipe_with_the_ramp():

@@ -231,6 +231,8 @@ def test_a_few_shot_folder_starts_from_the_shipped_weights_by_itself(source_gan,
     assert "chosen  from moe-default:" in r.stderr
     r = _moe(*base, "--width", "8")  # a size that does not fit: from scratch, not a refusal
     assert r.exit_code == 0 and json.loads(r.stdout)["init_from"] == "" and "--width 8 does not fit" in r.stderr
+    r = _moe(*base, "--from", "none")  # asked for scratch
+    assert r.exit_code == 0 and json.loads(r.stdout)["init_from"] == "" and "given   from none" in r.stderr
 
 
 @pytest.mark.slow
