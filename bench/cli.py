@@ -92,6 +92,7 @@ def sharpness(
     as_json: bool = typer.Option(False, "--json/--no-json", help=_JSON_HELP),
     pack_dir: Path = typer.Option(None, "--pack-dir", help="Pack folder to measure; default: the bundled moe-default."),
     images: int = typer.Option(1000, "--images", min=4, help="Held-out images of the built-in set to measure."),
+    model: str = typer.Option(None, "--model", help="Model to draw with: gan or vae [the pack's default]."),
     threads: int = typer.Option(0, "--threads", min=0, help=THREADS_HELP),
 ) -> None:
     """A pack's output at 256 px through the engine, beside Lanczos-upscaled real 64 px images, against native renders."""
@@ -100,7 +101,7 @@ def sharpness(
     from trainer.sharpness import measure_pack
 
     torch.set_num_threads(threads or os.cpu_count() or 1)
-    _emit(measure_pack(pack_dir, n=images), as_json)
+    _emit(measure_pack(pack_dir, n=images, model=model), as_json)
 
 
 @app.command("train")

@@ -171,23 +171,25 @@ def sharpness_section(generate: Callable[[np.ndarray], np.ndarray] | None, label
     return section
 
 
-async def _draw_with_engine(pack_dir: Path, name: str, conds: list[dict], seed: int) -> np.ndarray:
+async def _draw_with_engine(pack_dir: Path, name: str, conds: list[dict], seed: int, model: str | None) -> np.ndarray:
     from engine.core import Engine
 
     with tempfile.TemporaryDirectory() as tmp:  # a packs dir holding just this version
         (Path(tmp) / pack_dir.name).symlink_to(pack_dir.resolve(), target_is_directory=True)
         engine = await Engine([tmp], watch_s=None, metrics_log_s=None, threads=1, tune_batch=False).start()
         try:
-            results = await asyncio.gather(*(engine.generate(name, conditions=c, seed=seed + i, n=1)
+            results = await asyncio.gather(*(engine.generate(name, conditions=c, seed=seed + i, n=1, model=model)
                                              for i, c in enumerate(conds)))
         finally:
             await engine.close()
     return np.stack([r[0].image for r in results])
 
 
-def measure_pack(pack_dir: Path | str | None = None, *, n: int = MAX_IMAGES, seed: int = 0) -> dict:
+def measure_pack(pack_dir: Path | str | None = None, *, n: int = MAX_IMAGES, seed: int = 0,
+                 model: str | None = None) -> dict:
     """The sharpness section for an installed pack version (default: the newest bundled moe-default),
-    drawn through the engine on the built-in set's held-out conditions (the judge's split)."""
+    drawn through the engine with `model` ("gan" or "vae"; None: the pack's default) on the built-in
+    set's held-out conditions (the judge's split)."""
     from engine.pack import newest_pack
     from moe.settings import BUNDLED_PACKS_DIR
     from trainer import styleset
@@ -199,12 +201,12 @@ def measure_pack(pack_dir: Path | str | None = None, *, n: int = MAX_IMAGES, see
 
     def generate(conds: np.ndarray) -> np.ndarray:
         rows = [styleset.SCHEMA.decode(c.tolist()) for c in conds]
-        return asyncio.run(_draw_with_engine(pack_dir, manifest["name"], rows, seed))
+        return asyncio.run(_draw_with_engine(pack_dir, manifest["name"], rows, seed, model))
 
     up = manifest["models"].get("upscaler")
     fits = up and up["inputs"][0]["shape"][1] == REFERENCE_RES and up["outputs"][0]["shape"][1] == SIZE
     upscale = onnx_upscale(pack_dir / up["file"]) if fits else None  # its own quality: 64 -> 256 px only
-    return {"pack": manifest["name"], "version": manifest.get("version"),
+    return {"pack": manifest["name"], "version": manifest.get("version"), "model": model or "default",
             "content_hash": manifest.get("content_hash")} | sharpness_section(generate, labels, held, seed=seed, n=n,
                                                                              upscale=upscale)
 
