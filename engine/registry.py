@@ -181,6 +181,11 @@ def load_runners(path: Path, providers: list[str], threads: int | None, max_batc
         for key in IMAGE_MODELS:
             if key in runners:
                 caps[key] = tune_batch(runners[key], lambda n, key=key: _dummy_feeds(pack, key, n), max_batch)
+                # Tuning ran batches larger than the chunk it picks, and onnxruntime's CPU arena keeps
+                # the memory of the largest run for good: serve from a fresh session of the same bytes.
+                file, data = files[used[key]]
+                runners[key] = Runner(make_session(data, providers, threads, where=file), file)
+                runners[key](_dummy_feeds(pack, key))
     return pack, runners, caps
 
 

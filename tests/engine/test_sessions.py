@@ -101,3 +101,24 @@ def test_tune_batch_stops_at_a_slow_size_and_takes_max_batch_when_still_improvin
     run, clock = _fake_model(cost)
     assert tune_batch(run, _feeds, 64, clock=clock) == 64
     assert set(sizes) == {1}
+
+
+def test_image_models_serve_from_a_session_that_never_ran_the_tuning_batches(tiny_pack_src, monkeypatch):
+    """onnxruntime's CPU arena keeps the memory of the largest batch a session ever ran, so the
+    sessions that tuning drove to large batches are replaced before serving."""
+    import engine.registry as registry
+
+    tuned = {}
+
+    def tune(runner, feeds, max_batch):
+        tuned[runner.path] = runner
+        runner(feeds(max_batch))
+        return 2
+
+    monkeypatch.setattr(registry, "tune_batch", tune)
+    pack, runners, caps = registry.load_runners(tiny_pack_src, ["CPUExecutionProvider"], 1, max_batch=8)
+    image_models = [k for k in registry.IMAGE_MODELS if k in runners]
+    assert image_models and {caps[k] for k in image_models} == {2}
+    for key in image_models:
+        assert runners[key] is not tuned[runners[key].path]
+        assert runners[key](registry._dummy_feeds(pack, key, 2))[0].shape[0] == 2
