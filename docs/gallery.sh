@@ -19,6 +19,11 @@ gen --set style=bunny --set eyes=sparkle --set accessory=bow --seed 100 --n 8 --
 a=$(code --set style=panda --set eyes=big --set color=mint --seed 11)
 b=$(code --set style=fox --set eyes=happy --set color=pink --seed 12)
 gen --recipe "$a" --blend "$b" --n 8 --size 128 --out "$out/gallery-blend.png"
+# Sharpness at 256 px: an avatar made with 1.1.0 (its recipe code still draws with 1.1.0: 64 px, Lanczos)
+# beside the same conditions and seed drawn by the newest version (64 px, then the pack's learned upscaler).
+gen --recipe ARB_rWpnDgAFAAQAAAQAAAAAB08 --size 256 --out "$out/gallery-sharp-1.1.0.png"
+gen --set style=cat --set eyes=wink --set mouth=smile --set accessory=none --set color=mint --seed 7 --size 256 \
+  --out "$out/gallery-sharp-new.png"
 # GAN (top row) vs VAE (bottom row), same seeds and conditions.
 gen --set style=frog --set accessory=hat --seed 21 --n 6 --model both --size 128 --out "$out/gallery-gan-vs-vae.png"
 rm -f /tmp/moe-gallery-tmp.png

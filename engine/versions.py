@@ -18,6 +18,7 @@ _SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.
 RELEASED = {
     ("moe-default", "d35e1823"): "1.0.0",
     ("moe-default", "ad6a670e"): "1.1.0",
+    ("moe-default", "c36edb05"): "2.0.0",
 }
 
 # Re-exports of the same trained weights (same pictures within one level): a recipe of the
