@@ -135,7 +135,7 @@ def choose_policy(requested: str, images: np.ndarray, labels: np.ndarray, names:
     why = ", ".join(f"attribute {n!r} is colour-valued, a colour-only classifier gets {s:.2f} of it"
                     for n, s in coloured)
     if requested != AUTO:
-        line = f"augment: {', '.join(ops) or 'none'} (as given)"
+        line = f"augment: {', '.join(ops) or 'none'} (as configured)"
         if coloured:
             line += f"; warning: color jitter changes what a label describes ({why})"
         return requested, line
