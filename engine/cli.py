@@ -143,7 +143,7 @@ def _write(eng, rows: list[list], o: dict) -> None:
     import numpy as np
     from PIL import Image, ImageDraw, ImageFont
 
-    from engine.image import cutout_alpha, png_bytes, upscale
+    from engine.image import png_bytes, upscale, with_alpha
 
     out, size, transparent = o["out"], o["size"], o["transparent"]
     if transparent and eng.packs[rows[0][0][0].recipe.pack].background != "flat":
@@ -151,7 +151,7 @@ def _write(eng, rows: list[list], o: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     tiles = [t for row in rows for t in row]
     if len(tiles) == 1:
-        out.write_bytes(png_bytes(tiles[0][0].image, size, transparent, not o["pixel"]))
+        out.write_bytes(png_bytes(tiles[0][0].image, size, transparent, not o["pixel"], tiles[0][0].small))
         typer.echo(f"wrote {out} ({size}px)")
         return
     cols = max(len(r) for r in rows) if len(rows) > 1 or len(tiles) <= 8 else math.ceil(math.sqrt(len(tiles)))
@@ -164,9 +164,7 @@ def _write(eng, rows: list[list], o: dict) -> None:
     draw = ImageDraw.Draw(canvas)
     for y, row in enumerate(grid):
         for x, (r, label) in enumerate(row):
-            img = r.image
-            if transparent:
-                img = np.concatenate([img, cutout_alpha(img)[..., None]], axis=-1)
+            img = with_alpha(r.image, r.small) if transparent else r.image
             left, top = x * (size + GAP), y * (size + label_h + GAP)
             canvas.paste(Image.fromarray(upscale(np.ascontiguousarray(img), size, not o["pixel"])), (left, top))
             if label:

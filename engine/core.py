@@ -395,7 +395,7 @@ class Engine:
                 background = None
             if background != "flat":
                 raise EngineError("this pack has no flat background, so it cannot make transparent pictures")
-        return await asyncio.to_thread(png_bytes, result.image, size, transparent, smooth)
+        return await asyncio.to_thread(png_bytes, result.image, size, transparent, smooth, result.small)
 
     def recipe(self, code: str) -> Recipe:
         """Decode a recipe code and check it against the installed packs (name filled in)."""

@@ -93,12 +93,25 @@ def cutout_alpha(img: np.ndarray, tolerance: int = 24) -> np.ndarray:
     return alpha.round().astype(np.uint8)
 
 
-def png_bytes(img: np.ndarray, size: int, transparent: bool = False, smooth: bool = True) -> bytes:
-    """PNG of an (H, W, 3) uint8 avatar at size x size (CPU work: call it off the event loop)."""
+def with_alpha(img: np.ndarray, small: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3) -> (H, W, 4) with the flat background cut out (`cutout_alpha`). `small` is the
+    generator's own picture when `img` is an upscaler's output: the background is cut from it,
+    where it is flat as trained (an upscaler adds a faint texture that stops the flood fill), and
+    its alpha is upscaled to img's size."""
+    alpha = cutout_alpha(img if small is None else small)
+    if alpha.shape != img.shape[:2]:
+        alpha = upscale(np.repeat(alpha[..., None], 3, axis=-1), img.shape[0])[..., 0]
+    return np.concatenate([img, alpha[..., None]], axis=-1)
+
+
+def png_bytes(img: np.ndarray, size: int, transparent: bool = False, smooth: bool = True,
+              small: np.ndarray | None = None) -> bytes:
+    """PNG of an (H, W, 3) uint8 avatar at size x size (CPU work: call it off the event loop);
+    `transparent` cuts the background out (`with_alpha`, from `small` when given)."""
     if size not in SIZES:
         raise EngineError(f"size must be one of {', '.join(map(str, SIZES))}, got {size}")
     if transparent:
-        img = np.concatenate([img, cutout_alpha(img)[..., None]], axis=-1)
+        img = with_alpha(img, small)
     buf = io.BytesIO()
     Image.fromarray(upscale(np.ascontiguousarray(img), size, smooth)).save(buf, **PNG_OPTIONS)
     return buf.getvalue()

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from engine.errors import EngineError
-from engine.image import cutout_alpha, png_bytes, to_rgb_array, upscale
+from engine.image import cutout_alpha, png_bytes, to_rgb_array, upscale, with_alpha
 
 
 def ring_picture(res: int = 32) -> np.ndarray:
@@ -66,6 +66,18 @@ def test_png_bytes_rgba_when_transparent():
     im = Image.open(io.BytesIO(png_bytes(ring_picture(), 256, transparent=True)))
     assert im.mode == "RGBA" and im.size == (256, 256)
     assert np.asarray(im)[0, 0, 3] == 0 and np.asarray(im)[128, 128, 3] == 255
+
+
+def test_an_upscaled_picture_is_cut_along_the_background_of_its_small_picture():
+    small = ring_picture()
+    noise = np.random.default_rng(2).integers(-40, 41, (128, 128, 3))
+    textured = np.clip(upscale(small, 128).astype(int) + noise, 0, 255).astype(np.uint8)  # an upscaler's texture
+    assert (cutout_alpha(textured) == 255).all()  # cut from itself: the texture stops the flood fill
+    rgba = with_alpha(textured, small)
+    assert rgba.shape == (128, 128, 4) and np.array_equal(rgba[..., :3], textured)
+    assert rgba[0, 0, 3] == rgba[-1, -1, 3] == 0 and rgba[64, 64, 3] == 255  # the ring's inside stays opaque
+    im = Image.open(io.BytesIO(png_bytes(textured, 256, transparent=True, small=small)))
+    assert im.mode == "RGBA" and np.asarray(im)[0, 0, 3] == 0
 
 
 def test_to_rgb_array_accepts_bytes_arrays_and_pil_and_crops_to_square():
