@@ -59,9 +59,8 @@ def train_eval(
     samples: int = typer.Option(2000, "--samples", min=2, help="Generated images to score."),
     best_of: int = typer.Option(1, "--best-of", min=1, max=64, help="Also score the discriminator's top-1 of this "
                                 "many candidates per sample (GAN); 1 = off."),
-    data: str = typer.Option(None, "--data", help="Evaluate against this data ('builtin' or a folder with the run's "
-                             "attributes, or a larger one its images were picked from) instead of the run's own "
-                             "(for a pack: builtin)."),
+    data: str = typer.Option(None, "--data", help="Evaluate against this data ('builtin', or a folder with the run's "
+                             "attributes, or one its images came from) instead of the run's own."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sampled conditions and latents."),
     out: Path = typer.Option(None, "--out", help="JSON report to write for a pack (the grid beside it, .png); a run "
                              "writes RUN/eval.json."),
@@ -183,8 +182,8 @@ _MAX_MINUTES = _O(0.0, "--max-minutes", help="Stop cleanly (final grid and check
 _MINUTES = _O(None, "--minutes", min=0, help="Time budget in minutes instead of --kimg: it sets the learning-rate decay, "
               "ends the run and keeps its best-scored snapshot [0 = off].")
 
-_FROM = _O(None, "--from", help="Start from trained weights: a run folder, a weights file from `moe train strip`, or "
-           "the shipped moe-default; none = from scratch [moe-default on a folder of under 1,000 images].")
+_FROM = _O(None, "--from", help="Start from a run folder, a `moe train strip` file or moe-default; none = from scratch "
+           "[moe-default under 1,000 images].")
 
 
 def _resumed_config(ctx: typer.Context, resume: Path, kind: str, config_cls, flags: dict, resumable: tuple[str, ...]):
