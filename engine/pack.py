@@ -16,11 +16,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.errors import EngineError, PackError
+from engine.errors import PackError
 from engine.recipe import pack_id_of
 from engine.schema import Schema, SchemaError
 
-__all__ = ["Pack", "ModelSpec", "load_pack", "verify_files", "find_packs", "newest_pack", "sha256_file", "content_hash", "MODEL_IO"]
+__all__ = ["Pack", "ModelSpec", "load_pack", "verify_files", "find_packs", "installed_versions", "newest_pack", "sha256_file", "content_hash", "MODEL_IO"]
 
 log = logging.getLogger(__name__)
 
@@ -290,16 +290,26 @@ def find_packs(dirs: Iterable[Path | str]) -> dict[str, Path]:
     return found
 
 
-def newest_pack(dirs: Iterable[Path | str], name: str) -> Pack | None:
-    """The newest installed version of the pack `name` in `dirs` (the one new avatars use), read
-    without hashing its files; None when none is installed. Folders that fail to load are skipped."""
+def installed_versions(dirs: Iterable[Path | str]) -> tuple[dict[str, list[Pack]], list[tuple[Path, PackError]]]:
+    """{name: [Pack, ...] newest first} of every pack folder in `dirs`, read without hashing their
+    files, and [(folder, PackError)] for the folders that cannot be read."""
     from engine.versions import pack_order
 
-    versions = []
-    for folder in find_packs(dirs).values():
+    by_name: dict[str, list[Pack]] = {}
+    broken = []
+    for path in find_packs(dirs).values():
         try:
-            if (pack := load_pack(folder, verify_hashes=False)).name == name:
-                versions.append(pack)
-        except EngineError:  # a broken folder is not the pack asked for
+            pack = load_pack(path, verify_hashes=False)
+        except PackError as e:
+            broken.append((path, e))
             continue
-    return max(versions, key=pack_order, default=None)
+        by_name.setdefault(pack.name, []).append(pack)
+    for packs in by_name.values():
+        packs.sort(key=pack_order, reverse=True)
+    return dict(sorted(by_name.items())), broken
+
+
+def newest_pack(dirs: Iterable[Path | str], name: str) -> Pack | None:
+    """The newest installed version of the pack `name` in `dirs` (the one new avatars use); None
+    when none is installed. Folders that fail to load are skipped."""
+    return installed_versions(dirs)[0].get(name, [None])[0]

@@ -89,7 +89,9 @@ def _resolve_pack(ctx: typer.Context, pack: str) -> Path:
     path = Path(pack)
     if (path / "manifest.json").is_file():
         return path
-    by_name, _ = _versions(settings(ctx).pack_dirs())
+    from engine.pack import installed_versions
+
+    by_name, _ = installed_versions(settings(ctx).pack_dirs())
     if pack in by_name:
         return by_name[pack][0].path  # the newest version; a folder names any other
     known = ", ".join(by_name) or "none installed"
@@ -142,27 +144,6 @@ def _torch_parity(path: Path, runs_dir: Path):
     return parity_against_runs(path, load_runs([runs_dir / r for r in sorted(wanted)]))
 
 
-def _versions(dirs: list[Path]) -> tuple[dict[str, list], list]:
-    """{name: [Pack, ...] newest first} of every pack folder in `dirs`, and [(folder, PackError)]
-    for the folders that cannot be read."""
-    from engine.errors import PackError
-    from engine.pack import find_packs, load_pack
-    from engine.versions import pack_order
-
-    by_name: dict[str, list] = {}
-    broken = []
-    for path in find_packs(dirs).values():
-        try:
-            p = load_pack(path, verify_hashes=False)
-        except PackError as e:
-            broken.append((path, e))
-            continue
-        by_name.setdefault(p.name, []).append(p)
-    for packs in by_name.values():
-        packs.sort(key=pack_order, reverse=True)
-    return dict(sorted(by_name.items())), broken
-
-
 @packs_app.command("list")
 def list_command(
     ctx: typer.Context,
@@ -176,8 +157,10 @@ def list_command(
     """
     from rich.table import Table
 
+    from engine.pack import installed_versions
+
     dirs = dirs or settings(ctx).pack_dirs()
-    by_name, broken = _versions(dirs)
+    by_name, broken = installed_versions(dirs)
     console = _console()
     if not by_name and not broken:
         console.print(f"no packs in {', '.join(map(str, dirs))}; create one with `moe export RUN... --out DIR`")
@@ -219,10 +202,11 @@ def remove_command(
     """
     import shutil
 
+    from engine.pack import installed_versions
     from moe.settings import BUNDLED_PACKS_DIR
 
     s = settings(ctx)
-    by_name, _ = _versions(dirs or s.pack_dirs())
+    by_name, _ = installed_versions(dirs or s.pack_dirs())
     packs = by_name.get(name, [])
     doomed = [p for p in packs if str(p.manifest.get("version")) == version]
     if not doomed:
