@@ -156,10 +156,15 @@ def load_runners(path: Path, providers: list[str], threads: int | None, max_batc
     pack = load_pack(path, verify_hashes=False)  # verified below, reading the files sessions are made from
     used = {key: spec.fp16_file if fp16 and spec.fp16_file else spec.file for key, spec in pack.models.items()}
     files = verify_files(pack, read=frozenset(used.values()))  # the fp32 file when there is no fp16 variant
+
+    def open_runner(key: str) -> Runner:
+        file, data = files[used[key]]
+        return Runner(make_session(data, providers, threads, where=file), file)  # the bytes that were hashed
+
     runners = {}
     for key in pack.models:
-        file, data = files[used[key]]
-        runner = Runner(make_session(data, providers, threads, where=file), file)  # the bytes that were hashed
+        runner = open_runner(key)
+        file = runner.path
         want_in, want_out = MODEL_IO[key]
         if set(runner.input_names) != set(want_in) or runner.output_names != want_out:
             raise PackError(f"{file}: inputs {list(runner.input_names)} / outputs {list(runner.output_names)} "
@@ -183,8 +188,7 @@ def load_runners(path: Path, providers: list[str], threads: int | None, max_batc
                 caps[key] = tune_batch(runners[key], lambda n, key=key: _dummy_feeds(pack, key, n), max_batch)
                 # Tuning ran batches larger than the chunk it picks, and onnxruntime's CPU arena keeps
                 # the memory of the largest run for good: serve from a fresh session of the same bytes.
-                file, data = files[used[key]]
-                runners[key] = Runner(make_session(data, providers, threads, where=file), file)
+                runners[key] = open_runner(key)
                 runners[key](_dummy_feeds(pack, key))
     return pack, runners, caps
 
