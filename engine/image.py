@@ -66,29 +66,59 @@ def _grow(mask: np.ndarray) -> np.ndarray:
     return out
 
 
+_SHIFTS = ((0, 1), (0, -1), (1, 1), (1, -1))  # (axis, shift) to each 4-neighbour
+
+
+def _neighbour_steps(px: np.ndarray) -> list[np.ndarray]:
+    """Per shift of _SHIFTS, each pixel's max-channel colour difference to that neighbour
+    (a large value on the frame's edge, where np.roll would wrap around)."""
+    steps = []
+    for axis, shift in _SHIFTS:
+        d = np.abs(px - np.roll(px, shift, axis)).max(axis=-1)
+        edge = [slice(None)] * 2
+        edge[axis] = 0 if shift == 1 else -1
+        d[tuple(edge)] = 1 << 14
+        steps.append(d)
+    return steps
+
+
+BORDER_AGREE = 0.5  # a background exists when at least this share of the border is its colour
+
+
 def cutout_alpha(img: np.ndarray, tolerance: int = 24) -> np.ndarray:
-    """Alpha (H, W) uint8 for a picture on a flat background: flood fill from the four
-    corners over pixels within `tolerance` (max channel difference) of the background
-    colour; a one-pixel soft edge fades pixels up to 2x tolerance. Opaque when the corners
-    disagree (no flat background to cut)."""
+    """Alpha (H, W) uint8 for a picture on a flat or gently graded background.
+
+    The background colour is the median of the border; it exists when at least half of the border
+    is within 2x `tolerance` of it (an ear or a hat may touch the frame). From the border pixels
+    within `tolerance` of it a flood fill spreads to neighbours that differ from an already-reached
+    neighbour by at most `tolerance` and from the background colour by at most 2x `tolerance`: it
+    follows a gradient or a generator's uneven background (a darker corner), and stops at outlines
+    and at the character's own colours. A one-pixel soft edge fades pixels whose step from the background is up to 2x
+    `tolerance`. Opaque when there is no background to cut."""
     px = img.astype(np.int16)
-    corners = np.stack([px[0, 0], px[0, -1], px[-1, 0], px[-1, -1]])
-    bg = np.median(corners, axis=0)
-    if np.abs(corners - bg).max() > tolerance:
+    border = np.concatenate([px[0], px[-1], px[1:-1, 0], px[1:-1, -1]])
+    bg = np.median(border, axis=0)
+    if (np.abs(border - bg).max(axis=-1) <= 2 * tolerance).mean() < BORDER_AGREE:
         return np.full(img.shape[:2], 255, np.uint8)
     dist = np.abs(px - bg).max(axis=-1)
-    similar = dist <= tolerance
-    region = np.zeros_like(similar)
-    region[[0, 0, -1, -1], [0, -1, 0, -1]] = True
-    region &= similar
+    near = dist <= 2 * tolerance
+    region = np.zeros(img.shape[:2], bool)
+    region[[0, -1]] = True
+    region[:, [0, -1]] = True
+    region &= dist <= tolerance
+    steps = _neighbour_steps(px)
+    links = [near & (d <= tolerance) for d in steps]  # may join from the neighbour in that direction
     while True:
-        grown = _grow(region) & similar
+        grown = region.copy()
+        for (axis, shift), link in zip(_SHIFTS, links):
+            grown |= link & np.roll(region, shift, axis)
         if np.array_equal(grown, region):
             break
         region = grown
     alpha = np.full(img.shape[:2], 255.0)
     ring = _grow(region) & ~region
-    alpha[ring] = np.clip((dist[ring] - tolerance) / tolerance, 0.0, 1.0) * 255
+    to_bg = np.min([np.where(np.roll(region, shift, axis), d, 1 << 14) for (axis, shift), d in zip(_SHIFTS, steps)], 0)
+    alpha[ring] = np.clip((to_bg[ring] - tolerance) / tolerance, 0.0, 1.0) * 255
     alpha[region] = 0
     return alpha.round().astype(np.uint8)
 

@@ -130,7 +130,7 @@ async def saved_bot(db, engine, seed: int = 3):
 
 
 async def test_a_saved_avatar_becomes_a_transparent_128_px_emoji_for_one_draw(db, engine):
-    bot, avatar = await saved_bot(db, engine, seed=5)  # a picture whose four corners show one flat background
+    bot, avatar = await saved_bot(db, engine)
     guild = Guild(used=49)
     itx = Itx(bot, guild)
     text = await run(bot, itx, name=":moe cat:")

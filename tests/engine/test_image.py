@@ -38,6 +38,18 @@ def test_cutout_soft_edge_and_no_flat_background():
     assert (cutout_alpha(noisy) == 255).all()  # corners disagree: nothing cut
 
 
+
+def test_cutout_follows_a_graded_background_and_ignores_a_corner_the_character_covers():
+    img = ring_picture(64)
+    ramp = np.linspace(-30, 30, 64)[:, None, None]  # top to bottom: corners 60 levels apart
+    bg = img[..., 0] != 40
+    img = np.where(bg[..., None], np.clip(img + ramp, 0, 255), img).astype(np.uint8)
+    img[:6, :6] = (120, 60, 90)  # an ear over the top-left corner
+    alpha = cutout_alpha(img)
+    assert alpha[0, -1] == alpha[-1, 0] == alpha[-1, -1] == 0 and alpha[40, 2] == 0  # the whole graded background
+    assert (alpha[:5, :5] == 255).all() and alpha[32, 32] == 255  # the ear and the enclosed centre stay
+    assert (alpha[img[..., 0] == 40] == 255).all()
+
 @pytest.mark.parametrize("res, size", [(32, 128), (64, 256), (48, 128), (128, 128), (256, 128)])
 def test_upscale_sizes_and_nearest_for_integer_factors(res, size):
     img = np.random.default_rng(res).integers(0, 256, (res, res, 3), dtype=np.uint8)
@@ -72,7 +84,7 @@ def test_an_upscaled_picture_is_cut_along_the_background_of_its_small_picture():
     small = ring_picture()
     noise = np.random.default_rng(2).integers(-40, 41, (128, 128, 3))
     textured = np.clip(upscale(small, 128).astype(int) + noise, 0, 255).astype(np.uint8)  # an upscaler's texture
-    assert (cutout_alpha(textured) == 255).all()  # cut from itself: the texture stops the flood fill
+    assert (cutout_alpha(textured) == 0).mean() < 0.1 and (cutout_alpha(small) == 0).mean() > 0.5  # texture stops the fill
     rgba = with_alpha(textured, small)
     assert rgba.shape == (128, 128, 4) and np.array_equal(rgba[..., :3], textured)
     assert rgba[0, 0, 3] == rgba[-1, -1, 3] == 0 and rgba[64, 64, 3] == 255  # the ring's inside stays opaque
