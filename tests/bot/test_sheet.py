@@ -149,7 +149,8 @@ def test_alt_texts_name_what_stays_and_every_cell():
     assert "キャラクターシート" in sheet.grid_alt("ja", STYLES, recipe, plan)
     builtin = Schema(STYLES.attributes, name="moe-styles")  # the catalogue has its words in other languages
     ja = sheet.grid_alt("ja", builtin, recipe, sheet.plan_sheet(builtin, {}, sheet.EXPRESSIONS))
-    assert "どうぶつ: " in ja and "ぱっちり/" in ja and "おめめ" in ja
+    assert "どうぶつ：" in ja and "ぱっちり/" in ja and "おめめ" in ja and ", " not in ja  # the language's own marks
+    assert "256、512" in sheet.zip_alt("zh-CN", builtin, plan, (256, 512), True)
     long = Schema((Attribute("name", tuple(f"v{i}" for i in range(24)), labels=tuple("x" * 60 for _ in range(24))),))
     assert len(sheet.grid_alt("en", long, Recipe(1, "0badcafe", "gan", Seed(1), (0,)),
                               sheet.plan_sheet(long, {}, "name"))) <= 1024
