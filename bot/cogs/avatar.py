@@ -27,7 +27,7 @@ from discord.ext import commands
 import bot.actions as actions
 import bot.components as components
 from bot.errors import UserError
-from bot.i18n import t
+from bot.i18n import t, value_label
 from bot.translator import attribute_option_name
 from bot.uploads import check_declared, read_attachment
 from engine.recipe import MAX_SEED
@@ -43,11 +43,15 @@ log = logging.getLogger(__name__)
 MAX_ATTRIBUTE_OPTIONS = 24  # Discord allows 25 options; one is the seed
 
 
-def _autocomplete_for(attr: Attribute):
+def _autocomplete_for(schema: Schema, attr: Attribute):
+    """Choices for an attribute with more values than Discord's 25 fixed choices, named in the
+    member's language (the pack's or the catalogue's words, as `bot.i18n.value_label`), matching
+    what they typed in that language, in English or as the value itself."""
     async def complete(interaction: discord.Interaction, current: str) -> list[app_commands.Choice[str]]:
         needle = current.lower()
-        hits = [v for v in attr.values if needle in v.lower() or needle in attr.label(v).lower()]
-        return [app_commands.Choice(name=attr.label(v)[:100], value=v) for v in hits[:25]]
+        named = [(v, value_label(schema, attr.name, v, interaction.locale)) for v in attr.values]
+        hits = [(v, n) for v, n in named if needle in v.lower() or needle in attr.label(v).lower() or needle in n.lower()]
+        return [app_commands.Choice(name=n[:100], value=v) for v, n in hits[:25]]
 
     return complete
 
@@ -86,7 +90,7 @@ def attribute_command(
     app_commands.choices(
         **{p: [app_commands.Choice(name=a.label(v)[:100], value=v) for v in a.values] for p, a in small.items()}
     )(callback)
-    big = {p: _autocomplete_for(a) for p, a in param_of.items() if a.cardinality > 25}
+    big = {p: _autocomplete_for(schema, a) for p, a in param_of.items() if a.cardinality > 25}
     if big:
         app_commands.autocomplete(**big)(callback)
     app_commands.guild_only()(callback)

@@ -19,7 +19,7 @@ from bot.errors import BUSY_MESSAGE, NotOwner, RateLimited, UserError, describe_
 from bot.i18n import t
 from engine.errors import Busy, EngineError, InvalidRecipe, PackError, UnknownPack
 from engine.recipe import MAX_SEED, Recipe, Seed, Slerp, Upload, Vary
-from engine.schema import Attribute, Schema, SchemaError
+from engine.schema import Attribute, Schema, SchemaError, Translation
 
 MAX_UID = 2**64 - 1  # 20 digits: the longest snowflake
 
@@ -225,8 +225,16 @@ async def test_attribute_command_over_25_values_autocompletes_and_maps_options()
     cmd = attribute_command("create", "make one", schema_with(40), run)
     style = next(p for p in cmd.parameters if p.name == "attr_0")
     assert style.autocomplete and not style.choices
-    choices = await cmd._params["attr_0"].autocomplete(None, "s3")  # discord.py stores the callback here
+    complete = cmd._params["attr_0"].autocomplete  # discord.py stores the callback here
+    choices = await complete(SimpleNamespace(locale=discord.Locale.american_english), "s3")
     assert [c.value for c in choices] == ["s3", "s30", "s31", "s32", "s33", "s34", "s35", "s36", "s37", "s38", "s39"]
+    assert len(await complete(SimpleNamespace(locale=discord.Locale.american_english), "")) == 25
+    words = Translation(name="画风", labels={"s3": "水彩", "s12": "水墨"})
+    styles = Schema((Attribute("style", tuple(f"s{i}" for i in range(40)), translations={"zh-CN": words}),))
+    complete = attribute_command("create", "make one", styles, run)._params["attr_0"].autocomplete
+    choices = await complete(SimpleNamespace(locale=discord.Locale.chinese), "水")  # typed in the member's language
+    assert [(c.name, c.value) for c in choices] == [("水彩", "s3"), ("水墨", "s12")]
+    assert [c.name for c in await complete(SimpleNamespace(locale=discord.Locale.japanese), "s12")] == ["s12"]
     await cmd._callback(None, attr_1="sleepy", seed=9)
     assert got == {"options": {"style": None, "eyes": "sleepy", "Hair_Colour": None}, "seed": 9}
 
