@@ -57,27 +57,19 @@ def upscale(img: np.ndarray, size: int, smooth: bool = True) -> np.ndarray:
     return _resize(big, size, Image.Resampling.BOX)
 
 
-def _grow(mask: np.ndarray) -> np.ndarray:
-    out = mask.copy()
-    out[1:] |= mask[:-1]
-    out[:-1] |= mask[1:]
-    out[:, 1:] |= mask[:, :-1]
-    out[:, :-1] |= mask[:, 1:]
-    return out
-
-
 _SHIFTS = ((0, 1), (0, -1), (1, 1), (1, -1))  # (axis, shift) to each 4-neighbour
+_FAR = 1 << 14  # a colour step larger than any real one: no neighbour there
 
 
 def _neighbour_steps(px: np.ndarray) -> list[np.ndarray]:
     """Per shift of _SHIFTS, each pixel's max-channel colour difference to that neighbour
-    (a large value on the frame's edge, where np.roll would wrap around)."""
+    (_FAR on the frame's edge, where np.roll would wrap around)."""
     steps = []
     for axis, shift in _SHIFTS:
         d = np.abs(px - np.roll(px, shift, axis)).max(axis=-1)
         edge = [slice(None)] * 2
         edge[axis] = 0 if shift == 1 else -1
-        d[tuple(edge)] = 1 << 14
+        d[tuple(edge)] = _FAR
         steps.append(d)
     return steps
 
@@ -93,8 +85,8 @@ def cutout_alpha(img: np.ndarray, tolerance: int = 24) -> np.ndarray:
     within `tolerance` of it a flood fill spreads to neighbours that differ from an already-reached
     neighbour by at most `tolerance` and from the background colour by at most 2x `tolerance`: it
     follows a gradient or a generator's uneven background (a darker corner), and stops at outlines
-    and at the character's own colours. A one-pixel soft edge fades pixels whose step from the background is up to 2x
-    `tolerance`. Opaque when there is no background to cut."""
+    and at the character's own colours. A one-pixel soft edge fades pixels whose step from the
+    background is up to 2x `tolerance`. Opaque when there is no background to cut."""
     px = img.astype(np.int16)
     border = np.concatenate([px[0], px[-1], px[1:-1, 0], px[1:-1, -1]])
     bg = np.median(border, axis=0)
@@ -116,8 +108,8 @@ def cutout_alpha(img: np.ndarray, tolerance: int = 24) -> np.ndarray:
             break
         region = grown
     alpha = np.full(img.shape[:2], 255.0)
-    ring = _grow(region) & ~region
-    to_bg = np.min([np.where(np.roll(region, shift, axis), d, 1 << 14) for (axis, shift), d in zip(_SHIFTS, steps)], 0)
+    to_bg = np.min([np.where(np.roll(region, shift, axis), d, _FAR) for (axis, shift), d in zip(_SHIFTS, steps)], 0)
+    ring = (to_bg < _FAR) & ~region  # pixels next to the background, outside it
     alpha[ring] = np.clip((to_bg[ring] - tolerance) / tolerance, 0.0, 1.0) * 255
     alpha[region] = 0
     return alpha.round().astype(np.uint8)
