@@ -22,7 +22,7 @@ import discord
 from bot.alt_text import fit, pair
 from bot.context import BotContext, context_of
 from bot.errors import NotAllowedHere, NotOwner, StorageUnavailable, UserError
-from bot.i18n import t
+from bot.i18n import listing, t
 from bot.limits import Limits, refund_draw, take_draw
 from bot.render import grid_png
 from bot.storage import LATENT_SCOPE, GuildSettings, SavedAvatar
@@ -175,7 +175,7 @@ def describe(bot: BotContext, recipe: Recipe, locale: object) -> str:
         changed = [pair(locale, schema, n, v) for n, v in other.items() if cond[n] != v]
         if changed:
             parts.append(t(locale, "describe.blended_with", percent=round(recipe.mix * 100),
-                           changes=t(locale, "describe.list_separator").join(changed)))
+                           changes=listing(locale, changed)))
     parts += [_latent_words(locale, recipe.latent), recipe.model]
     return " · ".join(parts)
 

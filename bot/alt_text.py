@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.i18n import attribute_label, t, value_label
+from bot.i18n import attribute_label, listing, t, value_label
 from engine.recipe import Recipe, Slerp, Vary, upload_ids
 from engine.schema import Schema, SchemaError
 
@@ -59,7 +59,7 @@ def conditions(locale: object, schema: Schema | None, cond: Sequence[int]) -> st
         values = schema.decode(cond)
     except SchemaError:
         return t(locale, "alt.pack_changed")
-    return t(locale, "describe.list_separator").join(pair(locale, schema, n, v) for n, v in values.items())
+    return listing(locale, (pair(locale, schema, n, v) for n, v in values.items()))
 
 
 def _changed(locale: object, schema: Schema | None, a: Sequence[int], b: Sequence[int]) -> str:
@@ -71,7 +71,7 @@ def _changed(locale: object, schema: Schema | None, a: Sequence[int], b: Sequenc
     except SchemaError:
         return conditions(locale, None, b)
     diff = [pair(locale, schema, n, v) for n, v in vb.items() if va[n] != v]
-    return t(locale, "describe.list_separator").join(diff) if diff else t(locale, "alt.same_conditions")
+    return listing(locale, diff) if diff else t(locale, "alt.same_conditions")
 
 
 def _model(locale: object, recipe: Recipe) -> str:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from engine.schema import Attribute, Schema, Translation
 
-__all__ = ["FALLBACK", "LOCALES", "attribute_description", "attribute_label", "catalogue", "nearest", "resolve", "t",
+__all__ = ["FALLBACK", "LOCALES", "attribute_description", "attribute_label", "catalogue", "listing", "nearest", "resolve", "t",
            "value_label"]
 
 ROOT = Path(__file__).parent / "locales"
@@ -87,6 +87,11 @@ def t(locale: object, key: str, /, **params: object) -> str:
     if template is None:
         template = catalogue(FALLBACK)[key]
     return template.format(**params)
+
+
+def listing(locale: object, items: Iterable[object]) -> str:
+    """`items` joined with the locale's list separator (`, `; `、` in Chinese and Japanese)."""
+    return t(locale, "describe.list_separator").join(map(str, items))
 
 
 # -- the pack's words: attribute names and values ----------------------------------------------

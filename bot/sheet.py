@@ -36,7 +36,7 @@ import bot.actions as actions
 from bot.alt_text import fit, pair
 from bot.context import BotContext, context_of
 from bot.errors import UserError
-from bot.i18n import attribute_label, t, value_label
+from bot.i18n import attribute_label, listing, t, value_label
 from bot.items import REF, MoeItem, RefButton
 from bot.storage import GuildSettings
 from engine.recipe import Recipe
@@ -178,14 +178,13 @@ def _kept(locale: object, schema: Schema, recipe: Recipe, plan: Plan) -> str:
         values = schema.decode(recipe.cond)
     except SchemaError:
         return ""
-    return t(locale, "describe.list_separator").join(pair(locale, schema, n, v) for n, v in values.items()
-                                                     if n not in plan.varied)
+    return listing(locale, (pair(locale, schema, n, v) for n, v in values.items() if n not in plan.varied))
 
 
 def grid_alt(locale: object, schema: Schema, recipe: Recipe, plan: Plan) -> str:
     """The grid's description: what stays, what changes, the cells in reading order."""
-    cells = t(locale, "describe.list_separator").join(
-        "/".join(value_label(schema, n, v, locale) for n, v in c.change.items()) for c in plan.cells)
+    cells = listing(locale, ("/".join(value_label(schema, n, v, locale) for n, v in c.change.items())
+                             for c in plan.cells))
     return fit(t(locale, "sheet.alt_grid", count=len(plan.cells), what=_what(locale, schema, plan),
                  kept=_kept(locale, schema, recipe, plan), cols=plan.cols, cells=cells))
 
@@ -194,7 +193,7 @@ def zip_alt(locale: object, schema: Schema, plan: Plan, sizes: Sequence[int], tr
     """The ZIP's description: how many files, which sizes, transparent or not."""
     key = "sheet.alt_zip_transparent" if transparent else "sheet.alt_zip_opaque"
     return fit(t(locale, key, files=len(plan.cells) * len(sizes), what=_what(locale, schema, plan),
-                 sizes=t(locale, "describe.list_separator").join(map(str, sizes))))
+                 sizes=listing(locale, sizes)))
 
 
 # -- drawing -----------------------------------------------------------------------------------
@@ -217,13 +216,12 @@ async def draw_sheet(bot: BotContext, interaction: discord.Interaction, recipe: 
     if len(plan.cells) < plan.total:
         lines.append(t(locale, "sheet.cut", shown=len(plan.cells), total=plan.total, max=MAX_CELLS))
     files = [actions.png_file(grid, "sheet.png", grid_alt(locale, pack.schema, recipe, plan))]
-    sep = t(locale, "describe.list_separator")
     if sizes:
         lines.append(t(locale, "sheet.zip_transparent" if transparent else "sheet.zip_opaque",
-                       sizes=sep.join(map(str, sizes))))
+                       sizes=listing(locale, sizes)))
         files.append(actions.png_file(archive, "sheet.zip", zip_alt(locale, pack.schema, plan, sizes, transparent)))
     if set(sizes) != set(ZIP_SIZES):
-        lines.append(t(locale, "sheet.left_out", sizes=sep.join(str(s) for s in ZIP_SIZES if s not in sizes)))
+        lines.append(t(locale, "sheet.left_out", sizes=listing(locale, (s for s in ZIP_SIZES if s not in sizes))))
     await interaction.followup.send("\n".join(lines), files=files, allowed_mentions=discord.AllowedMentions.none())
 
 
