@@ -120,9 +120,9 @@ class Budget:
         with open(run_dir / "stats.jsonl", "a") as f:
             snapshot = {k: v for k, v in entry.items() if k != "best"} | {"best_so_far": won}
             f.write(json.dumps({"snapshot": snapshot, "time": time.time()}) + "\n")
-        log.info("snapshot at %.0f%% of the budget (%.1f kimg): accuracy ratio min %s, KID %.4f%s",
+        log.info("snapshot at %.0f%% of the budget (%.1f kimg): accuracy ratio min %s, KID %.4f%s%s",
                  100 * entry["progress"], entry["kimg"], _fmt(score.get("accuracy_ratio_min")), score["kid"],
-                 " - the best so far" if won else "")
+                 _stray(score), " - the best so far" if won else "")
         return won
 
     def announce(self, run_dir: Path) -> None:
@@ -133,9 +133,15 @@ class Budget:
         with open(run_dir / "stats.jsonl", "a") as f:
             f.write(json.dumps({"best_snapshot": summary, "time": time.time()}) + "\n")
         log.info("the run keeps its snapshot at %.0f%% of the budget (%.1f kimg, step %d) as checkpoint.*: "
-                 "accuracy ratio min %s, KID %.4f (the latest state is checkpoint-last.*)", 100 * best["progress"],
-                 best["kimg"], best["step"], _fmt(best["score"].get("accuracy_ratio_min")), best["score"]["kid"])
+                 "accuracy ratio min %s, KID %.4f%s (the latest state is checkpoint-last.*)", 100 * best["progress"],
+                 best["kimg"], best["step"], _fmt(best["score"].get("accuracy_ratio_min")), best["score"]["kid"],
+                 _stray(best["score"]))
 
 
 def _fmt(v: float | None) -> str:
     return "- (no attribute judged)" if v is None else f"{v:.3f}"
+
+
+def _stray(score: dict) -> str:
+    excess = score.get("stray_excess")
+    return "" if excess is None else f", stray marks on {100 * excess:+.1f}% of pictures vs real"

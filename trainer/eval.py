@@ -12,6 +12,9 @@ downloaded. The report (`RUN/eval.json`, `RUN/eval.png`) holds:
 - intra-condition diversity: mean pairwise distance within groups of images that share a
   condition, generated / real, in judge features and in pixels (16x16); the headline ratio is
   the lower of the two; and a nearest-training-neighbour check;
+- stray marks: the share of images with a piece drawn apart from the character
+  (`metrics.stray_pieces`), generated beside real held-out; a speck on the background, which
+  judge features barely register, shows here;
 - for a VAE: reconstruction MSE/PSNR, edit success, and all of the above for prior samples;
 - for the built-in set, sharpness at 256 px (`trainer/sharpness.py`): the output upscaled as the
   engine does, and Lanczos-upscaled real 64 px images (the reference), against native renders;
@@ -60,8 +63,8 @@ from torch.nn import functional as F
 
 from engine.schema import Schema
 from trainer.judge import JudgeConfig, TrainedJudge, load_or_train_judge, split_features, to_tensor
-from trainer.metrics import (GROUP_CAP, JUDGE_MIN_ACCURACY, choose_grouping, diversity, fid, gaussian_blur, group_ids,
-                             judged, kid, nearest_distances, paired_change)
+from trainer.metrics import (GROUP_CAP, JUDGE_MIN_ACCURACY, STRAY_EXCESS, choose_grouping, diversity, fid,
+                             gaussian_blur, group_ids, judged, kid, nearest_distances, paired_change, stray_pieces)
 from trainer.report import print_report, save_grid
 from trainer.samples import to_uint8
 from trainer.sources import EvalError, Source, best_of_sampler, decode, open_run, pack_source, run_source
@@ -118,6 +121,7 @@ class _Reference:
         self.train_feats, self.held_feats, held_pred = split_features(tj, images)
         self.real_acc = (held_pred == self.held_labels).mean(0)
         self.held_nn, _ = nearest_distances(self.held_feats, self.train_feats)
+        self.held_stray = float((stray_pieces(self.held_images) > 0).mean())
         sub = np.random.default_rng(seed).choice(len(tj.train_idx), min(n, len(tj.train_idx)), replace=False)
         self.floor = {"kid": kid(self.train_feats[sub], self.held_feats, seed=seed),
                       "fid": fid(self.train_feats[sub], self.held_feats), "n": len(sub)}
@@ -155,6 +159,7 @@ def _sample_report(gen: Callable[[torch.Tensor, np.ndarray], np.ndarray], ref: _
     feats, pred = judge.embed(images)
     nn_d, nn_i = nearest_distances(feats, ref.train_feats)
     p1, held_med = float(np.percentile(ref.held_nn, 1)), float(np.median(ref.held_nn))
+    gen_stray = float((stray_pieces(images) > 0).mean())
     # diversity: generated groups vs the real held-out groups they mirror
     grouping, members, div_conds = _diversity_plan(ref.held_labels, seed)
     div_images = gen(torch.randn(len(div_conds), z_dim, generator=g), div_conds)
@@ -171,6 +176,7 @@ def _sample_report(gen: Callable[[torch.Tensor, np.ndarray], np.ndarray], ref: _
         "diversity": {"generated": div["a"], "real": div["b"], "ratio": div["ratio"], "groups": div["groups"],
                       "per_group": GROUP_CAP, "grouping": [schema.attributes[i].name for i in grouping],
                       "pixel_ratio": pix["ratio"]},
+        "stray": {"generated": gen_stray, "real": ref.held_stray, "excess": gen_stray - ref.held_stray},
         "memorisation": {"nn_generated_median": float(np.median(nn_d)), "nn_held_median": held_med,
                          "ratio": _ratio(float(np.median(nn_d)), held_med), "held_p1": p1,
                          "frac_below_held_p1": float((nn_d < p1).mean())},
@@ -374,12 +380,13 @@ def _summary(r: dict) -> dict:
          # overrate unnatural images; pixels mostly see colour. A collapsed model fails one.
          "diversity_ratio": _min(g["diversity"]["ratio"], g["diversity"]["pixel_ratio"]),
          "diversity_feature_ratio": g["diversity"]["ratio"], "diversity_pixel_ratio": g["diversity"]["pixel_ratio"],
-         "nn_ratio": g["memorisation"]["ratio"],
+         "nn_ratio": g["memorisation"]["ratio"], "stray_excess": g["stray"]["excess"],
          "frac_below_held_p1": g["memorisation"]["frac_below_held_p1"]}
     s["targets"] = {"accuracy_ratio_min>=0.9": _ok(s["accuracy_ratio_min"], 0.9),
                     # "clearly below the blurred reference": at most half of it
                     "kid<=0.5*blur": None if s["kid_vs_blur"] is None else s["kid_vs_blur"] <= 0.5,
-                    "diversity_ratio>=0.7": _ok(s["diversity_ratio"], 0.7)}
+                    "diversity_ratio>=0.7": _ok(s["diversity_ratio"], 0.7),
+                    "stray_excess<=0.05": s["stray_excess"] <= STRAY_EXCESS}
     if "best_of" in r:  # the discriminator's picks, beside the plain samples above
         b = r["best_of"]["generated"]
         br = [v["ratio"] for v in b["accuracy"].values() if v["ratio"] is not None]
@@ -401,13 +408,14 @@ def _summary(r: dict) -> dict:
 
 
 def run_score(report: dict) -> dict:
-    """A run's eval.json as `metrics.prefer` compares it: {"accuracy_ratio_min", "kid"}. The
-    accuracy ratio is over the judged attributes, also for reports written before the rule
-    (their per-attribute real accuracy decides)."""
-    acc = report["generated"]["accuracy"]
-    ratios = [v["ratio"] for v in acc.values()
+    """A run's eval.json as `metrics.prefer` compares it: {"accuracy_ratio_min", "kid"}, and
+    "stray_excess" when the report measured it. The accuracy ratio is over the judged attributes,
+    also for reports written before the rule (their per-attribute real accuracy decides)."""
+    g = report["generated"]
+    ratios = [v["ratio"] for v in g["accuracy"].values()
               if v.get("ratio") is not None and v.get("judged", bool(judged(v["real"], JUDGED_AT)))]
-    return {"accuracy_ratio_min": min(ratios) if ratios else None, "kid": report["generated"]["kid"]["mean"]}
+    stray = {"stray_excess": g["stray"]["excess"]} if "stray" in g else {}
+    return {"accuracy_ratio_min": min(ratios) if ratios else None, "kid": g["kid"]["mean"]} | stray
 
 
 # -- the quick eval of a budgeted run's snapshots ------------------------------------------
@@ -418,7 +426,7 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
     measure the real side once; returns `score(model)`, which draws `samples` images with fixed
     latents and conditions (random rows of the labels) from `model` (z, c) -> image in [-1, 1]
     and gives {"accuracy_ratio_min", "worst_attribute", "accuracy_ratio", "judged", "kid",
-    "kid_blur", "kid_vs_blur", "n"}, the ratios over the judged attributes only."""
+    "kid_blur", "kid_vs_blur", "stray_excess", "n"}, the ratios over the judged attributes only."""
     images, labels = np.ascontiguousarray(ds.images), ds.labels
     if len(images) < 8:
         raise EvalError(f"{len(images)} images are too few to hold some out for the quick eval (need 8)")
@@ -431,6 +439,7 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
     sub = rng.choice(tj.train_idx, min(samples, len(tj.train_idx)), replace=False)
     blur_feats, _ = tj.model.embed(gaussian_blur(images[sub], BLUR_SIGMAS_64[-1] * images.shape[1] / 64))
     kid_blur = kid(blur_feats, held_feats, seed=seed)["mean"]
+    held_stray = (stray_pieces(images[tj.held_idx]) > 0).mean()
     conds = np.ascontiguousarray(labels[rng.choice(len(labels), samples)], dtype=np.int64)
     z = torch.randn(samples, z_dim, generator=torch.Generator().manual_seed(seed))
 
@@ -439,14 +448,16 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
         c = torch.from_numpy(conds)
         out = [to_uint8(model(z[i:i + batch].to(device), c[i:i + batch].to(device)))
                for i in range(0, samples, batch)]
-        feats, pred = tj.model.embed(np.concatenate(out))
+        drawn = np.concatenate(out)
+        feats, pred = tj.model.embed(drawn)
         ratio = [float(g / r) if r > 0 else None for g, r in zip((pred == conds).mean(0), real_acc)]
         mine = {n: v for n, v, j in zip(names, ratio, ok) if j and v is not None}
         worst = min(mine, key=mine.get) if mine else None
         k = kid(feats, held_feats, seed=seed)["mean"]
         return {"accuracy_ratio_min": mine.get(worst), "worst_attribute": worst,
                 "accuracy_ratio": dict(zip(names, ratio)), "judged": [n for n, j in zip(names, ok) if j],
-                "kid": k, "kid_blur": kid_blur, "kid_vs_blur": _ratio(k, kid_blur), "n": samples}
+                "kid": k, "kid_blur": kid_blur, "kid_vs_blur": _ratio(k, kid_blur),
+                "stray_excess": float((stray_pieces(drawn) > 0).mean() - held_stray), "n": samples}
 
     return score
 

@@ -1,12 +1,12 @@
-"""Evaluation metrics: small pure functions on feature arrays (and one on images).
+"""Evaluation metrics: small pure functions on feature arrays and images.
 
 KID (Bińkowski et al. 2018) and FID (Heusel et al. 2017) between two feature sets, a
 Gaussian blur for the blurred reference, intra-group diversity and the grouping it uses,
 nearest-neighbour distances for the memorisation check, the top-1 pick among scored candidates
 (best-of-k sampling), two edge-sharpness statistics on images (mean gradient magnitude,
-high-frequency energy), which attributes the judge can judge, and the one score that ranks
-snapshots and runs (`prefer`). No I/O, no models: the run
-evaluation (`trainer/eval.py`, `trainer/sharpness.py`) feeds them features and images.
+high-frequency energy), marks drawn apart from the character (`stray_pieces`), which
+attributes the judge can judge, and the one score that ranks snapshots and runs (`prefer`).
+No I/O, no models: the run evaluation (`trainer/eval.py`, `trainer/sharpness.py`) feeds them features and images.
 """
 
 from __future__ import annotations
@@ -19,13 +19,15 @@ from torch.nn import functional as F
 
 __all__ = ["kid", "fid", "gaussian_blur", "group_ids", "choose_grouping", "diversity", "nearest_distances",
            "top1", "pick_top1", "paired_change", "judged", "prefer",
-           "luminance", "gradient_magnitude", "high_freq_energy", "MIN_GROUPS", "GROUP_CAP", "JUDGE_MIN_ACCURACY",
-           "KID_TIE_MARGIN"]
+           "luminance", "gradient_magnitude", "high_freq_energy", "stray_pieces", "MIN_GROUPS", "GROUP_CAP",
+           "JUDGE_MIN_ACCURACY", "KID_TIE_MARGIN", "STRAY_EXCESS"]
 
 MIN_GROUPS = 16  # diversity: fewest groups of >= 2 real held-out images a grouping must give
 GROUP_CAP = 12  # diversity: images per group (real: at most; generated: exactly)
 JUDGE_MIN_ACCURACY = 0.95  # a judge that reads an attribute on real images less often cannot judge it
 KID_TIE_MARGIN = 0.02  # accuracy ratios closer than this are a tie, which KID breaks
+STRAY_EXCESS = 0.05  # clean: at most this share of generated images more than real ones have stray marks
+DRAWN_AT = 48  # stray pieces: a pixel this far from the background colour (any channel, of 255) is drawn
 
 
 def kid(a: np.ndarray, b: np.ndarray, subsets: int = 50, subset_size: int = 1000, seed: int = 0) -> dict:
@@ -187,17 +189,28 @@ def judged(real_accuracy, at_least: float = JUDGE_MIN_ACCURACY) -> np.ndarray:
 def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
     """The one score that ranks two snapshots of a run, or two runs on the same data: True when
     `a` beats `b`. Each is a mapping with `accuracy_ratio_min` (the lowest generated/real judge
-    accuracy ratio over the judged attributes; None when none is judged) and `kid` (against
-    held-out real images, lower is better). The higher ratio wins; ratios within `margin` of each
-    other (or both None) are a tie, broken by the lower KID; a full tie keeps `b` (the incumbent).
-    Conditions come first because a model that ignores them is useless to the bot however
-    realistic it looks; KID, as a tie-breaker, prefers the more realistic of two that follow them."""
+    accuracy ratio over the judged attributes; None when none is judged), `kid` (against held-out
+    real images, lower is better) and optionally `stray_excess` (the share of generated images
+    with stray marks minus the real share; scores from before it lack it). The higher ratio
+    wins; ratios within `margin` of each other (or both None) are a tie, broken first by
+    cleanliness (an excess within STRAY_EXCESS beats one above it), then by the lower KID; a full
+    tie keeps `b` (the incumbent). Conditions come first because a model that ignores them is
+    useless to the bot however realistic it looks; specks on the background come next because
+    judge features barely see them and members do; KID prefers the more realistic of the rest."""
     ra, rb = a.get("accuracy_ratio_min"), b.get("accuracy_ratio_min")
     if ra is not None and rb is not None and abs(ra - rb) > margin:
         return ra > rb
     if (ra is None) != (rb is None):
         return ra is not None  # a score over judged attributes beats none at all
+    ca, cb = _clean(a), _clean(b)
+    if ca is not None and cb is not None and ca != cb:
+        return ca
     return a["kid"] < b["kid"]
+
+
+def _clean(score) -> bool | None:
+    excess = score.get("stray_excess")
+    return None if excess is None else excess <= STRAY_EXCESS
 
 
 def luminance(images: np.ndarray) -> torch.Tensor:
@@ -233,3 +246,30 @@ def high_freq_energy(images: np.ndarray, cutoff: float = 0.25, chunk: int = 64) 
         weight = torch.where(fx > 0, 2.0, 1.0)  # rfft: the columns 1.. stand for two halves of the spectrum
         out.append(((power * weight)[:, high].sum(1) / (h * w)).double().numpy())
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def stray_pieces(images: np.ndarray, drawn_at: int = DRAWN_AT, min_px: int = 2, chunk: int = 256) -> np.ndarray:
+    """Pieces drawn apart from the character, per uint8 NHWC image: (N,) int. The background
+    colour is the median of the border; pixels farther from it than `drawn_at` in any channel are
+    drawn, and 8-connected drawn pixels form pieces. The largest piece is the character; every other
+    of at least `min_px` pixels counts. A speck on the background is one; so is a detail the data
+    really draws apart from the character, which is why generated images are compared with real."""
+    out = []
+    for i in range(0, len(images), chunk):
+        x = torch.from_numpy(np.ascontiguousarray(images[i:i + chunk])).short()
+        n, h, w, _ = x.shape
+        border = torch.cat([x[:, 0], x[:, -1], x[:, 1:-1, 0], x[:, 1:-1, -1]], 1)
+        drawn = (x - border.median(1).values[:, None, None]).abs().amax(-1) > drawn_at  # (n, h, w)
+        # label propagation: each drawn pixel takes the largest label among its drawn neighbours
+        # until nothing changes; labels start as pixel numbers (exact in float32 below 2^24)
+        label = torch.where(drawn, torch.arange(1, h * w + 1, dtype=torch.float32).view(h, w), 0.0)
+        while True:
+            spread = torch.where(drawn, F.max_pool2d(label[:, None], 3, 1, 1)[:, 0], 0.0)
+            if torch.equal(spread, label):
+                break
+            label = spread
+        offset = torch.arange(n)[:, None] * (h * w + 1)
+        sizes = torch.bincount((label.long().flatten(1) + offset).flatten(), minlength=n * (h * w + 1))
+        pieces = (sizes.view(n, -1)[:, 1:] >= min_px).sum(1)
+        out.append((pieces - 1).clamp(min=0).numpy())
+    return np.concatenate(out) if out else np.zeros(0, np.int64)

@@ -82,6 +82,10 @@ def print_report(r: dict, console=None) -> None:
     console.print(f"Nearest training image: generated median {_f(m['nn_generated_median'])} vs held-out "
                   f"{_f(m['nn_held_median'])} (ratio {_f(m['ratio'])}); {100 * m['frac_below_held_p1']:.1f}% of "
                   f"samples closer than the held-out 1st percentile ({_f(m['held_p1'])})")
+    if "stray" in g:  # reports before this measure lack it
+        st = g["stray"]
+        console.print(f"Stray marks (a piece drawn apart from the character): {100 * st['generated']:.1f}% of "
+                      f"generated images, {100 * st['real']:.1f}% of real held-out")
     _print_best_of(r, console)
     if "vae" in r:
         v = r["vae"]

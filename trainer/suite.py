@@ -201,6 +201,7 @@ def _model(job: Job) -> dict:
         "diversity": s.get("diversity_ratio"), "diversity_pixel": s.get("diversity_pixel_ratio"),
         "diversity_feature": s.get("diversity_feature_ratio"),
         "nn_ratio": s.get("nn_ratio"), "frac_below_held_p1": s.get("frac_below_held_p1"),
+        "stray_excess": s.get("stray_excess"),
         "targets": s.get("targets"),
         "judge": {"res": r["judge"].get("res"), "train_seconds": r["judge"].get("train_seconds"),
                   "held_accuracy": r["judge"]["held_accuracy"]},
@@ -277,4 +278,5 @@ def render_markdown(s: dict) -> str:
                                                      f"{_f(m['diversity_feature'], '{:.2f}')}")
         row("nearest-train ratio; below held-out p1", lambda m: f"{_f(m['nn_ratio'], '{:.2f}')}; "
                                                               f"{_f(m['frac_below_held_p1'], '{:.1%}')}")
+        row("stray marks, share of pictures more than real", lambda m: _f(m.get("stray_excess"), "{:+.1%}"))
     return "\n".join(lines) + "\n"

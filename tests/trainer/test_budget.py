@@ -46,6 +46,15 @@ def test_prefer_ranks_by_judged_accuracy_then_kid():
     assert prefer(nothing, {"accuracy_ratio_min": None, "kid": 0.02})
 
 
+def test_prefer_puts_a_clean_background_before_kid_but_after_the_conditions():
+    specked = {"accuracy_ratio_min": 1.0, "kid": 0.001, "stray_excess": 0.30}
+    clean = {"accuracy_ratio_min": 0.99, "kid": 0.004, "stray_excess": 0.01}
+    assert prefer(clean, specked) and not prefer(specked, clean)  # a tie on conditions: the clean one
+    assert prefer({**clean, "stray_excess": 0.03}, {**clean, "kid": 0.005})  # both clean: the lower KID
+    assert prefer({**specked, "kid": 0.5}, {**clean, "accuracy_ratio_min": 0.9})  # the conditions first
+    assert prefer({**specked, "kid": 0.003}, {"accuracy_ratio_min": 1.0, "kid": 0.004})  # unmeasured: KID
+
+
 def test_budget_scores_at_its_points_and_at_the_end():
     t = [0.0]
     b = Budget.start(1.0, lambda: t[0], 0.0)
@@ -206,3 +215,11 @@ def test_the_quick_eval_scores_snapshots_with_a_cached_judge(tiny_set, tmp_path,
         judged = {k: v for k, v in s["accuracy_ratio"].items() if k in s["judged"]}
         assert s["accuracy_ratio_min"] == (min(judged.values()) if judged else None)
     assert good["kid"] < noise["kid"] and prefer(good, noise)
+
+    def specked(z, c):  # the same real images with a two-pixel dark speck at the frame
+        out = copier(z, c)
+        out[:, :, -1, -3:-1] = -1
+        return out
+
+    marked = score(specked)
+    assert marked["stray_excess"] > 0.5 and abs(good["stray_excess"]) < 0.2 and prefer(good, marked)

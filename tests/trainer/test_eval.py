@@ -112,6 +112,16 @@ def test_metrics_tell_copying_collapse_and_blur_apart(toy_judge):
     blurred, _ = _sample_report(lambda z, c: gaussian_blur(pick(c), 1.0), ref, tj.model, labels, schema, 4, 300, 0)
     assert blurred["kid"]["mean"] > 3 * max(copier["kid"]["mean"], 1e-4)
     assert blurred["memorisation"]["frac_below_held_p1"] < 0.5
+    # copies of real images have the stray marks real images have
+    assert copier["stray"]["real"] == ref.held_stray and abs(copier["stray"]["excess"]) < 0.05
+
+    def specked(conds):  # the same copies with a two-pixel dark mark at the frame
+        out = pick(conds)
+        out[:, 0, 1:3] = 0
+        return out
+
+    marked, _ = _sample_report(lambda z, c: specked(c), ref, tj.model, labels, schema, 4, 300, 0)
+    assert marked["stray"]["generated"] == 1.0 and marked["stray"]["excess"] > 0.9
 
 
 def test_train_judge_checks_shapes():
@@ -273,7 +283,8 @@ def test_an_attribute_the_judge_cannot_read_is_not_judged(tmp_path, monkeypatch)
     assert r["vae"]["edit"]["per_attribute"]["shape"]["judged"] is False
     assert s["edit_ratio_min"] == r["vae"]["edit"]["per_attribute"]["colour"]["ratio"]
     assert json.loads((run / "eval.json").read_text())["generated"]["accuracy"]["shape"]["judged"] is False
-    assert run_score(r) == {"accuracy_ratio_min": s["accuracy_ratio_min"], "kid": s["kid"]}
+    assert run_score(r) == {"accuracy_ratio_min": s["accuracy_ratio_min"], "kid": s["kid"],
+                            "stray_excess": s["stray_excess"]}
     console = Console(record=True, width=250)
     print_report(r, console)
     text = console.export_text()

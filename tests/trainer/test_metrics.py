@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from trainer.metrics import (choose_grouping, diversity, fid, gaussian_blur, kid, nearest_distances, paired_change,
-                             pick_top1, top1)
+                             pick_top1, stray_pieces, top1)
 
 
 def test_kid_is_zero_for_one_distribution_and_grows_with_shift():
@@ -98,3 +98,21 @@ def test_paired_change_is_the_mean_difference_with_its_standard_error():
     assert paired_change(before, before)[1].tolist() == [0.0, 0.0]
     with pytest.raises(ValueError, match="same shape"):
         paired_change(before, after[:3])
+
+
+def test_stray_pieces_counts_marks_apart_from_the_character():
+    def canvas():
+        img = np.full((32, 32, 3), (200, 180, 230), np.uint8)  # a flat pastel background
+        img[8:28, 8:24] = (120, 80, 40)  # the character
+        return img
+
+    clean, speck, dot, two, graded = canvas(), canvas(), canvas(), canvas(), canvas()
+    speck[0, 1:3] = 30  # a two-pixel dark speck at the frame
+    dot[3, 3] = 30  # one stray pixel is noise, not a mark
+    two[1:4, 27:30] = (250, 250, 120)  # a second drawn piece (a star, or an accessory apart)
+    two[30, 0:2] = 0
+    graded[..., 0] = np.clip(graded[..., 0].astype(int) + np.arange(32)[None, :], 0, 255)  # gentle gradient
+    blank = np.full((32, 32, 3), 90, np.uint8)
+    got = stray_pieces(np.stack([clean, speck, dot, two, graded, blank]), chunk=4)
+    assert got.tolist() == [0, 1, 0, 2, 0, 0]
+    assert stray_pieces(np.zeros((0, 8, 8, 3), np.uint8)).shape == (0,)

@@ -119,6 +119,7 @@ def test_the_report_renders_gan_and_vae_side_by_side_with_unjudged_attributes():
     gan = json.loads((REPORTS / "s6-gan-cls0.3-ms0.03-d32-nocutout-45min.eval.json").read_text())
     gan = copy.deepcopy(gan)
     gan["generated"]["accuracy"]["eyes"] |= {"judged": False, "ratio": None}
+    gan["summary"]["stray_excess"] = 0.25  # the VAE's report predates the measure
     s = summarise([_job("critters", "gan", gan), _job("critters", "vae", vae), _job("faces", "gan", None, "boom")],
                   {"lorelei": "absent here"}, minutes=45, res=64, extra=[], seconds=1.0)
     m = s["sets"]["critters"]["models"]
@@ -130,6 +131,7 @@ def test_the_report_renders_gan_and_vae_side_by_side_with_unjudged_attributes():
     assert "not judged" in md and "lorelei** skipped: absent here" in md and "boom" in md
     eyes_row = next(line for line in md.splitlines() if line.startswith("| eyes"))
     assert f"{vae['generated']['accuracy']['eyes']['ratio']:.3f}" in eyes_row
+    assert "| stray marks, share of pictures more than real | +25.0% | — |" in md
 
 
 def test_cli_refuses_an_unknown_set(tmp_path, monkeypatch):
