@@ -64,7 +64,7 @@ from torch.nn import functional as F
 from engine.schema import Schema
 from trainer.judge import JudgeConfig, TrainedJudge, load_or_train_judge, split_features, to_tensor
 from trainer.metrics import (GROUP_CAP, JUDGE_MIN_ACCURACY, STRAY_EXCESS, choose_grouping, diversity, fid,
-                             gaussian_blur, group_ids, judged, kid, nearest_distances, paired_change, stray_pieces)
+                             gaussian_blur, group_ids, judged, kid, nearest_distances, paired_change, stray_share)
 from trainer.report import print_report, save_grid
 from trainer.samples import to_uint8
 from trainer.sources import EvalError, Source, best_of_sampler, decode, open_run, pack_source, run_source
@@ -121,7 +121,7 @@ class _Reference:
         self.train_feats, self.held_feats, held_pred = split_features(tj, images)
         self.real_acc = (held_pred == self.held_labels).mean(0)
         self.held_nn, _ = nearest_distances(self.held_feats, self.train_feats)
-        self.held_stray = float((stray_pieces(self.held_images) > 0).mean())
+        self.held_stray = stray_share(self.held_images)
         sub = np.random.default_rng(seed).choice(len(tj.train_idx), min(n, len(tj.train_idx)), replace=False)
         self.floor = {"kid": kid(self.train_feats[sub], self.held_feats, seed=seed),
                       "fid": fid(self.train_feats[sub], self.held_feats), "n": len(sub)}
@@ -159,7 +159,7 @@ def _sample_report(gen: Callable[[torch.Tensor, np.ndarray], np.ndarray], ref: _
     feats, pred = judge.embed(images)
     nn_d, nn_i = nearest_distances(feats, ref.train_feats)
     p1, held_med = float(np.percentile(ref.held_nn, 1)), float(np.median(ref.held_nn))
-    gen_stray = float((stray_pieces(images) > 0).mean())
+    gen_stray = stray_share(images)
     # diversity: generated groups vs the real held-out groups they mirror
     grouping, members, div_conds = _diversity_plan(ref.held_labels, seed)
     div_images = gen(torch.randn(len(div_conds), z_dim, generator=g), div_conds)
@@ -439,7 +439,7 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
     sub = rng.choice(tj.train_idx, min(samples, len(tj.train_idx)), replace=False)
     blur_feats, _ = tj.model.embed(gaussian_blur(images[sub], BLUR_SIGMAS_64[-1] * images.shape[1] / 64))
     kid_blur = kid(blur_feats, held_feats, seed=seed)["mean"]
-    held_stray = (stray_pieces(images[tj.held_idx]) > 0).mean()
+    held_stray = stray_share(images[tj.held_idx])
     conds = np.ascontiguousarray(labels[rng.choice(len(labels), samples)], dtype=np.int64)
     z = torch.randn(samples, z_dim, generator=torch.Generator().manual_seed(seed))
 
@@ -457,7 +457,7 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
         return {"accuracy_ratio_min": mine.get(worst), "worst_attribute": worst,
                 "accuracy_ratio": dict(zip(names, ratio)), "judged": [n for n, j in zip(names, ok) if j],
                 "kid": k, "kid_blur": kid_blur, "kid_vs_blur": _ratio(k, kid_blur),
-                "stray_excess": float((stray_pieces(drawn) > 0).mean() - held_stray), "n": samples}
+                "stray_excess": stray_share(drawn) - held_stray, "n": samples}
 
     return score
 

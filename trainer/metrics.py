@@ -19,8 +19,8 @@ from torch.nn import functional as F
 
 __all__ = ["kid", "fid", "gaussian_blur", "group_ids", "choose_grouping", "diversity", "nearest_distances",
            "top1", "pick_top1", "paired_change", "judged", "prefer",
-           "luminance", "gradient_magnitude", "high_freq_energy", "stray_pieces", "MIN_GROUPS", "GROUP_CAP",
-           "JUDGE_MIN_ACCURACY", "KID_TIE_MARGIN", "STRAY_EXCESS"]
+           "luminance", "gradient_magnitude", "high_freq_energy", "stray_pieces", "stray_share", "MIN_GROUPS",
+           "GROUP_CAP", "JUDGE_MIN_ACCURACY", "KID_TIE_MARGIN", "STRAY_EXCESS"]
 
 MIN_GROUPS = 16  # diversity: fewest groups of >= 2 real held-out images a grouping must give
 GROUP_CAP = 12  # diversity: images per group (real: at most; generated: exactly)
@@ -273,3 +273,8 @@ def stray_pieces(images: np.ndarray, drawn_at: int = DRAWN_AT, min_px: int = 2, 
         pieces = (sizes.view(n, -1)[:, 1:] >= min_px).sum(1)
         out.append((pieces - 1).clamp(min=0).numpy())
     return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def stray_share(images: np.ndarray) -> float:
+    """The share of images with at least one stray piece (`stray_pieces`)."""
+    return float((stray_pieces(images) > 0).mean()) if len(images) else 0.0
