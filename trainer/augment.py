@@ -38,17 +38,23 @@ def contrast(x: torch.Tensor) -> torch.Tensor:
 
 
 def translation(x: torch.Tensor, ratio: float = 0.125) -> torch.Tensor:
-    """Shift each image by up to ratio * size pixels, filling with zeros."""
+    """Shift each image by up to ratio * size pixels, filling the uncovered band with the image
+    mirrored at its edge (reflection padding, as StyleGAN2-ADA does). A constant fill would show D
+    a band that no generated frame can have, leaving it blind to what G draws near the frame."""
     b, _, h, w = x.shape
     sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
     dy = torch.randint(-sh, sh + 1, (b, 1, 1), device=x.device)
     dx = torch.randint(-sw, sw + 1, (b, 1, 1), device=x.device)
-    iy = torch.arange(h, device=x.device)[None, :, None] - dy  # (B, H, 1) source rows
-    ix = torch.arange(w, device=x.device)[None, None, :] - dx  # (B, 1, W) source cols
-    valid = ((iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)).unsqueeze(1)  # (B, 1, H, W)
-    flat = (iy.clamp(0, h - 1) * w + ix.clamp(0, w - 1)).flatten(1)  # (B, H*W)
-    out = x.flatten(2).gather(2, flat[:, None, :].expand(-1, x.shape[1], -1)).view_as(x)
-    return out * valid.to(x.dtype)
+    iy = _reflect(torch.arange(h, device=x.device)[None, :, None] - dy, h)  # (B, H, 1) source rows
+    ix = _reflect(torch.arange(w, device=x.device)[None, None, :] - dx, w)  # (B, 1, W) source cols
+    flat = (iy * w + ix).flatten(1)  # (B, H*W)
+    return x.flatten(2).gather(2, flat[:, None, :].expand(-1, x.shape[1], -1)).view_as(x)
+
+
+def _reflect(i: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices mirrored into [0, n) about the edge pixels (-1 -> 1, n -> n - 2); shifts < n."""
+    i = i.abs()
+    return torch.where(i >= n, 2 * (n - 1) - i, i)
 
 
 def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:

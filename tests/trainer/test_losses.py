@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,7 +94,17 @@ def test_diff_augment_shapes_grads_and_policy():
     assert torch.equal(diff_augment(x, ""), x)
     with pytest.raises(ValueError, match="unknown augmentation 'rotate'"):
         diff_augment(x, "color,rotate")
-    # translation only moves pixels (or blanks them): every output value is an input value or 0
-    img = torch.arange(64.0).view(1, 1, 8, 8) + 1
-    out = translation(img.expand(4, 1, 8, 8).contiguous())
-    assert set(out.unique().tolist()) <= set(img.unique().tolist()) | {0.0}
+
+
+def test_translation_shifts_with_reflection_padding():
+    # each output is the input shifted by at most one pixel (ratio 1/8 of 8), the uncovered band
+    # mirrored from the edge as numpy's "reflect" pads it: nothing a generated frame cannot have
+    img = torch.arange(64.0).view(8, 8)
+    padded = np.pad(img.numpy(), 1, mode="reflect")
+    shifts = {(dy, dx): padded[1 - dy:9 - dy, 1 - dx:9 - dx] for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+    torch.manual_seed(0)
+    out = translation(img.expand(64, 1, 8, 8).contiguous())
+    seen = {next(k for k, v in shifts.items() if np.array_equal(v, o[0].numpy())) for o in out}
+    assert len(seen) == 9  # every shift drawn, each output one of them (next() raises otherwise)
+    flat = torch.full((4, 3, 16, 16), 0.25)
+    assert torch.equal(translation(flat), flat)  # a flat picture gains no band
