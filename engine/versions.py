@@ -19,6 +19,7 @@ RELEASED = {
     ("moe-default", "d35e1823"): "1.0.0",
     ("moe-default", "ad6a670e"): "1.1.0",
     ("moe-default", "c36edb05"): "2.0.0",
+    ("moe-default", "ac0a3592"): "2.1.0",
 }
 
 # Re-exports of the same trained weights (same pictures within one level): a recipe of the

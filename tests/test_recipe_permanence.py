@@ -1,6 +1,6 @@
-"""Recipe permanence: codes recorded from the bundled moe-default 1.1.0 (before 2.0 existed)
-draw the same pixels with the bundled 2.0 installed beside it; new avatars use 2.0; a code
-whose version is gone is refused by name."""
+"""Recipe permanence: codes recorded from each bundled moe-default before a newer version existed
+(1.1.0 before 2.0, 2.0.0 before 2.1) draw the same pixels with every newer version installed beside
+them; new avatars use the newest; a code whose version is gone is refused by name."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from PIL import Image
 from engine import Engine, UnknownPack
 from moe.settings import BUNDLED_PACKS_DIR
 
-RECORDED = json.loads((Path(__file__).parent / "data" / "moe-default-1.1.0-recipes.json").read_text())
+DATA = Path(__file__).parent / "data"
+RECORDED = {v: json.loads((DATA / f"moe-default-{v}-recipes.json").read_text()) for v in ("1.1.0", "2.0.0")}
+NEWEST = "2.1.0"
 pytestmark = pytest.mark.skipif(not (BUNDLED_PACKS_DIR / "moe-default" / "manifest.json").exists(),
                                 reason="bundled pack not built yet")
 
@@ -30,51 +32,58 @@ def bundled(version: str) -> Path:
     return folder
 
 
-async def test_recorded_codes_draw_the_same_pixels_with_2_0_installed_beside_1_1_0():
+async def test_recorded_codes_draw_the_same_pixels_with_newer_versions_installed_beside_theirs():
     async with Engine([BUNDLED_PACKS_DIR], watch_s=None, metrics_log_s=None, tune_batch=False) as eng:
         assert eng.refused == {}
-        assert [p.manifest["version"] for p in eng.pack_versions["moe-default"]] == ["2.0.0", "1.1.0"]
-        for rec in RECORDED["recipes"]:
-            r = await eng.redraw(eng.recipe(rec["code"]))
-            assert (digest(r), r.code) == (rec["sha256"], rec["code"]), rec["kind"]
-            assert eng.pack_of(r.recipe).manifest["version"] == "1.1.0"
+        assert [p.manifest["version"] for p in eng.pack_versions["moe-default"]] == [NEWEST, "2.0.0", "1.1.0"]
+        for version, recorded in RECORDED.items():
+            for rec in recorded["recipes"]:
+                r = await eng.redraw(eng.recipe(rec["code"]))
+                assert (digest(r), r.code, list(r.image.shape)) == (rec["sha256"], rec["code"], rec["shape"]), \
+                    (version, rec["kind"])
+                assert eng.pack_of(r.recipe).manifest["version"] == version
         [new] = await eng.generate("moe-default", {"style": "cat"}, seed=7)  # no version asked: the newest
-        assert eng.default_pack == "moe-default" and eng.pack_of(new.recipe).manifest["version"] == "2.0.0"
-        assert new.recipe.pack_hash == eng.packs["moe-default"].content_hash[:8] != RECORDED["content_hash"][:8]
-        assert new.image.shape == (256, 256, 3) and new.small.shape == (64, 64, 3)  # 2.0 draws through its upscaler
+        assert eng.default_pack == "moe-default" and eng.pack_of(new.recipe).manifest["version"] == NEWEST
+        assert new.recipe.pack_hash == eng.packs["moe-default"].content_hash[:8]
+        assert new.recipe.pack_hash not in {rec["content_hash"][:8] for rec in RECORDED.values()}
+        assert new.image.shape == (256, 256, 3) and new.small.shape == (64, 64, 3)  # drawn through the upscaler
 
 
-def test_moe_generate_draws_a_recorded_code_with_1_1_0(tmp_path):
-    """`moe generate --recipe CODE` on a checkout with 2.0: the same pixels as before 2.0 existed."""
+@pytest.mark.parametrize("version", list(RECORDED))
+def test_moe_generate_draws_a_recorded_code_with_its_version(tmp_path, version):
+    """`moe generate --recipe CODE` on a checkout with newer versions: the same pixels as before they existed."""
     from typer.testing import CliRunner
 
     from moe.cli import app
 
-    rec = RECORDED["recipes"][0]
+    rec = RECORDED[version]["recipes"][0]
+    h, w, _ = rec["shape"]
     out = tmp_path / "old.png"
-    r = CliRunner().invoke(app, ["generate", "--recipe", rec["code"], "--size", "256", "--pixel", "--out", str(out)],
-                           env={"MOE_PACKS_DIR": str(tmp_path / "none"), "NO_COLOR": "1"})
+    args = ["generate", "--recipe", rec["code"], "--size", "256", "--out", str(out)] + (["--pixel"] if w == 64 else [])
+    r = CliRunner().invoke(app, args, env={"MOE_PACKS_DIR": str(tmp_path / "none"), "NO_COLOR": "1"})
     assert r.exit_code == 0, r.output
     with Image.open(out) as im:
-        pixels = np.asarray(im.convert("RGB"))[::4, ::4]  # --pixel: each pixel of the 64 px picture as 4x4
+        pixels = np.asarray(im.convert("RGB"))[::256 // w, ::256 // h]  # --pixel: each 64 px pixel as 4x4
     assert hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest() == rec["sha256"]
 
 
 async def test_a_recorded_code_whose_version_is_removed_is_refused_by_name(tmp_path):
     only_new = tmp_path / "packs"
     only_new.mkdir()
-    (only_new / "moe-default@2.0.0").symlink_to(bundled("2.0.0"), target_is_directory=True)
+    (only_new / f"moe-default@{NEWEST}").symlink_to(bundled(NEWEST), target_is_directory=True)
     async with Engine([only_new], watch_s=None, metrics_log_s=None, tune_batch=False) as eng:
-        for rec in RECORDED["recipes"]:
-            with pytest.raises(UnknownPack, match="drawn with moe-default 1.1.0, which is no longer installed"):
-                eng.recipe(rec["code"])
+        for version, recorded in RECORDED.items():
+            gone = f"drawn with moe-default {version}, which is no longer installed"
+            for rec in recorded["recipes"]:
+                with pytest.raises(UnknownPack, match=gone):
+                    eng.recipe(rec["code"])
 
 
 async def test_codes_of_1_0_0_draw_with_its_reexport_1_1_0():
     """moe-default 1.1.0 is 1.0.0's trained weights in the fused graph (engine.versions.REEXPORTS):
     buttons on messages made by 1.0.0 keep working, drawn by 1.1.0."""
     async with Engine([BUNDLED_PACKS_DIR], watch_s=None, metrics_log_s=None, tune_batch=False) as eng:
-        rec = RECORDED["recipes"][0]
+        rec = RECORDED["1.1.0"]["recipes"][0]
         current = eng.recipe(rec["code"])
         old = current.with_(pack_hash="d35e1823")  # the same avatar, recorded by 1.0.0
         r = await eng.redraw(eng.recipe(old.to_code()))

@@ -90,8 +90,8 @@ def test_evaluate_tiny_builtin_run_reports_sharpness(tmp_path, monkeypatch):
 def test_measure_the_bundled_pack_through_the_engine():
     from trainer.sharpness import measure_pack
 
-    r = measure_pack(n=8)  # the newest bundled version: 2.0.0, drawn through its upscaler
-    assert (r["pack"], r["version"], r["model"]) == ("moe-default", "2.0.0", "default") and r["n"] == 8
+    r = measure_pack(n=8)  # the newest bundled version: 2.1.0, drawn through its upscaler
+    assert (r["pack"], r["version"], r["model"]) == ("moe-default", "2.1.0", "default") and r["n"] == 8
     assert r["generated_res"] == 256 and "upscaler_real" in r
     assert np.isfinite(r["generated"]["kid"]["mean"]) and 0 < r["generated"]["hf_ratio"] < 1.5
 
