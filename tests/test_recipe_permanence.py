@@ -63,7 +63,7 @@ def test_moe_generate_draws_a_recorded_code_with_its_version(tmp_path, version):
     r = CliRunner().invoke(app, args, env={"MOE_PACKS_DIR": str(tmp_path / "none"), "NO_COLOR": "1"})
     assert r.exit_code == 0, r.output
     with Image.open(out) as im:
-        pixels = np.asarray(im.convert("RGB"))[::256 // w, ::256 // h]  # --pixel: each 64 px pixel as 4x4
+        pixels = np.asarray(im.convert("RGB"))[::256 // h, ::256 // w]  # --pixel: a 64 px pixel as 4x4
     assert hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest() == rec["sha256"]
 
 
