@@ -16,7 +16,8 @@ from engine import Engine, UnknownPack
 from moe.settings import BUNDLED_PACKS_DIR
 
 DATA = Path(__file__).parent / "data"
-RECORDED = {v: json.loads((DATA / f"moe-default-{v}-recipes.json").read_text()) for v in ("1.1.0", "2.0.0")}
+RECORDED = {v: json.loads((DATA / f"moe-default-{v}-recipes.json").read_text())
+            for v in ("1.1.0", "2.0.0")}  # oldest first
 NEWEST = "2.1.0"
 pytestmark = pytest.mark.skipif(not (BUNDLED_PACKS_DIR / "moe-default" / "manifest.json").exists(),
                                 reason="bundled pack not built yet")
@@ -35,7 +36,7 @@ def bundled(version: str) -> Path:
 async def test_recorded_codes_draw_the_same_pixels_with_newer_versions_installed_beside_theirs():
     async with Engine([BUNDLED_PACKS_DIR], watch_s=None, metrics_log_s=None, tune_batch=False) as eng:
         assert eng.refused == {}
-        assert [p.manifest["version"] for p in eng.pack_versions["moe-default"]] == [NEWEST, "2.0.0", "1.1.0"]
+        assert [p.manifest["version"] for p in eng.pack_versions["moe-default"]] == [NEWEST, *reversed(RECORDED)]
         for version, recorded in RECORDED.items():
             for rec in recorded["recipes"]:
                 r = await eng.redraw(eng.recipe(rec["code"]))
