@@ -78,7 +78,8 @@ class Exported:
 
 def choose_default_model(gan: RunModels, vae: RunModels) -> tuple[str, str]:
     """("gan" | "vae", why) for a pack with both: the run whose eval.json scores better by
-    `trainer.metrics.prefer` (the higher lowest judged accuracy ratio, then the lower KID); the
+    `trainer.metrics.prefer` (the higher lowest judged accuracy ratio, then a clean background,
+    variety and the lower KID); the
     GAN, as packs without the choice draw, when either run has no eval.json."""
     from trainer.eval import run_score
     from trainer.metrics import prefer
@@ -91,7 +92,8 @@ def choose_default_model(gan: RunModels, vae: RunModels) -> tuple[str, str]:
 
     def show(s: dict) -> str:
         ratio = "none judged" if s["accuracy_ratio_min"] is None else f"{s['accuracy_ratio_min']:.3f}"
-        return f"lowest judged accuracy ratio {ratio}, KID {s['kid']:.4f}"
+        div = "" if s.get("diversity_ratio") is None else f", diversity {s['diversity_ratio']:.2f}"
+        return f"lowest judged accuracy ratio {ratio}, KID {s['kid']:.4f}{div}"
 
     model = "vae" if prefer(v, g) else "gan"
     return model, f"GAN {show(g)}; VAE {show(v)}"

@@ -122,7 +122,7 @@ class Budget:
             f.write(json.dumps({"snapshot": snapshot, "time": time.time()}) + "\n")
         log.info("snapshot at %.0f%% of the budget (%.1f kimg): accuracy ratio min %s, KID %.4f%s%s",
                  100 * entry["progress"], entry["kimg"], _fmt(score.get("accuracy_ratio_min")), score["kid"],
-                 _stray(score), " - the best so far" if won else "")
+                 _extras(score), " - the best so far" if won else "")
         return won
 
     def announce(self, run_dir: Path) -> None:
@@ -135,13 +135,15 @@ class Budget:
         log.info("the run keeps its snapshot at %.0f%% of the budget (%.1f kimg, step %d) as checkpoint.*: "
                  "accuracy ratio min %s, KID %.4f%s (the latest state is checkpoint-last.*)", 100 * best["progress"],
                  best["kimg"], best["step"], _fmt(best["score"].get("accuracy_ratio_min")), best["score"]["kid"],
-                 _stray(best["score"]))
+                 _extras(best["score"]))
 
 
 def _fmt(v: float | None) -> str:
     return "- (no attribute judged)" if v is None else f"{v:.3f}"
 
 
-def _stray(score: dict) -> str:
-    excess = score.get("stray_excess")
-    return "" if excess is None else f", stray marks on {100 * excess:+.1f}% of pictures vs real"
+def _extras(score: dict) -> str:
+    """The score's stray-mark excess and diversity ratio, for a log line, where measured."""
+    excess, div = score.get("stray_excess"), score.get("diversity_ratio")
+    return ("" if excess is None else f", stray marks on {100 * excess:+.1f}% of pictures vs real") + (
+        "" if div is None else f", diversity {div:.2f} of real")

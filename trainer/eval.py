@@ -41,8 +41,8 @@ left out of `accuracy_ratio_min`, `edit_ratio_min` and the targets. Reports writ
 rule have no `judged` key; readers take a missing key as judged.
 
 `quick_scorer` is the small version a run under a time budget scores its snapshots with: a few
-hundred samples, the judged accuracy ratios and KID against held-out images beside the blurred
-reference, ranked by `metrics.prefer`.
+hundred samples, the judged accuracy ratios, KID against held-out images beside the blurred
+reference, stray marks and diversity, ranked by `metrics.prefer`.
 
 What is evaluated, a run's models or a pack's graphs, comes as plain functions from `trainer/sources.py`.
 The metrics themselves are pure functions in `trainer/metrics.py`; `trainer/report.py` prints
@@ -82,6 +82,7 @@ BLUR_SIGMAS_64 = (0.5, 1.0)
 MAX_GROUPS = 64  # diversity: groups measured
 MAX_BEST_OF = 64  # candidates per sample for --best-of (the engine's largest batch of one call)
 QUICK_SAMPLES = 500  # samples of a quick eval (a budgeted run's snapshots)
+QUICK_GROUPS = 32  # diversity groups of a quick eval
 JUDGED_AT = JUDGE_MIN_ACCURACY  # the judge's real held-out accuracy an attribute needs to be judged
 
 
@@ -133,19 +134,31 @@ class _Reference:
                               "fid": fid(feats, self.held_feats), "accuracy": (pred == self.held_labels).mean(0)})
 
 
-def _diversity_plan(held_labels: np.ndarray, seed: int) -> tuple[tuple[int, ...], list[np.ndarray], np.ndarray]:
+def _diversity_plan(held_labels: np.ndarray, seed: int,
+                    groups: int = MAX_GROUPS) -> tuple[tuple[int, ...], list[np.ndarray], np.ndarray]:
     """Groups of held-out images sharing the most specific available grouping (see
-    `choose_grouping`), up to MAX_GROUPS of them with up to GROUP_CAP members each, and the
+    `choose_grouping`), up to `groups` of them with up to GROUP_CAP members each, and the
     conditions to generate for each group: GROUP_CAP rows cycling through its members' full
     labels, so a generated group varies in the dropped attributes exactly as the real one."""
     grouping = choose_grouping(held_labels)
     ids = group_ids(held_labels, grouping)
     rng = np.random.default_rng(seed)
     eligible = np.flatnonzero(np.bincount(ids) >= 2)
-    chosen = rng.permutation(eligible)[:MAX_GROUPS]
+    chosen = rng.permutation(eligible)[:groups]
     members = [np.flatnonzero(ids == g)[:GROUP_CAP] for g in chosen]
     conds = np.concatenate([held_labels[m[np.arange(GROUP_CAP) % len(m)]] for m in members])
     return grouping, members, conds  # members is never empty: at worst () groups all (>= 4) held-out images
+
+
+def _group_diversity(feats: np.ndarray, images: np.ndarray, members: list[np.ndarray], held_feats: np.ndarray,
+                     held_images: np.ndarray, seed: int) -> tuple[dict, dict]:
+    """`metrics.diversity` of generated groups (GROUP_CAP rows each, in `members` order) against
+    the held-out groups `members` indexes, in judge features and in pixels (`_small`)."""
+    keys_g = np.repeat(np.arange(len(members)), GROUP_CAP)
+    keys_r = np.concatenate([np.full(len(m), k) for k, m in enumerate(members)])
+    rows = np.concatenate(members)
+    return (diversity(feats, keys_g, held_feats[rows], keys_r, seed=seed),
+            diversity(_small(images), keys_g, _small(held_images[rows]), keys_r, seed=seed))
 
 
 def _sample_report(gen: Callable[[torch.Tensor, np.ndarray], np.ndarray], ref: _Reference, judge, labels: np.ndarray,
@@ -163,12 +176,8 @@ def _sample_report(gen: Callable[[torch.Tensor, np.ndarray], np.ndarray], ref: _
     # diversity: generated groups vs the real held-out groups they mirror
     grouping, members, div_conds = _diversity_plan(ref.held_labels, seed)
     div_images = gen(torch.randn(len(div_conds), z_dim, generator=g), div_conds)
-    div_feats, _ = judge.embed(div_images)
-    keys_g = np.repeat(np.arange(len(members)), GROUP_CAP)
-    keys_r = np.concatenate([np.full(len(m), k) for k, m in enumerate(members)])
-    held_rows = np.concatenate(members)
-    div = diversity(div_feats, keys_g, ref.held_feats[held_rows], keys_r, seed=seed)
-    pix = diversity(_small(div_images), keys_g, _small(ref.held_images[held_rows]), keys_r, seed=seed)
+    div, pix = _group_diversity(judge.embed(div_images)[0], div_images, members, ref.held_feats, ref.held_images,
+                                seed)
     section = {
         "n": len(images),
         "accuracy": _accuracy(pred, conds, ref.real_acc, schema),
@@ -409,55 +418,66 @@ def _summary(r: dict) -> dict:
 
 def run_score(report: dict) -> dict:
     """A run's eval.json as `metrics.prefer` compares it: {"accuracy_ratio_min", "kid"}, and
-    "stray_excess" when the report measured it. The accuracy ratio is over the judged attributes,
-    also for reports written before the rule (their per-attribute real accuracy decides)."""
+    "stray_excess" and "diversity_ratio" when the report measured them. The accuracy ratio is over
+    the judged attributes, also for reports written before the rule (their per-attribute real
+    accuracy decides)."""
     g = report["generated"]
     ratios = [v["ratio"] for v in g["accuracy"].values()
               if v.get("ratio") is not None and v.get("judged", bool(judged(v["real"], JUDGED_AT)))]
-    stray = {"stray_excess": g["stray"]["excess"]} if "stray" in g else {}
-    return {"accuracy_ratio_min": min(ratios) if ratios else None, "kid": g["kid"]["mean"]} | stray
+    extra = {"stray_excess": g["stray"]["excess"]} if "stray" in g else {}
+    if "diversity" in g:
+        extra["diversity_ratio"] = _min(g["diversity"]["ratio"], g["diversity"].get("pixel_ratio"))
+    return {"accuracy_ratio_min": min(ratios) if ratios else None, "kid": g["kid"]["mean"]} | extra
 
 
 # -- the quick eval of a budgeted run's snapshots ------------------------------------------
 
 def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMPLES, seed: int = 0,
-                 judge_config: JudgeConfig = JudgeConfig(), batch: int = 250) -> Callable[[torch.nn.Module], dict]:
+                 judge_config: JudgeConfig = JudgeConfig(), batch: int = 250,
+                 groups: int = QUICK_GROUPS) -> Callable[[torch.nn.Module], dict]:
     """Load or train the judge of the dataset `ds` now (cached: `moe train eval` reuses it) and
     measure the real side once; returns `score(model)`, which draws `samples` images with fixed
-    latents and conditions (random rows of the labels) from `model` (z, c) -> image in [-1, 1]
-    and gives {"accuracy_ratio_min", "worst_attribute", "accuracy_ratio", "judged", "kid",
-    "kid_blur", "kid_vs_blur", "stray_excess", "n"}, the ratios over the judged attributes only."""
+    latents and conditions (random rows of the labels) from `model` (z, c) -> image in [-1, 1],
+    and `groups` groups that mirror held-out ones for diversity (as the full eval, fewer), and
+    gives {"accuracy_ratio_min", "worst_attribute", "accuracy_ratio", "judged", "kid", "kid_blur",
+    "kid_vs_blur", "stray_excess", "diversity_ratio", "n"}, the ratios over the judged attributes
+    only, the diversity ratio the lower of judge features and pixels."""
     images, labels = np.ascontiguousarray(ds.images), ds.labels
     if len(images) < 8:
         raise EvalError(f"{len(images)} images are too few to hold some out for the quick eval (need 8)")
     names = ds.schema.names
     tj = load_or_train_judge(images, labels, ds.schema.cardinalities, ds.fingerprint, judge_config)
-    held_feats, held_pred = tj.model.embed(images[tj.held_idx])
+    held_images = images[tj.held_idx]
+    held_feats, held_pred = tj.model.embed(held_images)
     real_acc = (held_pred == labels[tj.held_idx]).mean(0)
     ok = judged(real_acc, JUDGED_AT)
     rng = np.random.default_rng(seed)
     sub = rng.choice(tj.train_idx, min(samples, len(tj.train_idx)), replace=False)
     blur_feats, _ = tj.model.embed(gaussian_blur(images[sub], BLUR_SIGMAS_64[-1] * images.shape[1] / 64))
     kid_blur = kid(blur_feats, held_feats, seed=seed)["mean"]
-    held_stray = stray_share(images[tj.held_idx])
-    conds = np.ascontiguousarray(labels[rng.choice(len(labels), samples)], dtype=np.int64)
-    z = torch.randn(samples, z_dim, generator=torch.Generator().manual_seed(seed))
+    held_stray = stray_share(held_images)
+    _, members, div_conds = _diversity_plan(labels[tj.held_idx], seed, groups)
+    conds = np.concatenate([labels[rng.choice(len(labels), samples)], div_conds]).astype(np.int64)
+    z = torch.randn(len(conds), z_dim, generator=torch.Generator().manual_seed(seed))
 
     @torch.no_grad()
     def score(model: torch.nn.Module) -> dict:
         c = torch.from_numpy(conds)
         out = [to_uint8(model(z[i:i + batch].to(device), c[i:i + batch].to(device)))
-               for i in range(0, samples, batch)]
-        drawn = np.concatenate(out)
-        feats, pred = tj.model.embed(drawn)
-        ratio = [float(g / r) if r > 0 else None for g, r in zip((pred == conds).mean(0), real_acc)]
+               for i in range(0, len(conds), batch)]
+        drawn_all = np.concatenate(out)
+        feats_all, pred_all = tj.model.embed(drawn_all)
+        drawn, feats, pred = drawn_all[:samples], feats_all[:samples], pred_all[:samples]
+        ratio = [float(g / r) if r > 0 else None for g, r in zip((pred == conds[:samples]).mean(0), real_acc)]
         mine = {n: v for n, v, j in zip(names, ratio, ok) if j and v is not None}
         worst = min(mine, key=mine.get) if mine else None
         k = kid(feats, held_feats, seed=seed)["mean"]
+        div, pix = _group_diversity(feats_all[samples:], drawn_all[samples:], members, held_feats, held_images, seed)
         return {"accuracy_ratio_min": mine.get(worst), "worst_attribute": worst,
                 "accuracy_ratio": dict(zip(names, ratio)), "judged": [n for n, j in zip(names, ok) if j],
                 "kid": k, "kid_blur": kid_blur, "kid_vs_blur": _ratio(k, kid_blur),
-                "stray_excess": stray_share(drawn) - held_stray, "n": samples}
+                "stray_excess": stray_share(drawn) - held_stray,
+                "diversity_ratio": _min(div["ratio"], pix["ratio"]), "n": samples}
 
     return score
 

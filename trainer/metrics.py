@@ -20,13 +20,14 @@ from torch.nn import functional as F
 __all__ = ["kid", "fid", "gaussian_blur", "group_ids", "choose_grouping", "diversity", "nearest_distances",
            "top1", "pick_top1", "paired_change", "judged", "prefer",
            "luminance", "gradient_magnitude", "high_freq_energy", "stray_pieces", "stray_share", "MIN_GROUPS",
-           "GROUP_CAP", "JUDGE_MIN_ACCURACY", "KID_TIE_MARGIN", "STRAY_EXCESS"]
+           "GROUP_CAP", "JUDGE_MIN_ACCURACY", "KID_TIE_MARGIN", "STRAY_EXCESS", "DIVERSE"]
 
 MIN_GROUPS = 16  # diversity: fewest groups of >= 2 real held-out images a grouping must give
 GROUP_CAP = 12  # diversity: images per group (real: at most; generated: exactly)
 JUDGE_MIN_ACCURACY = 0.95  # a judge that reads an attribute on real images less often cannot judge it
 KID_TIE_MARGIN = 0.02  # accuracy ratios closer than this are a tie, which KID breaks
 STRAY_EXCESS = 0.05  # clean: at most this share of generated images more than real ones have stray marks
+DIVERSE = 0.8  # diverse: generated images vary within a condition at least this much of what real ones do
 DRAWN_AT = 48  # stray pieces: a pixel this far from the background colour (any channel, of 255) is drawn
 
 
@@ -191,26 +192,36 @@ def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
     `a` beats `b`. Each is a mapping with `accuracy_ratio_min` (the lowest generated/real judge
     accuracy ratio over the judged attributes; None when none is judged), `kid` (against held-out
     real images, lower is better) and optionally `stray_excess` (the share of generated images
-    with stray marks minus the real share; scores from before it lack it). The higher ratio
-    wins; ratios within `margin` of each other (or both None) are a tie, broken first by
-    cleanliness (an excess within STRAY_EXCESS beats one above it), then by the lower KID; a full
-    tie keeps `b` (the incumbent). Conditions come first because a model that ignores them is
-    useless to the bot however realistic it looks; specks on the background come next because
-    judge features barely see them and members do; KID prefers the more realistic of the rest."""
+    with stray marks minus the real share) and `diversity_ratio` (generated/real variety within a
+    condition, the lower of judge features and pixels); scores from before them lack them. The
+    higher ratio wins; ratios within `margin` of each other (or both None) are a tie, broken first
+    by cleanliness (an excess within STRAY_EXCESS beats one above it), then by variety (a
+    diversity ratio of at least DIVERSE beats one below it), then by the lower KID; a full tie
+    keeps `b` (the incumbent). Conditions come first because a model that ignores them is useless
+    to the bot however realistic it looks; specks on the background come next because judge
+    features barely see them and members do; then variety, because KID over the whole set barely
+    sees a model that draws fewer kinds of picture per condition, and a reroll shows it at once;
+    KID prefers the more realistic of the rest."""
     ra, rb = a.get("accuracy_ratio_min"), b.get("accuracy_ratio_min")
     if ra is not None and rb is not None and abs(ra - rb) > margin:
         return ra > rb
     if (ra is None) != (rb is None):
         return ra is not None  # a score over judged attributes beats none at all
-    ca, cb = _clean(a), _clean(b)
-    if ca is not None and cb is not None and ca != cb:
-        return ca
+    for passes in (_clean, _diverse):
+        pa, pb = passes(a), passes(b)
+        if pa is not None and pb is not None and pa != pb:
+            return pa
     return a["kid"] < b["kid"]
 
 
 def _clean(score) -> bool | None:
     excess = score.get("stray_excess")
     return None if excess is None else excess <= STRAY_EXCESS
+
+
+def _diverse(score) -> bool | None:
+    ratio = score.get("diversity_ratio")
+    return None if ratio is None else ratio >= DIVERSE
 
 
 def luminance(images: np.ndarray) -> torch.Tensor:

@@ -55,6 +55,16 @@ def test_prefer_puts_a_clean_background_before_kid_but_after_the_conditions():
     assert prefer({**specked, "kid": 0.003}, {"accuracy_ratio_min": 1.0, "kid": 0.004})  # unmeasured: KID
 
 
+def test_prefer_puts_variety_after_a_clean_background_and_before_kid():
+    varied = {"accuracy_ratio_min": 0.99, "kid": 0.004, "stray_excess": 0.01, "diversity_ratio": 0.85}
+    samey = {**varied, "accuracy_ratio_min": 1.0, "kid": 0.001, "diversity_ratio": 0.6}
+    assert prefer(varied, samey) and not prefer(samey, varied)  # a tie on conditions, both clean: the varied one
+    assert prefer({**samey, "diversity_ratio": 0.8}, varied)  # both varied enough: the lower KID
+    assert prefer({**samey, "stray_excess": 0.0}, {**varied, "stray_excess": 0.2})  # the clean one first
+    assert prefer({**samey, "accuracy_ratio_min": 1.0}, {**varied, "accuracy_ratio_min": 0.9})  # conditions first
+    assert prefer(samey, {k: v for k, v in varied.items() if k != "diversity_ratio"})  # unmeasured: KID
+
+
 def test_budget_scores_at_its_points_and_at_the_end():
     t = [0.0]
     b = Budget.start(1.0, lambda: t[0], 0.0)
@@ -215,6 +225,15 @@ def test_the_quick_eval_scores_snapshots_with_a_cached_judge(tiny_set, tmp_path,
         judged = {k: v for k, v in s["accuracy_ratio"].items() if k in s["judged"]}
         assert s["accuracy_ratio_min"] == (min(judged.values()) if judged else None)
     assert good["kid"] < noise["kid"] and prefer(good, noise)
+
+    def varied(z, c):  # real images of each condition, the next one for each row
+        rows = [((ds.labels == row.numpy()).all(1)).nonzero()[0] for row in c]
+        idx = [int(r[i % len(r)]) for i, r in enumerate(rows)]
+        return torch.from_numpy(ds.images[idx]).permute(0, 3, 1, 2).float() / 127.5 - 1
+
+    mixed = score(varied)
+    assert good["diversity_ratio"] == 0  # one picture per condition, whatever the latent
+    assert mixed["diversity_ratio"] > 0.5
 
     def specked(z, c):  # the same real images with a two-pixel dark speck at the frame
         out = copier(z, c)
