@@ -224,8 +224,10 @@ def train_gan(
     d_width: int = _O(0, "--d-width", min=0, help="Discriminator width (0 = --width)."),
     z_dim: int = _Z_DIM,
     loss: str = _O("hinge", "--loss", help="Adversarial loss: hinge, ns (non-saturating) or wgan-gp."),
-    cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term: D classifies with its "
-                           "projection embeddings, G is rewarded when fakes read as their conditions [0 = off]."),
+    cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term: D classifies real "
+                           "images, G is rewarded when fakes read as their conditions [0 = off]."),
+    cls_heads: bool = _O(None, "--cls-heads/--no-cls-heads", help="D classifies with a linear head per attribute on its "
+                         "unpooled features, not its projection embeddings."),
     ms_weight: float = _O(None, "--ms-weight", min=0, help="Weight of the mode-seeking term (Mao et al. 2019), which keeps "
                           "the variety within a condition; pair it with --cls-weight [0 = off]."),
     augment: str = _AUGMENT,

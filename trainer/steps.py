@@ -108,7 +108,8 @@ class GanTask(Task):
         self.cfg, self.device = cfg, device
         g_cfg = GeneratorConfig(cardinalities, res=cfg.res, z_dim=cfg.z_dim, width=cfg.width, embed_dim=cfg.embed_dim)
         self.G = Generator(g_cfg).to(device)
-        self.D = Discriminator(DiscriminatorConfig(cardinalities, res=cfg.res, width=cfg.d_width or cfg.width)).to(device)
+        self.D = Discriminator(DiscriminatorConfig(cardinalities, res=cfg.res, width=cfg.d_width or cfg.width,
+                                                   cls_heads=cfg.cls_heads)).to(device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(0.0, 0.99))
@@ -127,7 +128,7 @@ class GanTask(Task):
         with torch.no_grad(), autocast(self.device):
             fake = self.G(z, c_fake)
         with autocast(self.device):
-            h = self.D.pool(aug(torch.cat([real, fake.to(real.dtype)])))
+            h = self.D.trunk(aug(torch.cat([real, fake.to(real.dtype)])))
             scores = self.D.score(h, torch.cat([c_real, c_fake])).float()
             loss_d = self.d_loss(scores[:b], scores[b:])
             if cfg.cls_weight:  # D learns to classify real images ...
@@ -144,7 +145,7 @@ class GanTask(Task):
             c_fake = c_fake[torch.arange(b, device=c_fake.device) % half]
         with autocast(self.device):
             fake = self.G(z, c_fake)
-            h = self.D.pool(aug(fake))
+            h = self.D.trunk(aug(fake))
             loss_g = self.g_loss(self.D.score(h, c_fake).float())
             if cfg.cls_weight:  # ... and G to make fakes it classifies as their conditions
                 loss_g = loss_g + cfg.cls_weight * w * classifier_loss(self.D.classify(h.float()), c_fake)

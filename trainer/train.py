@@ -58,6 +58,7 @@ class TrainConfig:
     gp_weight: float = 10.0  # wgan-gp
     cls_weight: float = 0.0  # gan: dual-projection classification loss on D's real and G's fake images;
     # vae: a classifier trained on real images checks every decode and edit (x the adaptive weight); 0 = off
+    cls_heads: bool = False  # gan: D classifies with linear heads on its unpooled features, not its projections
     ms_weight: float = 0.0  # gan: mode-seeking term (pairs of fakes with the same conditions); 0 = off
     augment: str = AUTO  # DiffAugment on every discriminator input; "" = off; auto = chosen from the data
     cond_ramp_kimg: float = -1.0  # conditioning 0 -> 1 over this many kimg; -1 = auto (small sets only)
@@ -92,6 +93,8 @@ class TrainConfig:
                   (self.width >= 4 and self.z_dim >= 2, "--width must be >= 4 and --z-dim >= 2"),
                   (self.augment == AUTO or set(filter(None, self.augment.split(","))) <= set(AUGMENTS),
                    f"--augment takes a comma list of {', '.join(AUGMENTS)}, not {self.augment!r}"),
+                  (not self.cls_heads or self.kind == "gan", "--cls-heads is a GAN option (the VAE's classifier "
+                   "always reads unpooled features)"),
                   (self.freeze_d == 0 or (self.kind == "gan" and self.init_from),
                    "--freeze-d freezes transferred discriminator blocks: it needs --from, and a GAN"),
                   (0 <= self.freeze_d < discriminator_blocks(self.res), f"--freeze-d must leave one of the "

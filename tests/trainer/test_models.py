@@ -55,6 +55,24 @@ def test_condition_changes_output_and_projection():
     assert d(x, a).item() == pytest.approx(d(x, b).item())
 
 
+def test_classifier_heads_read_where_things_are():
+    """With `cls_heads` D classifies from its unpooled 4x4 features; its realness score is the same
+    function of the pooled ones either way, so the exported D does not change."""
+    torch.manual_seed(0)
+    d = Discriminator(DiscriminatorConfig(CARDS, res=32, width=4, cls_heads=True)).eval()
+    x = torch.rand(2, 3, 32, 32) * 2 - 1
+    m = d.trunk(x)
+    assert m.shape[2:] == (4, 4) and [t.shape for t in d.classify(m)] == [(2, n) for n in CARDS]
+    swapped = m.flip(3)  # the same features in other places: the same pool, other logits
+    assert torch.allclose(m.sum((2, 3)), swapped.sum((2, 3)), atol=1e-5)
+    assert not torch.allclose(d.classify(m)[0], d.classify(swapped)[0])
+    plain = Discriminator(DiscriminatorConfig(CARDS, res=32, width=4)).eval()
+    plain.load_state_dict({k: v for k, v in d.state_dict().items() if not k.startswith("heads.")})
+    c = torch.tensor([[0, 1, 0], [2, 4, 1]])
+    assert torch.equal(plain(x, c), d(x, c)) and not hasattr(plain, "heads")
+    assert torch.allclose(plain.classify(m)[0], plain.classify(swapped)[0], atol=1e-5)  # pooled: places do not count
+
+
 def test_up_kernel_is_nearest_upsample_then_conv():
     torch.manual_seed(0)
     x, w = torch.randn(4, 6, 5, 7, requires_grad=True), torch.randn(3, 6, 3, 3, requires_grad=True)

@@ -60,15 +60,16 @@ def test_gan_trains_and_snapshots(tiny_set, tmp_path):
 
 
 @pytest.mark.slow
-def test_dual_projection_term_teaches_d_to_classify(tiny_set, tmp_path):
+@pytest.mark.parametrize("cls_heads", [False, True], ids=["projections", "heads"])
+def test_classification_term_teaches_d_to_classify(tiny_set, tmp_path, cls_heads):
     from trainer.data import load_dataset
 
-    run = training_loop(_cfg("gan", tiny_set, tmp_path, kimg=0.8, cls_weight=1.0, cond_ramp_kimg=0.0, lr=1e-3),
-                        progress=False)
+    run = training_loop(_cfg("gan", tiny_set, tmp_path, kimg=0.8, cls_weight=1.0, cond_ramp_kimg=0.0, lr=1e-3,
+                             cls_heads=cls_heads), progress=False)
     ds = load_dataset(str(tiny_set), 16)
     d = load_run(run).models["D"].eval()
     with torch.no_grad():
-        logits = d.classify(d.pool(torch.from_numpy(ds.images).permute(0, 3, 1, 2).float() / 127.5 - 1))
+        logits = d.classify(d.trunk(torch.from_numpy(ds.images).permute(0, 3, 1, 2).float() / 127.5 - 1))
     labels = torch.from_numpy(ds.labels)
     accuracy = [(lg.argmax(1) == labels[:, i]).float().mean().item() for i, lg in enumerate(logits)]
     assert min(accuracy) >= 0.9, accuracy  # chance is 0.5

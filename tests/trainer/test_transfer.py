@@ -84,6 +84,17 @@ def test_gan_transfer_loads_what_draws_and_starts_the_schema_fresh(source_gan, o
     assert "z columns loaded" in summary and "projections.0, projections.1, projections.2" in summary
 
 
+def test_classifier_heads_start_fresh_beside_a_transferred_trunk(source_gan, tiny_set):
+    cfg, ds, task, before = _task("gan", tiny_set, init_from=str(source_gan), cls_heads=True)
+    report = start_from(task, cfg, ds.schema)
+    d_src = _source(source_gan, "D")  # a D that classified with its projections: it has no heads
+    for k, v in task.models["D"].state_dict().items():
+        assert torch.equal(v, before["D"][k] if k.startswith("heads.") else d_src[k]), k
+    assert "fresh (the source has no D.heads.1.weight)" in report.summary()
+    with pytest.raises(ConfigError, match="--cls-heads is a GAN option"):
+        make_config("vae", cls_heads=True, **TINY)
+
+
 def test_the_same_schema_transfers_everything(source_gan, tiny_set):
     cfg, ds, task, _ = _task("gan", tiny_set, init_from=str(source_gan))
     report = start_from(task, cfg, ds.schema)

@@ -8,6 +8,10 @@ one conv per resolution (DCGAN-like depth, Radford et al. 2016), sized for a 2-c
 
 Discriminator: DCGAN-style downsampling with spectral norm (Miyato et al. 2018) and
 one projection term per attribute (Miyato & Koyama 2018): score = psi(h) + sum_a <E_a[c_a], h>.
+For the classification term it reads the attributes either by cosine to those projection
+embeddings (dual projection) or, with `cls_heads`, with one linear head per attribute on its
+4x4 features before pooling (AC-GAN's heads, Odena et al. 2017): pooling adds up what every
+place holds, so small parts in different places (eyes, a mouth) blur into one another.
 
 Both accept 16, 32, 64 and 128 px (64 and 128 are the supported ones; the smaller sizes
 keep tests fast). `forward` has no data-dependent Python control flow (ONNX export).
@@ -67,6 +71,7 @@ class DiscriminatorConfig:
     cardinalities: tuple[int, ...]
     res: int = 64
     width: int = 32
+    cls_heads: bool = False  # classify with linear heads on the unpooled 4x4 features, not the projections
 
     def __post_init__(self) -> None:
         _check_res(self.res)
@@ -196,7 +201,7 @@ def discriminator_blocks(res: int) -> int:
 
 
 class Discriminator(nn.Module):
-    schema_parts = ("projections.",)  # state-dict prefixes whose meaning is the schema (fresh when transferred)
+    schema_parts = ("projections.", "heads.")  # state-dict prefixes meaning the schema (fresh when transferred)
 
     def __init__(self, cfg: DiscriminatorConfig):
         super().__init__()
@@ -204,6 +209,8 @@ class Discriminator(nn.Module):
         self.features, c = down_stack(cfg.res, cfg.width)
         self.psi = spectral_norm(nn.Linear(c, 1))
         self.projections = nn.ModuleList(spectral_norm(nn.Embedding(n, c)) for n in cfg.cardinalities)
+        if cfg.cls_heads:
+            self.heads = nn.ModuleList(nn.Linear(c * 16, n) for n in cfg.cardinalities)
         self.cond_weight = 1.0  # < 1 fades the projection terms out (conditioning ramp); not saved
         self.frozen = 0  # blocks kept frozen (`freeze`); not saved
 
@@ -238,24 +245,29 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         """x (B, 3, res, res) in [-1, 1], c (B, A) int64 -> (B,) raw realness score."""
-        return self.score(self.pool(x), c)
+        return self.score(self.trunk(x), c)
 
-    def pool(self, x: torch.Tensor) -> torch.Tensor:
-        """Images (B, 3, res, res) -> (B, C) features, globally sum-pooled."""
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Images (B, 3, res, res) -> (B, C, 4, 4) features, which `score` and `classify` both read."""
         if x.shape[1:] != (3, self.cfg.res, self.cfg.res):
             raise ValueError(f"expected images (B, 3, {self.cfg.res}, {self.cfg.res}), got {tuple(x.shape)}")
-        return self.features(x).sum(dim=(2, 3))  # (B, C4, 4, 4) -> (B, C)
+        return self.features(x)
 
-    def score(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """Pooled features (B, C), conditions (B, A) -> (B,): psi(h) + one projection term per attribute."""
+    def score(self, m: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """Features (B, C, 4, 4), conditions (B, A) -> (B,): psi(h) + one projection term per attribute,
+        h the features sum-pooled."""
+        h = m.sum(dim=(2, 3))
         proj = sum((emb(c[:, i]) * h).sum(dim=1) for i, emb in enumerate(self.projections))  # (B,)
         return self.psi(h).squeeze(1) + self.cond_weight * proj
 
-    def classify(self, h: torch.Tensor, temperature: float = 0.1) -> list[torch.Tensor]:
-        """Pooled features (B, C) -> per attribute (B, n_a) logits: cosine similarity to the projection
-        embeddings over a temperature (dual projection, Han et al. 2021, with ReACGAN's normalisation,
-        Kang et al. 2021: spectrally normed features are too small for raw dot products to classify)."""
-        h = F.normalize(h, dim=1)
+    def classify(self, m: torch.Tensor, temperature: float = 0.1) -> list[torch.Tensor]:
+        """Features (B, C, 4, 4) -> per attribute (B, n_a) logits: the heads on the flattened features
+        (`cls_heads`), else the sum-pooled features' cosine similarity to the projection embeddings
+        over a temperature (dual projection, Han et al. 2021, with ReACGAN's normalisation, Kang et
+        al. 2021: spectrally normed features are too small for raw dot products to classify)."""
+        if self.cfg.cls_heads:
+            return [head(m.flatten(1)) for head in self.heads]
+        h = F.normalize(m.sum(dim=(2, 3)), dim=1)
         return [h @ F.normalize(emb.weight, dim=1).t() / temperature for emb in self.projections]
 
 
