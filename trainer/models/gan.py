@@ -262,11 +262,13 @@ class Discriminator(nn.Module):
 
     def classify(self, m: torch.Tensor, temperature: float = 0.1) -> list[torch.Tensor]:
         """Features (B, C, 4, 4) -> per attribute (B, n_a) logits: the heads on the flattened features
-        (`cls_heads`), else the sum-pooled features' cosine similarity to the projection embeddings
+        scaled to unit RMS (`cls_heads`), else the sum-pooled features' cosine similarity to the projection embeddings
         over a temperature (dual projection, Han et al. 2021, with ReACGAN's normalisation, Kang et
         al. 2021: spectrally normed features are too small for raw dot products to classify)."""
-        if self.cfg.cls_heads:
-            return [head(m.flatten(1)) for head in self.heads]
+        if self.cfg.cls_heads:  # at unit RMS: spectrally normed features are too small for plain heads to learn fast
+            f = m.flatten(1)
+            f = F.normalize(f, dim=1) * f.shape[1] ** 0.5
+            return [head(f) for head in self.heads]
         h = F.normalize(m.sum(dim=(2, 3)), dim=1)
         return [h @ F.normalize(emb.weight, dim=1).t() / temperature for emb in self.projections]
 
