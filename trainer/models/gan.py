@@ -262,10 +262,11 @@ class Discriminator(nn.Module):
 
     def classify(self, m: torch.Tensor, temperature: float = 0.1) -> list[torch.Tensor]:
         """Features (B, C, 4, 4) -> per attribute (B, n_a) logits: the heads on the flattened features
-        scaled to unit RMS (`cls_heads`), else the sum-pooled features' cosine similarity to the projection embeddings
-        over a temperature (dual projection, Han et al. 2021, with ReACGAN's normalisation, Kang et
-        al. 2021: spectrally normed features are too small for raw dot products to classify)."""
-        if self.cfg.cls_heads:  # at unit RMS: spectrally normed features are too small for plain heads to learn fast
+        scaled to unit RMS (`cls_heads`), else the sum-pooled features' cosine similarity to the
+        projection embeddings over a temperature (dual projection, Han et al. 2021, with ReACGAN's
+        normalisation, Kang et al. 2021). Either way the features are rescaled: spectrally normed
+        ones are too small for raw dot products to classify, or for plain heads to learn fast."""
+        if self.cfg.cls_heads:
             f = m.flatten(1)
             f = F.normalize(f, dim=1) * f.shape[1] ** 0.5
             return [head(f) for head in self.heads]
