@@ -79,10 +79,10 @@ class Exported:
 def choose_default_model(gan: RunModels, vae: RunModels) -> tuple[str, str]:
     """("gan" | "vae", why) for a pack with both: the run whose eval.json scores better by
     `trainer.metrics.prefer` (the higher lowest judged accuracy ratio, then a clean background,
-    variety and the lower KID); the
-    GAN, as packs without the choice draw, when either run has no eval.json."""
+    variety and the lower KID); the GAN, as packs without the choice draw, when either run has no
+    eval.json."""
     from trainer.eval import run_score
-    from trainer.metrics import prefer
+    from trainer.metrics import describe, prefer
 
     missing = [r.run for r in (gan, vae) if r.metrics is None or "generated" not in r.metrics]
     if missing:
@@ -90,13 +90,8 @@ def choose_default_model(gan: RunModels, vae: RunModels) -> tuple[str, str]:
                        "(run `moe train eval` on both runs to compare them)")
     g, v = run_score(gan.metrics), run_score(vae.metrics)
 
-    def show(s: dict) -> str:
-        ratio = "none judged" if s["accuracy_ratio_min"] is None else f"{s['accuracy_ratio_min']:.3f}"
-        div = "" if s.get("diversity_ratio") is None else f", diversity {s['diversity_ratio']:.2f}"
-        return f"lowest judged accuracy ratio {ratio}, KID {s['kid']:.4f}{div}"
-
     model = "vae" if prefer(v, g) else "gan"
-    return model, f"GAN {show(g)}; VAE {show(v)}"
+    return model, f"GAN {describe(g)}; VAE {describe(v)}"
 
 
 def load_runs(run_dirs: Sequence[Path]) -> list[RunModels]:

@@ -114,36 +114,28 @@ class Budget:
               t_snap: float) -> bool:
         """Score a snapshot's model (`scorer(model) -> score dict`) and record it in `stats.jsonl` and the
         log; True when it is the best so far. `t_snap` is the clock time the snapshot began."""
+        from trainer.metrics import describe
+
         score = scorer(model)
         won = self.record(elapsed, step, round(nimg / 1000, 3), score, self.clock() - t_snap)
         entry = self.scored[-1]
         with open(run_dir / "stats.jsonl", "a") as f:
             snapshot = {k: v for k, v in entry.items() if k != "best"} | {"best_so_far": won}
             f.write(json.dumps({"snapshot": snapshot, "time": time.time()}) + "\n")
-        log.info("snapshot at %.0f%% of the budget (%.1f kimg): accuracy ratio min %s, KID %.4f%s%s",
-                 100 * entry["progress"], entry["kimg"], _fmt(score.get("accuracy_ratio_min")), score["kid"],
-                 _extras(score), " - the best so far" if won else "")
+        log.info("snapshot at %.0f%% of the budget (%.1f kimg): %s%s", 100 * entry["progress"], entry["kimg"],
+                 describe(score), " - the best so far" if won else "")
         return won
 
     def announce(self, run_dir: Path) -> None:
         """Record which snapshot the run keeps as its checkpoint (`stats.jsonl`, the log)."""
+        from trainer.metrics import describe
+
         best = self.best
         summary = {"progress": best["progress"], "kimg": best["kimg"], "step": best["step"], "score": best["score"],
                    "scored": len(self.scored)}
         with open(run_dir / "stats.jsonl", "a") as f:
             f.write(json.dumps({"best_snapshot": summary, "time": time.time()}) + "\n")
-        log.info("the run keeps its snapshot at %.0f%% of the budget (%.1f kimg, step %d) as checkpoint.*: "
-                 "accuracy ratio min %s, KID %.4f%s (the latest state is checkpoint-last.*)", 100 * best["progress"],
-                 best["kimg"], best["step"], _fmt(best["score"].get("accuracy_ratio_min")), best["score"]["kid"],
-                 _extras(best["score"]))
+        log.info("the run keeps its snapshot at %.0f%% of the budget (%.1f kimg, step %d) as checkpoint.*: %s "
+                 "(the latest state is checkpoint-last.*)", 100 * best["progress"], best["kimg"], best["step"],
+                 describe(best["score"]))
 
-
-def _fmt(v: float | None) -> str:
-    return "- (no attribute judged)" if v is None else f"{v:.3f}"
-
-
-def _extras(score: dict) -> str:
-    """The score's stray-mark excess and diversity ratio, for a log line, where measured."""
-    excess, div = score.get("stray_excess"), score.get("diversity_ratio")
-    return ("" if excess is None else f", stray marks on {100 * excess:+.1f}% of pictures vs real") + (
-        "" if div is None else f", diversity {div:.2f} of real")

@@ -18,7 +18,7 @@ import torch
 from torch.nn import functional as F
 
 __all__ = ["kid", "fid", "gaussian_blur", "group_ids", "choose_grouping", "diversity", "nearest_distances",
-           "top1", "pick_top1", "paired_change", "judged", "prefer",
+           "top1", "pick_top1", "paired_change", "judged", "prefer", "describe",
            "luminance", "gradient_magnitude", "high_freq_energy", "stray_pieces", "stray_share", "MIN_GROUPS",
            "GROUP_CAP", "JUDGE_MIN_ACCURACY", "KID_TIE_MARGIN", "STRAY_EXCESS", "DIVERSE"]
 
@@ -207,21 +207,27 @@ def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
         return ra > rb
     if (ra is None) != (rb is None):
         return ra is not None  # a score over judged attributes beats none at all
-    for passes in (_clean, _diverse):
-        pa, pb = passes(a), passes(b)
-        if pa is not None and pb is not None and pa != pb:
-            return pa
+    for key, passes in _TIE_BREAKS:  # a score that lacks the measure leaves its tie to the next one
+        va, vb = a.get(key), b.get(key)
+        if va is not None and vb is not None and passes(va) != passes(vb):
+            return passes(va)
     return a["kid"] < b["kid"]
 
 
-def _clean(score) -> bool | None:
-    excess = score.get("stray_excess")
-    return None if excess is None else excess <= STRAY_EXCESS
+_TIE_BREAKS = (("stray_excess", lambda v: v <= STRAY_EXCESS), ("diversity_ratio", lambda v: v >= DIVERSE))
 
 
-def _diverse(score) -> bool | None:
-    ratio = score.get("diversity_ratio")
-    return None if ratio is None else ratio >= DIVERSE
+def describe(score) -> str:
+    """A score as `prefer` reads it, for a log line or a message: the lowest judged accuracy ratio,
+    KID, and the stray-mark excess and diversity ratio where measured."""
+    ratio = score.get("accuracy_ratio_min")
+    ratio = "- (none judged)" if ratio is None else f"{ratio:.3f}"
+    text = f"lowest judged accuracy ratio {ratio}, KID {score['kid']:.4f}"
+    if score.get("stray_excess") is not None:
+        text += f", stray marks on {100 * score['stray_excess']:+.1f}% of pictures vs real"
+    if score.get("diversity_ratio") is not None:
+        text += f", diversity {score['diversity_ratio']:.2f} of real"
+    return text
 
 
 def luminance(images: np.ndarray) -> torch.Tensor:

@@ -65,6 +65,16 @@ def test_prefer_puts_variety_after_a_clean_background_and_before_kid():
     assert prefer(samey, {k: v for k, v in varied.items() if k != "diversity_ratio"})  # unmeasured: KID
 
 
+
+def test_describe_names_what_prefer_reads():
+    from trainer.metrics import describe
+
+    assert describe({"accuracy_ratio_min": 0.95, "kid": 0.0416, "stray_excess": 0.058, "diversity_ratio": 0.88}) == (
+        "lowest judged accuracy ratio 0.950, KID 0.0416, stray marks on +5.8% of pictures vs real, "
+        "diversity 0.88 of real")
+    assert describe({"accuracy_ratio_min": None, "kid": 0.1}) == "lowest judged accuracy ratio - (none judged), KID 0.1000"
+
+
 def test_budget_scores_at_its_points_and_at_the_end():
     t = [0.0]
     b = Budget.start(1.0, lambda: t[0], 0.0)
