@@ -160,9 +160,10 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
     ds = load_dataset(cfg.data, cfg.res, progress=progress and rank == 0)
     for note in ds.notes:
         log.warning("data: %s", note)
-    ramp_pending = cfg.cond_ramp_kimg < 0 and len(ds) < SMALL_DATASET and cfg.minutes > 0  # set after the first tick
+    ramp = cfg.kind == "gan" and len(ds) < SMALL_DATASET  # the VAE's decoder is conditioned from the start
+    ramp_pending = cfg.cond_ramp_kimg < 0 and ramp and cfg.minutes > 0  # set after the first tick
     if cfg.cond_ramp_kimg < 0 and not ramp_pending:
-        cfg = dataclasses.replace(cfg, cond_ramp_kimg=round(cfg.kimg / 4, 3) if len(ds) < SMALL_DATASET else 0.0)
+        cfg = dataclasses.replace(cfg, cond_ramp_kimg=round(cfg.kimg / 4, 3) if ramp else 0.0)
     if resume is None:  # a resumed run keeps the policy its config.json recorded
         policy, why = choose_policy(cfg.augment, ds.images, ds.labels, ds.schema.names, ds.schema.cardinalities)
         cfg = dataclasses.replace(cfg, augment=policy)

@@ -5,6 +5,7 @@ and resume with the rest of the budget."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import pytest
@@ -128,7 +129,8 @@ def _lines(run, key):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["gan", "vae"])
-def test_a_budgeted_run_keeps_its_best_snapshot_and_resumes(tiny_set, tmp_path, kind):
+def test_a_budgeted_run_keeps_its_best_snapshot_and_resumes(tiny_set, tmp_path, kind, caplog):
+    caplog.set_level(logging.INFO, logger="trainer.train")
     scorer = _Scripted([0.5, 0.9, 0.7, 0.6])
     cfg = make_config(kind, data=str(tiny_set), out=str(tmp_path), minutes=1.0, **TINY)
     run = training_loop(cfg, progress=False, clock=_Clock(), scorer=scorer)
@@ -153,9 +155,11 @@ def test_a_budgeted_run_keeps_its_best_snapshot_and_resumes(tiny_set, tmp_path, 
                                                                                                / 60), rel=1e-6)
     ticks = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines() if "lr_factor" in x]
     assert ticks[0]["lr_factor"] == 1.0 and ticks[-1]["lr_factor"] < 0.2
+    ramp = json.loads((run / "config.json").read_text())["cond_ramp_kimg"]
     if kind == "gan":  # a small set: the conditioning ramp was set from the rate after the first tick
-        ramp = json.loads((run / "config.json").read_text())["cond_ramp_kimg"]
-        assert 0 < ramp < math.inf and ramp != -1
+        assert 0 < ramp < math.inf and ramp != -1 and "conditioning ramp" in caplog.text
+    else:  # the VAE has none, and says none
+        assert ramp == 0.0 and "conditioning ramp" not in caplog.text
 
     # --resume with a new total budget continues from the latest state; the best so far stays unless beaten
     later = _Scripted([0.1, 0.2, 0.3, 0.4, 0.5])
