@@ -23,8 +23,13 @@ pytestmark = pytest.mark.skipif(not (BUNDLED_PACKS_DIR / "moe-default" / "manife
                                 reason="bundled pack not built yet")
 
 
-def digest(result) -> str:
-    return hashlib.sha256(result.image.tobytes()).hexdigest()
+def digest(image: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(image).tobytes()).hexdigest()
+
+
+def engine(folder: Path) -> Engine:
+    """An engine over `folder` that neither watches it, logs metrics nor tunes its batch size."""
+    return Engine([folder], watch_s=None, metrics_log_s=None, tune_batch=False)
 
 
 def recorded_digests(rec: dict) -> set[str]:
@@ -47,23 +52,24 @@ def install_only(version: str, folder: Path) -> Path:
 
 async def alone(version: str, folder: Path) -> dict[str, str]:
     """{code: digest} of the recorded codes drawn by an engine with only `version` installed."""
-    async with Engine([install_only(version, folder)], watch_s=None, metrics_log_s=None, tune_batch=False) as eng:
-        return {rec["code"]: digest(await eng.redraw(eng.recipe(rec["code"]))) for rec in RECORDED[version]["recipes"]}
+    async with engine(install_only(version, folder)) as eng:
+        return {rec["code"]: digest((await eng.redraw(eng.recipe(rec["code"]))).image)
+                for rec in RECORDED[version]["recipes"]}
 
 
 async def test_recorded_codes_draw_the_same_pixels_with_newer_versions_installed_beside_theirs(tmp_path):
     by_itself = {}
     for version in RECORDED:  # this machine's pixels of each version installed alone
         by_itself |= await alone(version, tmp_path / version)
-    async with Engine([BUNDLED_PACKS_DIR], watch_s=None, metrics_log_s=None, tune_batch=False) as eng:
+    async with engine(BUNDLED_PACKS_DIR) as eng:
         assert eng.refused == {}
         assert [p.manifest["version"] for p in eng.pack_versions["moe-default"]] == [NEWEST, *reversed(RECORDED)]
         for version, recorded in RECORDED.items():
             for rec in recorded["recipes"]:
                 r = await eng.redraw(eng.recipe(rec["code"]))
-                assert (digest(r), r.code, list(r.image.shape)) == (by_itself[rec["code"]], rec["code"],
-                                                                    rec["shape"]), (version, rec["kind"])
-                assert digest(r) in recorded_digests(rec), (version, rec["kind"])  # as before newer versions existed
+                assert (digest(r.image), r.code, list(r.image.shape)) == (by_itself[rec["code"]], rec["code"],
+                                                                          rec["shape"]), (version, rec["kind"])
+                assert digest(r.image) in recorded_digests(rec), (version, rec["kind"])  # as recorded
                 assert eng.pack_of(r.recipe).manifest["version"] == version
         [new] = await eng.generate("moe-default", {"style": "cat"}, seed=7)  # no version asked: the newest
         assert eng.default_pack == "moe-default" and eng.pack_of(new.recipe).manifest["version"] == NEWEST
@@ -87,12 +93,12 @@ def test_moe_generate_draws_a_recorded_code_with_its_version(tmp_path, version):
     assert r.exit_code == 0, r.output
     with Image.open(out) as im:
         pixels = np.asarray(im.convert("RGB"))[::256 // h, ::256 // w]  # --pixel: a 64 px pixel as 4x4
-    assert hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest() in recorded_digests(rec)
+    assert digest(pixels) in recorded_digests(rec)
 
 
 async def test_a_recorded_code_whose_version_is_removed_is_refused_by_name(tmp_path):
     only_new = install_only(NEWEST, tmp_path / "packs")
-    async with Engine([only_new], watch_s=None, metrics_log_s=None, tune_batch=False) as eng:
+    async with engine(only_new) as eng:
         for version, recorded in RECORDED.items():
             gone = f"drawn with moe-default {version}, which is no longer installed"
             for rec in recorded["recipes"]:
@@ -103,12 +109,12 @@ async def test_a_recorded_code_whose_version_is_removed_is_refused_by_name(tmp_p
 async def test_codes_of_1_0_0_draw_with_its_reexport_1_1_0():
     """moe-default 1.1.0 is 1.0.0's trained weights in the fused graph (engine.versions.REEXPORTS):
     buttons on messages made by 1.0.0 keep working, drawn by 1.1.0."""
-    async with Engine([BUNDLED_PACKS_DIR], watch_s=None, metrics_log_s=None, tune_batch=False) as eng:
+    async with engine(BUNDLED_PACKS_DIR) as eng:
         rec = RECORDED["1.1.0"]["recipes"][0]
         current = eng.recipe(rec["code"])
         old = current.with_(pack_hash="d35e1823")  # the same avatar, recorded by 1.0.0
         r = await eng.redraw(eng.recipe(old.to_code()))
-        assert digest(r) in recorded_digests(rec)
+        assert digest(r.image) in recorded_digests(rec)
         unknown = current.with_(pack_hash="0badc0de")  # a version this bot never had
         with pytest.raises(UnknownPack, match="moe-default"):
             eng.recipe(unknown.to_code())
