@@ -258,6 +258,8 @@ def train_vae(
     latent_adv_weight: float = _O(100.0, "--latent-adv-weight", help="Weight of the Fader latent adversary."),
     cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term (AttGAN), times the "
                            "adaptive weight: a classifier checks that decodes with other conditions show them [0 = off]."),
+    cls_decode_weight: float = _O(None, "--cls-decode-weight", min=0, help="Weight with which that classifier also "
+                                  "learns that decodes show no value in particular [0 = off]."),
     augment: str = _AUGMENT, init_from: str = _FROM,
     resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
     snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,

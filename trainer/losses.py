@@ -105,6 +105,12 @@ def classifier_loss(logits: list[torch.Tensor], labels: torch.Tensor) -> torch.T
     return sum(F.cross_entropy(lg, labels[:, i]) for i, lg in enumerate(logits))
 
 
+def no_value_loss(logits: list[torch.Tensor]) -> torch.Tensor:
+    """Cross-entropy of each attribute's reading to the uniform distribution, summed (nats; at
+    least the sum of log(values), reached when every value reads as likely as every other)."""
+    return sum(-F.log_softmax(lg.float(), dim=1).mean(1).mean() for lg in logits)
+
+
 def latent_adversary_loss(logits: list[torch.Tensor], labels: torch.Tensor,
                           prior_entropy: torch.Tensor) -> torch.Tensor:
     """The encoder's side of the Fader game (Lample et al. 2017), for many-valued attributes:

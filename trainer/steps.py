@@ -21,8 +21,8 @@ import torch.distributed as dist
 from torch import nn
 
 from trainer.augment import diff_augment
-from trainer.losses import (GAN_LOSSES, adaptive_weight, d_hinge, g_hinge, gradient_penalty, latent_adversary_loss,
-                            classifier_loss, mode_seeking_loss, vae_loss)
+from trainer.losses import (GAN_LOSSES, adaptive_weight, classifier_loss, d_hinge, g_hinge, gradient_penalty,
+                            latent_adversary_loss, mode_seeking_loss, no_value_loss, vae_loss)
 from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from trainer.models.vae import (AttributeClassifier, AttributeClassifierConfig, Encoder, EncoderConfig,
                                 LatentClassifier, LatentClassifierConfig, LatentPrior, LatentPriorConfig,
@@ -247,8 +247,12 @@ class VaeTask(Task):
 
         # Attribute classifier: learns the attributes from real images, from the first step.
         if self.classifier is not None:
-            stats["cls_real"] = classifier_loss(self.classifier(shift(real)), c_real)
-            _step(self.opt_cls, stats["cls_real"])
+            stats["cls_real"] = loss_cls = classifier_loss(self.classifier(shift(real)), c_real)
+            if use_cls and cfg.cls_decode_weight:  # ... and that decodes show no value in particular, so the
+                # decoder cannot meet the classification term with marks only this classifier reads
+                stats["cls_decode"] = no_value_loss(self.classifier(shift(out.detach())))
+                loss_cls = loss_cls + cfg.cls_decode_weight * stats["cls_decode"]
+            _step(self.opt_cls, loss_cls)
 
         # Patch discriminator: one forward on cat(real, decodes), hinge loss.
         if use_d:

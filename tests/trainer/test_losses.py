@@ -10,7 +10,7 @@ import torch
 
 from trainer.augment import diff_augment, translation
 from trainer.losses import (GAN_LOSSES, d_hinge, gradient_penalty, kl_per_dim, latent_adversary_loss,
-                            mode_seeking_loss, vae_loss)
+                            mode_seeking_loss, no_value_loss, vae_loss)
 from trainer.models.gan import Generator, GeneratorConfig
 
 
@@ -84,6 +84,16 @@ def test_latent_adversary_zero_at_chance():
     knows = [torch.tensor([[5.0, -5.0], [-5.0, 5.0], [5.0, -5.0], [-5.0, 5.0]])]
     assert latent_adversary_loss(knows, labels, prior).item() == pytest.approx(math.log(2), abs=1e-3)
 
+
+
+def test_no_value_loss_is_least_when_every_value_reads_as_likely():
+    chance = [torch.zeros(4, 3), torch.full((4, 5), 7.0)]  # equal logits, whatever their level
+    assert no_value_loss(chance).item() == pytest.approx(math.log(3) + math.log(5), abs=1e-6)
+    sure = [torch.tensor([[9.0, 0.0, 0.0]]).repeat(4, 1), torch.zeros(4, 5)]
+    assert no_value_loss(sure).item() > math.log(3) + math.log(5) + 2  # any one value read is penalised
+    logits = torch.randn(8, 3, requires_grad=True)
+    no_value_loss([logits]).backward()
+    assert logits.grad.sum(1).abs().max() < 1e-6  # the gradient only moves the values against each other
 
 def test_diff_augment_shapes_grads_and_policy():
     x = torch.rand(6, 3, 16, 16, requires_grad=True)
