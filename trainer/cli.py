@@ -168,6 +168,8 @@ _BATCH = _O(None, "--batch", help="Batch size over all processes [32; 16 at 128 
 _Z_DIM = _O(None, "--z-dim", help="Latent size [128].")
 _AUGMENT = _O(None, "--augment", help="DiffAugment policy: a comma list of color, translation and cutout, or none "
               "[color,translation,cutout; no color if an attribute is colour-valued].")
+_CLS_FAKE_WEIGHT = _O(None, "--cls-fake-weight", min=0, help="Weight with which the classifier of the classification "
+                     "term also learns that generated images show no value in particular [0 = off].")
 _RESUME = _O(None, "--resume", help="Continue this run folder with its own config (and what is left of its budget); only "
              "--kimg, --minutes, --threads, --device and --max-minutes apply.")
 _UP_RESUME = _O(None, "--resume", help="Continue this run folder with its own config; only --kimg, --threads, --device "
@@ -228,6 +230,7 @@ def train_gan(
                            "images, G is rewarded when fakes read as their conditions [0 = off]."),
     cls_heads: bool = _O(None, "--cls-heads/--no-cls-heads", help="D classifies with a linear head per attribute on its "
                          "unpooled features, not its projection embeddings."),
+    cls_fake_weight: float = _CLS_FAKE_WEIGHT,
     ms_weight: float = _O(None, "--ms-weight", min=0, help="Weight of the mode-seeking term (Mao et al. 2019), which keeps "
                           "the variety within a condition; pair it with --cls-weight [0 = off]."),
     augment: str = _AUGMENT,
@@ -258,8 +261,7 @@ def train_vae(
     latent_adv_weight: float = _O(100.0, "--latent-adv-weight", help="Weight of the Fader latent adversary."),
     cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term (AttGAN), times the "
                            "adaptive weight: a classifier checks that decodes with other conditions show them [0 = off]."),
-    cls_decode_weight: float = _O(None, "--cls-decode-weight", min=0, help="Weight with which that classifier also "
-                                  "learns that decodes show no value in particular [0 = off]."),
+    cls_fake_weight: float = _CLS_FAKE_WEIGHT,
     augment: str = _AUGMENT, init_from: str = _FROM,
     resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
     snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,

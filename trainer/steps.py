@@ -133,6 +133,8 @@ class GanTask(Task):
             loss_d = self.d_loss(scores[:b], scores[b:])
             if cfg.cls_weight:  # D learns to classify real images ...
                 loss_d = loss_d + cfg.cls_weight * w * classifier_loss(self.D.classify(h[:b].float()), c_real)
+                if cfg.cls_fake_weight:  # ... and that fakes show no value in particular
+                    loss_d = loss_d + cfg.cls_fake_weight * w * no_value_loss(self.D.classify(h[b:].float()))
             if cfg.loss == "wgan-gp":
                 loss_d = loss_d + cfg.gp_weight * gradient_penalty(lambda x: self.D(aug(x), c_real).float(), real, fake)
         _step(self.opt_d, loss_d)
@@ -248,10 +250,9 @@ class VaeTask(Task):
         # Attribute classifier: learns the attributes from real images, from the first step.
         if self.classifier is not None:
             stats["cls_real"] = loss_cls = classifier_loss(self.classifier(shift(real)), c_real)
-            if use_cls and cfg.cls_decode_weight:  # ... and that decodes show no value in particular, so the
-                # decoder cannot meet the classification term with marks only this classifier reads
-                stats["cls_decode"] = no_value_loss(self.classifier(shift(out.detach())))
-                loss_cls = loss_cls + cfg.cls_decode_weight * stats["cls_decode"]
+            if use_cls and cfg.cls_fake_weight:  # ... and that decodes show no value in particular
+                stats["cls_none"] = no_value_loss(self.classifier(shift(out.detach())))
+                loss_cls = loss_cls + cfg.cls_fake_weight * stats["cls_none"]
             _step(self.opt_cls, loss_cls)
 
         # Patch discriminator: one forward on cat(real, decodes), hinge loss.

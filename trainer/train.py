@@ -58,7 +58,8 @@ class TrainConfig:
     gp_weight: float = 10.0  # wgan-gp
     cls_weight: float = 0.0  # gan: classification loss (D's, see cls_heads) on D's real and G's fake images;
     # vae: a classifier trained on real images checks every decode and edit (x the adaptive weight); 0 = off
-    cls_decode_weight: float = 0.0  # vae: the classifier also learns that decodes show no value in particular
+    cls_fake_weight: float = 0.0  # the classifier (D's for gan) also learns that generated images show no value
+    # in particular, so they cannot meet the classification term with marks only it reads; 0 = off
     cls_heads: bool = False  # gan: D classifies with linear heads on its unpooled features, not its projections
     ms_weight: float = 0.0  # gan: mode-seeking term (pairs of fakes with the same conditions); 0 = off
     augment: str = AUTO  # DiffAugment on every discriminator input; "" = off; auto = chosen from the data
