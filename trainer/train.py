@@ -95,6 +95,8 @@ class TrainConfig:
                   (self.width >= 4 and self.z_dim >= 2, "--width must be >= 4 and --z-dim >= 2"),
                   (self.augment == AUTO or set(filter(None, self.augment.split(","))) <= set(AUGMENTS),
                    f"--augment takes a comma list of {', '.join(AUGMENTS)}, not {self.augment!r}"),
+                  (not self.cls_fake_weight or self.cls_weight > 0, "--cls-fake-weight trains the classifier of "
+                   "the classification term: it needs --cls-weight > 0"),
                   (not self.cls_heads or self.kind == "gan", "--cls-heads is a GAN option (the VAE's classifier "
                    "always reads unpooled features)"),
                   (self.freeze_d == 0 or (self.kind == "gan" and self.init_from),

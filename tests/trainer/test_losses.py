@@ -85,7 +85,6 @@ def test_latent_adversary_zero_at_chance():
     assert latent_adversary_loss(knows, labels, prior).item() == pytest.approx(math.log(2), abs=1e-3)
 
 
-
 def test_no_value_loss_is_least_when_every_value_reads_as_likely():
     chance = [torch.zeros(4, 3), torch.full((4, 5), 7.0)]  # equal logits, whatever their level
     assert no_value_loss(chance).item() == pytest.approx(math.log(3) + math.log(5), abs=1e-6)

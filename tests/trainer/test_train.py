@@ -224,6 +224,8 @@ def test_cli_config_errors(tmp_path, tiny_set):
     assert r.exit_code == 2 and "--loss must be" in r.output
     r = _moe("train", "gan", "--augment", "color,rotate", "--dry-run")
     assert r.exit_code == 2 and "--augment takes a comma list of color, translation, cutout" in r.output
+    r = _moe("train", "vae", "--cls-fake-weight", "1", "--dry-run")  # the built-in set: no classification term
+    assert r.exit_code == 2 and "--cls-fake-weight trains the classifier of the classification term" in r.output
     r = _moe("train", "vae", "--resume", str(tmp_path))
     assert r.exit_code == 2 and "not a run folder" in r.output
     r = _moe("train", "gan", "--data", str(tiny_set), "--res", "16", "--device", "tpu", "--out", str(tmp_path))
