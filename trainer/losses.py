@@ -108,7 +108,7 @@ def classifier_loss(logits: list[torch.Tensor], labels: torch.Tensor) -> torch.T
 def no_value_loss(logits: list[torch.Tensor]) -> torch.Tensor:
     """Cross-entropy of each attribute's reading to the uniform distribution, summed (nats; at
     least the sum of log(values), reached when every value reads as likely as every other)."""
-    return sum(-F.log_softmax(lg.float(), dim=1).mean(1).mean() for lg in logits)
+    return sum(-F.log_softmax(lg, dim=1).mean(1).mean() for lg in logits)
 
 
 def latent_adversary_loss(logits: list[torch.Tensor], labels: torch.Tensor,

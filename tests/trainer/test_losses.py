@@ -94,6 +94,7 @@ def test_no_value_loss_is_least_when_every_value_reads_as_likely():
     no_value_loss([logits]).backward()
     assert logits.grad.sum(1).abs().max() < 1e-6  # the gradient only moves the values against each other
 
+
 def test_diff_augment_shapes_grads_and_policy():
     x = torch.rand(6, 3, 16, 16, requires_grad=True)
     y = diff_augment(x)

@@ -119,8 +119,8 @@ def test_classifier_learns_that_generated_images_show_no_value(kind, weight):
     from trainer.losses import no_value_loss
 
     torch.manual_seed(0)
-    cfg = make_config(kind, res=16, width=4, z_dim=8, embed_dim=4, batch=8, augment="", lr=1e-3, cls_weight=1.0,
-                      cls_fake_weight=weight, patch_start_kimg=0.016, cond_ramp_kimg=0.0)
+    cfg = make_config(kind, **{**TINY, "augment": "", "lr": 1e-3, "cls_weight": 1.0, "cls_fake_weight": weight,
+                               "patch_start_kimg": 0.016, "cond_ramp_kimg": 0.0})
     labels = torch.tensor([[0, 1], [1, 0], [1, 2], [0, 0]]).repeat(2, 1)
     task = make_task(cfg, (2, 3), torch.device("cpu"), labels)
     real = torch.rand(8, 3, 16, 16) * 2 - 1
