@@ -152,13 +152,15 @@ def _diversity_plan(held_labels: np.ndarray, seed: int,
 
 def _group_diversity(feats: np.ndarray, images: np.ndarray, members: list[np.ndarray], held_feats: np.ndarray,
                      held_images: np.ndarray, seed: int) -> tuple[dict, dict]:
-    """`metrics.diversity` of generated groups (GROUP_CAP rows each, in `members` order) against
-    the held-out groups `members` indexes, in judge features and in pixels (`_small`)."""
+    """`metrics.diversity` of generated groups (GROUP_CAP rows each, in `members` order, row r
+    drawn with the labels of member r % len: `_diversity_plan`) against the held-out groups
+    `members` indexes, in judge features and in pixels (`_small`)."""
     keys_g = np.repeat(np.arange(len(members)), GROUP_CAP)
+    origin = np.concatenate([np.arange(GROUP_CAP) % len(m) for m in members])
     keys_r = np.concatenate([np.full(len(m), k) for k, m in enumerate(members)])
     rows = np.concatenate(members)
-    return (diversity(feats, keys_g, held_feats[rows], keys_r, seed=seed),
-            diversity(_small(images), keys_g, _small(held_images[rows]), keys_r, seed=seed))
+    return (diversity(feats, keys_g, held_feats[rows], keys_r, seed=seed, origin_a=origin),
+            diversity(_small(images), keys_g, _small(held_images[rows]), keys_r, seed=seed, origin_a=origin))
 
 
 def _sample_report(gen: Callable[[torch.Tensor, np.ndarray], np.ndarray], ref: _Reference, judge, labels: np.ndarray,

@@ -58,6 +58,26 @@ def test_diversity_ratio_sees_collapse():
     assert diversity(real, keys, real, keys + 100)["ratio"] is None  # no shared groups
 
 
+def test_diversity_leaves_out_pairs_drawn_for_the_same_real_image():
+    """Real groups of two images that differ in an attribute the grouping leaves free; a model
+    that draws every image's labels perfectly, twelve images per group cycling the two: pairs
+    drawn with the same labels would read as missing variety, pairs drawn for the two real
+    images match the real pair."""
+    rng = np.random.default_rng(3)
+    groups, n = 20, 12
+    first = rng.integers(0, 8, groups)
+    free = np.stack([first, (first + rng.integers(1, 8, groups)) % 8], 1)  # two different values per group
+
+    def draw(values):
+        return 5.0 * np.eye(8)[values] + 0.1 * rng.normal(size=(len(values), 8))
+
+    real, keys_r = draw(free.ravel()), np.repeat(np.arange(groups), 2)
+    origin = np.tile(np.arange(n) % 2, groups)
+    gen, keys_g = draw(free[np.repeat(np.arange(groups), n), origin]), np.repeat(np.arange(groups), n)
+    assert diversity(gen, keys_g, real, keys_r, origin_a=origin)["ratio"] == pytest.approx(1.0, abs=0.05)
+    assert diversity(gen, keys_g, real, keys_r)["ratio"] < 0.6  # every pair: 30 of 66 drawn for one image
+
+
 def test_choose_grouping_drops_attributes_until_groups_exist():
     rng = np.random.default_rng(3)
     labels = np.stack([rng.integers(0, 50, 200), rng.permutation(200)], 1)  # attribute 1: unique ids
