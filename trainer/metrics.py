@@ -110,7 +110,8 @@ def _mean_pairwise(x: np.ndarray, origin: np.ndarray | None = None) -> float:
     d2 = np.clip((x**2).sum(1)[:, None] + (x**2).sum(1)[None] - 2 * x @ x.T, 0, None)
     i, j = np.triu_indices(len(x), 1)
     if origin is not None:
-        i, j = i[origin[i] != origin[j]], j[origin[i] != origin[j]]
+        keep = origin[i] != origin[j]
+        i, j = i[keep], j[keep]
     return float(np.sqrt(d2[i, j]).mean())
 
 
