@@ -258,7 +258,8 @@ def train_vae(
     kl_warmup_kimg: float = _O(20.0, "--kl-warmup-kimg", help="Ramp the KL and latent-adversary weights from 0 to 1 over "
                                "this many kimg."),
     free_bits: float = _O(0.1, "--free-bits", help="Free bits per latent dimension, in nats."),
-    latent_adv_weight: float = _O(100.0, "--latent-adv-weight", help="Weight of the Fader latent adversary."),
+    latent_adv_weight: float = _O(None, "--latent-adv-weight", min=0, help="Weight of the Fader latent adversary [100; "
+                                  "1000 on a few-shot set]."),
     cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term (AttGAN), times the "
                            "adaptive weight: a classifier checks that decodes with other conditions show them [0 = off]."),
     cls_fake_weight: float = _CLS_FAKE_WEIGHT,

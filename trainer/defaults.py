@@ -9,7 +9,10 @@ to print. Three regimes by the number of images:
   Zhao et al. 2020), so DiffAugment gets every op that keeps the labels true, cutout included,
   and the classification and mode-seeking terms stay off (with a handful of images per value, a
   classifier learns them by heart); the run starts from the shipped model's trained weights
-  when they fit (`shipped`, Mo et al. 2020), else from scratch with D as wide as G;
+  when they fit (`shipped`, Mo et al. 2020), else from scratch with D as wide as G. The VAE's
+  Fader adversary is ten times stronger: a code that tells a hundred images apart also tells
+  their labels, and at the usual weight the decoder draws the attributes from the code, not
+  from the conditions;
 - small (FEW_SHOT to SMALL_SET): the recipe for thousands of images, with the conditioning
   ramped in (Shahbazi et al. 2022: conditioning from the start collapses small sets);
 - large: the recipe measured on the built-in set (see README.md, docs/reports/README.md).
@@ -24,13 +27,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["DataStats", "Shipped", "Choice", "choose", "stats_of", "regime", "FEW_SHOT", "SMALL_SET", "PER_VALUE"]
+__all__ = ["DataStats", "Shipped", "Choice", "choose", "stats_of", "regime", "FEW_SHOT", "SMALL_SET", "PER_VALUE",
+           "FEW_SHOT_FADER"]
 
 FEW_SHOT = 1000  # fewer images: a few-shot set
 SMALL_SET = 5000  # fewer images: the conditioning ramps in (the training loop's SMALL_DATASET)
 PER_VALUE = 30  # images per value, on average, that the classification term needs in every attribute
 RECIPE_D_WIDTH = 32  # the measured recipe's discriminator width (twice the CPU generator's 16)
 RECIPE_GAN_CLS, RECIPE_MS, RECIPE_VAE_CLS = 0.3, 0.03, 0.3
+FEW_SHOT_FADER = 1000.0  # the VAE's --latent-adv-weight on a few-shot set (TrainConfig's default: 100)
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,10 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
         else:
             decide("ms_weight", 0.0, "off with the classification term off (it gives back what that term takes)")
     decide("augment", *_augment(stats, few))
+    if kind == "vae" and few:
+        decide("latent_adv_weight", FEW_SHOT_FADER, f"ten times the usual: a code that tells {stats.images} images "
+               "apart also tells their labels, and at 100 the decoder draws the attributes from it, not from the "
+               "conditions")
     if kind == "gan":
         if stats.images < SMALL_SET:
             decide("cond_ramp_kimg", -1.0, f"ramped in over a quarter of the run ({stats.images} < {SMALL_SET} "

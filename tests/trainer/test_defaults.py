@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from trainer.defaults import FEW_SHOT, SMALL_SET, DataStats, Shipped, choose, regime
+from trainer.defaults import FEW_SHOT, FEW_SHOT_FADER, SMALL_SET, DataStats, Shipped, choose, regime
 
 SHIPPED = Shipped("moe-default", res=64, width=16, d_width=32, z_dim=128)
 
@@ -53,8 +53,16 @@ def test_few_shot_sets_start_from_the_shipped_weights(kind):
     assert line.startswith("chosen  from moe-default: 100 images are few") and "start fresh" in line
     if kind == "gan":  # D starts from the shipped D, so it takes its width
         assert values["d_width"] == 32 and "moe-default's discriminator width" in _by_flag(choices)["--d-width"].why
+        assert "latent_adv_weight" not in values
+    else:  # a code that tells 100 images apart tells their labels: the Fader adversary must outweigh that
+        assert values["latent_adv_weight"] == FEW_SHOT_FADER > 100
+        assert "tells 100 images apart" in _by_flag(choices)["--latent-adv-weight"].why
     large, _ = choose(kind, _stats(12_000), {}, SHIPPED)
-    assert "init_from" not in large  # thousands of images train from scratch
+    assert "init_from" not in large and "latent_adv_weight" not in large  # thousands: from scratch, the usual Fader
+    values, choices = choose(kind, _stats(100), {"latent_adv_weight": 10.0}, SHIPPED)
+    assert "latent_adv_weight" not in values
+    if kind == "vae":
+        assert _by_flag(choices)["--latent-adv-weight"].line() == "given   latent-adv-weight 10.0"
 
 
 def test_a_given_size_that_misfits_the_shipped_weights_trains_from_scratch_and_a_given_from_wins():
