@@ -134,6 +134,11 @@ class _Reference:
                               "fid": fid(feats, self.held_feats), "accuracy": (pred == self.held_labels).mean(0)})
 
 
+def _mirrored(members: np.ndarray) -> np.ndarray:
+    """Which member of a real group each of its GROUP_CAP generated rows takes the labels of."""
+    return np.arange(GROUP_CAP) % len(members)
+
+
 def _diversity_plan(held_labels: np.ndarray, seed: int,
                     groups: int = MAX_GROUPS) -> tuple[tuple[int, ...], list[np.ndarray], np.ndarray]:
     """Groups of held-out images sharing the most specific available grouping (see
@@ -146,17 +151,17 @@ def _diversity_plan(held_labels: np.ndarray, seed: int,
     eligible = np.flatnonzero(np.bincount(ids) >= 2)
     chosen = rng.permutation(eligible)[:groups]
     members = [np.flatnonzero(ids == g)[:GROUP_CAP] for g in chosen]
-    conds = np.concatenate([held_labels[m[np.arange(GROUP_CAP) % len(m)]] for m in members])
+    conds = np.concatenate([held_labels[m[_mirrored(m)]] for m in members])
     return grouping, members, conds  # members is never empty: at worst () groups all (>= 4) held-out images
 
 
 def _group_diversity(feats: np.ndarray, images: np.ndarray, members: list[np.ndarray], held_feats: np.ndarray,
                      held_images: np.ndarray, seed: int) -> tuple[dict, dict]:
-    """`metrics.diversity` of generated groups (GROUP_CAP rows each, in `members` order, row r
-    drawn with the labels of member r % len: `_diversity_plan`) against the held-out groups
-    `members` indexes, in judge features and in pixels (`_small`)."""
+    """`metrics.diversity` of generated groups (GROUP_CAP rows each, in `members` order, drawn
+    with the labels `_mirrored` names) against the held-out groups `members` indexes, in judge
+    features and in pixels (`_small`)."""
     keys_g = np.repeat(np.arange(len(members)), GROUP_CAP)
-    origin = np.concatenate([np.arange(GROUP_CAP) % len(m) for m in members])
+    origin = np.concatenate([_mirrored(m) for m in members])
     keys_r = np.concatenate([np.full(len(m), k) for k, m in enumerate(members)])
     rows = np.concatenate(members)
     return (diversity(feats, keys_g, held_feats[rows], keys_r, seed=seed, origin_a=origin),

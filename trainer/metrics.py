@@ -105,14 +105,12 @@ def choose_grouping(labels: np.ndarray, min_groups: int = MIN_GROUPS) -> tuple[i
     return attrs
 
 
-def _mean_pairwise(x: np.ndarray, origin: np.ndarray | None = None) -> float:
-    """Mean distance over the pairs of rows, or over those whose `origin` differs."""
+def _mean_pairwise(x: np.ndarray, origin: np.ndarray) -> float:
+    """Mean distance over the pairs of rows whose `origin` differs."""
     d2 = np.clip((x**2).sum(1)[:, None] + (x**2).sum(1)[None] - 2 * x @ x.T, 0, None)
     i, j = np.triu_indices(len(x), 1)
-    if origin is not None:
-        keep = origin[i] != origin[j]
-        i, j = i[keep], j[keep]
-    return float(np.sqrt(d2[i, j]).mean())
+    keep = origin[i] != origin[j]
+    return float(np.sqrt(d2[i[keep], j[keep]]).mean())
 
 
 def diversity(feats_a: np.ndarray, keys_a: np.ndarray, feats_b: np.ndarray, keys_b: np.ndarray,
@@ -121,29 +119,28 @@ def diversity(feats_a: np.ndarray, keys_a: np.ndarray, feats_b: np.ndarray, keys
     the keys that have >= 2 rows in both, each group weighted equally; ratio = a / b.
 
     `origin_a` says, per row of a, which row of its b group it mirrors (was generated with the
-    labels of). Pairs of a with the same origin are left out, as b has no pair of one image with
-    itself: where the grouping leaves an attribute free (a group of two faces with two different
-    hairs), two images drawn with the same labels differ less than the real pair, and counting
-    them would read as too little variety."""
+    labels of); by default every row is its own. Pairs of a with the same origin are left out,
+    as b has no pair of one image with itself: where the grouping leaves an attribute free (a
+    group of two faces with two different hairs), two images drawn with the same labels differ
+    less than the real pair, and counting them would read as too little variety."""
     rng = np.random.default_rng(seed)
+    origins = {"a": np.arange(len(keys_a)) if origin_a is None else origin_a, "b": np.arange(len(keys_b))}
     per = {}
-    origins = {"a": origin_a, "b": None}
     for name, keys in (("a", keys_a), ("b", keys_b)):
         groups: dict = {}
         for i, k in enumerate(map(tuple, keys.reshape(len(keys), -1))):
             groups.setdefault(k, []).append(i)
-        o = origins[name]
-        per[name] = {k: v for k, v in groups.items() if len(set(v if o is None else o[v])) >= 2}
+        per[name] = {k: v for k, v in groups.items() if len(set(origins[name][v])) >= 2}
     shared = sorted(set(per["a"]) & set(per["b"]))
     if not shared:
         return {"a": None, "b": None, "ratio": None, "groups": 0}
     means = {}
     for name, feats in (("a", feats_a), ("b", feats_b)):
-        origin, vals = origins[name], []
+        vals = []
         for k in shared:
             idx = per[name][k]
             idx = rng.choice(idx, cap, replace=False) if len(idx) > cap else np.asarray(idx)
-            vals.append(_mean_pairwise(feats[idx], None if origin is None else origin[idx]))
+            vals.append(_mean_pairwise(feats[idx], origins[name][idx]))
         means[name] = float(np.mean(vals))
     ratio = means["a"] / means["b"] if means["b"] > 0 else None
     return {"a": means["a"], "b": means["b"], "ratio": ratio, "groups": len(shared)}
