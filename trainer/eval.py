@@ -424,17 +424,18 @@ def _summary(r: dict) -> dict:
 
 
 def run_score(report: dict) -> dict:
-    """A run's eval.json as `metrics.prefer` compares it: {"accuracy_ratio_min", "kid"}, and
-    "stray_excess" and "diversity_ratio" when the report measured them. The accuracy ratio is over
-    the judged attributes, also for reports written before the rule (their per-attribute real
-    accuracy decides)."""
+    """A run's eval.json as `metrics.prefer` compares it: {"accuracy_ratio_min", "accuracy_ratios",
+    "kid"}, and "stray_excess" and "diversity_ratio" when the report measured them. The accuracy
+    ratios are over the judged attributes, also for reports written before the rule (their
+    per-attribute real accuracy decides)."""
     g = report["generated"]
     ratios = [v["ratio"] for v in g["accuracy"].values()
               if v.get("ratio") is not None and v.get("judged", bool(judged(v["real"], JUDGED_AT)))]
     extra = {"stray_excess": g["stray"]["excess"]} if "stray" in g else {}
     if "diversity" in g:
         extra["diversity_ratio"] = _min(g["diversity"]["ratio"], g["diversity"].get("pixel_ratio"))
-    return {"accuracy_ratio_min": min(ratios) if ratios else None, "kid": g["kid"]["mean"]} | extra
+    return {"accuracy_ratio_min": min(ratios) if ratios else None, "accuracy_ratios": ratios,
+            "kid": g["kid"]["mean"]} | extra
 
 
 # -- the quick eval of a budgeted run's snapshots ------------------------------------------
@@ -446,9 +447,9 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
     measure the real side once; returns `score(model)`, which draws `samples` images with fixed
     latents and conditions (random rows of the labels) from `model` (z, c) -> image in [-1, 1],
     and `groups` groups that mirror held-out ones for diversity (as the full eval, fewer), and
-    gives {"accuracy_ratio_min", "worst_attribute", "accuracy_ratio", "judged", "kid", "kid_blur",
-    "kid_vs_blur", "stray_excess", "diversity_ratio", "n"}, the ratios over the judged attributes
-    only, the diversity ratio the lower of judge features and pixels."""
+    gives {"accuracy_ratio_min", "worst_attribute", "accuracy_ratio", "accuracy_ratios", "judged",
+    "kid", "kid_blur", "kid_vs_blur", "stray_excess", "diversity_ratio", "n"}, `accuracy_ratios` over
+    the judged attributes only, the diversity ratio the lower of judge features and pixels."""
     images, labels = np.ascontiguousarray(ds.images), ds.labels
     if len(images) < 8:
         raise EvalError(f"{len(images)} images are too few to hold some out for the quick eval (need 8)")
@@ -481,7 +482,8 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
         k = kid(feats, held_feats, seed=seed)["mean"]
         div, pix = _group_diversity(feats_all[samples:], drawn_all[samples:], members, held_feats, held_images, seed)
         return {"accuracy_ratio_min": mine.get(worst), "worst_attribute": worst,
-                "accuracy_ratio": dict(zip(names, ratio)), "judged": [n for n, j in zip(names, ok) if j],
+                "accuracy_ratio": dict(zip(names, ratio)), "accuracy_ratios": list(mine.values()),
+                "judged": [n for n, j in zip(names, ok) if j],
                 "kid": k, "kid_blur": kid_blur, "kid_vs_blur": _ratio(k, kid_blur),
                 "stray_excess": stray_share(drawn) - held_stray,
                 "diversity_ratio": _min(div["ratio"], pix["ratio"]), "n": samples}

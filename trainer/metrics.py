@@ -200,22 +200,26 @@ def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
     """The one score that ranks two snapshots of a run, or two runs on the same data: True when
     `a` beats `b`. Each is a mapping with `accuracy_ratio_min` (the lowest generated/real judge
     accuracy ratio over the judged attributes; None when none is judged), `kid` (against held-out
-    real images, lower is better) and optionally `stray_excess` (the share of generated images
-    with stray marks minus the real share) and `diversity_ratio` (generated/real variety within a
-    condition, the lower of judge features and pixels); scores from before them lack them. The
-    higher ratio wins; ratios within `margin` of each other (or both None) are a tie, broken first
-    by cleanliness (an excess within STRAY_EXCESS beats one above it), then by variety (a
-    diversity ratio of at least DIVERSE beats one below it), then by the lower KID; a full tie
+    real images, lower is better) and optionally `accuracy_ratios` (every judged attribute's ratio),
+    `stray_excess` (the share of generated images with stray marks minus the real share) and
+    `diversity_ratio` (generated/real variety within a condition, the lower of judge features and
+    pixels); scores from before them lack them. The ratios are compared lowest first: the higher
+    lowest ratio wins, and where the lowest are within `margin` of each other the next lowest
+    decide, and so on (an attribute that neither draws then hides no gain in the others). Ratios
+    all within `margin` (or none judged on either side) are a tie, broken first by cleanliness (an
+    excess within STRAY_EXCESS beats one above it), then by variety (a diversity ratio of at least
+    DIVERSE beats one below it), then by the lower KID; a full tie
     keeps `b` (the incumbent). Conditions come first because a model that ignores them is useless
     to the bot however realistic it looks; specks on the background come next because judge
     features barely see them and members do; then variety, because KID over the whole set barely
     sees a model that draws fewer kinds of picture per condition, and a reroll shows it at once;
     KID prefers the more realistic of the rest."""
-    ra, rb = a.get("accuracy_ratio_min"), b.get("accuracy_ratio_min")
-    if ra is not None and rb is not None and abs(ra - rb) > margin:
-        return ra > rb
-    if (ra is None) != (rb is None):
-        return ra is not None  # a score over judged attributes beats none at all
+    ra, rb = _ranked(a), _ranked(b)
+    if bool(ra) != bool(rb):
+        return bool(ra)  # a score over judged attributes beats none at all
+    for x, y in zip(ra, rb):
+        if abs(x - y) > margin:
+            return x > y
     for key, passes in _TIE_BREAKS:  # a score that lacks the measure leaves its tie to the next one
         va, vb = a.get(key), b.get(key)
         if va is not None and vb is not None and passes(va) != passes(vb):
@@ -224,6 +228,14 @@ def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
 
 
 _TIE_BREAKS = (("stray_excess", lambda v: v <= STRAY_EXCESS), ("diversity_ratio", lambda v: v >= DIVERSE))
+
+
+def _ranked(score) -> list[float]:
+    """The judged attributes' accuracy ratios, lowest first (only the lowest in scores from before the list)."""
+    ratios = score.get("accuracy_ratios")
+    if ratios is None:
+        ratios = [] if score.get("accuracy_ratio_min") is None else [score["accuracy_ratio_min"]]
+    return sorted(ratios)
 
 
 def describe(score) -> str:

@@ -47,6 +47,18 @@ def test_prefer_ranks_by_judged_accuracy_then_kid():
     assert prefer(nothing, {"accuracy_ratio_min": None, "kid": 0.02})
 
 
+def test_prefer_lets_the_next_lowest_ratio_decide_when_the_lowest_tie():
+    # lorelei's GAN at 70% and 85% of a budget: mouth at chance in both, hair and glasses drawn more often later
+    at70 = {"accuracy_ratio_min": 0.049, "accuracy_ratios": [0.049, 0.480, 0.756], "kid": 0.270}
+    at85 = {"accuracy_ratio_min": 0.053, "accuracy_ratios": [0.684, 0.053, 0.782], "kid": 0.439}
+    assert prefer(at85, at70) and not prefer(at70, at85)
+    assert prefer({**at70, "accuracy_ratios": [0.049, 0.480, 0.80]}, at70)  # the third decides past a tied second
+    assert prefer({**at85, "accuracy_ratios": [0.08, 0.3, 0.5]}, at70)  # the lowest, beyond the margin, first ...
+    assert not prefer({**at85, "accuracy_ratios": [0.02, 0.99, 0.99]}, at70)  # ... either way
+    assert prefer({**at70, "kid": 0.1}, at70)  # every ratio tied: the lower KID
+    assert prefer({"accuracy_ratio_min": 0.049, "kid": 0.1}, at85)  # a score from before the list: its lowest, then KID
+
+
 def test_prefer_puts_a_clean_background_before_kid_but_after_the_conditions():
     specked = {"accuracy_ratio_min": 1.0, "kid": 0.001, "stray_excess": 0.30}
     clean = {"accuracy_ratio_min": 0.99, "kid": 0.004, "stray_excess": 0.01}

@@ -283,8 +283,8 @@ def test_an_attribute_the_judge_cannot_read_is_not_judged(tmp_path, monkeypatch)
     assert r["vae"]["edit"]["per_attribute"]["shape"]["judged"] is False
     assert s["edit_ratio_min"] == r["vae"]["edit"]["per_attribute"]["colour"]["ratio"]
     assert json.loads((run / "eval.json").read_text())["generated"]["accuracy"]["shape"]["judged"] is False
-    assert run_score(r) == {"accuracy_ratio_min": s["accuracy_ratio_min"], "kid": s["kid"],
-                            "stray_excess": s["stray_excess"], "diversity_ratio": s["diversity_ratio"]}
+    assert run_score(r) == {"accuracy_ratio_min": s["accuracy_ratio_min"], "accuracy_ratios": [acc["colour"]["ratio"]],
+                            "kid": s["kid"], "stray_excess": s["stray_excess"], "diversity_ratio": s["diversity_ratio"]}
     console = Console(record=True, width=250)
     print_report(r, console)
     text = console.export_text()
@@ -307,7 +307,8 @@ def test_an_eval_json_from_before_the_rule_still_renders_and_scores():
     print_report(r, console)
     assert "Conditional accuracy" in console.export_text() and "not judged" not in console.export_text()
     div = r["generated"]["diversity"]
-    assert run_score(r) == {"accuracy_ratio_min": None, "kid": r["generated"]["kid"]["mean"],  # the judge read none
+    assert run_score(r) == {"accuracy_ratio_min": None, "accuracy_ratios": [],  # the judge read none
+                            "kid": r["generated"]["kid"]["mean"],
                             "diversity_ratio": min(div["ratio"], div["pixel_ratio"])}
     ok = json.loads((Path(__file__).parents[2] / "docs/reports/00002-gan-builtin-64.eval.json").read_text())
     assert run_score(ok)["accuracy_ratio_min"] == pytest.approx(ok["summary"]["accuracy_ratio_min"])
