@@ -208,12 +208,12 @@ def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
     decide, and so on (an attribute that neither draws then hides no gain in the others). Ratios
     all within `margin` (or none judged on either side) are a tie, broken first by cleanliness (an
     excess within STRAY_EXCESS beats one above it), then by variety (a diversity ratio of at least
-    DIVERSE beats one below it), then by the lower KID; a full tie
-    keeps `b` (the incumbent). Conditions come first because a model that ignores them is useless
-    to the bot however realistic it looks; specks on the background come next because judge
-    features barely see them and members do; then variety, because KID over the whole set barely
-    sees a model that draws fewer kinds of picture per condition, and a reroll shows it at once;
-    KID prefers the more realistic of the rest."""
+    DIVERSE beats one below it), then by the lower KID; a full tie keeps `b` (the incumbent).
+    Conditions come first because a model that ignores them is useless to the bot however realistic
+    it looks; specks on the background come next because judge features barely see them and members
+    do; then variety, because KID over the whole set barely sees a model that draws fewer kinds of
+    picture per condition, and a reroll shows it at once; KID prefers the more realistic of the
+    rest."""
     ra, rb = _ranked(a), _ranked(b)
     if bool(ra) != bool(rb):
         return bool(ra)  # a score over judged attributes beats none at all
