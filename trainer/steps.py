@@ -132,7 +132,8 @@ class GanTask(Task):
             scores = self.D.score(h, torch.cat([c_real, c_fake])).float()
             loss_d = self.d_loss(scores[:b], scores[b:])
             if cfg.cls_weight:  # D learns to classify real images ...
-                loss_d = loss_d + cfg.cls_weight * w * classifier_loss(self.D.classify(h[:b].float()), c_real)
+                cls_real = classifier_loss(self.D.classify(h[:b].float()), c_real)
+                loss_d = loss_d + (cfg.cls_d_weight or cfg.cls_weight) * w * cls_real
                 if cfg.cls_fake_weight:  # ... and that fakes show no value in particular
                     loss_d = loss_d + cfg.cls_fake_weight * w * no_value_loss(self.D.classify(h[b:].float()))
             if cfg.loss == "wgan-gp":

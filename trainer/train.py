@@ -60,6 +60,7 @@ class TrainConfig:
     # vae: a classifier trained on real images checks every decode and edit (x the adaptive weight); 0 = off
     cls_fake_weight: float = 0.0  # the classifier (D's for gan) also learns that generated images show no value
     # in particular, so they cannot meet the classification term with marks only it reads; 0 = off
+    cls_d_weight: float = 0.0  # gan: weight of D's own classification of real images; 0 = cls_weight
     cls_heads: bool = False  # gan: D classifies with linear heads on its unpooled features, not its projections
     ms_weight: float = 0.0  # gan: mode-seeking term (pairs of fakes with the same conditions); 0 = off
     augment: str = AUTO  # DiffAugment on every discriminator input; "" = off; auto = chosen from the data
@@ -97,6 +98,8 @@ class TrainConfig:
                    f"--augment takes a comma list of {', '.join(AUGMENTS)}, not {self.augment!r}"),
                   (not self.cls_fake_weight or self.cls_weight > 0, "--cls-fake-weight trains the classifier of "
                    "the classification term: it needs --cls-weight > 0"),
+                  (not self.cls_d_weight or (self.kind == "gan" and self.cls_weight > 0), "--cls-d-weight weighs "
+                   "D's classification of real images: it needs a GAN and --cls-weight > 0"),
                   (not self.cls_heads or self.kind == "gan", "--cls-heads is a GAN option (the VAE's classifier "
                    "always reads unpooled features)"),
                   (self.freeze_d == 0 or (self.kind == "gan" and self.init_from),
