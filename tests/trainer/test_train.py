@@ -59,37 +59,36 @@ def test_gan_trains_and_snapshots(tiny_set, tmp_path):
     assert g(torch.randn(3, 8), torch.tensor([[0, 1], [1, 0], [1, 1]])).shape == (3, 3, 16, 16)
 
 
+def _d_reading(run, data) -> list[float]:
+    """How often the run's D reads each attribute of the images in `data` right (`Discriminator.classify`)."""
+    from trainer.data import load_dataset
+    from trainer.judge import to_tensor
+
+    ds = load_dataset(str(data), 16)
+    d = load_run(run).models["D"].eval()
+    with torch.no_grad():
+        logits = d.classify(d.trunk(to_tensor(ds.images)))
+    labels = torch.from_numpy(ds.labels)
+    return [(lg.argmax(1) == labels[:, i]).float().mean().item() for i, lg in enumerate(logits)]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("cls_heads", [False, True], ids=["projections", "heads"])
 def test_classification_term_teaches_d_to_classify(tiny_set, tmp_path, cls_heads):
-    from trainer.data import load_dataset
-
     run = training_loop(_cfg("gan", tiny_set, tmp_path, kimg=0.8, cls_weight=1.0, cond_ramp_kimg=0.0, lr=1e-3,
                              cls_heads=cls_heads), progress=False)
-    ds = load_dataset(str(tiny_set), 16)
-    d = load_run(run).models["D"].eval()
-    with torch.no_grad():
-        logits = d.classify(d.trunk(torch.from_numpy(ds.images).permute(0, 3, 1, 2).float() / 127.5 - 1))
-    labels = torch.from_numpy(ds.labels)
-    accuracy = [(lg.argmax(1) == labels[:, i]).float().mean().item() for i, lg in enumerate(logits)]
+    accuracy = _d_reading(run, tiny_set)
     assert min(accuracy) >= 0.9, accuracy  # chance is 0.5
 
 
 def test_cls_d_weight_sets_how_fast_d_learns_to_read(tiny_set, tmp_path):
     """D's own classification weight, apart from G's: with the classification term at 0.01, D still reads the
     attributes at chance after 20 steps; with its own weight at 1 it reads them all."""
-    from trainer.data import load_dataset
-
-    ds = load_dataset(str(tiny_set), 16)
-    x, labels = torch.from_numpy(ds.images).permute(0, 3, 1, 2).float() / 127.5 - 1, torch.from_numpy(ds.labels)
     accuracy = {}
     for d_weight in (0.0, 1.0):  # 0 = the classification term's weight
         run = training_loop(_cfg("gan", tiny_set, tmp_path / str(d_weight), kimg=0.16, cls_weight=0.01,
                                  cls_d_weight=d_weight, cond_ramp_kimg=0.0, lr=1e-3), progress=False)
-        d = load_run(run).models["D"].eval()
-        with torch.no_grad():
-            logits = d.classify(d.trunk(x))
-        accuracy[d_weight] = [(lg.argmax(1) == labels[:, i]).float().mean().item() for i, lg in enumerate(logits)]
+        accuracy[d_weight] = _d_reading(run, tiny_set)
     assert max(accuracy[0.0]) <= 0.75 and min(accuracy[1.0]) >= 0.9, accuracy  # chance is 0.5
 
 
