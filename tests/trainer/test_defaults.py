@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from trainer.defaults import FEW_SHOT, FEW_SHOT_FADER, SMALL_SET, DataStats, Shipped, choose, regime
+from trainer.defaults import FEW_SHOT, FEW_SHOT_FADER, RECIPE_GAN_LR, SMALL_SET, DataStats, Shipped, choose, regime
 
 SHIPPED = Shipped("moe-default", res=64, width=16, d_width=32, z_dim=128)
 
@@ -23,8 +23,8 @@ def _by_flag(choices):
 
 def test_thousands_of_images_get_the_measured_recipe_without_colour_jitter_on_a_colour():
     values, choices = choose("gan", _stats(12_000), {})
-    assert values == {"d_width": 32, "cls_weight": 0.3, "ms_weight": 0.03, "augment": "translation",
-                      "cond_ramp_kimg": -1.0}
+    assert values == {"d_width": 32, "lr": RECIPE_GAN_LR, "cls_weight": 0.3, "ms_weight": 0.03,
+                      "augment": "translation", "cond_ramp_kimg": -1.0}
     lines = {c.flag: c.line() for c in choices}
     assert lines["--augment"].startswith("chosen  augment translation: 'a3' is colour-valued")
     assert "no cutout" in lines["--augment"] and "no ramp" in lines["--cond-ramp-kimg"]
@@ -53,7 +53,7 @@ def test_few_shot_sets_start_from_the_shipped_weights(kind):
     assert line.startswith("chosen  from moe-default: 100 images are few") and "start fresh" in line
     if kind == "gan":  # D starts from the shipped D, so it takes its width
         assert values["d_width"] == 32 and "moe-default's discriminator width" in _by_flag(choices)["--d-width"].why
-        assert "latent_adv_weight" not in values
+        assert "latent_adv_weight" not in values and "lr" not in values  # fine-tuned at the usual rate
     else:  # a code that tells 100 images apart tells their labels: the Fader adversary must outweigh that
         assert values["latent_adv_weight"] == FEW_SHOT_FADER > 100
         assert "tells 100 images apart" in _by_flag(choices)["--latent-adv-weight"].why
@@ -79,7 +79,7 @@ def test_a_given_size_that_misfits_the_shipped_weights_trains_from_scratch_and_a
 
 def test_a_small_set_gets_the_recipe_with_the_ramp():
     values, choices = choose("gan", _stats(4000), {})
-    assert values["cls_weight"] == 0.3 and values["augment"] == "translation"
+    assert values["cls_weight"] == 0.3 and values["augment"] == "translation" and values["lr"] == RECIPE_GAN_LR == 4e-4
     assert "ramped in" in _by_flag(choices)["--cond-ramp-kimg"].why
 
 
@@ -89,13 +89,13 @@ def test_too_few_images_per_value_turn_the_classification_term_off():
 
 
 def test_given_flags_are_never_chosen_and_the_others_follow_them():
-    values, choices = choose("gan", _stats(12_000), {"cls_weight": 0.0, "augment": "", "width": 48})
-    assert "cls_weight" not in values and "augment" not in values
+    values, choices = choose("gan", _stats(12_000), {"cls_weight": 0.0, "augment": "", "width": 48, "lr": 1e-4})
+    assert "cls_weight" not in values and "augment" not in values and "lr" not in values
     assert values["ms_weight"] == 0.0  # no mode seeking without the classification term
     assert values["d_width"] == 48  # never narrower than a given generator
     by = _by_flag(choices)
     assert by["--cls-weight"].given and by["--cls-weight"].line() == "given   cls-weight 0.0"
-    assert by["--augment"].line() == "given   augment none"
+    assert by["--augment"].line() == "given   augment none" and by["--lr"].line() == "given   lr 0.0001"
     values, _ = choose("gan", _stats(100), {"cls_weight": 0.5})
     assert values["ms_weight"] == 0.03  # a given term brings its partner even on a few-shot set
 
