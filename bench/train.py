@@ -64,7 +64,9 @@ def _plain_vae_step(task, real, c_real, c_fake):
     loss, _ = vae_loss(recon, real, mu, logvar, beta=1.0, free_bits=task.cfg.free_bits)
     loss = loss + task.cfg.latent_adv_weight * latent_adversary_loss(task.latent_clf(z), c_real, task.prior_entropy)
     adv = g_hinge(task.D_patch(aug(recon)).flatten(1).mean(1))
-    loss = loss + task.cfg.patch_weight * adaptive_weight(loss, adv, task.decoder.to_rgb.weight) * adv
+    (g_rec,) = torch.autograd.grad(loss, task.decoder.to_rgb.weight, retain_graph=True)
+    (g_adv,) = torch.autograd.grad(adv, task.decoder.to_rgb.weight, retain_graph=True)
+    loss = loss + task.cfg.patch_weight * adaptive_weight(g_rec, g_adv) * adv
     task.opt_ae.zero_grad()
     loss.backward()
     task.opt_ae.step()

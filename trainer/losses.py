@@ -120,12 +120,9 @@ def latent_adversary_loss(logits: list[torch.Tensor], labels: torch.Tensor,
     return F.relu(prior_entropy - ce).sum()
 
 
-def adaptive_weight(rec_loss: torch.Tensor, adv_loss: torch.Tensor, last_layer: torch.Tensor,
-                    max_weight: float = 1e4) -> torch.Tensor:
-    """VQGAN's adaptive adversarial weight (Esser et al. 2021): the ratio of the gradient norms
-    of the reconstruction and adversarial losses at the decoder's last layer (detached)."""
-    (g_rec,) = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)
-    (g_adv,) = torch.autograd.grad(adv_loss, last_layer, retain_graph=True)
+def adaptive_weight(g_rec: torch.Tensor, g_adv: torch.Tensor, max_weight: float = 1e4) -> torch.Tensor:
+    """VQGAN's adaptive adversarial weight (Esser et al. 2021): the ratio of the norms of the
+    reconstruction loss's and the adversarial loss's gradients at the decoder's last layer (detached)."""
     return (g_rec.norm() / (g_adv.norm() + 1e-4)).clamp(0.0, max_weight).detach()
 
 

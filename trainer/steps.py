@@ -94,9 +94,12 @@ def autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
-def _step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+def _step(opt: torch.optim.Optimizer, loss: torch.Tensor,
+          also: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+    """Backpropagate `loss` (and `also`: a tensor and the gradient to send back from it), average the
+    gradients over processes, take the optimiser's step."""
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    torch.autograd.backward([loss, also[0]], [None, also[1]]) if also else loss.backward()
     sync_grads([p for g in opt.param_groups for p in g["params"]])
     opt.step()
 
@@ -223,25 +226,31 @@ class VaeTask(Task):
             mu, logvar = (t.float() for t in self.encoder(real))  # (B, Z) each
             z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
             out = self.decoder(torch.cat([z, z[:edits]]), torch.cat([c_real, c_fake[:edits]])).float()
-        recon = out[:b]  # (B, 3, H, W); out[b:] are the edits
-        loss, parts = vae_loss(recon, real, mu, logvar, beta=warm, free_bits=cfg.free_bits)
+        # Each term is weighed against the ELBO at the decoder's last layer (VQGAN's adaptive weight), which needs
+        # its gradient there on its own. The terms are taken at `o`, the decodes cut from the decoder's graph: the
+        # network behind each term runs backward once, and the decoder once, for the weighted sum of their gradients.
+        o = out.detach().requires_grad_(True)  # (B, 3, H, W) reconstructions, then the edits
+        loss, parts = vae_loss(o[:b], real, mu, logvar, beta=warm, free_bits=cfg.free_bits)
         loss_fader = latent_adversary_loss(self.latent_clf(z), c_real, self.prior_entropy)
         loss = loss + cfg.latent_adv_weight * warm * loss_fader
         stats = {"recon": parts["recon"], "kl": parts["kl"], "sigma": parts["sigma"], "fader": loss_fader.detach()}
-        ref, last = loss, self.decoder.to_rgb.weight  # each term below is weighted against this one (VQGAN)
+        (grad,) = torch.autograd.grad(loss, o, retain_graph=True)
+        at_last = lambda g: torch.autograd.grad(out, self.decoder.to_rgb.weight, g, retain_graph=True)[0]  # noqa: E731
+        ref = at_last(grad) if use_d or use_cls else None
+        total = loss.detach()
         if use_d:  # every decode should look real
-            self.D_patch.requires_grad_(False)
-            adv = g_hinge(self.D_patch(aug(out)).flatten(1).mean(1))
-            stats["patch_g"], stats["patch_w"] = adv.detach(), adaptive_weight(ref, adv, last)
-            loss = loss + cfg.patch_weight * stats["patch_w"] * adv
-            self.D_patch.requires_grad_(True)
+            adv = g_hinge(self.D_patch(aug(o)).flatten(1).mean(1))
+            (g,) = torch.autograd.grad(adv, o)
+            stats["patch_g"], stats["patch_w"] = adv.detach(), adaptive_weight(ref, at_last(g))
+            w = cfg.patch_weight * stats["patch_w"]
+            grad, total = grad + w * g, total + w * stats["patch_g"]
         if use_cls:  # every decode should show its conditions, the edits their new ones (AttGAN, He et al. 2019)
-            self.classifier.requires_grad_(False)
-            cls = classifier_loss(self.classifier(shift(out)), torch.cat([c_real, c_fake[:edits]]))
-            stats["cls_fake"], stats["cls_w"] = cls.detach(), adaptive_weight(ref, cls, last)
-            loss = loss + cfg.cls_weight * stats["cls_w"] * cls
-            self.classifier.requires_grad_(True)
-        _step(self.opt_ae, loss)
+            cls = classifier_loss(self.classifier(shift(o)), torch.cat([c_real, c_fake[:edits]]))
+            (g,) = torch.autograd.grad(cls, o)
+            stats["cls_fake"], stats["cls_w"] = cls.detach(), adaptive_weight(ref, at_last(g))
+            w = cfg.cls_weight * stats["cls_w"]
+            grad, total = grad + w * g, total + w * stats["cls_fake"]
+        _step(self.opt_ae, loss, (out, grad))
 
         # Latent classifier: learn to read the attributes from z (the adversary's side).
         loss_lat = classifier_loss(self.latent_clf(z.detach()), c_real)
@@ -261,7 +270,7 @@ class VaeTask(Task):
             scores = self.D_patch(aug(torch.cat([real, out.detach()]))).flatten(1).mean(1)  # (2B or 2.5B,)
             stats["patch_d"] = d_hinge(scores[:b], scores[b:])
             _step(self.opt_dp, stats["patch_d"])
-        stats["loss"] = loss
+        stats["loss"] = total
         return {k: v.detach() for k, v in stats.items()}
 
     @torch.no_grad()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -152,6 +153,44 @@ def test_classifier_learns_that_generated_images_show_no_value(kind, weight):
             reading = no_value_loss(task.classifier(task.decoder(task.encoder(real)[0], labels))).item()
     chance = torch.tensor([2.0, 3.0]).log().sum().item()
     assert (reading < chance + 1) == (weight > 0), reading  # off, the classifier reads them as some value
+
+
+def test_the_vae_step_sends_back_exactly_the_gradient_of_its_weighted_loss():
+    """The step takes each term's gradient once, at the decodes; the encoder and decoder must still get the
+    gradient of the whole loss as VQGAN writes it, each weight from the full graph at the last layer."""
+    from trainer.augment import diff_augment
+    from trainer.losses import adaptive_weight, classifier_loss, g_hinge, latent_adversary_loss, vae_loss
+
+    cfg = make_config("vae", **{**TINY, "augment": "color,translation", "cls_weight": 0.5, "patch_weight": 0.2,
+                                "patch_start_kimg": 0.0})
+    labels = torch.tensor([[0, 1], [1, 0], [1, 2], [0, 0]]).repeat(2, 1)
+    c_fake = labels.roll(1, 0)
+    torch.manual_seed(0)
+    task = make_task(cfg, (2, 3), torch.device("cpu"), labels)
+    real = torch.rand(8, 3, 16, 16) * 2 - 1
+    params = [*task.encoder.parameters(), *task.decoder.parameters()]
+    state = {name: copy.deepcopy(m.state_dict()) for name, m in task.models.items()}  # spectral norms' vectors too
+
+    torch.manual_seed(1)  # the step draws z, then D_patch's augmentation, then the classifier's shift
+    mu, logvar = task.encoder(real)
+    z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
+    out = task.decoder(torch.cat([z, z[:4]]), torch.cat([labels, c_fake[:4]]))
+    loss, _ = vae_loss(out[:8], real, mu, logvar, beta=1.0, free_bits=cfg.free_bits)
+    loss = loss + cfg.latent_adv_weight * latent_adversary_loss(task.latent_clf(z), labels, task.prior_entropy)
+    adv = g_hinge(task.D_patch(diff_augment(out, cfg.augment)).flatten(1).mean(1))
+    cls = classifier_loss(task.classifier(diff_augment(out, "translation")), torch.cat([labels, c_fake[:4]]))
+    at_last = lambda t: torch.autograd.grad(t, task.decoder.to_rgb.weight, retain_graph=True)[0]  # noqa: E731
+    w_adv, w_cls = adaptive_weight(at_last(loss), at_last(adv)), adaptive_weight(at_last(loss), at_last(cls))
+    expected = torch.autograd.grad(loss + cfg.patch_weight * w_adv * adv + cfg.cls_weight * w_cls * cls, params)
+
+    for name, m in task.models.items():
+        m.load_state_dict(state[name])
+    torch.manual_seed(1)
+    stats = task.step(real, labels, c_fake, nimg=10**6)
+    torch.testing.assert_close(stats["patch_w"], w_adv)
+    torch.testing.assert_close(stats["cls_w"], w_cls)
+    for p, e in zip(params, expected):  # the other optimisers' steps leave these gradients as they were
+        torch.testing.assert_close(p.grad, e)
 
 
 def test_vae_run_from_before_the_latent_prior_resumes(tiny_set, tmp_path):
