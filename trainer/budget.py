@@ -7,7 +7,7 @@ Under a budget, progress is the wall time elapsed over the budget instead of ima
   tenth of it at 100% (`lr_factor`). Holding keeps the run's early, fast learning; the decay lets
   the last stretch settle on the conditions instead of jumping around them, and a cosine rather
   than a linear decay spends longer near the full rate, where most of the learning still happens.
-- Conditioning ramp (small sets, `--cond-ramp-kimg -1`): a quarter of the images the budget is
+- Conditioning ramp (few-shot sets, `--cond-ramp-kimg -1`): a quarter of the images the budget is
   expected to see, estimated from the measured rate after the first tick (`expected_kimg`).
 - EMA: its half-life ramp is already a fraction of the images seen so far (`ema_rampup` x nimg,
   capped at `ema_kimg`, StyleGAN2-ADA), so it needs no total: at every point of the budget it

@@ -27,6 +27,7 @@ from trainer.augment import AUGMENTS, AUTO, choose_policy
 from trainer.budget import Budget, expected_kimg, lr_factor
 from trainer.checkpoint import BEST, LAST, load_training_state, save_checkpoint
 from trainer.data import load_dataset
+from trainer.defaults import FEW_SHOT
 from trainer.loop import (ConfigError, Progress, TrainingDiverged, crossed, log_tick, new_run_dir, out_of_time,
                           pick_device, tensorboard, tick_stats)
 from trainer.models.gan import discriminator_blocks
@@ -37,7 +38,6 @@ __all__ = ["TrainConfig", "training_loop", "make_config", "default_width", "Conf
 
 log = logging.getLogger(__name__)
 
-SMALL_DATASET = 5000  # fewer images than this: ramp the conditioning in (Shahbazi et al. 2022)
 DIVERGE_LIMIT = 1e4  # |GAN loss| above this counts as divergence
 
 
@@ -64,7 +64,7 @@ class TrainConfig:
     cls_heads: bool = False  # gan: D classifies with linear heads on its unpooled features, not its projections
     ms_weight: float = 0.0  # gan: mode-seeking term (pairs of fakes with the same conditions); 0 = off
     augment: str = AUTO  # DiffAugment on every discriminator input; "" = off; auto = chosen from the data
-    cond_ramp_kimg: float = -1.0  # conditioning 0 -> 1 over this many kimg; -1 = auto (small sets only)
+    cond_ramp_kimg: float = -1.0  # conditioning 0 -> 1 over this many kimg; -1 = auto (few-shot sets only)
     ema_kimg: float = 10.0  # EMA half-life of the generator weights
     ema_rampup: float = 0.05
     kl_warmup_kimg: float = 20.0  # vae: KL and latent adversary weight 0 -> 1
@@ -167,7 +167,8 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
     ds = load_dataset(cfg.data, cfg.res, progress=progress and rank == 0)
     for note in ds.notes:
         log.warning("data: %s", note)
-    ramp = cfg.kind == "gan" and len(ds) < SMALL_DATASET  # the VAE's decoder is conditioned from the start
+    # a few-shot GAN ramps its conditioning in (Shahbazi et al. 2022); the VAE's decoder is conditioned from the start
+    ramp = cfg.kind == "gan" and len(ds) < FEW_SHOT
     ramp_pending = cfg.cond_ramp_kimg < 0 and ramp and cfg.minutes > 0  # set after the first tick
     if cfg.cond_ramp_kimg < 0 and not ramp_pending:
         cfg = dataclasses.replace(cfg, cond_ramp_kimg=round(cfg.kimg / 4, 3) if ramp else 0.0)

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from trainer.defaults import FEW_SHOT, FEW_SHOT_FADER, RECIPE_GAN_LR, SMALL_SET, DataStats, Shipped, choose, regime
+from trainer.defaults import FEW_SHOT, FEW_SHOT_FADER, RECIPE_GAN_LR, DataStats, Shipped, choose, regime
 
 SHIPPED = Shipped("moe-default", res=64, width=16, d_width=32, z_dim=128)
 
@@ -77,10 +77,10 @@ def test_a_given_size_that_misfits_the_shipped_weights_trains_from_scratch_and_a
     assert values["d_width"] == 0 and _by_flag(choices)["--from"].line() == "given   from none"
 
 
-def test_a_small_set_gets_the_recipe_with_the_ramp():
-    values, choices = choose("gan", _stats(4000), {})
+def test_a_set_of_a_few_thousand_gets_the_recipe_without_the_ramp():
+    values, choices = choose("gan", _stats(FEW_SHOT), {})
     assert values["cls_weight"] == 0.3 and values["augment"] == "translation" and values["lr"] == RECIPE_GAN_LR == 4e-4
-    assert "ramped in" in _by_flag(choices)["--cond-ramp-kimg"].why
+    assert _by_flag(choices)["--cond-ramp-kimg"].why.startswith("no ramp (1000 images")
 
 
 def test_too_few_images_per_value_turn_the_classification_term_off():
@@ -106,12 +106,8 @@ def test_vae_chooses_only_its_own_terms():
     assert "a classifier checks every decode" in _by_flag(choices)["--cls-weight"].why
 
 
-def test_regimes_and_the_training_loops_threshold():
-    from trainer.train import SMALL_DATASET
-
-    assert SMALL_SET == SMALL_DATASET
-    assert [regime(n) for n in (FEW_SHOT - 1, FEW_SHOT, SMALL_SET - 1, SMALL_SET)] == ["few-shot", "small", "small",
-                                                                                    "large"]
+def test_regimes():
+    assert [regime(n) for n in (FEW_SHOT - 1, FEW_SHOT, 12_000)] == ["few-shot", "large", "large"]
     with pytest.raises(ValueError):
         choose("upscaler", _stats(100), {})
 

@@ -55,7 +55,7 @@ def test_gan_trains_and_snapshots(tiny_set, tmp_path):
     meta = json.loads((run / "checkpoint.json").read_text())
     assert meta["kind"] == "gan" and meta["step"] == 20 and meta["data_spec"] == str(tiny_set)
     assert meta["data"]["fingerprint"] and meta["schema"]["attributes"][0]["name"] == "color"
-    assert json.loads((run / "config.json").read_text())["cond_ramp_kimg"] == 0.04  # small set: ramp on
+    assert json.loads((run / "config.json").read_text())["cond_ramp_kimg"] == 0.04  # a few-shot set: ramp on
     g = load_run(run).models["G_ema"]
     assert g(torch.randn(3, 8), torch.tensor([[0, 1], [1, 0], [1, 1]])).shape == (3, 3, 16, 16)
 
@@ -219,6 +219,14 @@ def test_a_snapshot_leaves_every_trained_model_in_training_mode(kind):
         assert model(torch.randn(2, 8), labels[:2]).shape == (2, 3, 16, 16)
     task.after_sampling()
     assert [name for name, m in task.models.items() if not m.training] == (["G_ema"] if kind == "gan" else [])
+
+
+def test_a_gan_on_a_set_of_thousands_is_conditioned_from_the_start(tiny_set, tmp_path, monkeypatch):
+    import trainer.train
+
+    monkeypatch.setattr(trainer.train, "FEW_SHOT", 16)  # the tiny set's 16 images count as thousands
+    run = training_loop(_cfg("gan", tiny_set, tmp_path, kimg=0.016), progress=False)
+    assert json.loads((run / "config.json").read_text())["cond_ramp_kimg"] == 0.0
 
 
 def test_divergence_names_the_step(tiny_set, tmp_path, monkeypatch):
