@@ -238,7 +238,7 @@ def train_gan(
                           "the variety within a condition; pair it with --cls-weight [0 = off]."),
     augment: str = _AUGMENT,
     cond_ramp_kimg: float = _O(-1.0, "--cond-ramp-kimg", help="Ramp conditioning in over this many kimg; -1 = a quarter "
-                               "of the run for sets under 1000 images, else 0."),
+                               "of the run for sets under 1,000 images, else 0."),
     init_from: str = _FROM,
     freeze_d: int = _O(None, "--freeze-d", min=0, help="Keep the discriminator's first N blocks, nearest the image, "
                        "frozen (FreezeD); needs --from [half its blocks with --from]."),
