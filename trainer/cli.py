@@ -339,10 +339,13 @@ def train_strip(
 @train_app.command("suite")
 def train_suite(
     minutes: float = typer.Option(45.0, "--minutes", min=0.01, help="Time budget of every run, in minutes."),
+    few_minutes: float = typer.Option(20.0, "--few-shot-minutes", min=0.01,
+                                      help="Time budget of the runs on few-shot sets (<set>-100), in minutes."),
     out: Path = typer.Option(Path("runs/suite"), "--out", help="Folder of the suite's runs, logs and report "
                              "(suite.md, suite.json); a job already evaluated there is reused."),
-    sets: str = typer.Option(",".join(("palette", "faces", "lorelei", "critters")), "--sets",
-                             help="Comma list of the sets to run (tuning: palette, faces; held-out: lorelei, critters)."),
+    sets: str = typer.Option("palette,faces,faces-100,lorelei-100,lorelei,critters,critters-100", "--sets",
+                             help="Comma list of the sets to run (tuning: palette, faces, faces-100, lorelei-100; "
+                             "held-out: lorelei, critters, critters-100)."),
     kinds: str = typer.Option("gan,vae", "--kinds", help="Comma list of the models to train: gan, vae."),
     parallel: int = typer.Option(1, "--parallel", min=1, help="Runs at once (each with --threads-per-run threads)."),
     threads: int = typer.Option(1, "--threads-per-run", min=1, help="CPU threads of each run and evaluation."),
@@ -353,12 +356,15 @@ def train_suite(
     Every run is `moe train gan|vae --data DIR --minutes M` and nothing else, scored by `moe train eval`; the
     report puts GAN and VAE side by side per set, with the sets split into those defaults may be tuned on and
     held-out ones. lorelei (../shared/datasets/lorelei) is skipped where it is absent; the other sets are drawn
-    procedurally once and cached. Runs go one after another unless --parallel says otherwise: hours at 45 minutes.
+    procedurally once and cached. A few-shot set <set>-100 is the set's first 100 images, trained for
+    --few-shot-minutes and judged with the whole set. Runs go one after another unless --parallel says otherwise:
+    hours at 45 minutes.
     """
     from trainer.suite import SuiteError, run_suite
 
     try:
-        run_suite(out, minutes, sets=[s for s in sets.split(",") if s], kinds=[k for k in kinds.split(",") if k],
-                  parallel=parallel, threads=threads, samples=samples, echo=typer.echo)
+        run_suite(out, minutes, few_minutes=few_minutes, sets=[s for s in sets.split(",") if s],
+                  kinds=[k for k in kinds.split(",") if k], parallel=parallel, threads=threads, samples=samples,
+                  echo=typer.echo)
     except SuiteError as e:
         raise UsageError(str(e)) from None

@@ -9,7 +9,9 @@ blurred reference, diversity, memorisation and the kimg reached, GAN and VAE sid
 The sets are split once, here: defaults may be tuned on the `TUNING` sets, and the `HELD_OUT`
 sets are for reporting only (nobody looks at them while choosing a default). `lorelei` is an
 outside set (`../shared/datasets/lorelei`), skipped with a message where it is absent; the
-others are drawn by `trainer/suites.py`.
+others are drawn by `trainer/suites.py`. A few-shot set, `<set>-100`, is the first FEW images of
+its parent: its runs get the few-shot budget (`few_minutes`), and they are judged with the whole
+parent folder (`moe train eval RUN --data PARENT`), as an admin who picked them from it would.
 
 Every run and evaluation is a subprocess (`python -m moe ...`, one thread each by default), so
 the suite measures exactly what an admin would run, and `parallel` runs can share the machine.
@@ -19,8 +21,12 @@ job whose evaluation is already in the output folder is reused: an interrupted s
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import json
 import logging
+import os
+import shutil
 import subprocess
 import sys
 import time
@@ -29,14 +35,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TUNING", "HELD_OUT", "SETS", "KINDS", "LORELEI", "SuiteError", "Job", "resolve_sets", "run_suite",
-           "summarise", "render_markdown"]
+__all__ = ["TUNING", "HELD_OUT", "SETS", "FEW_SHOT_SETS", "FEW", "KINDS", "LORELEI", "SuiteError", "Job",
+           "resolve_sets", "first_images", "run_suite", "summarise", "render_markdown"]
 
 log = logging.getLogger(__name__)
 
-TUNING = ("palette", "faces")  # defaults may be fitted to these
-HELD_OUT = ("lorelei", "critters")  # reported only, never tuned on
+FEW = 100  # images of a few-shot set
+TUNING = ("palette", "faces", "faces-100", "lorelei-100")  # defaults may be fitted to these (lorelei-100: the
+# few-shot VAE's Fader weight was)
+HELD_OUT = ("lorelei", "critters", "critters-100")  # reported only, never tuned on
 SETS = TUNING + HELD_OUT
+FEW_SHOT_SETS = {f"{p}-{FEW}": p for p in ("faces", "lorelei", "critters")}  # few-shot set -> its parent
 KINDS = ("gan", "vae")
 LORELEI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "lorelei"
 
@@ -54,6 +63,8 @@ class Job:
     kind: str
     data: str
     out: Path  # the --out folder of its run
+    minutes: float = 0.0  # its time budget
+    judged_with: str | None = None  # the folder its judge learns from when not `data` (a few-shot set's parent)
     run: Path | None = None
     report: dict | None = None
     error: str | None = None
@@ -64,9 +75,11 @@ def role(name: str) -> str:
     return "tuning" if name in TUNING else "held-out"
 
 
-def resolve_sets(names: Sequence[str], *, size: int, lorelei: Path | None = LORELEI) -> tuple[dict, dict]:
-    """({set: data folder}, {set: why it is skipped}) for the names asked, in suite order;
-    constructed sets are written (once) with `size` images."""
+def resolve_sets(names: Sequence[str], *, size: int, lorelei: Path | None = LORELEI,
+                 few: int = FEW) -> tuple[dict, dict]:
+    """({set: (data folder, parent folder or None)}, {set: why it is skipped}) for the names asked, in
+    suite order; constructed sets are written (once) with `size` images, few-shot sets with the first
+    `few` of their parent's."""
     from trainer.suites import CONSTRUCTED, ensure_set
 
     unknown = [n for n in names if n not in SETS]
@@ -74,13 +87,41 @@ def resolve_sets(names: Sequence[str], *, size: int, lorelei: Path | None = LORE
         raise SuiteError(f"unknown set(s) {', '.join(unknown)}; the suite's sets are {', '.join(SETS)}")
     found, skipped = {}, {}
     for name in (n for n in SETS if n in names):
-        if name in CONSTRUCTED:
-            found[name] = str(ensure_set(name, size))
+        base = FEW_SHOT_SETS.get(name, name)
+        if base in CONSTRUCTED:
+            data = str(ensure_set(base, size))
         elif lorelei is not None and (Path(lorelei) / "labels.csv").is_file():
-            found[name] = str(lorelei)
+            data = str(lorelei)
         else:
             skipped[name] = f"{lorelei}/labels.csv is absent (the shared datasets are not checked out here)"
+            continue
+        found[name] = (str(first_images(Path(data), few, name)), data) if name in FEW_SHOT_SETS else (data, None)
     return found, skipped
+
+
+def first_images(folder: Path, n: int, name: str, root: Path | None = None) -> Path:
+    """A folder `name` of the first `n` labelled images of `folder` (its labels.csv rows in order),
+    written once (atomically) under `<cache>/suites/first`, keyed by that labels file's bytes."""
+    from trainer.data import cache_dir
+
+    labels = (folder / "labels.csv").read_text().splitlines(keepends=True)
+    if len(labels) - 1 < n:
+        raise SuiteError(f"{folder} has {len(labels) - 1} labelled images; a few-shot set of {n} needs more")
+    key = hashlib.sha256("".join(labels).encode()).hexdigest()[:10]
+    out = (root or cache_dir() / "suites" / "first") / f"{key}-{n}" / name  # runs are named after the folder
+    if (out / "labels.csv").is_file():
+        return out
+    tmp = out.parent / f".{name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    for row in csv.DictReader(labels[:n + 1]):
+        (tmp / row["file"]).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / row["file"], tmp / row["file"])
+    (tmp / "labels.csv").write_text("".join(labels[:n + 1]))
+    try:
+        os.replace(tmp, out)
+    except OSError:  # another process wrote it first
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
 
 
 def _find_run(out: Path) -> Path | None:
@@ -88,8 +129,7 @@ def _find_run(out: Path) -> Path | None:
     return runs[-1] if runs else None
 
 
-def _run_job(job: Job, minutes: float, threads: int, extra: Sequence[str], samples: int, logs: Path,
-             python: str) -> Job:
+def _run_job(job: Job, threads: int, extra: Sequence[str], samples: int, logs: Path, python: str) -> Job:
     """Train (unless a finished run with an evaluation is there) and evaluate one job."""
     t0 = time.monotonic()
     run = _find_run(job.out)
@@ -106,16 +146,17 @@ def _run_job(job: Job, minutes: float, threads: int, extra: Sequence[str], sampl
             return subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode == 0
 
         if run is None:
-            log.info("%s %s: training for %g minutes", job.set, job.kind, minutes)
-            if not call("train", job.kind, "--data", job.data, "--minutes", f"{minutes:g}", "--threads", str(threads),
-                        "--out", str(job.out), *extra):
+            log.info("%s %s: training for %g minutes", job.set, job.kind, job.minutes)
+            if not call("train", job.kind, "--data", job.data, "--minutes", f"{job.minutes:g}", "--threads",
+                        str(threads), "--out", str(job.out), *extra):
                 job.error = f"training failed (see {logfile})"
         run = _find_run(job.out)
         if job.error is None and run is None:
             job.error = f"training wrote no checkpoint (see {logfile})"
         if job.error is None:
             log.info("%s %s: evaluating %s", job.set, job.kind, run)
-            if call("train", "eval", str(run), "--threads", str(threads), "--samples", str(samples), "--json"):
+            judge = ("--data", job.judged_with) if job.judged_with else ()
+            if call("train", "eval", str(run), *judge, "--threads", str(threads), "--samples", str(samples), "--json"):
                 job.run, job.report = run, json.loads((run / "eval.json").read_text())
             else:
                 job.run, job.error = run, f"evaluation failed (see {logfile})"
@@ -123,54 +164,62 @@ def _run_job(job: Job, minutes: float, threads: int, extra: Sequence[str], sampl
     return job
 
 
-def _prepare_judge(data: str, res: int, threads: int) -> None:
-    """Train (or find cached) the set's judge now, so no run's budget pays for it."""
+def _prepare_judge(data: str, judged_with: str | None, res: int, threads: int) -> None:
+    """Train (or find cached) the judge the set's evaluations use now, so no run's budget pays for
+    it: on `judged_with` restricted to the set's labels when given (as `moe train eval --data`)."""
     import torch
 
-    from trainer.data import load_dataset
+    from trainer.data import load_dataset, restrict
     from trainer.judge import load_or_train_judge
 
     torch.set_num_threads(threads)
     ds = load_dataset(data, res, progress=False)
+    if judged_with:
+        schema, ds = ds.schema, load_dataset(judged_with, res, progress=False)
+        if ds.schema.fingerprint() != schema.fingerprint():
+            ds = restrict(ds, schema)
     load_or_train_judge(ds.images, ds.labels, ds.schema.cardinalities, ds.fingerprint)
 
 
-def run_suite(out: Path, minutes: float, *, sets: Sequence[str] = SETS, kinds: Sequence[str] = KINDS,
-              parallel: int = 1, threads: int = 1, size: int | None = None, res: int = 64,
-              extra: Sequence[str] = (), samples: int = 2000, lorelei: Path | None = LORELEI,
-              python: str = sys.executable, echo: Callable[[str], None] = print) -> dict:
+def run_suite(out: Path, minutes: float, *, few_minutes: float = 20.0, sets: Sequence[str] = SETS,
+              kinds: Sequence[str] = KINDS, parallel: int = 1, threads: int = 1, size: int | None = None,
+              few: int = FEW, res: int = 64, extra: Sequence[str] = (), samples: int = 2000,
+              lorelei: Path | None = LORELEI, python: str = sys.executable,
+              echo: Callable[[str], None] = print) -> dict:
     """Run the suite into `out` and write `out/suite.json` and `out/suite.md`; returns the summary.
-    `res` other than 64 and `extra` (further `moe train` flags) are for tests with tiny budgets;
-    the suite proper runs the default command."""
+    Runs on few-shot sets get `few_minutes`, the others `minutes`. `size`, `few`, `res` other than
+    64 and `extra` (further `moe train` flags) are for tests with tiny budgets; the suite proper
+    runs the default command."""
     from trainer.suites import SIZE
 
     bad = [k for k in kinds if k not in KINDS]
     if bad or not kinds:
         raise SuiteError(f"--kinds takes a comma list of {', '.join(KINDS)}, not {','.join(kinds) or 'nothing'}")
-    if minutes <= 0 or parallel < 1 or threads < 1:
-        raise SuiteError("--minutes must be > 0, --parallel and --threads at least 1")
+    if minutes <= 0 or few_minutes <= 0 or parallel < 1 or threads < 1:
+        raise SuiteError("--minutes and --few-shot-minutes must be > 0, --parallel and --threads at least 1")
     out = Path(out)
     (out / "logs").mkdir(parents=True, exist_ok=True)
-    found, skipped = resolve_sets(sets, size=size or SIZE, lorelei=lorelei)
+    found, skipped = resolve_sets(sets, size=size or SIZE, lorelei=lorelei, few=few)
     for name, why in skipped.items():
         echo(f"skipping {name}: {why}")
     extra = (*extra, *(("--res", str(res)) if res != 64 else ()))
-    for name, data in found.items():
-        echo(f"{name} ({role(name)}): judge for {data}")
-        _prepare_judge(data, res, threads)
-    jobs = [Job(name, role(name), kind, data, out / "runs" / f"{name}-{kind}")
-            for name, data in found.items() for kind in kinds]
+    for name, (data, parent) in found.items():
+        echo(f"{name} ({role(name)}): judge for {data}" + (f", judged with {parent}" if parent else ""))
+        _prepare_judge(data, parent, res, threads)
+    jobs = [Job(name, role(name), kind, data, out / "runs" / f"{name}-{kind}",
+                few_minutes if parent else minutes, parent)
+            for name, (data, parent) in found.items() for kind in kinds]
     t0 = time.monotonic()
 
     def work(job: Job) -> Job:
         echo(f"{job.set} {job.kind}: start")
-        done = _run_job(job, minutes, threads, extra, samples, out / "logs", python)
+        done = _run_job(job, threads, extra, samples, out / "logs", python)
         echo(f"{job.set} {job.kind}: {done.error or 'done'} ({done.seconds / 60:.1f} min)")
         return done
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:  # threads only wait for their subprocesses
         jobs = list(pool.map(work, jobs))
-    summary = summarise(jobs, skipped, minutes=minutes, res=res, extra=list(extra),
+    summary = summarise(jobs, skipped, minutes=minutes, few_minutes=few_minutes, res=res, extra=list(extra),
                         seconds=round(time.monotonic() - t0, 1))
     (out / "suite.json").write_text(json.dumps(summary, indent=1))
     (out / "suite.md").write_text(render_markdown(summary))
@@ -212,7 +261,8 @@ def summarise(jobs: Sequence[Job], skipped: dict, **header) -> dict:
     """The suite's JSON report: per set, its role and each model's numbers; the skipped sets."""
     sets: dict = {}
     for job in jobs:
-        entry = sets.setdefault(job.set, {"role": job.role, "data": job.data, "models": {}})
+        entry = sets.setdefault(job.set, {"role": job.role, "data": job.data, "judged_with": job.judged_with,
+                                          "minutes": job.minutes, "models": {}})
         entry["models"][job.kind] = _model(job)
     return {"format": 1, **header, "tuning": list(TUNING), "held_out": list(HELD_OUT), "sets": sets,
             "skipped": skipped}
@@ -225,12 +275,17 @@ def _f(v, fmt: str = "{:.3f}") -> str:
 def render_markdown(s: dict) -> str:
     """The report for people: a headline table, then one table per set with GAN and VAE side by side."""
     kinds = [k for k in KINDS if any(k in e["models"] for e in s["sets"].values())]
-    lines = [f"# Generalisation suite: {s.get('minutes'):g} minutes per run", "",
-             f"Each model trained by `moe train gan|vae --data DIR --minutes {s.get('minutes'):g}` "
+    few = any(e.get("judged_with") for e in s["sets"].values())
+    per_run = f"{s.get('minutes'):g} minutes per run" + (f" ({s['few_minutes']:g} on few-shot sets)" if few else "")
+    lines = [f"# Generalisation suite: {per_run}", "",
+             "Each model trained by `moe train gan|vae --data DIR --minutes M` "
              f"(nothing else{', plus ' + ' '.join(s['extra']) if s.get('extra') else ''}) and scored by "
              "`moe train eval`. Accuracy: generated / real held-out, by a judge trained on the set; an attribute the "
-             "judge reads right on under 95% of real held-out images is *not judged*. Tuning sets: "
-             f"{', '.join(s['tuning'])}; held-out sets (never tuned on): {', '.join(s['held_out'])}.", ""]
+             "judge reads right on under 95% of real held-out images is *not judged*. "
+             + (f"A few-shot set (`<set>-{FEW}`) is the first {FEW} images of its set, and its runs are judged with "
+                "the whole set (`moe train eval RUN --data SET`). " if few else "")
+             + f"Tuning sets: {', '.join(s['tuning'])}; held-out sets (never tuned on): {', '.join(s['held_out'])}.",
+             ""]
     for name, why in s.get("skipped", {}).items():
         lines += [f"- **{name}** skipped: {why}"]
     if s.get("skipped"):
@@ -250,7 +305,9 @@ def render_markdown(s: dict) -> str:
                          f"{_f(m['kid_vs_blur'])} | {_f(m['diversity'])} | {_f(m['frac_below_held_p1'], '{:.1%}')} |")
     for name, e in s["sets"].items():
         models = {k: e["models"][k] for k in kinds if k in e["models"] and "error" not in e["models"][k]}
-        lines += ["", f"## {name} ({e['role']})", "", f"Data: `{e['data']}`", ""]
+        judged = f"; judged with `{e['judged_with']}`" if e.get("judged_with") else ""
+        minutes = f"; {e['minutes']:g} minutes per run" if e.get("minutes") else ""
+        lines += ["", f"## {name} ({e['role']})", "", f"Data: `{e['data']}`{judged}{minutes}", ""]
         if not models:
             lines.append("No model finished: " + "; ".join(f"{k}: {m['error']}" for k, m in e["models"].items()))
             continue

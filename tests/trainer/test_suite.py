@@ -14,7 +14,8 @@ from PIL import Image
 
 from trainer import suites
 from trainer.data import load_dataset
-from trainer.suite import HELD_OUT, TUNING, Job, SuiteError, render_markdown, resolve_sets, run_suite, summarise
+from trainer.suite import (FEW_SHOT_SETS, HELD_OUT, SETS, TUNING, Job, SuiteError, first_images, render_markdown,
+                           resolve_sets, run_suite, summarise)
 
 REPORTS = Path(__file__).resolve().parents[2] / "docs" / "reports"
 
@@ -27,6 +28,7 @@ def test_tuning_and_held_out_sets_are_disjoint_and_cover_the_constructed_ones():
     assert not set(TUNING) & set(HELD_OUT)
     assert set(suites.CONSTRUCTED) <= set(TUNING) | set(HELD_OUT)
     assert "lorelei" in HELD_OUT
+    assert set(FEW_SHOT_SETS) <= set(SETS) and set(FEW_SHOT_SETS.values()) <= set(SETS)
 
 
 @pytest.mark.parametrize("name", list(suites.CONSTRUCTED))
@@ -101,10 +103,27 @@ def test_ensure_set_writes_once_and_reuses(tmp_path):
         suites.ensure_set("nope", 8, root=tmp_path)
 
 
+def test_a_few_shot_set_is_the_first_images_of_its_set_written_once(tmp_path):
+    parent = suites.ensure_set("critters", 12, root=tmp_path / "sets")
+    few = first_images(parent, 5, "critters-5", root=tmp_path / "first")
+    assert few.name == "critters-5"
+    lines = (parent / "labels.csv").read_text().splitlines()
+    assert (few / "labels.csv").read_text().splitlines() == lines[:6]
+    for i in range(5):
+        assert (few / "images" / f"{i:05d}.png").read_bytes() == (parent / "images" / f"{i:05d}.png").read_bytes()
+    assert not (few / "images" / "00005.png").exists()
+    stamp = (few / "labels.csv").stat().st_mtime_ns
+    assert first_images(parent, 5, "critters-5", root=tmp_path / "first") == few
+    assert (few / "labels.csv").stat().st_mtime_ns == stamp
+    with pytest.raises(SuiteError, match="12 labelled images"):
+        first_images(parent, 13, "critters-13", root=tmp_path / "first")
+
+
 def test_lorelei_is_skipped_with_a_message_when_absent(tmp_path, monkeypatch):
     monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "cache"))
-    found, skipped = resolve_sets(["lorelei", "faces"], size=8, lorelei=tmp_path / "missing")
-    assert list(found) == ["faces"] and "absent" in skipped["lorelei"]
+    found, skipped = resolve_sets(["lorelei", "lorelei-100", "faces"], size=8, lorelei=tmp_path / "missing")
+    assert list(found) == ["faces"] and set(skipped) == {"lorelei", "lorelei-100"} and "absent" in skipped["lorelei"]
+    assert found["faces"][1] is None  # judged with itself
     with pytest.raises(SuiteError, match="unknown set"):
         resolve_sets(["builtin"], size=8)
 
@@ -163,3 +182,23 @@ def test_the_suite_runs_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):
     again = run_suite(tmp_path / "suite", 0.3, sets=["critters"], size=160, res=16, samples=32,
                       lorelei=None, echo=lines.append)  # finished jobs are reused, not retrained
     assert again["sets"]["critters"]["models"]["gan"]["run"] == models["gan"]["run"]
+
+
+@pytest.mark.slow
+def test_a_few_shot_set_trains_for_its_own_budget_and_is_judged_with_its_whole_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "cache"))
+    s = run_suite(tmp_path / "suite", 0.3, few_minutes=0.2, sets=["critters-100"], kinds=["gan"], size=160, few=40,
+                  res=16, extra=("--width", "4", "--z-dim", "8", "--batch", "8"), samples=32, lorelei=None,
+                  echo=lambda line: None)
+    entry = s["sets"]["critters-100"]
+    parent = str(suites.ensure_set("critters", 160))
+    assert entry["role"] == "held-out" and entry["judged_with"] == parent and entry["minutes"] == 0.2
+    assert len(load_dataset(entry["data"], 16)) == 40
+    m = entry["models"]["gan"]
+    log = (tmp_path / "suite" / "logs" / "critters-100-gan.log").read_text()
+    assert "error" not in m, log
+    assert "--minutes 0.2 " in log and f"--data {parent} " in log  # trained on 40, judged with the 160
+    data = json.loads((Path(m["run"]) / "eval.json").read_text())["data"]
+    assert data["spec"] == parent and data["n_train"] + data["n_held"] > 40
+    md = (tmp_path / "suite" / "suite.md").read_text()
+    assert "0.3 minutes per run (0.2 on few-shot sets)" in md and f"judged with `{parent}`" in md
