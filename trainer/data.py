@@ -370,16 +370,27 @@ def _decoded(root: Path, files: list[tuple[str, str, Path]], res: int) -> tuple[
         images[i], size, note = _decode(path, where, rel, res)
         found.append((size, note))
     if key is not None:
-        key.parent.mkdir(parents=True, exist_ok=True)
-        for old in key.parent.glob(f"{prefix}*"):  # this folder's earlier contents at this resolution
-            old.unlink(missing_ok=True)
-        for path, write in ((img_path, lambda f: np.save(f, images)),
-                            (meta_path, lambda f: f.write(json.dumps(found).encode()))):
-            tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-            with open(tmp, "wb") as f:
-                write(f)
-            os.replace(tmp, path)  # atomic: a killed load never leaves a half cache
+        try:
+            _write_cache(key, prefix, images, found)
+        except OSError as e:  # only a cache: the images are decoded all the same
+            log.warning("could not cache the decoded images under %s (%s)", key.parent, e)
     return images, found
+
+
+def _write_cache(key: Path, prefix: str, images: np.ndarray, found: list) -> None:
+    """Write the decoded folder as `key`.images.npy + `key`.json (atomically, the json last) and
+    remove the folder's earlier contents at this resolution; files of this very key, another
+    process's unfinished ones included, are left alone, so loaders of one folder never race."""
+    key.parent.mkdir(parents=True, exist_ok=True)
+    for old in key.parent.glob(f"{prefix}*"):
+        if not old.name.startswith(key.name):
+            old.unlink(missing_ok=True)
+    for path, write in ((key.with_suffix(".images.npy"), lambda f: np.save(f, images)),
+                        (key.with_suffix(".json"), lambda f: f.write(json.dumps(found).encode()))):
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, path)  # atomic: a killed load never leaves a half cache
 
 
 def _decode(path: Path, where: str, rel: str, res: int) -> tuple[np.ndarray, tuple[int, int], str]:

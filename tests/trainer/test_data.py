@@ -204,6 +204,30 @@ def test_a_folder_is_decoded_once_then_read_from_the_cache(good, tmp_path, monke
     assert len(list((tmp_path / "cache" / "folders").iterdir())) == 4
 
 
+def test_two_loaders_of_one_folder_do_not_break_each_other(good, tmp_path, monkeypatch):
+    """A GAN's and a VAE's evaluation started together both miss the cache and both write it: the
+    second must leave the first's unfinished file alone, and a cache that cannot be written is
+    only a warning."""
+    monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(data, "CACHE_MIN", 1)
+    folders = tmp_path / "cache" / "folders"
+    first = load_dataset(str(good), 16)
+    names = sorted(p.name for p in folders.iterdir())
+    unfinished = folders / f"{names[0]}.tmp999999"  # another process, writing the same contents now
+    unfinished.write_bytes(b"half")
+    stale = folders / names[0].replace(names[0].split("-")[-1], "0000000000000000.images.npy")
+    stale.write_bytes(b"old")  # the same folder before a file changed
+    for p in folders.iterdir():
+        if p.name in names:
+            p.unlink()
+    again = load_dataset(str(good), 16)  # decodes and writes the cache again
+    assert unfinished.exists() and not stale.exists() and again.fingerprint == first.fingerprint
+    monkeypatch.setattr(data, "_write_cache", lambda *a: (_ for _ in ()).throw(OSError(28, "No space left")))
+    for p in folders.iterdir():
+        p.unlink()
+    assert load_dataset(str(good), 16).fingerprint == first.fingerprint
+
+
 def test_restrict_keeps_the_images_a_smaller_schema_has_relabelled_in_its_order(tiny_set):
     from engine.schema import Attribute, Schema
     from trainer.data import restrict
