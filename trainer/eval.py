@@ -51,6 +51,7 @@ the report as tables and draws `eval.png`.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -112,18 +113,28 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 class _Reference:
     """The real side, computed once per evaluation: judge features of held-out images, of
-    all train-split images (nearest neighbours), a train subset (the floor) and its blurs."""
+    all train-split images (nearest neighbours), a train subset (the floor) and its blurs.
+    Held-out images the run trained on (`seen`, dataset indices: a few-shot run judged with the
+    folder it was picked from) count as train images here: a copy of one is memorised, not held-out."""
 
     def __init__(self, tj: TrainedJudge, images: np.ndarray, labels: np.ndarray, n: int, seed: int,
-                 sigmas: tuple[float, ...]):
+                 sigmas: tuple[float, ...], seen: np.ndarray | None = None):
         judge = tj.model
-        self.held_images, self.held_labels = images[tj.held_idx], labels[tj.held_idx]
-        self.train_images = images[tj.train_idx]
-        self.train_feats, self.held_feats, held_pred = split_features(tj, images)
+        train_feats, held_feats, held_pred = split_features(tj, images)
+        seen_held = np.isin(tj.held_idx, () if seen is None else seen)
+        if 2 * seen_held.sum() > len(tj.held_idx):  # too few would be left to compare with
+            log.warning("the run trained on %d of the %d held-out images: they stay held-out (a copy of one "
+                        "reads as held-out, not memorised)", seen_held.sum(), len(tj.held_idx))
+            seen_held[:] = False
+        self.held_idx, self.moved = tj.held_idx[~seen_held], int(seen_held.sum())
+        self.held_images, self.held_labels = images[self.held_idx], labels[self.held_idx]
+        self.train_images = images[np.concatenate([tj.train_idx, tj.held_idx[seen_held]])]
+        self.train_feats = np.concatenate([train_feats, held_feats[seen_held]])
+        self.held_feats, held_pred = held_feats[~seen_held], held_pred[~seen_held]
         self.real_acc = (held_pred == self.held_labels).mean(0)
         self.held_nn, _ = nearest_distances(self.held_feats, self.train_feats)
         self.held_stray = stray_share(self.held_images)
-        sub = np.random.default_rng(seed).choice(len(tj.train_idx), min(n, len(tj.train_idx)), replace=False)
+        sub = np.random.default_rng(seed).choice(len(self.train_feats), min(n, len(self.train_feats)), replace=False)
         self.floor = {"kid": kid(self.train_feats[sub], self.held_feats, seed=seed),
                       "fid": fid(self.train_feats[sub], self.held_feats), "n": len(sub)}
         self.blur = []  # distances: blurred train subset vs held-out; accuracy: on blurred held-out
@@ -306,17 +317,20 @@ def _evaluate(source: Source, samples: int, seed: int, judge_config: JudgeConfig
     if len(ds) < 8:
         raise EvalError(f"{spec}: {len(ds)} images are too few to hold some out for evaluation (need 8)")
     images, labels = np.ascontiguousarray(ds.images), ds.labels
+    seen, trained_on = _seen(source.trained_on, res, images) if source.trained_on else (None, None)
     tj = load_or_train_judge(images, labels, schema.cardinalities, ds.fingerprint, judge_config)
     log.info("scoring the real images: held-out, the train floor, blurred references")
-    ref = _Reference(tj, images, labels, samples, seed, tuple(s * res / 64 for s in BLUR_SIGMAS_64))
+    ref = _Reference(tj, images, labels, samples, seed, tuple(s * res / 64 for s in BLUR_SIGMAS_64), seen)
+    if trained_on is not None:
+        trained_on["held_out_moved"] = ref.moved
     names = schema.names
     report: dict = {
         "format": FORMAT, "run": source.name, "kind": source.kind, "step": None, "kimg": None, **source.header,
         "res": res, "samples": samples, "seed": seed,
         "data": {"spec": spec, "name": ds.name, "fingerprint": ds.fingerprint,
                  "fingerprint_matches_run": (recorded_fp == ds.fingerprint) if recorded_fp else None,
-                 "restricted_from": restricted,
-                 "n_train": len(tj.train_idx), "n_held": len(tj.held_idx)},
+                 "restricted_from": restricted, "trained_on": trained_on,
+                 "n_train": len(ref.train_feats), "n_held": len(ref.held_idx)},
         "judge": {"held_accuracy": dict(zip(names, map(float, ref.real_acc))), "n_fit": tj.info.get("n_train"),
                   "train_seconds": tj.info.get("train_seconds"), "cached": tj.info.get("cached"),
                   "res": tj.model.inner, "best_epoch": tj.info.get("best_epoch"),
@@ -347,7 +361,7 @@ def _evaluate(source: Source, samples: int, seed: int, judge_config: JudgeConfig
     if source.vae is not None:
         report["vae"], vgrid = _vae_report(*source.vae, ref, tj.model, schema, seed, batch)
         grid |= vgrid
-    report["sharpness"] = _sharpness(spec, source.generate, labels, tj.held_idx, z_dim, seed, source.upscale, res)
+    report["sharpness"] = _sharpness(spec, source.generate, labels, ref.held_idx, z_dim, seed, source.upscale, res)
     report["summary"] = _summary(report)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     if out is not None:
@@ -356,6 +370,29 @@ def _evaluate(source: Source, samples: int, seed: int, judge_config: JudgeConfig
         save_grid(grid, out[1])
         log.info("wrote %s and %s", *out)
     return report
+
+
+def _digest(image: np.ndarray) -> bytes:
+    return hashlib.blake2b(image.tobytes(), digest_size=16).digest()
+
+
+def _seen(spec: str, res: int, images: np.ndarray) -> tuple[np.ndarray | None, dict]:
+    """Which of `images` the run trained on (its own data, `spec`, matched pixel for pixel), and
+    {"spec", "images", "found"} for the report."""
+    from trainer.data import DatasetError, load_dataset
+
+    try:
+        own = load_dataset(spec, res, progress=False).images
+    except (DatasetError, OSError) as e:
+        log.warning("the run's own data %s cannot be read (%s): memorisation is checked against the judge's "
+                    "train split only", spec, e)
+        return None, {"spec": spec, "images": None, "found": 0}
+    digests = set(map(_digest, own))
+    found = np.flatnonzero([_digest(x) in digests for x in images])
+    if len(found) < len(own):
+        log.warning("%d of the run's %d training images are not in the judged folder: memorisation of those is "
+                    "not checked", len(own) - len(found), len(own))
+    return found, {"spec": spec, "images": len(own), "found": int(len(found))}
 
 
 def _sharpness(spec: str, generate: Callable[[torch.Tensor, np.ndarray], np.ndarray], labels: np.ndarray,

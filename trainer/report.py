@@ -52,6 +52,10 @@ def print_report(r: dict, console=None) -> None:
     console.print(f"[bold]{r['run']}[/] ({r['kind']}, {r['res']}px, {what}) on {r['data']['name']}: "
                   f"{g['n']} samples from the {src}; judge trained on {r['judge']['n_fit']} images, "
                   f"held-out {r['data']['n_held']}")
+    seen = r["data"].get("trained_on")
+    if seen and seen["images"]:
+        console.print(f"The run trained on {seen['images']} images of its own, {seen['found']} of them in this folder; "
+                      f"{seen['held_out_moved']} that the judge held out count as training images here")
     acc = Table(title="Conditional accuracy of the judge (real = held-out; recon, edit: VAE on held-out)")
     blurs = [f"blur σ{b['sigma_px']:.2g}" for b in ref["blur"]]
     for col in ("attribute", "real", "generated", "ratio", *(("recon", "edit", "edit ratio") if "vae" in r else ()),

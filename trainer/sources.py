@@ -40,16 +40,18 @@ def decode(generator: torch.nn.Module, z: torch.Tensor, conds: np.ndarray, batch
     return np.concatenate(out)
 
 
-def _run_data(run_dir: Path, meta: dict, override: str | None) -> tuple[str, str | None]:
-    """(data spec, recorded fingerprint) from checkpoint.json (or config.json), unless overridden."""
+def _run_data(run_dir: Path, meta: dict, override: str | None) -> tuple[str, str | None, str | None]:
+    """(data spec, recorded fingerprint, recorded spec) from checkpoint.json (or config.json); the
+    data spec is `override` where given."""
     data = meta.get("data") if isinstance(meta.get("data"), dict) else {}
-    spec = override or meta.get("data_spec")
-    if spec is None and (run_dir / "config.json").is_file():
+    own = meta.get("data_spec")
+    if own is None and (run_dir / "config.json").is_file():
         cfg = json.loads((run_dir / "config.json").read_text())
-        spec = cfg.get("data") if isinstance(cfg.get("data"), str) else None
+        own = cfg.get("data") if isinstance(cfg.get("data"), str) else None
+    spec = override or own
     if spec is None:
         raise EvalError(f"{run_dir}: the checkpoint does not record its training data; pass --data builtin|DIR")
-    return str(spec), data.get("fingerprint")
+    return str(spec), data.get("fingerprint"), None if own is None else str(own)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Source:
     vae: tuple | None = None
     latent_prior: str | None = None
     upscale: Callable[[np.ndarray], np.ndarray] | None = None
+    trained_on: str | None = None  # the run's own data where it is judged with another folder
 
 
 @torch.no_grad()
@@ -95,7 +98,7 @@ def open_run(run_dir: Path):
 
 def run_source(run_dir: Path, run, data: str | None, batch: int) -> Source:
     meta = run.meta
-    spec, recorded_fp = _run_data(run_dir, meta, data)
+    spec, recorded_fp, own = _run_data(run_dir, meta, data)
     generator = run.models["G_ema"] if run.kind == "gan" else run.models["decoder"]
     d = run.models.get("D") if run.kind == "gan" else None
     vae = (run.models["encoder"], generator) if run.kind == "vae" else None
@@ -104,7 +107,8 @@ def run_source(run_dir: Path, run, data: str | None, batch: int) -> Source:
     return Source(run_dir.name, run.kind, Schema.from_dict(meta["schema"]), int(meta["res"]), int(meta["z_dim"]),
                    spec, recorded_fp, lambda z, c: decode(generator, z, c, batch),
                    None if d is None else (lambda x, c: torch_score(d, x, c, batch)),
-                   {"step": meta.get("step"), "kimg": meta.get("kimg")}, vae, prior)
+                   {"step": meta.get("step"), "kimg": meta.get("kimg")}, vae, prior,
+                  trained_on=own if own != spec else None)
 
 
 def pack_source(pack_dir: Path, data: str | None, batch: int, threads: int | None) -> Source:

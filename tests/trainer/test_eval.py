@@ -199,12 +199,13 @@ def test_evaluate_tiny_run_writes_a_complete_finite_report(tmp_path, toy_folder,
 
 @pytest.mark.slow
 def test_a_run_on_part_of_a_folder_is_judged_with_the_whole_folder(tmp_path, toy_folder):
-    part = tmp_path / "part"  # the red and blue images only, as a few-shot admin would pick some
+    part = tmp_path / "part"  # a third of the red and blue images, as a few-shot admin would pick some
     part.mkdir()
     rows = (toy_folder / "labels.csv").read_text().splitlines()
     kept = [r for r in rows[1:] if ",green," not in r]
-    (part / "labels.csv").write_text("\n".join([rows[0], *kept]) + "\n")
-    for r in kept:
+    picked = kept[::3]
+    (part / "labels.csv").write_text("\n".join([rows[0], *picked]) + "\n")
+    for r in picked:
         shutil.copy(toy_folder / r.split(",")[0], part)
     run = tmp_path / "00001-gan"
     tiny_run(run, "gan", part)
@@ -212,7 +213,11 @@ def test_a_run_on_part_of_a_folder_is_judged_with_the_whole_folder(tmp_path, toy
     r = evaluate(run, samples=16, data=str(toy_folder), judge_config=cfg, write=False)
     assert r["data"]["restricted_from"] == 240 and r["data"]["n_train"] + r["data"]["n_held"] == len(kept) < 240
     assert set(r["generated"]["accuracy"]) == {"colour", "shape"}
-    assert evaluate(run, samples=16, judge_config=cfg, write=False)["data"]["restricted_from"] is None
+    # the judge's held-out images the run trained on are compared with as train images: a copy is memorised
+    seen = r["data"]["trained_on"]
+    assert seen["images"] == seen["found"] == len(picked) and 0 < seen["held_out_moved"] < r["data"]["n_held"]
+    alone = evaluate(run, samples=16, judge_config=cfg, write=False)["data"]
+    assert alone["restricted_from"] is None and alone["trained_on"] is None
     tiny_run(run.parent / "00002-gan", "gan", toy_folder)  # all three colours: the part has no green
     with pytest.raises(EvalError, match="no images of colour = green"):
         evaluate(run.parent / "00002-gan", samples=16, data=str(part), judge_config=cfg, write=False)
