@@ -234,8 +234,9 @@ def train_gan(
     cls_heads: bool = _O(None, "--cls-heads/--no-cls-heads", help="D classifies with a linear head per attribute on its "
                          "unpooled features, not its projection embeddings."),
     cls_fake_weight: float = _CLS_FAKE_WEIGHT,
-    ms_weight: float = _O(None, "--ms-weight", min=0, help="Weight of the mode-seeking term (Mao et al. 2019), which keeps "
-                          "the variety within a condition; pair it with --cls-weight [0 = off]."),
+    ms_weight: float = _O(None, "--ms-weight", min=0, help="Weight of the mode-seeking term (Mao et al. 2019), which "
+                          "keeps the variety within a condition [0 = off; default: 0.03 with --cls-weight or under "
+                          "1,000 images]."),
     augment: str = _AUGMENT,
     cond_ramp_kimg: float = _O(-1.0, "--cond-ramp-kimg", help="Ramp conditioning in over this many kimg; -1 = a quarter "
                                "of the run for sets under 1,000 images, else 0."),

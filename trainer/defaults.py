@@ -6,13 +6,14 @@ from `stats_of(dataset)`) and the flags the user gave: it returns the config val
 to print. Two regimes by the number of images:
 
 - few-shot (under FEW_SHOT): the discriminator's overfitting is the danger (Karras et al. 2020,
-  Zhao et al. 2020), so DiffAugment gets every op that keeps the labels true, cutout included,
-  and the classification and mode-seeking terms stay off (with a handful of images per value, a
-  classifier learns them by heart); the run starts from the shipped model's trained weights
+  Zhao et al. 2020), so DiffAugment gets every op that keeps the labels true, cutout included, and
+  the classification term stays off (with a handful of images per value, a classifier learns them
+  by heart); the GAN's mode-seeking term is on (few pictures per condition, and the generator
+  draws one of them for every latent); the run starts from the shipped model's trained weights
   when they fit (`shipped`, Mo et al. 2020), else from scratch with D as wide as G. The VAE's
-  Fader adversary is ten times stronger: a code that tells a hundred images apart also tells
-  their labels, and at the usual weight the decoder draws the attributes from the code, not
-  from the conditions;
+  Fader adversary is ten times stronger: a code that tells a hundred images apart also tells their
+  labels, and at the usual weight the decoder draws the attributes from the code, not from the
+  conditions;
   Few-shot GANs ramp their conditioning in (Shahbazi et al. 2022: conditioning from the start
   collapses small sets);
 - large: the recipe measured on the built-in set (see README.md, docs/reports/README.md), the GAN
@@ -152,6 +153,10 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
         if cls_on:
             decide("ms_weight", RECIPE_MS, "pairs with the classification term, which alone collapses the variety "
                    "within a condition (measured: 0.03; 0.1 already strays from the conditions)")
+        elif few:
+            decide("ms_weight", RECIPE_MS, f"with {stats.images} images a generator draws one picture per "
+                   "condition for every latent; the term keeps two latents' pictures apart (measured on the tuning "
+                   "set faces-100)")
         else:
             decide("ms_weight", 0.0, "off with the classification term off (it gives back what that term takes)")
     decide("augment", *_augment(stats, few))

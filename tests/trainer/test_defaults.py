@@ -38,11 +38,12 @@ def test_colour_jitter_is_kept_when_no_attribute_is_a_colour():
 
 def test_few_shot_sets_get_cutout_no_classifier_and_start_from_scratch_without_shipped_weights():
     values, choices = choose("gan", _stats(100, cards=(15, 15), colour_valued=(False, False)), {})
-    assert values == {"d_width": 0, "cls_weight": 0.0, "ms_weight": 0.0, "augment": "color,translation,cutout",
+    assert values == {"d_width": 0, "cls_weight": 0.0, "ms_weight": 0.03, "augment": "color,translation,cutout",
                       "cond_ramp_kimg": -1.0}
     by = _by_flag(choices)
     assert by["--from"].value is None and "no trained weights of this kind are installed" in by["--from"].why
     assert "ramped in" in by["--cond-ramp-kimg"].why and "7 images each" in by["--cls-weight"].why
+    assert "one picture per condition" in by["--ms-weight"].why  # without the classification term
 
 
 @pytest.mark.parametrize("kind", ["gan", "vae"])
