@@ -339,7 +339,8 @@ def train_strip(
 
 @train_app.command("suite")
 def train_suite(
-    minutes: float = typer.Option(45.0, "--minutes", min=0.01, help="Time budget of each run on a set of thousands, in minutes."),
+    minutes: float = typer.Option(45.0, "--minutes", min=0.01,
+                                  help="Time budget of each run on a set of thousands, in minutes."),
     few_minutes: float = typer.Option(20.0, "--few-shot-minutes", min=0.01,
                                       help="Time budget of the runs on few-shot sets (<set>-100), in minutes."),
     out: Path = typer.Option(Path("runs/suite"), "--out", help="Folder of the suite's runs, logs and report "

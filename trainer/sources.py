@@ -108,7 +108,7 @@ def run_source(run_dir: Path, run, data: str | None, batch: int) -> Source:
                    spec, recorded_fp, lambda z, c: decode(generator, z, c, batch),
                    None if d is None else (lambda x, c: torch_score(d, x, c, batch)),
                    {"step": meta.get("step"), "kimg": meta.get("kimg")}, vae, prior,
-                  trained_on=own if own != spec else None)
+                   trained_on=None if own is None or Path(own).resolve() == Path(spec).resolve() else own)
 
 
 def pack_source(pack_dir: Path, data: str | None, batch: int, threads: int | None) -> Source:

@@ -218,6 +218,8 @@ def test_a_run_on_part_of_a_folder_is_judged_with_the_whole_folder(tmp_path, toy
     assert seen["images"] == seen["found"] == len(picked) and 0 < seen["held_out_moved"] < r["data"]["n_held"]
     alone = evaluate(run, samples=16, judge_config=cfg, write=False)["data"]
     assert alone["restricted_from"] is None and alone["trained_on"] is None
+    same = evaluate(run, samples=16, data=f"{part}/.", judge_config=cfg, write=False)["data"]  # its own folder
+    assert same["trained_on"] is None and same["n_held"] == alone["n_held"]
     tiny_run(run.parent / "00002-gan", "gan", toy_folder)  # all three colours: the part has no green
     with pytest.raises(EvalError, match="no images of colour = green"):
         evaluate(run.parent / "00002-gan", samples=16, data=str(part), judge_config=cfg, write=False)
