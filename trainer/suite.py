@@ -275,15 +275,19 @@ def _f(v, fmt: str = "{:.3f}") -> str:
 def render_markdown(s: dict) -> str:
     """The report for people: a headline table, then one table per set with GAN and VAE side by side."""
     kinds = [k for k in KINDS if any(k in e["models"] for e in s["sets"].values())]
-    few = any(e.get("judged_with") for e in s["sets"].values())
-    per_run = f"{s.get('minutes'):g} minutes per run" + (f" ({s['few_minutes']:g} on few-shot sets)" if few else "")
+    few = [bool(e.get("judged_with")) for e in s["sets"].values()]
+    per_run = f"{s.get('minutes'):g} minutes per run"
+    if few and all(few):
+        per_run = f"{s['few_minutes']:g} minutes per run (few-shot sets)"
+    elif any(few):
+        per_run += f" ({s['few_minutes']:g} on few-shot sets)"
     lines = [f"# Generalisation suite: {per_run}", "",
              "Each model trained by `moe train gan|vae --data DIR --minutes M` "
              f"(nothing else{', plus ' + ' '.join(s['extra']) if s.get('extra') else ''}) and scored by "
              "`moe train eval`. Accuracy: generated / real held-out, by a judge trained on the set; an attribute the "
              "judge reads right on under 95% of real held-out images is *not judged*. "
              + (f"A few-shot set (`<set>-{FEW}`) is the first {FEW} images of its set, and its runs are judged with "
-                "the whole set (`moe train eval RUN --data SET`). " if few else "")
+                "the whole set (`moe train eval RUN --data SET`). " if any(few) else "")
              + f"Tuning sets: {', '.join(s['tuning'])}; held-out sets (never tuned on): {', '.join(s['held_out'])}.",
              ""]
     for name, why in s.get("skipped", {}).items():
