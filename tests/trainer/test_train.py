@@ -190,7 +190,8 @@ def test_the_vae_step_sends_back_exactly_the_gradient_of_its_weighted_loss():
     torch.testing.assert_close(stats["patch_w"], w_adv)
     torch.testing.assert_close(stats["cls_w"], w_cls)
     for p, e in zip(params, expected):  # the other optimisers' steps leave these gradients as they were
-        torch.testing.assert_close(p.grad, e)
+        # summed in another order: float32 rounding, relative to the tensor's scale (CPUs differ in it)
+        torch.testing.assert_close(p.grad, e, rtol=1e-4, atol=1e-5 * float(e.abs().max()))
 
 
 def test_vae_run_from_before_the_latent_prior_resumes(tiny_set, tmp_path):
