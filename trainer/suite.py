@@ -175,9 +175,7 @@ def _prepare_judge(data: str, judged_with: str | None, res: int, threads: int) -
     torch.set_num_threads(threads)
     ds = load_dataset(data, res, progress=False)
     if judged_with:
-        schema, ds = ds.schema, load_dataset(judged_with, res, progress=False)
-        if ds.schema.fingerprint() != schema.fingerprint():
-            ds = restrict(ds, schema)
+        ds = restrict(load_dataset(judged_with, res, progress=False), ds.schema)
     load_or_train_judge(ds.images, ds.labels, ds.schema.cardinalities, ds.fingerprint)
 
 

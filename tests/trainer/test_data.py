@@ -236,6 +236,7 @@ def test_restrict_keeps_the_images_a_smaller_schema_has_relabelled_in_its_order(
     color, shape = ds.schema.attributes
     keep = color.values[1]
     few = Schema((Attribute(color.name, (keep,)), Attribute(shape.name, tuple(reversed(shape.values)))), "few")
+    assert restrict(ds, ds.schema) is ds  # nothing to restrict
     part = restrict(ds, few)
     rows = ds.labels[:, 0] == 1
     assert len(part) == rows.sum() < len(ds) and part.schema == few and "restricted" in part.notes[-1]
