@@ -1,11 +1,11 @@
 """`moe bench train`: images per second of one training step, GAN and VAE, 64 and 128 px.
 
 Each case times the trainer's step (`trainer.steps`: one D forward on cat(real, fake), the
-D step's fakes drawn without autograd, D frozen during the G step; bf16 autocast and
-channels_last on a GPU) beside the same step written plainly (eager fp32, separate
-real/fake forwards, every gradient computed) as the baseline measured in the same run, in
-interleaved rounds. Random data of the right shape: the step's cost does not depend on the
-pixels. Short by design, so it can run beside other work.
+D step's fakes drawn without autograd, D frozen during the G step; bf16 autocast where the
+device multiplies bf16 natively, `trainer.steps.amp_dtype`; channels_last on a GPU) beside the
+same step written plainly (eager fp32, separate real/fake forwards, every gradient computed) as
+the baseline measured in the same run, in interleaved rounds. Random data of the right shape: the
+step's cost does not depend on the pixels. Short by design, so it can run beside other work.
 
 On a CPU most of the speed comes from the model's shape rather than the step: one conv per
 resolution and width 16 (`default_width`). Measured numbers: docs/reports/trainer-notes.md.
@@ -131,7 +131,8 @@ def run(*, seconds: float = 2.0, width: int | None = None, batch: int = 32, thre
             f, p = statistics.median(fast), statistics.median(plain)
             results[f"{kind}_{res}"] = {"img_s": round(f, 1), "baseline_img_s": round(p, 1),
                                         "speedup": round(statistics.median(a / b for a, b in zip(fast, plain)), 2),
-                                        "batch": b, "kimg_per_hour": round(f * 3.6, 1)}
+                                        "batch": b, "kimg_per_hour": round(f * 3.6, 1),
+                                        "precision": "fp32" if task.amp is None else "bf16"}
     return {"bench": "train", "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
             "threads": torch.get_num_threads(), "width": width, "seconds_per_case": seconds,
             "note": "median of 3 interleaved rounds; CPU numbers depend on other load on the machine; baseline = the "

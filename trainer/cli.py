@@ -13,7 +13,7 @@ dataset_app = typer.Typer(help="Inspect training data: the built-in moe style se
                           no_args_is_help=True)
 
 RESUMABLE = ("--kimg", "--threads", "--device", "--max-minutes")  # what a resumed run honours besides its config
-RESUMABLE_BUDGET = (*RESUMABLE, "--minutes")  # gan and vae: a budgeted run may be given a new total budget
+RESUMABLE_BUDGET = (*RESUMABLE, "--minutes", "--precision")  # gan and vae: a new total budget, another machine
 
 
 @dataset_app.command("preview")
@@ -171,13 +171,15 @@ _AUGMENT = _O(None, "--augment", help="DiffAugment policy: a comma list of color
 _CLS_FAKE_WEIGHT = _O(None, "--cls-fake-weight", min=0, help="Weight with which the classifier of the classification "
                      "term also learns that generated images show no value in particular [0 = off].")
 _RESUME = _O(None, "--resume", help="Continue this run folder with its own config (and what is left of its budget); only "
-             "--kimg, --minutes, --threads, --device and --max-minutes apply.")
+             "--kimg, --minutes, --threads, --device, --precision and --max-minutes apply.")
 _UP_RESUME = _O(None, "--resume", help="Continue this run folder with its own config; only --kimg, --threads, --device "
                 "and --max-minutes apply.")
 _DRY_RUN = _O(False, "--dry-run/--no-dry-run", help="Print the resolved config and exit.")
 _SEED = _O(0, "--seed", help="Random seed of the run.")
 _THREADS = _O(0, "--threads", min=0, help=THREADS_HELP)
 _DEVICE = _O("auto", "--device", help="Device: auto, cpu or cuda.")
+_PRECISION = _O(None, "--precision", help="Step precision: auto (bf16 autocast on a GPU or on a CPU with bf16 matrix "
+                "instructions, else fp32), fp32 or bf16.")
 _SNAPSHOT = _O(5.0, "--snapshot-minutes", help="Checkpoint at least this often, in minutes.")
 _GRID = _O(50.0, "--grid-kimg", help="Write a sample grid every this many kimg.")
 _MAX_MINUTES = _O(0.0, "--max-minutes", help="Stop cleanly (final grid and checkpoint) after this many minutes; 0 = no limit.")
@@ -244,6 +246,7 @@ def train_gan(
     freeze_d: int = _O(None, "--freeze-d", min=0, help="Keep the discriminator's first N blocks, nearest the image, "
                        "frozen (FreezeD); needs --from [half its blocks with --from]."),
     resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
+    precision: str = _PRECISION,
     snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,
     minutes: float = _MINUTES,
 ) -> None:
@@ -269,6 +272,7 @@ def train_vae(
     cls_fake_weight: float = _CLS_FAKE_WEIGHT,
     augment: str = _AUGMENT, init_from: str = _FROM,
     resume: Path = _RESUME, dry_run: bool = _DRY_RUN, seed: int = _SEED, threads: int = _THREADS, device: str = _DEVICE,
+    precision: str = _PRECISION,
     snapshot_minutes: float = _SNAPSHOT, grid_kimg: float = _GRID, max_minutes: float = _MAX_MINUTES,
     minutes: float = _MINUTES,
 ) -> None:

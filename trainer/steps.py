@@ -28,7 +28,8 @@ from trainer.models.vae import (AttributeClassifier, AttributeClassifierConfig, 
                                 LatentClassifier, LatentClassifierConfig, LatentPrior, LatentPriorConfig,
                                 PatchDiscriminator, PatchDiscriminatorConfig, PriorDecoder)
 
-__all__ = ["Task", "GanTask", "VaeTask", "make_task", "sync_grads", "recalibrate_bn", "ramp"]
+__all__ = ["Task", "GanTask", "VaeTask", "make_task", "sync_grads", "recalibrate_bn", "ramp", "amp_dtype",
+           "PRECISIONS"]
 
 
 class Task(Protocol):
@@ -36,6 +37,7 @@ class Task(Protocol):
 
     kind: str  # "gan" | "vae"
     models: dict[str, nn.Module]  # every model a checkpoint holds
+    amp: torch.dtype | None  # what the step autocasts to (`amp_dtype`); None = fp32
     optimizers: dict[str, torch.optim.Optimizer]
 
     def step(self, real: torch.Tensor, c_real: torch.Tensor, c_fake: torch.Tensor,
@@ -89,9 +91,29 @@ def recalibrate_bn(model: nn.Module, make_batch, batches: int = 8) -> None:
     model.eval()
 
 
-def autocast(device: torch.device):
-    """bf16 autocast on GPU; plain fp32 on CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The dtype the step autocasts to, None for plain fp32. `auto`: bf16 on a GPU, and on a CPU with
+    bf16 matrix instructions (AMX or AVX512-BF16), where bf16 convolutions are much faster than fp32
+    (docs/reports/trainer-notes.md); elsewhere bf16 is emulated and slower, so fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    if precision != "auto":
+        return torch.bfloat16 if precision == "bf16" else None
+    return torch.bfloat16 if device.type == "cuda" or cpu_has_bf16() else None
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (torch's own CPU feature checks)."""
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
+    return any(check is not None and check() for check in checks)
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """Autocast to `dtype` on `device`; nothing when it is None."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def _step(opt: torch.optim.Optimizer, loss: torch.Tensor,
@@ -108,7 +130,7 @@ class GanTask(Task):
     kind = "gan"
 
     def __init__(self, cfg, cardinalities: tuple[int, ...], device: torch.device):
-        self.cfg, self.device = cfg, device
+        self.cfg, self.device, self.amp = cfg, device, amp_dtype(device, cfg.precision)
         g_cfg = GeneratorConfig(cardinalities, res=cfg.res, z_dim=cfg.z_dim, width=cfg.width, embed_dim=cfg.embed_dim)
         self.G = Generator(g_cfg).to(device)
         self.D = Discriminator(DiscriminatorConfig(cardinalities, res=cfg.res, width=cfg.d_width or cfg.width,
@@ -128,9 +150,9 @@ class GanTask(Task):
         z = torch.randn(b, cfg.z_dim, device=self.device)
 
         # Discriminator: one forward on cat(real, fake).
-        with torch.no_grad(), autocast(self.device):
+        with torch.no_grad(), autocast(self.device, self.amp):
             fake = self.G(z, c_fake)
-        with autocast(self.device):
+        with autocast(self.device, self.amp):
             h = self.D.trunk(aug(torch.cat([real, fake.to(real.dtype)])))
             scores = self.D.score(h, torch.cat([c_real, c_fake])).float()
             loss_d = self.d_loss(scores[:b], scores[b:])
@@ -149,7 +171,7 @@ class GanTask(Task):
         half = b // 2
         if cfg.ms_weight:  # pairs: fakes i and half + i share their conditions
             c_fake = c_fake[torch.arange(b, device=c_fake.device) % half]
-        with autocast(self.device):
+        with autocast(self.device, self.amp):
             fake = self.G(z, c_fake)
             h = self.D.trunk(aug(fake))
             loss_g = self.g_loss(self.D.score(h, c_fake).float())
@@ -181,7 +203,7 @@ class VaeTask(Task):
     kind = "vae"
 
     def __init__(self, cfg, cardinalities: tuple[int, ...], device: torch.device, label_prior: torch.Tensor):
-        self.cfg, self.device = cfg, device
+        self.cfg, self.device, self.amp = cfg, device, amp_dtype(device, cfg.precision)
         self.encoder = Encoder(EncoderConfig(res=cfg.res, z_dim=cfg.z_dim, width=cfg.width)).to(device)
         self.decoder = Generator(GeneratorConfig(cardinalities, res=cfg.res, z_dim=cfg.z_dim, width=cfg.width,
                                                  embed_dim=cfg.embed_dim)).to(device)
@@ -222,7 +244,7 @@ class VaeTask(Task):
         edits = b // 2 if use_cls else 0  # the codes of the first half, decoded again with other conditions
 
         # Autoencoder: negative ELBO + Fader latent adversary (+ patch GAN and classification terms).
-        with autocast(self.device):
+        with autocast(self.device, self.amp):
             mu, logvar = (t.float() for t in self.encoder(real))  # (B, Z) each
             z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
             out = self.decoder(torch.cat([z, z[:edits]]), torch.cat([c_real, c_fake[:edits]])).float()
@@ -239,13 +261,14 @@ class VaeTask(Task):
         ref = at_last(grad) if use_d or use_cls else None
         total = loss.detach()
         if use_d:  # every decode should look real
-            adv = g_hinge(self.D_patch(aug(o)).flatten(1).mean(1))
+            with autocast(self.device, self.amp):
+                adv = g_hinge(self.D_patch(aug(o)).float().flatten(1).mean(1))
             (g,) = torch.autograd.grad(adv, o)
             stats["patch_g"], stats["patch_w"] = adv.detach(), adaptive_weight(ref, at_last(g))
             w = cfg.patch_weight * stats["patch_w"]
             grad, total = grad + w * g, total + w * stats["patch_g"]
         if use_cls:  # every decode should show its conditions, the edits their new ones (AttGAN, He et al. 2019)
-            cls = classifier_loss(self.classifier(shift(o)), torch.cat([c_real, c_fake[:edits]]))
+            cls = classifier_loss(self._classify(shift(o)), torch.cat([c_real, c_fake[:edits]]))
             (g,) = torch.autograd.grad(cls, o)
             stats["cls_fake"], stats["cls_w"] = cls.detach(), adaptive_weight(ref, at_last(g))
             w = cfg.cls_weight * stats["cls_w"]
@@ -259,19 +282,25 @@ class VaeTask(Task):
 
         # Attribute classifier: learns the attributes from real images, from the first step.
         if self.classifier is not None:
-            stats["cls_real"] = loss_cls = classifier_loss(self.classifier(shift(real)), c_real)
+            stats["cls_real"] = loss_cls = classifier_loss(self._classify(shift(real)), c_real)
             if use_cls and cfg.cls_fake_weight:  # ... and that decodes show no value in particular
-                stats["cls_none"] = no_value_loss(self.classifier(shift(out.detach())))
+                stats["cls_none"] = no_value_loss(self._classify(shift(out.detach())))
                 loss_cls = loss_cls + cfg.cls_fake_weight * stats["cls_none"]
             _step(self.opt_cls, loss_cls)
 
         # Patch discriminator: one forward on cat(real, decodes), hinge loss.
         if use_d:
-            scores = self.D_patch(aug(torch.cat([real, out.detach()]))).flatten(1).mean(1)  # (2B or 2.5B,)
+            with autocast(self.device, self.amp):
+                scores = self.D_patch(aug(torch.cat([real, out.detach()]))).float().flatten(1).mean(1)  # (2B or 2.5B,)
             stats["patch_d"] = d_hinge(scores[:b], scores[b:])
             _step(self.opt_dp, stats["patch_d"])
         stats["loss"] = total
         return {k: v.detach() for k, v in stats.items()}
+
+    def _classify(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The attribute classifier's logits (fp32) for images `x`."""
+        with autocast(self.device, self.amp):
+            return [logits.float() for logits in self.classifier(x)]
 
     @torch.no_grad()
     def prepare_sampling(self, make_batch, images: torch.Tensor, n: int = 4096) -> nn.Module:

@@ -32,7 +32,7 @@ from trainer.loop import (ConfigError, Progress, TrainingDiverged, crossed, log_
                           pick_device, tensorboard, tick_stats)
 from trainer.models.gan import discriminator_blocks
 from trainer.samples import make_grid_spec, render_grid
-from trainer.steps import make_task
+from trainer.steps import PRECISIONS, make_task
 
 __all__ = ["TrainConfig", "training_loop", "make_config", "default_width", "ConfigError", "TrainingDiverged"]
 
@@ -80,6 +80,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop (with a final grid and checkpoint) after this much wall time; 0 = no limit
     minutes: float = 0.0  # time budget: sets the schedule, ends the run, keeps the best snapshot; 0 = off
     device: str = "auto"  # auto | cpu | cuda
+    precision: str = "auto"  # auto | fp32 | bf16: what the step autocasts to (auto: `trainer.steps.amp_dtype`)
     init_from: str = ""  # start from these weights: a run folder, a weights file or a shipped name (trainer/transfer.py)
     freeze_d: int = 0  # gan, with init_from: D's first blocks, nearest the image, stay frozen (FreezeD)
 
@@ -87,6 +88,8 @@ class TrainConfig:
         checks = [(self.kind in ("gan", "vae"), f"kind must be gan or vae, not {self.kind!r}"),
                   (self.res in (16, 32, 64, 128), f"--res must be 64 or 128 (or 16/32 for tests), not {self.res}"),
                   (self.loss in ("hinge", "ns", "wgan-gp"), f"--loss must be hinge, ns or wgan-gp, not {self.loss!r}"),
+                  (self.precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, "
+                   f"not {self.precision!r}"),
                   (self.minutes >= 0, f"--minutes must be >= 0, not {self.minutes}"),
                   (self.kimg > 0 or (self.kimg == 0 and self.minutes > 0),
                    "--kimg must be > 0 (0 only under --minutes)"),
@@ -225,7 +228,8 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
         if transferred is not None and resume is None:
             (run_dir / "transfer.json").write_text(json.dumps(transferred.to_dict(), indent=1))
         (run_dir / "samples").mkdir(exist_ok=True)
-        log.info("run %s on %s x%d: %d images of %s, schema %s", run_dir, device, world, len(ds), ds.name,
+        log.info("run %s on %s x%d (%s): %d images of %s, schema %s", run_dir, device, world,
+                 "fp32" if task.amp is None else f"{str(task.amp).removeprefix('torch.')} autocast", len(ds), ds.name,
                  dict(zip(ds.schema.names, ds.schema.cardinalities)))
     grid = make_grid_spec(ds.schema, labels, cfg.z_dim)
     meta_base = {"schema": ds.schema.to_dict(), "res": cfg.res, "z_dim": cfg.z_dim, "data_spec": cfg.data,

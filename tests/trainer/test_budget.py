@@ -213,9 +213,9 @@ def test_cli_minutes_in_dry_run_and_on_resume(tmp_path, tiny_set):
     run = tmp_path / "00001-gan"
     run.mkdir()
     (run / "config.json").write_text(json.dumps(json.loads(_moe("train", "gan", "--minutes", "1", "--dry-run").output)))
-    r = _moe("train", "gan", "--resume", str(run), "--minutes", "3", "--dry-run")
+    r = _moe("train", "gan", "--resume", str(run), "--minutes", "3", "--precision", "fp32", "--dry-run")
     assert r.exit_code == 0, r.output
-    assert json.loads(r.output)["minutes"] == 3
+    assert json.loads(r.output)["minutes"] == 3 and json.loads(r.output)["precision"] == "fp32"  # another machine
     r = _moe("train", "gan", "--resume", str(run), "--lr", "0.1", "--dry-run")
     assert r.exit_code == 2 and "--lr" in r.output and "--minutes" in r.output
 

@@ -22,9 +22,10 @@ def _cfg(kind, data, out, **kw):
 
 
 @pytest.mark.slow
-def test_vae_overfits_tiny_set(tiny_set, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_vae_overfits_tiny_set(tiny_set, tmp_path, precision):
     run = training_loop(_cfg("vae", tiny_set, tmp_path, kimg=2.4, width=8, lr=2e-3, patch_weight=0.0,
-                             kl_warmup_kimg=1000.0), progress=False)
+                             kl_warmup_kimg=1000.0, precision=precision), progress=False)
     stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     # the decoder's optimal sigma is the RMS reconstruction error (images in [-1, 1])
     assert stats[-1]["sigma"] < 0.5 * stats[0]["sigma"]
@@ -39,6 +40,22 @@ def test_vae_overfits_tiny_set(tiny_set, tmp_path):
     enc, dec = loaded.models["encoder"], loaded.models["decoder"]  # in the prior's whitened space
     with torch.no_grad():
         torch.testing.assert_close(dec(enc(x)[0], c), dec.decoder(enc.encoder(x)[0], c), atol=1e-4, rtol=0)
+
+
+def test_the_step_autocasts_to_bf16_where_the_device_multiplies_it(monkeypatch):
+    import trainer.steps
+    from trainer.steps import amp_dtype
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert amp_dtype(cpu, "fp32") is None and amp_dtype(cuda, "fp32") is None
+    assert amp_dtype(cpu, "bf16") is torch.bfloat16 and amp_dtype(cuda, "auto") is torch.bfloat16
+    for native, dtype in ((False, None), (True, torch.bfloat16)):
+        monkeypatch.setattr(trainer.steps, "cpu_has_bf16", lambda: native)
+        assert amp_dtype(cpu, "auto") is dtype
+        cfg = make_config("gan", **{**TINY, "kimg": 1.0})
+        assert make_task(cfg, (2, 3), cpu, torch.zeros(4, 2, dtype=torch.long)).amp is dtype
+    with pytest.raises(ValueError, match="precision"):
+        amp_dtype(cpu, "fp16")
 
 
 def test_gan_trains_and_snapshots(tiny_set, tmp_path):
@@ -115,9 +132,10 @@ def test_vae_classification_term_makes_edits_show_their_conditions(tiny_set, tmp
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["gan", "vae"])
-def test_resume_is_bit_for_bit(tiny_set, tmp_path, kind):
+@pytest.mark.parametrize("kind, precision", [("gan", "fp32"), ("vae", "fp32"), ("gan", "bf16")])
+def test_resume_is_bit_for_bit(tiny_set, tmp_path, kind, precision):
     extra = {"loss": "wgan-gp", "ms_weight": 1.0} if kind == "gan" else {"patch_start_kimg": 0.04}
+    extra["precision"] = precision
     extra["cls_weight"] = extra["cls_fake_weight"] = 1.0
     extra["cond_ramp_kimg"] = 0.1  # explicit: the automatic ramp is a fraction of --kimg
     straight = training_loop(_cfg(kind, tiny_set, tmp_path / "a", kimg=0.128, **extra), progress=False)
