@@ -254,7 +254,10 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
     if budget is not None:
         elapsed, budget.reserve = _synced((budget.elapsed(), budget.reserve), world, device)
         over = budget.over(elapsed)
-        done = done or over
+        if over and nimg == 0 and rank == 0:
+            log.warning("the %g-minute budget was spent before the first step (%.0f s of loading and judge "
+                        "training): one step is taken, so that the run leaves a checkpoint", cfg.minutes, elapsed)
+        done = done or (over and nimg > 0)  # a run that has not trained yet takes one step, for a checkpoint
         _set_lr(task.optimizers, lr_factor(elapsed / budget.seconds))
         tick_start_elapsed = elapsed
     while not done:

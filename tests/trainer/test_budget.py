@@ -186,6 +186,15 @@ def test_a_budgeted_run_keeps_its_best_snapshot_and_resumes(tiny_set, tmp_path, 
     assert any(k.startswith("optim.") for k in a) and any(not torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_budget_spent_before_the_first_step_still_leaves_a_checkpoint(tiny_set, tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="trainer.train")
+    scorer = _Scripted([0.5])
+    cfg = make_config("gan", data=str(tiny_set), out=str(tmp_path), minutes=0.01, **TINY)  # 0.6 s; a clock read is 1 s
+    run = training_loop(cfg, progress=False, clock=_Clock(), scorer=scorer)
+    assert json.loads((run / "checkpoint.json").read_text())["step"] == 1 and len(scorer.weights) == 1
+    assert (run / "checkpoint-last.json").is_file() and "spent before the first step" in caplog.text
+
+
 def test_a_run_without_minutes_writes_one_checkpoint_and_keeps_its_rate(tiny_set, tmp_path):
     run = training_loop(make_config("gan", data=str(tiny_set), out=str(tmp_path), kimg=0.08, **TINY), progress=False)
     assert not (run / "checkpoint-last.json").exists()
