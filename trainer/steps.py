@@ -234,7 +234,7 @@ class VaeTask(Task):
         self.prior_entropy = torch.stack([-(p * p.clamp_min(1e-12).log()).sum() for p in label_prior]).to(device)
 
     def step(self, real: torch.Tensor, c_real: torch.Tensor, c_fake: torch.Tensor, nimg: int) -> dict[str, torch.Tensor]:
-        cfg, aug = self.cfg, (lambda x: diff_augment(x, self.cfg.augment))
+        cfg = self.cfg
         # the classifier sees images shifted, never recoloured: colour is what tells a bow from a blob
         shift = lambda x: diff_augment(x, "translation")  # noqa: E731
         warm = ramp(nimg, cfg.kl_warmup_kimg)
@@ -261,8 +261,7 @@ class VaeTask(Task):
         ref = at_last(grad) if use_d or use_cls else None
         total = loss.detach()
         if use_d:  # every decode should look real
-            with autocast(self.device, self.amp):
-                adv = g_hinge(self.D_patch(aug(o)).float().flatten(1).mean(1))
+            adv = g_hinge(self._patch_scores(o))
             (g,) = torch.autograd.grad(adv, o)
             stats["patch_g"], stats["patch_w"] = adv.detach(), adaptive_weight(ref, at_last(g))
             w = cfg.patch_weight * stats["patch_w"]
@@ -290,12 +289,16 @@ class VaeTask(Task):
 
         # Patch discriminator: one forward on cat(real, decodes), hinge loss.
         if use_d:
-            with autocast(self.device, self.amp):
-                scores = self.D_patch(aug(torch.cat([real, out.detach()]))).float().flatten(1).mean(1)  # (2B or 2.5B,)
+            scores = self._patch_scores(torch.cat([real, out.detach()]))  # (2B or 2.5B,)
             stats["patch_d"] = d_hinge(scores[:b], scores[b:])
             _step(self.opt_dp, stats["patch_d"])
         stats["loss"] = total
         return {k: v.detach() for k, v in stats.items()}
+
+    def _patch_scores(self, x: torch.Tensor) -> torch.Tensor:
+        """The patch discriminator's mean score (fp32) per image of `x`, augmented as D sees every input."""
+        with autocast(self.device, self.amp):
+            return self.D_patch(diff_augment(x, self.cfg.augment)).float().flatten(1).mean(1)
 
     def _classify(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The attribute classifier's logits (fp32) for images `x`."""

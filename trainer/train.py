@@ -229,7 +229,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
             (run_dir / "transfer.json").write_text(json.dumps(transferred.to_dict(), indent=1))
         (run_dir / "samples").mkdir(exist_ok=True)
         log.info("run %s on %s x%d (%s): %d images of %s, schema %s", run_dir, device, world,
-                 "fp32" if task.amp is None else f"{str(task.amp).removeprefix('torch.')} autocast", len(ds), ds.name,
+                 "fp32" if task.amp is None else "bf16 autocast", len(ds), ds.name,
                  dict(zip(ds.schema.names, ds.schema.cardinalities)))
     grid = make_grid_spec(ds.schema, labels, cfg.z_dim)
     meta_base = {"schema": ds.schema.to_dict(), "res": cfg.res, "z_dim": cfg.z_dim, "data_spec": cfg.data,
