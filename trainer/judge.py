@@ -12,6 +12,9 @@ comparison stays fair. It is trained on a fixed train split (seeded), with a val
 carved from that to stop on and keep the best epoch by, and cached as safetensors + JSON under
 `<cache>/judges/`, keyed by the dataset fingerprint, the resolution and the whole judge config
 (its `version` covering the code), so evaluating several runs on the same data trains it once.
+On a CPU with bf16 matrix instructions it trains under bf16 autocast, as the training step does
+(`trainer.steps.amp_dtype`), and its cache name says so: its weights differ from an fp32 judge's.
+Embedding, and so every score, runs in fp32 either way.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainer.data import cache_dir
+from trainer.steps import amp_dtype, autocast
 
 __all__ = ["JudgeConfig", "Judge", "judge_res", "TrainedJudge", "split_indices", "train_judge", "load_or_train_judge",
            "split_features", "judge_cache_dir", "to_tensor"]
@@ -193,8 +197,9 @@ def _accuracy(model: Judge, images: np.ndarray, labels: np.ndarray) -> np.ndarra
 
 
 def train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: tuple[int, ...],
-                cfg: JudgeConfig = JudgeConfig()) -> tuple[Judge, dict]:
-    """Train a judge on (images uint8 NHWC, labels int64 (N, A)); returns it (eval mode) and stats.
+                cfg: JudgeConfig = JudgeConfig(), amp: torch.dtype | None = None) -> tuple[Judge, dict]:
+    """Train a judge on (images uint8 NHWC, labels int64 (N, A)), its forward autocast to `amp`
+    (None: fp32); returns it (eval mode) and stats.
 
     When `val_frac` of the images make at least `min_val`, they are set aside (seeded): after
     every epoch the judge is scored on them, training stops once `patience` epochs bring no better
@@ -226,8 +231,9 @@ def train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: tuple[int
             idx = perm[i * batch:(i + 1) * batch]
             if len(idx) < 2:  # BatchNorm needs two
                 continue
-            logits = model(_shift(x_all[idx], shift, g))
-            loss = sum(F.cross_entropy(lg, y_all[idx, a]) for a, lg in enumerate(logits)) / len(logits)
+            with autocast(torch.device("cpu"), amp):
+                logits = model(_shift(x_all[idx], shift, g))
+            loss = sum(F.cross_entropy(lg.float(), y_all[idx, a]) for a, lg in enumerate(logits)) / len(logits)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -250,6 +256,7 @@ def train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: tuple[int
     f, _ = model.embed(images[:2000])
     model.feat_scale.fill_(1 / max(float(np.sqrt((f**2).mean())), 1e-8))
     return model, {"train_seconds": round(time.perf_counter() - t0, 1), "final_loss": round(loss.item(), 4),
+                   "precision": "fp32" if amp is None else "bf16",
                    "epochs": epochs, "epochs_run": len(history) or epochs, "best_epoch": best_epoch or epochs,
                    "batch": batch, "n_val": int(len(val_idx)), "val_history": history}
 
@@ -266,7 +273,8 @@ def load_or_train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: t
     res = images.shape[1]
     train_idx, held_idx = split_indices(len(images), cfg)
     cache = (cache_dir or judge_cache_dir())
-    stem = cache / f"{fingerprint}-{res}px-{cfg.key()}"
+    amp = amp_dtype(torch.device("cpu"))  # the judge always trains on the CPU
+    stem = cache / f"{fingerprint}-{res}px-{cfg.key()}{'' if amp is None else '-bf16'}"
     weights, meta = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
     if weights.exists() and meta.exists():  # meta is written last: both present = complete
         try:
@@ -283,8 +291,9 @@ def load_or_train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: t
     fit_idx = train_idx
     if len(fit_idx) > cfg.max_train:
         fit_idx = np.sort(np.random.default_rng(cfg.seed + 1).choice(train_idx, cfg.max_train, replace=False))
-    log.info("training the judge on %d images at %dpx (cached for later runs)", len(fit_idx), res)
-    model, stats = train_judge(images[fit_idx], labels[fit_idx], cardinalities, cfg)
+    log.info("training the judge on %d images at %dpx%s (cached for later runs)", len(fit_idx), res,
+             "" if amp is None else " in bf16 autocast")
+    model, stats = train_judge(images[fit_idx], labels[fit_idx], cardinalities, cfg, amp)
     acc = _accuracy(model, images[held_idx], labels[held_idx])
     info = {"fingerprint": fingerprint, "res": res, "judge_res": model.inner, "config": asdict(cfg), "cardinalities": list(cardinalities),
             "n_train": int(len(fit_idx)), "n_held": int(len(held_idx)),

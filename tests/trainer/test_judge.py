@@ -95,3 +95,29 @@ def test_the_cache_file_names_the_resolution_and_records_the_judge(tmp_path):
     assert "-16px-" in tj.info["file"] and tj.info["config"]["scale"] == cfg.scale
     assert tj.info["judge_res"] == 32 and "best_epoch" in tj.info
     assert load_or_train_judge(images, labels, (2, 3), "bars", cfg, cache_dir=tmp_path).info["cached"] is True
+
+
+def test_a_bf16_judge_learns_the_toy_and_differs_from_the_fp32_one():
+    images, labels = _bars(600, 0)
+    cfg = JudgeConfig(width=8, feat_dim=16, epochs=8, min_seen=0, batch=64, lr=3e-3, patience=0)
+    fp32, stats32 = train_judge(images, labels, (2, 3), cfg)
+    bf16, stats16 = train_judge(images, labels, (2, 3), cfg, torch.bfloat16)
+    assert (stats32["precision"], stats16["precision"]) == ("fp32", "bf16")
+    assert not torch.equal(fp32.proj.weight, bf16.proj.weight)  # the same seed and data: only the autocast differs
+    assert bf16.proj.weight.dtype == torch.float32  # bf16 computes, fp32 weights are kept
+    held, held_labels = _bars(300, 1)
+    _, pred = bf16.embed(held)
+    assert (pred == held_labels).mean(0).min() >= 0.95
+
+
+def test_where_the_cpu_multiplies_bf16_the_judge_trains_in_it_and_is_cached_apart(tmp_path, monkeypatch):
+    import trainer.steps
+
+    images, labels = _bars(60, 0)
+    cfg = JudgeConfig(width=4, feat_dim=8, epochs=1, min_seen=0)
+    fp32 = load_or_train_judge(images, labels, (2, 3), "bars", cfg, cache_dir=tmp_path)
+    monkeypatch.setattr(trainer.steps, "cpu_has_bf16", lambda: True)
+    bf16 = load_or_train_judge(images, labels, (2, 3), "bars", cfg, cache_dir=tmp_path)
+    assert bf16.info["cached"] is False and bf16.info["precision"] == "bf16" and fp32.info["precision"] == "fp32"
+    assert bf16.info["file"] == fp32.info["file"].replace(".safetensors", "-bf16.safetensors")
+    assert load_or_train_judge(images, labels, (2, 3), "bars", cfg, cache_dir=tmp_path).info["cached"] is True
