@@ -93,11 +93,12 @@ class Budget:
         return any(last < p * self.seconds <= elapsed for p in POINTS[:-1])
 
     def record(self, elapsed: float, step: int, kimg: float, score: dict, took_s: float) -> bool:
-        """Add a scoring; True when it beats the best so far (by `trainer.metrics.prefer`)."""
+        """Add a scoring; True unless the best so far beats it (by `trainer.metrics.prefer`): a tie goes
+        to the later snapshot, which has seen more images."""
         from trainer.metrics import prefer
 
         best = self.best
-        won = best is None or prefer(score, best["score"])
+        won = best is None or not prefer(best["score"], score)
         if won and best is not None:
             best["best"] = False
         self.scored.append({"progress": round(elapsed / self.seconds, 4), "elapsed_s": round(elapsed, 1),

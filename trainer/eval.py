@@ -485,7 +485,7 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
     latents and conditions (random rows of the labels) from `model` (z, c) -> image in [-1, 1],
     and `groups` groups that mirror held-out ones for diversity (as the full eval, fewer), and
     gives {"accuracy_ratio_min", "worst_attribute", "accuracy_ratio", "accuracy_ratios", "judged",
-    "kid", "kid_blur", "kid_vs_blur", "stray_excess", "diversity_ratio", "n"}, `accuracy_ratios` over
+    "kid", "kid_std", "kid_blur", "kid_vs_blur", "stray_excess", "diversity_ratio", "n"}, `accuracy_ratios` over
     the judged attributes only, the diversity ratio the lower of judge features and pixels."""
     images, labels = np.ascontiguousarray(ds.images), ds.labels
     if len(images) < 8:
@@ -516,12 +516,13 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
         ratio = [float(g / r) if r > 0 else None for g, r in zip((pred == conds[:samples]).mean(0), real_acc)]
         mine = {n: v for n, v, j in zip(names, ratio, ok) if j and v is not None}
         worst = min(mine, key=mine.get) if mine else None
-        k = kid(feats, held_feats, seed=seed)["mean"]
+        k = kid(feats, held_feats, seed=seed)
         div, pix = _group_diversity(feats_all[samples:], drawn_all[samples:], members, held_feats, held_images, seed)
         return {"accuracy_ratio_min": mine.get(worst), "worst_attribute": worst,
                 "accuracy_ratio": dict(zip(names, ratio)), "accuracy_ratios": list(mine.values()),
                 "judged": [n for n, j in zip(names, ok) if j],
-                "kid": k, "kid_blur": kid_blur, "kid_vs_blur": _ratio(k, kid_blur),
+                "kid": k["mean"], "kid_std": k["std"], "kid_blur": kid_blur,
+                "kid_vs_blur": _ratio(k["mean"], kid_blur),
                 "stray_excess": stray_share(drawn) - held_stray,
                 "diversity_ratio": _min(div["ratio"], pix["ratio"]), "n": samples}
 

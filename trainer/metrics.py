@@ -208,7 +208,10 @@ def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
     decide, and so on (an attribute that neither draws then hides no gain in the others). Ratios
     all within `margin` (or none judged on either side) are a tie, broken first by cleanliness (an
     excess within STRAY_EXCESS beats one above it), then by variety (a diversity ratio of at least
-    DIVERSE beats one below it), then by the lower KID; a full tie keeps `b` (the incumbent).
+    DIVERSE beats one below it), then by the lower KID, by more than the larger `kid_std` of the two
+    (KID's spread over its subsets, where a score has it: a few-shot set's quick score measures KID
+    against some twenty held-out images, and most of its differences are noise); a full tie keeps
+    `b` (the incumbent).
     Conditions come first because a model that ignores them is useless to the bot however realistic
     it looks; specks on the background come next because judge features barely see them and members
     do; then variety, because KID over the whole set barely sees a model that draws fewer kinds of
@@ -224,7 +227,8 @@ def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
         va, vb = a.get(key), b.get(key)
         if va is not None and vb is not None and passes(va) != passes(vb):
             return passes(va)
-    return a["kid"] < b["kid"]
+    noise = max(a.get("kid_std") or 0.0, b.get("kid_std") or 0.0)
+    return b["kid"] - a["kid"] > noise
 
 
 _TIE_BREAKS = (("stray_excess", lambda v: v <= STRAY_EXCESS), ("diversity_ratio", lambda v: v >= DIVERSE))

@@ -79,6 +79,23 @@ def test_prefer_puts_variety_after_a_clean_background_and_before_kid():
 
 
 
+def test_prefer_counts_a_kid_difference_within_its_noise_as_a_tie():
+    a = {"accuracy_ratio_min": 0.9, "kid": 0.10, "kid_std": 0.05}
+    b = {**a, "kid": 0.13, "kid_std": 0.04}
+    assert not prefer(a, b) and not prefer(b, a)  # 0.03 apart, within the larger spread (0.05)
+    assert prefer(a, {**b, "kid": 0.16}) and not prefer({**b, "kid": 0.16}, a)
+    assert not prefer(a, {k: v for k, v in b.items() if k != "kid_std"})  # one spread is enough
+
+
+def test_a_later_snapshot_wins_a_tie():
+    b = Budget.start(1.0, lambda: 0.0, 0.0)
+    score = {"accuracy_ratio_min": 0.5, "kid": 0.10, "kid_std": 0.05}
+    assert b.record(30.0, 30, 3.0, score, took_s=0.0)
+    assert b.record(42.0, 42, 4.2, {**score, "kid": 0.12}, took_s=0.0)  # more images, within the noise
+    assert not b.record(51.0, 51, 5.1, {**score, "kid": 0.20}, took_s=0.0)  # beyond it: the earlier stays
+    assert [s["best"] for s in b.scored] == [False, True, False]
+
+
 def test_describe_names_what_prefer_reads():
     from trainer.metrics import describe
 
