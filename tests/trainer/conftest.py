@@ -72,13 +72,17 @@ def tiny_run(run_dir, kind: str, data_dir, broken: bool = False) -> None:
     save_checkpoint(run_dir, kind=kind, meta=meta, models={k: m.eval() for k, m in models.items()})
 
 
-@pytest.fixture(autouse=True)
-def _fp32_on_every_cpu(monkeypatch):
-    """Training steps here run in fp32 whatever the CPU: `--precision auto` autocasts to bf16 on a CPU
-    with bf16 matrix instructions, and the tests' thresholds hold in fp32 on every machine. Runs
-    started as subprocesses keep auto; the bf16 step has tests of its own (precision="bf16")."""
+@pytest.fixture(autouse=True, scope="module")
+def _fp32_on_every_cpu():
+    """Training steps and judges here run in fp32 whatever the CPU: `--precision auto` autocasts to bf16
+    on a CPU with bf16 matrix instructions, and the tests' thresholds hold in fp32 on every machine.
+    Module-scoped, so module-scoped fixtures that train see it too. Runs started as subprocesses keep
+    auto; bf16 has tests of its own (precision="bf16")."""
     try:
         import trainer.steps
     except ImportError:  # the style-set and folder tests run without torch
+        yield
         return
-    monkeypatch.setattr(trainer.steps, "cpu_has_bf16", lambda: False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(trainer.steps, "cpu_has_bf16", lambda: False)
+        yield
