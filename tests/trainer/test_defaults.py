@@ -23,9 +23,10 @@ def _by_flag(choices):
 
 def test_thousands_of_images_get_the_measured_recipe_without_colour_jitter_on_a_colour():
     values, choices = choose("gan", _stats(12_000), {})
-    assert values == {"d_width": 32, "lr": RECIPE_GAN_LR, "cls_weight": 0.3, "ms_weight": 0.03,
+    assert values == {"d_width": 32, "lr": RECIPE_GAN_LR, "cls_weight": 0.3, "ms_weight": 0.03, "cls_d_weight": 1.0,
                       "augment": "translation", "cond_ramp_kimg": -1.0}
     lines = {c.flag: c.line() for c in choices}
+    assert lines["--cls-d-weight"].startswith("chosen  cls-d-weight 1.0: D learns to read the attributes")
     assert lines["--augment"].startswith("chosen  augment translation: 'a3' is colour-valued")
     assert "no cutout" in lines["--augment"] and "no ramp" in lines["--cond-ramp-kimg"]
     assert "--from" not in lines and not any(c.given for c in choices)
@@ -93,12 +94,16 @@ def test_given_flags_are_never_chosen_and_the_others_follow_them():
     values, choices = choose("gan", _stats(12_000), {"cls_weight": 0.0, "augment": "", "width": 48, "lr": 1e-4})
     assert "cls_weight" not in values and "augment" not in values and "lr" not in values
     assert values["ms_weight"] == 0.0  # no mode seeking without the classification term
+    assert "cls_d_weight" not in values and "--cls-d-weight" not in _by_flag(choices)  # ... and no D reading to weigh
     assert values["d_width"] == 48  # never narrower than a given generator
     by = _by_flag(choices)
     assert by["--cls-weight"].given and by["--cls-weight"].line() == "given   cls-weight 0.0"
     assert by["--augment"].line() == "given   augment none" and by["--lr"].line() == "given   lr 0.0001"
     values, _ = choose("gan", _stats(100), {"cls_weight": 0.5})
     assert values["ms_weight"] == 0.03  # a given term brings its partner even on a few-shot set
+    assert "cls_d_weight" not in values  # D's full-weight reading is the recipe for thousands only
+    values, choices = choose("gan", _stats(12_000), {"cls_d_weight": 0.3})
+    assert "cls_d_weight" not in values and _by_flag(choices)["--cls-d-weight"].line() == "given   cls-d-weight 0.3"
 
 
 def test_vae_chooses_only_its_own_terms():
