@@ -164,7 +164,7 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
         if cls_on and not few:
             decide("cls_d_weight", RECIPE_D_CLS, "D learns to read the attributes of real images at full weight, G is "
                    "pushed at the classification weight: D reads small parts sooner, so G learns to draw them sooner "
-                   "(measured on the held-out set lorelei)")
+                   "(measured on lorelei, checked on the held-out critters)")
     decide("augment", *_augment(stats, few))
     if kind == "vae" and few:
         decide("latent_adv_weight", FEW_SHOT_FADER, f"ten times the usual: a code that tells {stats.images} images "
