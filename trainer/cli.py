@@ -231,9 +231,8 @@ def train_gan(
     loss: str = _O("hinge", "--loss", help="Adversarial loss: hinge, ns (non-saturating) or wgan-gp."),
     cls_weight: float = _O(None, "--cls-weight", min=0, help="Weight of the classification term: D classifies real "
                            "images, G is rewarded when fakes read as their conditions [0 = off]."),
-    cls_d_weight: float = _O(None, "--cls-d-weight", min=0, help="Weight of D's own classification of real images, "
-                             "so it learns to read faster than G is pushed [1 on a folder of 1,000 images or more "
-                             "with the classification term on; 0 = --cls-weight]."),
+    cls_d_weight: float = _O(None, "--cls-d-weight", min=0, help="Weight of D's own classification of real images "
+                             "[1 on a folder of 1,000+ images with the classification term on; 0 = --cls-weight]."),
     cls_heads: bool = _O(None, "--cls-heads/--no-cls-heads", help="D classifies with a linear head per attribute on its "
                          "unpooled features, not its projection embeddings."),
     cls_fake_weight: float = _CLS_FAKE_WEIGHT,
