@@ -6,10 +6,11 @@ from `stats_of(dataset)`) and the flags the user gave: it returns the config val
 to print. Two regimes by the number of images:
 
 - few-shot (under FEW_SHOT): the discriminator's overfitting is the danger (Karras et al. 2020,
-  Zhao et al. 2020), so DiffAugment gets every op that keeps the labels true, cutout included, and
-  the classification term stays off (with a handful of images per value, a classifier learns them
-  by heart); the GAN's mode-seeking term is on (few pictures per condition, and the generator
-  draws one of them for every latent); the run starts from the shipped model's trained weights
+  Zhao et al. 2020), so DiffAugment gets every op that keeps the labels true, cutout included; the
+  VAE's classification term stays off (with a handful of images per value, a classifier learns them
+  by heart), while the GAN's is on with D reading real images at full weight, as on thousands (its
+  D reads with the projection embeddings it needs anyway); the GAN's mode-seeking term is on (few
+  pictures per condition, and the generator draws one of them for every latent); the run starts from the shipped model's trained weights
   when they fit (`shipped`, Mo et al. 2020), else from scratch with D as wide as G. The VAE's
   Fader adversary is ten times stronger: a code that tells a hundred images apart also tells their
   labels, and at the usual weight the decoder draws the attributes from the code, not from the
@@ -161,10 +162,11 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
                    "set faces-100)")
         else:
             decide("ms_weight", 0.0, "off with the classification term off (it gives back what that term takes)")
-        if cls_on and not few:
+        if cls_on:
             decide("cls_d_weight", RECIPE_D_CLS, "D learns to read the attributes of real images at full weight, G is "
                    "pushed at the classification weight: D reads small parts sooner, so G learns to draw them sooner "
-                   "(measured on lorelei, checked on the held-out critters)")
+                   f"(measured on {'faces-100' if few else 'lorelei'}, checked on the held-out critters"
+                   f"{'-100' if few else ''})")
     decide("augment", *_augment(stats, few))
     if kind == "vae" and few:
         decide("latent_adv_weight", FEW_SHOT_FADER, f"ten times the usual: a code that tells {stats.images} images "
@@ -190,6 +192,9 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
 def _cls(kind: str, stats: DataStats, few: bool) -> tuple[float, str]:
     """The classification term's weight and why."""
     widest = max(zip(stats.cardinalities, stats.names))[1]
+    if few and kind == "gan":
+        return RECIPE_GAN_CLS, (f"on even with {stats.images} images: D reads the attributes with its projection "
+                                "embeddings, and reading real ones at full weight teaches G the small parts sooner")
     if few or stats.per_value < PER_VALUE:
         return 0.0, (f"off: '{widest}' has {max(stats.cardinalities)} values, about {stats.per_value:.0f} images each "
                      f"(under {PER_VALUE}), which a classifier learns by heart (on a hundred images it gained nothing, "

@@ -37,20 +37,22 @@ def test_colour_jitter_is_kept_when_no_attribute_is_a_colour():
     assert values["augment"] == "color,translation"
 
 
-def test_few_shot_sets_get_cutout_no_classifier_and_start_from_scratch_without_shipped_weights():
+def test_few_shot_sets_get_cutout_and_start_from_scratch_without_shipped_weights():
+    values, choices = choose("vae", _stats(100, cards=(15, 15), colour_valued=(False, False)), {})
+    assert values["cls_weight"] == 0.0 and "7 images each" in _by_flag(choices)["--cls-weight"].why
     values, choices = choose("gan", _stats(100, cards=(15, 15), colour_valued=(False, False)), {})
-    assert values == {"d_width": 0, "cls_weight": 0.0, "ms_weight": 0.03, "augment": "color,translation,cutout",
-                      "cond_ramp_kimg": -1.0}
+    assert values == {"d_width": 0, "cls_weight": 0.3, "ms_weight": 0.03, "cls_d_weight": 1.0,
+                      "augment": "color,translation,cutout", "cond_ramp_kimg": -1.0}
     by = _by_flag(choices)
     assert by["--from"].value is None and "no trained weights of this kind are installed" in by["--from"].why
-    assert "ramped in" in by["--cond-ramp-kimg"].why and "7 images each" in by["--cls-weight"].why
-    assert "one picture per condition" in by["--ms-weight"].why  # without the classification term
+    assert "ramped in" in by["--cond-ramp-kimg"].why and "on even with 100 images" in by["--cls-weight"].why
+    assert "faces-100" in by["--cls-d-weight"].why
 
 
 @pytest.mark.parametrize("kind", ["gan", "vae"])
 def test_few_shot_sets_start_from_the_shipped_weights(kind):
     values, choices = choose(kind, _stats(100, cards=(15, 15), colour_valued=(False, False)), {}, SHIPPED)
-    assert values["init_from"] == "moe-default" and values["cls_weight"] == 0.0
+    assert values["init_from"] == "moe-default" and values["cls_weight"] == (0.3 if kind == "gan" else 0.0)
     line = _by_flag(choices)["--from"].line()
     assert line.startswith("chosen  from moe-default: 100 images are few") and "start fresh" in line
     if kind == "gan":  # D starts from the shipped D, so it takes its width
@@ -99,9 +101,8 @@ def test_given_flags_are_never_chosen_and_the_others_follow_them():
     by = _by_flag(choices)
     assert by["--cls-weight"].given and by["--cls-weight"].line() == "given   cls-weight 0.0"
     assert by["--augment"].line() == "given   augment none" and by["--lr"].line() == "given   lr 0.0001"
-    values, _ = choose("gan", _stats(100), {"cls_weight": 0.5})
-    assert values["ms_weight"] == 0.03  # a given term brings its partner even on a few-shot set
-    assert "cls_d_weight" not in values  # D's full-weight reading is the recipe for thousands only
+    values, _ = choose("gan", _stats(100), {"cls_weight": 0.0})
+    assert values["ms_weight"] == 0.03 and "cls_d_weight" not in values  # few images: mode seeking even without it
     values, choices = choose("gan", _stats(12_000), {"cls_d_weight": 0.3})
     assert "cls_d_weight" not in values and _by_flag(choices)["--cls-d-weight"].line() == "given   cls-d-weight 0.3"
 
