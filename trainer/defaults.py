@@ -10,8 +10,8 @@ to print. Two regimes by the number of images:
   VAE's classification term stays off (with a handful of images per value, a classifier learns them
   by heart), while the GAN's is on with D reading real images at full weight, as on thousands (its
   D reads with the projection embeddings it needs anyway); the GAN's mode-seeking term is on (few
-  pictures per condition, and the generator draws one of them for every latent); the run starts from the shipped model's trained weights
-  when they fit (`shipped`, Mo et al. 2020), else from scratch with D as wide as G. The VAE's
+  pictures per condition, and the generator draws one of them for every latent); the run starts
+  from the shipped model's trained weights when they fit (`shipped`, Mo et al. 2020), else from scratch with D as wide as G. The VAE's
   Fader adversary is ten times stronger: a code that tells a hundred images apart also tells their
   labels, and at the usual weight the decoder draws the attributes from the code, not from the
   conditions;
