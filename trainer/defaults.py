@@ -5,16 +5,16 @@ from `stats_of(dataset)`) and the flags the user gave: it returns the config val
 (never one the user gave) and one `Choice` per decision, each with the reason, for the command
 to print. Two regimes by the number of images:
 
-- few-shot (under FEW_SHOT): the discriminator's overfitting is the danger (Karras et al. 2020,
-  Zhao et al. 2020), so DiffAugment gets every op that keeps the labels true, cutout included; the
-  VAE's classification term stays off (with a handful of images per value, a classifier learns them
-  by heart), while the GAN's is on with D reading real images at full weight, as on thousands (its
-  D reads with the projection embeddings it needs anyway); the GAN's mode-seeking term is on (few
-  pictures per condition, and the generator draws one of them for every latent); the run starts
-  from the shipped model's trained weights when they fit (`shipped`, Mo et al. 2020), else from scratch with D as wide as G. The VAE's
-  Fader adversary is ten times stronger: a code that tells a hundred images apart also tells their
-  labels, and at the usual weight the decoder draws the attributes from the code, not from the
-  conditions;
+- few-shot (under FEW_SHOT): the discriminator's overfitting is the danger (Karras et al. 2020, Zhao
+  et al. 2020), so DiffAugment gets every op that keeps the labels true, cutout included; the VAE's
+  classification term stays off (with a handful of images per value, a classifier learns them by
+  heart), while the GAN's is on with D reading real images at full weight, as on thousands (its D
+  reads with the projection embeddings it needs anyway); the GAN's mode-seeking term is on (few
+  pictures per condition, and the generator draws one of them for every latent); the run starts from
+  the shipped model's trained weights when they fit (`shipped`, Mo et al. 2020), else from scratch
+  with D as wide as G. The VAE's Fader adversary is ten times stronger: a code that tells a hundred
+  images apart also tells their labels, and at the usual weight the decoder draws the attributes
+  from the code, not from the conditions;
   Few-shot GANs ramp their conditioning in (Shahbazi et al. 2022: conditioning from the start
   collapses small sets);
 - large: the recipe measured on the built-in set (see README.md, docs/reports/README.md), the GAN
