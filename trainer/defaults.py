@@ -163,10 +163,11 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
         else:
             decide("ms_weight", 0.0, "off with the classification term off (it gives back what that term takes)")
         if cls_on:
+            sets = ("faces-100, checked on the held-out critters-100" if few
+                    else "lorelei, checked on the held-out critters")
             decide("cls_d_weight", RECIPE_D_CLS, "D learns to read the attributes of real images at full weight, G is "
                    "pushed at the classification weight: D reads small parts sooner, so G learns to draw them sooner "
-                   f"(measured on {'faces-100' if few else 'lorelei'}, checked on the held-out critters"
-                   f"{'-100' if few else ''})")
+                   f"(measured on {sets})")
     decide("augment", *_augment(stats, few))
     if kind == "vae" and few:
         decide("latent_adv_weight", FEW_SHOT_FADER, f"ten times the usual: a code that tells {stats.images} images "
@@ -197,8 +198,8 @@ def _cls(kind: str, stats: DataStats, few: bool) -> tuple[float, str]:
                                 "embeddings, and reading real ones at full weight teaches G the small parts sooner")
     if few or stats.per_value < PER_VALUE:
         return 0.0, (f"off: '{widest}' has {max(stats.cardinalities)} values, about {stats.per_value:.0f} images each "
-                     f"(under {PER_VALUE}), which a classifier learns by heart (on a hundred images it gained nothing, "
-                     "for either kind)")
+                     f"(under {PER_VALUE}), which a classifier learns by heart (on a hundred images the VAE "
+                     "gained nothing from it)")
     recipe = RECIPE_GAN_CLS if kind == "gan" else RECIPE_VAE_CLS
     what = "D classifies with its projection embeddings" if kind == "gan" else "a classifier checks every decode"
     return recipe, (f"{len(stats.names)} attribute(s) with labels for every image, at least "
