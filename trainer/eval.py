@@ -317,7 +317,8 @@ def _evaluate(source: Source, samples: int, seed: int, judge_config: JudgeConfig
     if len(ds) < 8:
         raise EvalError(f"{spec}: {len(ds)} images are too few to hold some out for evaluation (need 8)")
     images, labels = np.ascontiguousarray(ds.images), ds.labels
-    seen, trained_on = _seen(source.trained_on, res, images) if source.trained_on else (None, None)
+    seen, trained_on, trained_rows = (_seen(source.trained_on, res, images, schema) if source.trained_on
+                                      else (None, None, None))
     tj = load_or_train_judge(images, labels, schema.cardinalities, ds.fingerprint, judge_config)
     log.info("scoring the real images: held-out, the train floor, blurred references")
     ref = _Reference(tj, images, labels, samples, seed, tuple(s * res / 64 for s in BLUR_SIGMAS_64), seen)
@@ -341,6 +342,9 @@ def _evaluate(source: Source, samples: int, seed: int, judge_config: JudgeConfig
     log.info("generating and scoring %d samples", samples)
     section, grid = _sample_report(source.generate, ref, tj.model, labels, schema, z_dim, samples, seed)
     report["generated"] = section
+    if trained_rows is not None:
+        section["trained_rows"] = _trained_rows(source.generate, tj.model, trained_rows, ref, schema, z_dim,
+                                                min(samples, 5 * len(trained_rows)), seed)
     if source.latent_prior is not None:
         section["latent_prior"] = source.latent_prior
     if best_of > 1:
@@ -376,23 +380,36 @@ def _digest(image: np.ndarray) -> bytes:
     return hashlib.blake2b(image.tobytes(), digest_size=16).digest()
 
 
-def _seen(spec: str, res: int, images: np.ndarray) -> tuple[np.ndarray | None, dict]:
-    """Which of `images` the run trained on (its own data, `spec`, matched pixel for pixel), and
-    {"spec", "images", "found"} for the report."""
+def _seen(spec: str, res: int, images: np.ndarray, schema: Schema) -> tuple[np.ndarray | None, dict, np.ndarray | None]:
+    """Which of `images` the run trained on (its own data, `spec`, matched pixel for pixel),
+    {"spec", "images", "found"} for the report, and the own data's label rows (None when they are
+    not in the run's schema)."""
     from trainer.data import DatasetError, load_dataset
 
     try:
-        own = load_dataset(spec, res, progress=False).images
+        own = load_dataset(spec, res, progress=False)
     except (DatasetError, OSError) as e:
         log.warning("the run's own data %s cannot be read (%s): memorisation is checked against the judge's "
                     "train split only", spec, e)
-        return None, {"spec": spec, "images": None, "found": 0}
-    digests = set(map(_digest, own))
+        return None, {"spec": spec, "images": None, "found": 0}, None
+    digests = set(map(_digest, own.images))
     found = np.flatnonzero([_digest(x) in digests for x in images])
     if len(found) < len(own):
         log.warning("%d of the run's %d training images are not in the judged folder: memorisation of those is "
                     "not checked", len(own) - len(found), len(own))
-    return found, {"spec": spec, "images": len(own), "found": int(len(found))}
+    rows = own.labels if own.schema.fingerprint() == schema.fingerprint() else None
+    return found, {"spec": spec, "images": len(own), "found": int(len(found))}, rows
+
+
+def _trained_rows(gen: Callable[[torch.Tensor, np.ndarray], np.ndarray], judge, rows: np.ndarray, ref: _Reference,
+                  schema: Schema, z_dim: int, n: int, seed: int) -> dict:
+    """Accuracy on `n` samples whose conditions cycle through the rows the run trained on, beside the
+    main samples' (random rows of the judged folder: for a few-shot run mostly combinations it never
+    saw). A value drawn right here and not there was learned only beside the attributes it was shown with."""
+    conds = rows[np.arange(n) % len(rows)]
+    g = torch.Generator().manual_seed(seed + 1)
+    _, pred = judge.embed(gen(torch.randn(n, z_dim, generator=g), conds))
+    return {"n": n, "rows": len(rows), "accuracy": _accuracy(pred, conds, ref.real_acc, schema)}
 
 
 def _sharpness(spec: str, generate: Callable[[torch.Tensor, np.ndarray], np.ndarray], labels: np.ndarray,

@@ -69,6 +69,12 @@ def print_report(r: dict, console=None) -> None:
                     _ratio(e) if e else "—"]
         acc.add_row(*row, *(_f(b["accuracy"][name]) for b in ref["blur"]))
     console.print(acc)
+    if "trained_rows" in g:
+        t = g["trained_rows"]
+        console.print(f"On the {t['rows']} label rows the run trained on ({t['n']} samples; the table: rows of this "
+                      "folder, mostly combinations it never saw), ratio: "
+                      + ", ".join(f"{name} {_f(a['ratio']) if a['judged'] else 'not judged'}"
+                                   for name, a in t["accuracy"].items()))
     dist = Table(title="Distance to real held-out (judge features; lower is better)")
     for col in ("set", "KID", "± std", "FID"):
         dist.add_column(col, justify="left" if col == "set" else "right")

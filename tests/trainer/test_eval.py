@@ -13,11 +13,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from rich.console import Console
 
 from engine.schema import Attribute, Schema
 from tests.trainer.conftest import tiny_run
 from trainer.eval import EvalError, _Reference, _sample_report, _vae_report, evaluate
 from trainer.metrics import gaussian_blur
+from trainer.report import print_report
 from trainer.judge import JudgeConfig, load_or_train_judge, split_indices, train_judge
 
 SHAPES, COLOURS = ("square", "disc"), ("red", "blue", "green")
@@ -216,8 +218,14 @@ def test_a_run_on_part_of_a_folder_is_judged_with_the_whole_folder(tmp_path, toy
     # the judge's held-out images the run trained on are compared with as train images: a copy is memorised
     seen = r["data"]["trained_on"]
     assert seen["images"] == seen["found"] == len(picked) and 0 < seen["held_out_moved"] < r["data"]["n_held"]
-    alone = evaluate(run, samples=16, judge_config=cfg, write=False)["data"]
-    assert alone["restricted_from"] is None and alone["trained_on"] is None
+    trained = r["generated"]["trained_rows"]  # the same judge on the conditions the run trained on
+    assert trained["rows"] == len(picked) and trained["n"] == 16 and set(trained["accuracy"]) == {"colour", "shape"}
+    console = Console(record=True, width=200)
+    print_report(r, console)
+    assert f"On the {len(picked)} label rows the run trained on (16 samples" in console.export_text()
+    full = evaluate(run, samples=16, judge_config=cfg, write=False)
+    alone = full["data"]
+    assert alone["restricted_from"] is None and alone["trained_on"] is None and "trained_rows" not in full["generated"]
     same = evaluate(run, samples=16, data=f"{part}/.", judge_config=cfg, write=False)["data"]  # its own folder
     assert same["trained_on"] is None and same["n_held"] == alone["n_held"]
     tiny_run(run.parent / "00002-gan", "gan", toy_folder)  # all three colours: the part has no green
