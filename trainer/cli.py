@@ -155,6 +155,8 @@ def _fit_to_data(ctx: typer.Context, kind: str, flags: dict) -> dict:
     typer.echo(f"defaults for {stats.describe()}", err=True)
     for choice in choices:
         typer.echo(f"  {choice.line()}", err=True)
+    if note := stats.thin_note():
+        typer.echo(f"  note: {note}", err=True)
     return {**flags, **values}
 
 
@@ -242,6 +244,8 @@ def train_gan(
     augment: str = _AUGMENT,
     cond_ramp_kimg: float = _O(-1.0, "--cond-ramp-kimg", help="Ramp conditioning in over this many kimg; -1 = a quarter "
                                "of the run for sets under 1,000 images, else 0."),
+    cond_mix: float = _O(None, "--cond-mix", min=0, max=1, help="Share of G's conditions drawn attribute by attribute, "
+                         "not as the data's rows [0.5 where an attribute has under 5 images per value, else 0]."),
     init_from: str = _FROM,
     freeze_d: int = _O(None, "--freeze-d", min=0, help="Keep the discriminator's first N blocks, nearest the image, "
                        "frozen (FreezeD); needs --from [half its blocks with --from]."),

@@ -23,7 +23,10 @@ to print. Two regimes by the number of images:
 
 Whatever the regime, colour jitter is used only when no attribute is colour-valued (a jittered
 tone is no longer the labelled tone), and the classification term only when every value has
-enough images (PER_VALUE on average in the attribute with the most values).
+enough images (PER_VALUE on average in the attribute with the most values). Where an attribute
+has under THIN images per value, the folder shows each of its values beside few others, so the
+GAN also trains on conditions drawn attribute by attribute (`--cond-mix`), and the command says
+that more images would help.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-__all__ = ["DataStats", "Shipped", "Choice", "choose", "stats_of", "regime", "FEW_SHOT", "PER_VALUE", "FEW_SHOT_FADER"]
+__all__ = ["DataStats", "Shipped", "Choice", "choose", "stats_of", "regime", "FEW_SHOT", "PER_VALUE", "FEW_SHOT_FADER",
+           "THIN"]
 
 FEW_SHOT = 1000  # fewer images: a few-shot set (also where the training loop ramps the GAN's conditioning in)
 PER_VALUE = 30  # images per value, on average, that the classification term needs in every attribute
@@ -39,7 +43,10 @@ RECIPE_D_WIDTH = 32  # the measured recipe's discriminator width (twice the CPU 
 RECIPE_GAN_CLS, RECIPE_MS, RECIPE_VAE_CLS = 0.3, 0.03, 0.3
 RECIPE_D_CLS = 1.0  # the GAN's --cls-d-weight on a folder of thousands (TrainConfig's default: --cls-weight)
 RECIPE_GAN_LR = 4e-4  # the GAN's Adam rate on a folder of thousands (TrainConfig's default: 2e-4)
+THIN_MIX = 0.5  # the GAN's --cond-mix when an attribute is thin (TrainConfig's default: 0, the data's rows)
 FEW_SHOT_FADER = 1000.0  # the VAE's --latent-adv-weight on a few-shot set (TrainConfig's default: 100)
+THIN = 5  # images per value, on average, under which a model draws a value mostly in the combinations it saw
+# (docs/reports/trainer-notes.md#combinations-a-few-shot-set-lacks-trainertrainfake_conditions---cond-mix)
 
 
 @dataclass(frozen=True)
@@ -56,6 +63,19 @@ class DataStats:
     def per_value(self) -> float:
         """Images per value, on average, in the attribute with the most values."""
         return self.images / max(self.cardinalities)
+
+    @property
+    def thin(self) -> tuple[str, ...]:
+        """The attributes with under THIN images per value on average."""
+        return tuple(n for n, k in zip(self.names, self.cardinalities) if self.images < THIN * k)
+
+    def thin_note(self) -> str:
+        """A note on the thin attributes for the person training; '' if none."""
+        few = [f"'{n}' ({k} values, about {self.images / k:.0f} images each)"
+               for n, k in zip(self.names, self.cardinalities) if n in self.thin]
+        return "" if not few else (f"{', '.join(few)}: under {THIN} images per value, a model learns a value "
+                                    "mostly in the combinations with other attributes it saw it in; more images per "
+                                    "value help")
 
     def describe(self) -> str:
         attrs = ", ".join(f"{n} {k}" for n, k in zip(self.names, self.cardinalities))
@@ -174,6 +194,12 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
                "apart also tells their labels, and at 100 the decoder draws the attributes from it, not from the "
                "conditions")
     if kind == "gan":
+        if stats.thin:
+            decide("cond_mix", THIN_MIX, f"{', '.join(repr(n) for n in stats.thin)} under {THIN} images per value: "
+                   f"{THIN_MIX:.0%} of G's conditions take each attribute from a row of its own, so G also learns "
+                   "each value beside attributes it was never shown with (measured on the tuning set lorelei-100)")
+        else:
+            decide("cond_mix", 0.0, f"the data's rows: every attribute has {THIN} or more images per value")
         if few:
             decide("cond_ramp_kimg", -1.0, f"ramped in over a quarter of the run ({stats.images} images: "
                    "conditioning from the start collapses small sets, Shahbazi et al. 2022)")

@@ -34,7 +34,8 @@ from trainer.models.gan import discriminator_blocks
 from trainer.samples import make_grid_spec, render_grid
 from trainer.steps import PRECISIONS, make_task
 
-__all__ = ["TrainConfig", "training_loop", "make_config", "default_width", "ConfigError", "TrainingDiverged"]
+__all__ = ["TrainConfig", "training_loop", "make_config", "default_width", "fake_conditions", "ConfigError",
+           "TrainingDiverged"]
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class TrainConfig:
     ms_weight: float = 0.0  # gan: mode-seeking term (pairs of fakes with the same conditions); 0 = off
     augment: str = AUTO  # DiffAugment on every discriminator input; "" = off; auto = chosen from the data
     cond_ramp_kimg: float = -1.0  # conditioning 0 -> 1 over this many kimg; -1 = auto (few-shot sets only)
+    cond_mix: float = 0.0  # gan: share of G's conditions drawn attribute by attribute (`fake_conditions`); 0 = rows
     ema_kimg: float = 10.0  # EMA half-life of the generator weights
     ema_rampup: float = 0.05
     kl_warmup_kimg: float = 20.0  # vae: KL and latent adversary weight 0 -> 1
@@ -105,6 +107,8 @@ class TrainConfig:
                    "D's classification of real images: it needs a GAN and --cls-weight > 0"),
                   (not self.cls_heads or self.kind == "gan", "--cls-heads is a GAN option (the VAE's classifier "
                    "always reads unpooled features)"),
+                  (0 <= self.cond_mix <= 1 and (self.cond_mix == 0 or self.kind == "gan"),
+                   f"--cond-mix is a GAN option from 0 to 1, not {self.cond_mix}"),
                   (self.freeze_d == 0 or (self.kind == "gan" and self.init_from),
                    "--freeze-d freezes transferred discriminator blocks: it needs --from, and a GAN"),
                   (0 <= self.freeze_d < discriminator_blocks(self.res), f"--freeze-d must leave one of the "
@@ -266,7 +270,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
         real = images[idx].float().div_(127.5).sub_(1)  # (B, 3, H, W) in [-1, 1]
         if device.type == "cuda":
             real = real.contiguous(memory_format=torch.channels_last)
-        c_fake = labels[torch.randint(len(labels), (batch,), device=device)]
+        c_fake = fake_conditions(labels, batch, cfg.cond_mix)
         losses = task.step(real, labels[idx], c_fake, nimg)
         nimg += cfg.batch
         step += 1
@@ -348,6 +352,20 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
     if world > 1:
         _check_in_sync(task.models)
     return run_dir
+
+
+def fake_conditions(labels: torch.Tensor, n: int, mix: float = 0.0) -> torch.Tensor:
+    """`n` conditions for the generator: random rows of `labels` (N, A), the data's joint
+    distribution. A `mix` share of them take each attribute from a row of its own (the product of
+    the marginals): the bot asks for any combination, and a few-shot set shows few of them, so G
+    learns to draw each attribute on its own. D's projection scores each attribute separately,
+    so it judges a combination it never saw part by part."""
+    rows = torch.randint(len(labels), (n,), device=labels.device)
+    if not mix:
+        return labels[rows]
+    own = torch.randint(len(labels), (n, labels.shape[1]), device=labels.device)
+    mixed = torch.rand(n, 1, device=labels.device) < mix
+    return labels.gather(0, torch.where(mixed, own, rows[:, None].expand_as(own)))
 
 
 def _check_in_sync(models: dict) -> None:

@@ -7,6 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from tests.trainer.conftest import write_tiny_set
 from trainer.defaults import FEW_SHOT, FEW_SHOT_FADER, RECIPE_GAN_LR, DataStats, Shipped, choose, regime
 
 SHIPPED = Shipped("moe-default", res=64, width=16, d_width=32, z_dim=128)
@@ -24,7 +25,7 @@ def _by_flag(choices):
 def test_thousands_of_images_get_the_measured_recipe_without_colour_jitter_on_a_colour():
     values, choices = choose("gan", _stats(12_000), {})
     assert values == {"d_width": 32, "lr": RECIPE_GAN_LR, "cls_weight": 0.3, "ms_weight": 0.03, "cls_d_weight": 1.0,
-                      "augment": "translation", "cond_ramp_kimg": -1.0}
+                      "augment": "translation", "cond_mix": 0.0, "cond_ramp_kimg": -1.0}
     lines = {c.flag: c.line() for c in choices}
     assert lines["--cls-d-weight"].startswith("chosen  cls-d-weight 1.0: D learns to read the attributes")
     assert lines["--augment"].startswith("chosen  augment translation: 'a3' is colour-valued")
@@ -42,7 +43,7 @@ def test_few_shot_sets_get_cutout_and_start_from_scratch_without_shipped_weights
     assert values["cls_weight"] == 0.0 and "7 images each" in _by_flag(choices)["--cls-weight"].why
     values, choices = choose("gan", _stats(100, cards=(15, 15), colour_valued=(False, False)), {})
     assert values == {"d_width": 0, "cls_weight": 0.3, "ms_weight": 0.03, "cls_d_weight": 1.0,
-                      "augment": "color,translation,cutout", "cond_ramp_kimg": -1.0}
+                      "augment": "color,translation,cutout", "cond_mix": 0.0, "cond_ramp_kimg": -1.0}
     by = _by_flag(choices)
     assert by["--from"].value is None and "no trained weights of this kind are installed" in by["--from"].why
     assert "ramped in" in by["--cond-ramp-kimg"].why and "on even with 100 images" in by["--cls-weight"].why
@@ -145,3 +146,17 @@ def test_cli_prints_the_choices_and_a_given_flag_wins(tiny_set, tmp_path):
     assert not (tmp_path / "runs").exists()
     out, cfg = _moe("train", "vae", "--dry-run")  # the built-in set keeps TrainConfig's defaults
     assert "defaults for" not in out and cfg["augment"] == "auto" and cfg["cls_weight"] == 0.0
+
+
+def test_attributes_with_few_images_per_value_get_a_note(tmp_path):
+    stats = _stats(100, cards=(24, 26, 44, 6))  # lorelei-100's schema
+    assert stats.thin == ("a0", "a1", "a2")
+    note = stats.thin_note()
+    assert "'a2' (44 values, about 2 images each)" in note and "'a0'" in note and "'a3'" not in note
+    emoji = _stats(100, cards=(15, 15), colour_valued=(False, False))  # the issue's emoji faces: about 7 per value
+    assert emoji.thin == () and emoji.thin_note() == ""
+    values, choices = choose("gan", stats, {})
+    assert values["cond_mix"] == 0.5 and "'a2' under 5 images per value" in _by_flag(choices)["--cond-mix"].why
+    assert "cond_mix" not in choose("vae", stats, {})[0]  # the VAE's conditions are the data's rows
+    out, _ = _moe("train", "gan", "--data", str(write_tiny_set(tmp_path / "four", n=4)), "--res", "16", "--dry-run")
+    assert "note: 'color' (2 values, about 2 images each), 'shape' (2 values, about 2 images each): under 5" in out

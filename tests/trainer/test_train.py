@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from trainer.checkpoint import load_run
 from trainer.steps import GanTask, make_task
-from trainer.train import TrainingDiverged, make_config, training_loop
+from trainer.train import ConfigError, TrainingDiverged, fake_conditions, make_config, training_loop
 
 TINY = dict(res=16, width=4, z_dim=8, embed_dim=4, batch=8, tick_kimg=0.04, grid_kimg=1000.0, threads=1)
 
@@ -134,7 +134,7 @@ def test_vae_classification_term_makes_edits_show_their_conditions(tiny_set, tmp
 @pytest.mark.slow
 @pytest.mark.parametrize("kind, precision", [("gan", "fp32"), ("vae", "fp32"), ("gan", "bf16")])
 def test_resume_is_bit_for_bit(tiny_set, tmp_path, kind, precision):
-    extra = {"loss": "wgan-gp", "ms_weight": 1.0} if kind == "gan" else {"patch_start_kimg": 0.04}
+    extra = {"loss": "wgan-gp", "ms_weight": 1.0, "cond_mix": 0.5} if kind == "gan" else {"patch_start_kimg": 0.04}
     extra["precision"] = precision
     extra["cls_weight"] = extra["cls_fake_weight"] = 1.0
     extra["cond_ramp_kimg"] = 0.1  # explicit: the automatic ramp is a fraction of --kimg
@@ -147,6 +147,21 @@ def test_resume_is_bit_for_bit(tiny_set, tmp_path, kind, precision):
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, different[:5]
     assert len((resumed / "stats.jsonl").read_text().splitlines()) == 4
+
+
+def test_fake_conditions_are_rows_or_drawn_attribute_by_attribute():
+    labels = torch.arange(4)[:, None].repeat(1, 3)  # row r is (r, r, r): a row's values are always equal
+    torch.manual_seed(0)
+    rows = fake_conditions(labels, 2000)
+    assert (rows == rows[:, :1]).all()
+    mixed = fake_conditions(labels, 2000, mix=1.0)
+    assert (mixed[:, 1] == mixed[:, 0]).float().mean() < 0.3  # independent: equal a quarter of the time
+    for a in range(3):  # each attribute keeps its marginal
+        assert torch.bincount(mixed[:, a], minlength=4).min() > 400
+    half = fake_conditions(labels, 2000, mix=0.5)
+    assert 0.48 < (half == half[:, :1]).all(1).float().mean() < 0.59  # half rows + a sixteenth of the mixed ones
+    with pytest.raises(ConfigError, match="--cond-mix is a GAN option"):
+        make_config("vae", cond_mix=0.5)
 
 
 @pytest.mark.parametrize("weight", [0.0, 1.0])
