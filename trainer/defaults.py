@@ -43,10 +43,10 @@ RECIPE_D_WIDTH = 32  # the measured recipe's discriminator width (twice the CPU 
 RECIPE_GAN_CLS, RECIPE_MS, RECIPE_VAE_CLS = 0.3, 0.03, 0.3
 RECIPE_D_CLS = 1.0  # the GAN's --cls-d-weight on a folder of thousands (TrainConfig's default: --cls-weight)
 RECIPE_GAN_LR = 4e-4  # the GAN's Adam rate on a folder of thousands (TrainConfig's default: 2e-4)
-THIN_MIX = 0.5  # the GAN's --cond-mix when an attribute is thin (TrainConfig's default: 0, the data's rows)
 FEW_SHOT_FADER = 1000.0  # the VAE's --latent-adv-weight on a few-shot set (TrainConfig's default: 100)
 THIN = 5  # images per value, on average, under which a model draws a value mostly in the combinations it saw
 # (docs/reports/trainer-notes.md#combinations-a-few-shot-set-lacks-trainertrainfake_conditions---cond-mix)
+THIN_MIX = 0.5  # the GAN's --cond-mix when an attribute is thin (TrainConfig's default: 0, the data's rows)
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,8 @@ class DataStats:
 
     def thin_note(self) -> str:
         """A note on the thin attributes for the person training; '' if none."""
-        few = [f"'{n}' ({k} values, about {self.images / k:.0f} images each)"
-               for n, k in zip(self.names, self.cardinalities) if n in self.thin]
+        values = dict(zip(self.names, self.cardinalities))
+        few = [f"'{n}' ({values[n]} values, about {self.images / values[n]:.0f} images each)" for n in self.thin]
         return "" if not few else (f"{', '.join(few)}: under {THIN} images per value, a model learns a value "
                                     "mostly in the combinations with other attributes it saw it in; more images per "
                                     "value help")

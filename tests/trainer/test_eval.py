@@ -17,10 +17,10 @@ from rich.console import Console
 
 from engine.schema import Attribute, Schema
 from tests.trainer.conftest import tiny_run
-from trainer.eval import EvalError, _Reference, _sample_report, _vae_report, evaluate
+from trainer.eval import EvalError, _Reference, _sample_report, _vae_report, evaluate, run_score
+from trainer.judge import JudgeConfig, load_or_train_judge, split_indices, train_judge
 from trainer.metrics import gaussian_blur
 from trainer.report import print_report
-from trainer.judge import JudgeConfig, load_or_train_judge, split_indices, train_judge
 
 SHAPES, COLOURS = ("square", "disc"), ("red", "blue", "green")
 RGB = {"red": (220, 40, 40), "blue": (40, 60, 220), "green": (40, 200, 60)}
@@ -269,11 +269,6 @@ def test_cli_eval_prints_tables_and_json(tmp_path, toy_folder):
 def test_an_attribute_the_judge_cannot_read_is_not_judged(tmp_path, monkeypatch):
     """Colour is drawn, "shape" is a random label: the judge reads one, not the other, and the
     report gives a ratio, the worst-attribute minimum and targets only for the one it can judge."""
-    from rich.console import Console
-
-    from trainer.eval import run_score
-    from trainer.report import print_report
-
     monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr("trainer.eval.JUDGED_AT", 0.8)  # a small judge; chance on the random label is 0.5
     root = tmp_path / "noisy"
@@ -311,11 +306,6 @@ def test_an_attribute_the_judge_cannot_read_is_not_judged(tmp_path, monkeypatch)
 def test_an_eval_json_from_before_the_rule_still_renders_and_scores():
     """Reports in docs/reports carry no "judged" key: they print as they did, and the run's score
     applies the rule to their recorded real accuracy."""
-    from rich.console import Console
-
-    from trainer.eval import run_score
-    from trainer.report import print_report
-
     r = json.loads((Path(__file__).parents[2] / "docs/reports/00003-gan-lorelei-100-64.eval.json").read_text())
     assert all("judged" not in a for a in r["generated"]["accuracy"].values())
     console = Console(record=True, width=250)
