@@ -353,9 +353,10 @@ def train_suite(
                                       help="Time budget of the runs on few-shot sets (<set>-100), in minutes."),
     out: Path = typer.Option(Path("runs/suite"), "--out", help="Folder of the suite's runs, logs and report "
                              "(suite.md, suite.json); a job already evaluated there is reused."),
-    sets: str = typer.Option("palette,faces,faces-100,lorelei-100,lorelei,critters,critters-100", "--sets",
+    sets: str = typer.Option("palette,faces,faces-100,lorelei-100,lorelei,critters,critters-100,emoji,emoji-100",
+                             "--sets",
                              help="Comma list of the sets to run (tuning: palette, faces, faces-100, lorelei-100; "
-                             "held-out: lorelei, critters, critters-100)."),
+                             "held-out: lorelei, critters, critters-100, emoji, emoji-100)."),
     kinds: str = typer.Option("gan,vae", "--kinds", help="Comma list of the models to train: gan, vae."),
     parallel: int = typer.Option(1, "--parallel", min=1, help="Runs at once (each with --threads-per-run threads)."),
     threads: int = typer.Option(1, "--threads-per-run", min=1, help="CPU threads of each run and evaluation."),

@@ -43,9 +43,9 @@ log = logging.getLogger(__name__)
 FEW = 100  # images of a few-shot set
 TUNING = ("palette", "faces", "faces-100", "lorelei-100")  # defaults may be fitted to these (lorelei-100: the
 # few-shot VAE's Fader weight was)
-HELD_OUT = ("lorelei", "critters", "critters-100")  # reported only, never tuned on
+HELD_OUT = ("lorelei", "critters", "critters-100", "emoji", "emoji-100")  # reported only, never tuned on
 SETS = TUNING + HELD_OUT
-FEW_SHOT_SETS = {f"{p}-{FEW}": p for p in ("faces", "lorelei", "critters")}  # few-shot set -> its parent
+FEW_SHOT_SETS = {f"{p}-{FEW}": p for p in ("faces", "lorelei", "critters", "emoji")}  # few-shot set -> its parent
 KINDS = ("gan", "vae")
 LORELEI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "lorelei"
 

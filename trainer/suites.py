@@ -13,6 +13,8 @@ the same `trainer.data.load_dataset` as any admin's folder.
   `mouth` (as small) and `hair`; skin and hair colours are unlabelled variation.
 - `critters`: robot heads with both kinds at once: a hue-valued `color`, small glowing `eyes`
   glyphs on a dark visor, and an `antenna`.
+- `emoji`: emoji faces with two attributes of fifteen values each, `eyes` and `mouth` (the shape of
+  the issue's own few-shot example); face tone, size, blush and placement are unlabelled.
 
 Everything not labelled (background, position, size, tilt, spacing, skin and hair tones) varies
 per picture, so a model has latent variety to learn and a copy of a training image is visible.
@@ -183,6 +185,115 @@ def _critters(pen: Pen, c: dict[str, str], rng: random.Random) -> None:
     pen.line([(-10, h - 10), (10, h - 10)], 2, INK)
 
 
+# -- emoji: two attributes of fifteen values each (the few-shot shape an admin's emoji set has) ------
+
+_EMOJI_SKIN = ((255, 214, 82), (255, 200, 70), (250, 222, 120), (255, 190, 90))
+_DARK, _RED, _PINK, _WHITE, _TEAR = (70, 44, 40), (196, 60, 70), (240, 120, 140), (255, 255, 255), (90, 170, 240)
+
+
+def _star(x: float, y: float, r: float) -> list[tuple[float, float]]:
+    return [(x + (r if i % 2 == 0 else r * 0.45) * np.sin(i * np.pi / 5),
+             y - (r if i % 2 == 0 else r * 0.45) * np.cos(i * np.pi / 5)) for i in range(10)]
+
+
+def _heart(x: float, y: float, r: float) -> list[tuple[float, float]]:
+    t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    return [(x + r * np.sin(a) ** 3, y - r * (13 * np.cos(a) - 5 * np.cos(2 * a) - 2 * np.cos(3 * a)
+                                               - np.cos(4 * a)) / 16) for a in t]
+
+
+def _emoji_eye(pen: Pen, kind: str, x: float, y: float, side: int) -> None:
+    """One eye, about 12 units across, centred at (x, y); `side` -1 left, 1 right."""
+    if kind == "wink":
+        kind = "dot" if side < 0 else "arch"
+    if kind == "dot":
+        pen.ellipse(x, y, 3.5, 5, _DARK, ink=False)
+    elif kind == "ring":
+        pen.ring(x, y, 4.5, 2, _DARK)
+    elif kind == "arch":  # closed, smiling
+        pen.curve(x, y + 2, 5, -5, 2.4, _DARK)
+    elif kind == "cup":
+        pen.curve(x, y - 2, 5, 5, 2.4, _DARK)
+    elif kind == "closed":
+        pen.line([(x - 5, y), (x + 5, y)], 2.4, _DARK)
+    elif kind == "cross":
+        pen.line([(x - 4, y - 4), (x + 4, y + 4)], 2.2, _DARK)
+        pen.line([(x - 4, y + 4), (x + 4, y - 4)], 2.2, _DARK)
+    elif kind == "star":
+        pen.poly(_star(x, y, 6.5), _DARK, ink=False)
+    elif kind == "heart":
+        pen.poly(_heart(x, y, 6), _RED, ink=False)
+    elif kind == "sparkle":  # big, with a highlight
+        pen.ellipse(x, y, 5, 6.5, _DARK, ink=False)
+        pen.ellipse(x + 1.8, y - 2.5, 1.8, 1.8, _WHITE, ink=False)
+    elif kind == "sleepy":  # the lower half of a big eye
+        pen.half(x, y - 1, 5, 4.5, _DARK)
+    elif kind == "angry":  # a dot under a brow sloping to the nose
+        pen.ellipse(x, y + 1, 3, 3.5, _DARK, ink=False)
+        pen.line([(x + side * 6, y - 4), (x - side * 5, y - 8)], 2.2, _DARK)
+    elif kind == "teary":
+        pen.ellipse(x, y - 1, 3.5, 4.5, _DARK, ink=False)
+        pen.poly([(x + 3, y + 4), (x + 5.5, y + 9), (x + 3, y + 11), (x + 0.5, y + 9)], _TEAR, ink=False)
+    elif kind == "chevron":  # > <, pointing at the nose
+        pen.line([(x + side * 4, y - 5), (x - side * 4, y), (x + side * 4, y + 5)], 2.2, _DARK)
+    else:  # shades: one dark lens per eye and the bridge between them
+        pen.ellipse(x, y, 8, 6, (30, 30, 40), ink=False)
+        if side < 0:
+            pen.line([(x + 7, y - 2), (-x - 7, y - 2)], 2, (30, 30, 40))
+
+
+def _emoji_mouth(pen: Pen, kind: str, y: float) -> None:
+    """The mouth, about 20 units wide, centred at (0, y)."""
+    if kind == "smile":
+        pen.curve(0, y - 3, 9, 6, 2.4, _DARK)
+    elif kind == "frown":
+        pen.curve(0, y + 3, 9, -6, 2.4, _DARK)
+    elif kind == "flat":
+        pen.line([(-8, y), (8, y)], 2.4, _DARK)
+    elif kind == "o":
+        pen.ellipse(0, y, 3.5, 3.5, _DARK, ink=False)
+    elif kind == "gasp":
+        pen.ring(0, y, 6, 2.2, _DARK)
+    elif kind == "shout":
+        pen.ellipse(0, y, 8, 9, _RED, ink=False)
+    elif kind == "grin":  # an open D
+        pen.half(0, y - 4, 11, 9, _RED, ink=1.5)
+    elif kind == "sad":  # an open D upside down
+        pen.poly([(-10, y + 5)] + [(10 * np.cos(t), y + 5 - 8 * np.sin(t)) for t in np.linspace(0, np.pi, 12)],
+                 _RED)
+    elif kind == "teeth":
+        pen.poly([(-10, y - 4), (10, y - 4), (10, y + 4), (-10, y + 4)], _WHITE)
+        pen.line([(-9, y), (9, y)], 1.4, _DARK)
+    elif kind == "tongue":
+        pen.curve(0, y - 3, 9, 6, 2.4, _DARK)
+        pen.half(3, y + 3, 4, 6, _PINK, ink=1)
+    elif kind == "cat":
+        pen.line([(-9, y - 2), (-4.5, y + 3), (0, y - 1), (4.5, y + 3), (9, y - 2)], 2.2, _DARK)
+    elif kind == "zigzag":
+        pen.line([(-10, y), (-6, y - 3), (-2, y + 3), (2, y - 3), (6, y + 3), (10, y)], 2, _DARK)
+    elif kind == "smirk":
+        pen.curve(4, y - 2, 6, 4, 2.4, _DARK)
+    elif kind == "kiss":  # a 3 on its side
+        pen.curve(-1, y - 3, 3, 3, 2, _DARK)
+        pen.curve(-1, y + 1, 3, 3, 2, _DARK)
+    else:  # fangs: a smile with two white teeth
+        pen.curve(0, y - 3, 9, 6, 2.4, _DARK)
+        for x in (-4, 4):
+            pen.poly([(x - 2, y + 1.5), (x + 2, y + 1.5), (x, y + 6)], _WHITE, ink=False)
+
+
+def _emoji(pen: Pen, c: dict[str, str], rng: random.Random) -> None:
+    r = rng.uniform(42, 48)
+    pen.ellipse(0, 0, r, r, rng.choice(_EMOJI_SKIN))
+    if rng.random() < 0.4:  # blush
+        for side in (-1, 1):
+            pen.ellipse(side * 24, 10, 6, 3.5, (250, 160, 150), ink=False)
+    spread, y = rng.uniform(14, 17), rng.uniform(-10, -6)
+    for side in (-1, 1):
+        _emoji_eye(pen, c["eyes"], side * spread, y, side)
+    _emoji_mouth(pen, c["mouth"], rng.uniform(18, 22))
+
+
 @dataclass(frozen=True)
 class SuiteSet:
     """A constructed set: its attributes (name -> values, in the labels file's column order) and the
@@ -207,6 +318,11 @@ CONSTRUCTED: dict[str, SuiteSet] = {s.name: s for s in (
     SuiteSet("critters", {"color": tuple(_CRITTER_HUES), "eyes": ("dot", "ring", "line", "plus", "dash"),
                           "antenna": ("none", "single", "double", "dish")}, _critters,
              "robot heads; a hue (`color`) and small eye glyphs (`eyes`) together", seed=303),
+    SuiteSet("emoji", {"eyes": ("dot", "ring", "arch", "cup", "closed", "cross", "star", "heart", "wink", "sparkle",
+                                "sleepy", "angry", "teary", "chevron", "shades"),
+                       "mouth": ("smile", "frown", "flat", "o", "gasp", "shout", "grin", "sad", "teeth", "tongue",
+                                 "cat", "zigzag", "smirk", "kiss", "fangs")}, _emoji,
+             "emoji faces; `eyes` and `mouth` of 15 values each, 5-10 px wide at 64 px", seed=404, colour_bg=False),
 )}
 
 

@@ -72,6 +72,26 @@ def test_the_small_feature_is_a_few_pixels_wide_at_64px_and_only_it_changes(name
             assert diff.mean() < 0.02, (cond, value)  # a small feature, not the whole face
 
 
+@pytest.mark.parametrize("attr", ["eyes", "mouth"])
+def test_every_emoji_value_is_its_own_picture_at_64px_and_only_its_part_changes(attr):
+    """Each of the 15 values differs from every other one in a few pixels or more at 64 px, and only
+    inside the face: the eyes above the mouth's band, the mouth below the eyes'."""
+    s = suites.CONSTRUCTED["emoji"]
+    values = s.attributes[attr]
+    assert len(values) == 15 and len(set(values)) == 15
+    rng = np.random.default_rng(1)
+    for seed in range(3):
+        cond = _cond(s, [rng.integers(len(v)) for v in s.attributes.values()])
+        pictures = [np.asarray(suites.render(s, cond | {attr: v}, seed, 64), np.int16) for v in values]
+        for i in range(15):
+            for j in range(i + 1, 15):
+                diff = np.abs(pictures[i] - pictures[j]).max(-1) > 24
+                assert diff.sum() >= 4, (cond, values[i], values[j])
+                ys, _ = np.nonzero(diff)
+                assert (ys.max() < 40) if attr == "eyes" else (ys.min() > 34), (cond, values[i], values[j])
+                assert diff.mean() < 0.05
+
+
 def _dominant_hue(img: Image.Image) -> float:
     """Hue of the most common saturated, bright colour: the body (its darker spots share the hue)."""
     px = np.asarray(img.convert("RGB")).reshape(-1, 3) / 255
