@@ -192,11 +192,13 @@ _DARK, _RED, _PINK, _WHITE, _TEAR = (70, 44, 40), (196, 60, 70), (240, 120, 140)
 
 
 def _star(x: float, y: float, r: float) -> list[tuple[float, float]]:
-    return [(x + (r if i % 2 == 0 else r * 0.45) * np.sin(i * np.pi / 5),
-             y - (r if i % 2 == 0 else r * 0.45) * np.cos(i * np.pi / 5)) for i in range(10)]
+    """A five-pointed star's outline, a point up, its inner corners at 0.45 r."""
+    radii = (r, 0.45 * r)
+    return [(x + radii[i % 2] * np.sin(i * np.pi / 5), y - radii[i % 2] * np.cos(i * np.pi / 5)) for i in range(10)]
 
 
 def _heart(x: float, y: float, r: float) -> list[tuple[float, float]]:
+    """The classic heart curve, r units across each lobe."""
     t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
     return [(x + r * np.sin(a) ** 3, y - r * (13 * np.cos(a) - 5 * np.cos(2 * a) - 2 * np.cos(3 * a)
                                                - np.cos(4 * a)) / 16) for a in t]
