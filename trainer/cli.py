@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from moe.command import DATA_HELP, THREADS_HELP, UsageError, given_options
+from trainer.suite import HELD_OUT, KINDS, SETS, TUNING
 
 train_app = typer.Typer(help="Train the conditional GAN or VAE and evaluate runs.", no_args_is_help=True)
 dataset_app = typer.Typer(help="Inspect training data: the built-in moe style set or your own folder.",
@@ -353,11 +354,10 @@ def train_suite(
                                       help="Time budget of the runs on few-shot sets (<set>-100), in minutes."),
     out: Path = typer.Option(Path("runs/suite"), "--out", help="Folder of the suite's runs, logs and report "
                              "(suite.md, suite.json); a job already evaluated there is reused."),
-    sets: str = typer.Option("palette,faces,faces-100,lorelei-100,lorelei,critters,critters-100,emoji,emoji-100",
-                             "--sets",
-                             help="Comma list of the sets to run (tuning: palette, faces, faces-100, lorelei-100; "
-                             "held-out: lorelei, critters, critters-100, emoji, emoji-100)."),
-    kinds: str = typer.Option("gan,vae", "--kinds", help="Comma list of the models to train: gan, vae."),
+    sets: str = typer.Option(",".join(SETS), "--sets", help=f"Comma list of the sets to run (tuning: "
+                             f"{', '.join(TUNING)}; held-out: {', '.join(HELD_OUT)})."),
+    kinds: str = typer.Option(",".join(KINDS), "--kinds",
+                              help=f"Comma list of the models to train: {', '.join(KINDS)}."),
     parallel: int = typer.Option(1, "--parallel", min=1, help="Runs at once (each with --threads-per-run threads)."),
     threads: int = typer.Option(1, "--threads-per-run", min=1, help="CPU threads of each run and evaluation."),
     samples: int = typer.Option(2000, "--samples", min=2, help="Generated images each evaluation scores."),
