@@ -41,11 +41,11 @@ __all__ = ["TUNING", "HELD_OUT", "SETS", "FEW_SHOT_SETS", "FEW", "KINDS", "LOREL
 log = logging.getLogger(__name__)
 
 FEW = 100  # images of a few-shot set
-TUNING = ("palette", "faces", "faces-100", "lorelei-100")  # defaults may be fitted to these (lorelei-100: the
-# few-shot VAE's Fader weight was)
+TUNING = ("palette", "faces", "faces-100", "lorelei-100", "pets", "pets-100")  # defaults may be fitted to these
+# (lorelei-100: the few-shot VAE's Fader weight was; pets-100: THIN)
 HELD_OUT = ("lorelei", "critters", "critters-100", "emoji", "emoji-100")  # reported only, never tuned on
 SETS = TUNING + HELD_OUT
-FEW_SHOT_SETS = {f"{p}-{FEW}": p for p in ("faces", "lorelei", "critters", "emoji")}  # few-shot set -> its parent
+FEW_SHOT_SETS = {f"{p}-{FEW}": p for p in ("faces", "lorelei", "critters", "emoji", "pets")}  # few-shot -> parent
 KINDS = ("gan", "vae")
 LORELEI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "lorelei"
 

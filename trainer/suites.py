@@ -15,6 +15,8 @@ the same `trainer.data.load_dataset` as any admin's folder.
   glyphs on a dark visor, and an `antenna`.
 - `emoji`: emoji faces with two attributes of fifteen values each, `eyes` and `mouth` (the shape of
   the issue's own few-shot example); face tone, size, blush and placement are unlabelled.
+- `pets`: pet heads with two attributes of fourteen values each, `ears` and a small forehead `mark`: a
+  tuning set of emoji's shape (about 7 images per value in its first hundred); fur tone is unlabelled.
 
 Everything not labelled (background, position, size, tilt, spacing, skin and hair tones) varies
 per picture, so a model has latent variety to learn and a copy of a training image is visible.
@@ -296,6 +298,97 @@ def _emoji(pen: Pen, c: dict[str, str], rng: random.Random) -> None:
     _emoji_mouth(pen, c["mouth"], rng.uniform(18, 22))
 
 
+# -- pets: two attributes of fourteen values each, a tuning twin of emoji's shape --------------------
+
+_FUR = ((240, 200, 150), (250, 240, 228), (205, 172, 140), (232, 182, 120), (214, 214, 220), (246, 216, 192))
+_MARK, _HORN, _GOLD, _ANTLER = (112, 60, 170), (110, 100, 120), (250, 208, 90), (150, 104, 70)
+
+
+def _pet_ear(pen: Pen, kind: str, side: int, fur: Color) -> None:
+    """One ear (or horn), drawn behind the head; `side` -1 left, 1 right. "unicorn" and "crest" are one
+    shape in the middle, drawn for the right side only."""
+    s = side
+    if kind in ("cat", "lynx"):
+        pen.poly([(s * 12, -22), (s * 28, -50), (s * 34, -14)], fur)
+        pen.poly([(s * 18, -24), (s * 27, -42), (s * 30, -20)], _PINK, ink=False)
+        if kind == "lynx":
+            pen.line([(s * 28, -50), (s * 31, -62)], 2.4, _DARK)
+    elif kind == "fox":
+        pen.poly([(s * 10, -24), (s * 24, -64), (s * 34, -16)], fur)
+    elif kind in ("bear", "panda"):
+        pen.ellipse(s * 26, -28, 10, 10, _DARK if kind == "panda" else fur)
+    elif kind == "mouse":
+        pen.ellipse(s * 30, -30, 17, 17, fur)
+        pen.ellipse(s * 30, -30, 10, 10, _PINK, ink=False)
+    elif kind == "bunny":
+        pen.ellipse(s * 12, -54, 7, 22, fur, angle=s * 10)
+    elif kind == "lop":
+        pen.ellipse(s * 38, 2, 8, 22, fur, angle=-s * 15)
+    elif kind == "dog":
+        pen.poly([(s * 22, -28), (s * 46, -20), (s * 40, 12)], _ANTLER)
+    elif kind == "horns":
+        pen.poly([(s * 12, -28), (s * 34, -54), (s * 26, -24)], _HORN)
+    elif kind == "antlers":
+        pen.line([(s * 14, -28), (s * 26, -58)], 2.6, _ANTLER)
+        pen.line([(s * 20, -44), (s * 34, -50)], 2.6, _ANTLER)
+        pen.line([(s * 24, -54), (s * 16, -64)], 2.6, _ANTLER)
+    elif kind == "unicorn" and side > 0:
+        pen.poly([(-6, -30), (0, -66), (6, -30)], _GOLD)
+    elif kind == "crest" and side > 0:
+        pen.poly([(-14, -28), (-9, -50), (-3, -36), (3, -56), (8, -36), (15, -48), (14, -28)], _ANTLER)
+    # "none": nothing
+
+
+def _pet_mark(pen: Pen, kind: str, x: float, y: float, fur: Color) -> None:
+    """A forehead mark, about 12 units across, centred at (x, y)."""
+    if kind == "dot":
+        pen.ellipse(x, y, 3.5, 3.5, _MARK, ink=False)
+    elif kind == "ring":
+        pen.ring(x, y, 5, 2, _MARK)
+    elif kind == "heart":
+        pen.poly(_heart(x, y, 6), _MARK, ink=False)
+    elif kind == "star":
+        pen.poly(_star(x, y, 7), _MARK, ink=False)
+    elif kind == "moon":  # a crescent: a disc with a fur-coloured bite
+        pen.ellipse(x, y, 6, 6, _MARK, ink=False)
+        pen.ellipse(x + 3, y - 2, 5, 5, fur, ink=False)
+    elif kind == "diamond":
+        pen.poly([(x, y - 7), (x + 5, y), (x, y + 7), (x - 5, y)], _MARK, ink=False)
+    elif kind == "plus":
+        pen.line([(x - 5, y), (x + 5, y)], 2.4, _MARK)
+        pen.line([(x, y - 5), (x, y + 5)], 2.4, _MARK)
+    elif kind == "stripes":
+        for dx in (-5, 0, 5):
+            pen.line([(x + dx, y - 5), (x + dx, y + 4)], 2.2, _MARK)
+    elif kind == "drop":
+        bulb = [(x + 4.5 * np.cos(t), y + 2 + 4.5 * np.sin(t)) for t in np.linspace(-0.3, np.pi + 0.3, 10)]
+        pen.poly([(x, y - 7), *bulb], _MARK, ink=False)
+    elif kind == "triangle":
+        pen.poly([(x, y - 6), (x + 6.5, y + 5), (x - 6.5, y + 5)], _MARK, ink=False)
+    elif kind == "flower":
+        for t in np.linspace(0, 2 * np.pi, 5, endpoint=False):
+            pen.ellipse(x + 4 * np.sin(t), y - 4 * np.cos(t), 2.4, 2.4, _MARK, ink=False)
+    elif kind == "bolt":
+        pen.line([(x + 3, y - 7), (x - 3, y), (x + 3, y), (x - 3, y + 7)], 2.2, _MARK)
+    elif kind == "spots":
+        for dx, dy in ((-4, 3), (4, 3), (0, -4)):
+            pen.ellipse(x + dx, y + dy, 2, 2, _MARK, ink=False)
+    # "none": a plain forehead
+
+
+def _pets(pen: Pen, c: dict[str, str], rng: random.Random) -> None:
+    fur = rng.choice(_FUR)
+    for side in (-1, 1):
+        _pet_ear(pen, c["ears"], side, fur)
+    pen.ellipse(0, 6, rng.uniform(34, 38), rng.uniform(32, 36), fur)
+    spread = rng.uniform(12, 15)
+    for side in (-1, 1):
+        pen.ellipse(side * spread, 8, 3, 3.5, _DARK, ink=False)
+    pen.ellipse(0, 16, 3, 2, _DARK, ink=False)  # nose
+    pen.line([(-5, 22), (0, 20), (5, 22)], 1.6, _DARK)
+    _pet_mark(pen, c["mark"], rng.uniform(-2, 2), rng.uniform(-14, -11), fur)
+
+
 @dataclass(frozen=True)
 class SuiteSet:
     """A constructed set: its attributes (name -> values, in the labels file's column order) and the
@@ -325,6 +418,12 @@ CONSTRUCTED: dict[str, SuiteSet] = {s.name: s for s in (
                        "mouth": ("smile", "frown", "flat", "o", "gasp", "shout", "grin", "sad", "teeth", "tongue",
                                  "cat", "zigzag", "smirk", "kiss", "fangs")}, _emoji,
              "emoji faces; `eyes` and `mouth` of 15 values each, 5-10 px wide at 64 px", seed=404, colour_bg=False),
+    SuiteSet("pets", {"ears": ("cat", "fox", "lynx", "bear", "panda", "mouse", "bunny", "lop", "dog", "horns",
+                               "antlers", "unicorn", "crest", "none"),
+                      "mark": ("none", "dot", "ring", "heart", "star", "moon", "diamond", "plus", "stripes", "drop",
+                               "triangle", "flower", "bolt", "spots")}, _pets,
+             "pet heads; `ears` and a forehead `mark` (6 px wide at 64 px) of 14 values each", seed=505,
+             colour_bg=False),
 )}
 
 

@@ -72,24 +72,30 @@ def test_the_small_feature_is_a_few_pixels_wide_at_64px_and_only_it_changes(name
             assert diff.mean() < 0.02, (cond, value)  # a small feature, not the whole face
 
 
-@pytest.mark.parametrize("attr", ["eyes", "mouth"])
-def test_every_emoji_value_is_its_own_picture_at_64px_and_only_its_part_changes(attr):
-    """Each of the 15 values differs from every other one in a few pixels or more at 64 px, and only
-    inside the face: the eyes above the mouth's band, the mouth below the eyes'."""
-    s = suites.CONSTRUCTED["emoji"]
-    values = s.attributes[attr]
-    assert len(values) == 15 and len(set(values)) == 15
+_PARTS = {  # where a value's pixels may change at 64 px (rows, columns; None: anywhere) and their largest share
+    ("emoji", "eyes"): ((0, 40), None, 0.05), ("emoji", "mouth"): ((35, 64), None, 0.05),  # eyes above the mouth
+    ("pets", "ears"): (None, None, 0.2), ("pets", "mark"): ((14, 36), (20, 44), 0.05),  # a patch of the forehead
+}
+
+
+@pytest.mark.parametrize("name,attr", list(_PARTS))
+def test_every_value_of_the_many_valued_sets_is_its_own_picture_at_64px_and_only_its_part_changes(name, attr):
+    """Each of the 14-15 values differs from every other one in a few pixels or more at 64 px, and only
+    in its own part of the picture."""
+    s = suites.CONSTRUCTED[name]
+    values, (rows, columns, share) = s.attributes[attr], _PARTS[name, attr]
+    assert len(values) >= 14 and len(set(values)) == len(values)
     rng = np.random.default_rng(1)
     for seed in range(3):
         cond = _cond(s, [rng.integers(len(v)) for v in s.attributes.values()])
         pictures = [np.asarray(suites.render(s, cond | {attr: v}, seed, 64), np.int16) for v in values]
-        for i in range(15):
-            for j in range(i + 1, 15):
+        for i in range(len(values)):
+            for j in range(i + 1, len(values)):
                 diff = np.abs(pictures[i] - pictures[j]).max(-1) > 24
                 assert diff.sum() >= 4, (cond, values[i], values[j])
-                ys, _ = np.nonzero(diff)
-                assert (ys.max() < 40) if attr == "eyes" else (ys.min() > 34), (cond, values[i], values[j])
-                assert diff.mean() < 0.05
+                assert diff.mean() < share
+                for bounds, at in zip((rows, columns), np.nonzero(diff)):
+                    assert not bounds or bounds[0] <= at.min() <= at.max() < bounds[1], (cond, values[i], values[j])
 
 
 def _dominant_hue(img: Image.Image) -> float:
