@@ -301,41 +301,40 @@ def _emoji(pen: Pen, c: dict[str, str], rng: random.Random) -> None:
 # -- pets: two attributes of fourteen values each, a tuning twin of emoji's shape --------------------
 
 _FUR = ((240, 200, 150), (250, 240, 228), (205, 172, 140), (232, 182, 120), (214, 214, 220), (246, 216, 192))
-_MARK, _HORN, _GOLD, _ANTLER = (112, 60, 170), (110, 100, 120), (250, 208, 90), (150, 104, 70)
+_MARK, _HORN, _GOLD, _BROWN = (112, 60, 170), (110, 100, 120), (250, 208, 90), (150, 104, 70)
 
 
 def _pet_ear(pen: Pen, kind: str, side: int, fur: Color) -> None:
     """One ear (or horn), drawn behind the head; `side` -1 left, 1 right. "unicorn" and "crest" are one
     shape in the middle, drawn for the right side only."""
-    s = side
     if kind in ("cat", "lynx"):
-        pen.poly([(s * 12, -22), (s * 28, -50), (s * 34, -14)], fur)
-        pen.poly([(s * 18, -24), (s * 27, -42), (s * 30, -20)], _PINK, ink=False)
+        pen.poly([(side * 12, -22), (side * 28, -50), (side * 34, -14)], fur)
+        pen.poly([(side * 18, -24), (side * 27, -42), (side * 30, -20)], _PINK, ink=False)
         if kind == "lynx":
-            pen.line([(s * 28, -50), (s * 31, -62)], 2.4, _DARK)
+            pen.line([(side * 28, -50), (side * 31, -62)], 2.4, _DARK)
     elif kind == "fox":
-        pen.poly([(s * 10, -24), (s * 24, -64), (s * 34, -16)], fur)
+        pen.poly([(side * 10, -24), (side * 24, -64), (side * 34, -16)], fur)
     elif kind in ("bear", "panda"):
-        pen.ellipse(s * 26, -28, 10, 10, _DARK if kind == "panda" else fur)
+        pen.ellipse(side * 26, -28, 10, 10, _DARK if kind == "panda" else fur)
     elif kind == "mouse":
-        pen.ellipse(s * 30, -30, 17, 17, fur)
-        pen.ellipse(s * 30, -30, 10, 10, _PINK, ink=False)
+        pen.ellipse(side * 30, -30, 17, 17, fur)
+        pen.ellipse(side * 30, -30, 10, 10, _PINK, ink=False)
     elif kind == "bunny":
-        pen.ellipse(s * 12, -54, 7, 22, fur, angle=s * 10)
+        pen.ellipse(side * 12, -54, 7, 22, fur, angle=side * 10)
     elif kind == "lop":
-        pen.ellipse(s * 38, 2, 8, 22, fur, angle=-s * 15)
+        pen.ellipse(side * 38, 2, 8, 22, fur, angle=-side * 15)
     elif kind == "dog":
-        pen.poly([(s * 22, -28), (s * 46, -20), (s * 40, 12)], _ANTLER)
+        pen.poly([(side * 22, -28), (side * 46, -20), (side * 40, 12)], _BROWN)
     elif kind == "horns":
-        pen.poly([(s * 12, -28), (s * 34, -54), (s * 26, -24)], _HORN)
+        pen.poly([(side * 12, -28), (side * 34, -54), (side * 26, -24)], _HORN)
     elif kind == "antlers":
-        pen.line([(s * 14, -28), (s * 26, -58)], 2.6, _ANTLER)
-        pen.line([(s * 20, -44), (s * 34, -50)], 2.6, _ANTLER)
-        pen.line([(s * 24, -54), (s * 16, -64)], 2.6, _ANTLER)
+        pen.line([(side * 14, -28), (side * 26, -58)], 2.6, _BROWN)
+        pen.line([(side * 20, -44), (side * 34, -50)], 2.6, _BROWN)
+        pen.line([(side * 24, -54), (side * 16, -64)], 2.6, _BROWN)
     elif kind == "unicorn" and side > 0:
         pen.poly([(-6, -30), (0, -66), (6, -30)], _GOLD)
     elif kind == "crest" and side > 0:
-        pen.poly([(-14, -28), (-9, -50), (-3, -36), (3, -56), (8, -36), (15, -48), (14, -28)], _ANTLER)
+        pen.poly([(-14, -28), (-9, -50), (-3, -36), (3, -56), (8, -36), (15, -48), (14, -28)], _BROWN)
     # "none": nothing
 
 
