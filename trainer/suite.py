@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 
 FEW = 100  # images of a few-shot set
 TUNING = ("palette", "faces", "faces-100", "lorelei-100", "pets", "pets-100")  # defaults may be fitted to these
-# (lorelei-100: the few-shot VAE's Fader weight was; pets-100: THIN)
+# (lorelei-100: the few-shot VAE's Fader weight was; THIN was checked on pets-100)
 HELD_OUT = ("lorelei", "critters", "critters-100", "emoji", "emoji-100")  # reported only, never tuned on
 SETS = TUNING + HELD_OUT
 FEW_SHOT_SETS = {f"{p}-{FEW}": p for p in ("faces", "lorelei", "critters", "emoji", "pets")}  # few-shot -> parent
