@@ -45,7 +45,7 @@ TUNING = ("palette", "faces", "faces-100", "lorelei-100", "pets", "pets-100")  #
 # (lorelei-100: the few-shot VAE's Fader weight was; THIN was checked on pets-100)
 HELD_OUT = ("lorelei", "critters", "critters-100", "emoji", "emoji-100")  # reported only, never tuned on
 SETS = TUNING + HELD_OUT
-FEW_SHOT_SETS = {f"{p}-{FEW}": p for p in ("faces", "lorelei", "critters", "emoji", "pets")}  # few-shot -> parent
+FEW_SHOT_SETS = {n: n.removesuffix(f"-{FEW}") for n in SETS if n.endswith(f"-{FEW}")}  # few-shot set -> its parent
 KINDS = ("gan", "vae")
 LORELEI = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "lorelei"
 
