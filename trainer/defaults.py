@@ -5,28 +5,27 @@ from `stats_of(dataset)`) and the flags the user gave: it returns the config val
 (never one the user gave) and one `Choice` per decision, each with the reason, for the command
 to print. Two regimes by the number of images:
 
-- few-shot (under FEW_SHOT): the discriminator's overfitting is the danger (Karras et al. 2020, Zhao
-  et al. 2020), so DiffAugment gets every op that keeps the labels true, cutout included; the VAE's
-  classification term stays off (with a handful of images per value, a classifier learns them by
-  heart), while the GAN's is on with D reading real images at full weight, as on thousands (its D
-  reads with the projection embeddings it needs anyway); the GAN's mode-seeking term is on (few
-  pictures per condition, and the generator draws one of them for every latent); the run starts from
-  the shipped model's trained weights when they fit (`shipped`, Mo et al. 2020), else from scratch
-  with D as wide as G. The VAE's Fader adversary is ten times stronger: a code that tells a hundred
-  images apart also tells their labels, and at the usual weight the decoder draws the attributes
-  from the code, not from the conditions;
-  Few-shot GANs ramp their conditioning in (Shahbazi et al. 2022: conditioning from the start
-  collapses small sets);
+- few-shot (under FEW_SHOT): the discriminator's overfitting is the danger (Karras et al. 2020, Zhao et al.
+  2020), so DiffAugment gets every op that keeps the labels true, cutout included; the VAE's classification
+  term stays off (with a handful of images per value, a classifier learns them by heart), while the GAN's is
+  on with D reading real images at full weight, as on thousands (its D reads with the projection embeddings it
+  needs anyway); the GAN's mode-seeking term is on (few pictures per condition, and the generator draws one of
+  them for every latent), a little stronger beside the classification term; the run starts from the shipped
+  model's trained weights when they fit (`shipped`, Mo et al. 2020), else from scratch with D as wide as G.
+  The VAE's Fader adversary is ten times stronger: a code that tells a hundred images apart also tells their
+  labels, and at the usual weight the decoder draws the attributes from the code, not from the conditions;
+  Few-shot GANs ramp their conditioning in (Shahbazi et al. 2022: conditioning from the start collapses small
+  sets);
 - large: the recipe measured on the built-in set (see README.md, docs/reports/README.md), the GAN
-  learning at twice the built-in set's rate, conditioned from the start, and its D learning to read the
-  attributes at full weight while G's classification term keeps the recipe's.
+  conditioned from the start, and its D learning to read the attributes at full weight while G's
+  classification term keeps the recipe's.
 
-Whatever the regime, colour jitter is used only when no attribute is colour-valued (a jittered
-tone is no longer the labelled tone), and the classification term only when every value has
-enough images (PER_VALUE on average in the attribute with the most values). Where an attribute
-has under THIN images per value, the folder shows each of its values beside few others, so the
-GAN also trains on conditions drawn attribute by attribute (`--cond-mix`), and the command says
-that more images would help.
+Whatever the regime, the GAN learns at twice the built-in set's rate, colour jitter is used only when no
+attribute is colour-valued (a jittered tone is no longer the labelled tone), and the classification term
+only when every value has enough images (PER_VALUE on average in the attribute with the most values).
+Where an attribute has under THIN images per value, the folder shows each of its values beside few
+others, so the GAN also trains on conditions drawn attribute by attribute (`--cond-mix`), and the command
+says that more images would help.
 """
 
 from __future__ import annotations
@@ -35,14 +34,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 __all__ = ["DataStats", "Shipped", "Choice", "choose", "stats_of", "regime", "FEW_SHOT", "PER_VALUE", "FEW_SHOT_FADER",
-           "THIN"]
+           "FEW_SHOT_MS", "THIN"]
 
 FEW_SHOT = 1000  # fewer images: a few-shot set (also where the training loop ramps the GAN's conditioning in)
 PER_VALUE = 30  # images per value, on average, that the classification term needs in every attribute
 RECIPE_D_WIDTH = 32  # the measured recipe's discriminator width (twice the CPU generator's 16)
 RECIPE_GAN_CLS, RECIPE_MS, RECIPE_VAE_CLS = 0.3, 0.03, 0.3
 RECIPE_D_CLS = 1.0  # the GAN's --cls-d-weight on a folder of thousands (TrainConfig's default: --cls-weight)
-RECIPE_GAN_LR = 4e-4  # the GAN's Adam rate on a folder of thousands (TrainConfig's default: 2e-4)
+RECIPE_GAN_LR = 4e-4  # the GAN's Adam rate on any folder (TrainConfig's default: 2e-4)
+FEW_SHOT_MS = 0.05  # the few-shot GAN's --ms-weight beside its classification term (at RECIPE_GAN_LR)
 FEW_SHOT_FADER = 1000.0  # the VAE's --latent-adv-weight on a few-shot set (TrainConfig's default: 100)
 THIN = 5  # images per value, on average, under which a model draws a value mostly in the combinations it saw
 # (docs/reports/trainer-notes.md#combinations-a-few-shot-set-lacks-trainertrainfake_conditions---cond-mix)
@@ -167,13 +167,16 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
         else:
             decide("d_width", max(RECIPE_D_WIDTH, width), "the measured recipe for thousands of images (a D twice "
                    "as wide as the CPU generator gives back variety the classification term takes)")
-        if not few:
-            decide("lr", RECIPE_GAN_LR, "twice the built-in set's rate: in a time budget it draws small parts sooner "
-                   "(measured on the tuning set faces)")
+        decide("lr", RECIPE_GAN_LR, "twice the built-in set's rate: in a time budget it draws small parts sooner "
+               f"(measured on the tuning sets {'faces-100 and pets-100' if few else 'faces'})")
     decide("cls_weight", *_cls(kind, stats, few))
     cls_on = bool(given.get("cls_weight", values.get("cls_weight")))
     if kind == "gan":
-        if cls_on:
+        if cls_on and few:
+            decide("ms_weight", FEW_SHOT_MS, f"pairs with the classification term; with {stats.images} images and "
+                   "the faster rate, 0.03 leaves too little variety within a condition (measured on the tuning set "
+                   "faces-100)")
+        elif cls_on:
             decide("ms_weight", RECIPE_MS, "pairs with the classification term, which alone collapses the variety "
                    "within a condition (measured: 0.03; 0.1 already strays from the conditions)")
         elif few:

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.trainer.conftest import write_tiny_set
-from trainer.defaults import FEW_SHOT, FEW_SHOT_FADER, RECIPE_GAN_LR, DataStats, Shipped, choose, regime
+from trainer.defaults import FEW_SHOT, FEW_SHOT_FADER, FEW_SHOT_MS, RECIPE_GAN_LR, DataStats, Shipped, choose, regime
 
 SHIPPED = Shipped("moe-default", res=64, width=16, d_width=32, z_dim=128)
 
@@ -42,8 +42,9 @@ def test_few_shot_sets_get_cutout_and_start_from_scratch_without_shipped_weights
     values, choices = choose("vae", _stats(100, cards=(15, 15), colour_valued=(False, False)), {})
     assert values["cls_weight"] == 0.0 and "7 images each" in _by_flag(choices)["--cls-weight"].why
     values, choices = choose("gan", _stats(100, cards=(15, 15), colour_valued=(False, False)), {})
-    assert values == {"d_width": 0, "cls_weight": 0.3, "ms_weight": 0.03, "cls_d_weight": 1.0,
-                      "augment": "color,translation,cutout", "cond_mix": 0.0, "cond_ramp_kimg": -1.0}
+    assert values == {"d_width": 0, "lr": RECIPE_GAN_LR, "cls_weight": 0.3, "ms_weight": FEW_SHOT_MS,
+                      "cls_d_weight": 1.0, "augment": "color,translation,cutout", "cond_mix": 0.0, "cond_ramp_kimg": -1.0}
+    assert FEW_SHOT_MS > 0.03 and "faces-100 and pets-100" in _by_flag(choices)["--lr"].why
     by = _by_flag(choices)
     assert by["--from"].value is None and "no trained weights of this kind are installed" in by["--from"].why
     assert "ramped in" in by["--cond-ramp-kimg"].why and "on even with 100 images" in by["--cls-weight"].why
@@ -58,7 +59,7 @@ def test_few_shot_sets_start_from_the_shipped_weights(kind):
     assert line.startswith("chosen  from moe-default: 100 images are few") and "start fresh" in line
     if kind == "gan":  # D starts from the shipped D, so it takes its width
         assert values["d_width"] == 32 and "moe-default's discriminator width" in _by_flag(choices)["--d-width"].why
-        assert "latent_adv_weight" not in values and "lr" not in values  # fine-tuned at the usual rate
+        assert "latent_adv_weight" not in values and values["lr"] == RECIPE_GAN_LR  # fine-tuned at the folder rate
     else:  # a code that tells 100 images apart tells their labels: the Fader adversary must outweigh that
         assert values["latent_adv_weight"] == FEW_SHOT_FADER > 100
         assert "tells 100 images apart" in _by_flag(choices)["--latent-adv-weight"].why
