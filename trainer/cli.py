@@ -226,8 +226,7 @@ def _flags(values: dict) -> dict:
 def train_gan(
     ctx: typer.Context,
     data: str = _DATA, res: int = _RES, kimg: float = _KIMG, out: Path = _OUT, batch: int = _BATCH,
-    lr: float = _O(None, "--lr", help="Adam learning rate of G and D [4e-4 on a folder of 1,000 images or more, "
-                   "else 2e-4]."),
+    lr: float = _O(None, "--lr", help="Adam learning rate of G and D [4e-4 with --data DIR, else 2e-4]."),
     width: int = _O(None, "--width", help="Channels at full resolution, doubling per halving up to x8 [16 on CPU, 32 on GPU]."),
     d_width: int = _O(0, "--d-width", min=0, help="Discriminator width (0 = --width)."),
     z_dim: int = _Z_DIM,
@@ -239,9 +238,8 @@ def train_gan(
     cls_heads: bool = _O(None, "--cls-heads/--no-cls-heads", help="D classifies with a linear head per attribute on its "
                          "unpooled features, not its projection embeddings."),
     cls_fake_weight: float = _CLS_FAKE_WEIGHT,
-    ms_weight: float = _O(None, "--ms-weight", min=0, help="Weight of the mode-seeking term (Mao et al. 2019), which "
-                          "keeps the variety within a condition [0 = off; default: 0.03 with --cls-weight or under "
-                          "1,000 images]."),
+    ms_weight: float = _O(None, "--ms-weight", min=0, help="Mode-seeking weight (Mao et al. 2019), for variety within a "
+                          "condition [0 = off; 0.03 with --cls-weight or under 1,000 images, 0.05 with both]."),
     augment: str = _AUGMENT,
     cond_ramp_kimg: float = _O(-1.0, "--cond-ramp-kimg", help="Ramp conditioning in over this many kimg; -1 = a quarter "
                                "of the run for sets under 1,000 images, else 0."),
