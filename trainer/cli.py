@@ -238,8 +238,9 @@ def train_gan(
     cls_heads: bool = _O(None, "--cls-heads/--no-cls-heads", help="D classifies with a linear head per attribute on its "
                          "unpooled features, not its projection embeddings."),
     cls_fake_weight: float = _CLS_FAKE_WEIGHT,
-    ms_weight: float = _O(None, "--ms-weight", min=0, help="Mode-seeking weight (Mao et al. 2019), for variety within a "
-                          "condition [0 = off; 0.03 with --cls-weight or under 1,000 images, 0.05 with both]."),
+    ms_weight: float = _O(None, "--ms-weight", min=0, help="Mode-seeking weight (Mao et al. 2019), for variety "
+                          "within a condition [0 = off; 0.03 with --cls-weight or under 1,000 images, 0.05 with "
+                          "both]."),
     augment: str = _AUGMENT,
     cond_ramp_kimg: float = _O(-1.0, "--cond-ramp-kimg", help="Ramp conditioning in over this many kimg; -1 = a quarter "
                                "of the run for sets under 1,000 images, else 0."),

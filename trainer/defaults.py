@@ -42,7 +42,7 @@ RECIPE_D_WIDTH = 32  # the measured recipe's discriminator width (twice the CPU 
 RECIPE_GAN_CLS, RECIPE_MS, RECIPE_VAE_CLS = 0.3, 0.03, 0.3
 RECIPE_D_CLS = 1.0  # the GAN's --cls-d-weight on a folder of thousands (TrainConfig's default: --cls-weight)
 RECIPE_GAN_LR = 4e-4  # the GAN's Adam rate on any folder (TrainConfig's default: 2e-4)
-FEW_SHOT_MS = 0.05  # the few-shot GAN's --ms-weight beside its classification term (at RECIPE_GAN_LR)
+FEW_SHOT_MS = 0.05  # the few-shot GAN's --ms-weight beside its classification term, at RECIPE_GAN_LR or faster
 FEW_SHOT_FADER = 1000.0  # the VAE's --latent-adv-weight on a few-shot set (TrainConfig's default: 100)
 THIN = 5  # images per value, on average, under which a model draws a value mostly in the combinations it saw
 # (docs/reports/trainer-notes.md#combinations-a-few-shot-set-lacks-trainertrainfake_conditions---cond-mix)
@@ -172,7 +172,8 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
     decide("cls_weight", *_cls(kind, stats, few))
     cls_on = bool(given.get("cls_weight", values.get("cls_weight")))
     if kind == "gan":
-        if cls_on and few:
+        fast = float(given.get("lr", values.get("lr", 0.0))) >= RECIPE_GAN_LR
+        if cls_on and few and fast:
             decide("ms_weight", FEW_SHOT_MS, f"pairs with the classification term; with {stats.images} images and "
                    "the faster rate, 0.03 leaves too little variety within a condition (measured on the tuning set "
                    "faces-100)")
