@@ -154,6 +154,10 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
             values[field] = value
             choices.append(Choice(flag, value, False, why))
 
+    def in_force(field: str, default=None):
+        """The value `field` takes: the one the user gave, else the one chosen so far."""
+        return given.get(field, values.get(field, default))
+
     if kind == "gan":
         width = int(given.get("width") or 0)
         if given.get("init_from") not in (None, "", "none") and "d_width" not in given:
@@ -170,13 +174,13 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
         decide("lr", RECIPE_GAN_LR, "twice the built-in set's rate: in a time budget it draws small parts sooner "
                f"(measured on the tuning sets {'faces-100 and pets-100' if few else 'faces'})")
     decide("cls_weight", *_cls(kind, stats, few))
-    cls_on = bool(given.get("cls_weight", values.get("cls_weight")))
+    cls_on = bool(in_force("cls_weight"))
     if kind == "gan":
-        fast = float(given.get("lr", values.get("lr", 0.0))) >= RECIPE_GAN_LR
+        fast = float(in_force("lr", 0.0)) >= RECIPE_GAN_LR
         if cls_on and few and fast:
             decide("ms_weight", FEW_SHOT_MS, f"pairs with the classification term; with {stats.images} images and "
-                   "the faster rate, 0.03 leaves too little variety within a condition (measured on the tuning set "
-                   "faces-100)")
+                   f"the faster rate, {RECIPE_MS} leaves too little variety within a condition (measured on the "
+                   "tuning set faces-100)")
         elif cls_on:
             decide("ms_weight", RECIPE_MS, "pairs with the classification term, which alone collapses the variety "
                    "within a condition (measured: 0.03; 0.1 already strays from the conditions)")
