@@ -7,6 +7,7 @@ registry of ops; each draws its randomness with the input's dtype and device.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -16,6 +17,7 @@ __all__ = ["diff_augment", "AUGMENTS", "DEFAULT_POLICY", "AUTO", "colour_scores"
 
 DEFAULT_POLICY = "color,translation,cutout"
 AUTO = "auto"  # DEFAULT_POLICY, less "color" when an attribute is colour-valued (`choose_policy`)
+TONES = {"color", "hue"}  # the ops that change a picture's tones, so not what a colour-valued label describes
 COLOUR_VALUED = 0.7  # chance-corrected accuracy of the colour-only classifier that makes an attribute colour-valued
 
 
@@ -69,8 +71,26 @@ def cutout(x: torch.Tensor, ratio: float = 0.5) -> torch.Tensor:
     return x * (~inside).unsqueeze(1).to(x.dtype)
 
 
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_RGB = torch.linalg.inv(_YIQ)
+
+
+def hue(x: torch.Tensor) -> torch.Tensor:
+    """Turn each image's hue by a random angle: its chroma rotated in YIQ, its luma kept (so a shape
+    keeps its outline), clamped to [-1, 1] where a turned tone leaves the gamut. For a classifier's
+    inputs, where a part's shape is the label and its tone is not: on every D input it would leave
+    G's colours free, since any turn of a real picture reads as real."""
+    angle = _rand(x) * (2 * math.pi)
+    cos, sin = angle.cos(), angle.sin()
+    zero, one = torch.zeros_like(angle), torch.ones_like(angle)
+    turn = torch.stack([one, zero, zero, zero, cos, -sin, zero, sin, cos], 1).view(-1, 3, 3)  # (B, 3, 3)
+    m = _RGB.to(x) @ turn @ _YIQ.to(x)
+    return torch.einsum("bij,bjhw->bihw", m, x).clamp(-1, 1)
+
+
 AUGMENTS: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]] = {
     "color": [brightness, saturation, contrast],
+    "hue": [hue],
     "translation": [translation],
     "cutout": [cutout],
 }
@@ -133,17 +153,17 @@ def choose_policy(requested: str, images: np.ndarray, labels: np.ndarray, names:
     """The DiffAugment policy for a run and one line saying why. `requested` "auto" is DEFAULT_POLICY
     without "color" when an attribute is colour-valued (a jittered tone is no longer the labelled tone,
     for D or its classification term); an explicit policy is kept, with a warning if it jitters colour.
-    The colour scores are measured only where they decide something: "auto", or a policy with "color"."""
+    The colour scores are measured only where they decide something: "auto", or a policy that changes tones."""
     ops = [op for op in requested.split(",") if op] if requested != AUTO else DEFAULT_POLICY.split(",")
     coloured = []
-    if "color" in ops:
+    if TONES & set(ops):
         coloured = [(n, s) for n, s in zip(names, colour_scores(images, labels, cardinalities)) if s >= COLOUR_VALUED]
     why = ", ".join(f"attribute {n!r} is colour-valued, a colour-only classifier gets {s:.2f} of it"
                     for n, s in coloured)
     if requested != AUTO:
         line = f"augment: {', '.join(ops) or 'none'} (as configured)"
         if coloured:
-            line += f"; warning: color jitter changes what a label describes ({why})"
+            line += f"; warning: {'/'.join(op for op in ops if op in TONES)} changes what a label describes ({why})"
         return requested, line
     if not coloured:
         return DEFAULT_POLICY, f"augment: {', '.join(ops)} (no attribute is colour-valued)"

@@ -114,7 +114,7 @@ def _train(ctx: typer.Context, kind: str, flags: dict, resume: Path | None, dry_
     run under a budget continues with what is left of it (`--minutes` sets a new total)."""
     from trainer.train import TrainConfig, make_config, training_loop
 
-    flags = {**flags, "out": str(flags["out"]), "augment": "" if flags["augment"] == "none" else flags["augment"]}
+    flags = {**flags, "out": str(flags["out"]), **{k: "" for k in ("augment", "cls_augment") if flags.get(k) == "none"}}
     if resume is not None:
         cfg = _resumed_config(ctx, resume, kind, TrainConfig, flags, RESUMABLE_BUDGET)
     else:
@@ -169,7 +169,7 @@ _KIMG = _O(None, "--kimg", help="Train until this many thousand images are seen 
 _OUT = _O(Path("runs"), "--out", help="Parent folder of the run folder NNNNN-<kind>-<data>-<res>.")
 _BATCH = _O(None, "--batch", help="Batch size over all processes [32; 16 at 128 px].")
 _Z_DIM = _O(None, "--z-dim", help="Latent size [128].")
-_AUGMENT = _O(None, "--augment", help="DiffAugment policy: a comma list of color, translation and cutout, or none "
+_AUGMENT = _O(None, "--augment", help="DiffAugment policy: a comma list of color, hue, translation and cutout, or none "
               "[color,translation,cutout; no color if an attribute is colour-valued].")
 _CLS_FAKE_WEIGHT = _O(None, "--cls-fake-weight", min=0, help="Weight with which the classifier of the classification "
                      "term also learns that generated images show no value in particular [0 = off].")
@@ -237,6 +237,9 @@ def train_gan(
                              "[1 on a folder of 1,000+ images with the classification term on; 0 = --cls-weight]."),
     cls_heads: bool = _O(None, "--cls-heads/--no-cls-heads", help="D classifies with a linear head per attribute on its "
                          "unpooled features, not its projection embeddings."),
+    cls_augment: str = _O(None, "--cls-augment", help="DiffAugment policy of the real images D's classification term "
+                          "reads in a pass of their own; none = those D scores [hue,color,translation under 1,000 "
+                          "images]."),
     cls_fake_weight: float = _CLS_FAKE_WEIGHT,
     ms_weight: float = _O(None, "--ms-weight", min=0, help="Mode-seeking weight (Mao et al. 2019), for variety "
                           "within a condition [0 = off; 0.03 with --cls-weight or under 1,000 images, 0.05 with "

@@ -9,9 +9,11 @@ to print. Two regimes by the number of images:
   2020), so DiffAugment gets every op that keeps the labels true, cutout included; the VAE's classification
   term stays off (with a handful of images per value, a classifier learns them by heart), while the GAN's is
   on with D reading real images at full weight, as on thousands (its D reads with the projection embeddings it
-  needs anyway); the GAN's mode-seeking term is on (few pictures per condition, and the generator draws one of
-  them for every latent), a little stronger beside the classification term; the run starts from the shipped
-  model's trained weights when they fit (`shipped`, Mo et al. 2020), else from scratch with D as wide as G.
+  needs anyway), in a pass of their own, hue-turned and never cut out, so that it learns a part's shape rather
+  than the few pictures that show it; the GAN's mode-seeking term is on (few pictures per condition, and the
+  generator draws one of them for every latent), a little stronger beside the classification term; the run
+  starts from the shipped model's trained weights when they fit (`shipped`, Mo et al. 2020), else from scratch
+  with D as wide as G.
   The VAE's Fader adversary is ten times stronger: a code that tells a hundred images apart also tells their
   labels, and at the usual weight the decoder draws the attributes from the code, not from the conditions;
   Few-shot GANs ramp their conditioning in (Shahbazi et al. 2022: conditioning from the start collapses small
@@ -191,6 +193,7 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
         else:
             decide("ms_weight", 0.0, "off with the classification term off (it gives back what that term takes)")
         if cls_on:
+            decide("cls_augment", *_cls_augment(stats, few))
             sets = ("faces-100, checked on the held-out critters-100" if few
                     else "lorelei, checked on the held-out critters")
             decide("cls_d_weight", RECIPE_D_CLS, "D learns to read the attributes of real images at full weight, G is "
@@ -238,6 +241,19 @@ def _cls(kind: str, stats: DataStats, few: bool) -> tuple[float, str]:
     what = "D classifies with its projection embeddings" if kind == "gan" else "a classifier checks every decode"
     return recipe, (f"{len(stats.names)} attribute(s) with labels for every image, at least "
                     f"{stats.per_value:.0f} images per value ({what}; the measured recipe for thousands of images)")
+
+
+def _cls_augment(stats: DataStats, few: bool) -> tuple[str, str]:
+    """What D's classification term reads, and why: on a few-shot set real images in a pass of their own,
+    hue-turned unless an attribute is colour-valued, and never cut out; on thousands the images D scores."""
+    if not few:
+        return "", "the images D scores, in one pass (the measured recipe for thousands of images)"
+    if any(stats.colour_valued):
+        return "translation", ("real images in a D pass of their own, not cut out (a hidden part's label is a guess); "
+                               "no hue turns or colour jitter, since an attribute is colour-valued")
+    return "hue,color,translation", (f"real images in a D pass of their own, hue-turned and not cut out: with "
+                                     f"{stats.images} images D's classifier learns the pictures, not their parts, "
+                                     "unless their tones change (measured on the tuning set pets-100)")
 
 
 def _augment(stats: DataStats, few: bool) -> tuple[str, str]:

@@ -157,7 +157,10 @@ class GanTask(Task):
             scores = self.D.score(h, torch.cat([c_real, c_fake])).float()
             loss_d = self.d_loss(scores[:b], scores[b:])
             if cfg.cls_weight:  # D learns to classify real images ...
-                cls_real = classifier_loss(self.D.classify(h[:b].float()), c_real)
+                # in a pass of their own where their augmentation differs from what D scores: on a few-shot set,
+                # hue turns and no cutout make it read a part's shape, not the few pictures that show it
+                h_cls = self.D.trunk(diff_augment(real, cfg.cls_augment)) if cfg.cls_augment else h[:b]
+                cls_real = classifier_loss(self.D.classify(h_cls.float()), c_real)
                 loss_d = loss_d + (cfg.cls_d_weight or cfg.cls_weight) * w * cls_real
                 if cfg.cls_fake_weight:  # ... and that fakes show no value in particular
                     loss_d = loss_d + cfg.cls_fake_weight * w * no_value_loss(self.D.classify(h[b:].float()))

@@ -65,6 +65,8 @@ class TrainConfig:
     cls_heads: bool = False  # gan: D classifies with linear heads on its unpooled features, not its projections
     ms_weight: float = 0.0  # gan: mode-seeking term (pairs of fakes with the same conditions); 0 = off
     augment: str = AUTO  # DiffAugment on every discriminator input; "" = off; auto = chosen from the data
+    cls_augment: str = ""  # gan: DiffAugment of the real images D's classification term reads, in a D pass of
+    # their own; "" = it reads the images D scores (one pass)
     cond_ramp_kimg: float = -1.0  # conditioning 0 -> 1 over this many kimg; -1 = auto (few-shot sets only)
     cond_mix: float = 0.0  # gan: share of G's conditions drawn attribute by attribute (`fake_conditions`); 0 = rows
     ema_kimg: float = 10.0  # EMA half-life of the generator weights
@@ -101,6 +103,10 @@ class TrainConfig:
                   (self.width >= 4 and self.z_dim >= 2, "--width must be >= 4 and --z-dim >= 2"),
                   (self.augment == AUTO or set(filter(None, self.augment.split(","))) <= set(AUGMENTS),
                    f"--augment takes a comma list of {', '.join(AUGMENTS)}, not {self.augment!r}"),
+                  (set(filter(None, self.cls_augment.split(","))) <= set(AUGMENTS),
+                   f"--cls-augment takes a comma list of {', '.join(AUGMENTS)}, not {self.cls_augment!r}"),
+                  (not self.cls_augment or (self.kind == "gan" and self.cls_weight > 0), "--cls-augment is what D's "
+                   "classification term reads: it needs a GAN and --cls-weight > 0"),
                   (not self.cls_fake_weight or self.cls_weight > 0, "--cls-fake-weight trains the classifier of "
                    "the classification term: it needs --cls-weight > 0"),
                   (not self.cls_d_weight or (self.kind == "gan" and self.cls_weight > 0), "--cls-d-weight weighs "
@@ -184,6 +190,9 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
         cfg = dataclasses.replace(cfg, augment=policy)
         if rank == 0:
             (log.warning if "warning:" in why else log.info)("%s", why)
+            if cfg.cls_augment:
+                _, why = choose_policy(cfg.cls_augment, ds.images, ds.labels, ds.schema.names, ds.schema.cardinalities)
+                (log.warning if "warning:" in why else log.info)("classification term's %s", why)
     images = torch.from_numpy(ds.images).permute(0, 3, 1, 2).contiguous().to(device)  # (N, 3, H, W) uint8
     labels = torch.from_numpy(ds.labels).to(device)  # (N, A) int64
     if cfg.minutes > 0 and rank == 0 and scorer is None:  # the judge, loaded or trained once, inside the budget

@@ -24,8 +24,8 @@ def _by_flag(choices):
 
 def test_thousands_of_images_get_the_measured_recipe_without_colour_jitter_on_a_colour():
     values, choices = choose("gan", _stats(12_000), {})
-    assert values == {"d_width": 32, "lr": RECIPE_GAN_LR, "cls_weight": 0.3, "ms_weight": 0.03, "cls_d_weight": 1.0,
-                      "augment": "translation", "cond_mix": 0.0, "cond_ramp_kimg": -1.0}
+    assert values == {"d_width": 32, "lr": RECIPE_GAN_LR, "cls_weight": 0.3, "ms_weight": 0.03, "cls_augment": "",
+                      "cls_d_weight": 1.0, "augment": "translation", "cond_mix": 0.0, "cond_ramp_kimg": -1.0}
     lines = {c.flag: c.line() for c in choices}
     assert lines["--cls-d-weight"].startswith("chosen  cls-d-weight 1.0: D learns to read the attributes")
     assert lines["--augment"].startswith("chosen  augment translation: 'a3' is colour-valued")
@@ -43,13 +43,15 @@ def test_few_shot_sets_get_cutout_and_start_from_scratch_without_shipped_weights
     assert values["cls_weight"] == 0.0 and "7 images each" in _by_flag(choices)["--cls-weight"].why
     values, choices = choose("gan", _stats(100, cards=(15, 15), colour_valued=(False, False)), {})
     assert values == {"d_width": 0, "lr": RECIPE_GAN_LR, "cls_weight": 0.3, "ms_weight": FEW_SHOT_MS,
-                      "cls_d_weight": 1.0, "augment": "color,translation,cutout", "cond_mix": 0.0,
-                      "cond_ramp_kimg": -1.0}
+                      "cls_augment": "hue,color,translation", "cls_d_weight": 1.0,
+                      "augment": "color,translation,cutout", "cond_mix": 0.0, "cond_ramp_kimg": -1.0}
     assert FEW_SHOT_MS > 0.03 and "faces-100 and pets-100" in _by_flag(choices)["--lr"].why
     by = _by_flag(choices)
     assert by["--from"].value is None and "no trained weights of this kind are installed" in by["--from"].why
     assert "ramped in" in by["--cond-ramp-kimg"].why and "on even with 100 images" in by["--cls-weight"].why
-    assert "faces-100" in by["--cls-d-weight"].why
+    assert "faces-100" in by["--cls-d-weight"].why and "hue-turned and not cut out" in by["--cls-augment"].why
+    values, choices = choose("gan", _stats(100, cards=(15, 15), colour_valued=(True, False)), {})
+    assert values["cls_augment"] == "translation" and "no hue turns" in _by_flag(choices)["--cls-augment"].why
 
 
 @pytest.mark.parametrize("kind", ["gan", "vae"])
@@ -100,6 +102,7 @@ def test_given_flags_are_never_chosen_and_the_others_follow_them():
     assert "cls_weight" not in values and "augment" not in values and "lr" not in values
     assert values["ms_weight"] == 0.0  # no mode seeking without the classification term
     assert "cls_d_weight" not in values and "--cls-d-weight" not in _by_flag(choices)  # ... and no D reading to weigh
+    assert "--cls-augment" not in _by_flag(choices)
     assert values["d_width"] == 48  # never narrower than a given generator
     by = _by_flag(choices)
     assert by["--cls-weight"].given and by["--cls-weight"].line() == "given   cls-weight 0.0"

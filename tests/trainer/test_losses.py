@@ -106,6 +106,25 @@ def test_diff_augment_shapes_grads_and_policy():
         diff_augment(x, "color,rotate")
 
 
+def test_hue_turns_each_picture_its_own_way_and_keeps_its_luma():
+    from trainer.augment import _YIQ, hue
+
+    torch.manual_seed(0)
+    pale = torch.rand(64, 3, 4, 4) * 0.4 - 0.2  # pale enough that no turn leaves the gamut
+    turned = hue(pale)
+    yiq = lambda x: torch.einsum("ij,bjhw->bihw", _YIQ, x)  # noqa: E731
+    a, b = yiq(pale), yiq(turned)
+    assert torch.allclose(a[:, 0], b[:, 0], atol=1e-5)  # luma kept: the outline of a part stays
+    assert torch.allclose(a[:, 1:].norm(dim=1), b[:, 1:].norm(dim=1), atol=1e-5)  # chroma turned, not scaled
+    angle = torch.atan2(b[:, 2], b[:, 1]) - torch.atan2(a[:, 2], a[:, 1])  # (B, H, W)
+    turn = torch.polar(torch.ones_like(angle), angle)
+    assert torch.allclose(turn, turn[:, :1, :1].expand_as(turn), atol=1e-4)  # one angle per picture ...
+    assert turn[:, 0, 0].angle().std() > 1.0  # ... drawn anew for each (uniform on the circle: 1.8)
+    grey = torch.linspace(-1, 1, 16).view(1, 1, 4, 4).expand(8, 3, 4, 4)
+    assert torch.allclose(hue(grey), grey, atol=1e-5)  # a grey has no hue to turn
+    assert hue(torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1).expand(32, 3, 2, 2)).abs().max() <= 1  # clamped
+
+
 def test_translation_shifts_with_reflection_padding():
     # each output is the input shifted by at most one pixel (ratio 1/8 of 8), the uncovered band
     # mirrored from the edge as numpy's "reflect" pads it: nothing a generated frame cannot have

@@ -110,6 +110,20 @@ def test_cls_d_weight_sets_how_fast_d_learns_to_read(tiny_set, tmp_path):
     assert max(accuracy[0.0]) <= 0.75 and min(accuracy[1.0]) >= 0.9, accuracy  # chance is 0.5
 
 
+def test_the_classification_term_can_read_real_images_in_a_pass_of_their_own(tiny_set, tmp_path, monkeypatch):
+    """--cls-augment: D reads the real images for its classification in a trunk pass of their own (one more per
+    step), augmented by that policy, and learns to read them there."""
+    from trainer.models.gan import Discriminator
+
+    passes = []
+    trunk = Discriminator.trunk
+    monkeypatch.setattr(Discriminator, "trunk", lambda self, x: passes.append(len(x)) or trunk(self, x))
+    run = training_loop(_cfg("gan", tiny_set, tmp_path, kimg=0.16, cls_weight=0.01, cls_d_weight=1.0,
+                             cls_augment="translation", cond_ramp_kimg=0.0, lr=1e-3), progress=False)
+    assert passes[:3] == [16, 8, 8]  # D on cat(real, fake), D on real for the classifier, G's pass
+    assert min(_d_reading(run, tiny_set)) >= 0.9  # chance is 0.5
+
+
 @pytest.mark.slow
 def test_vae_classification_term_makes_edits_show_their_conditions(tiny_set, tmp_path):
     from trainer.data import load_dataset
@@ -134,7 +148,8 @@ def test_vae_classification_term_makes_edits_show_their_conditions(tiny_set, tmp
 @pytest.mark.slow
 @pytest.mark.parametrize("kind, precision", [("gan", "fp32"), ("vae", "fp32"), ("gan", "bf16")])
 def test_resume_is_bit_for_bit(tiny_set, tmp_path, kind, precision):
-    extra = {"loss": "wgan-gp", "ms_weight": 1.0, "cond_mix": 0.5} if kind == "gan" else {"patch_start_kimg": 0.04}
+    extra = ({"loss": "wgan-gp", "ms_weight": 1.0, "cond_mix": 0.5, "cls_augment": "hue,translation"} if kind == "gan"
+             else {"patch_start_kimg": 0.04})
     extra["precision"] = precision
     extra["cls_weight"] = extra["cls_fake_weight"] = 1.0
     extra["cond_ramp_kimg"] = 0.1  # explicit: the automatic ramp is a fraction of --kimg
@@ -321,7 +336,11 @@ def test_cli_config_errors(tmp_path, tiny_set):
     r = _moe("train", "gan", "--loss", "l2", "--dry-run")
     assert r.exit_code == 2 and "--loss must be" in r.output
     r = _moe("train", "gan", "--augment", "color,rotate", "--dry-run")
-    assert r.exit_code == 2 and "--augment takes a comma list of color, translation, cutout" in r.output
+    assert r.exit_code == 2 and "--augment takes a comma list of color, hue, translation, cutout" in r.output
+    r = _moe("train", "gan", "--cls-augment", "hue,blur", "--dry-run")
+    assert r.exit_code == 2 and "--cls-augment takes a comma list of color, hue" in r.output
+    r = _moe("train", "gan", "--cls-augment", "hue", "--dry-run")  # the built-in set: no classification term
+    assert r.exit_code == 2 and "--cls-augment is what D's classification term reads" in r.output
     r = _moe("train", "vae", "--cls-fake-weight", "1", "--dry-run")  # the built-in set: no classification term
     assert r.exit_code == 2 and "--cls-fake-weight trains the classifier of the classification term" in r.output
     r = _moe("train", "gan", "--cls-d-weight", "1", "--dry-run")
