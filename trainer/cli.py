@@ -239,7 +239,7 @@ def train_gan(
                          "unpooled features, not its projection embeddings."),
     cls_augment: str = _O(None, "--cls-augment", help="DiffAugment policy of the real images D's classification term "
                           "reads in a pass of their own; none = those D scores [hue,color,translation under 1,000 "
-                          "images]."),
+                          "images; translation if an attribute is a colour]."),
     cls_fake_weight: float = _CLS_FAKE_WEIGHT,
     ms_weight: float = _O(None, "--ms-weight", min=0, help="Mode-seeking weight (Mao et al. 2019), for variety "
                           "within a condition [0 = off; 0.03 with --cls-weight or under 1,000 images, 0.05 with "
