@@ -237,9 +237,9 @@ def train_gan(
                              "[1 on a folder of 1,000+ images with the classification term on; 0 = --cls-weight]."),
     cls_heads: bool = _O(None, "--cls-heads/--no-cls-heads", help="D classifies with a linear head per attribute on its "
                          "unpooled features, not its projection embeddings."),
-    cls_augment: str = _O(None, "--cls-augment", help="DiffAugment policy of the real images D's classification term "
-                          "reads in a pass of their own; none = those D scores [hue,color,translation under 1,000 "
-                          "images; translation if an attribute is a colour]."),
+    cls_augment: str = _O(None, "--cls-augment", help="DiffAugment of real images D's classifier reads in its own "
+                          "pass; none = those D scores [hue,color,translation under 1,000 images; translation on "
+                          "colours]."),
     cls_fake_weight: float = _CLS_FAKE_WEIGHT,
     ms_weight: float = _O(None, "--ms-weight", min=0, help="Mode-seeking weight (Mao et al. 2019), for variety "
                           "within a condition [0 = off; 0.03 with --cls-weight or under 1,000 images, 0.05 with "
