@@ -171,8 +171,8 @@ _BATCH = _O(None, "--batch", help="Batch size over all processes [32; 16 at 128 
 _Z_DIM = _O(None, "--z-dim", help="Latent size [128].")
 _AUGMENT = _O(None, "--augment", help="DiffAugment policy: a comma list of color, hue, translation and cutout, or none "
               "[color,translation,cutout; no color if an attribute is colour-valued].")
-_CLS_FAKE_WEIGHT = _O(None, "--cls-fake-weight", min=0, help="Weight with which the classifier of the classification "
-                     "term also learns that generated images show no value in particular [0 = off].")
+_CLS_FAKE_WEIGHT = _O(None, "--cls-fake-weight", min=0, help="Weight with which the classification term's classifier "
+                     "also learns that generated images are generated: a class of their own in the VAE [0 = off].")
 _RESUME = _O(None, "--resume", help="Continue this run folder with its own config (and what is left of its budget); only "
              "--kimg, --minutes, --threads, --device, --precision and --max-minutes apply.")
 _UP_RESUME = _O(None, "--resume", help="Continue this run folder with its own config; only --kimg, --threads, --device "

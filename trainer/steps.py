@@ -226,7 +226,12 @@ class VaeTask(Task):
             self.optimizers["D_patch"] = self.opt_dp
         self.classifier = None
         if cfg.cls_weight > 0:
-            c_cfg = AttributeClassifierConfig(cardinalities, res=cfg.res, width=cfg.d_width or cfg.width)
+            # with --cls-fake-weight each attribute gets one more class, "a decode" (K+1 classes, Salimans et al.
+            # 2016): the classifier learns to tell decodes apart, so marks only it reads no longer meet the term,
+            # and its readings of the K values still rank them, which tells the decoder which value to draw
+            extra = 1 if cfg.cls_fake_weight else 0
+            c_cfg = AttributeClassifierConfig(tuple(n + extra for n in cardinalities), res=cfg.res,
+                                              width=cfg.d_width or cfg.width)
             self.classifier = AttributeClassifier(c_cfg).to(device)
             # a plain classifier, not a player in a GAN game: trained at a classifier's rate, 5x --lr
             # (it learns the fine attributes much sooner; see docs/reports/trainer-notes.md)
@@ -285,9 +290,10 @@ class VaeTask(Task):
         # Attribute classifier: learns the attributes from real images, from the first step.
         if self.classifier is not None:
             stats["cls_real"] = loss_cls = classifier_loss(self._classify(shift(real)), c_real)
-            if use_cls and cfg.cls_fake_weight:  # ... and that decodes show no value in particular
-                stats["cls_none"] = no_value_loss(self._classify(shift(out.detach())))
-                loss_cls = loss_cls + cfg.cls_fake_weight * stats["cls_none"]
+            if use_cls and cfg.cls_fake_weight:  # ... and that decodes are decodes: each attribute's last class
+                decode = torch.tensor(self.classifier.cfg.cardinalities, device=out.device) - 1
+                stats["cls_decode"] = classifier_loss(self._classify(shift(out.detach())), decode.expand(len(out), -1))
+                loss_cls = loss_cls + cfg.cls_fake_weight * stats["cls_decode"]
             _step(self.opt_cls, loss_cls)
 
         # Patch discriminator: one forward on cat(real, decodes), hinge loss.

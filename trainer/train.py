@@ -59,8 +59,8 @@ class TrainConfig:
     gp_weight: float = 10.0  # wgan-gp
     cls_weight: float = 0.0  # gan: classification loss (D's, see cls_heads) on D's real and G's fake images;
     # vae: a classifier trained on real images checks every decode and edit (x the adaptive weight); 0 = off
-    cls_fake_weight: float = 0.0  # the classifier (D's for gan) also learns that generated images show no value
-    # in particular, so they cannot meet the classification term with marks only it reads; 0 = off
+    cls_fake_weight: float = 0.0  # the classifier also learns that generated images are generated (vae: a class
+    # of their own; gan: D's reading shows no value in particular), so marks only it reads cannot meet the term; 0 = off
     cls_d_weight: float = 0.0  # gan: weight of D's own classification of real images; 0 = cls_weight
     cls_heads: bool = False  # gan: D classifies with linear heads on its unpooled features, not its projections
     ms_weight: float = 0.0  # gan: mode-seeking term (pairs of fakes with the same conditions); 0 = off

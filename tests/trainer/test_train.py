@@ -181,7 +181,9 @@ def test_fake_conditions_are_rows_or_drawn_attribute_by_attribute():
 
 @pytest.mark.parametrize("weight", [0.0, 1.0])
 @pytest.mark.parametrize("kind", ["gan", "vae"])
-def test_classifier_learns_that_generated_images_show_no_value(kind, weight):
+def test_classifier_learns_that_generated_images_are_generated(kind, weight):
+    """The GAN's D reads its fakes as no value in particular; the VAE's classifier puts its decodes in a class
+    of their own (each attribute's last) and still reads real images as their values."""
     from trainer.losses import no_value_loss
 
     torch.manual_seed(0)
@@ -190,17 +192,24 @@ def test_classifier_learns_that_generated_images_show_no_value(kind, weight):
     labels = torch.tensor([[0, 1], [1, 0], [1, 2], [0, 0]]).repeat(2, 1)
     task = make_task(cfg, (2, 3), torch.device("cpu"), labels)
     real = torch.rand(8, 3, 16, 16) * 2 - 1
-    for i in range(40):
+    for i in range(60):
         stats = task.step(real, labels, labels.roll(1, 0), nimg=8 * i)
         if kind == "vae":
-            assert ("cls_none" in stats) == (weight > 0 and 8 * i >= 16)  # only beside the classification term
+            assert ("cls_decode" in stats) == (weight > 0 and 8 * i >= 16)  # only beside the classification term
     with torch.no_grad():
         if kind == "gan":
-            reading = no_value_loss(task.D.classify(task.D.trunk(task.G(torch.randn(8, 8), labels)))).item()
-        else:
-            reading = no_value_loss(task.classifier(task.decoder(task.encoder(real)[0], labels))).item()
-    chance = torch.tensor([2.0, 3.0]).log().sum().item()
-    assert (reading < chance + 1) == (weight > 0), reading  # off, the classifier reads them as some value
+            reading = no_value_loss(task.D.classify(task.D.trunk(task.G(torch.randn(8, 8), labels))))
+            chance = torch.tensor([2.0, 3.0]).log().sum()
+            assert (reading < chance + 1) == (weight > 0), reading  # off, D reads them as some value
+            return
+        assert [h.shape[1] for h in task.classifier(real)] == ([3, 4] if weight else [2, 3])
+        decodes = task.classifier(task.decoder(task.encoder(real)[0], labels))
+        reals = task.classifier(real)
+    if weight:
+        assert all((lg.argmax(1) == n).all() for lg, n in zip(decodes, (2, 3)))  # decodes read as decodes
+        assert all((lg.argmax(1) == labels[:, a]).all() for a, lg in enumerate(reals))  # real ones as their values
+    else:
+        assert not any((lg.argmax(1) >= n).any() for lg, n in zip(decodes, (2, 3)))
 
 
 def test_the_vae_step_sends_back_exactly_the_gradient_of_its_weighted_loss():
