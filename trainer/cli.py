@@ -172,7 +172,8 @@ _Z_DIM = _O(None, "--z-dim", help="Latent size [128].")
 _AUGMENT = _O(None, "--augment", help="DiffAugment policy: a comma list of color, hue, translation and cutout, or none "
               "[color,translation,cutout; no color if an attribute is colour-valued].")
 _CLS_FAKE_WEIGHT = _O(None, "--cls-fake-weight", min=0, help="Weight with which the classification term's classifier "
-                     "also learns that generated images are generated: a class of their own in the VAE [0 = off].")
+                     "also learns generated images as such (VAE: a class of their own) [VAE: 1 with --cls-weight; 0 = "
+                     "off].")
 _RESUME = _O(None, "--resume", help="Continue this run folder with its own config (and what is left of its budget); only "
              "--kimg, --minutes, --threads, --device, --precision and --max-minutes apply.")
 _UP_RESUME = _O(None, "--resume", help="Continue this run folder with its own config; only --kimg, --threads, --device "

@@ -43,6 +43,7 @@ PER_VALUE = 30  # images per value, on average, that the classification term nee
 RECIPE_D_WIDTH = 32  # the measured recipe's discriminator width (twice the CPU generator's 16)
 RECIPE_GAN_CLS, RECIPE_MS, RECIPE_VAE_CLS = 0.3, 0.03, 0.3
 RECIPE_D_CLS = 1.0  # the GAN's --cls-d-weight on a folder of thousands (TrainConfig's default: --cls-weight)
+RECIPE_VAE_FAKE = 1.0  # the VAE's --cls-fake-weight beside its classification term: decodes a class of their own
 RECIPE_GAN_LR = 4e-4  # the GAN's Adam rate on any folder (TrainConfig's default: 2e-4)
 FEW_SHOT_MS = 0.05  # the few-shot GAN's --ms-weight beside its classification term, at RECIPE_GAN_LR or faster
 FEW_SHOT_FADER = 1000.0  # the VAE's --latent-adv-weight on a few-shot set (TrainConfig's default: 100)
@@ -199,6 +200,10 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
             decide("cls_d_weight", RECIPE_D_CLS, "D learns to read the attributes of real images at full weight, G is "
                    "pushed at the classification weight: D reads small parts sooner, so G learns to draw them sooner "
                    f"(measured on {sets})")
+    if kind == "vae" and cls_on:
+        decide("cls_fake_weight", RECIPE_VAE_FAKE, "the classifier also learns decodes as a class of their own, so "
+               "marks only it reads do not meet the term (measured on the tuning set faces, checked on the held-out "
+               "critters and lorelei)")
     decide("augment", *_augment(stats, few))
     if kind == "vae" and few:
         decide("latent_adv_weight", FEW_SHOT_FADER, f"ten times the usual: a code that tells {stats.images} images "

@@ -117,8 +117,13 @@ def test_given_flags_are_never_chosen_and_the_others_follow_them():
 
 def test_vae_chooses_only_its_own_terms():
     values, choices = choose("vae", _stats(12_000), {})
-    assert values == {"cls_weight": 0.3, "augment": "translation"}
+    assert values == {"cls_weight": 0.3, "cls_fake_weight": 1.0, "augment": "translation"}
     assert "a classifier checks every decode" in _by_flag(choices)["--cls-weight"].why
+    assert "a class of their own" in _by_flag(choices)["--cls-fake-weight"].why
+    values, choices = choose("vae", _stats(12_000), {"cls_weight": 0.0})
+    assert "cls_fake_weight" not in values and "--cls-fake-weight" not in _by_flag(choices)  # no classifier to teach
+    values, _ = choose("vae", _stats(100), {})
+    assert values["cls_weight"] == 0.0 and "cls_fake_weight" not in values
 
 
 def test_regimes():
