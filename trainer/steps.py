@@ -118,11 +118,13 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 def _step(opt: torch.optim.Optimizer, loss: torch.Tensor,
           also: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
-    """Backpropagate `loss` (and `also`: a tensor and the gradient to send back from it), average the
-    gradients over processes, take the optimiser's step."""
+    """Backpropagate `loss` (and `also`: a tensor and the gradient to send back from it) into the optimiser's
+    parameters only, average the gradients over processes, take the optimiser's step."""
     opt.zero_grad(set_to_none=True)
-    torch.autograd.backward([loss, also[0]], [None, also[1]]) if also else loss.backward()
-    sync_grads([p for g in opt.param_groups for p in g["params"]])
+    params = [p for g in opt.param_groups for p in g["params"]]
+    tensors, grads = ([loss, also[0]], [None, also[1]]) if also else ([loss], [None])
+    torch.autograd.backward(tensors, grads, inputs=[p for p in params if p.requires_grad])
+    sync_grads(params)
     opt.step()
 
 
@@ -275,8 +277,11 @@ class VaeTask(Task):
             w = cfg.patch_weight * stats["patch_w"]
             grad, total = grad + w * g, total + w * stats["patch_g"]
         if use_cls:  # every decode should show its conditions, the edits their new ones (AttGAN, He et al. 2019)
-            cls = classifier_loss(self._classify(shift(o)), torch.cat([c_real, c_fake[:edits]]))
-            (g,) = torch.autograd.grad(cls, o)
+            # one read of the decodes serves this term (its gradient to the decodes) and, with --cls-fake-weight,
+            # the classifier's own loss below (its gradient to the classifier's weights)
+            read = self._classify(shift(o))
+            cls = classifier_loss(read, torch.cat([c_real, c_fake[:edits]]))
+            (g,) = torch.autograd.grad(cls, o, retain_graph=bool(cfg.cls_fake_weight))
             stats["cls_fake"], stats["cls_w"] = cls.detach(), adaptive_weight(ref, at_last(g))
             w = cfg.cls_weight * stats["cls_w"]
             grad, total = grad + w * g, total + w * stats["cls_fake"]
@@ -292,7 +297,7 @@ class VaeTask(Task):
             stats["cls_real"] = loss_cls = classifier_loss(self._classify(shift(real)), c_real)
             if use_cls and cfg.cls_fake_weight:  # ... and that decodes are decodes: each attribute's last class
                 decode = torch.tensor(self.classifier.cfg.cardinalities, device=out.device) - 1
-                stats["cls_decode"] = classifier_loss(self._classify(shift(out.detach())), decode.expand(len(out), -1))
+                stats["cls_decode"] = classifier_loss(read, decode.expand(len(out), -1))
                 loss_cls = loss_cls + cfg.cls_fake_weight * stats["cls_decode"]
             _step(self.opt_cls, loss_cls)
 
