@@ -7,7 +7,8 @@ to print. Two regimes by the number of images:
 
 - few-shot (under FEW_SHOT): the discriminator's overfitting is the danger (Karras et al. 2020, Zhao et al.
   2020), so DiffAugment gets every op that keeps the labels true, cutout included; the VAE's classification
-  term stays off (with a handful of images per value, a classifier learns them by heart), while the GAN's is
+  term follows the images per value, as on thousands (off with a handful per value, which a classifier learns
+  by heart; on where every value has PER_VALUE, as in a set of a few hundred with few values), while the GAN's is
   on with D reading real images at full weight, as on thousands (its D reads with the projection embeddings it
   needs anyway), in a pass of their own, hue-turned and never cut out, so that it learns a part's shape rather
   than the few pictures that show it; the GAN's mode-seeking term is on (few pictures per condition, and the
@@ -238,14 +239,16 @@ def _cls(kind: str, stats: DataStats, few: bool) -> tuple[float, str]:
     if few and kind == "gan":
         return RECIPE_GAN_CLS, (f"on even with {stats.images} images: D reads the attributes with its projection "
                                 "embeddings, and reading real ones at full weight teaches G the small parts sooner")
-    if few or stats.per_value < PER_VALUE:
+    if stats.per_value < PER_VALUE:
         return 0.0, (f"off: '{widest}' has {max(stats.cardinalities)} values, about {stats.per_value:.0f} images each "
                      f"(under {PER_VALUE}), which a classifier learns by heart (on a hundred images the VAE "
                      "gained nothing from it)")
     recipe = RECIPE_GAN_CLS if kind == "gan" else RECIPE_VAE_CLS
     what = "D classifies with its projection embeddings" if kind == "gan" else "a classifier checks every decode"
+    measured = ("the measured recipe for thousands of images" if not few else
+                "the recipe for thousands; measured at 999 images of critters, where it drew the eyes")
     return recipe, (f"{len(stats.names)} attribute(s) with labels for every image, at least "
-                    f"{stats.per_value:.0f} images per value ({what}; the measured recipe for thousands of images)")
+                    f"{stats.per_value:.0f} images per value ({what}; {measured})")
 
 
 def _cls_augment(stats: DataStats, few: bool) -> tuple[str, str]:

@@ -92,6 +92,16 @@ def test_a_set_of_a_few_thousand_gets_the_recipe_without_the_ramp():
     assert _by_flag(choices)["--cond-ramp-kimg"].why.startswith("no ramp (1000 images")
 
 
+def test_a_few_shot_vae_with_enough_images_per_value_gets_the_classification_term():
+    values, choices = choose("vae", _stats(999, cards=(6, 4, 5), colour_valued=(True, False, False)), {}, SHIPPED)
+    assert values["cls_weight"] == 0.3 and values["cls_fake_weight"] == 1.0  # 166 images per value
+    assert values["init_from"] == "moe-default" and values["latent_adv_weight"] == FEW_SHOT_FADER  # still few-shot
+    assert "at least 166 images per value" in _by_flag(choices)["--cls-weight"].why
+    assert "measured at 999 images of critters" in _by_flag(choices)["--cls-weight"].why
+    values, _ = choose("vae", _stats(999, cards=(40, 4), colour_valued=(False, False)), {}, SHIPPED)
+    assert values["cls_weight"] == 0.0 and "cls_fake_weight" not in values  # 25 per value
+
+
 def test_too_few_images_per_value_turn_the_classification_term_off():
     values, choices = choose("vae", _stats(2000, cards=(100, 4), colour_valued=(False, False)), {})
     assert values["cls_weight"] == 0.0 and "'a0' has 100 values, about 20 images each" in _by_flag(choices)["--cls-weight"].why
