@@ -176,7 +176,7 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
             decide("d_width", max(RECIPE_D_WIDTH, width), "the measured recipe for thousands of images (a D twice "
                    "as wide as the CPU generator gives back variety the classification term takes)")
         decide("lr", RECIPE_GAN_LR, "twice the built-in set's rate: in a time budget it draws small parts sooner "
-               f"(measured on the tuning sets {'faces-100 and pets-100' if few else 'faces'})")
+               f"(measured on the tuning {'sets faces-100 and pets-100' if few else 'set faces'})")
     decide("cls_weight", *_cls(kind, stats, few))
     cls_on = bool(in_force("cls_weight"))
     if kind == "gan":
