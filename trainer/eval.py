@@ -512,7 +512,9 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
     held_images = images[tj.held_idx]
     held_feats, held_pred = tj.model.embed(held_images)
     real_acc = (held_pred == labels[tj.held_idx]).mean(0)
-    ok = judged(real_acc, JUDGED_AT)
+    # a snapshot's pick has no reader to weigh a judge checked on a handful of held-out images (a hundred
+    # pictures hold out 20), so here an attribute also needs held-out images enough to show the judge reads it
+    ok = judged(real_acc, JUDGED_AT, held=len(tj.held_idx))
     rng = np.random.default_rng(seed)
     sub = rng.choice(tj.train_idx, min(samples, len(tj.train_idx)), replace=False)
     blur_feats, _ = tj.model.embed(gaussian_blur(images[sub], BLUR_SIGMAS_64[-1] * images.shape[1] / 64))
