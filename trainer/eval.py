@@ -34,11 +34,12 @@ generated group cycles through its real group's full labels. The memorisation ch
 distances to the judge's train split; the generator saw held-out images too, so a copy of
 one of those (a tenth of the data) is not flagged.
 
-An attribute the judge reads right on fewer than 95% of the real held-out images
-(`metrics.judged`) is not judged: its generated/real ratio would measure the judge's guessing,
-so it is reported as `"judged": false` with the ratio under `unjudged_ratio` (`ratio` null), and
-left out of `accuracy_ratio_min`, `edit_ratio_min` and the targets. Reports written before this
-rule have no `judged` key; readers take a missing key as judged.
+An attribute the judge reads right on fewer than 95% of the real held-out images, or on too
+few of them to show it (`metrics.judged`: a hundred pictures hold out about 20), is not judged:
+its generated/real ratio would measure the judge's guessing, so it is reported as
+`"judged": false` with the ratio under `unjudged_ratio` (`ratio` null), and left out of
+`accuracy_ratio_min`, `edit_ratio_min` and the targets. Reports written before this rule have
+no `judged` key; readers take a missing key as judged.
 
 `quick_scorer` is the small version a run under a time budget scores its snapshots with: a few
 hundred samples, the judged accuracy ratios, KID against held-out images beside the blurred
@@ -95,16 +96,22 @@ def _small(images: np.ndarray, size: int = 16) -> np.ndarray:
     return F.adaptive_avg_pool2d(x, size).flatten(1).double().numpy()
 
 
-def _accuracy(pred: np.ndarray, target: np.ndarray, real: np.ndarray, schema: Schema) -> dict:
+def _accuracy(pred: np.ndarray, target: np.ndarray, ref: "_Reference", schema: Schema) -> dict:
     acc = (pred == target).mean(0)
-    return {a.name: _judged_ratio({"generated": float(g), "real": float(r)}, float(g / r) if r > 0 else None, j)
-            for a, g, r, j in zip(schema.attributes, acc, real, judged(real, JUDGED_AT))}
+    return {a.name: _judged_ratio({"generated": float(g), "real": float(r)}, float(g / r) if r > 0 else None, j,
+                                  len(ref.held_idx))
+            for a, g, r, j in zip(schema.attributes, acc, ref.real_acc, ref.judged)}
 
 
-def _judged_ratio(entry: dict, ratio: float | None, ok: bool) -> dict:
-    """entry + "judged" and "ratio"; an attribute the judge cannot judge keeps its ratio as "unjudged_ratio"."""
-    return entry | {"judged": bool(ok), "ratio": ratio} if ok else entry | {"judged": False, "ratio": None,
-                                                                              "unjudged_ratio": ratio}
+def _judged_ratio(entry: dict, ratio: float | None, ok: bool, held: int) -> dict:
+    """entry + "judged" and "ratio"; an attribute the judge cannot judge keeps its ratio as
+    "unjudged_ratio", and "why" says in words why it is not judged."""
+    if ok:
+        return entry | {"judged": True, "ratio": ratio}
+    real = entry["real"]
+    why = (f"judge reads real images only {100 * real:.0f}% right" if real < JUDGED_AT else
+           f"judge read {100 * real:.0f}% of only {held} held-out images right, too few to show {100 * JUDGED_AT:.0f}%")
+    return entry | {"judged": False, "ratio": None, "unjudged_ratio": ratio, "why": why}
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -132,6 +139,7 @@ class _Reference:
         self.train_feats = np.concatenate([train_feats, held_feats[seen_held]])
         self.held_feats, held_pred = held_feats[~seen_held], held_pred[~seen_held]
         self.real_acc = (held_pred == self.held_labels).mean(0)
+        self.judged = judged(self.real_acc, JUDGED_AT, held=len(self.held_idx))
         self.held_nn, _ = nearest_distances(self.held_feats, self.train_feats)
         self.held_stray = stray_share(self.held_images)
         sub = np.random.default_rng(seed).choice(len(self.train_feats), min(n, len(self.train_feats)), replace=False)
@@ -198,7 +206,7 @@ def _sample_report(gen: Callable[[torch.Tensor, np.ndarray], np.ndarray], ref: _
                                 seed)
     section = {
         "n": len(images),
-        "accuracy": _accuracy(pred, conds, ref.real_acc, schema),
+        "accuracy": _accuracy(pred, conds, ref, schema),
         "kid": kid(feats, ref.held_feats, seed=seed), "fid": fid(feats, ref.held_feats),
         "diversity": {"generated": div["a"], "real": div["b"], "ratio": div["ratio"], "groups": div["groups"],
                       "per_group": GROUP_CAP, "grouping": [schema.attributes[i].name for i in grouping],
@@ -245,13 +253,13 @@ def _vae_report(encoder, decoder, ref: _Reference, judge, schema: Schema, seed: 
         success = float(hit[m].mean()) if m.any() else None
         edit[schema.attributes[a].name] = _judged_ratio(
             {"success": success, "real": float(ref.real_acc[a]), "n": int(m.sum())},
-            _ratio(success, float(ref.real_acc[a])), bool(judged(ref.real_acc[a], JUDGED_AT)))
+            _ratio(success, float(ref.real_acc[a])), bool(ref.judged[a]), len(ref.held_idx))
     kept = float((pred == labels)[others].mean())
     real_kept = float(np.broadcast_to(ref.real_acc, labels.shape)[others].mean())
     section = {
         "n": len(x),
         "reconstruction": {"mse": float(mse.mean()), "psnr": float(psnr.mean()),
-                           "accuracy": _accuracy(recon_pred, labels, ref.real_acc, schema)},
+                           "accuracy": _accuracy(recon_pred, labels, ref, schema)},
         "edit": {"success": float(hit.mean()), "per_attribute": edit,
                  "kept": kept, "kept_real": real_kept, "kept_ratio": _ratio(kept, real_kept)},
     }
@@ -409,7 +417,7 @@ def _trained_rows(gen: Callable[[torch.Tensor, np.ndarray], np.ndarray], judge, 
     conds = rows[np.arange(n) % len(rows)]
     g = torch.Generator().manual_seed(seed + 1)
     _, pred = judge.embed(gen(torch.randn(n, z_dim, generator=g), conds))
-    return {"n": n, "rows": len(rows), "accuracy": _accuracy(pred, conds, ref.real_acc, schema)}
+    return {"n": n, "rows": len(rows), "accuracy": _accuracy(pred, conds, ref, schema)}
 
 
 def _sharpness(spec: str, generate: Callable[[torch.Tensor, np.ndarray], np.ndarray], labels: np.ndarray,
@@ -480,11 +488,11 @@ def _summary(r: dict) -> dict:
 def run_score(report: dict) -> dict:
     """A run's eval.json as `metrics.prefer` compares it: {"accuracy_ratio_min", "accuracy_ratios",
     "kid"}, and "stray_excess" and "diversity_ratio" when the report measured them. The accuracy
-    ratios are over the judged attributes, also for reports written before the rule (their
-    per-attribute real accuracy decides)."""
-    g = report["generated"]
+    ratios are over the attributes `metrics.judged` judges from each one's real accuracy and the
+    held-out count, also for reports written before the rule or its evidence bound."""
+    g, held = report["generated"], report.get("data", {}).get("n_held")
     ratios = [v["ratio"] for v in g["accuracy"].values()
-              if v.get("ratio") is not None and v.get("judged", bool(judged(v["real"], JUDGED_AT)))]
+              if v.get("ratio") is not None and judged(v["real"], JUDGED_AT, held=held)]
     extra = {"stray_excess": g["stray"]["excess"]} if "stray" in g else {}
     if "diversity" in g:
         extra["diversity_ratio"] = _min(g["diversity"]["ratio"], g["diversity"].get("pixel_ratio"))

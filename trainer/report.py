@@ -27,11 +27,15 @@ def _f(v, fmt: str = "{:.3f}") -> str:
 
 
 def _ratio(entry: dict) -> str:
-    """An accuracy or edit ratio, or why there is none: the judge cannot read the attribute on real
-    images (reports from before the rule carry no "judged" key and are shown as they were)."""
+    """An accuracy or edit ratio, or why there is none (reports from before the rule carry no
+    "judged" key and are shown as they were)."""
     if entry.get("judged", True):
         return _f(entry.get("ratio"))
-    return f"not judged (judge reads real images only {100 * entry['real']:.0f}% right)"
+    return f"not judged ({_why(entry)})"
+
+
+def _why(entry: dict) -> str:
+    return entry.get("why", f"judge reads real images only {100 * entry['real']:.0f}% right")  # older reports: no "why"
 
 
 def print_report(r: dict, console=None) -> None:
@@ -108,8 +112,7 @@ def print_report(r: dict, console=None) -> None:
     console.print(f"Targets: {marks}")
     if "judged_attributes" in s:
         console.print(f"Targets over judged attributes: {', '.join(s['judged_attributes']) or 'none'}"
-                      + "".join(f"; {k} not judged (judge reads real images only {100 * v:.0f}% right)"
-                                for k, v in s.get("unjudged_attributes", {}).items()))
+                      + "".join(f"; {k} not judged ({_why(g['accuracy'][k])})" for k in s.get("unjudged_attributes", {})))
 
 
 def _print_best_of(r: dict, console) -> None:

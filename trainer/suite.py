@@ -283,7 +283,8 @@ def render_markdown(s: dict) -> str:
              "Each model trained by `moe train gan|vae --data DIR --minutes M` "
              f"(nothing else{', plus ' + ' '.join(s['extra']) if s.get('extra') else ''}) and scored by "
              "`moe train eval`. Accuracy: generated / real held-out, by a judge trained on the set; an attribute the "
-             "judge reads right on under 95% of real held-out images is *not judged*. "
+             "judge reads right on under 95% of real held-out images, or on too few of them to show it, is "
+             "*not judged*. "
              + (f"A few-shot set (`<set>-{FEW}`) is the first {FEW} images of its set, and its runs are judged with "
                 "the whole set (`moe train eval RUN --data SET`). " if any(few) else "")
              + f"Tuning sets: {', '.join(s['tuning'])}; held-out sets (never tuned on): {', '.join(s['held_out'])}.",

@@ -265,15 +265,10 @@ def test_cli_eval_prints_tables_and_json(tmp_path, toy_folder):
     assert res.exit_code == 2 and "no checkpoint" in res.output
 
 
-@pytest.mark.slow
-def test_an_attribute_the_judge_cannot_read_is_not_judged(tmp_path, monkeypatch):
-    """Colour is drawn, "shape" is a random label: the judge reads one, not the other, and the
-    report gives a ratio, the worst-attribute minimum and targets only for the one it can judge."""
-    monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr("trainer.eval.JUDGED_AT", 0.8)  # a small judge; chance on the random label is 0.5
-    root = tmp_path / "noisy"
+def _noisy_folder(root: Path, n: int) -> None:
+    """n toy images whose "colour" is drawn and whose "shape" is a random label."""
     root.mkdir()
-    images, labels = _toy(240, res=16, seed=2)
+    images, labels = _toy(n, res=16, seed=2)
     noise = np.random.default_rng(3).integers(0, 2, len(labels))
     with open(root / "labels.csv", "w", newline="") as f:
         w = csv.writer(f)
@@ -281,10 +276,22 @@ def test_an_attribute_the_judge_cannot_read_is_not_judged(tmp_path, monkeypatch)
         for k, (img, c, s) in enumerate(zip(images, labels[:, 1], noise)):
             Image.fromarray(img).save(root / f"{k:04d}.png")
             w.writerow([f"{k:04d}.png", COLOURS[c], SHAPES[s]])
+
+
+@pytest.mark.slow
+def test_an_attribute_the_judge_cannot_read_is_not_judged(tmp_path, monkeypatch):
+    """Colour is drawn, "shape" is a random label: the judge reads one, not the other, and the
+    report gives a ratio, the worst-attribute minimum and targets only for the one it can judge.
+    On a hundred images (20 held out) it judges neither: reading all 20 right shows too little."""
+    monkeypatch.setenv("MOE_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr("trainer.eval.JUDGED_AT", 0.8)  # a small judge; chance on the random label is 0.5
+    _noisy_folder(tmp_path / "noisy", 400)  # 40 held out: enough to show colour is read
     run = tmp_path / "00001-vae"
-    tiny_run(run, "vae", root)
-    r = evaluate(run, samples=64, judge_config=JudgeConfig(width=8, feat_dim=16, epochs=8, min_seen=0, batch=32))
+    tiny_run(run, "vae", tmp_path / "noisy")
+    judge = JudgeConfig(width=8, feat_dim=16, epochs=8, min_seen=0, batch=32)
+    r = evaluate(run, samples=64, judge_config=judge)
     acc, s = r["generated"]["accuracy"], r["summary"]
+    assert r["data"]["n_held"] == 40 and acc["colour"]["real"] == 1.0
     assert acc["colour"]["judged"] is True and acc["colour"]["ratio"] is not None
     assert acc["shape"]["judged"] is False and acc["shape"]["ratio"] is None
     assert acc["shape"]["unjudged_ratio"] == pytest.approx(acc["shape"]["generated"] / acc["shape"]["real"])
@@ -301,6 +308,17 @@ def test_an_attribute_the_judge_cannot_read_is_not_judged(tmp_path, monkeypatch)
     real = round(100 * acc["shape"]["real"])
     assert f"not judged (judge reads real images only {real}% right)" in text
     assert "Targets over judged attributes: colour; shape not judged" in text
+
+    _noisy_folder(tmp_path / "hundred", 100)
+    few = evaluate(run, samples=64, data=str(tmp_path / "hundred"), judge_config=judge)
+    colour = few["generated"]["accuracy"]["colour"]
+    assert few["data"]["n_held"] == 20 and colour["real"] >= 0.8 and colour["judged"] is False
+    assert "of only 20 held-out images right, too few to show 80%" in colour["why"]
+    assert few["summary"]["judged_attributes"] == [] and few["summary"]["accuracy_ratio_min"] is None
+    assert run_score(few)["accuracy_ratios"] == [] and run_score(r | {"data": few["data"]})["accuracy_ratios"] == []
+    console = Console(record=True, width=250)
+    print_report(few, console)
+    assert f"colour not judged ({colour['why']})" in console.export_text()
 
 
 def test_an_eval_json_from_before_the_rule_still_renders_and_scores():
