@@ -112,7 +112,8 @@ def print_report(r: dict, console=None) -> None:
     console.print(f"Targets: {marks}")
     if "judged_attributes" in s:
         console.print(f"Targets over judged attributes: {', '.join(s['judged_attributes']) or 'none'}"
-                      + "".join(f"; {k} not judged ({_why(g['accuracy'][k])})" for k in s.get("unjudged_attributes", {})))
+                      + "".join(f"; {k} not judged ({_why(g['accuracy'][k])})"
+                                for k in s.get("unjudged_attributes", {})))
 
 
 def _print_best_of(r: dict, console) -> None:
