@@ -313,7 +313,7 @@ def test_an_attribute_the_judge_cannot_read_is_not_judged(tmp_path, monkeypatch)
     few = evaluate(run, samples=64, data=str(tmp_path / "hundred"), judge_config=judge)
     colour = few["generated"]["accuracy"]["colour"]
     assert few["data"]["n_held"] == 20 and colour["real"] >= 0.8 and colour["judged"] is False
-    assert "of only 20 held-out images right, too few to show 80%" in colour["why"]
+    assert "of only 20 held-out images right, too few to show 80%" in colour["why"] and "--data DIR" in colour["why"]
     assert few["summary"]["judged_attributes"] == [] and few["summary"]["accuracy_ratio_min"] is None
     assert run_score(few)["accuracy_ratios"] == [] and run_score(r | {"data": few["data"]})["accuracy_ratios"] == []
     console = Console(record=True, width=250)
