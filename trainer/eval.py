@@ -110,8 +110,8 @@ def _judged_ratio(entry: dict, ratio: float | None, ok: bool, held: int) -> dict
         return entry | {"judged": True, "ratio": ratio}
     real = entry["real"]
     why = (f"judge reads real images only {100 * real:.0f}% right" if real < JUDGED_AT else
-           f"judge read {100 * real:.0f}% of only {held} held-out images right, too few to show {100 * JUDGED_AT:.0f}%; "
-           "a larger folder with the same attributes can judge it: --data DIR")
+           f"judge read {100 * real:.0f}% of only {held} held-out images right, too few to show "
+           f"{100 * JUDGED_AT:.0f}%; a larger folder with the same attributes can judge it: --data DIR")
     return entry | {"judged": False, "ratio": None, "unjudged_ratio": ratio, "why": why}
 
 
