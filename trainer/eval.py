@@ -96,23 +96,26 @@ def _small(images: np.ndarray, size: int = 16) -> np.ndarray:
     return F.adaptive_avg_pool2d(x, size).flatten(1).double().numpy()
 
 
-def _accuracy(pred: np.ndarray, target: np.ndarray, ref: "_Reference", schema: Schema) -> dict:
+def _accuracy(pred: np.ndarray, target: np.ndarray, ref: _Reference, schema: Schema) -> dict:
     acc = (pred == target).mean(0)
-    return {a.name: _judged_ratio({"generated": float(g), "real": float(r)}, float(g / r) if r > 0 else None, j,
-                                  len(ref.held_idx))
-            for a, g, r, j in zip(schema.attributes, acc, ref.real_acc, ref.judged)}
+    return {a.name: _judged_ratio({"generated": float(g), "real": float(r)}, float(g / r) if r > 0 else None, why)
+            for a, g, r, why in zip(schema.attributes, acc, ref.real_acc, ref.unjudged)}
 
 
-def _judged_ratio(entry: dict, ratio: float | None, ok: bool, held: int) -> dict:
-    """entry + "judged" and "ratio"; an attribute the judge cannot judge keeps its ratio as
-    "unjudged_ratio", and "why" says in words why it is not judged."""
-    if ok:
+def _judged_ratio(entry: dict, ratio: float | None, why: str | None) -> dict:
+    """entry + "judged" and "ratio"; an attribute the judge cannot judge (`why` says why in words)
+    keeps its ratio as "unjudged_ratio"."""
+    if why is None:
         return entry | {"judged": True, "ratio": ratio}
-    real = entry["real"]
-    why = (f"judge reads real images only {100 * real:.0f}% right" if real < JUDGED_AT else
-           f"judge read {100 * real:.0f}% of only {held} held-out images right, too few to show "
-           f"{100 * JUDGED_AT:.0f}%; a larger folder with the same attributes can judge it: --data DIR")
     return entry | {"judged": False, "ratio": None, "unjudged_ratio": ratio, "why": why}
+
+
+def _unjudged(real_acc: np.ndarray, held: int) -> list[str | None]:
+    """Per attribute, None where `metrics.judged` judges it, else why not."""
+    return [None if ok else f"judge reads real images only {100 * r:.0f}% right" if r < JUDGED_AT else
+            f"judge read {100 * r:.0f}% of only {held} held-out images right, too few to show "
+            f"{100 * JUDGED_AT:.0f}%; a larger folder with the same attributes can judge it: --data DIR"
+            for r, ok in zip(real_acc, judged(real_acc, JUDGED_AT, held=held))]
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -140,7 +143,7 @@ class _Reference:
         self.train_feats = np.concatenate([train_feats, held_feats[seen_held]])
         self.held_feats, held_pred = held_feats[~seen_held], held_pred[~seen_held]
         self.real_acc = (held_pred == self.held_labels).mean(0)
-        self.judged = judged(self.real_acc, JUDGED_AT, held=len(self.held_idx))
+        self.unjudged = _unjudged(self.real_acc, len(self.held_idx))  # None: judged
         self.held_nn, _ = nearest_distances(self.held_feats, self.train_feats)
         self.held_stray = stray_share(self.held_images)
         sub = np.random.default_rng(seed).choice(len(self.train_feats), min(n, len(self.train_feats)), replace=False)
@@ -254,7 +257,7 @@ def _vae_report(encoder, decoder, ref: _Reference, judge, schema: Schema, seed: 
         success = float(hit[m].mean()) if m.any() else None
         edit[schema.attributes[a].name] = _judged_ratio(
             {"success": success, "real": float(ref.real_acc[a]), "n": int(m.sum())},
-            _ratio(success, float(ref.real_acc[a])), bool(ref.judged[a]), len(ref.held_idx))
+            _ratio(success, float(ref.real_acc[a])), ref.unjudged[a])
     kept = float((pred == labels)[others].mean())
     real_kept = float(np.broadcast_to(ref.real_acc, labels.shape)[others].mean())
     section = {
@@ -521,8 +524,6 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
     held_images = images[tj.held_idx]
     held_feats, held_pred = tj.model.embed(held_images)
     real_acc = (held_pred == labels[tj.held_idx]).mean(0)
-    # a snapshot's pick has no reader to weigh a judge checked on a handful of held-out images (a hundred
-    # pictures hold out 20), so here an attribute also needs held-out images enough to show the judge reads it
     ok = judged(real_acc, JUDGED_AT, held=len(tj.held_idx))
     rng = np.random.default_rng(seed)
     sub = rng.choice(tj.train_idx, min(samples, len(tj.train_idx)), replace=False)
