@@ -20,7 +20,8 @@ from torch.nn import functional as F
 __all__ = ["kid", "fid", "gaussian_blur", "group_ids", "choose_grouping", "diversity", "nearest_distances",
            "top1", "pick_top1", "paired_change", "judged", "prefer", "describe",
            "luminance", "gradient_magnitude", "high_freq_energy", "stray_pieces", "stray_share", "MIN_GROUPS",
-           "GROUP_CAP", "JUDGE_MIN_ACCURACY", "JUDGE_MIN_BOUND", "KID_TIE_MARGIN", "STRAY_EXCESS", "DIVERSE"]
+           "GROUP_CAP", "JUDGE_MIN_ACCURACY", "JUDGE_MIN_BOUND", "KID_TIE_MARGIN", "STRAY_EXCESS", "DIVERSE",
+           "FEW_SHOT_DIVERSE"]
 
 MIN_GROUPS = 16  # diversity: fewest groups of >= 2 real held-out images a grouping must give
 GROUP_CAP = 12  # diversity: images per group (real: at most; generated: exactly)
@@ -29,6 +30,7 @@ JUDGE_MIN_BOUND = 0.9  # ... nor one whose held-out accuracy has a 95% lower bou
 KID_TIE_MARGIN = 0.02  # accuracy ratios closer than this are a tie, which KID breaks
 STRAY_EXCESS = 0.05  # clean: at most this share of generated images more than real ones have stray marks
 DIVERSE = 0.8  # diverse: generated images vary within a condition at least this much of what real ones do
+FEW_SHOT_DIVERSE = 0.6  # ... on a few-shot set, whose target for variety is lower
 DRAWN_AT = 48  # stray pieces: a pixel this far from the background colour (any channel, of 255) is drawn
 
 
@@ -206,7 +208,7 @@ def judged(real_accuracy, at_least: float = JUDGE_MIN_ACCURACY, held: int | None
     return (acc >= at_least) & (centre - spread >= JUDGE_MIN_BOUND)
 
 
-def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
+def prefer(a, b, margin: float = KID_TIE_MARGIN, diverse: float = DIVERSE) -> bool:
     """The one score that ranks two snapshots of a run, or two runs on the same data: True when
     `a` beats `b`. Each is a mapping with `accuracy_ratio_min` (the lowest generated/real judge
     accuracy ratio over the judged attributes; None when none is judged), `kid` (against held-out
@@ -218,7 +220,7 @@ def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
     decide, and so on (an attribute that neither draws then hides no gain in the others). Ratios
     all within `margin` (or none judged on either side) are a tie, broken first by cleanliness (an
     excess within STRAY_EXCESS beats one above it), then by variety (a diversity ratio of at least
-    DIVERSE beats one below it), then by the lower KID, by more than the larger `kid_std` of the two
+    `diverse` beats one below it), then by the lower KID, by more than the larger `kid_std` of the two
     (KID's spread over its subsets, where a score has it: a few-shot set's quick score measures KID
     against some twenty held-out images, and most of its differences are noise); a full tie keeps
     `b` (the incumbent).
@@ -233,15 +235,13 @@ def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
     for x, y in zip(ra, rb):
         if abs(x - y) > margin:
             return x > y
-    for key, passes in _TIE_BREAKS:  # a score that lacks the measure leaves its tie to the next one
+    tie_breaks = (("stray_excess", lambda v: v <= STRAY_EXCESS), ("diversity_ratio", lambda v: v >= diverse))
+    for key, passes in tie_breaks:  # a score that lacks the measure leaves its tie to the next one
         va, vb = a.get(key), b.get(key)
         if va is not None and vb is not None and passes(va) != passes(vb):
             return passes(va)
     noise = max(a.get("kid_std") or 0.0, b.get("kid_std") or 0.0)
     return b["kid"] - a["kid"] > noise
-
-
-_TIE_BREAKS = (("stray_excess", lambda v: v <= STRAY_EXCESS), ("diversity_ratio", lambda v: v >= DIVERSE))
 
 
 def _ranked(score) -> list[float]:

@@ -30,6 +30,7 @@ from trainer.data import load_dataset
 from trainer.defaults import FEW_SHOT
 from trainer.loop import (ConfigError, Progress, TrainingDiverged, crossed, log_tick, new_run_dir, out_of_time,
                           pick_device, tensorboard, tick_stats)
+from trainer.metrics import DIVERSE, FEW_SHOT_DIVERSE
 from trainer.models.gan import discriminator_blocks
 from trainer.samples import make_grid_spec, render_grid
 from trainer.steps import PRECISIONS, make_task
@@ -250,7 +251,8 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
                           "fingerprint": ds.fingerprint},
                  "config": dataclasses.asdict(cfg)}
     writer = tensorboard(run_dir) if rank == 0 else None
-    budget = Budget.start(cfg.minutes, clock, began, budget_state) if cfg.minutes > 0 else None
+    diverse = FEW_SHOT_DIVERSE if len(ds) < FEW_SHOT else DIVERSE  # the variety the pick asks for
+    budget = Budget.start(cfg.minutes, clock, began, budget_state, diverse) if cfg.minutes > 0 else None
     if budget is None:
         bar = Progress(cfg.kimg, nimg, enabled=progress and rank == 0)
     else:  # the learning rate follows the budget: lr_factor x the rate each group started with
