@@ -28,6 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from trainer.metrics import DIVERSE, prefer
+
 __all__ = ["POINTS", "DECAY", "FLOOR", "lr_factor", "expected_kimg", "Budget"]
 
 log = logging.getLogger(__name__)
@@ -69,11 +71,11 @@ class Budget:
     spent_before: float = 0.0
     scored: list[dict] = field(default_factory=list)
     reserve: float = 0.0
-    diverse: float | None = None  # None: `prefer`'s own (a set of thousands)
+    diverse: float = DIVERSE
 
     @classmethod
     def start(cls, minutes: float, clock: Callable[[], float], began: float, state: dict | None = None,
-              diverse: float | None = None) -> Budget:
+              diverse: float = DIVERSE) -> Budget:
         """A budget of `minutes` from `began` (clock time), continuing a checkpoint's `state` when given."""
         state = state or {}
         return cls(minutes * 60, clock, began, float(state.get("elapsed_s", 0.0)), list(state.get("scored", [])),
@@ -99,10 +101,8 @@ class Budget:
     def record(self, elapsed: float, step: int, kimg: float, score: dict, took_s: float) -> bool:
         """Add a scoring; True unless the best so far beats it (by `trainer.metrics.prefer`): a tie goes
         to the later snapshot, which has seen more images."""
-        from trainer.metrics import DIVERSE, prefer
-
         best = self.best
-        won = best is None or not prefer(best["score"], score, diverse=self.diverse or DIVERSE)
+        won = best is None or not prefer(best["score"], score, diverse=self.diverse)
         if won and best is not None:
             best["best"] = False
         self.scored.append({"progress": round(elapsed / self.seconds, 4), "elapsed_s": round(elapsed, 1),

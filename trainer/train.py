@@ -181,8 +181,9 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
     ds = load_dataset(cfg.data, cfg.res, progress=progress and rank == 0)
     for note in ds.notes:
         log.warning("data: %s", note)
+    few_shot = len(ds) < FEW_SHOT
     # a few-shot GAN ramps its conditioning in (Shahbazi et al. 2022); the VAE's decoder is conditioned from the start
-    ramp = cfg.kind == "gan" and len(ds) < FEW_SHOT
+    ramp = cfg.kind == "gan" and few_shot
     ramp_pending = cfg.cond_ramp_kimg < 0 and ramp and cfg.minutes > 0  # set after the first tick
     if cfg.cond_ramp_kimg < 0 and not ramp_pending:
         cfg = dataclasses.replace(cfg, cond_ramp_kimg=round(cfg.kimg / 4, 3) if ramp else 0.0)
@@ -251,7 +252,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
                           "fingerprint": ds.fingerprint},
                  "config": dataclasses.asdict(cfg)}
     writer = tensorboard(run_dir) if rank == 0 else None
-    diverse = FEW_SHOT_DIVERSE if len(ds) < FEW_SHOT else DIVERSE  # the variety the pick asks for
+    diverse = FEW_SHOT_DIVERSE if few_shot else DIVERSE  # the variety the pick asks for
     budget = Budget.start(cfg.minutes, clock, began, budget_state, diverse) if cfg.minutes > 0 else None
     if budget is None:
         bar = Progress(cfg.kimg, nimg, enabled=progress and rank == 0)

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from tests.trainer.conftest import write_tiny_set
 from trainer.budget import POINTS, Budget, expected_kimg, lr_factor
 from trainer.checkpoint import load_run
-from trainer.metrics import FEW_SHOT_DIVERSE, judged, prefer
+from trainer.metrics import DIVERSE, FEW_SHOT_DIVERSE, judged, prefer
 from trainer.train import ConfigError, make_config, training_loop
 
 TINY = dict(res=16, width=4, z_dim=8, embed_dim=4, batch=8, tick_kimg=0.04, grid_kimg=1000.0, threads=1)
@@ -111,7 +111,7 @@ def test_a_few_shot_budget_asks_for_the_few_shot_variety():
     # the quick scores of an emoji-100 run: variety 0.80 at half-way, 0.78-0.79 after, KID within its noise
     scores = [{"accuracy_ratio_min": None, "kid": kid, "kid_std": 0.1, "stray_excess": 0.01, "diversity_ratio": d}
               for kid, d in [(0.041, 0.80), (0.024, 0.78), (-0.002, 0.78), (-0.013, 0.79)]]
-    for diverse, kept in [(None, 0), (FEW_SHOT_DIVERSE, 3)]:  # a set of thousands' 0.8; a few-shot set's 0.6
+    for diverse, kept in [(DIVERSE, 0), (FEW_SHOT_DIVERSE, 3)]:  # a set of thousands' 0.8; a few-shot set's 0.6
         b = Budget.start(1.0, lambda: 0.0, 0.0, diverse=diverse)
         for i, score in enumerate(scores):
             b.record(10.0 * i, i, i, score, took_s=0.0)
