@@ -14,8 +14,8 @@ Under a budget, progress is the wall time elapsed over the budget instead of ima
   averages over the same share of the run so far as a --kimg run of that length would.
 - Best snapshot: at 50, 70 and 85% of the budget and at its end the run scores its EMA generator
   (GAN) or decoder (VAE) with a quick eval (`trainer.eval.quick_scorer`) and keeps the best by
-  `trainer.metrics.prefer` as the run folder's checkpoint (`Budget`), with the variety its regime
-  asks for (`diverse`: a few-shot set's target is lower than that of a set of thousands).
+  `trainer.metrics.prefer` as the run folder's checkpoint (`Budget`); each quick score names the
+  variety its set asks for (`metrics.diversity_target`: a few-shot set's is lower).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trainer.metrics import DIVERSE, prefer
+from trainer.metrics import prefer
 
 __all__ = ["POINTS", "DECAY", "FLOOR", "lr_factor", "expected_kimg", "Budget"]
 
@@ -62,7 +62,6 @@ class Budget:
     since `began`. The run is over when the elapsed time plus `reserve` (the longest a scoring
     took so far) reaches the budget, so the last scoring ends within it. `scored` lists every
     scoring ({"progress", "elapsed_s", "step", "kimg", "score", "best"}); `best` is the winner's entry.
-    `diverse` is the diversity ratio `prefer` counts as varied enough.
     """
 
     seconds: float
@@ -71,15 +70,13 @@ class Budget:
     spent_before: float = 0.0
     scored: list[dict] = field(default_factory=list)
     reserve: float = 0.0
-    diverse: float = DIVERSE
 
     @classmethod
-    def start(cls, minutes: float, clock: Callable[[], float], began: float, state: dict | None = None,
-              diverse: float = DIVERSE) -> Budget:
+    def start(cls, minutes: float, clock: Callable[[], float], began: float, state: dict | None = None) -> Budget:
         """A budget of `minutes` from `began` (clock time), continuing a checkpoint's `state` when given."""
         state = state or {}
         return cls(minutes * 60, clock, began, float(state.get("elapsed_s", 0.0)), list(state.get("scored", [])),
-                   float(state.get("reserve_s", 0.0)), diverse)
+                   float(state.get("reserve_s", 0.0)))
 
     def elapsed(self) -> float:
         return self.spent_before + self.clock() - self.began
@@ -102,7 +99,7 @@ class Budget:
         """Add a scoring; True unless the best so far beats it (by `trainer.metrics.prefer`): a tie goes
         to the later snapshot, which has seen more images."""
         best = self.best
-        won = best is None or not prefer(best["score"], score, diverse=self.diverse)
+        won = best is None or not prefer(best["score"], score)
         if won and best is not None:
             best["best"] = False
         self.scored.append({"progress": round(elapsed / self.seconds, 4), "elapsed_s": round(elapsed, 1),

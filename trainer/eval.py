@@ -65,8 +65,9 @@ from torch.nn import functional as F
 
 from engine.schema import Schema
 from trainer.judge import JudgeConfig, TrainedJudge, load_or_train_judge, split_features, to_tensor
-from trainer.metrics import (GROUP_CAP, JUDGE_MIN_ACCURACY, STRAY_EXCESS, choose_grouping, diversity, fid,
-                             gaussian_blur, group_ids, judged, kid, nearest_distances, paired_change, stray_share)
+from trainer.metrics import (GROUP_CAP, JUDGE_MIN_ACCURACY, STRAY_EXCESS, choose_grouping, diversity,
+                             diversity_target, fid, gaussian_blur, group_ids, judged, kid, nearest_distances,
+                             paired_change, stray_share)
 from trainer.report import print_report, save_grid
 from trainer.samples import to_uint8
 from trainer.sources import EvalError, Source, best_of_sampler, decode, open_run, pack_source, run_source
@@ -491,15 +492,20 @@ def _summary(r: dict) -> dict:
 
 def run_score(report: dict) -> dict:
     """A run's eval.json as `metrics.prefer` compares it: {"accuracy_ratio_min", "accuracy_ratios",
-    "kid"}, and "stray_excess" and "diversity_ratio" when the report measured them. The accuracy
-    ratios are over the attributes `metrics.judged` judges from each one's real accuracy and the
-    held-out count, also for reports written before the rule or its evidence bound."""
-    g, held = report["generated"], report.get("data", {}).get("n_held")
+    "kid"}, and "stray_excess", "diversity_ratio" and "diversity_target" when the report measured
+    them. The accuracy ratios are over the attributes `metrics.judged` judges from each one's real
+    accuracy and the held-out count, also for reports written before the rule or its evidence
+    bound. The diversity target is that of the images the run trained on: its own folder's count
+    where it was judged with a larger one, else the judged folder's."""
+    data = report.get("data", {})
+    g, held = report["generated"], data.get("n_held")
     ratios = [v["ratio"] for v in g["accuracy"].values()
               if v.get("ratio") is not None and judged(v["real"], JUDGED_AT, held=held)]
     extra = {"stray_excess": g["stray"]["excess"]} if "stray" in g else {}
     if "diversity" in g:
         extra["diversity_ratio"] = _min(g["diversity"]["ratio"], g["diversity"].get("pixel_ratio"))
+        own = data["trained_on"]["images"] if data.get("trained_on") else data.get("n_train", 0) + (held or 0)
+        extra["diversity_target"] = diversity_target(own or None)
     return {"accuracy_ratio_min": min(ratios) if ratios else None, "accuracy_ratios": ratios,
             "kid": g["kid"]["mean"]} | extra
 
@@ -514,8 +520,9 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
     latents and conditions (random rows of the labels) from `model` (z, c) -> image in [-1, 1],
     and `groups` groups that mirror held-out ones for diversity (as the full eval, fewer), and
     gives {"accuracy_ratio_min", "worst_attribute", "accuracy_ratio", "accuracy_ratios", "judged",
-    "kid", "kid_std", "kid_blur", "kid_vs_blur", "stray_excess", "diversity_ratio", "n"}, `accuracy_ratios` over
-    the judged attributes only, the diversity ratio the lower of judge features and pixels."""
+    "kid", "kid_std", "kid_blur", "kid_vs_blur", "stray_excess", "diversity_ratio", "diversity_target", "n"},
+    `accuracy_ratios` over the judged attributes only, the diversity ratio the lower of judge features and
+    pixels, the target the one for `ds`'s size."""
     images, labels = np.ascontiguousarray(ds.images), ds.labels
     if len(images) < 8:
         raise EvalError(f"{len(images)} images are too few to hold some out for the quick eval (need 8)")
@@ -533,6 +540,7 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
     _, members, div_conds = _diversity_plan(labels[tj.held_idx], seed, groups)
     conds = np.concatenate([labels[rng.choice(len(labels), samples)], div_conds]).astype(np.int64)
     z = torch.randn(len(conds), z_dim, generator=torch.Generator().manual_seed(seed))
+    target = diversity_target(len(images))
 
     @torch.no_grad()
     def score(model: torch.nn.Module) -> dict:
@@ -553,7 +561,7 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
                 "kid": k["mean"], "kid_std": k["std"], "kid_blur": kid_blur,
                 "kid_vs_blur": _ratio(k["mean"], kid_blur),
                 "stray_excess": stray_share(drawn) - held_stray,
-                "diversity_ratio": _min(div["ratio"], pix["ratio"]), "n": samples}
+                "diversity_ratio": _min(div["ratio"], pix["ratio"]), "diversity_target": target, "n": samples}
 
     return score
 

@@ -17,11 +17,13 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from trainer.defaults import FEW_SHOT
+
 __all__ = ["kid", "fid", "gaussian_blur", "group_ids", "choose_grouping", "diversity", "nearest_distances",
            "top1", "pick_top1", "paired_change", "judged", "prefer", "describe",
            "luminance", "gradient_magnitude", "high_freq_energy", "stray_pieces", "stray_share", "MIN_GROUPS",
            "GROUP_CAP", "JUDGE_MIN_ACCURACY", "JUDGE_MIN_BOUND", "KID_TIE_MARGIN", "STRAY_EXCESS", "DIVERSE",
-           "FEW_SHOT_DIVERSE"]
+           "FEW_SHOT_DIVERSE", "diversity_target"]
 
 MIN_GROUPS = 16  # diversity: fewest groups of >= 2 real held-out images a grouping must give
 GROUP_CAP = 12  # diversity: images per group (real: at most; generated: exactly)
@@ -208,22 +210,23 @@ def judged(real_accuracy, at_least: float = JUDGE_MIN_ACCURACY, held: int | None
     return (acc >= at_least) & (centre - spread >= JUDGE_MIN_BOUND)
 
 
-def prefer(a, b, margin: float = KID_TIE_MARGIN, diverse: float = DIVERSE) -> bool:
+def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
     """The one score that ranks two snapshots of a run, or two runs on the same data: True when
     `a` beats `b`. Each is a mapping with `accuracy_ratio_min` (the lowest generated/real judge
     accuracy ratio over the judged attributes; None when none is judged), `kid` (against held-out
     real images, lower is better) and optionally `accuracy_ratios` (every judged attribute's ratio),
     `stray_excess` (the share of generated images with stray marks minus the real share) and
     `diversity_ratio` (generated/real variety within a condition, the lower of judge features and
-    pixels); scores from before them lack them. The ratios are compared lowest first: the higher
+    pixels) with `diversity_target` (the ratio its training set asks for: `diversity_target(images)`);
+    scores from before them lack them. The ratios are compared lowest first: the higher
     lowest ratio wins, and where the lowest are within `margin` of each other the next lowest
     decide, and so on (an attribute that neither draws then hides no gain in the others). Ratios
     all within `margin` (or none judged on either side) are a tie, broken first by cleanliness (an
     excess within STRAY_EXCESS beats one above it), then by variety (a diversity ratio of at least
-    `diverse` beats one below it), then by the lower KID, by more than the larger `kid_std` of the two
-    (KID's spread over its subsets, where a score has it: a few-shot set's quick score measures KID
-    against some twenty held-out images, and most of its differences are noise); a full tie keeps
-    `b` (the incumbent).
+    the target beats one below it; DIVERSE where neither score names one), then by the lower KID,
+    by more than the larger `kid_std` of the two (KID's spread over its subsets, where a score has
+    it: a few-shot set's quick score measures KID against some twenty held-out images, and most of
+    its differences are noise); a full tie keeps `b` (the incumbent).
     Conditions come first because a model that ignores them is useless to the bot however realistic
     it looks; specks on the background come next because judge features barely see them and members
     do; then variety, because KID over the whole set barely sees a model that draws fewer kinds of
@@ -235,6 +238,7 @@ def prefer(a, b, margin: float = KID_TIE_MARGIN, diverse: float = DIVERSE) -> bo
     for x, y in zip(ra, rb):
         if abs(x - y) > margin:
             return x > y
+    diverse = max((s["diversity_target"] for s in (a, b) if s.get("diversity_target") is not None), default=DIVERSE)
     tie_breaks = (("stray_excess", lambda v: v <= STRAY_EXCESS), ("diversity_ratio", lambda v: v >= diverse))
     for key, passes in tie_breaks:  # a score that lacks the measure leaves its tie to the next one
         va, vb = a.get(key), b.get(key)
@@ -242,6 +246,13 @@ def prefer(a, b, margin: float = KID_TIE_MARGIN, diverse: float = DIVERSE) -> bo
             return passes(va)
     noise = max(a.get("kid_std") or 0.0, b.get("kid_std") or 0.0)
     return b["kid"] - a["kid"] > noise
+
+
+def diversity_target(images: int | None) -> float:
+    """The diversity ratio a model trained on `images` pictures must reach to count as varied: a
+    few-shot set's (under FEW_SHOT) is lower, as a hundred pictures show less of each condition's
+    variety; DIVERSE when the count is unknown."""
+    return FEW_SHOT_DIVERSE if images is not None and images < FEW_SHOT else DIVERSE
 
 
 def _ranked(score) -> list[float]:
@@ -254,7 +265,7 @@ def _ranked(score) -> list[float]:
 
 def describe(score) -> str:
     """A score as `prefer` reads it, for a log line or a message: the lowest judged accuracy ratio,
-    KID, and the stray-mark excess and diversity ratio where measured."""
+    KID, and the stray-mark excess and diversity ratio (with its target) where measured."""
     ratio = score.get("accuracy_ratio_min")
     ratio = "- (none judged)" if ratio is None else f"{ratio:.3f}"
     text = f"lowest judged accuracy ratio {ratio}, KID {score['kid']:.4f}"
@@ -262,6 +273,8 @@ def describe(score) -> str:
         text += f", stray marks on {100 * score['stray_excess']:+.1f}% of pictures vs real"
     if score.get("diversity_ratio") is not None:
         text += f", diversity {score['diversity_ratio']:.2f} of real"
+        if score.get("diversity_target") is not None:
+            text += f" (its set asks for {score['diversity_target']:.1f})"
     return text
 
 

@@ -30,7 +30,6 @@ from trainer.data import load_dataset
 from trainer.defaults import FEW_SHOT
 from trainer.loop import (ConfigError, Progress, TrainingDiverged, crossed, log_tick, new_run_dir, out_of_time,
                           pick_device, tensorboard, tick_stats)
-from trainer.metrics import DIVERSE, FEW_SHOT_DIVERSE
 from trainer.models.gan import discriminator_blocks
 from trainer.samples import make_grid_spec, render_grid
 from trainer.steps import PRECISIONS, make_task
@@ -181,9 +180,8 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
     ds = load_dataset(cfg.data, cfg.res, progress=progress and rank == 0)
     for note in ds.notes:
         log.warning("data: %s", note)
-    few_shot = len(ds) < FEW_SHOT
     # a few-shot GAN ramps its conditioning in (Shahbazi et al. 2022); the VAE's decoder is conditioned from the start
-    ramp = cfg.kind == "gan" and few_shot
+    ramp = cfg.kind == "gan" and len(ds) < FEW_SHOT
     ramp_pending = cfg.cond_ramp_kimg < 0 and ramp and cfg.minutes > 0  # set after the first tick
     if cfg.cond_ramp_kimg < 0 and not ramp_pending:
         cfg = dataclasses.replace(cfg, cond_ramp_kimg=round(cfg.kimg / 4, 3) if ramp else 0.0)
@@ -252,8 +250,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
                           "fingerprint": ds.fingerprint},
                  "config": dataclasses.asdict(cfg)}
     writer = tensorboard(run_dir) if rank == 0 else None
-    diverse = FEW_SHOT_DIVERSE if few_shot else DIVERSE  # the variety the pick asks for
-    budget = Budget.start(cfg.minutes, clock, began, budget_state, diverse) if cfg.minutes > 0 else None
+    budget = Budget.start(cfg.minutes, clock, began, budget_state) if cfg.minutes > 0 else None
     if budget is None:
         bar = Progress(cfg.kimg, nimg, enabled=progress and rank == 0)
     else:  # the learning rate follows the budget: lr_factor x the rate each group started with

@@ -83,6 +83,24 @@ def test_the_gan_stays_when_it_scores_better_or_a_run_has_no_eval(tiny_pack, tmp
     assert json.loads((tmp_path / "c" / "pack" / "manifest.json").read_text())["default_model"] == "gan"
 
 
+def test_a_few_shot_pair_is_compared_at_the_few_shot_variety(tiny_pack):
+    from export.build import RunModels, choose_default_model
+
+    meta = json.loads((tiny_pack.parent / "runs" / "00001-gan-tiny" / "checkpoint.json").read_text())
+
+    def pair(images):  # a tie on the conditions: the GAN more realistic and less varied
+        data = {"n_train": 2400, "n_held": 600, "trained_on": {"spec": "mine", "images": images, "found": images}}
+        reports = [_report(k, {"style": 0.95, "eyes": 0.93}, REAL, kid=kid) | {"data": data} for k, kid in
+                   [("gan", 0.01), ("vae", 0.30)]]
+        for r, d in zip(reports, [0.7, 0.9]):
+            r["generated"]["diversity"] = {"ratio": d, "pixel_ratio": d}
+        return [RunModels(r["kind"], f"0000{i}-{r['kind']}", meta, {}, r) for i, r in enumerate(reports, 1)]
+
+    assert choose_default_model(*pair(100))[0] == "gan"  # 0.7 is varied enough for a hundred pictures
+    model, why = choose_default_model(*pair(3000))
+    assert model == "vae" and "diversity 0.70 of real (its set asks for 0.8)" in why
+
+
 def test_a_gan_only_pack_has_no_choice_and_a_bad_one_is_refused(tiny_pack, tmp_path):
     r = _export(_runs(tiny_pack, tmp_path)[:1], tmp_path / "gan-only")
     assert r.exit_code == 0, r.output

@@ -15,7 +15,8 @@ from safetensors.torch import load_file
 from tests.trainer.conftest import write_tiny_set
 from trainer.budget import POINTS, Budget, expected_kimg, lr_factor
 from trainer.checkpoint import load_run
-from trainer.metrics import DIVERSE, FEW_SHOT_DIVERSE, judged, prefer
+from trainer.defaults import FEW_SHOT
+from trainer.metrics import DIVERSE, FEW_SHOT_DIVERSE, diversity_target, judged, prefer
 from trainer.train import ConfigError, make_config, training_loop
 
 TINY = dict(res=16, width=4, z_dim=8, embed_dim=4, batch=8, tick_kimg=0.04, grid_kimg=1000.0, threads=1)
@@ -111,11 +112,23 @@ def test_a_few_shot_budget_asks_for_the_few_shot_variety():
     # the quick scores of an emoji-100 run: variety 0.80 at half-way, 0.78-0.79 after, KID within its noise
     scores = [{"accuracy_ratio_min": None, "kid": kid, "kid_std": 0.1, "stray_excess": 0.01, "diversity_ratio": d}
               for kid, d in [(0.041, 0.80), (0.024, 0.78), (-0.002, 0.78), (-0.013, 0.79)]]
-    for diverse, kept in [(DIVERSE, 0), (FEW_SHOT_DIVERSE, 3)]:  # a set of thousands' 0.8; a few-shot set's 0.6
-        b = Budget.start(1.0, lambda: 0.0, 0.0, diverse=diverse)
+    for images, kept in [(3000, 0), (100, 3), (None, 0)]:  # a set of thousands asks for 0.8, a hundred 0.6
+        b = Budget.start(1.0, lambda: 0.0, 0.0)
         for i, score in enumerate(scores):
-            b.record(10.0 * i, i, i, score, took_s=0.0)
+            b.record(10.0 * i, i, i, score | ({} if images is None else {"diversity_target": diversity_target(images)}),
+                     took_s=0.0)
         assert [s["best"] for s in b.scored].index(True) == kept
+
+
+def test_the_variety_a_set_asks_for_follows_its_size():
+    assert [diversity_target(n) for n in (8, FEW_SHOT - 1, FEW_SHOT, 12_000, None)] == [
+        FEW_SHOT_DIVERSE, FEW_SHOT_DIVERSE, DIVERSE, DIVERSE, DIVERSE]
+    varied, samey = ({"accuracy_ratio_min": 0.9, "kid": kid, "diversity_ratio": d}
+                     for kid, d in [(0.2, 0.9), (0.1, 0.7)])
+    assert prefer(varied, samey) and not prefer(samey, varied)  # no target named: 0.8
+    few = {"diversity_target": FEW_SHOT_DIVERSE}
+    assert prefer(samey | few, varied | few) and not prefer(varied | few, samey | few)  # both varied enough: KID
+    assert prefer(samey | few, varied)  # one score names the set's target, the other is from before the key
 
 
 def test_describe_names_what_prefer_reads():
@@ -297,6 +310,7 @@ def test_the_quick_eval_scores_snapshots_with_a_cached_judge(tiny_set, tmp_path,
     good, noise = score(copier), score(lambda z, c: torch.rand(len(z), 3, 16, 16) * 2 - 1)
     assert good["n"] == 32 and set(good["accuracy_ratio"]) == {"color", "shape"}
     assert good["judged"] == ["color", "shape"]  # 40 held out, all read right
+    assert good["diversity_target"] == FEW_SHOT_DIVERSE  # 400 images: a few-shot set
     for s in (good, noise):
         judged = {k: v for k, v in s["accuracy_ratio"].items() if k in s["judged"]}
         assert s["accuracy_ratio_min"] == (min(judged.values()) if judged else None)

@@ -19,7 +19,7 @@ from engine.schema import Attribute, Schema
 from tests.trainer.conftest import tiny_run
 from trainer.eval import EvalError, _Reference, _sample_report, _vae_report, evaluate, run_score
 from trainer.judge import JudgeConfig, load_or_train_judge, split_indices, train_judge
-from trainer.metrics import gaussian_blur
+from trainer.metrics import DIVERSE, FEW_SHOT_DIVERSE, gaussian_blur
 from trainer.report import print_report
 
 SHAPES, COLOURS = ("square", "disc"), ("red", "blue", "green")
@@ -301,7 +301,8 @@ def test_an_attribute_the_judge_cannot_read_is_not_judged(tmp_path, monkeypatch)
     assert s["edit_ratio_min"] == r["vae"]["edit"]["per_attribute"]["colour"]["ratio"]
     assert json.loads((run / "eval.json").read_text())["generated"]["accuracy"]["shape"]["judged"] is False
     assert run_score(r) == {"accuracy_ratio_min": s["accuracy_ratio_min"], "accuracy_ratios": [acc["colour"]["ratio"]],
-                            "kid": s["kid"], "stray_excess": s["stray_excess"], "diversity_ratio": s["diversity_ratio"]}
+                            "kid": s["kid"], "stray_excess": s["stray_excess"], "diversity_ratio": s["diversity_ratio"],
+                            "diversity_target": FEW_SHOT_DIVERSE}  # 400 images: a few-shot set
     console = Console(record=True, width=250)
     print_report(r, console)
     text = console.export_text()
@@ -332,6 +333,16 @@ def test_an_eval_json_from_before_the_rule_still_renders_and_scores():
     div = r["generated"]["diversity"]
     assert run_score(r) == {"accuracy_ratio_min": None, "accuracy_ratios": [],  # the judge read none
                             "kid": r["generated"]["kid"]["mean"],
-                            "diversity_ratio": min(div["ratio"], div["pixel_ratio"])}
+                            "diversity_ratio": min(div["ratio"], div["pixel_ratio"]),
+                            "diversity_target": FEW_SHOT_DIVERSE}  # 80 + 20 images
     ok = json.loads((Path(__file__).parents[2] / "docs/reports/00002-gan-builtin-64.eval.json").read_text())
     assert run_score(ok)["accuracy_ratio_min"] == pytest.approx(ok["summary"]["accuracy_ratio_min"])
+    assert run_score(ok)["diversity_target"] == DIVERSE  # 18,000 + 2,000
+
+
+def test_a_run_judged_with_a_larger_folder_asks_for_the_variety_of_its_own():
+    r = json.loads((Path(__file__).parents[2] / "docs/reports/00002-gan-builtin-64.eval.json").read_text())
+    hundred = {"spec": "mine", "images": 100, "found": 100}
+    assert run_score(r | {"data": r["data"] | {"trained_on": hundred}})["diversity_target"] == FEW_SHOT_DIVERSE
+    unread = r | {"data": r["data"] | {"trained_on": hundred | {"images": None}}}  # its own folder is gone
+    assert run_score(unread)["diversity_target"] == DIVERSE
