@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from trainer.defaults import FEW_SHOT
+from trainer.defaults import regime
 
 __all__ = ["kid", "fid", "gaussian_blur", "group_ids", "choose_grouping", "diversity", "nearest_distances",
            "top1", "pick_top1", "paired_change", "judged", "prefer", "describe",
@@ -250,9 +250,9 @@ def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
 
 def diversity_target(images: int | None) -> float:
     """The diversity ratio a model trained on `images` pictures must reach to count as varied: a
-    few-shot set's (under FEW_SHOT) is lower, as a hundred pictures show less of each condition's
+    few-shot set's (`defaults.regime`) is lower, as a hundred pictures show less of each condition's
     variety; DIVERSE when the count is unknown."""
-    return FEW_SHOT_DIVERSE if images is not None and images < FEW_SHOT else DIVERSE
+    return FEW_SHOT_DIVERSE if images is not None and regime(images) == "few-shot" else DIVERSE
 
 
 def _ranked(score) -> list[float]:
