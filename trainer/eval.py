@@ -65,9 +65,9 @@ from torch.nn import functional as F
 
 from engine.schema import Schema
 from trainer.judge import JudgeConfig, TrainedJudge, load_or_train_judge, split_features, to_tensor
-from trainer.metrics import (GROUP_CAP, JUDGE_MIN_ACCURACY, STRAY_EXCESS, choose_grouping, diversity,
+from trainer.metrics import (GROUP_CAP, JUDGE_MIN_ACCURACY, MEMORISED, STRAY_EXCESS, choose_grouping, diversity,
                              diversity_target, fid, gaussian_blur, group_ids, judged, kid, nearest_distances,
-                             paired_change, stray_share)
+                             paired_change, stray_share, targets)
 from trainer.report import print_report, save_grid
 from trainer.samples import to_uint8
 from trainer.sources import EvalError, Source, best_of_sampler, decode, open_run, pack_source, run_source
@@ -465,11 +465,13 @@ def _summary(r: dict) -> dict:
          "diversity_feature_ratio": g["diversity"]["ratio"], "diversity_pixel_ratio": g["diversity"]["pixel_ratio"],
          "nn_ratio": g["memorisation"]["ratio"], "stray_excess": g["stray"]["excess"],
          "frac_below_held_p1": g["memorisation"]["frac_below_held_p1"]}
-    s["targets"] = {"accuracy_ratio_min>=0.9": _ok(s["accuracy_ratio_min"], 0.9),
-                    # "clearly below the blurred reference": at most half of it
-                    "kid<=0.5*blur": None if s["kid_vs_blur"] is None else s["kid_vs_blur"] <= 0.5,
-                    "diversity_ratio>=0.7": _ok(s["diversity_ratio"], 0.7),
-                    "stray_excess<=0.05": s["stray_excess"] <= STRAY_EXCESS}
+    t = targets(_trained_on(r["data"]))
+    s["regime"] = t.regime
+    s["targets"] = {f"accuracy_ratio_min>={t.accuracy:g}": _ok(s["accuracy_ratio_min"], t.accuracy),
+                    f"kid<={t.kid_vs_blur:g}*blur": _at_most(s["kid_vs_blur"], t.kid_vs_blur),
+                    f"diversity_ratio>={t.diversity:g}": _ok(s["diversity_ratio"], t.diversity),
+                    f"frac_below_held_p1<={MEMORISED:g}": s["frac_below_held_p1"] <= MEMORISED,
+                    f"stray_excess<={STRAY_EXCESS:g}": s["stray_excess"] <= STRAY_EXCESS}
     if "best_of" in r:  # the discriminator's picks, beside the plain samples above
         b = r["best_of"]["generated"]
         br = [v["ratio"] for v in b["accuracy"].values() if v["ratio"] is not None]
@@ -486,7 +488,7 @@ def _summary(r: dict) -> dict:
         er = [v["ratio"] for v in e["per_attribute"].values() if v["ratio"] is not None]
         s |= {"recon_psnr": r["vae"]["reconstruction"]["psnr"], "edit_success": e["success"],
               "edit_ratio_min": min(er) if er else None, "edit_kept": e["kept"]}
-        s["targets"]["edit_ratio_min>=0.9"] = _ok(s["edit_ratio_min"], 0.9)
+        s["targets"][f"edit_ratio_min>={t.accuracy:g}"] = _ok(s["edit_ratio_min"], t.accuracy)
     return s
 
 
@@ -495,8 +497,7 @@ def run_score(report: dict) -> dict:
     "kid"}, and "stray_excess", "diversity_ratio" and "diversity_target" when the report measured
     them. The accuracy ratios are over the attributes `metrics.judged` judges from each one's real
     accuracy and the held-out count, also for reports written before the rule or its evidence
-    bound. The diversity target is that of the images the run trained on: its own folder's count
-    where it was judged with a larger one, else the judged folder's."""
+    bound. The diversity target is that of the images the run trained on (`_trained_on`)."""
     data = report.get("data", {})
     g, held = report["generated"], data.get("n_held")
     ratios = [v["ratio"] for v in g["accuracy"].values()
@@ -504,10 +505,18 @@ def run_score(report: dict) -> dict:
     extra = {"stray_excess": g["stray"]["excess"]} if "stray" in g else {}
     if "diversity" in g:
         extra["diversity_ratio"] = _min(g["diversity"]["ratio"], g["diversity"].get("pixel_ratio"))
-        own = data["trained_on"]["images"] if data.get("trained_on") else data.get("n_train", 0) + (held or 0)
-        extra["diversity_target"] = diversity_target(own or None)
+        extra["diversity_target"] = diversity_target(_trained_on(data))
     return {"accuracy_ratio_min": min(ratios) if ratios else None, "accuracy_ratios": ratios,
             "kid": g["kid"]["mean"]} | extra
+
+
+def _trained_on(data: dict) -> int | None:
+    """How many images the evaluated model trained on: its own folder's count where it was judged
+    with a larger one, else the judged folder's (the judge's split covers every image); None when
+    unknown."""
+    trained_on = data.get("trained_on")
+    own = trained_on["images"] if trained_on else data.get("n_train", 0) + (data.get("n_held") or 0)
+    return own or None
 
 
 # -- the quick eval of a budgeted run's snapshots ------------------------------------------
@@ -573,3 +582,7 @@ def _min(*vals: float | None) -> float | None:
 
 def _ok(v: float | None, at_least: float) -> bool | None:
     return None if v is None else bool(v >= at_least)
+
+
+def _at_most(v: float | None, limit: float) -> bool | None:
+    return None if v is None else bool(v <= limit)

@@ -12,6 +12,7 @@ No I/O, no models: the run evaluation (`trainer/eval.py`, `trainer/sharpness.py`
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -23,7 +24,7 @@ __all__ = ["kid", "fid", "gaussian_blur", "group_ids", "choose_grouping", "diver
            "top1", "pick_top1", "paired_change", "judged", "prefer", "describe",
            "luminance", "gradient_magnitude", "high_freq_energy", "stray_pieces", "stray_share", "MIN_GROUPS",
            "GROUP_CAP", "JUDGE_MIN_ACCURACY", "JUDGE_MIN_BOUND", "KID_TIE_MARGIN", "STRAY_EXCESS", "DIVERSE",
-           "FEW_SHOT_DIVERSE", "diversity_target"]
+           "FEW_SHOT_DIVERSE", "MEMORISED", "Targets", "targets", "diversity_target"]
 
 MIN_GROUPS = 16  # diversity: fewest groups of >= 2 real held-out images a grouping must give
 GROUP_CAP = 12  # diversity: images per group (real: at most; generated: exactly)
@@ -33,6 +34,7 @@ KID_TIE_MARGIN = 0.02  # accuracy ratios closer than this are a tie, which KID b
 STRAY_EXCESS = 0.05  # clean: at most this share of generated images more than real ones have stray marks
 DIVERSE = 0.8  # diverse: generated images vary within a condition at least this much of what real ones do
 FEW_SHOT_DIVERSE = 0.6  # ... on a few-shot set, whose target for variety is lower
+MEMORISED = 0.02  # at most this share of samples nearer a training image than 99% of held-out ones are (1% by chance)
 DRAWN_AT = 48  # stray pieces: a pixel this far from the background colour (any channel, of 255) is drawn
 
 
@@ -248,11 +250,29 @@ def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
     return b["kid"] - a["kid"] > noise
 
 
+@dataclass(frozen=True)
+class Targets:
+    """What a model must reach, by the regime of the set it trained on (why these:
+    docs/reports/trainer-notes.md, "Evaluation targets")."""
+    regime: str
+    accuracy: float  # every judged attribute's generated/real accuracy ratio at least this
+    diversity: float  # the diversity ratio at least this
+    kid_vs_blur: float  # KID at most this share of the blurred real images' KID
+
+
+_TARGETS = {"large": Targets("large", 0.9, DIVERSE, 0.5), "few-shot": Targets("few-shot", 0.6, FEW_SHOT_DIVERSE, 1.0)}
+
+
+def targets(images: int | None) -> Targets:
+    """The targets of a model trained on `images` pictures: a few-shot set's (`defaults.regime`)
+    are lower, as a hundred pictures show less of each condition; those of thousands when the
+    count is unknown."""
+    return _TARGETS["few-shot" if images is not None and regime(images) == "few-shot" else "large"]
+
+
 def diversity_target(images: int | None) -> float:
-    """The diversity ratio a model trained on `images` pictures must reach to count as varied: a
-    few-shot set's (`defaults.regime`) is lower, as a hundred pictures show less of each condition's
-    variety; DIVERSE when the count is unknown."""
-    return FEW_SHOT_DIVERSE if images is not None and regime(images) == "few-shot" else DIVERSE
+    """The diversity ratio a model trained on `images` pictures must reach to count as varied (`targets`)."""
+    return targets(images).diversity
 
 
 def _ranked(score) -> list[float]:

@@ -109,7 +109,8 @@ def print_report(r: dict, console=None) -> None:
     _print_sharpness(r.get("sharpness"), console)
     marks = "  ".join(f"{k}: {'[green]yes[/]' if ok else '[red]no[/]' if ok is False else '—'}"
                       for k, ok in s["targets"].items())
-    console.print(f"Targets: {marks}")
+    regime = f" ({s['regime']} set)" if s.get("regime") else ""  # reports from before the regime's targets lack it
+    console.print(f"Targets{regime}: {marks}")
     if "judged_attributes" in s:
         console.print(f"Targets over judged attributes: {', '.join(s['judged_attributes']) or 'none'}"
                       + "".join(f"; {k} not judged ({_why(g['accuracy'][k])})"

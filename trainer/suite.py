@@ -270,6 +270,14 @@ def _f(v, fmt: str = "{:.3f}") -> str:
     return "—" if v is None else fmt.format(v)
 
 
+def _missed(targets: dict | None) -> str:
+    """The targets a model missed (those of its set's regime: `metrics.targets`), for the headline."""
+    if targets is None:
+        return "—"
+    missed = [k for k, ok in targets.items() if ok is False]
+    return ", ".join(f"`{k}`" for k in missed) if missed else "none"
+
+
 def render_markdown(s: dict) -> str:
     """The report for people: a headline table, then one table per set with GAN and VAE side by side."""
     kinds = [k for k in KINDS if any(k in e["models"] for e in s["sets"].values())]
@@ -284,7 +292,7 @@ def render_markdown(s: dict) -> str:
              f"(nothing else{', plus ' + ' '.join(s['extra']) if s.get('extra') else ''}) and scored by "
              "`moe train eval`. Accuracy: generated / real held-out, by a judge trained on the set; an attribute the "
              "judge reads right on under 95% of real held-out images, or on too few of them to show it, is "
-             "*not judged*. "
+             "*not judged*. *Targets missed*: those of `moe train eval` for the set's size (few-shot or thousands). "
              + (f"A few-shot set (`<set>-{FEW}`) is the first {FEW} images of its set, and its runs are judged with "
                 "the whole set (`moe train eval RUN --data SET`). " if any(few) else "")
              + f"Tuning sets: {', '.join(s['tuning'])}; held-out sets (never tuned on): {', '.join(s['held_out'])}.",
@@ -294,18 +302,19 @@ def render_markdown(s: dict) -> str:
     if s.get("skipped"):
         lines.append("")
     lines += ["| set | role | model | kimg | lowest ratio (attribute) | KID / blur | diversity | "
-              "below held-out p1 |", "|---|---|---|---|---|---|---|---|"]
+              "below held-out p1 | targets missed |", "|---|---|---|---|---|---|---|---|---|"]
     for name, e in s["sets"].items():
         for kind in kinds:
             m = e["models"].get(kind)
             if m is None:
                 continue
             if "error" in m:
-                lines.append(f"| {name} | {e['role']} | {kind} | — | {m['error']} | — | — | — |")
+                lines.append(f"| {name} | {e['role']} | {kind} | — | {m['error']} | — | — | — | — |")
                 continue
             lines.append(f"| {name} | {e['role']} | {kind} | {_f(m['kimg'], '{:.1f}')} | "
                          f"{_f(m['accuracy_ratio_min'])} ({m['worst_attribute'] or 'none judged'}) | "
-                         f"{_f(m['kid_vs_blur'])} | {_f(m['diversity'])} | {_f(m['frac_below_held_p1'], '{:.1%}')} |")
+                         f"{_f(m['kid_vs_blur'])} | {_f(m['diversity'])} | {_f(m['frac_below_held_p1'], '{:.1%}')} | "
+                         f"{_missed(m.get('targets'))} |")
     for name, e in s["sets"].items():
         models = {k: e["models"][k] for k in kinds if k in e["models"] and "error" not in e["models"][k]}
         judged = f"; judged with `{e['judged_with']}`" if e.get("judged_with") else ""
