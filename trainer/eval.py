@@ -67,7 +67,7 @@ from engine.schema import Schema
 from trainer.judge import JudgeConfig, TrainedJudge, load_or_train_judge, split_features, to_tensor
 from trainer.metrics import (GROUP_CAP, JUDGE_MIN_ACCURACY, MEMORISED, STRAY_EXCESS, choose_grouping, diversity,
                              diversity_target, fid, gaussian_blur, group_ids, judged, kid, nearest_distances,
-                             paired_change, stray_share, targets)
+                             below_p1_by_chance, paired_change, stray_share, targets)
 from trainer.report import print_report, save_grid
 from trainer.samples import to_uint8
 from trainer.sources import EvalError, Source, best_of_sampler, decode, open_run, pack_source, run_source
@@ -464,13 +464,15 @@ def _summary(r: dict) -> dict:
          "diversity_ratio": _min(g["diversity"]["ratio"], g["diversity"]["pixel_ratio"]),
          "diversity_feature_ratio": g["diversity"]["ratio"], "diversity_pixel_ratio": g["diversity"]["pixel_ratio"],
          "nn_ratio": g["memorisation"]["ratio"], "stray_excess": g["stray"]["excess"],
-         "frac_below_held_p1": g["memorisation"]["frac_below_held_p1"]}
+         "frac_below_held_p1": g["memorisation"]["frac_below_held_p1"],
+         "frac_below_held_p1_by_chance": below_p1_by_chance(r["data"]["n_held"])}
     t = targets(_trained_on(r["data"]))
     s["regime"] = t.regime
     s["targets"] = {f"accuracy_ratio_min>={t.accuracy:g}": _ok(s["accuracy_ratio_min"], t.accuracy),
                     f"kid<={t.kid_vs_blur:g}*blur": _at_most(s["kid_vs_blur"], t.kid_vs_blur),
                     f"diversity_ratio>={t.diversity:g}": _ok(s["diversity_ratio"], t.diversity),
-                    f"frac_below_held_p1<={MEMORISED:g}": s["frac_below_held_p1"] <= MEMORISED,
+                    f"frac_below_held_p1<={MEMORISED:g}*chance":
+                        s["frac_below_held_p1"] <= MEMORISED * s["frac_below_held_p1_by_chance"],
                     f"stray_excess<={STRAY_EXCESS:g}": s["stray_excess"] <= STRAY_EXCESS}
     if "best_of" in r:  # the discriminator's picks, beside the plain samples above
         b = r["best_of"]["generated"]

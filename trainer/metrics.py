@@ -24,7 +24,7 @@ __all__ = ["kid", "fid", "gaussian_blur", "group_ids", "choose_grouping", "diver
            "top1", "pick_top1", "paired_change", "judged", "prefer", "describe",
            "luminance", "gradient_magnitude", "high_freq_energy", "stray_pieces", "stray_share", "MIN_GROUPS",
            "GROUP_CAP", "JUDGE_MIN_ACCURACY", "JUDGE_MIN_BOUND", "KID_TIE_MARGIN", "STRAY_EXCESS", "DIVERSE",
-           "FEW_SHOT_DIVERSE", "MEMORISED", "Targets", "targets", "diversity_target"]
+           "FEW_SHOT_DIVERSE", "MEMORISED", "Targets", "targets", "diversity_target", "below_p1_by_chance"]
 
 MIN_GROUPS = 16  # diversity: fewest groups of >= 2 real held-out images a grouping must give
 GROUP_CAP = 12  # diversity: images per group (real: at most; generated: exactly)
@@ -34,7 +34,7 @@ KID_TIE_MARGIN = 0.02  # accuracy ratios closer than this are a tie, which KID b
 STRAY_EXCESS = 0.05  # clean: at most this share of generated images more than real ones have stray marks
 DIVERSE = 0.8  # diverse: generated images vary within a condition at least this much of what real ones do
 FEW_SHOT_DIVERSE = 0.6  # ... on a few-shot set, whose target for variety is lower
-MEMORISED = 0.02  # at most this share of samples nearer a training image than 99% of held-out ones are (1% by chance)
+MEMORISED = 3.0  # not memorised: samples below held-out p1 at most this many times what chance puts there
 DRAWN_AT = 48  # stray pieces: a pixel this far from the background colour (any channel, of 255) is drawn
 
 
@@ -273,6 +273,14 @@ def targets(images: int | None) -> Targets:
 def diversity_target(images: int | None) -> float:
     """The diversity ratio a model trained on `images` pictures must reach to count as varied (`targets`)."""
     return targets(images).diversity
+
+
+def below_p1_by_chance(held: int) -> float:
+    """The share of samples drawn like `held` held-out images expected nearer the training images
+    than the held-out images' 1st percentile (`np.percentile`'s, at rank r = 0.01 (held - 1) from
+    0): (r + 1) / (held + 1), as a new draw falls below the k-th smallest of n with chance k / (n + 1).
+    1.3% of 300, 5.7% of 20: the fewer held out, the more fall below by chance."""
+    return (0.01 * (held - 1) + 1) / (held + 1)
 
 
 def _ranked(score) -> list[float]:
