@@ -221,6 +221,11 @@ def run_suite(out: Path, minutes: float, *, few_minutes: float = 20.0, sets: Seq
                         seconds=round(time.monotonic() - t0, 1))
     (out / "suite.json").write_text(json.dumps(summary, indent=1))
     (out / "suite.md").write_text(render_markdown(summary))
+    for name, e in summary["sets"].items():
+        for kind, m in e["models"].items():
+            missed = None if "error" in m else _missed(m["targets"])
+            if missed is not None:
+                echo(f"{name} {kind}: " + (f"misses {', '.join(missed)}" if missed else "meets every target"))
     echo(f"wrote {out / 'suite.md'} and {out / 'suite.json'}")
     return summary
 
@@ -270,12 +275,13 @@ def _f(v, fmt: str = "{:.3f}") -> str:
     return "—" if v is None else fmt.format(v)
 
 
-def _missed(targets: dict | None) -> str:
-    """The targets a model missed (those of its set's regime: `metrics.targets`), for the headline."""
-    if targets is None:
-        return "—"
-    missed = [k for k, ok in targets.items() if ok is False]
-    return ", ".join(f"`{k}`" for k in missed) if missed else "none"
+def _missed(targets: dict | None) -> list[str] | None:
+    """The targets a model missed (those of its set's regime: `metrics.targets`); None where its report has none."""
+    return None if targets is None else [k for k, ok in targets.items() if ok is False]
+
+
+def _missed_cell(missed: list[str] | None) -> str:
+    return "—" if missed is None else ", ".join(f"`{k}`" for k in missed) or "none"
 
 
 def render_markdown(s: dict) -> str:
@@ -314,7 +320,7 @@ def render_markdown(s: dict) -> str:
             lines.append(f"| {name} | {e['role']} | {kind} | {_f(m['kimg'], '{:.1f}')} | "
                          f"{_f(m['accuracy_ratio_min'])} ({m['worst_attribute'] or 'none judged'}) | "
                          f"{_f(m['kid_vs_blur'])} | {_f(m['diversity'])} | {_f(m['frac_below_held_p1'], '{:.1%}')} | "
-                         f"{_missed(m.get('targets'))} |")
+                         f"{_missed_cell(_missed(m.get('targets')))} |")
     for name, e in s["sets"].items():
         models = {k: e["models"][k] for k in kinds if k in e["models"] and "error" not in e["models"][k]}
         judged = f"; judged with `{e['judged_with']}`" if e.get("judged_with") else ""

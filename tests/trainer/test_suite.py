@@ -209,6 +209,10 @@ def test_the_suite_runs_end_to_end_on_a_tiny_budget(tmp_path, monkeypatch):
         assert m["kid_blur"] is not None and m["fid_floor"] is not None and m["diversity"] is not None
     md = (tmp_path / "suite" / "suite.md").read_text()
     assert "## critters (held-out)" in md and json.loads((tmp_path / "suite" / "suite.json").read_text()) == s
+    for kind, m in models.items():  # the verdict, by the targets of a set of 160 images (few-shot)
+        missed = [k for k, ok in m["targets"].items() if ok is False]
+        assert "accuracy_ratio_min>=0.6" in m["targets"] and f"critters {kind}: " + (
+            f"misses {', '.join(missed)}" if missed else "meets every target") in lines
     again = run_suite(tmp_path / "suite", 0.3, sets=["critters"], size=160, res=16, samples=32,
                       lorelei=None, echo=lines.append)  # finished jobs are reused, not retrained
     assert again["sets"]["critters"]["models"]["gan"]["run"] == models["gan"]["run"]
