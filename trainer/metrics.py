@@ -279,8 +279,7 @@ def below_p1_by_chance(held: int) -> float:
     """The share of samples drawn like `held` held-out images expected nearer the training images
     than the held-out images' 1st percentile (`np.percentile`'s, at rank r = 0.01 (held - 1) from
     0): (r + 1) / (held + 1), as a new draw falls below the k-th smallest of n with chance k / (n + 1)
-    (exact at whole ranks; sampling gives 5.3% where this says 5.7% for 20). 1.3% of 300, 5.7% of 20:
-    the fewer held out, the more fall below by chance."""
+    (exact at whole ranks, close between them). The fewer held out, the more fall below by chance."""
     return (0.01 * (held - 1) + 1) / (held + 1)
 
 
