@@ -267,7 +267,7 @@ def targets(images: int | None) -> Targets:
     """The targets of a model trained on `images` pictures: a few-shot set's (`defaults.regime`)
     are lower, as a hundred pictures show less of each condition; those of thousands when the
     count is unknown."""
-    return _TARGETS["few-shot" if images is not None and regime(images) == "few-shot" else "large"]
+    return _TARGETS["large" if images is None else regime(images)]
 
 
 def diversity_target(images: int | None) -> float:
