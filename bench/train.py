@@ -2,7 +2,7 @@
 
 Each case times the trainer's step (`trainer.steps`: one D forward on cat(real, fake), the
 D step's fakes drawn without autograd, D frozen during the G step; bf16 autocast where the
-device multiplies bf16 natively, `trainer.steps.amp_dtype`; channels_last on a GPU) beside the
+device multiplies bf16 natively, `trainer.steps.amp_dtype`; channels_last weights, `make_task`) beside the
 same step written plainly (eager fp32, separate real/fake forwards, every gradient computed) as
 the baseline measured in the same run, in interleaved rounds. Random data of the right shape: the
 step's cost does not depend on the pixels. Short by design, so it can run beside other work.
@@ -119,11 +119,9 @@ def run(*, seconds: float = 2.0, width: int | None = None, batch: int = 32, thre
             real = torch.rand(b, 3, res, res, device=device) * 2 - 1
             c_real, c_fake = labels[:b], labels[b:2 * b]
             if device.type == "cuda":
-                for m in task.models.values():
-                    m.to(memory_format=torch.channels_last)
                 real = real.contiguous(memory_format=torch.channels_last)
             plain_step = _plain_gan_step if kind == "gan" else _plain_vae_step
-            real_plain = real.contiguous()  # the baseline runs without channels_last
+            real_plain = real.contiguous()  # the baseline's batch in the default layout
             fast, plain = [], []
             for _ in range(ROUNDS):  # interleaved, so load from other processes hits both alike
                 fast.append(_time(lambda: task.step(real, c_real, c_fake, 10**6), b, seconds / ROUNDS))

@@ -333,8 +333,16 @@ class VaeTask(Task):
 
 
 def make_task(cfg, cardinalities: tuple[int, ...], device: torch.device, labels: torch.Tensor) -> Task:
+    """The task for `cfg.kind`, its networks' conv weights in channels_last: oneDNN and cuDNN then convolve and
+    backpropagate without reordering activations, which the step pays for on a CPU as well as on a GPU (measured:
+    docs/reports/trainer-notes.md). Loading a state dict into them keeps that layout."""
     if cfg.kind == "gan":
-        return GanTask(cfg, cardinalities, device)
-    prior = [torch.bincount(labels[:, i].cpu(), minlength=n).float() / len(labels) for i, n in enumerate(cardinalities)]
-    return VaeTask(cfg, cardinalities, device, prior)
+        task = GanTask(cfg, cardinalities, device)
+    else:
+        prior = [torch.bincount(labels[:, i].cpu(), minlength=n).float() / len(labels)
+                 for i, n in enumerate(cardinalities)]
+        task = VaeTask(cfg, cardinalities, device, prior)
+    for m in task.models.values():
+        m.to(memory_format=torch.channels_last)
+    return task
 

@@ -214,9 +214,6 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
         transferred = start_from(task, cfg, ds.schema, load=resume is None)
         if rank == 0 and resume is None:
             log.info("%s", transferred.summary())
-    if device.type == "cuda":
-        for m in task.models.values():
-            m.to(memory_format=torch.channels_last)
     nimg, step, budget_state = 0, 0, None
     if resume is not None:
         run_dir = Path(resume)
