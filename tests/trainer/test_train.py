@@ -270,6 +270,27 @@ def test_vae_run_from_before_the_latent_prior_resumes(tiny_set, tmp_path):
 
 
 @pytest.mark.parametrize("kind", ["gan", "vae"])
+def test_every_network_convolves_in_channels_last_also_after_loading_weights(kind):
+    """`make_task` lays out every conv weight channels_last; weights loaded from a checkpoint (default layout, as
+    safetensors stores them) or a transfer source keep that layout and their values."""
+    cfg = make_config(kind, res=16, width=4, z_dim=8, embed_dim=4, batch=4, cls_weight=1.0, patch_start_kimg=0.0)
+    labels = torch.tensor([[0, 1], [1, 0], [1, 2], [0, 0]])
+
+    def convs(task):
+        return {f"{n}.{k}": p for n, m in task.models.items() for k, p in m.named_parameters() if p.dim() == 4}
+
+    torch.manual_seed(0)
+    source = make_task(cfg, (2, 3), torch.device("cpu"), labels)
+    task = make_task(cfg, (2, 3), torch.device("cpu"), labels)
+    assert len(convs(task)) >= 4 and all(p.is_contiguous(memory_format=torch.channels_last)
+                                         for p in convs(task).values())
+    for name, m in task.models.items():
+        m.load_state_dict({k: v.contiguous() for k, v in source.models[name].state_dict().items()})
+    assert all(p.is_contiguous(memory_format=torch.channels_last) and torch.equal(p, convs(source)[k])
+               for k, p in convs(task).items())
+
+
+@pytest.mark.parametrize("kind", ["gan", "vae"])
 def test_a_snapshot_leaves_every_trained_model_in_training_mode(kind):
     cfg = make_config(kind, res=16, width=4, z_dim=8, embed_dim=4, batch=4, cls_weight=1.0)
     labels = torch.tensor([[0, 1], [1, 0], [1, 2], [0, 0]])
