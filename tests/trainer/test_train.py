@@ -272,8 +272,10 @@ def test_vae_run_from_before_the_latent_prior_resumes(tiny_set, tmp_path):
 @pytest.mark.parametrize("kind", ["gan", "vae"])
 def test_every_network_convolves_in_channels_last_also_after_loading_weights(kind):
     """`make_task` lays out every conv weight channels_last; weights loaded from a checkpoint (default layout, as
-    safetensors stores them) or a transfer source keep that layout and their values."""
-    cfg = make_config(kind, res=16, width=4, z_dim=8, embed_dim=4, batch=4, cls_weight=1.0, patch_start_kimg=0.0)
+    safetensors stores them) or a transfer source keep that layout and their values, and the step computes what
+    it computes in the default layout."""
+    cfg = make_config(kind, res=16, width=4, z_dim=8, embed_dim=4, batch=4, cls_weight=1.0, patch_start_kimg=0.0,
+                      augment="color,translation", precision="fp32")
     labels = torch.tensor([[0, 1], [1, 0], [1, 2], [0, 0]])
 
     def convs(task):
@@ -288,6 +290,14 @@ def test_every_network_convolves_in_channels_last_also_after_loading_weights(kin
         m.load_state_dict({k: v.contiguous() for k, v in source.models[name].state_dict().items()})
     assert all(p.is_contiguous(memory_format=torch.channels_last) and torch.equal(p, convs(source)[k])
                for k, p in convs(task).items())
+    for m in source.models.values():  # the same function in the default layout: one step each, the same draws
+        m.to(memory_format=torch.contiguous_format)
+    losses = []
+    for t in (source, task):
+        torch.manual_seed(1)
+        losses.append({k: float(v) for k, v in t.step(torch.rand(4, 3, 16, 16) * 2 - 1, labels, labels.roll(1, 0),
+                                                        nimg=10**6).items()})
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
 
 
 @pytest.mark.parametrize("kind", ["gan", "vae"])
