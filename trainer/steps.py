@@ -334,7 +334,7 @@ class VaeTask(Task):
 
 def make_task(cfg, cardinalities: tuple[int, ...], device: torch.device, labels: torch.Tensor) -> Task:
     """The task for `cfg.kind`, its networks' conv weights in channels_last: oneDNN and cuDNN then convolve and
-    backpropagate without reordering activations, which the step pays for on a CPU as well as on a GPU (measured:
+    backpropagate without reordering activations, so the step runs faster on a CPU as well as on a GPU (measured:
     docs/reports/trainer-notes.md). Loading a state dict into them keeps that layout."""
     if cfg.kind == "gan":
         task = GanTask(cfg, cardinalities, device)
