@@ -288,7 +288,8 @@ def test_every_network_convolves_in_channels_last_also_after_loading_weights(kin
                                          for p in convs(task).values())
     for name, m in task.models.items():
         m.load_state_dict({k: v.contiguous() for k, v in source.models[name].state_dict().items()})
-    assert all(p.is_contiguous(memory_format=torch.channels_last) and torch.equal(p, convs(source)[k])
+    expected = convs(source)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) and torch.equal(p, expected[k])
                for k, p in convs(task).items())
     for m in source.models.values():  # the same function in the default layout: one step each, the same draws
         m.to(memory_format=torch.contiguous_format)
