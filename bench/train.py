@@ -1,7 +1,7 @@
 """`moe bench train`: images per second of one training step, GAN and VAE, 64 and 128 px.
 
 Each case times the trainer's step (`trainer.steps`: one D forward on cat(real, fake), the
-D step's fakes drawn without autograd, D frozen during the G step; bf16 autocast where the
+fakes drawn once for both players' steps, D frozen during the G step; bf16 autocast where the
 device multiplies bf16 natively, `trainer.steps.amp_dtype`; channels_last weights, `make_task`) beside the
 same step written plainly (eager fp32, separate real/fake forwards, every gradient computed) as
 the baseline measured in the same run, in interleaved rounds. Random data of the right shape: the

@@ -148,14 +148,19 @@ class GanTask(Task):
         cfg, aug = self.cfg, (lambda x: diff_augment(x, self.cfg.augment))
         w = ramp(nimg, cfg.cond_ramp_kimg)  # conditioning ramp (Shahbazi et al. 2022)
         self.G.cond_weight = self.D.cond_weight = self.G_ema.cond_weight = w
-        b = real.shape[0]
+        b, half = real.shape[0], real.shape[0] // 2
         z = torch.randn(b, cfg.z_dim, device=self.device)
+        if cfg.ms_weight:  # pairs: fakes i and half + i share their conditions
+            c_fake = c_fake[torch.arange(b, device=c_fake.device) % half]
+        # One G forward serves both steps (as in PyTorch's DCGAN example): D learns from these fakes detached, then
+        # G learns from D's updated reading of the same fakes. The forward D would otherwise get of its own was a
+        # tenth of the step (docs/reports/trainer-notes.md).
+        with autocast(self.device, self.amp):
+            fake = self.G(z, c_fake)
 
         # Discriminator: one forward on cat(real, fake).
-        with torch.no_grad(), autocast(self.device, self.amp):
-            fake = self.G(z, c_fake)
         with autocast(self.device, self.amp):
-            h = self.D.trunk(aug(torch.cat([real, fake.to(real.dtype)])))
+            h = self.D.trunk(aug(torch.cat([real, fake.detach().to(real.dtype)])))
             scores = self.D.score(h, torch.cat([c_real, c_fake])).float()
             loss_d = self.d_loss(scores[:b], scores[b:])
             if cfg.cls_weight:  # D learns to classify real images ...
@@ -167,17 +172,13 @@ class GanTask(Task):
                 if cfg.cls_fake_weight:  # ... and that fakes show no value in particular
                     loss_d = loss_d + cfg.cls_fake_weight * w * no_value_loss(self.D.classify(h[b:].float()))
             if cfg.loss == "wgan-gp":
-                loss_d = loss_d + cfg.gp_weight * gradient_penalty(lambda x: self.D(aug(x), c_real).float(), real, fake)
+                loss_d = loss_d + cfg.gp_weight * gradient_penalty(lambda x: self.D(aug(x), c_real).float(), real,
+                                                                   fake.detach())
         _step(self.opt_d, loss_d)
 
         # Generator: D frozen so its weights get no gradient.
         self.D.requires_grad_(False)
-        z = torch.randn(b, cfg.z_dim, device=self.device)
-        half = b // 2
-        if cfg.ms_weight:  # pairs: fakes i and half + i share their conditions
-            c_fake = c_fake[torch.arange(b, device=c_fake.device) % half]
         with autocast(self.device, self.amp):
-            fake = self.G(z, c_fake)
             h = self.D.trunk(aug(fake))
             loss_g = self.g_loss(self.D.score(h, c_fake).float())
             if cfg.cls_weight:  # ... and G to make fakes it classifies as their conditions
