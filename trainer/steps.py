@@ -153,8 +153,8 @@ class GanTask(Task):
         if cfg.ms_weight:  # pairs: fakes i and half + i share their conditions
             c_fake = c_fake[torch.arange(b, device=c_fake.device) % half]
         # One G forward serves both steps (as in PyTorch's DCGAN example): D learns from these fakes detached, then
-        # G learns from D's updated reading of the same fakes. The forward D would otherwise get of its own was a
-        # tenth of the step (docs/reports/trainer-notes.md).
+        # G learns from D's updated reading of the same fakes. That saves the no-grad forward D's step had of its own
+        # (measured, with the runs that decided it: docs/reports/trainer-notes.md).
         with autocast(self.device, self.amp):
             fake = self.G(z, c_fake)
 

@@ -321,8 +321,9 @@ def test_one_generator_forward_serves_both_players_of_a_gan_step(monkeypatch):
     d_input, g_grads_at_d_step, g_input = seen
     assert torch.equal(d_input[4:], fake) and not d_input.requires_grad
     assert all(g is None for g in g_grads_at_d_step)
-    assert torch.equal(g_input, fake) and g_input.requires_grad  # G's one forward, which its update came through:
-    assert any(not torch.equal(p, before[k]) for k, p in task.G.state_dict().items())
+    assert torch.equal(g_input, fake) and g_input.requires_grad
+    assert any(not torch.equal(p, before[k]) for k, p in task.G.state_dict().items())  # through that one forward
+
 
 @pytest.mark.parametrize("kind", ["gan", "vae"])
 def test_a_snapshot_leaves_every_trained_model_in_training_mode(kind):
