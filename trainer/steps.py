@@ -152,14 +152,12 @@ class GanTask(Task):
         z = torch.randn(b, cfg.z_dim, device=self.device)
         if cfg.ms_weight:  # pairs: fakes i and half + i share their conditions
             c_fake = c_fake[torch.arange(b, device=c_fake.device) % half]
-        # One G forward serves both steps (as in PyTorch's DCGAN example): D learns from these fakes detached, then
-        # G learns from D's updated reading of the same fakes. That saves the no-grad forward D's step had of its own
-        # (measured, with the runs that decided it: docs/reports/trainer-notes.md).
         with autocast(self.device, self.amp):
+            # One G forward serves both steps (as in PyTorch's DCGAN example): D learns from these fakes detached,
+            # then G learns from D's updated reading of the same fakes. That saves the no-grad forward D's step had
+            # of its own (measured, with the runs that decided it: docs/reports/trainer-notes.md).
             fake = self.G(z, c_fake)
-
-        # Discriminator: one forward on cat(real, fake).
-        with autocast(self.device, self.amp):
+            # Discriminator: one forward on cat(real, fake).
             h = self.D.trunk(aug(torch.cat([real, fake.detach().to(real.dtype)])))
             scores = self.D.score(h, torch.cat([c_real, c_fake])).float()
             loss_d = self.d_loss(scores[:b], scores[b:])

@@ -77,6 +77,13 @@ def test_gan_trains_and_snapshots(tiny_set, tmp_path):
     assert g(torch.randn(3, 8), torch.tensor([[0, 1], [1, 0], [1, 1]])).shape == (3, 3, 16, 16)
 
 
+def _tiny_task(kind, **kw):
+    """A task on two attributes of 2 and 3 values at 16 px, and the four label rows its tests step with."""
+    cfg = make_config(kind, res=16, width=4, z_dim=8, embed_dim=4, batch=4, cls_weight=1.0, **kw)
+    labels = torch.tensor([[0, 1], [1, 0], [1, 2], [0, 0]])
+    return cfg, labels
+
+
 def _d_reading(run, data) -> list[float]:
     """How often the run's D reads each attribute of the images in `data` right (`Discriminator.classify`)."""
     from trainer.data import load_dataset
@@ -274,9 +281,7 @@ def test_every_network_convolves_in_channels_last_also_after_loading_weights(kin
     """`make_task` lays out every conv weight channels_last; weights loaded from a checkpoint (default layout, as
     safetensors stores them) or a transfer source keep that layout and their values, and the step computes what
     it computes in the default layout."""
-    cfg = make_config(kind, res=16, width=4, z_dim=8, embed_dim=4, batch=4, cls_weight=1.0, patch_start_kimg=0.0,
-                      augment="color,translation", precision="fp32")
-    labels = torch.tensor([[0, 1], [1, 0], [1, 2], [0, 0]])
+    cfg, labels = _tiny_task(kind, patch_start_kimg=0.0, augment="color,translation", precision="fp32")
 
     def convs(task):
         return {f"{n}.{k}": p for n, m in task.models.items() for k, p in m.named_parameters() if p.dim() == 4}
@@ -306,9 +311,7 @@ def test_one_generator_forward_serves_both_players_of_a_gan_step(monkeypatch):
     G from D's updated reading of those same fakes, mode-seeking pairs included."""
     from trainer.models.gan import Discriminator, Generator
 
-    cfg = make_config("gan", res=16, width=4, z_dim=8, embed_dim=4, batch=4, cls_weight=1.0, ms_weight=0.5,
-                      augment="", precision="fp32")
-    labels = torch.tensor([[0, 1], [1, 0], [1, 2], [0, 0]])
+    cfg, labels = _tiny_task("gan", ms_weight=0.5, augment="", precision="fp32")
     task = make_task(cfg, (2, 3), torch.device("cpu"), labels)
     fakes, seen = [], []
     forward, trunk = Generator.forward, Discriminator.trunk
@@ -327,8 +330,7 @@ def test_one_generator_forward_serves_both_players_of_a_gan_step(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["gan", "vae"])
 def test_a_snapshot_leaves_every_trained_model_in_training_mode(kind):
-    cfg = make_config(kind, res=16, width=4, z_dim=8, embed_dim=4, batch=4, cls_weight=1.0)
-    labels = torch.tensor([[0, 1], [1, 0], [1, 2], [0, 0]])
+    cfg, labels = _tiny_task(kind)
     task = make_task(cfg, (2, 3), torch.device("cpu"), labels)
     images = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
     model = task.prepare_sampling(lambda: (torch.randn(4, 8), labels), images)  # the grid's model, in eval mode
