@@ -345,8 +345,11 @@ def stray_pieces(images: np.ndarray, drawn_at: int = DRAWN_AT, min_px: int = 2, 
     """Pieces drawn apart from the character, per uint8 NHWC image: (N,) int. The background
     colour is the median of the border; pixels farther from it than `drawn_at` in any channel are
     drawn, and 8-connected drawn pixels form pieces. The largest piece is the character; every other
-    of at least `min_px` pixels counts. A speck on the background is one; so is a detail the data
-    really draws apart from the character, which is why generated images are compared with real."""
+    of at least `min_px` pixels with a pixel beyond it counts. Beyond is where the character has no
+    pixel on both sides, neither in the row nor in the column: eyes drawn within a face whose skin
+    (or hair) is near the background's colour are pieces of their own, but within the character, not
+    apart. A speck on the background is one; so is a detail the data really draws apart from the
+    character, which is why generated images are compared with real."""
     out = []
     for i in range(0, len(images), chunk):
         x = torch.from_numpy(np.ascontiguousarray(images[i:i + chunk])).short()
@@ -361,10 +364,14 @@ def stray_pieces(images: np.ndarray, drawn_at: int = DRAWN_AT, min_px: int = 2, 
             if torch.equal(spread, label):
                 break
             label = spread
-        offset = torch.arange(n)[:, None] * (h * w + 1)
-        sizes = torch.bincount((label.long().flatten(1) + offset).flatten(), minlength=n * (h * w + 1))
-        pieces = (sizes.view(n, -1)[:, 1:] >= min_px).sum(1)
-        out.append((pieces - 1).clamp(min=0).numpy())
+        ids = (label.long().flatten(1) + torch.arange(n)[:, None] * (h * w + 1)).flatten()
+        sizes = torch.bincount(ids, minlength=n * (h * w + 1)).view(n, -1)
+        sizes[:, 0] = 0  # not drawn
+        char = (label == sizes.argmax(1)[:, None, None]) & drawn  # the largest piece
+        between = lambda d: (char.cumsum(d) > 0) & (char.flip(d).cumsum(d).flip(d) > 0)  # noqa: E731
+        beyond = ~(between(1) | between(2))
+        reach = torch.bincount(ids, weights=beyond.flatten().double(), minlength=n * (h * w + 1)).view(n, -1)
+        out.append(((sizes >= min_px) & (reach > 0)).sum(1).numpy())
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 

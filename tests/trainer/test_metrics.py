@@ -135,4 +135,16 @@ def test_stray_pieces_counts_marks_apart_from_the_character():
     blank = np.full((32, 32, 3), 90, np.uint8)
     got = stray_pieces(np.stack([clean, speck, dot, two, graded, blank]), chunk=4)
     assert got.tolist() == [0, 1, 0, 2, 0, 0]
+
+    # a face drawn as an outline, its skin the background's colour: its eyes are pieces of their own, within it
+    face = np.full((32, 32, 3), (200, 180, 230), np.uint8)
+    face[6, 6:26] = face[26, 6:26] = face[6:27, 6] = face[6:27, 25] = 40
+    face[12:14, 11:13] = face[12:14, 19:21] = 40  # two eyes
+    hair, specked, cornered = face.copy(), face.copy(), face.copy()
+    hair[6, 10:22] = (200, 180, 230)  # hair the background's colour hides the top of the outline
+    specked[2:4, 28:30] = 40  # a speck beside the face
+    specked[29:31, 14:16] = 40  # and one below it
+    cornered[26, 20:26] = cornered[20:27, 25] = (200, 180, 230)  # with the corner open, a dot there has the face
+    cornered[24:26, 23:25] = 40  # on neither side in its row or column: it counts
+    assert stray_pieces(np.stack([face, hair, specked, cornered])).tolist() == [0, 0, 2, 1]
     assert stray_pieces(np.zeros((0, 8, 8, 3), np.uint8)).shape == (0,)
