@@ -370,7 +370,7 @@ def stray_pieces(images: np.ndarray, drawn_at: int = DRAWN_AT, min_px: int = 2, 
         char = (label == sizes.argmax(1)[:, None, None]) & drawn  # the largest piece
         between = lambda d: (char.cumsum(d) > 0) & (char.flip(d).cumsum(d).flip(d) > 0)  # noqa: E731
         beyond = ~(between(1) | between(2))
-        reach = torch.bincount(ids, weights=beyond.flatten().double(), minlength=n * (h * w + 1)).view(n, -1)
+        reach = torch.bincount(ids[beyond.flatten()], minlength=n * (h * w + 1)).view(n, -1)  # pixels beyond, per piece
         out.append(((sizes >= min_px) & (reach > 0)).sum(1).numpy())
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
