@@ -15,7 +15,7 @@ Under a budget, progress is the wall time elapsed over the budget instead of ima
 - Best snapshot: at 50, 70 and 85% of the budget and at its end the run scores its EMA generator
   (GAN) or decoder (VAE) with a quick eval (`trainer.eval.quick_scorer`) and keeps the best by
   `trainer.metrics.prefer` as the run folder's checkpoint (`Budget`); each quick score names the
-  variety its set asks for (`metrics.diversity_target`: a few-shot set's is lower).
+  accuracy and variety its set asks for (`metrics.targets`: a few-shot set's are lower).
 """
 
 from __future__ import annotations

@@ -496,10 +496,10 @@ def _summary(r: dict) -> dict:
 
 def run_score(report: dict) -> dict:
     """A run's eval.json as `metrics.prefer` compares it: {"accuracy_ratio_min", "accuracy_ratios",
-    "kid"}, and "stray_excess", "diversity_ratio" and "diversity_target" when the report measured
-    them. The accuracy ratios are over the attributes `metrics.judged` judges from each one's real
-    accuracy and the held-out count, also for reports written before the rule or its evidence
-    bound. The diversity target is that of the images the run trained on (`_trained_on`)."""
+    "accuracy_target", "kid"}, and "stray_excess", "diversity_ratio" and "diversity_target" when the
+    report measured them. The accuracy ratios are over the attributes `metrics.judged` judges from each
+    one's real accuracy and the held-out count, also for reports written before the rule or its evidence
+    bound. The targets are those of the images the run trained on (`_trained_on`)."""
     data = report.get("data", {})
     g, held = report["generated"], data.get("n_held")
     ratios = [v["ratio"] for v in g["accuracy"].values()
@@ -509,7 +509,7 @@ def run_score(report: dict) -> dict:
         extra["diversity_ratio"] = _min(g["diversity"]["ratio"], g["diversity"].get("pixel_ratio"))
         extra["diversity_target"] = diversity_target(_trained_on(data))
     return {"accuracy_ratio_min": min(ratios) if ratios else None, "accuracy_ratios": ratios,
-            "kid": g["kid"]["mean"]} | extra
+            "accuracy_target": targets(_trained_on(data)).accuracy, "kid": g["kid"]["mean"]} | extra
 
 
 def _trained_on(data: dict) -> int | None:
@@ -531,9 +531,9 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
     latents and conditions (random rows of the labels) from `model` (z, c) -> image in [-1, 1],
     and `groups` groups that mirror held-out ones for diversity (as the full eval, fewer), and
     gives {"accuracy_ratio_min", "worst_attribute", "accuracy_ratio", "accuracy_ratios", "judged",
-    "kid", "kid_std", "kid_blur", "kid_vs_blur", "stray_excess", "diversity_ratio", "diversity_target", "n"},
-    `accuracy_ratios` over the judged attributes only, the diversity ratio the lower of judge features and
-    pixels, the target the one for `ds`'s size."""
+    "kid", "kid_std", "kid_blur", "kid_vs_blur", "stray_excess", "diversity_ratio", "diversity_target",
+    "accuracy_target", "n"}, `accuracy_ratios` over the judged attributes only, the diversity ratio the lower
+    of judge features and pixels, the targets those for `ds`'s size."""
     images, labels = np.ascontiguousarray(ds.images), ds.labels
     if len(images) < 8:
         raise EvalError(f"{len(images)} images are too few to hold some out for the quick eval (need 8)")
@@ -551,7 +551,7 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
     _, members, div_conds = _diversity_plan(labels[tj.held_idx], seed, groups)
     conds = np.concatenate([labels[rng.choice(len(labels), samples)], div_conds]).astype(np.int64)
     z = torch.randn(len(conds), z_dim, generator=torch.Generator().manual_seed(seed))
-    target = diversity_target(len(images))
+    target = targets(len(images))
 
     @torch.no_grad()
     def score(model: torch.nn.Module) -> dict:
@@ -572,7 +572,8 @@ def quick_scorer(ds, z_dim: int, device: torch.device, samples: int = QUICK_SAMP
                 "kid": k["mean"], "kid_std": k["std"], "kid_blur": kid_blur,
                 "kid_vs_blur": _ratio(k["mean"], kid_blur),
                 "stray_excess": stray_share(drawn) - held_stray,
-                "diversity_ratio": _min(div["ratio"], pix["ratio"]), "diversity_target": target, "n": samples}
+                "diversity_ratio": _min(div["ratio"], pix["ratio"]), "diversity_target": target.diversity,
+                "accuracy_target": target.accuracy, "n": samples}
 
     return score
 

@@ -71,6 +71,22 @@ def test_prefer_lets_the_next_lowest_ratio_decide_when_the_lowest_tie():
     assert prefer({"accuracy_ratio_min": 0.049, "kid": 0.1}, at85)  # a score from before the list: its lowest, then KID
 
 
+def test_prefer_breaks_a_tie_on_the_conditions_by_the_accuracy_target_first():
+    # pets' GAN at 85% and 100% of a budget: the marks 0.016 apart, the end's KID higher beyond its spread
+    at85 = {"accuracy_ratio_min": 0.888, "accuracy_ratios": [0.888, 0.998], "kid": -0.0049, "kid_std": 0.0049,
+            "stray_excess": 0.0, "diversity_ratio": 1.02, "diversity_target": 0.8, "accuracy_target": 0.9}
+    end = {**at85, "accuracy_ratio_min": 0.904, "accuracy_ratios": [0.904, 1.0], "kid": 0.0088, "kid_std": 0.012}
+    assert prefer(end, at85) and not prefer(at85, end)  # the one that reaches 0.9
+    beyond = {**end, "accuracy_ratio_min": 0.91, "accuracy_ratios": [0.91, 1.0], "kid": -0.02}
+    assert prefer(beyond, end) and prefer(end, {**beyond, "stray_excess": 0.2})  # both reach it: the rest decide
+    assert prefer(at85, {**end, "accuracy_ratio_min": 0.899})  # neither reaches it: KID, as before
+    few = {**at85, "accuracy_target": 0.6}
+    assert prefer(few, {**end, "accuracy_target": 0.6})  # a few-shot set asks for less: both reach it, KID
+    assert prefer(end, few) and not prefer(few, end)  # the stricter of the two targets counts
+    unnamed = {k: v for k, v in at85.items() if k != "accuracy_target"}
+    assert prefer(unnamed, {k: v for k, v in end.items() if k != "accuracy_target"})  # scores from before: KID
+
+
 def test_prefer_puts_a_clean_background_before_kid_but_after_the_conditions():
     specked = {"accuracy_ratio_min": 1.0, "kid": 0.001, "stray_excess": 0.30}
     clean = {"accuracy_ratio_min": 0.99, "kid": 0.004, "stray_excess": 0.01}
@@ -310,7 +326,7 @@ def test_the_quick_eval_scores_snapshots_with_a_cached_judge(tiny_set, tmp_path,
     good, noise = score(copier), score(lambda z, c: torch.rand(len(z), 3, 16, 16) * 2 - 1)
     assert good["n"] == 32 and set(good["accuracy_ratio"]) == {"color", "shape"}
     assert good["judged"] == ["color", "shape"]  # 40 held out, all read right
-    assert good["diversity_target"] == FEW_SHOT_DIVERSE  # 400 images: a few-shot set
+    assert good["diversity_target"] == FEW_SHOT_DIVERSE and good["accuracy_target"] == 0.6  # 400 images: a few-shot set
     for s in (good, noise):
         judged = {k: v for k, v in s["accuracy_ratio"].items() if k in s["judged"]}
         assert s["accuracy_ratio_min"] == (min(judged.values()) if judged else None)

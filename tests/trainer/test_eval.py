@@ -303,7 +303,7 @@ def test_an_attribute_the_judge_cannot_read_is_not_judged(tmp_path, monkeypatch)
     assert s["edit_ratio_min"] == r["vae"]["edit"]["per_attribute"]["colour"]["ratio"]
     assert json.loads((run / "eval.json").read_text())["generated"]["accuracy"]["shape"]["judged"] is False
     assert run_score(r) == {"accuracy_ratio_min": s["accuracy_ratio_min"], "accuracy_ratios": [acc["colour"]["ratio"]],
-                            "kid": s["kid"], "stray_excess": s["stray_excess"], "diversity_ratio": s["diversity_ratio"],
+                            "accuracy_target": 0.6, "kid": s["kid"], "stray_excess": s["stray_excess"], "diversity_ratio": s["diversity_ratio"],
                             "diversity_target": FEW_SHOT_DIVERSE}  # 400 images: a few-shot set
     console = Console(record=True, width=250)
     print_report(r, console)
@@ -335,12 +335,12 @@ def test_an_eval_json_from_before_the_rule_still_renders_and_scores():
     assert "Conditional accuracy" in console.export_text() and "not judged" not in console.export_text()
     div = r["generated"]["diversity"]
     assert run_score(r) == {"accuracy_ratio_min": None, "accuracy_ratios": [],  # the judge read none
-                            "kid": r["generated"]["kid"]["mean"],
+                            "accuracy_target": 0.6, "kid": r["generated"]["kid"]["mean"],
                             "diversity_ratio": min(div["ratio"], div["pixel_ratio"]),
                             "diversity_target": FEW_SHOT_DIVERSE}  # 80 + 20 images
     ok = json.loads((Path(__file__).parents[2] / "docs/reports/00002-gan-builtin-64.eval.json").read_text())
     assert run_score(ok)["accuracy_ratio_min"] == pytest.approx(ok["summary"]["accuracy_ratio_min"])
-    assert run_score(ok)["diversity_target"] == DIVERSE  # 18,000 + 2,000
+    assert run_score(ok)["diversity_target"] == DIVERSE and run_score(ok)["accuracy_target"] == 0.9  # 18,000 + 2,000
 
 
 def test_a_report_holds_a_run_to_the_targets_of_the_set_it_trained_on():
@@ -380,9 +380,10 @@ def test_the_share_below_held_out_p1_by_chance_is_what_sampling_gives():
     assert below_p1_by_chance(300) == pytest.approx(0.0133, abs=1e-4) and below_p1_by_chance(20) > 0.05
 
 
-def test_a_run_judged_with_a_larger_folder_asks_for_the_variety_of_its_own():
+def test_a_run_judged_with_a_larger_folder_asks_for_the_targets_of_its_own():
     r = json.loads((Path(__file__).parents[2] / "docs/reports/00002-gan-builtin-64.eval.json").read_text())
     hundred = {"spec": "mine", "images": 100, "found": 100}
-    assert run_score(r | {"data": r["data"] | {"trained_on": hundred}})["diversity_target"] == FEW_SHOT_DIVERSE
+    own = run_score(r | {"data": r["data"] | {"trained_on": hundred}})
+    assert own["diversity_target"] == FEW_SHOT_DIVERSE and own["accuracy_target"] == 0.6
     unread = r | {"data": r["data"] | {"trained_on": hundred | {"images": None}}}  # its own folder is gone
     assert run_score(unread)["diversity_target"] == DIVERSE
