@@ -314,8 +314,8 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
             meta_base["config"], ramp_pending = dataclasses.asdict(cfg), False
             if rank == 0:
                 (run_dir / "config.json").write_text(json.dumps(meta_base["config"], indent=1))
-                log.info("conditioning ramp: %.3f kimg (a quarter of the %.0f img/s the budget is expected to see)",
-                         cfg.cond_ramp_kimg, rate)
+                log.info("conditioning ramp: %.3f kimg (a quarter of the %.1f kimg the budget is expected to see "
+                         "at %.0f img/s)", cfg.cond_ramp_kimg, 4 * cfg.cond_ramp_kimg, rate)
         if tick_due:
             tick_start_nimg, tick_start_time, sums = nimg, time.monotonic(), {}
             tick_start_elapsed = elapsed if budget is not None else 0.0
