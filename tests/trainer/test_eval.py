@@ -303,7 +303,8 @@ def test_an_attribute_the_judge_cannot_read_is_not_judged(tmp_path, monkeypatch)
     assert s["edit_ratio_min"] == r["vae"]["edit"]["per_attribute"]["colour"]["ratio"]
     assert json.loads((run / "eval.json").read_text())["generated"]["accuracy"]["shape"]["judged"] is False
     assert run_score(r) == {"accuracy_ratio_min": s["accuracy_ratio_min"], "accuracy_ratios": [acc["colour"]["ratio"]],
-                            "accuracy_target": 0.6, "kid": s["kid"], "stray_excess": s["stray_excess"], "diversity_ratio": s["diversity_ratio"],
+                            "accuracy_target": 0.6, "kid": s["kid"], "stray_excess": s["stray_excess"],
+                            "diversity_ratio": s["diversity_ratio"],
                             "diversity_target": FEW_SHOT_DIVERSE}  # 400 images: a few-shot set
     console = Console(record=True, width=250)
     print_report(r, console)
