@@ -221,28 +221,29 @@ def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
     `diversity_ratio` (generated/real variety within a condition, the lower of judge features and
     pixels) with `diversity_target` (the ratio its training set asks for: `diversity_target(images)`),
     and `accuracy_target` (the lowest ratio it asks for: `targets(images).accuracy`); scores from
-    before them lack them. The ratios are compared lowest first: the higher
-    lowest ratio wins, and where the lowest are within `margin` of each other the next lowest
-    decide, and so on (an attribute that neither draws then hides no gain in the others). Ratios
-    all within `margin` (or none judged on either side) are a tie, broken first by the target (a
-    lowest ratio that reaches it beats one below it), then by cleanliness (an
+    before them lack them. The ratios are compared lowest first: the higher lowest ratio wins, and
+    where the lowest are within `margin` of each other the next lowest decide, and so on (an
+    attribute that neither draws then hides no gain in the others). Ratios all within `margin` (or
+    none judged on either side) are a tie, broken first by the accuracy target (a lowest ratio that
+    reaches it beats one below it; the stricter target where the two differ), then by cleanliness (an
     excess within STRAY_EXCESS beats one above it), then by variety (a diversity ratio of at least
     the target beats one below it; DIVERSE where neither score names one), then by the lower KID,
     by more than the larger `kid_std` of the two (KID's spread over its subsets, where a score has
     it: a few-shot set's quick score measures KID against some twenty held-out images, and most of
     its differences are noise); a full tie keeps `b` (the incumbent).
     Conditions come first because a model that ignores them is useless to the bot however realistic
-    it looks, and a model that follows them as well as its set asks for beats one just short of it
-    whatever the rest says; specks on the background come next because judge features barely see them and members
-    do; then variety, because KID over the whole set barely sees a model that draws fewer kinds of
-    picture per condition, and a reroll shows it at once; KID prefers the more realistic of the
-    rest."""
+    it looks, and one that follows them as well as its set asks for beats one just short of that
+    whatever the rest says; specks on the background come next because judge features barely see
+    them and members do; then variety, because KID over the whole set barely sees a model that draws
+    fewer kinds of picture per condition, and a reroll shows it at once; KID prefers the more
+    realistic of the rest."""
     ra, rb = _ranked(a), _ranked(b)
     if bool(ra) != bool(rb):
         return bool(ra)  # a score over judged attributes beats none at all
     for x, y in zip(ra, rb):
         if abs(x - y) > margin:
             return x > y
+
     def asked(key: str, default: float | None) -> float | None:  # the stricter of the two scores' targets
         return max((s[key] for s in (a, b) if s.get(key) is not None), default=default)
 
