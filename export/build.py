@@ -79,8 +79,8 @@ class Exported:
 def choose_default_model(gan: RunModels, vae: RunModels) -> tuple[str, str]:
     """("gan" | "vae", why) for a pack with both: the run whose eval.json scores better by
     `trainer.metrics.prefer` (the judged accuracy ratios lowest first, then the accuracy target, a
-    clean background, variety and the lower KID); the GAN, as packs without the choice draw, when either run has no
-    eval.json."""
+    clean background, variety and the lower KID); the GAN, as packs without the choice draw, when
+    either run has no eval.json."""
     from trainer.eval import run_score
     from trainer.metrics import describe, prefer
 

@@ -66,7 +66,7 @@ from torch.nn import functional as F
 from engine.schema import Schema
 from trainer.judge import JudgeConfig, TrainedJudge, load_or_train_judge, split_features, to_tensor
 from trainer.metrics import (GROUP_CAP, JUDGE_MIN_ACCURACY, MEMORISED, STRAY_EXCESS, choose_grouping, diversity,
-                             diversity_target, fid, gaussian_blur, group_ids, judged, kid, nearest_distances,
+                             fid, gaussian_blur, group_ids, judged, kid, nearest_distances,
                              below_p1_by_chance, paired_change, stray_share, targets)
 from trainer.report import print_report, save_grid
 from trainer.samples import to_uint8
@@ -504,12 +504,13 @@ def run_score(report: dict) -> dict:
     g, held = report["generated"], data.get("n_held")
     ratios = [v["ratio"] for v in g["accuracy"].values()
               if v.get("ratio") is not None and judged(v["real"], JUDGED_AT, held=held)]
+    t = targets(_trained_on(data))
     extra = {"stray_excess": g["stray"]["excess"]} if "stray" in g else {}
     if "diversity" in g:
         extra["diversity_ratio"] = _min(g["diversity"]["ratio"], g["diversity"].get("pixel_ratio"))
-        extra["diversity_target"] = diversity_target(_trained_on(data))
+        extra["diversity_target"] = t.diversity
     return {"accuracy_ratio_min": min(ratios) if ratios else None, "accuracy_ratios": ratios,
-            "accuracy_target": targets(_trained_on(data)).accuracy, "kid": g["kid"]["mean"]} | extra
+            "accuracy_target": t.accuracy, "kid": g["kid"]["mean"]} | extra
 
 
 def _trained_on(data: dict) -> int | None:

@@ -24,7 +24,7 @@ __all__ = ["kid", "fid", "gaussian_blur", "group_ids", "choose_grouping", "diver
            "top1", "pick_top1", "paired_change", "judged", "prefer", "describe",
            "luminance", "gradient_magnitude", "high_freq_energy", "stray_pieces", "stray_share", "MIN_GROUPS",
            "GROUP_CAP", "JUDGE_MIN_ACCURACY", "JUDGE_MIN_BOUND", "KID_TIE_MARGIN", "STRAY_EXCESS", "DIVERSE",
-           "FEW_SHOT_DIVERSE", "MEMORISED", "Targets", "targets", "diversity_target", "below_p1_by_chance"]
+           "FEW_SHOT_DIVERSE", "MEMORISED", "Targets", "targets", "below_p1_by_chance"]
 
 MIN_GROUPS = 16  # diversity: fewest groups of >= 2 real held-out images a grouping must give
 GROUP_CAP = 12  # diversity: images per group (real: at most; generated: exactly)
@@ -219,7 +219,7 @@ def prefer(a, b, margin: float = KID_TIE_MARGIN) -> bool:
     real images, lower is better) and optionally `accuracy_ratios` (every judged attribute's ratio),
     `stray_excess` (the share of generated images with stray marks minus the real share) and
     `diversity_ratio` (generated/real variety within a condition, the lower of judge features and
-    pixels) with `diversity_target` (the ratio its training set asks for: `diversity_target(images)`),
+    pixels) with `diversity_target` (the ratio its training set asks for: `targets(images).diversity`),
     and `accuracy_target` (the lowest ratio it asks for: `targets(images).accuracy`); scores from
     before them lack them. The ratios are compared lowest first: the higher lowest ratio wins, and
     where the lowest are within `margin` of each other the next lowest decide, and so on (an
@@ -276,11 +276,6 @@ def targets(images: int | None) -> Targets:
     are lower, as a hundred pictures show less of each condition; those of thousands when the
     count is unknown."""
     return _TARGETS["large" if images is None else regime(images)]
-
-
-def diversity_target(images: int | None) -> float:
-    """The diversity ratio a model trained on `images` pictures must reach to count as varied (`targets`)."""
-    return targets(images).diversity
 
 
 def below_p1_by_chance(held: int) -> float:

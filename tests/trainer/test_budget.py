@@ -16,7 +16,7 @@ from tests.trainer.conftest import write_tiny_set
 from trainer.budget import POINTS, Budget, expected_kimg, lr_factor
 from trainer.checkpoint import load_run
 from trainer.defaults import FEW_SHOT
-from trainer.metrics import DIVERSE, FEW_SHOT_DIVERSE, diversity_target, judged, prefer
+from trainer.metrics import DIVERSE, FEW_SHOT_DIVERSE, judged, prefer, targets
 from trainer.train import ConfigError, make_config, training_loop
 
 TINY = dict(res=16, width=4, z_dim=8, embed_dim=4, batch=8, tick_kimg=0.04, grid_kimg=1000.0, threads=1)
@@ -130,14 +130,14 @@ def test_a_few_shot_budget_asks_for_the_few_shot_variety():
               for kid, d in [(0.041, 0.80), (0.024, 0.78), (-0.002, 0.78), (-0.013, 0.79)]]
     for images, kept in [(3000, 0), (100, 3), (None, 0)]:  # a set of thousands asks for 0.8, a hundred 0.6
         b = Budget.start(1.0, lambda: 0.0, 0.0)
+        named = {} if images is None else {"diversity_target": targets(images).diversity}
         for i, score in enumerate(scores):
-            b.record(10.0 * i, i, i, score | ({} if images is None else {"diversity_target": diversity_target(images)}),
-                     took_s=0.0)
+            b.record(10.0 * i, i, i, score | named, took_s=0.0)
         assert [s["best"] for s in b.scored].index(True) == kept
 
 
 def test_the_variety_a_set_asks_for_follows_its_size():
-    assert [diversity_target(n) for n in (8, FEW_SHOT - 1, FEW_SHOT, 12_000, None)] == [
+    assert [targets(n).diversity for n in (8, FEW_SHOT - 1, FEW_SHOT, 12_000, None)] == [
         FEW_SHOT_DIVERSE, FEW_SHOT_DIVERSE, DIVERSE, DIVERSE, DIVERSE]
     varied, samey = ({"accuracy_ratio_min": 0.9, "kid": kid, "diversity_ratio": d}
                      for kid, d in [(0.2, 0.9), (0.1, 0.7)])
