@@ -295,10 +295,13 @@ def _ranked(score) -> list[float]:
 
 
 def describe(score) -> str:
-    """A score as `prefer` reads it, for a log line or a message: the lowest judged accuracy ratio,
-    KID, and the stray-mark excess and diversity ratio (with its target) where measured."""
-    ratio = score.get("accuracy_ratio_min")
-    ratio = "- (none judged)" if ratio is None else f"{ratio:.3f}"
+    """A score as `prefer` reads it, for a log line or a message: the lowest judged accuracy ratio and
+    the diversity ratio (each with its target where the score names one), KID and the stray-mark excess."""
+    ratio, target = score.get("accuracy_ratio_min"), score.get("accuracy_target")
+    if ratio is None:
+        ratio = "- (none judged)"
+    else:
+        ratio = f"{ratio:.3f}" + ("" if target is None else f" (its set asks for {target:.1f})")
     text = f"lowest judged accuracy ratio {ratio}, KID {score['kid']:.4f}"
     if score.get("stray_excess") is not None:
         text += f", stray marks on {100 * score['stray_excess']:+.1f}% of pictures vs real"

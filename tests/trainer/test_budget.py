@@ -154,6 +154,11 @@ def test_describe_names_what_prefer_reads():
         "lowest judged accuracy ratio 0.950, KID 0.0416, stray marks on +5.8% of pictures vs real, "
         "diversity 0.88 of real")
     assert describe({"accuracy_ratio_min": None, "kid": 0.1}) == "lowest judged accuracy ratio - (none judged), KID 0.1000"
+    assert describe({"accuracy_ratio_min": 0.879, "accuracy_target": 0.9, "kid": 0.0, "diversity_ratio": 1.0,
+                     "diversity_target": 0.8}) == ("lowest judged accuracy ratio 0.879 (its set asks for 0.9), "
+                                                   "KID 0.0000, diversity 1.00 of real (its set asks for 0.8)")
+    assert describe({"accuracy_ratio_min": None, "accuracy_target": 0.6, "kid": 0.1}).startswith(
+        "lowest judged accuracy ratio - (none judged), KID")
 
 
 def test_budget_scores_at_its_points_and_at_the_end():
