@@ -297,18 +297,16 @@ def _ranked(score) -> list[float]:
 def describe(score) -> str:
     """A score as `prefer` reads it, for a log line or a message: the lowest judged accuracy ratio and
     the diversity ratio (each with its target where the score names one), KID and the stray-mark excess."""
-    ratio, target = score.get("accuracy_ratio_min"), score.get("accuracy_target")
-    if ratio is None:
-        ratio = "- (none judged)"
-    else:
-        ratio = f"{ratio:.3f}" + ("" if target is None else f" (its set asks for {target:.1f})")
+    def asks(key: str) -> str:
+        return "" if score.get(key) is None else f" (its set asks for {score[key]:.1f})"
+
+    ratio = score.get("accuracy_ratio_min")
+    ratio = "- (none judged)" if ratio is None else f"{ratio:.3f}{asks('accuracy_target')}"
     text = f"lowest judged accuracy ratio {ratio}, KID {score['kid']:.4f}"
     if score.get("stray_excess") is not None:
         text += f", stray marks on {100 * score['stray_excess']:+.1f}% of pictures vs real"
     if score.get("diversity_ratio") is not None:
-        text += f", diversity {score['diversity_ratio']:.2f} of real"
-        if score.get("diversity_target") is not None:
-            text += f" (its set asks for {score['diversity_target']:.1f})"
+        text += f", diversity {score['diversity_ratio']:.2f} of real{asks('diversity_target')}"
     return text
 
 

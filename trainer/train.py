@@ -308,14 +308,14 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
             log_tick(run_dir, writer, bar, stats, nimg)
         if tick_due and ramp_pending:  # a quarter of the images the budget is expected to see
             (rate,) = _synced(((nimg - tick_start_nimg) / max(elapsed - tick_start_elapsed, 1e-9),), world, device)
-            cfg = dataclasses.replace(cfg, cond_ramp_kimg=round(
-                expected_kimg(nimg, elapsed, rate, budget.seconds) / 4, 3))
+            expected = expected_kimg(nimg, elapsed, rate, budget.seconds)
+            cfg = dataclasses.replace(cfg, cond_ramp_kimg=round(expected / 4, 3))
             task.cfg = dataclasses.replace(task.cfg, cond_ramp_kimg=cfg.cond_ramp_kimg)  # the step reads task.cfg
             meta_base["config"], ramp_pending = dataclasses.asdict(cfg), False
             if rank == 0:
                 (run_dir / "config.json").write_text(json.dumps(meta_base["config"], indent=1))
                 log.info("conditioning ramp: %.3f kimg (a quarter of the %.1f kimg the budget is expected to see "
-                         "at %.0f img/s)", cfg.cond_ramp_kimg, 4 * cfg.cond_ramp_kimg, rate)
+                         "at %.0f img/s)", cfg.cond_ramp_kimg, expected, rate)
         if tick_due:
             tick_start_nimg, tick_start_time, sums = nimg, time.monotonic(), {}
             tick_start_elapsed = elapsed if budget is not None else 0.0
