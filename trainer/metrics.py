@@ -364,10 +364,14 @@ def stray_pieces(images: np.ndarray, drawn_at: int = DRAWN_AT, min_px: int = 2, 
         # until nothing changes; labels start as pixel numbers (exact in float32 below 2^24)
         label = torch.where(drawn, torch.arange(1, h * w + 1, dtype=torch.float32).view(h, w), 0.0)
         while True:
-            spread = torch.where(drawn, F.max_pool2d(label[:, None], 3, 1, 1)[:, 0], 0.0)
-            if torch.equal(spread, label):
+            spread = torch.where(drawn, F.max_pool2d(label[:, None], 3, 1, 1)[:, 0], 0.0).flatten(1)
+            # pointer jumping: a label names a pixel of the same piece whose label is at least as large,
+            # so taking that one's label is also a step towards the piece's largest, across the piece
+            # in few rounds rather than one pixel per round along a long stroke
+            spread = torch.where(drawn.flatten(1), spread.gather(1, (spread.long() - 1).clamp(min=0)), 0.0)
+            if torch.equal(spread.view_as(label), label):
                 break
-            label = spread
+            label = spread.view_as(label)
         ids = (label.long().flatten(1) + torch.arange(n)[:, None] * (h * w + 1)).flatten()
         sizes = torch.bincount(ids, minlength=n * (h * w + 1)).view(n, -1)
         sizes[:, 0] = 0  # not drawn

@@ -22,7 +22,7 @@ def _by_flag(choices):
     return {c.flag: c for c in choices}
 
 
-def test_thousands_of_images_get_the_measured_recipe_without_colour_jitter_on_a_colour():
+def test_thousands_of_images_get_the_folder_defaults_without_colour_jitter_on_a_colour():
     values, choices = choose("gan", _stats(12_000), {})
     assert values == {"d_width": 24, "lr": RECIPE_GAN_LR, "cls_weight": 0.3, "ms_weight": 0.03, "cls_augment": "",
                       "cls_d_weight": 1.0, "augment": "translation", "cond_mix": 0.0, "cond_ramp_kimg": -1.0}

@@ -148,3 +148,15 @@ def test_stray_pieces_counts_marks_apart_from_the_character():
     cornered[24:26, 23:25] = 40  # on neither side in its row or column: it counts
     assert stray_pieces(np.stack([face, hair, specked, cornered])).tolist() == [0, 0, 2, 1]
     assert stray_pieces(np.zeros((0, 8, 8, 3), np.uint8)).shape == (0,)
+
+
+def test_stray_pieces_finds_one_piece_along_a_long_winding_stroke():
+    # a serpentine 1-pixel stroke is one piece however long its path; a speck beyond it still counts
+    img = np.full((40, 40, 3), 220, np.uint8)
+    for k, r in enumerate(range(2, 31, 4)):  # eight rows joined at alternate ends: a path of about 270 pixels
+        img[r, 2:34] = 20
+        if r < 30:
+            img[r + 1:r + 4, 33 if k % 2 == 0 else 2] = 20
+    specked = img.copy()
+    specked[36, 16:18] = 20  # below the last row: beyond the character in its column
+    assert stray_pieces(np.stack([img, specked])).tolist() == [0, 1]
