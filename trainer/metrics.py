@@ -362,20 +362,21 @@ def stray_pieces(images: np.ndarray, drawn_at: int = DRAWN_AT, min_px: int = 2, 
         drawn = (x - border.median(1).values[:, None, None]).abs().amax(-1) > drawn_at  # (n, h, w)
         # label propagation: each drawn pixel takes the largest label among its drawn neighbours
         # until nothing changes; labels start as pixel numbers (exact in float32 below 2^24)
-        label = torch.where(drawn, torch.arange(1, h * w + 1, dtype=torch.float32).view(h, w), 0.0)
+        drawn = drawn.flatten(1)  # (n, h * w)
+        label = torch.where(drawn, torch.arange(1, h * w + 1, dtype=torch.float32), 0.0)
         while True:
-            spread = torch.where(drawn, F.max_pool2d(label[:, None], 3, 1, 1)[:, 0], 0.0).flatten(1)
+            spread = F.max_pool2d(label.view(n, 1, h, w), 3, 1, 1).flatten(1)
             # pointer jumping: a label names a pixel of the same piece whose label is at least as large,
             # so taking that one's label is also a step towards the piece's largest, across the piece
             # in few rounds rather than one pixel per round along a long stroke
-            spread = torch.where(drawn.flatten(1), spread.gather(1, (spread.long() - 1).clamp(min=0)), 0.0)
-            if torch.equal(spread.view_as(label), label):
+            spread = torch.where(drawn, spread.gather(1, (spread.long() - 1).clamp(min=0)), 0.0)
+            if torch.equal(spread, label):
                 break
-            label = spread.view_as(label)
-        ids = (label.long().flatten(1) + torch.arange(n)[:, None] * (h * w + 1)).flatten()
+            label = spread
+        ids = (label.long() + torch.arange(n)[:, None] * (h * w + 1)).flatten()
         sizes = torch.bincount(ids, minlength=n * (h * w + 1)).view(n, -1)
         sizes[:, 0] = 0  # not drawn
-        char = (label == sizes.argmax(1)[:, None, None]) & drawn  # the largest piece
+        char = ((label == sizes.argmax(1)[:, None]) & drawn).view(n, h, w)  # the largest piece
         between = lambda d: (char.cumsum(d) > 0) & (char.flip(d).cumsum(d).flip(d) > 0)  # noqa: E731
         beyond = ~(between(1) | between(2))
         reach = torch.bincount(ids[beyond.flatten()], minlength=n * (h * w + 1)).view(n, -1)  # pixels beyond, per piece
