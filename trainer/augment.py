@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-__all__ = ["diff_augment", "AUGMENTS", "DEFAULT_POLICY", "AUTO", "colour_scores", "choose_policy", "part_masks"]
+__all__ = ["diff_augment", "AUGMENTS", "DEFAULT_POLICY", "AUTO", "colour_scores", "choose_policy"]
 
 DEFAULT_POLICY = "color,translation,cutout"
 AUTO = "auto"  # DEFAULT_POLICY, less "color" when an attribute is colour-valued (`choose_policy`)
@@ -169,44 +169,3 @@ def choose_policy(requested: str, images: np.ndarray, labels: np.ndarray, names:
         return DEFAULT_POLICY, f"augment: {', '.join(ops)} (no attribute is colour-valued)"
     kept = [op for op in ops if op != "color"]
     return ",".join(kept), f"augment: {', '.join(kept)} (color dropped: {why})"
-
-
-def part_masks(images: np.ndarray, labels: np.ndarray, cardinalities: Sequence[int], *, sample: int = 2000,
-               seed: int = 0) -> np.ndarray:
-    """Where each attribute's values differ: uint8 images (N, H, W, 3) and their labels -> float32 (A, H, W) in
-    [0, 1]. Per pixel, the F statistic of a one-way analysis of variance between the attribute's values (the
-    spread of the values' mean pictures over the spread within a value), summed over the colour channels,
-    smoothed over 3x3 pixels; mapped to 0 at F = 1 (no more than chance) and 1 at its maximum, then widened by
-    two pixels so a part keeps its outline. A classifier that reads an image times its attribute's mask sees
-    the part, not the rest of the picture it could learn a few images by (their ears, fur or background)."""
-    rng = np.random.default_rng(seed)
-    pick = np.sort(rng.choice(len(images), min(sample, len(images)), replace=False))
-    x, y = np.asarray(images[pick], np.float64), labels[pick]
-    mean = x.mean(0)
-    masks = np.zeros((len(cardinalities), *x.shape[1:3]), np.float32)
-    for a, k in enumerate(cardinalities):
-        between, within, seen = np.zeros_like(mean), np.zeros_like(mean), 0
-        for v in range(k):
-            mine = x[y[:, a] == v]
-            if len(mine):
-                seen += 1
-                m = mine.mean(0)
-                between += len(mine) * (m - mean) ** 2
-                within += ((mine - m) ** 2).sum(0)
-        if seen < 2 or len(x) <= seen:
-            masks[a] = 1.0  # nothing to tell apart: the whole picture
-            continue
-        f = (between.sum(-1) / (seen - 1)) / (within.sum(-1) / (len(x) - seen) + 1e-6)  # (H, W)
-        f = _window(f, 3, np.mean)
-        m = np.clip((f - 1) / max(f.max() - 1, 1e-6), 0, 1)
-        m = _window(m, 5, np.max)
-        masks[a] = m / max(m.max(), 1e-6)
-    return masks
-
-
-def _window(x: np.ndarray, size: int, reduce) -> np.ndarray:
-    """`reduce` (np.mean or np.max) over each pixel's size x size neighbourhood, edges repeated."""
-    r = size // 2
-    p = np.pad(x, r, mode="edge")
-    views = [p[dy:dy + x.shape[0], dx:dx + x.shape[1]] for dy in range(size) for dx in range(size)]
-    return reduce(np.stack(views), axis=0)

@@ -143,7 +143,6 @@ class GanTask(Task):
         self.d_loss, self.g_loss = GAN_LOSSES[cfg.loss]
         self.models = {"G": self.G, "G_ema": self.G_ema, "D": self.D}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}
-        self.masks: torch.Tensor | None = None  # (A, H, W): --cls-masks, set from the data by the training loop
 
     def step(self, real: torch.Tensor, c_real: torch.Tensor, c_fake: torch.Tensor, nimg: int) -> dict[str, torch.Tensor]:
         cfg, aug = self.cfg, (lambda x: diff_augment(x, self.cfg.augment))
@@ -165,11 +164,8 @@ class GanTask(Task):
             if cfg.cls_weight:  # D learns to classify real images ...
                 # in a pass of their own where their augmentation differs from what D scores: on a few-shot set,
                 # hue turns and no cutout make it read a part's shape, not the few pictures that show it
-                if self.masks is not None:
-                    cls_real = classifier_loss(self._read_parts(real), c_real)
-                else:
-                    h_cls = self.D.trunk(diff_augment(real, cfg.cls_augment)) if cfg.cls_augment else h[:b]
-                    cls_real = classifier_loss(self.D.classify(h_cls.float()), c_real)
+                h_cls = self.D.trunk(diff_augment(real, cfg.cls_augment)) if cfg.cls_augment else h[:b]
+                cls_real = classifier_loss(self.D.classify(h_cls.float()), c_real)
                 loss_d = loss_d + (cfg.cls_d_weight or cfg.cls_weight) * w * cls_real
                 if cfg.cls_fake_weight:  # ... and that fakes show no value in particular
                     loss_d = loss_d + cfg.cls_fake_weight * w * no_value_loss(self.D.classify(h[b:].float()))
@@ -184,8 +180,7 @@ class GanTask(Task):
             h = self.D.trunk(aug(fake))
             loss_g = self.g_loss(self.D.score(h, c_fake).float())
             if cfg.cls_weight:  # ... and G to make fakes it classifies as their conditions
-                logits = self._read_parts(fake) if self.masks is not None else self.D.classify(h.float())
-                loss_g = loss_g + cfg.cls_weight * w * classifier_loss(logits, c_fake)
+                loss_g = loss_g + cfg.cls_weight * w * classifier_loss(self.D.classify(h.float()), c_fake)
             if cfg.ms_weight:
                 fake = fake.float()
                 loss_g = loss_g + cfg.ms_weight * mode_seeking_loss(fake[:half], fake[half:2 * half], z[:half],
@@ -201,14 +196,6 @@ class GanTask(Task):
                 p_ema.lerp_(p, 1 - beta)
         return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
                 "d_real": scores[:b].detach().mean(), "d_fake": scores[b:].detach().mean()}
-
-    def _read_parts(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """D's reading of each attribute in images (B, 3, H, W) times that attribute's mask (`masks`, (A, H, W)),
-        all attributes in one trunk pass of A x B images, through `cls_augment`: per attribute (B, n_a) logits."""
-        b, n = x.shape[0], self.masks.shape[0]
-        parts = (x[None] * self.masks[:, None, None].to(x.dtype)).flatten(0, 1)  # (A*B, 3, H, W), attribute-major
-        logits = self.D.classify(self.D.trunk(diff_augment(parts, self.cfg.cls_augment)).float())
-        return [lg[a * b:(a + 1) * b] for a, lg in enumerate(logits)]
 
     def prepare_sampling(self, make_batch, images: torch.Tensor) -> nn.Module:
         """Fit the EMA generator's BN statistics; returns the model that draws samples."""

@@ -67,8 +67,6 @@ class TrainConfig:
     augment: str = AUTO  # DiffAugment on every discriminator input; "" = off; auto = chosen from the data
     cls_augment: str = ""  # gan: DiffAugment of the real images D's classification term reads, in a D pass of
     # their own; "" = it reads the images D scores (one pass)
-    cls_masks: bool = False  # gan: the term reads each attribute through a mask of where its values differ
-    # (`trainer.augment.part_masks`), real images and G's fakes alike, in one pass per attribute
     cond_ramp_kimg: float = -1.0  # conditioning 0 -> 1 over this many kimg; -1 = auto (few-shot sets only)
     cond_mix: float = 0.0  # gan: share of G's conditions drawn attribute by attribute (`fake_conditions`); 0 = rows
     ema_kimg: float = 10.0  # EMA half-life of the generator weights
@@ -108,8 +106,6 @@ class TrainConfig:
                   (set(filter(None, self.cls_augment.split(","))) <= set(AUGMENTS),
                    f"--cls-augment takes a comma list of {', '.join(AUGMENTS)}, not {self.cls_augment!r}"),
                   (not self.cls_augment or (self.kind == "gan" and self.cls_weight > 0), "--cls-augment is what D's "
-                   "classification term reads: it needs a GAN and --cls-weight > 0"),
-                  (not self.cls_masks or (self.kind == "gan" and self.cls_weight > 0), "--cls-masks is how D's "
                    "classification term reads: it needs a GAN and --cls-weight > 0"),
                   (not self.cls_fake_weight or self.cls_weight > 0, "--cls-fake-weight trains the classifier of "
                    "the classification term: it needs --cls-weight > 0"),
@@ -211,13 +207,6 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
     # a pending conditioning ramp holds the conditioning at 0 until it is set
     task = make_task(dataclasses.replace(cfg, cond_ramp_kimg=math.inf) if ramp_pending else cfg,
                      ds.schema.cardinalities, device, labels)
-    if cfg.cls_masks:
-        from trainer.augment import part_masks
-
-        task.masks = torch.from_numpy(part_masks(ds.images, ds.labels, ds.schema.cardinalities)).to(device)
-        if rank == 0:
-            log.info("classification term: each attribute through its part mask (%s of the picture)", ", ".join(
-                f"{n} {m:.0%}" for n, m in zip(ds.schema.names, task.masks.mean((1, 2)).tolist())))
     transferred = None
     if cfg.init_from:  # few-shot by transfer; a resumed run reads its own checkpoint below
         from trainer.transfer import start_from
