@@ -245,8 +245,6 @@ def train_gan(
     ms_weight: float = _O(None, "--ms-weight", min=0, help="Mode-seeking weight (Mao et al. 2019), for variety "
                           "within a condition [0 = off; 0.03 with --cls-weight or under 1,000 images, 0.05 with "
                           "both]."),
-    lecam_weight: float = _O(None, "--lecam-weight", min=0, help="LeCam regulariser weight (Tseng et al. 2021), "
-                             "against D overfitting a small set [0 = off]."),
     augment: str = _AUGMENT,
     cond_ramp_kimg: float = _O(-1.0, "--cond-ramp-kimg", help="Ramp conditioning in over this many kimg; -1 = a quarter "
                                "of the run for sets under 1,000 images, else 0."),

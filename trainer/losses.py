@@ -27,12 +27,6 @@ def g_hinge(fake: torch.Tensor) -> torch.Tensor:
     return -fake.mean()
 
 
-def lecam(real: torch.Tensor, fake: torch.Tensor, ema_real: torch.Tensor, ema_fake: torch.Tensor) -> torch.Tensor:
-    """LeCam regulariser (Tseng et al. 2021): E[relu(D(x) - ema_fake)^2] + E[relu(ema_real - D(G(z)))^2], the
-    moving averages of D's mean scores on fakes and reals as anchors."""
-    return F.relu(real - ema_fake).square().mean() + F.relu(ema_real - fake).square().mean()
-
-
 def d_nonsaturating(real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
     """Goodfellow et al. 2014: -log sigmoid(D(x)) - log(1 - sigmoid(D(G(z))))."""
     return F.softplus(-real).mean() + F.softplus(fake).mean()

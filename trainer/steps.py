@@ -22,7 +22,7 @@ from torch import nn
 
 from trainer.augment import diff_augment
 from trainer.losses import (GAN_LOSSES, adaptive_weight, classifier_loss, d_hinge, g_hinge, gradient_penalty,
-                            latent_adversary_loss, lecam, mode_seeking_loss, no_value_loss, vae_loss)
+                            latent_adversary_loss, mode_seeking_loss, no_value_loss, vae_loss)
 from trainer.models.gan import Discriminator, DiscriminatorConfig, Generator, GeneratorConfig
 from trainer.models.vae import (AttributeClassifier, AttributeClassifierConfig, Encoder, EncoderConfig,
                                 LatentClassifier, LatentClassifierConfig, LatentPrior, LatentPriorConfig,
@@ -92,7 +92,6 @@ def recalibrate_bn(model: nn.Module, make_batch, batches: int = 8) -> None:
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
-LECAM_DECAY = 0.99  # of the moving averages LeCam anchors to (the paper's)
 
 
 def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
@@ -144,7 +143,6 @@ class GanTask(Task):
         self.d_loss, self.g_loss = GAN_LOSSES[cfg.loss]
         self.models = {"G": self.G, "G_ema": self.G_ema, "D": self.D}
         self.optimizers = {"G": self.opt_g, "D": self.opt_d}
-        self.ema_scores = torch.zeros(2, device=device)  # LeCam's anchors: D's mean score on reals, on fakes
 
     def step(self, real: torch.Tensor, c_real: torch.Tensor, c_fake: torch.Tensor, nimg: int) -> dict[str, torch.Tensor]:
         cfg, aug = self.cfg, (lambda x: diff_augment(x, self.cfg.augment))
@@ -163,10 +161,6 @@ class GanTask(Task):
             h = self.D.trunk(aug(torch.cat([real, fake.detach().to(real.dtype)])))
             scores = self.D.score(h, torch.cat([c_real, c_fake])).float()
             loss_d = self.d_loss(scores[:b], scores[b:])
-            if cfg.lecam_weight:
-                means = torch.stack([scores[:b].detach().mean(), scores[b:].detach().mean()])
-                self.ema_scores.lerp_(means, 1 - LECAM_DECAY)
-                loss_d = loss_d + cfg.lecam_weight * lecam(scores[:b], scores[b:], *self.ema_scores)
             if cfg.cls_weight:  # D learns to classify real images ...
                 # in a pass of their own where their augmentation differs from what D scores: on a few-shot set,
                 # hue turns and no cutout make it read a part's shape, not the few pictures that show it

@@ -64,8 +64,6 @@ class TrainConfig:
     cls_d_weight: float = 0.0  # gan: weight of D's own classification of real images; 0 = cls_weight
     cls_heads: bool = False  # gan: D classifies with linear heads on its unpooled features, not its projections
     ms_weight: float = 0.0  # gan: mode-seeking term (pairs of fakes with the same conditions); 0 = off
-    lecam_weight: float = 0.0  # gan: LeCam regulariser (Tseng et al. 2021): D's scores held near the moving
-    # averages of the other side's, against D overfitting a small set; 0 = off
     augment: str = AUTO  # DiffAugment on every discriminator input; "" = off; auto = chosen from the data
     cls_augment: str = ""  # gan: DiffAugment of the real images D's classification term reads, in a D pass of
     # their own; "" = it reads the images D scores (one pass)

@@ -10,20 +10,13 @@ import torch
 
 from trainer.augment import diff_augment, translation
 from trainer.losses import (GAN_LOSSES, d_hinge, gradient_penalty, kl_per_dim, latent_adversary_loss,
-                            lecam, mode_seeking_loss, no_value_loss, vae_loss)
+                            mode_seeking_loss, no_value_loss, vae_loss)
 from trainer.models.gan import Generator, GeneratorConfig
 
 
 def test_hinge_values():
     real, fake = torch.tensor([2.0, 0.5]), torch.tensor([-2.0, 0.0])
     assert d_hinge(real, fake).item() == pytest.approx((0 + 0.5) / 2 + (0 + 1) / 2)
-
-
-def test_lecam_pulls_only_scores_past_the_other_sides_average():
-    ema_real, ema_fake = torch.tensor(1.0), torch.tensor(-1.0)
-    assert lecam(torch.tensor([-2.0, -1.0]), torch.tensor([1.0, 3.0]), ema_real, ema_fake).item() == 0
-    real, fake = torch.tensor([1.0, -3.0]), torch.tensor([0.0, 2.0])
-    assert lecam(real, fake, ema_real, ema_fake).item() == pytest.approx((2 ** 2 + 0) / 2 + (1 ** 2 + 0) / 2)
 
 
 @pytest.mark.parametrize("name", list(GAN_LOSSES))
