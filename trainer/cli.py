@@ -241,8 +241,6 @@ def train_gan(
     cls_augment: str = _O(None, "--cls-augment", help="DiffAugment of real images D's classifier reads in its own "
                           "pass; none = those D scores [hue,color,translation under 1,000 images; translation on "
                           "colours]."),
-    cls_view_fakes: bool = _O(None, "--cls-view-fakes/--no-cls-view-fakes", help="G's classification term reads "
-                              "its fakes through --cls-augment too."),
     cls_fake_weight: float = _CLS_FAKE_WEIGHT,
     ms_weight: float = _O(None, "--ms-weight", min=0, help="Mode-seeking weight (Mao et al. 2019), for variety "
                           "within a condition [0 = off; 0.03 with --cls-weight or under 1,000 images, 0.05 with "

@@ -177,11 +177,10 @@ class GanTask(Task):
         # Generator: D frozen so its weights get no gradient.
         self.D.requires_grad_(False)
         with autocast(self.device, self.amp):
-            view = cfg.cls_weight and cfg.cls_view_fakes and cfg.cls_augment
-            h = self.D.trunk(torch.cat([aug(fake), diff_augment(fake, cfg.cls_augment)]) if view else aug(fake))
-            loss_g = self.g_loss(self.D.score(h[:b], c_fake).float())
+            h = self.D.trunk(aug(fake))
+            loss_g = self.g_loss(self.D.score(h, c_fake).float())
             if cfg.cls_weight:  # ... and G to make fakes it classifies as their conditions
-                loss_g = loss_g + cfg.cls_weight * w * classifier_loss(self.D.classify(h[-b:].float()), c_fake)
+                loss_g = loss_g + cfg.cls_weight * w * classifier_loss(self.D.classify(h.float()), c_fake)
             if cfg.ms_weight:
                 fake = fake.float()
                 loss_g = loss_g + cfg.ms_weight * mode_seeking_loss(fake[:half], fake[half:2 * half], z[:half],

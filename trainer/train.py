@@ -67,8 +67,6 @@ class TrainConfig:
     augment: str = AUTO  # DiffAugment on every discriminator input; "" = off; auto = chosen from the data
     cls_augment: str = ""  # gan: DiffAugment of the real images D's classification term reads, in a D pass of
     # their own; "" = it reads the images D scores (one pass)
-    cls_view_fakes: bool = False  # gan: G's classification term also reads its fakes through cls_augment (one more
-    # D pass), so that a part cutout hides is never asked for
     cond_ramp_kimg: float = -1.0  # conditioning 0 -> 1 over this many kimg; -1 = auto (few-shot sets only)
     cond_mix: float = 0.0  # gan: share of G's conditions drawn attribute by attribute (`fake_conditions`); 0 = rows
     ema_kimg: float = 10.0  # EMA half-life of the generator weights
