@@ -377,11 +377,15 @@ def stray_pieces(images: np.ndarray, drawn_at: int = DRAWN_AT, min_px: int = 2, 
         sizes = torch.bincount(ids, minlength=n * (h * w + 1)).view(n, -1)
         sizes[:, 0] = 0  # not drawn
         char = ((label == sizes.argmax(1)[:, None]) & drawn).view(n, h, w)  # the largest piece
-        between = lambda d: (char.cumsum(d) > 0) & (char.flip(d).cumsum(d).flip(d) > 0)  # noqa: E731
-        beyond = ~(between(1) | between(2))
+        beyond = ~(_between(char, 1) | _between(char, 2))
         reach = torch.bincount(ids[beyond.flatten()], minlength=n * (h * w + 1)).view(n, -1)  # pixels beyond, per piece
         out.append(((sizes >= min_px) & (reach > 0)).sum(1).numpy())
     return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def _between(mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """Where `mask` has a pixel at or before, and at or after, each position along `dim`."""
+    return (mask.cumsum(dim) > 0) & (mask.flip(dim).cumsum(dim).flip(dim) > 0)
 
 
 def stray_share(images: np.ndarray) -> float:
