@@ -84,6 +84,25 @@ def test_up_kernel_is_nearest_upsample_then_conv():
         torch.testing.assert_close(got, want, atol=1e-3, rtol=1e-4)
 
 
+def test_generator_computes_in_the_layout_of_its_weights():
+    """With channels_last weights (as `make_task` lays them out) the up kernel built from each 3x3 weight is
+    channels_last too, so every block's output is, and no conv reorders G's activations; plain weights stay plain.
+    Both draw the same images."""
+    torch.manual_seed(0)
+    G = Generator(GeneratorConfig((3, 4), res=32, width=8))
+    seen = []
+    for block in G.blocks:
+        block.register_forward_hook(lambda m, i, out: seen.append(out.is_contiguous(memory_format=torch.channels_last)))
+    z, c = torch.randn(2, 128), torch.tensor([[0, 1], [2, 3]])
+    plain = G(z, c)
+    assert seen == [False] * len(G.blocks)
+    seen.clear()
+    G.to(memory_format=torch.channels_last)
+    out = G(z, c)
+    assert seen == [True] * len(G.blocks) and out.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out, plain, atol=1e-5, rtol=1e-5)
+
+
 def test_latent_prior_fits_the_codes_and_whitens_them():
     torch.manual_seed(0)
     prior = LatentPrior(LatentPriorConfig(z_dim=4))

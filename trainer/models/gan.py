@@ -111,9 +111,13 @@ def up_kernel(w: torch.Tensor) -> torch.Tensor:
     """A 3x3 conv weight (Cout, Cin, 3, 3) -> the (Cin, Cout, 4, 4) weight of the stride-2 transposed
     conv (padding 1) that computes nearest 2x upsample followed by that conv: each output pixel of
     the 2x grid sees a 2x2 window of the input, weighted by sums of the 3x3 taps. Differentiable."""
-    w = torch.stack([sum(w[:, :, t] for t in taps) for taps in UP_TAPS], dim=2)  # (Cout, Cin, 4, 3)
-    w = torch.stack([sum(w[..., t] for t in taps) for taps in UP_TAPS], dim=3)  # (Cout, Cin, 4, 4)
-    return w.transpose(0, 1)
+    k = torch.stack([sum(w[:, :, t] for t in taps) for taps in UP_TAPS], dim=2)  # (Cout, Cin, 4, 3)
+    k = torch.stack([sum(k[..., t] for t in taps) for taps in UP_TAPS], dim=3).transpose(0, 1)  # (Cin, Cout, 4, 4)
+    if not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last):
+        # the layout of the 3x3 weight (channels_last in training, `trainer.steps.make_task`): with a plain kernel
+        # G's activations stay plain and are reordered at every conv whose weight is channels_last (to_rgb, D's)
+        k = k.contiguous(memory_format=torch.channels_last)
+    return k
 
 
 class UpBlock(nn.Module):
