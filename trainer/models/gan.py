@@ -115,7 +115,7 @@ def up_kernel(w: torch.Tensor) -> torch.Tensor:
     k = torch.stack([sum(k[..., t] for t in taps) for taps in UP_TAPS], dim=3).transpose(0, 1)  # (Cin, Cout, 4, 4)
     if not w.is_contiguous() and w.is_contiguous(memory_format=torch.channels_last):
         # the layout of the 3x3 weight (channels_last in training, `trainer.steps.make_task`): with a plain kernel
-        # G's activations stay plain and are reordered at every conv whose weight is channels_last (to_rgb, D's)
+        # G's activations stay plain, and to_rgb, whose weight is channels_last, reorders them in every pass
         k = k.contiguous(memory_format=torch.channels_last)
     return k
 
