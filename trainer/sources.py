@@ -107,7 +107,8 @@ def run_source(run_dir: Path, run, data: str | None, batch: int) -> Source:
     return Source(run_dir.name, run.kind, Schema.from_dict(meta["schema"]), int(meta["res"]), int(meta["z_dim"]),
                    spec, recorded_fp, lambda z, c: decode(generator, z, c, batch),
                    None if d is None else (lambda x, c: torch_score(d, x, c, batch)),
-                   {"step": meta.get("step"), "kimg": meta.get("kimg")}, vae, prior,
+                   {"step": meta.get("step"), "kimg": meta.get("kimg"), "precisions": meta.get("precisions")},
+                   vae, prior,
                    trained_on=None if own is None or Path(own).resolve() == Path(spec).resolve() else own)
 
 

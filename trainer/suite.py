@@ -4,7 +4,8 @@ For each labelled set of the suite it trains a GAN and a VAE with the command th
 an admin, `moe train gan|vae --data DIR --minutes M` and nothing else, evaluates each run with
 `moe train eval`, and writes one report (`suite.json`, `suite.md`): per set and model every
 attribute's accuracy ratio (or "not judged"), KID and FID beside the real floor and the
-blurred reference, diversity, memorisation and the kimg reached, GAN and VAE side by side.
+blurred reference, diversity, memorisation and the kimg reached (in which step precision), GAN and
+VAE side by side.
 
 The sets are split once, here: defaults may be tuned on the `TUNING` sets, and the `HELD_OUT`
 sets are for reporting only (nobody looks at them while choosing a default). `lorelei` is an
@@ -244,7 +245,7 @@ def _model(job: Job) -> dict:
         attrs[name] = {"real": a["real"], "generated": a["generated"], "judged": a.get("judged", True),
                        "ratio": a["ratio"] if a.get("judged", True) else None}
     return {
-        "run": str(job.run), "kimg": r.get("kimg"),
+        "run": str(job.run), "kimg": r.get("kimg"), "precisions": r.get("precisions"),
         "attributes": attrs, "accuracy_ratio_min": s.get("accuracy_ratio_min"),
         "worst_attribute": s.get("worst_attribute"),
         "kid": g["kid"]["mean"], "kid_std": g["kid"]["std"], "kid_floor": ref["floor"]["kid"]["mean"],
@@ -273,6 +274,11 @@ def summarise(jobs: Sequence[Job], skipped: dict, **header) -> dict:
 
 def _f(v, fmt: str = "{:.3f}") -> str:
     return "—" if v is None else fmt.format(v)
+
+
+def _kimg(m: dict) -> str:
+    """kimg and the step's precision (fp32 on a CPU without bf16 instructions sees fewer images per minute)."""
+    return _f(m["kimg"], "{:.1f}") + (f" ({'+'.join(m['precisions'])})" if m.get("precisions") else "")
 
 
 def _missed(targets: dict | None) -> list[str] | None:
@@ -317,7 +323,7 @@ def render_markdown(s: dict) -> str:
             if "error" in m:
                 lines.append(f"| {name} | {e['role']} | {kind} | — | {m['error']} | — | — | — | — |")
                 continue
-            lines.append(f"| {name} | {e['role']} | {kind} | {_f(m['kimg'], '{:.1f}')} | "
+            lines.append(f"| {name} | {e['role']} | {kind} | {_kimg(m)} | "
                          f"{_f(m['accuracy_ratio_min'])} ({m['worst_attribute'] or 'none judged'}) | "
                          f"{_f(m['kid_vs_blur'])} | {_f(m['diversity'])} | {_f(m['frac_below_held_p1'], '{:.1%}')} | "
                          f"{_missed_cell(_missed(m.get('targets')))} |")
@@ -338,7 +344,7 @@ def render_markdown(s: dict) -> str:
         def row(label: str, cell: Callable[[dict], str]) -> None:
             lines.append(f"| {label} | " + " | ".join(cell(m) for m in models.values()) + " |")
 
-        row("kimg", lambda m: _f(m["kimg"], "{:.1f}"))
+        row("kimg (step precision)", _kimg)
         first = next(iter(models.values()))
         for attr in first["attributes"]:
             a = first["attributes"][attr]

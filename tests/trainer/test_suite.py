@@ -165,6 +165,7 @@ def test_the_report_renders_gan_and_vae_side_by_side_with_unjudged_attributes():
     gan = copy.deepcopy(gan)
     gan["generated"]["accuracy"]["eyes"] |= {"judged": False, "ratio": None}
     gan["summary"]["stray_excess"] = 0.25  # the VAE's report predates the measure
+    gan["precisions"] = ["fp32"]  # ... and the step's precision
     gan["summary"]["targets"] |= {"diversity_ratio>=0.7": False, "stray_excess<=0.05": False}
     s = summarise([_job("critters", "gan", gan), _job("critters", "vae", vae), _job("faces", "gan", None, "boom")],
                   {"lorelei": "absent here"}, minutes=45, res=64, extra=[], seconds=1.0)
@@ -178,6 +179,7 @@ def test_the_report_renders_gan_and_vae_side_by_side_with_unjudged_attributes():
     eyes_row = next(line for line in md.splitlines() if line.startswith("| eyes"))
     assert f"{vae['generated']['accuracy']['eyes']['ratio']:.3f}" in eyes_row
     assert "| stray marks, share of pictures more than real | +25.0% | — |" in md
+    assert f"| kimg (step precision) | {gan['kimg']:.1f} (fp32) | {vae['kimg']:.1f} |" in md
     headline = {tuple(line.split(" | ")[:3]): line for line in md.splitlines() if line.startswith("| critters")}
     assert headline[("| critters", "held-out", "gan")].endswith(" | `diversity_ratio>=0.7`, `stray_excess<=0.05` |")
     assert headline[("| critters", "held-out", "vae")].endswith(" | none |")

@@ -171,6 +171,18 @@ def test_resume_is_bit_for_bit(tiny_set, tmp_path, kind, precision):
     assert len((resumed / "stats.jsonl").read_text().splitlines()) == 4
 
 
+def test_a_run_records_the_precisions_its_step_ran_in_and_eval_reports_them(tiny_set, tmp_path):
+    from trainer.sources import run_source
+
+    first = training_loop(_cfg("gan", tiny_set, tmp_path, kimg=0.032, precision="fp32"), progress=False)
+    assert load_run(first).meta["precisions"] == ["fp32"]
+    cfg = json.loads((first / "config.json").read_text())
+    resumed = training_loop(make_config(**{**cfg, "kimg": 0.064, "precision": "bf16"}), resume=first, progress=False)
+    run = load_run(resumed)  # another machine: its kimg came in two precisions
+    assert run.meta["kimg"] == 0.064 and run.meta["precisions"] == ["fp32", "bf16"]
+    assert run_source(resumed, run, str(tiny_set), 8).header["precisions"] == ["fp32", "bf16"]
+
+
 def test_fake_conditions_are_rows_or_drawn_attribute_by_attribute():
     labels = torch.arange(4)[:, None].repeat(1, 3)  # row r is (r, r, r): a row's values are always equal
     torch.manual_seed(0)
