@@ -233,9 +233,6 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
             for t in [*m.parameters(), *m.buffers()]:
                 dist.broadcast(t.data, 0)
         torch.manual_seed(cfg.seed * 1000 + rank + step)  # different data and noise per process
-    # the step's precision, and those of the sessions before a resume: a time budget's kimg depends on them
-    precision = "fp32" if task.amp is None else "bf16"
-    precisions = list(dict.fromkeys([*(meta.get("precisions", []) if resume is not None else []), precision]))
     if rank == 0:
         (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
         if transferred is not None and resume is None:
@@ -245,11 +242,13 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
                  "fp32" if task.amp is None else "bf16 autocast", len(ds), ds.name,
                  dict(zip(ds.schema.names, ds.schema.cardinalities)))
     grid = make_grid_spec(ds.schema, labels, cfg.z_dim)
+    # the step's precisions in order of first use, over a resumed run's sessions too: a budget's kimg depends on them
+    precisions = [*(meta.get("precisions", []) if resume is not None else []), "fp32" if task.amp is None else "bf16"]
     meta_base = {"schema": ds.schema.to_dict(), "res": cfg.res, "z_dim": cfg.z_dim, "data_spec": cfg.data,
                  "data": {"name": ds.name, "license": ds.license, "attribution": ds.attribution,
                           "fingerprint": ds.fingerprint},
                  "config": dataclasses.asdict(cfg),
-                 "precisions": precisions}
+                 "precisions": list(dict.fromkeys(precisions))}
     writer = tensorboard(run_dir) if rank == 0 else None
     budget = Budget.start(cfg.minutes, clock, began, budget_state) if cfg.minutes > 0 else None
     if budget is None:
