@@ -52,7 +52,8 @@ def print_report(r: dict, console=None) -> None:
         return
     g, ref, s = r["generated"], r["reference"], r["summary"]
     src = "EMA generator" if r["kind"] == "gan" else "decoder, z ~ N(0, I)"
-    what = f"pack {r['content_hash']}" if "pack" in r else f"kimg {r['kimg']}"
+    what = f"pack {r['content_hash']}" if "pack" in r else f"kimg {r['kimg']}" + (
+        f" in {'+'.join(r['precisions'])}" if r.get("precisions") else "")  # older runs do not record it
     console.print(f"[bold]{r['run']}[/] ({r['kind']}, {r['res']}px, {what}) on {r['data']['name']}: "
                   f"{g['n']} samples from the {src}; judge trained on {r['judge']['n_fit']} images, "
                   f"held-out {r['data']['n_held']}")

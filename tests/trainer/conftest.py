@@ -64,7 +64,8 @@ def tiny_run(run_dir, kind: str, data_dir, broken: bool = False) -> None:
     g = Generator(GeneratorConfig(cardinalities=card, res=16, z_dim=8, width=8, embed_dim=4, w_dim=16))
     models = ({"G_ema": g, "D": Discriminator(DiscriminatorConfig(cardinalities=card, res=16, width=8))}
               if kind == "gan" else {"encoder": Encoder(EncoderConfig(res=16, z_dim=8, width=8)), "decoder": g})
-    meta = {"schema": ds.schema.to_dict(), "res": 16, "z_dim": 8, "step": 3, "kimg": 0.1, "data_spec": ds.spec,
+    meta = {"schema": ds.schema.to_dict(), "res": 16, "z_dim": 8, "step": 3, "kimg": 0.1, "precisions": ["fp32"],
+            "data_spec": ds.spec,
             "data": {"name": ds.name, "fingerprint": ds.fingerprint, "license": "", "attribution": ""}}  # as train.py
     if broken:
         torch.nn.init.constant_(g.to_rgb.bias, float("nan"))

@@ -224,7 +224,9 @@ def test_a_run_on_part_of_a_folder_is_judged_with_the_whole_folder(tmp_path, toy
     assert trained["rows"] == len(picked) and trained["n"] == 16 and set(trained["accuracy"]) == {"colour", "shape"}
     console = Console(record=True, width=200)
     print_report(r, console)
-    assert f"On the {len(picked)} label rows the run trained on (16 samples" in console.export_text()
+    text = console.export_text()
+    assert f"On the {len(picked)} label rows the run trained on (16 samples" in text
+    assert r["precisions"] == ["fp32"] and "(gan, 16px, kimg 0.1 in fp32)" in text  # the step's precision
     full = evaluate(run, samples=16, judge_config=cfg, write=False)
     alone = full["data"]
     assert alone["restricted_from"] is None and alone["trained_on"] is None and "trained_rows" not in full["generated"]
