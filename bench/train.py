@@ -98,7 +98,7 @@ def _time(fn, batch: int, seconds: float, warmup: int = 1) -> float:
 def run(*, seconds: float = 2.0, width: int | None = None, batch: int = 32, threads: int = 0,
         resolutions: tuple[int, ...] = (64, 128), kinds: tuple[str, ...] = ("gan", "vae")) -> dict:
     """Every kind at every resolution on random data beside the plain step."""
-    from trainer.steps import make_task
+    from trainer.steps import make_task, precision_name
     from trainer.augment import DEFAULT_POLICY
     from trainer.train import default_width, make_config
 
@@ -130,7 +130,7 @@ def run(*, seconds: float = 2.0, width: int | None = None, batch: int = 32, thre
             results[f"{kind}_{res}"] = {"img_s": round(f, 1), "baseline_img_s": round(p, 1),
                                         "speedup": round(statistics.median(a / b for a, b in zip(fast, plain)), 2),
                                         "batch": b, "kimg_per_hour": round(f * 3.6, 1),
-                                        "precision": "fp32" if task.amp is None else "bf16"}
+                                        "precision": precision_name(task.amp)}
     return {"bench": "train", "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
             "threads": torch.get_num_threads(), "width": width, "seconds_per_case": seconds,
             "note": "median of 3 interleaved rounds; CPU numbers depend on other load on the machine; baseline = the "

@@ -35,7 +35,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from trainer.data import cache_dir
-from trainer.steps import amp_dtype, autocast
+from trainer.steps import amp_dtype, autocast, precision_name
 
 __all__ = ["JudgeConfig", "Judge", "judge_res", "TrainedJudge", "split_indices", "train_judge", "load_or_train_judge",
            "split_features", "judge_cache_dir", "to_tensor"]
@@ -256,7 +256,7 @@ def train_judge(images: np.ndarray, labels: np.ndarray, cardinalities: tuple[int
     f, _ = model.embed(images[:2000])
     model.feat_scale.fill_(1 / max(float(np.sqrt((f**2).mean())), 1e-8))
     return model, {"train_seconds": round(time.perf_counter() - t0, 1), "final_loss": round(loss.item(), 4),
-                   "precision": "fp32" if amp is None else "bf16",
+                   "precision": precision_name(amp),
                    "epochs": epochs, "epochs_run": len(history) or epochs, "best_epoch": best_epoch or epochs,
                    "batch": batch, "n_val": int(len(val_idx)), "val_history": history}
 

@@ -29,7 +29,7 @@ from trainer.models.vae import (AttributeClassifier, AttributeClassifierConfig, 
                                 PatchDiscriminator, PatchDiscriminatorConfig, PriorDecoder)
 
 __all__ = ["Task", "GanTask", "VaeTask", "make_task", "sync_grads", "recalibrate_bn", "ramp", "amp_dtype",
-           "PRECISIONS"]
+           "precision_name", "PRECISIONS"]
 
 
 class Task(Protocol):
@@ -103,6 +103,11 @@ def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | No
     if precision != "auto":
         return torch.bfloat16 if precision == "bf16" else None
     return torch.bfloat16 if device.type == "cuda" or cpu_has_bf16() else None
+
+
+def precision_name(dtype: torch.dtype | None) -> str:
+    """The `--precision` name of what `amp_dtype` returned: "fp32" for None, else "bf16"."""
+    return "fp32" if dtype is None else "bf16"
 
 
 def cpu_has_bf16() -> bool:

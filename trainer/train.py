@@ -32,7 +32,7 @@ from trainer.loop import (ConfigError, Progress, TrainingDiverged, crossed, log_
                           pick_device, tensorboard, tick_stats)
 from trainer.models.gan import discriminator_blocks
 from trainer.samples import make_grid_spec, render_grid
-from trainer.steps import PRECISIONS, make_task
+from trainer.steps import PRECISIONS, make_task, precision_name
 
 __all__ = ["TrainConfig", "training_loop", "make_config", "default_width", "fake_conditions", "ConfigError",
            "TrainingDiverged"]
@@ -243,12 +243,12 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
                  dict(zip(ds.schema.names, ds.schema.cardinalities)))
     grid = make_grid_spec(ds.schema, labels, cfg.z_dim)
     # the step's precisions in order of first use, over a resumed run's sessions too: a budget's kimg depends on them
-    precisions = [*(meta.get("precisions", []) if resume is not None else []), "fp32" if task.amp is None else "bf16"]
+    before = meta.get("precisions", []) if resume is not None else []
     meta_base = {"schema": ds.schema.to_dict(), "res": cfg.res, "z_dim": cfg.z_dim, "data_spec": cfg.data,
                  "data": {"name": ds.name, "license": ds.license, "attribution": ds.attribution,
                           "fingerprint": ds.fingerprint},
                  "config": dataclasses.asdict(cfg),
-                 "precisions": list(dict.fromkeys(precisions))}
+                 "precisions": list(dict.fromkeys([*before, precision_name(task.amp)]))}
     writer = tensorboard(run_dir) if rank == 0 else None
     budget = Budget.start(cfg.minutes, clock, began, budget_state) if cfg.minutes > 0 else None
     if budget is None:
