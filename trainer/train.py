@@ -52,7 +52,7 @@ class TrainConfig:
     batch: int = 32  # total over all processes
     lr: float = 2e-4
     width: int = 32  # generator / decoder / encoder
-    d_width: int = 0  # discriminators; 0 = same as width (D is the cheap half of a GAN step: widening it costs little)
+    d_width: int = 0  # discriminators; 0 = same as width (their convolutions are most of a step's time on a CPU)
     z_dim: int = 128
     embed_dim: int = 32  # per attribute
     loss: str = "hinge"  # gan: hinge | ns | wgan-gp
