@@ -233,14 +233,14 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
             for t in [*m.parameters(), *m.buffers()]:
                 dist.broadcast(t.data, 0)
         torch.manual_seed(cfg.seed * 1000 + rank + step)  # different data and noise per process
+    precision = precision_name(task.amp)
     if rank == 0:
         (run_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=1))
         if transferred is not None and resume is None:
             (run_dir / "transfer.json").write_text(json.dumps(transferred.to_dict(), indent=1))
         (run_dir / "samples").mkdir(exist_ok=True)
         log.info("run %s on %s x%d (%s): %d images of %s, schema %s", run_dir, device, world,
-                 "fp32" if task.amp is None else "bf16 autocast", len(ds), ds.name,
-                 dict(zip(ds.schema.names, ds.schema.cardinalities)))
+                 precision, len(ds), ds.name, dict(zip(ds.schema.names, ds.schema.cardinalities)))
     grid = make_grid_spec(ds.schema, labels, cfg.z_dim)
     # the step's precisions in order of first use, over a resumed run's sessions too: a budget's kimg depends on them
     before = meta.get("precisions", []) if resume is not None else []
@@ -248,7 +248,7 @@ def _train(cfg: TrainConfig, resume: str | Path | None, progress: bool, clock: C
                  "data": {"name": ds.name, "license": ds.license, "attribution": ds.attribution,
                           "fingerprint": ds.fingerprint},
                  "config": dataclasses.asdict(cfg),
-                 "precisions": list(dict.fromkeys([*before, precision_name(task.amp)]))}
+                 "precisions": list(dict.fromkeys([*before, precision]))}
     writer = tensorboard(run_dir) if rank == 0 else None
     budget = Budget.start(cfg.minutes, clock, began, budget_state) if cfg.minutes > 0 else None
     if budget is None:
