@@ -17,7 +17,8 @@ __all__ = ["diff_augment", "AUGMENTS", "DEFAULT_POLICY", "AUTO", "colour_scores"
 
 DEFAULT_POLICY = "color,translation,cutout"
 AUTO = "auto"  # DEFAULT_POLICY, less "color" when an attribute is colour-valued (`choose_policy`)
-TONES = {"color", "hue"}  # the ops that change a picture's tones, so not what a colour-valued label describes
+# the ops that change a picture's tones, so not what a colour-valued label describes
+TONES = {"color", "brightness", "saturation", "contrast", "hue"}
 COLOUR_VALUED = 0.7  # chance-corrected accuracy of the colour-only classifier that makes an attribute colour-valued
 
 
@@ -89,7 +90,10 @@ def hue(x: torch.Tensor) -> torch.Tensor:
 
 
 AUGMENTS: dict[str, list[Callable[[torch.Tensor], torch.Tensor]]] = {
-    "color": [brightness, saturation, contrast],
+    "color": [brightness, saturation, contrast],  # DiffAugment's colour policy; each op also on its own
+    "brightness": [brightness],
+    "saturation": [saturation],
+    "contrast": [contrast],
     "hue": [hue],
     "translation": [translation],
     "cutout": [cutout],

@@ -169,8 +169,8 @@ _KIMG = _O(None, "--kimg", help="Train until this many thousand images are seen 
 _OUT = _O(Path("runs"), "--out", help="Parent folder of the run folder NNNNN-<kind>-<data>-<res>.")
 _BATCH = _O(None, "--batch", help="Batch size over all processes [32; 16 at 128 px].")
 _Z_DIM = _O(None, "--z-dim", help="Latent size [128].")
-_AUGMENT = _O(None, "--augment", help="DiffAugment policy: a comma list of color, hue, translation and cutout, or none "
-              "[color,translation,cutout; no color if an attribute is colour-valued].")
+_AUGMENT = _O(None, "--augment", help="DiffAugment ops, comma-separated: color (or brightness, saturation, "
+              "contrast), hue, translation, cutout; or none [color,translation,cutout; folders: by data].")
 _CLS_FAKE_WEIGHT = _O(None, "--cls-fake-weight", min=0, help="Weight with which the classification term's classifier "
                      "also learns generated images as such (VAE: a class of their own) [VAE: 1 with --cls-weight; 0 = "
                      "off].")

@@ -106,6 +106,19 @@ def test_diff_augment_shapes_grads_and_policy():
         diff_augment(x, "color,rotate")
 
 
+def test_colour_ops_one_by_one_are_the_colour_policy():
+    x = torch.rand(16, 3, 8, 8) * 2 - 1
+    torch.manual_seed(0)
+    whole = diff_augment(x, "color")
+    torch.manual_seed(0)
+    assert torch.equal(diff_augment(x, "brightness,saturation,contrast"), whole)  # the same draws, in order
+    moved = diff_augment(x, "brightness") - x
+    assert torch.allclose(moved, moved[:, :1, :1, :1].expand_as(x))  # one shift per picture, every channel
+    assert torch.allclose(diff_augment(x, "saturation").mean(1), x.mean(1), atol=1e-6)  # each pixel's grey kept
+    assert torch.allclose(diff_augment(x, "contrast").mean((1, 2, 3)), x.mean((1, 2, 3)), atol=1e-6)  # the mean kept
+    assert (diff_augment(x, "saturation") - x).abs().amax((1, 2, 3)).std() > 0  # drawn anew for each picture
+
+
 def test_hue_turns_each_picture_its_own_way_and_keeps_its_luma():
     from trainer.augment import _YIQ, hue
 
