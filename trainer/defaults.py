@@ -24,7 +24,8 @@ to print. Two regimes by the number of images:
   classification term keeps the recipe's.
 
 Whatever the regime, the GAN learns at twice the built-in set's rate, colour jitter is used only when no
-attribute is colour-valued (a jittered tone is no longer the labelled tone), and the classification term
+attribute is colour-valued (a jittered tone is no longer the labelled tone; where the GAN's D classifies the
+images it scores, as on thousands, it jitters brightness and contrast only), and the classification term
 only when every value has enough images (PER_VALUE on average in the attribute with the most values).
 Where an attribute has under THIN images per value, the folder shows each of its values beside few
 others, so the GAN also trains on conditions drawn attribute by attribute (`--cond-mix`), and the command
@@ -206,7 +207,8 @@ def choose(kind: str, stats: DataStats, given: Mapping[str, object],
         decide("cls_fake_weight", RECIPE_VAE_FAKE, "the classifier also learns decodes as a class of their own, so "
                "marks only it reads do not meet the term (measured on the tuning set faces, checked on the held-out "
                "critters and lorelei)")
-    decide("augment", *_augment(stats, few))
+    # D's classification term reads the very images D scores (not a pass of its own)
+    decide("augment", *_augment(stats, few, kind == "gan" and cls_on and not in_force("cls_augment")))
     if kind == "vae" and few:
         decide("latent_adv_weight", FEW_SHOT_FADER, f"ten times the usual: a code that tells {stats.images} images "
                "apart also tells their labels, and at 100 the decoder draws the attributes from it, not from the "
@@ -265,13 +267,19 @@ def _cls_augment(stats: DataStats, few: bool) -> tuple[str, str]:
                                      "unless their tones change (measured on the tuning set pets-100)")
 
 
-def _augment(stats: DataStats, few: bool) -> tuple[str, str]:
-    """The DiffAugment policy and why: colour only when no attribute is a colour, cutout only on few-shot sets."""
+def _augment(stats: DataStats, few: bool, d_classifies: bool) -> tuple[str, str]:
+    """The DiffAugment policy and why: tones jittered only when no attribute is a colour, and not their
+    saturation where D classifies the images it scores; cutout only on few-shot sets."""
     coloured = [(n, s) for n, s, c in zip(stats.names, stats.colour, stats.colour_valued) if c]
     ops = ["translation"]
     if coloured:
         why = (", ".join(f"'{n}'" for n, _ in coloured) + f" {'is' if len(coloured) == 1 else 'are'} colour-valued "
                f"(a colour-only classifier gets {', '.join(f'{s:.2f}' for _, s in coloured)}), so no colour jitter")
+    elif d_classifies:
+        ops[:0] = ["brightness", "contrast"]
+        why = ("no attribute is colour-valued, so brightness and contrast jitter; not saturation: D's classification "
+               "term reads the images D scores, and a small part set apart from its surround by its hue fades with "
+               "the saturation (measured on the tuning set pets, checked on the held-out emoji)")
     else:
         ops.insert(0, "color")
         why = "no attribute is colour-valued, so colour jitter is safe"

@@ -48,7 +48,8 @@ def test_auto_keeps_color_when_no_attribute_is_a_colour():
 
 
 @pytest.mark.parametrize("given, warned", [("color,translation", True), ("hue,translation", True),
-                                           ("translation", False), ("", False)])
+                                           ("brightness,contrast,translation", True), ("translation", False),
+                                           ("", False)])
 def test_an_explicit_policy_is_kept_with_a_warning_if_it_jitters_a_colour(given, warned):
     images, labels = _synthetic()
     policy, line = choose_policy(given, images, labels, ("fur", "side"), (4, 3))

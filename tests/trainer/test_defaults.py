@@ -33,9 +33,14 @@ def test_thousands_of_images_get_the_folder_defaults_without_colour_jitter_on_a_
     assert "--from" not in lines and not any(c.given for c in choices)
 
 
-def test_colour_jitter_is_kept_when_no_attribute_is_a_colour():
-    values, _ = choose("gan", _stats(12_000, colour_valued=(False,) * 4), {})
-    assert values["augment"] == "color,translation"
+def test_colour_jitter_is_kept_when_no_attribute_is_a_colour_a_gan_on_thousands_less_saturation():
+    values, choices = choose("gan", _stats(12_000, colour_valued=(False,) * 4), {})
+    assert values["augment"] == "brightness,contrast,translation"
+    assert "not saturation: D's classification term reads the images D scores" in _by_flag(choices)["--augment"].why
+    values, _ = choose("vae", _stats(12_000, colour_valued=(False,) * 4), {})
+    assert values["augment"] == "color,translation"  # the VAE's classifier reads images of its own, never recoloured
+    for given in ({"cls_weight": 0.0}, {"cls_augment": "translation"}):  # D classifies nothing it scores
+        assert choose("gan", _stats(12_000, colour_valued=(False,) * 4), given)[0]["augment"] == "color,translation"
 
 
 def test_few_shot_sets_get_cutout_and_start_from_scratch_without_shipped_weights():
