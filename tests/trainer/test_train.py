@@ -418,7 +418,8 @@ def test_cli_config_errors(tmp_path, tiny_set):
     r = _moe("train", "gan", "--loss", "l2", "--dry-run")
     assert r.exit_code == 2 and "--loss must be" in r.output
     r = _moe("train", "gan", "--augment", "color,rotate", "--dry-run")
-    assert r.exit_code == 2 and "--augment takes a comma list of color, brightness, saturation, contrast" in r.output
+    assert r.exit_code == 2 and ("--augment takes a comma list of color, brightness, saturation, contrast, hue, "
+                                 "translation, cutout, not 'color,rotate'") in r.output
     r = _moe("train", "gan", "--cls-augment", "hue,blur", "--dry-run")
     assert r.exit_code == 2 and "--cls-augment takes a comma list of color, brightness" in r.output
     r = _moe("train", "gan", "--cls-augment", "hue", "--dry-run")  # the built-in set: no classification term
