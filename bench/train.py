@@ -1,8 +1,8 @@
 """`moe bench train`: images per second of one training step, GAN and VAE, 64 and 128 px.
 
 Each case times the trainer's step (`trainer.steps`: one D forward on cat(real, fake), the
-fakes drawn once for both players' steps, D frozen during the G step; bf16 autocast where the
-device multiplies bf16 natively, `trainer.steps.amp_dtype`; channels_last weights, `make_task`) beside the
+fakes drawn once for both players' steps, D frozen during the G step; bf16 autocast where it
+pays on the device, `trainer.steps.amp_dtype`; channels_last weights, `make_task`) beside the
 same step written plainly (eager fp32, separate real/fake forwards, every gradient computed) as
 the baseline measured in the same run, in interleaved rounds. Random data of the right shape: the
 step's cost does not depend on the pixels. Short by design, so it can run beside other work.

@@ -12,7 +12,7 @@ comparison stays fair. It is trained on a fixed train split (seeded), with a val
 carved from that to stop on and keep the best epoch by, and cached as safetensors + JSON under
 `<cache>/judges/`, keyed by the dataset fingerprint, the resolution and the whole judge config
 (its `version` covering the code), so evaluating several runs on the same data trains it once.
-On a CPU with bf16 matrix instructions it trains under bf16 autocast, as the training step does
+Where bf16 pays on the CPU it trains under bf16 autocast, as the training step does
 (`trainer.steps.amp_dtype`), and its cache name says so: its weights differ from an fp32 judge's.
 Embedding, and so every score, runs in fp32 either way.
 """

@@ -12,6 +12,10 @@ rather than the DDP wrapper because the WGAN-GP penalty and the VAE's adaptive w
 from __future__ import annotations
 
 import copy
+import functools
+import logging
+import statistics
+import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from typing import Protocol
@@ -30,6 +34,8 @@ from trainer.models.vae import (AttributeClassifier, AttributeClassifierConfig, 
 
 __all__ = ["Task", "GanTask", "VaeTask", "make_task", "sync_grads", "recalibrate_bn", "ramp", "amp_dtype",
            "precision_name", "PRECISIONS"]
+
+log = logging.getLogger(__name__)
 
 
 class Task(Protocol):
@@ -92,17 +98,17 @@ def recalibrate_bn(model: nn.Module, make_batch, batches: int = 8) -> None:
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
+BF16_GAIN = 1.25  # how much faster bf16 convolutions must run before a CPU step gives up fp32 for them
 
 
 def amp_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """The dtype the step autocasts to, None for plain fp32. `auto`: bf16 on a GPU, and on a CPU with
-    bf16 matrix instructions (AMX or AVX512-BF16), where bf16 convolutions are much faster than fp32
-    (docs/reports/trainer-notes.md); elsewhere bf16 is emulated and slower, so fp32."""
+    """The dtype the step autocasts to, None for plain fp32. `auto`: bf16 on a GPU, and on a CPU
+    where it pays (`cpu_bf16_pays`); elsewhere fp32."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if precision != "auto":
         return torch.bfloat16 if precision == "bf16" else None
-    return torch.bfloat16 if device.type == "cuda" or cpu_has_bf16() else None
+    return torch.bfloat16 if device.type == "cuda" or cpu_bf16_pays() else None
 
 
 def precision_name(dtype: torch.dtype | None) -> str:
@@ -114,6 +120,44 @@ def cpu_has_bf16() -> bool:
     """Whether this CPU multiplies bf16 matrices natively (torch's own CPU feature checks)."""
     checks = (getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"))
     return any(check is not None and check() for check in checks)
+
+
+@functools.cache
+def cpu_bf16_pays() -> bool:
+    """Whether bf16 autocast speeds up this CPU: it multiplies bf16 natively (`cpu_has_bf16`) and a
+    convolution timed here, once per process, runs at least BF16_GAIN times as fast in bf16. Where
+    bf16 is emulated it is always slower; some CPUs have the instructions and are slower still
+    (docs/reports/trainer-notes.md#a-cpu-that-has-bf16-instructions-and-runs-them-slower)."""
+    if not cpu_has_bf16():
+        return False
+    gain = bf16_conv_speedup()
+    pays = gain >= BF16_GAIN
+    log.info("bf16 convolutions run %.2fx as fast as fp32 on this CPU: %s", gain,
+             "steps autocast to bf16" if pays else "steps stay in fp32")
+    return pays
+
+
+def bf16_conv_speedup(batch: int = 32, channels: int = 64, size: int = 16, rounds: int = 3, reps: int = 4) -> float:
+    """fp32 time / bf16-autocast time of a 3x3 convolution's forward and backward on the CPU, at the
+    thread count in force: the median of interleaved rounds (a busy machine slows both alike), after
+    a warm-up of each (oneDNN builds its kernels on first use). About a second."""
+    conv = nn.Conv2d(channels, channels, 3, padding=1).to(memory_format=torch.channels_last)
+    x = torch.randn(batch, channels, size, size).to(memory_format=torch.channels_last).requires_grad_()
+    cpu = torch.device("cpu")
+
+    def seconds(dtype: torch.dtype | None) -> float:
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            with autocast(cpu, dtype):
+                y = conv(x)
+            y.float().sum().backward()
+        return time.perf_counter() - t0
+
+    dtypes = (None, torch.bfloat16)
+    for dtype in dtypes:
+        seconds(dtype)
+    fp32, bf16 = (statistics.median(t) for t in zip(*([seconds(d) for d in dtypes] for _ in range(rounds))))
+    return fp32 / bf16
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

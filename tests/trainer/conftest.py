@@ -76,7 +76,7 @@ def tiny_run(run_dir, kind: str, data_dir, broken: bool = False) -> None:
 @pytest.fixture(autouse=True, scope="module")
 def _fp32_on_every_cpu():
     """Training steps and judges here run in fp32 whatever the CPU: `--precision auto` autocasts to bf16
-    on a CPU with bf16 matrix instructions, and the tests' thresholds hold in fp32 on every machine.
+    on a CPU where that pays (`cpu_bf16_pays`), and the tests' thresholds hold in fp32 on every machine.
     Module-scoped, so module-scoped fixtures that train see it too. Runs started as subprocesses keep
     auto; bf16 has tests of its own (precision="bf16")."""
     try:
@@ -85,5 +85,5 @@ def _fp32_on_every_cpu():
         yield
         return
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(trainer.steps, "cpu_has_bf16", lambda: False)
+        mp.setattr(trainer.steps, "cpu_bf16_pays", lambda: False)
         yield

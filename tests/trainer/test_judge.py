@@ -116,7 +116,7 @@ def test_where_the_cpu_multiplies_bf16_the_judge_trains_in_it_and_is_cached_apar
     images, labels = _bars(60, 0)
     cfg = JudgeConfig(width=4, feat_dim=8, epochs=1, min_seen=0)
     fp32 = load_or_train_judge(images, labels, (2, 3), "bars", cfg, cache_dir=tmp_path)
-    monkeypatch.setattr(trainer.steps, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(trainer.steps, "cpu_bf16_pays", lambda: True)
     bf16 = load_or_train_judge(images, labels, (2, 3), "bars", cfg, cache_dir=tmp_path)
     assert bf16.info["cached"] is False and bf16.info["precision"] == "bf16" and fp32.info["precision"] == "fp32"
     assert bf16.info["file"] == fp32.info["file"].replace(".safetensors", "-bf16.safetensors")

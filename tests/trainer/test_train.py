@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from trainer.checkpoint import load_run
-from trainer.steps import GanTask, make_task
+from trainer.steps import GanTask, cpu_bf16_pays, make_task  # the real one: conftest's fixture stands in for it
 from trainer.train import ConfigError, TrainingDiverged, fake_conditions, make_config, training_loop
 
 TINY = dict(res=16, width=4, z_dim=8, embed_dim=4, batch=8, tick_kimg=0.04, grid_kimg=1000.0, threads=1)
@@ -42,20 +43,36 @@ def test_vae_overfits_tiny_set(tiny_set, tmp_path, precision):
         torch.testing.assert_close(dec(enc(x)[0], c), dec.decoder(enc.encoder(x)[0], c), atol=1e-4, rtol=0)
 
 
-def test_the_step_autocasts_to_bf16_where_the_device_multiplies_it(monkeypatch):
+def test_the_step_autocasts_to_bf16_where_it_pays(monkeypatch):
     import trainer.steps
     from trainer.steps import amp_dtype
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert amp_dtype(cpu, "fp32") is None and amp_dtype(cuda, "fp32") is None
     assert amp_dtype(cpu, "bf16") is torch.bfloat16 and amp_dtype(cuda, "auto") is torch.bfloat16
-    for native, dtype in ((False, None), (True, torch.bfloat16)):
-        monkeypatch.setattr(trainer.steps, "cpu_has_bf16", lambda: native)
+    for pays, dtype in ((False, None), (True, torch.bfloat16)):
+        monkeypatch.setattr(trainer.steps, "cpu_bf16_pays", lambda: pays)
         assert amp_dtype(cpu, "auto") is dtype
         cfg = make_config("gan", **{**TINY, "kimg": 1.0})
         assert make_task(cfg, (2, 3), cpu, torch.zeros(4, 2, dtype=torch.long)).amp is dtype
     with pytest.raises(ValueError, match="precision"):
         amp_dtype(cpu, "fp16")
+
+
+def test_bf16_pays_only_where_the_cpu_has_it_and_times_it_faster(monkeypatch, caplog):
+    import trainer.steps
+    from trainer.steps import BF16_GAIN, bf16_conv_speedup
+
+    timed = []
+    monkeypatch.setattr(trainer.steps, "bf16_conv_speedup", lambda: timed.append(1) or gain)
+    for native, gain, pays in ((False, 3.0, False), (True, 0.6, False), (True, BF16_GAIN, True)):
+        monkeypatch.setattr(trainer.steps, "cpu_has_bf16", lambda: native)
+        with caplog.at_level("INFO", logger="trainer.steps"):
+            assert cpu_bf16_pays.__wrapped__() is pays  # the uncached function
+    assert len(timed) == 2  # emulated bf16 is not timed
+    assert "0.60x as fast as fp32 on this CPU: steps stay in fp32" in caplog.text
+    speedup = bf16_conv_speedup(batch=2, channels=4, size=8, rounds=1, reps=1)  # the real timing, tiny
+    assert math.isfinite(speedup) and speedup > 0
 
 
 def test_gan_trains_and_snapshots(tiny_set, tmp_path):
