@@ -182,8 +182,8 @@ _DRY_RUN = _O(False, "--dry-run/--no-dry-run", help="Print the resolved config a
 _SEED = _O(0, "--seed", help="Random seed of the run.")
 _THREADS = _O(0, "--threads", min=0, help=THREADS_HELP)
 _DEVICE = _O("auto", "--device", help="Device: auto, cpu or cuda.")
-_PRECISION = _O(None, "--precision", help="Step precision: auto (bf16 autocast on a GPU, or on a CPU where a timed bf16 "
-                "convolution runs faster, else fp32), fp32 or bf16.")
+_PRECISION = _O(None, "--precision", help="Step precision: auto (bf16 autocast on a GPU, or on a CPU where a timed "
+                "bf16 convolution runs faster, else fp32), fp32 or bf16.")
 _SNAPSHOT = _O(5.0, "--snapshot-minutes", help="Checkpoint at least this often, in minutes.")
 _GRID = _O(50.0, "--grid-kimg", help="Write a sample grid every this many kimg.")
 _MAX_MINUTES = _O(0.0, "--max-minutes", help="Stop cleanly (final grid and checkpoint) after this many minutes; 0 = no limit.")
